@@ -1,0 +1,68 @@
+# Every target creates or refreshes the virtualenv first, so a fresh clone needs
+# nothing but Python 3.11+, make and the package registries.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROTO_FILES := $(shell find proto -name '*.proto' | sort)
+GOOGLE_PROTOS := google/api/annotations.proto google/api/http.proto google/api/httpbody.proto \
+                 google/api/field_behavior.proto google/rpc/status.proto google/rpc/code.proto \
+                 google/rpc/error_details.proto
+
+.DEFAULT_GOAL := help
+.PHONY: help serve test check lint generate check-generate breaking bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+serve: $(STAMP) ## start the product on embedded SQLite (./var/), gRPC :50051, HTTP :5099, dev data
+	$(BIN)/orchestrator serve --dev
+
+test: $(STAMP) ## run the whole test suite (SQLite file and PostgreSQL on 127.0.0.1:5432)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff format --check, ruff check, mypy, buf lint, buf format diff
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+
+generate: $(STAMP) ## regenerate gen/ and third_party/proto from proto/ (reproducible)
+	rm -rf gen/orchestrator third_party/proto/google
+	for f in $(GOOGLE_PROTOS); do \
+	  mkdir -p third_party/proto/$$(dirname $$f); \
+	  cp $$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')/$$f third_party/proto/$$f; \
+	done
+	mkdir -p gen
+	$(BIN)/python -m grpc_tools.protoc -Iproto -Ithird_party/proto \
+	  --python_out=gen --grpc_python_out=gen \
+	  --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=gen \
+	  --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=gen \
+	  --include_imports --descriptor_set_out=gen/orchestrator/descriptor_set.binpb \
+	  $(patsubst proto/%,%,$(PROTO_FILES))
+	find gen/orchestrator -type d -exec sh -c 'touch "$$0/__init__.py"' {} \;
+	touch gen/orchestrator/py.typed
+
+check-generate: generate ## fail when gen/ or third_party/ differ from what proto/ generates
+	git add -N gen third_party
+	git diff --exit-code --stat -- gen third_party
+
+breaking: $(STAMP) ## buf breaking against main (skipped when there is no main to compare with)
+	@if git rev-parse --verify --quiet main >/dev/null && git ls-tree -r --name-only main -- proto | grep -q .; then \
+	  $(BIN)/buf breaking --against '.git#branch=main'; \
+	else echo "buf breaking: no proto/ on main yet, nothing to compare"; fi
+
+check: lint check-generate breaking ## everything CI checks before the tests
+
+bench: $(STAMP) ## run the benchmarks in bench/
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean: ## remove the virtualenv, caches and the local database
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
