@@ -1,0 +1,117 @@
+"""Process configuration: environment > config/app.yaml > defaults (DESIGN.md §4.4).
+
+One settings class for the whole server; the environment variable names are the
+contract (PORT, GRPC_PORT, ORCHESTRATOR_DATABASE_URL, ...), so each field names its
+variable explicitly instead of relying on a prefix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("config/app.yaml")
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Everything the server reads at start-up."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    host: str = Field("127.0.0.1", validation_alias=_env("HOST", "host"))
+    port: int = Field(5099, ge=0, le=65535, validation_alias=_env("PORT", "port"))
+    grpc_port: int = Field(50051, ge=0, le=65535, validation_alias=_env("GRPC_PORT", "grpc_port"))
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./var/orchestrator.db",
+        validation_alias=_env("ORCHESTRATOR_DATABASE_URL", "database_url"),
+    )
+    redis_host: str | None = Field(None, validation_alias=_env("REDIS_HOST", "redis_host"))
+    peers: str | None = Field(None, validation_alias=_env("ORCHESTRATOR_PEERS", "peers"))
+    reporting_url: str | None = Field(None, validation_alias=_env("REPORTING_URL", "reporting_url"))
+    doc_store_url: str | None = Field(None, validation_alias=_env("DOC_STORE_URL", "doc_store_url"))
+    notification_url: str | None = Field(
+        None, validation_alias=_env("NOTIFICATION_URL", "notification_url")
+    )
+    log_collector_url: str | None = Field(
+        None, validation_alias=_env("LOG_COLLECTOR_URL", "log_collector_url")
+    )
+    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL", "log_level"))
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, validation_alias=_env("SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds")
+    )
+    # Secret for continuation-token signatures. Empty means "use the one stored in
+    # the database", which every replica sharing that database agrees on.
+    page_token_secret: SecretStr = Field(
+        SecretStr(""), validation_alias=_env("ORCHESTRATOR_PAGE_TOKEN_SECRET", "page_token_secret")
+    )
+    max_request_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1, validation_alias=_env("MAX_REQUEST_BODY_BYTES")
+    )
+    # The URL clients use to reach the HTTP API (behind TLS and proxies): the token
+    # issuer, the audience, the base of the discovery documents and DPoP's `htu`.
+    public_url: str = Field(
+        "http://127.0.0.1:5099", validation_alias=_env("ORCHESTRATOR_PUBLIC_URL", "public_url")
+    )
+    # Take DPoP's `htu` scheme and host from x-forwarded-proto/-host metadata; only
+    # when the hop that sets them overwrites whatever a client sent.
+    trust_forwarded_headers: bool = Field(
+        False,
+        validation_alias=_env("ORCHESTRATOR_TRUST_FORWARDED_HEADERS", "trust_forwarded_headers"),
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("ORCHESTRATOR_CONFIG_FILE", DEFAULT_CONFIG_FILE))
+        yaml_source = _OrchestratorSection(settings_cls, yaml_file=config_file)
+        return (init_settings, env_settings, yaml_source)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration with secrets (and URL passwords) hidden."""
+        values = self.model_dump()
+        values["page_token_secret"] = "**redacted**" if self.page_token_secret else ""
+        values["database_url"] = _redact_url(self.database_url)
+        return values
+
+
+class _OrchestratorSection(YamlConfigSettingsSource):
+    """Reads config/app.yaml: top-level keys, overlaid by its `orchestrator:` section."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        section = data.pop("orchestrator", None)
+        if isinstance(section, dict):
+            data.update(section)
+        return data
+
+
+def _redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:**redacted**@{host}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,63 @@
+"""Operator audit headers: audited mutations must say why (DESIGN.md §4.1).
+
+Methods whose proto policy says `operator_audit: OPERATOR_AUDIT_REQUIRED` need a
+non-blank X-Stella-Operator-Reason and accept X-Stella-Operator-Ticket. The values
+ride on the call context; the domain writes them into the audit entry in the same
+transaction as the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import grpc
+
+from server.domain.context import current_call, reset_current_call, set_current_call
+from server.domain.errors import InvalidArgument
+from server.interceptors.base import WrappingInterceptor, invocation_value
+from server.policy import MethodPolicy
+
+REASON_HEADER = "X-Stella-Operator-Reason"
+TICKET_HEADER = "X-Stella-Operator-Ticket"
+REASON_MAX = 1024
+TICKET_MAX = 256
+
+
+def resolve_operator_headers(reason: str | None, ticket: str | None) -> tuple[str, str | None]:
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidArgument.of(
+            REASON_HEADER,
+            "header is required for this operation and must not be blank",
+            reason="OPERATOR_REASON_REQUIRED",
+        )
+    if len(reason) > REASON_MAX:
+        raise InvalidArgument.of(REASON_HEADER, f"must be at most {REASON_MAX} characters")
+    ticket = (ticket or "").strip() or None
+    if ticket is not None and len(ticket) > TICKET_MAX:
+        raise InvalidArgument.of(TICKET_HEADER, f"must be at most {TICKET_MAX} characters")
+    return reason, ticket
+
+
+class OperatorAuditInterceptor(WrappingInterceptor):
+    def __init__(self, policies: Mapping[str, MethodPolicy]) -> None:
+        super().__init__()
+        self._policies = policies
+
+    @asynccontextmanager
+    async def scope(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        policy = self._policies.get(method)
+        if policy is None or not policy.operator_audit:
+            yield
+            return
+        reason, ticket = resolve_operator_headers(
+            invocation_value(context, REASON_HEADER.lower()),
+            invocation_value(context, TICKET_HEADER.lower()),
+        )
+        call = current_call().with_(operator_reason=reason, operator_ticket=ticket)
+        token = set_current_call(call)
+        try:
+            yield
+        finally:
+            reset_current_call(token)
