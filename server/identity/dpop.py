@@ -1,0 +1,197 @@
+"""DPoP proofs (RFC 9449): proof-of-possession of a client key, on joserfc.
+
+A proof is a JWS the client signs per request with a key whose public half rides
+in the header. `DpopVerifier.verify` performs the checks of RFC 9449 §4.3:
+
+1. one well-formed compact JWS, at most `MAX_PROOF_BYTES`;
+2. `typ` is `dpop+jwt`; `alg` is an asymmetric algorithm of `DPOP_ALGORITHMS`
+   (never `none`, never HMAC);
+3. `jwk` is a public key (no private members) and the signature verifies with it;
+4. `htm` is the request's method, `htu` its URL (scheme, host and path compared
+   after RFC 3986 §6.2.2-6.2.3 normalization; query and fragment ignored);
+5. `iat` is within [now - `max_age`, now + `future_skew`];
+6. for a resource request, `ath` is base64url(SHA-256(access token));
+7. `jti` was not seen before with this key (replay cache, entries expire with the
+   `iat` window).
+
+The result's `jkt` is the key's RFC 7638 thumbprint: the token endpoint binds it
+into the token (`cnf.jkt`), the resource server compares it.
+
+The replay cache is in memory, per process. Across replicas a captured proof could
+be replayed once per replica within the `iat` window, to the same method and URL
+and (for resource calls) with the same token; a shared cache would close that.
+Server nonces (RFC 9449 §8) are not implemented.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import JWKRegistry, Key
+
+DPOP_TYPE = "dpop+jwt"
+DPOP_ALGORITHMS: tuple[str, ...] = ("ES256", "ES384", "ES512", "EdDSA", "PS256", "RS256")
+MAX_PROOF_BYTES = 8192
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class DpopError(ValueError):
+    """A proof that fails a check; the message says which (error `invalid_dpop_proof`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DpopProof:
+    jkt: str  # RFC 7638 thumbprint of the proof key
+    jti: str
+    htm: str
+    htu: str
+    iat: int
+
+
+def access_token_hash(access_token: str) -> str:
+    """The `ath` claim: base64url(SHA-256(ASCII token)), unpadded (RFC 9449 §4.2)."""
+    digest = hashlib.sha256(access_token.encode("ascii", "replace")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def normalize_url(url: str) -> tuple[str, str, str] | None:
+    """(scheme, host[:port], path) for comparing `htu`; None when not an http(s) URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    return scheme, host, parts.path or "/"
+
+
+class ReplayCache:
+    """Seen (key, jti) pairs until their proofs could no longer be accepted anyway."""
+
+    def __init__(
+        self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._max = max_entries
+        self._clock = clock
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()  # token requests verify proofs in worker threads
+
+    def first_use(self, key: str, *, expires_at: float) -> bool:
+        """Record `key`; False when it was already recorded and has not expired."""
+        now = self._clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and seen > now:
+                return False
+            if len(self._seen) >= self._max:
+                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+                if len(self._seen) >= self._max:
+                    raise DpopError("too many recent proofs; retry shortly")  # fail closed
+            self._seen[key] = expires_at
+            return True
+
+
+class DpopVerifier:
+    def __init__(
+        self,
+        *,
+        max_age: int = 60,
+        future_skew: int = 5,
+        replay: ReplayCache | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._max_age = max_age
+        self._future_skew = future_skew
+        self._clock = clock
+        self._replay = replay or ReplayCache(clock=clock)
+
+    def verify(
+        self,
+        proof: str,
+        *,
+        http_method: str,
+        http_url: str,
+        access_token: str | None = None,
+    ) -> DpopProof:
+        claims, key = _verified_parts(proof)
+        jkt = key.thumbprint()
+        if claims.get("htm") != http_method:
+            raise DpopError("htm does not match the request method")
+        htu = claims.get("htu")
+        expected = normalize_url(http_url)
+        if not isinstance(htu, str) or expected is None or normalize_url(htu) != expected:
+            raise DpopError("htu does not match the request URL")
+        iat = claims.get("iat")
+        now = self._clock()
+        if not isinstance(iat, int) or isinstance(iat, bool):
+            raise DpopError("iat must be an integer NumericDate")
+        if not now - self._max_age <= iat <= now + self._future_skew:
+            raise DpopError("iat is outside the acceptable window")
+        if access_token is not None:
+            ath = claims.get("ath")
+            if not isinstance(ath, str) or not hmac.compare_digest(
+                ath.encode(), access_token_hash(access_token).encode()
+            ):
+                raise DpopError("ath does not match the access token")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not 1 <= len(jti) <= 256:
+            raise DpopError("jti must be a string of 1 to 256 characters")
+        replay_key = hashlib.sha256(f"{jkt}\x00{jti}".encode()).hexdigest()
+        if not self._replay.first_use(replay_key, expires_at=iat + self._max_age + 1):
+            raise DpopError("proof was already used (jti replay)")
+        return DpopProof(jkt=jkt, jti=jti, htm=http_method, htu=htu, iat=iat)
+
+
+def _verified_parts(proof: str) -> tuple[Mapping[str, Any], Key]:
+    if not proof or len(proof) > MAX_PROOF_BYTES or not proof.isascii():
+        raise DpopError("proof must be one compact JWS of at most 8 KiB")
+    try:
+        obj = jws.extract_compact(proof.encode())
+        header = obj.headers()
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise DpopError("proof is not a well-formed JWS") from exc
+    if str(header.get("typ", "")).lower() != DPOP_TYPE:
+        raise DpopError("typ must be dpop+jwt")
+    alg = header.get("alg")
+    if alg not in DPOP_ALGORITHMS:
+        raise DpopError(f"alg must be one of {', '.join(DPOP_ALGORITHMS)}")
+    jwk = header.get("jwk")
+    if not isinstance(jwk, dict) or _PRIVATE_MEMBERS & set(jwk):
+        raise DpopError("jwk must be a public key")
+    try:
+        key = JWKRegistry.import_key(jwk)
+        valid = jws.validate_compact(obj, key, algorithms=[str(alg)])
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise DpopError("proof signature does not verify with its jwk") from exc
+    if not valid:
+        raise DpopError("proof signature does not verify with its jwk")
+    return _claims(obj.payload), key
+
+
+def _claims(payload: bytes | None) -> Mapping[str, Any]:
+    try:
+        claims = json.loads(payload or b"")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DpopError("proof payload is not a JSON object") from exc
+    if not isinstance(claims, dict):
+        raise DpopError("proof payload is not a JSON object")
+    return claims

@@ -1,0 +1,210 @@
+"""Access-token verification for the resource server (RFC 6750, RFC 9068 §4, RFC 9449 §7).
+
+`TokenVerifier.verify` turns an `Authorization` value (and a `DPoP` proof) into a
+`Principal`, or raises `TokenRejected` carrying the RFC 6750 error and the
+`WWW-Authenticate` challenge to send. A valid token costs no database read: keys
+come from the `KeyRing` cache, revocations and disabled clients from the
+`RevocationList`, which reloads at most every 0.5 s.
+
+Checks, in order: scheme (`Bearer` or `DPoP`, case-insensitive) and token68
+syntax, size (8 KiB), `typ` (`at+jwt`), `alg` (ES256 only: never `none`, never
+HMAC, so a public key can never be used as an HMAC secret), `kid` known,
+signature, `iss`, `aud`, `exp`/`nbf`/`iat` with a small leeway, the RFC 9068
+required claims, revocation, then DPoP binding: a token with `cnf.jkt` presented
+as `Bearer` is refused, and the `DPoP` scheme needs a valid proof for this
+method and URL whose key thumbprint is the token's `cnf.jkt` and whose `ath`
+hashes the token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwt import JWTClaimsRegistry
+
+from server.identity.dpop import DPOP_ALGORITHMS, DpopError, DpopVerifier
+from server.identity.keys import ALGORITHM, KeyRing
+from server.identity.principal import Principal, TokenRejected, principal_from_claims
+from server.identity.revocation import RevocationList
+from server.identity.urls import PublicUrls
+
+MAX_TOKEN_BYTES = 8192
+ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
+LEEWAY_SECONDS = 10
+_TOKEN68 = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+_SCHEMES = {"bearer": "Bearer", "dpop": "DPoP"}
+
+__all__ = ["DPOP_ALGORITHMS", "Principal", "TokenRejected", "TokenVerifier"]
+
+
+def parse_authorization(authorization: str | None) -> tuple[str, str]:
+    """(scheme, token) from an Authorization value; TokenRejected when absent or malformed."""
+    if authorization is None or not authorization.strip():
+        raise TokenRejected(None, "an access token is required")
+    scheme, _, token = authorization.strip().partition(" ")
+    canonical = _SCHEMES.get(scheme.lower())
+    if canonical is None:
+        raise TokenRejected("invalid_request", "the Authorization scheme must be Bearer or DPoP")
+    token = token.strip()
+    if len(token) > MAX_TOKEN_BYTES:
+        raise TokenRejected("invalid_request", "the access token exceeds 8 KiB", scheme=canonical)
+    if not token or not _TOKEN68.match(token):
+        raise TokenRejected(
+            "invalid_request", "the Authorization value is malformed", scheme=canonical
+        )
+    return canonical, token
+
+
+def unverified_kid(token: str) -> str | None:
+    """The `kid` of a compact JWS header, unverified (to pick or load the key)."""
+    try:
+        kid = jws.extract_compact(token.encode()).headers().get("kid")
+    except (JoseError, ValueError, TypeError, KeyError, UnicodeError):
+        return None
+    return kid if isinstance(kid, str) else None
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        *,
+        keys: KeyRing,
+        revocations: RevocationList,
+        dpop: DpopVerifier,
+        urls: PublicUrls,
+        leeway: int = LEEWAY_SECONDS,
+    ) -> None:
+        self._keys = keys
+        self._revocations = revocations
+        self._dpop = dpop
+        self._issuer = urls.issuer
+        self._audience = urls.audience
+        self._leeway = leeway
+
+    async def verify(
+        self,
+        authorization: str | None,
+        dpop_proof: str | None,
+        *,
+        http_method: str,
+        http_url: str,
+    ) -> Principal:
+        """The caller behind `authorization`, or TokenRejected with the challenge to send."""
+        scheme, token = parse_authorization(authorization)
+        await self.prepare(token)
+        claims = self.decode(token, scheme=scheme)
+        if self.is_revoked(claims):
+            raise TokenRejected("invalid_token", "the access token was revoked", scheme=scheme)
+        jkt = _confirmation(claims)
+        if scheme == "Bearer" and jkt is not None:
+            raise TokenRejected(
+                "invalid_token", "a DPoP-bound token must be sent with the DPoP scheme"
+            )
+        if scheme == "DPoP":
+            self._check_proof(token, jkt, dpop_proof, http_method=http_method, http_url=http_url)
+        return principal_from_claims(claims)
+
+    async def prepare(self, token: str) -> None:
+        """Load what `decode` and `is_revoked` need: the token's key, fresh revocations."""
+        kid = unverified_kid(token)
+        if kid is not None:
+            await self._keys.resolve(kid)
+        await self._revocations.refresh_if_stale()
+
+    def decode(self, token: str, *, scheme: str = "Bearer") -> dict[str, Any]:
+        """Verified, validated claims of an access token (from memory only)."""
+        if len(token) > MAX_TOKEN_BYTES or not token.isascii():
+            raise TokenRejected("invalid_token", "the access token is malformed", scheme=scheme)
+        try:
+            obj = jws.extract_compact(token.encode())
+            header = obj.headers()
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise TokenRejected(
+                "invalid_token", "the access token is not a JWT", scheme=scheme
+            ) from exc
+        if str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
+            raise TokenRejected("invalid_token", "the token is not an at+jwt", scheme=scheme)
+        if header.get("alg") != ALGORITHM:
+            raise TokenRejected("invalid_token", f"alg must be {ALGORITHM}", scheme=scheme)
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise TokenRejected("invalid_token", "unknown signing key", scheme=scheme)
+        try:
+            valid = jws.validate_compact(obj, key, algorithms=[ALGORITHM])
+            claims = json.loads(obj.payload or b"")
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise TokenRejected("invalid_token", "bad signature", scheme=scheme) from exc
+        if not valid or not isinstance(claims, dict):
+            raise TokenRejected("invalid_token", "bad signature", scheme=scheme)
+        self._validate_claims(claims, scheme=scheme)
+        return claims
+
+    def is_revoked(self, claims: Mapping[str, Any]) -> bool:
+        return self._revocations.is_revoked(str(claims["jti"])) or self._revocations.is_disabled(
+            str(claims["client_id"])
+        )
+
+    def _validate_claims(self, claims: dict[str, Any], *, scheme: str) -> None:
+        registry = JWTClaimsRegistry(
+            leeway=self._leeway,
+            iss={"essential": True, "value": self._issuer},
+            aud={"essential": True, "value": self._audience},
+            exp={"essential": True},
+            iat={"essential": True},
+            jti={"essential": True},
+            sub={"essential": True},
+            client_id={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as exc:
+            raise TokenRejected("invalid_token", _claim_problem(exc), scheme=scheme) from exc
+        try:
+            principal_from_claims(claims)
+        except (TypeError, ValueError) as exc:
+            raise TokenRejected("invalid_token", "malformed claims", scheme=scheme) from exc
+
+    def _check_proof(
+        self,
+        token: str,
+        jkt: str | None,
+        proof: str | None,
+        *,
+        http_method: str,
+        http_url: str,
+    ) -> None:
+        if jkt is None:
+            raise TokenRejected("invalid_token", "the token is not DPoP-bound", scheme="DPoP")
+        if not proof:
+            raise TokenRejected("invalid_dpop_proof", "the DPoP header is required", scheme="DPoP")
+        try:
+            checked = self._dpop.verify(
+                proof, http_method=http_method, http_url=http_url, access_token=token
+            )
+        except DpopError as exc:
+            raise TokenRejected("invalid_dpop_proof", str(exc), scheme="DPoP") from exc
+        if checked.jkt != jkt:
+            raise TokenRejected(
+                "invalid_dpop_proof", "the proof key is not the token's key", scheme="DPoP"
+            )
+
+
+def _confirmation(claims: Mapping[str, Any]) -> str | None:
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    return jkt if isinstance(jkt, str) and jkt else None
+
+
+def _claim_problem(exc: JoseError) -> str:
+    claim = getattr(exc, "claim", None)
+    if exc.error == "expired_token":
+        return "the access token expired"
+    if claim:
+        return f"invalid or missing claim {claim}"
+    return "invalid claims"
