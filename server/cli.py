@@ -1,0 +1,236 @@
+"""`orchestrator` command line: serve, migrate, tenants, clients, keys (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.bindings import BindingError
+from gateway.cors import CorsRules
+from gateway.standalone import DescriptorSetError, serve_proxy
+from server import logs
+from server.app import Application
+from server.config import load_settings
+from server.dev import DEMO_TENANT, bootstrap
+from server.domain.errors import DomainError
+from server.identity import clients
+from server.identity.keys import rotate_keys
+from server.storage.db import Database
+from server.storage.repositories.tenants import get_tenant
+from server.storage.tables import TenantRow
+
+
+async def _serve(dev: bool) -> int:
+    settings = load_settings()
+    logs.configure(settings.log_level)
+    app = Application(settings)
+    # Handlers first: a SIGTERM during start-up or the dev bootstrap still drains and exits 0.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    created = await bootstrap(app.db) if dev else None
+    if created is not None:
+        base = f"http://{settings.host}:{app.http_port}"
+        print(
+            f"dev bootstrap: tenant {DEMO_TENANT!r} with demo sources. Try:\n"
+            f"  curl -H 'X-Stella-Tenant: {DEMO_TENANT}' {base}/jobengine/sources\n"
+            f"dev client (all scopes, shown once):\n"
+            f"  client_id={created.client.client_id}\n"
+            f"  client_secret={created.client_secret}\n"
+            f"  curl -u {created.client.client_id}:{created.client_secret} "
+            f"-d grant_type=client_credentials {base}/oauth/token",
+            flush=True,
+        )
+    await stop.wait()
+    await app.stop()
+    return 0
+
+
+async def _migrate() -> int:
+    db = Database(load_settings().database_url)
+    try:
+        await db.migrate()
+    finally:
+        await db.dispose()
+    print("database is at the newest schema", flush=True)
+    return 0
+
+
+async def _create_tenant(tenant_id: str, display_name: str) -> int:
+    db = Database(load_settings().database_url)
+    try:
+        await db.migrate()
+        async with db.transaction() as session:
+            if await get_tenant(session, tenant_id) is not None:
+                print(f"tenant {tenant_id!r} already exists", file=sys.stderr)
+                return 1
+            session.add(TenantRow(tenant_id=tenant_id, display_name=display_name or tenant_id))
+    finally:
+        await db.dispose()
+    print(json.dumps({"tenant_id": tenant_id}), flush=True)
+    return 0
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    logs.configure(load_settings().log_level)
+    try:
+        return asyncio.run(
+            serve_proxy(
+                args.descriptor_set,
+                args.upstream,
+                host=args.host,
+                port=args.port,
+                cors=CorsRules.parse(args.cors_origins),
+            )
+        )
+    except (DescriptorSetError, BindingError) as exc:
+        print(f"orchestrator gateway: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _with_db(action: Callable[[Database], Awaitable[int]]) -> int:
+    """Run one command against the migrated database; domain errors exit 1."""
+    db = Database(load_settings().database_url)
+    try:
+        await db.migrate()
+        return await action(db)
+    except DomainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+
+
+def _client_json(client: clients.Client) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "display_name": client.display_name,
+        "tenant": client.tenant,
+        "tenants": list(client.tenants),
+        "scopes": list(client.scopes),
+        "permissions": list(client.permissions),
+        "require_dpop": client.require_dpop,
+        "disabled": client.disabled,
+    }
+
+
+def _print_secret(created: clients.CreatedClient, as_json: bool) -> None:
+    client_id, secret = created.client.client_id, created.client_secret
+    if as_json:
+        print(json.dumps({"client_id": client_id, "client_secret": secret}), flush=True)
+    else:
+        print(f"client_id: {client_id}\nclient_secret: {secret}\n(shown once)", flush=True)
+
+
+async def _clients(args: argparse.Namespace, db: Database) -> int:
+    if args.clients_command == "create":
+        tenants = [t.strip() for t in (args.tenants or "").split(",") if t.strip()]
+        created = await clients.create_client(
+            db,
+            scopes=args.scope,
+            tenant=args.tenant,
+            tenants=tenants,
+            permissions=args.permission,
+            require_dpop=args.require_dpop,
+            display_name=args.name,
+            client_id=args.client_id,
+        )
+        _print_secret(created, args.json)
+    elif args.clients_command == "list":
+        listed = await clients.list_clients(db)
+        if args.json:
+            print(json.dumps([_client_json(c) for c in listed]), flush=True)
+        for c in [] if args.json else listed:
+            state = "disabled" if c.disabled else "enabled"
+            tenancy = c.tenant or f"operator[{','.join(c.tenants)}]"
+            print(f"{c.client_id}\t{tenancy}\t{' '.join(c.scopes)}\t{state}", flush=True)
+    elif args.clients_command == "rotate-secret":
+        _print_secret(await clients.rotate_secret(db, client_id=args.client_id), args.json)
+    else:
+        disabled = await clients.disable_client(db, client_id=args.client_id)
+        print(json.dumps({"client_id": disabled.client_id, "disabled": True}), flush=True)
+    return 0
+
+
+async def _keys(db: Database) -> int:
+    print(json.dumps({"kid": await rotate_keys(db)}), flush=True)
+    return 0
+
+
+def _add_client_commands(commands: Any) -> None:
+    parser = commands.add_parser("clients", help="manage OAuth clients")
+    sub = parser.add_subparsers(dest="clients_command", required=True)
+    create = sub.add_parser("create", help="register a client; prints its secret once")
+    tenancy = create.add_mutually_exclusive_group(required=True)
+    tenancy.add_argument("--tenant", help="bind the client to this tenant (immutable)")
+    tenancy.add_argument("--tenants", help="operator client for these tenants (A,B; may be empty)")
+    create.add_argument("--scope", action="append", default=[], help="a scope; repeatable")
+    create.add_argument("--permission", action="append", default=[], help="repeatable")
+    create.add_argument("--require-dpop", action="store_true", help="refuse tokens without DPoP")
+    create.add_argument("--name", default="", help="display name")
+    create.add_argument("--client-id", default=None, help="choose the id (default: generated)")
+    create.add_argument("--json", action="store_true", help="print JSON")
+    listing = sub.add_parser("list", help="list clients (never secrets)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    rotate = sub.add_parser("rotate-secret", help="replace a client's secret; prints it once")
+    rotate.add_argument("client_id")
+    rotate.add_argument("--json", action="store_true", help="print JSON")
+    disable = sub.add_parser("disable", help="refuse a client and its tokens")
+    disable.add_argument("client_id")
+    keys = commands.add_parser("keys", help="manage token signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub.add_parser("rotate", help="new current key; the old one stays published")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve gRPC and HTTP (migrates on start)")
+    serve.add_argument("--dev", action="store_true", help="seed demo data on an empty database")
+    commands.add_parser("migrate", help="apply database migrations")
+    proxy = commands.add_parser(
+        "gateway", help="serve the HTTP bindings of a descriptor set in front of a gRPC server"
+    )
+    proxy.add_argument("--descriptor-set", required=True, type=Path, help="FileDescriptorSet file")
+    proxy.add_argument("--upstream", required=True, help="HOST:PORT of the gRPC server")
+    proxy.add_argument("--host", default="127.0.0.1")
+    proxy.add_argument("--port", type=int, default=8080)
+    proxy.add_argument("--cors-origins", default="", help="comma-separated allowed origins")
+    tenants = commands.add_parser("tenants", help="manage tenants")
+    tenant_commands = tenants.add_subparsers(dest="tenant_command", required=True)
+    create = tenant_commands.add_parser("create", help="create a tenant")
+    create.add_argument("tenant_id")
+    create.add_argument("--name", default="")
+    _add_client_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return asyncio.run(_serve(args.dev))
+    if args.command == "gateway":
+        return _gateway(args)
+    if args.command == "migrate":
+        return asyncio.run(_migrate())
+    if args.command == "tenants":
+        return asyncio.run(_create_tenant(args.tenant_id, args.name))
+    if args.command == "clients":
+        return asyncio.run(_with_db(lambda db: _clients(args, db)))
+    if args.command == "keys":
+        return asyncio.run(_with_db(_keys))
+    return 2
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
