@@ -1,0 +1,183 @@
+"""Weave the request message from body, path captures and query (ESP request_weaver).
+
+Order, as in grpc-gateway: the body first, then path captures (they win over the
+body), then query parameters for every field the path and body did not bind.
+PATCH without an explicit `update_mask` gets one from the body's keys (AIP-134).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+from google.rpc import code_pb2
+
+from gateway import codec, fields
+from gateway.bindings import Binding
+from gateway.errors import GatewayError, status_error
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+_FIELD_MASK = "google.protobuf.FieldMask"
+
+
+def build_request(
+    binding: Binding,
+    message: Message,
+    *,
+    captures: Mapping[tuple[str, ...], str],
+    query: Sequence[tuple[str, str]],
+    body: bytes,
+    content_type: str,
+    form: Sequence[tuple[str, str]] | None = None,
+) -> Message:
+    body_keys = _apply_body(binding, message, body, content_type, form)
+    bound = _apply_path(binding, message, captures)
+    if binding.body_all and query:
+        name = query[0][0]
+        raise status_error(
+            code_pb2.INVALID_ARGUMENT,
+            f'unexpected query parameter "{name}": this method takes the whole request in the body',
+            field_name=name,
+            reason="UNKNOWN_QUERY_PARAMETER",
+        )
+    if binding.body is not None:
+        bound.append((binding.body.name,))
+    try:
+        fields.apply_query(
+            message, query, bound=bound, allow_unknown=binding.behavior.allow_unknown_query
+        )
+    except fields.FieldError as exc:
+        raise status_error(
+            code_pb2.INVALID_ARGUMENT,
+            str(exc),
+            field_name=exc.param,
+            reason="INVALID_QUERY_PARAMETER",
+        ) from exc
+    if binding.http_method == "PATCH" and body_keys is not None:
+        _fill_update_mask(binding, message, body_keys, query)
+    return message
+
+
+def _apply_body(
+    binding: Binding,
+    message: Message,
+    body: bytes,
+    content_type: str,
+    form: Sequence[tuple[str, str]] | None,
+) -> Any:
+    if not binding.body_all and binding.body is None:
+        return None
+    target_type = (
+        binding.body.message_type if binding.body is not None else binding.method.input_type
+    )
+    if codec.is_http_body(target_type):
+        target: Any = getattr(message, binding.body.name) if binding.body is not None else message
+        target.content_type = content_type or "application/octet-stream"
+        target.data = body
+        return None
+    if form is not None:
+        _apply_form(binding, message, form)
+        return None
+    if not body.strip():
+        return None
+    decoded = codec.loads(body)
+    codec.parse_into(message, decoded, field=binding.body)
+    return decoded
+
+
+def _apply_form(binding: Binding, message: Message, form: Sequence[tuple[str, str]]) -> None:
+    """Form bodies map like query parameters, onto the body's target message."""
+    target = getattr(message, binding.body.name) if binding.body is not None else message
+    try:
+        fields.apply_query(target, form, allow_unknown=binding.behavior.allow_unknown_query)
+    except fields.FieldError as exc:
+        raise status_error(
+            code_pb2.INVALID_ARGUMENT, str(exc), field_name=exc.param, reason="INVALID_FORM_FIELD"
+        ) from exc
+
+
+def _apply_path(
+    binding: Binding, message: Message, captures: Mapping[tuple[str, ...], str]
+) -> list[tuple[str, ...]]:
+    bound: list[tuple[str, ...]] = []
+    for param in binding.path_params:
+        value = captures.get(param.path)
+        if value is None:
+            continue
+        name = ".".join(param.path)
+        _clear(message, param.fields)
+        try:
+            fields.set_field(message, param.fields, [value], param=name)
+        except fields.FieldError as exc:
+            raise status_error(
+                code_pb2.INVALID_ARGUMENT,
+                str(exc),
+                field_name=name,
+                reason="INVALID_PATH_PARAMETER",
+            ) from exc
+        bound.append(param.path)
+    return bound
+
+
+def _clear(message: Message, path: Sequence[FieldDescriptor]) -> None:
+    """A path capture replaces what the body said about the same field."""
+    target = message
+    for field in path[:-1]:
+        target = getattr(target, field.name)
+    target.ClearField(path[-1].name)
+
+
+def _fill_update_mask(
+    binding: Binding, message: Message, body: Any, query: Sequence[tuple[str, str]]
+) -> None:
+    mask_field = _mask_field(binding.method.input_type)
+    if mask_field is None or not isinstance(body, dict):
+        return
+    if any(name in (mask_field.name, mask_field.json_name) for name, _ in query):
+        return
+    mask = getattr(message, mask_field.name)
+    if mask.paths:
+        return
+    target_type = (
+        binding.body.message_type if binding.body is not None else binding.method.input_type
+    )
+    if target_type is None:
+        return
+    mask.paths.extend(_paths(target_type, body, prefix=""))
+
+
+def _mask_field(descriptor: Descriptor) -> FieldDescriptor | None:
+    field = descriptor.fields_by_name.get("update_mask")
+    if (
+        field is not None
+        and field.message_type is not None
+        and field.message_type.full_name == _FIELD_MASK
+    ):
+        return field
+    return None
+
+
+def _paths(descriptor: Descriptor, body: dict[str, Any], *, prefix: str) -> list[str]:
+    by_json = {f.json_name: f for f in descriptor.fields}
+    paths: list[str] = []
+    for key, value in body.items():
+        field = by_json.get(key) or descriptor.fields_by_name.get(key)
+        if field is None:
+            continue
+        path = f"{prefix}{field.name}"
+        nested = field.message_type
+        plain_message = (
+            nested is not None
+            and not field.is_repeated
+            and not nested.full_name.startswith("google.protobuf.")
+        )
+        if plain_message and isinstance(value, dict) and value and nested is not None:
+            paths.extend(_paths(nested, value, prefix=f"{path}."))
+        else:
+            paths.append(path)
+    return paths
+
+
+__all__ = ["FORM_TYPE", "GatewayError", "build_request"]
