@@ -1,0 +1,213 @@
+"""Call a grpc.aio server's handlers in-process: no socket, no serialization, the
+same interceptor chain.
+
+`HandlerRegistry` stands in for a server when `add_XServicer_to_server` registers
+a servicer, so it collects exactly the handlers the real server serves. Each call
+runs the real interceptors (`intercept_service`), then the handler's behaviour with
+an `InProcessContext` that records metadata and status like grpc.aio's context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import grpc
+from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
+
+from gateway.upstream import Metadata, StreamCall, UnaryResult, UpstreamError, status_from
+
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+
+
+class HandlerRegistry:
+    """Duck-types the registration half of `grpc.aio.Server`."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        for name, handler in method_handlers.items():
+            self.handlers[f"/{service_name}/{name}"] = handler
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[Any]) -> None:
+        # Every generated servicer also registers its methods by name (above).
+        return None
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    invocation_metadata: tuple[tuple[str, str], ...]
+
+
+class InProcessAbort(grpc.aio.AbortError):  # type: ignore[misc]
+    """What `context.abort` raises here, as grpc.aio raises AbortError."""
+
+
+@dataclass
+class InProcessContext:
+    """The subset of `grpc.aio.ServicerContext` that servicers and interceptors use."""
+
+    metadata: tuple[tuple[str, str], ...]
+    deadline: float | None
+    initial: tuple[tuple[str, str | bytes], ...] = ()
+    trailing: tuple[tuple[str, str | bytes], ...] = ()
+    status_code: grpc.StatusCode | None = None
+    status_details: str = ""
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
+
+    async def send_initial_metadata(self, metadata: Sequence[tuple[str, str | bytes]]) -> None:
+        self.initial = tuple(metadata)
+
+    def set_trailing_metadata(self, metadata: Sequence[tuple[str, str | bytes]]) -> None:
+        self.trailing = tuple(metadata)
+
+    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        return self.trailing
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self.status_code = code
+
+    def set_details(self, details: str) -> None:
+        self.status_details = details
+
+    def code(self) -> grpc.StatusCode | None:
+        return self.status_code
+
+    def details(self) -> str:
+        return self.status_details
+
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()
+    ) -> None:
+        self.status_code, self.status_details = code, details
+        if trailing_metadata:
+            self.trailing = tuple(trailing_metadata)
+        raise InProcessAbort()
+
+    def peer(self) -> str:
+        return "inprocess:gateway"
+
+    def time_remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - asyncio.get_running_loop().time())
+
+    def cancelled(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return False
+
+    def auth_context(self) -> dict[str, Any]:
+        return {}
+
+    def error(self) -> UpstreamError:
+        code = self.status_code.value[0] if self.status_code is not None else code_pb2.UNKNOWN
+        status = status_from(code, self.status_details, self.trailing)
+        return UpstreamError(status, headers=self.initial + self.trailing)
+
+
+class InProcessUpstream:
+    def __init__(
+        self,
+        handlers: dict[str, grpc.RpcMethodHandler],
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
+        self._handlers = handlers
+
+        async def terminal(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+            return self._handlers.get(details.method)
+
+        chain: Continuation = terminal
+        for interceptor in reversed(interceptors):
+            chain = functools.partial(interceptor.intercept_service, chain)
+        self._resolve = chain
+
+    async def _handler(
+        self, method: str, metadata: Sequence[tuple[str, str]], timeout: float | None
+    ) -> tuple[grpc.RpcMethodHandler, InProcessContext]:
+        md = tuple(metadata)
+        handler = await self._resolve(_CallDetails(method, md))
+        if handler is None:
+            raise UpstreamError(_unimplemented(method))
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        return handler, InProcessContext(metadata=md, deadline=deadline)
+
+    async def unary(
+        self,
+        method: str,
+        request: Message,
+        response_type: type[Message],
+        *,
+        metadata: Sequence[tuple[str, str]],
+        timeout: float | None,
+    ) -> UnaryResult:
+        handler, context = await self._handler(method, metadata, timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                response = await handler.unary_unary(request, context)
+        except InProcessAbort:
+            raise context.error() from None
+        except TimeoutError:
+            raise UpstreamError(_deadline(), headers=context.initial) from None
+        if context.status_code not in (None, grpc.StatusCode.OK):
+            raise context.error()
+        return UnaryResult(response=response, headers=context.initial, trailers=context.trailing)
+
+    async def stream(
+        self,
+        method: str,
+        request: Message,
+        response_type: type[Message],
+        *,
+        metadata: Sequence[tuple[str, str]],
+        timeout: float | None,
+    ) -> StreamCall:
+        handler, context = await self._handler(method, metadata, timeout)
+        iterator: AsyncIterator[Message] = handler.unary_stream(request, context)
+        first: list[Message] = []
+        try:
+            async with asyncio.timeout(timeout):
+                first.append(await anext(iterator))
+        except StopAsyncIteration:
+            pass
+        except InProcessAbort:
+            raise context.error() from None
+        except TimeoutError:
+            raise UpstreamError(_deadline(), headers=context.initial) from None
+
+        async def messages() -> AsyncIterator[Message]:
+            for item in first:
+                yield item
+            try:
+                async with asyncio.timeout(context.time_remaining()):
+                    async for item in iterator:
+                        yield item
+            except InProcessAbort:
+                raise context.error() from None
+            except TimeoutError:
+                raise UpstreamError(_deadline()) from None
+            finally:
+                await iterator.aclose()  # type: ignore[attr-defined]
+
+        return StreamCall(headers=context.initial, messages=messages())
+
+    async def close(self) -> None:
+        return None
+
+
+def _unimplemented(method: str) -> status_pb2.Status:
+    return status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message=f"method {method} is not served")
+
+
+def _deadline() -> status_pb2.Status:
+    return status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message="deadline exceeded")

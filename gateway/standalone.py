@@ -1,0 +1,104 @@
+"""Proxy mode: serve the HttpRule bindings of a FileDescriptorSet in front of any gRPC
+server, the way Envoy's transcoder is configured (`--descriptor-set`, `--upstream`).
+
+The descriptors get their own pool, so the gateway sees exactly the API in the file
+(as `protoc --include_imports --descriptor_set_out` writes it) and nothing of ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import uvicorn
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError
+from starlette.types import ASGIApp
+
+from gateway.app import Gateway, GatewayConfig
+from gateway.bindings import bindings_for
+from gateway.cors import CorsRules, with_cors
+from gateway.upstream import ChannelUpstream
+
+log = logging.getLogger("orchestrator.gateway")
+
+
+class DescriptorSetError(ValueError):
+    """The descriptor set file cannot be read or does not form a consistent pool."""
+
+
+def load_services(path: Path) -> list[ServiceDescriptor]:
+    try:
+        files = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
+    except (OSError, DecodeError) as exc:
+        raise DescriptorSetError(f"cannot read descriptor set {path}: {exc}") from exc
+    pool = descriptor_pool.DescriptorPool()
+    try:
+        for file in files.file:  # --include_imports writes dependencies first
+            pool.Add(file)
+        return [
+            service
+            for file in files.file
+            for service in pool.FindFileByName(file.name).services_by_name.values()
+        ]
+    except (TypeError, KeyError, ValueError) as exc:
+        raise DescriptorSetError(f"inconsistent descriptor set {path}: {exc}") from exc
+
+
+def build_proxy(
+    services: Sequence[ServiceDescriptor],
+    upstream: str,
+    *,
+    config: GatewayConfig | None = None,
+    cors: CorsRules | None = None,
+) -> tuple[Gateway, ASGIApp]:
+    gateway = Gateway(bindings_for(services), ChannelUpstream(upstream), config)
+    return gateway, with_cors(gateway, cors)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn minus its signal capture; `serve_proxy` owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_proxy(
+    descriptor_set: Path,
+    upstream: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    cors: CorsRules | None = None,
+) -> int:
+    services = load_services(descriptor_set)
+    gateway, app = build_proxy(services, upstream, cors=cors)
+    server = _Server(
+        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    task = asyncio.create_task(server.serve())
+    for _ in range(3000):  # uvicorn has no start-up event to await; poll for 30 s at most
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if server.started:
+        bound = server.servers[0].sockets[0].getsockname()
+        log.info(
+            "gateway on %s:%d -> %s (%d bindings)",
+            bound[0],
+            bound[1],
+            upstream,
+            len(gateway.bindings),
+        )
+    await task
+    await gateway.upstream.close()
+    return 0
