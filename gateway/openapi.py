@@ -1,0 +1,412 @@
+"""Bindings -> OpenAPI 3.1 documents: path items, operations, bodies, responses and
+security, all read from the protos (google.api.http and our options).
+
+A pure function of the same `Binding`s that route requests, build them and write
+responses, so the document cannot drift from what the gateway serves. Schemas are
+gateway/openapi_schema.py; paths and parameters gateway/openapi_params.py.
+
+Rules worth knowing:
+- Templates of one shape (`/v1/kitchens/{id}`, `/v1/kitchens/{kitchen.id}`) share one
+  path item under the first binding's names, because OpenAPI forbids `/a/{x}` beside
+  `/a/{y}`; a renamed parameter says which field it sets. Two rules that still
+  collide (`/v1/{name=a/*}` and `/v1/{name}`, both GET) keep the first and list the
+  other under the document's `x-unrepresentable`.
+- A custom HTTP method (`custom: {kind: "SEARCH"}`) has no field in a 3.1 path item;
+  it goes under `x-additionalOperations`, as OpenAPI 3.2's `additionalOperations`.
+- Error responses list what the gateway's one status table can answer for any call
+  (ERROR_STATUSES), 413/415 where a body is read, and the method's overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, Final
+
+from google.api import field_behavior_pb2
+from google.protobuf.descriptor import Descriptor, ServiceDescriptor
+
+from gateway.bindings import Binding
+from gateway.openapi_params import (
+    PathVar,
+    Policy,
+    header_parameters,
+    openapi_path,
+    path_parameter,
+    policy_of,
+    query_parameters,
+)
+from gateway.openapi_schema import (
+    ERROR_SCHEMA,
+    HTTP_BODY,
+    OAUTH_ERROR_SCHEMA,
+    Comments,
+    SchemaRegistry,
+    component_names,
+    field_behaviors,
+    reachable,
+)
+from gateway.response import strong_etag
+
+OPENAPI_VERSION: Final = "3.1.0"
+DOCUMENT_PATH: Final = "/openapi.json"
+DISCOVERY_PATH: Final = "/.well-known/openapi"
+TOKEN_URL: Final = "/oauth/token"
+TRACE_HEADER: Final = "X-Stella-Trace-Id"
+ERROR_STATUSES: Final = (400, 401, 403, 404, 409, 429, 500, 503)
+BODY_STATUSES: Final = (413, 415)  # too large; neither JSON nor (where offered) a form
+FORM_TYPE: Final = "application/x-www-form-urlencoded"
+_ERROR, _OAUTH_ERROR = "Error", "OAuthError"
+_METHODS: Final = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+_VERSION = re.compile(r"^v\d+(?:(?:alpha|beta)\d*)?$")
+_HEADERS: Final[dict[str, Any]] = {
+    TRACE_HEADER: {"description": "The call's trace id.", "schema": {"type": "string"}},
+    "Deprecation": {"required": True, "schema": {"type": "string", "const": "true"}},
+    "Link": {
+        "required": True,
+        "description": 'The same path under the successor prefix, `rel="successor-version"`.',
+        "schema": {"type": "string"},
+    },
+}
+
+
+def build_document(
+    bindings: Iterable[Binding],
+    *,
+    title: str,
+    version: str,
+    servers: Sequence[str] | None = None,
+    comments: Comments | None = None,
+) -> dict[str, Any]:
+    """One OpenAPI 3.1 document for `bindings`, the same for the same input."""
+    bindings = list(bindings)
+    roots = [t for b in bindings for t in (b.method.input_type, b.method.output_type)]
+    names = component_names(reachable(roots).values(), reserved=(_ERROR, _OAUTH_ERROR))
+    builder = _Builder(SchemaRegistry(names, comments), comments or {})
+    for binding in bindings:
+        builder.add(binding)
+    document: dict[str, Any] = {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": title, "version": version},
+    }
+    if servers:
+        document["servers"] = [{"url": url} for url in servers]
+    document["tags"] = _tags((b.service for b in bindings), comments or {})
+    document["paths"] = {path: builder.paths[path] for path in sorted(builder.paths)}
+    document["components"] = builder.components()
+    if builder.unrepresentable:
+        document["x-unrepresentable"] = builder.unrepresentable
+    return document
+
+
+def api_name(service: ServiceDescriptor) -> str:
+    """The package component before the version: `orchestrator.jobengine.v1` -> `jobengine`."""
+    parts = service.file.package.split(".") if service.file.package else []
+    versions = [i for i, part in enumerate(parts) if i > 0 and _VERSION.match(part)]
+    if versions:
+        return parts[versions[-1] - 1]
+    return parts[-1] if parts else service.name.lower()
+
+
+def documents_by_api(
+    bindings: Iterable[Binding], *, comments: Comments | None = None
+) -> dict[str, dict[str, Any]]:
+    """One document per API name (see `api_name`), in name order."""
+    groups: dict[str, list[Binding]] = {}
+    for binding in bindings:
+        groups.setdefault(api_name(binding.service), []).append(binding)
+    return {
+        name: build_document(group, title=f"{name} API", version=_version(group), comments=comments)
+        for name, group in sorted(groups.items())
+    }
+
+
+class Documents:
+    """What the gateway serves, as bytes with strong ETags, built on the first lookup."""
+
+    def __init__(self, bindings: Sequence[Binding], *, comments: Comments | None = None) -> None:
+        self._bindings = bindings
+        self._comments = comments
+        self._served: dict[str, tuple[bytes, str]] | None = None
+
+    def lookup(self, path: str) -> tuple[bytes, str] | None:
+        """(body, ETag) for a document path, None for any other path (nothing is built)."""
+        per_api = path.startswith("/openapi/") and path.endswith(".json")
+        if not per_api and path not in (DOCUMENT_PATH, DISCOVERY_PATH):
+            return None
+        if self._served is None:
+            self._served = {p: _encoded(d) for p, d in self._documents().items()}
+        return self._served.get(path)
+
+    def _documents(self) -> dict[str, Mapping[str, Any]]:
+        version = _version(self._bindings)
+        everything = build_document(
+            self._bindings, title="HTTP API", version=version, comments=self._comments
+        )
+        per_api = documents_by_api(self._bindings, comments=self._comments)
+        urls = {name: f"/openapi/{name}.json" for name in per_api}
+        apis = [{"name": name, "url": url} for name, url in urls.items()]
+        served: dict[str, Mapping[str, Any]] = {
+            DOCUMENT_PATH: everything,
+            DISCOVERY_PATH: {"openapi": DOCUMENT_PATH, "apis": apis},
+        }
+        served.update({urls[name]: document for name, document in per_api.items()})
+        return served
+
+
+def _encoded(document: Mapping[str, Any]) -> tuple[bytes, str]:
+    body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    return body, strong_etag(body)
+
+
+def _version(bindings: Iterable[Binding]) -> str:
+    found = {part for b in bindings for part in b.service.file.package.split(".")}
+    return ", ".join(sorted(p for p in found if _VERSION.match(p))) or "0"
+
+
+def _tags(services: Iterable[ServiceDescriptor], comments: Comments) -> list[dict[str, str]]:
+    tags: dict[str, dict[str, str]] = {}
+    for service in services:
+        tag = {"name": service.name}
+        if service.full_name in comments:
+            tag["description"] = comments[service.full_name]
+        tags.setdefault(service.name, tag)
+    return [tags[name] for name in sorted(tags)]
+
+
+class _Builder:
+    """Accumulates path items, and the scopes and components their operations use."""
+
+    def __init__(self, registry: SchemaRegistry, comments: Comments) -> None:
+        self.registry = registry
+        self.comments = comments
+        self.paths: dict[str, dict[str, Any]] = {}
+        self.unrepresentable: list[str] = []
+        self._shapes: dict[str, str] = {}  # `/a/{}` -> the path first seen with that shape
+        self._scopes: set[str] = set()
+        self._secured = False
+        self._responses: dict[str, Any] = {}
+        self._headers: set[str] = set()
+
+    def add(self, binding: Binding) -> None:
+        path, variables = openapi_path(binding)
+        key = self._shapes.setdefault(re.sub(r"\{[^}]*\}", "{}", path), path)
+        item = self.paths.setdefault(key, {})
+        slot = binding.http_method.lower()
+        if slot not in _METHODS:
+            item = item.setdefault("x-additionalOperations", {})
+            slot = binding.http_method
+        if slot in item:
+            rule = f"{binding.http_method} {binding.template.source}"
+            self.unrepresentable.append(f"{rule} ({binding.method.full_name})")
+            return
+        item[slot] = self._operation(binding, variables, re.findall(r"\{([^}]*)\}", key))
+
+    def components(self) -> dict[str, Any]:
+        components: dict[str, Any] = {"schemas": self.registry.components()}
+        if self._responses:
+            components["responses"] = dict(sorted(self._responses.items()))
+        if self._headers:
+            components["headers"] = {name: _HEADERS[name] for name in sorted(self._headers)}
+        if self._secured:
+            components["securitySchemes"] = _security_schemes(sorted(self._scopes))
+        return components
+
+    def _operation(
+        self, binding: Binding, variables: list[PathVar], names: list[str]
+    ) -> dict[str, Any]:
+        suffix = f"_{binding.index}" if binding.index else ""
+        operation: dict[str, Any] = {
+            "operationId": f"{binding.service.name}_{binding.method.name}{suffix}",
+            "tags": [binding.service.name],
+        }
+        policy = policy_of(binding)
+        operation.update(self._texts(binding, policy))
+        parameters = [
+            *(
+                path_parameter(variable, name, self.registry, self.comments)
+                for variable, name in zip(variables, names, strict=True)
+            ),
+            *query_parameters(binding, self.registry, self.comments),
+            *header_parameters(binding, policy),
+        ]
+        if parameters:
+            operation["parameters"] = parameters
+        body = self._request_body(binding)
+        if body is not None:
+            operation["requestBody"] = body
+        operation["responses"] = self._operation_responses(binding)
+        if binding.deprecated_successor is not None:
+            operation["deprecated"] = True
+        if policy is not None:
+            operation["security"] = self._security(policy)
+        return operation
+
+    def _texts(self, binding: Binding, policy: Policy | None) -> dict[str, str]:
+        comment = self.comments.get(binding.method.full_name, "")
+        summary = comment.split("\n\n", 1)[0].replace("\n", " ")
+        texts = {"summary": summary or binding.method.name}
+        if policy is not None and policy.permissions:
+            needs = ", ".join(f"`{p}`" for p in policy.permissions)
+            comment = f"{comment}\n\nRequires the role permission {needs}.".strip()
+        if comment:
+            texts["description"] = comment
+        return texts
+
+    def _security(self, policy: Policy) -> list[dict[str, list[str]]]:
+        """NONE -> `[]` (anonymous); otherwise a bearer or a DPoP token with the scopes."""
+        if not policy.authenticated:
+            return []
+        self._secured = True
+        self._scopes.update(policy.scopes)
+        return [{"oauth2": list(policy.scopes)}, {"dpop": list(policy.scopes)}]
+
+    def _request_body(self, binding: Binding) -> dict[str, Any] | None:
+        """`body: "*"` is the request minus its path-bound fields; `body: "f"` is field f."""
+        if binding.body_all:
+            target: Descriptor | None = binding.method.input_type
+            exclude = [p.path[0] for p in binding.path_params if len(p.path) == 1]
+            required = target is not None and _has_required(target, exclude)
+        elif binding.body is not None:
+            target = None if binding.body.is_repeated else binding.body.message_type
+            exclude = []
+            required = field_behavior_pb2.REQUIRED in field_behaviors(binding.body)
+        else:
+            return None
+        if target is not None and target.full_name == HTTP_BODY:
+            return {"required": True, "content": _binary()}
+        if binding.body is not None:
+            schema = self.registry.field(binding.body)
+        elif exclude and target is not None:
+            schema = self.registry.object_schema(target, exclude)
+        else:
+            schema = self.registry.message(binding.method.input_type)
+        content = {"application/json": {"schema": schema}}
+        if target is not None and _flat(target, exclude):
+            content[FORM_TYPE] = {"schema": schema}
+        return {"content": content, "required": True} if required else {"content": content}
+
+    def _operation_responses(self, binding: Binding) -> dict[str, Any]:
+        behavior = binding.behavior
+        headers = self._header_refs(binding)
+        if behavior.cache_control:
+            headers["Cache-Control"] = _fixed_header(behavior.cache_control)
+        if behavior.etag:
+            headers["ETag"] = _ETAG_HEADER
+        success = {
+            "description": _phrase(behavior.success_status),
+            "headers": headers,
+            "content": self._success_content(binding),
+        }
+        responses: dict[str, Any] = {str(behavior.success_status): success}
+        if behavior.etag:
+            responses["304"] = {"description": _phrase(304), "headers": headers}
+        for status in _error_statuses(binding):
+            responses[str(status)] = self._error_response(binding, status)
+        return dict(sorted(responses.items()))
+
+    def _success_content(self, binding: Binding) -> dict[str, Any]:
+        field = binding.response_body
+        output = binding.method.output_type
+        if field is not None and field.message_type is not None and not field.is_repeated:
+            output = field.message_type
+        if output.full_name == HTTP_BODY:
+            return _binary()
+        schema = self.registry.message(output) if field is None else self.registry.field(field)
+        if binding.server_streaming:  # grpc-gateway framing, see gateway/app.py
+            error = self.registry.add(_ERROR, ERROR_SCHEMA)
+            line = {"type": "object", "properties": {"result": schema, "error": error}}
+            return {
+                "application/x-ndjson": {"schema": line},
+                "text/event-stream": {"schema": {"type": "string"}},
+            }
+        return {"application/json": {"schema": schema}}
+
+    def _error_response(self, binding: Binding, status: int) -> dict[str, Any]:
+        """A shared `components/responses` entry unless the method sets error caching."""
+        oauth = binding.behavior.oauth_errors
+        name = _OAUTH_ERROR if oauth else _ERROR
+        schema = self.registry.add(name, OAUTH_ERROR_SCHEMA if oauth else ERROR_SCHEMA)
+        headers = self._header_refs(binding)
+        response = {
+            "description": _phrase(status),
+            "headers": headers,
+            "content": {"application/json": {"schema": schema}},
+        }
+        cache = binding.behavior.error_cache_control
+        if cache:
+            headers["Cache-Control"] = _fixed_header(cache)
+            return response
+        deprecated = "Deprecated" if binding.deprecated_successor is not None else ""
+        key = f"{name}{status}{deprecated}"
+        self._responses.setdefault(key, response)
+        return {"$ref": f"#/components/responses/{key}"}
+
+    def _header_refs(self, binding: Binding) -> dict[str, Any]:
+        names = [TRACE_HEADER]
+        if binding.deprecated_successor is not None:
+            names += ["Deprecation", "Link"]
+        self._headers.update(names)
+        return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+_ETAG_HEADER: Final = {
+    "required": True,
+    "description": "A strong validator of the body; send it back in If-None-Match.",
+    "schema": {"type": "string"},
+}
+
+
+def _security_schemes(scopes: Sequence[str]) -> dict[str, Any]:
+    return {
+        "dpop": {
+            "type": "http",
+            "scheme": "DPoP",
+            "description": "A DPoP-bound access token (RFC 9449) with its `DPoP` proof header.",
+        },
+        "oauth2": {
+            "type": "oauth2",
+            "flows": {
+                "clientCredentials": {
+                    "tokenUrl": TOKEN_URL,
+                    "scopes": {scope: f"The `{scope}` scope." for scope in scopes},
+                }
+            },
+        },
+    }
+
+
+def _fixed_header(value: str) -> dict[str, Any]:
+    return {"required": True, "schema": {"type": "string", "const": value}}
+
+
+def _error_statuses(binding: Binding) -> list[int]:
+    statuses = set(ERROR_STATUSES)
+    statuses.update(s for s in binding.behavior.error_status.values() if s >= 400)
+    if binding.body_all or binding.body is not None:
+        statuses.update(BODY_STATUSES)
+    return sorted(statuses)
+
+
+def _flat(message: Descriptor, exclude: Sequence[str]) -> bool:
+    """Only scalars and enums (repeated or not) left: a form body can say it all."""
+    fields = [f for f in message.fields if f.name not in exclude]
+    return bool(fields) and all(f.message_type is None for f in fields)
+
+
+def _has_required(message: Descriptor, exclude: Sequence[str]) -> bool:
+    fields = [f for f in message.fields if f.name not in exclude]
+    return any(field_behavior_pb2.REQUIRED in field_behaviors(f) for f in fields)
+
+
+def _binary() -> dict[str, Any]:
+    return {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"

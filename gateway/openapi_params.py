@@ -1,0 +1,261 @@
+"""Where a request's data goes, for OpenAPI: the path, its variables, query parameters
+and the headers our policy options require.
+
+Each rule mirrors the module that applies it: path templates (gateway/template.py,
+decoded by gateway/router.py), query parameters (gateway/fields.py: dotted proto or
+JSON names, repetition, `m[key]`, fields not bound by path or body), and the policy
+headers the server reads (server/policy.py's merge, re-read here so the gateway
+needs nothing of the server).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import unquote
+
+from google.api import field_behavior_pb2
+from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from gateway.bindings import Binding
+from gateway.openapi_schema import (
+    WELL_KNOWN,
+    Comments,
+    Schema,
+    SchemaRegistry,
+    field_behaviors,
+    is_leaf_message,
+    map_value,
+    read_extension,
+)
+from gateway.template import DeepWildcard, Literal, Segment, Wildcard
+from orchestrator.api.v1 import options_pb2
+
+# The headers options.proto names for TENANT_MODE_HEADER and OPERATOR_AUDIT_REQUIRED.
+TENANT_HEADERS: Final = (("X-Stella-Tenant", True), ("X-Stella-Project", False))
+AUDIT_HEADERS: Final = (("X-Stella-Operator-Reason", True), ("X-Stella-Operator-Ticket", False))
+MAX_QUERY_DEPTH: Final = 3
+# JSON-scalar well-known types; gateway/fields.py also parses Struct/Value/ListValue
+# from JSON text, which OpenAPI cannot describe as one query value.
+_QUERY_WKT: Final = frozenset(WELL_KNOWN) - {
+    "google.protobuf.Struct",
+    "google.protobuf.Value",
+    "google.protobuf.ListValue",
+    "google.protobuf.Empty",
+    "google.protobuf.Any",
+}
+_REGEX_SPECIAL = re.compile(r"([\\^$.|?*+()\[\]{}/])")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    authenticated: bool
+    scopes: tuple[str, ...]
+    tenant_header: bool
+    operator_audit: bool
+    permissions: tuple[str, ...]
+
+
+def policy_of(binding: Binding) -> Policy | None:
+    """Service `policy_defaults` refined by the method's `policy`; None for foreign protos."""
+    defaults = read_extension(
+        binding.service.GetOptions(), options_pb2.policy_defaults, descriptor_pb2.ServiceOptions
+    )
+    own = read_extension(
+        binding.method.GetOptions(), options_pb2.policy, descriptor_pb2.MethodOptions
+    )
+    if defaults is None and own is None:
+        return None
+    base = defaults or options_pb2.MethodPolicy()
+    mine = own or options_pb2.MethodPolicy()
+    authentication = mine.authentication or base.authentication
+    audit = mine.operator_audit or base.operator_audit
+    return Policy(
+        authenticated=authentication != options_pb2.AUTHENTICATION_NONE,
+        scopes=tuple(mine.scopes or base.scopes),
+        tenant_header=(mine.tenant or base.tenant) == options_pb2.TENANT_MODE_HEADER,
+        operator_audit=audit == options_pb2.OPERATOR_AUDIT_REQUIRED,
+        permissions=tuple(mine.permissions or base.permissions),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PathVar:
+    name: str  # as written in the OpenAPI path: dotted JSON names
+    segments: tuple[Segment, ...]
+    fields: tuple[FieldDescriptor, ...]  # () for a bare `*` or `**`
+
+
+def openapi_path(binding: Binding) -> tuple[str, list[PathVar]]:
+    """`/v1/{name=shelves/*}/kitchens:list` -> `/v1/{name}/kitchens:list` and its variables.
+
+    A bare `*` or `**` outside any variable becomes a `wildcardN` parameter: OpenAPI
+    has no anonymous path segments.
+    """
+    template = binding.template
+    fields = {param.path: param.fields for param in binding.path_params}
+    starts = {variable.start: variable for variable in template.variables}
+    parts: list[str] = []
+    variables: list[PathVar] = []
+    index = 0
+    while index < len(template.segments):
+        segment, variable = template.segments[index], starts.get(index)
+        if variable is not None:
+            path = fields[variable.field_path]
+            segments = template.segments[variable.start : variable.end]
+            variables.append(PathVar(".".join(f.json_name for f in path), segments, path))
+            index = variable.end
+        elif isinstance(segment, Literal):
+            parts.append(segment.value)
+            index += 1
+            continue
+        else:
+            variables.append(PathVar(f"wildcard{len(variables) + 1}", (segment,), ()))
+            index += 1
+        parts.append("{" + variables[-1].name + "}")
+    verb = f":{template.verb}" if template.verb else ""
+    return "/" + "/".join(parts) + verb, variables
+
+
+def segment_pattern(segments: Sequence[Segment]) -> str | None:
+    """An ECMA-262 regex for a multi-segment variable (None for a single `*`).
+
+    `**` needs one segment at least here: with none, the OpenAPI path would end in `/`,
+    which the router does not match.
+    """
+    if len(segments) == 1 and isinstance(segments[0], Wildcard):
+        return None
+    parts: list[str] = []
+    for segment in segments:
+        if isinstance(segment, Literal):
+            parts.append(_REGEX_SPECIAL.sub(r"\\\1", unquote(segment.value)))
+        else:
+            parts.append("[^/]+(?:/[^/]+)*" if isinstance(segment, DeepWildcard) else "[^/]+")
+    return "^" + "/".join(parts) + "$"
+
+
+def path_parameter(
+    variable: PathVar, name: str, registry: SchemaRegistry, comments: Comments
+) -> dict[str, Any]:
+    """`name` differs from `variable.name` when the path item is shared (see openapi.py)."""
+    leaf = variable.fields[-1] if variable.fields else None
+    schema: Schema = {"type": "string"} if leaf is None else registry.single(leaf)
+    notes = [comments.get(leaf.full_name, "")] if leaf is not None else []
+    pattern = segment_pattern(variable.segments)
+    if pattern is not None:
+        schema = {"type": "string", "pattern": pattern}
+        written = "/".join(_segment_text(s) for s in variable.segments)
+        notes.append(f"Matches `{written}`; its `/` are sent unescaped.")
+    elif schema.get("type") == "string":
+        schema["minLength"] = 1  # `*` never matches an empty segment
+    if not variable.fields:
+        notes.append("Any value; bound to no field.")
+    elif name != variable.name:
+        notes.append(f"Sets `{variable.name}`.")
+    return parameter(name, "path", schema, required=True, notes=notes)
+
+
+def query_parameters(
+    binding: Binding, registry: SchemaRegistry, comments: Comments
+) -> Iterator[dict[str, Any]]:
+    """None for `body: "*"`: the gateway answers 400 to any query parameter there."""
+    if binding.body_all:
+        return
+    bound = [param.path for param in binding.path_params]
+    if binding.body is not None:
+        bound.append((binding.body.name,))
+    for path in _query_paths(binding.method.input_type, frozenset(bound), (), MAX_QUERY_DEPTH):
+        name = ".".join(f.json_name for f in path)
+        proto_name = ".".join(f.name for f in path)
+        notes = [comments.get(path[-1].full_name, "")]
+        if proto_name != name:
+            notes.append(f"Also accepted as `{proto_name}`.")
+        required = all(_REQUIRED in field_behaviors(f) for f in path)
+        yield parameter(name, "query", *_query_schema(path[-1], registry), required, notes)
+
+
+def header_parameters(binding: Binding, policy: Policy | None) -> Iterator[dict[str, Any]]:
+    if binding.behavior.etag:
+        yield parameter("If-None-Match", "header", {"type": "string"})
+    wanted = [
+        *(TENANT_HEADERS if policy is not None and policy.tenant_header else ()),
+        *(AUDIT_HEADERS if policy is not None and policy.operator_audit else ()),
+    ]
+    for name, required in wanted:
+        schema: Schema = {"type": "string", "minLength": 1} if required else {"type": "string"}
+        yield parameter(name, "header", schema, required=required)
+
+
+def parameter(
+    name: str,
+    where: str,
+    schema: Schema,
+    style: dict[str, Any] | None = None,
+    required: bool = False,
+    notes: Iterable[str] = (),
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"name": name, "in": where}
+    text = " ".join(filter(None, notes))
+    if text:
+        result["description"] = text
+    if required:
+        result["required"] = True
+    result["schema"] = schema
+    result.update(style or {})
+    return result
+
+
+_REQUIRED: Final = field_behavior_pb2.REQUIRED
+
+
+def _query_paths(
+    message: Descriptor,
+    bound: frozenset[tuple[str, ...]],
+    prefix: tuple[FieldDescriptor, ...],
+    depth: int,
+) -> Iterator[tuple[FieldDescriptor, ...]]:
+    """Scalars, enums, repeated ones, maps of them and JSON-scalar WKTs, through singular
+    messages up to `depth` names; a field at a `bound` proto path is not a parameter."""
+    for field in sorted(message.fields, key=lambda f: f.number):
+        path = (*prefix, field)
+        if tuple(f.name for f in path) in bound:
+            continue
+        target = map_value(field) or field
+        if target.message_type is None or target.message_type.full_name in _QUERY_WKT:
+            yield path
+        elif depth > 1 and (nested := _plain_message(field)) is not None:
+            yield from _query_paths(nested, bound, path, depth - 1)
+
+
+def _plain_message(field: FieldDescriptor) -> Descriptor | None:
+    """The type of a singular message field whose own fields are addressable."""
+    message = field.message_type
+    plain = message is not None and not field.is_repeated and not is_leaf_message(message)
+    return message if plain else None
+
+
+def _query_schema(leaf: FieldDescriptor, registry: SchemaRegistry) -> tuple[Schema, dict[str, Any]]:
+    """A map is `m[key]=v` (deepObject); a repeated field repeats (form, exploded)."""
+    value = map_value(leaf)
+    if value is not None:
+        schema = {"type": "object", "additionalProperties": _unwrapped(registry.single(value))}
+        return schema, {"style": "deepObject", "explode": True}
+    single = _unwrapped(registry.single(leaf))
+    return ({"type": "array", "items": single} if leaf.is_repeated else single), {}
+
+
+def _unwrapped(schema: Schema) -> Schema:
+    """A wrapper in a query is present or absent, never `null`."""
+    options = schema.get("anyOf", [])
+    if len(options) == 2 and options[1] == {"type": "null"}:
+        return dict(options[0])
+    return schema
+
+
+def _segment_text(segment: Segment) -> str:
+    if isinstance(segment, Literal):
+        return segment.value
+    return "**" if isinstance(segment, DeepWildcard) else "*"
