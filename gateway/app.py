@@ -1,0 +1,345 @@
+"""The ASGI application: route -> build request -> call upstream -> write response.
+
+All stages are pure modules; this one only wires them to Starlette's request and
+response objects and owns the upstream's lifecycle. It decides nothing about who
+may call what: headers travel to the gRPC server as metadata, and its status comes
+back through the one error table.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from google.protobuf import message_factory
+from google.protobuf.message import Message
+from google.rpc import code_pb2
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from gateway import codec, errors
+from gateway import request as request_builder
+from gateway import response as writer
+from gateway.bindings import Binding, BindingError
+from gateway.metadata import HeaderRules
+from gateway.openapi import Documents
+from gateway.router import (
+    BadPath,
+    MethodNotAllowed,
+    NoRoute,
+    RouteConflictError,
+    RouteMatch,
+    Router,
+)
+from gateway.upstream import Upstream, UpstreamError
+
+log = logging.getLogger("orchestrator.gateway")
+
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+_GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
+_GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    headers: HeaderRules = field(default_factory=HeaderRules)
+    default_timeout: float | None = 30.0
+
+
+class Gateway:
+    def __init__(
+        self, bindings: Iterable[Binding], upstream: Upstream, config: GatewayConfig | None = None
+    ) -> None:
+        self.config = config or GatewayConfig()
+        self.upstream = upstream
+        self.router: Router[Binding] = Router()
+        self.bindings: list[Binding] = []
+        self._types: dict[str, tuple[type[Message], type[Message]]] = {}
+        for binding in bindings:
+            try:
+                self.router.add(binding.http_method, binding.template, binding)
+            except RouteConflictError as exc:
+                raise BindingError(binding.method, binding.template.source, str(exc)) from exc
+            self.bindings.append(binding)
+            self._types.setdefault(
+                binding.full_method,
+                (
+                    message_factory.GetMessageClass(binding.method.input_type),
+                    message_factory.GetMessageClass(binding.method.output_type),
+                ),
+            )
+        self.openapi = Documents(self.bindings)  # built on the first request for one
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        response = await self.handle(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def handle(self, request: Request) -> Response:
+        binding: Binding | None = None
+        raw_path = _raw_path(request)
+        try:
+            document = self._openapi_document(request, raw_path)
+            if document is not None:
+                return document
+            match = self._route(request.method, raw_path)
+            binding = match.target
+            return await self._call(request, match, raw_path)
+        except errors.GatewayError as exc:
+            return self._error(exc, binding, raw_path)
+        except Exception:
+            # A gateway bug (or a response it cannot print) is a 500 with the usual
+            # body; the traceback stays in the log.
+            log.exception("gateway failure on %s %s", request.method, raw_path)
+            failure = errors.status_error(code_pb2.INTERNAL, "internal gateway error")
+            return self._error(failure, binding, raw_path)
+
+    def _route(self, method: str, raw_path: str) -> RouteMatch[Binding]:
+        try:
+            return self.router.match(method, raw_path)
+        except NoRoute:
+            raise errors.status_error(
+                code_pb2.NOT_FOUND, f"no route for {method} {raw_path}", reason="NO_ROUTE"
+            ) from None
+        except MethodNotAllowed as exc:
+            raise errors.status_error(
+                code_pb2.UNIMPLEMENTED,
+                f"method {method} not allowed for {raw_path}",
+                http_status=405,
+                reason="METHOD_NOT_ALLOWED",
+                headers={"Allow": ", ".join(exc.allowed)},
+            ) from None
+        except BadPath as exc:
+            raise errors.status_error(
+                code_pb2.INVALID_ARGUMENT, f"malformed path: {exc}", reason="BAD_PATH"
+            ) from None
+
+    async def _call(self, request: Request, match: RouteMatch[Binding], raw_path: str) -> Response:
+        binding = match.target
+        request_type, response_type = self._types[binding.full_method]
+        body, content_type, form = await self._read_body(request, binding)
+        message = request_builder.build_request(
+            binding,
+            request_type(),
+            captures=match.captures,
+            query=parse_qsl(request.url.query, keep_blank_values=True),
+            body=body,
+            content_type=content_type,
+            form=form,
+        )
+        metadata = self.config.headers.outgoing_metadata(request.headers.items())
+        if binding.server_streaming:
+            timeout = _timeout(request, None)
+            return await self._stream(request, binding, message, response_type, metadata, timeout)
+        timeout = _timeout(request, self.config.default_timeout)
+        try:
+            result = await self.upstream.unary(
+                binding.full_method, message, response_type, metadata=metadata, timeout=timeout
+            )
+        except UpstreamError as exc:
+            raise errors.GatewayError(
+                exc.status, headers=dict(self.config.headers.response_headers(exc.headers))
+            ) from None
+        content, media_type = writer.render_body(binding, result.response)
+        headers = dict(self.config.headers.response_headers((*result.headers, *result.trailers)))
+        headers.update(writer.success_headers(binding, raw_path))
+        if binding.behavior.etag:
+            etag = writer.strong_etag(content)
+            headers["ETag"] = etag
+            if writer.matches_if_none_match(request.headers.get("if-none-match"), etag):
+                return Response(status_code=304, headers=headers)
+        return Response(content, binding.behavior.success_status, headers, media_type)
+
+    async def _stream(
+        self,
+        request: Request,
+        binding: Binding,
+        message: Message,
+        response_type: type[Message],
+        metadata: list[tuple[str, str]],
+        timeout: float | None,
+    ) -> Response:
+        sse = "text/event-stream" in request.headers.get("accept", "")
+        try:
+            call = await self.upstream.stream(
+                binding.full_method, message, response_type, metadata=metadata, timeout=timeout
+            )
+        except UpstreamError as exc:
+            raise errors.GatewayError(
+                exc.status, headers=dict(self.config.headers.response_headers(exc.headers))
+            ) from None
+        headers = dict(self.config.headers.response_headers(call.headers))
+        headers.update(writer.success_headers(binding, request.url.path))
+        return StreamingResponse(
+            _stream_frames(call.messages, sse=sse),
+            status_code=binding.behavior.success_status,
+            headers=headers,
+            media_type="text/event-stream" if sse else "application/x-ndjson",
+        )
+
+    async def _read_body(
+        self, request: Request, binding: Binding
+    ) -> tuple[bytes, str, list[tuple[str, str]] | None]:
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise errors.status_error(code_pb2.CANCELLED, "client disconnected") from None
+        body = b"".join(chunks)
+        content_type = request.headers.get("content-type", "")
+        media = content_type.split(";", 1)[0].strip().lower()
+        takes_body = binding.body_all or binding.body is not None
+        if not takes_body or not body:
+            return body, content_type, None
+        target = (
+            binding.body.message_type if binding.body is not None else binding.method.input_type
+        )
+        if codec.is_http_body(target):
+            return body, content_type, None
+        if media == request_builder.FORM_TYPE:
+            try:
+                return (
+                    body,
+                    content_type,
+                    parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=True),
+                )
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise errors.status_error(
+                    code_pb2.INVALID_ARGUMENT, f"malformed form body: {exc}", field_name="body"
+                ) from None
+        if media and media != codec.JSON_TYPE and not media.endswith("+json"):
+            raise errors.status_error(
+                code_pb2.INVALID_ARGUMENT,
+                f"unsupported content type {media!r}; send application/json",
+                http_status=415,
+                reason="UNSUPPORTED_MEDIA_TYPE",
+            )
+        return body, content_type, None
+
+    def _error(self, exc: errors.GatewayError, binding: Binding | None, raw_path: str) -> Response:
+        overrides = binding.behavior.error_status if binding is not None else None
+        status = exc.http_status or errors.http_status_for(exc.status.code, overrides)
+        headers = dict(exc.headers)
+        if binding is not None:
+            if binding.behavior.error_cache_control:
+                headers["Cache-Control"] = binding.behavior.error_cache_control
+            deprecated = binding.deprecated_successor
+            if deprecated is not None:
+                headers.update(writer.deprecation_headers(raw_path, *deprecated))
+        if status >= 500:
+            log.warning(
+                "upstream error %s: %s", errors.code_name(exc.status.code), exc.status.message
+            )
+        oauth = binding is not None and binding.behavior.oauth_errors
+        body = errors.oauth_error_body(exc.status) if oauth else errors.error_body(exc.status)
+        return Response(body, status, headers, codec.JSON_TYPE)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.upstream.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- OpenAPI documents (gateway/openapi.py) ---------------------------------------
+    # GET/HEAD /openapi.json, /openapi/{api}.json and /.well-known/openapi, answered
+    # before routing unless a binding matches the same path (a binding always wins).
+
+    def _openapi_document(self, request: Request, raw_path: str) -> Response | None:
+        if request.method not in ("GET", "HEAD"):
+            return None
+        found = self.openapi.lookup(raw_path)
+        if found is None or self._claimed(raw_path):
+            return None
+        body, etag = found
+        headers = {"Cache-Control": "no-cache", "ETag": etag}
+        if writer.matches_if_none_match(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        return Response(body, 200, headers, codec.JSON_TYPE)
+
+    def _claimed(self, raw_path: str) -> bool:
+        try:
+            self.router.match("GET", raw_path)
+        except NoRoute:
+            return False
+        except (MethodNotAllowed, BadPath):
+            pass
+        return True
+
+
+async def _stream_frames(messages: AsyncIterator[Message], *, sse: bool) -> AsyncIterator[bytes]:
+    """grpc-gateway's framing: `{"result": msg}` per line, `{"error": status}` at a failure."""
+    try:
+        async for item in messages:
+            yield _frame({"result": codec.to_jsonable(item)}, sse=sse)
+    except UpstreamError as exc:
+        error = codec.loads(errors.error_body(exc.status))
+        yield _frame({"error": error}, sse=sse)
+
+
+def _frame(document: object, *, sse: bool) -> bytes:
+    data = codec.dumps(document)
+    return b"data: " + data + b"\n\n" if sse else data + b"\n"
+
+
+def _raw_path(request: Request) -> str:
+    raw = request.scope.get("raw_path")
+    if raw:
+        return bytes(raw).decode("latin-1").split("?", 1)[0]
+    return str(request.scope.get("path", "/"))
+
+
+def _too_large(limit: int) -> errors.GatewayError:
+    return errors.status_error(
+        code_pb2.RESOURCE_EXHAUSTED,
+        f"request body exceeds {limit} bytes",
+        http_status=413,
+        reason="BODY_TOO_LARGE",
+    )
+
+
+def _timeout(request: Request, default: float | None) -> float | None:
+    """`grpc-timeout` (gRPC wire format, e.g. `500m`) or `X-Server-Timeout` (seconds)."""
+    raw = request.headers.get("grpc-timeout")
+    if raw is not None:
+        match = _GRPC_TIMEOUT.match(raw.strip())
+        if match is None:
+            raise _bad_timeout("grpc-timeout", "must be 1-8 digits and a unit (H, M, S, m, u, n)")
+        return int(match.group(1)) * _GRPC_UNITS[match.group(2)]
+    raw = request.headers.get("x-server-timeout")
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400:
+        raise _bad_timeout("X-Server-Timeout", "must be a positive number of seconds")
+    return value
+
+
+def _bad_timeout(header: str, reason: str) -> errors.GatewayError:
+    return errors.status_error(
+        code_pb2.INVALID_ARGUMENT, f"{header} {reason}", field_name=header, reason="BAD_TIMEOUT"
+    )
