@@ -1,0 +1,121 @@
+"""Shared fixtures: real databases (a SQLite file and PostgreSQL), real servers on
+loopback ports, and clients over every transport.
+
+PostgreSQL is not optional: when it cannot be reached the suite fails, it never
+skips. Each run gets its own database, dropped at the end, so runs do not collide.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from clients.sources import CallerHeaders, SourcesClient
+from clients.transports.grpc import GrpcTransport
+from clients.transports.rest import RestTransport
+from server.app import Application
+from server.config import Settings
+
+PG_ADMIN_URL = os.environ.get(
+    "ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ("sqlite", "postgres")
+
+
+async def _create_pg_database() -> tuple[str, str]:
+    name = f"orch_test_{uuid.uuid4().hex[:12]}"
+    try:
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is unreachable: {exc}", pytrace=False)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = sa.make_url(PG_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
+    return name, url.render_as_string(hide_password=False)
+
+
+async def _drop_pg_database(name: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("sqlite") / "orchestrator.db"
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    name, url = await _create_pg_database()
+    try:
+        yield url
+    finally:
+        await _drop_pg_database(name)
+
+
+def settings_for(database_url: str) -> Settings:
+    return Settings(
+        host="127.0.0.1",
+        port=0,
+        grpc_port=0,
+        database_url=database_url,
+        shutdown_grace_seconds=1,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str) -> AsyncIterator[Application]:
+    application = Application(settings_for(database_url))
+    await application.start()
+    try:
+        yield application
+    finally:
+        await application.stop(grace=1)
+
+
+@pytest.fixture(scope="session")
+def grpc_target(app: Application) -> str:
+    return f"127.0.0.1:{app.grpc_port}"
+
+
+@pytest.fixture(scope="session")
+def http_base(app: Application) -> str:
+    return f"http://127.0.0.1:{app.http_port}"
+
+
+@pytest.fixture
+async def http(http_base: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=http_base, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A fresh tenant per test: tests share a database but never each other's rows."""
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(params=("grpc", "rest"))
+async def sources_client(
+    request: pytest.FixtureRequest, grpc_target: str, http_base: str, tenant: str
+) -> AsyncIterator[SourcesClient]:
+    transport: GrpcTransport | RestTransport
+    transport = GrpcTransport(grpc_target) if request.param == "grpc" else RestTransport(http_base)
+    client = SourcesClient(transport, CallerHeaders(tenant=tenant, operator_reason="test run"))
+    try:
+        yield client
+    finally:
+        await transport.close()

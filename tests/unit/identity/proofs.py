@@ -1,0 +1,45 @@
+"""DPoP proofs as a client builds them (RFC 9449 §4.2), with knobs to break each check."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from joserfc import jwt
+from joserfc.jwk import ECKey, Key
+
+from server.identity.dpop import access_token_hash
+
+
+def client_key() -> ECKey:
+    return ECKey.generate_key("P-256")
+
+
+def make_proof(
+    key: Key,
+    *,
+    htm: str = "POST",
+    htu: str,
+    access_token: str | None = None,
+    header: dict[str, Any] | None = None,
+    jwk: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> str:
+    claims: dict[str, Any] = {
+        "htm": htm,
+        "htu": htu,
+        "iat": int(time.time()),
+        "jti": secrets.token_urlsafe(12),
+    }
+    if access_token is not None:
+        claims["ath"] = access_token_hash(access_token)
+    claims.update(overrides)
+    claims = {name: value for name, value in claims.items() if value is not None}
+    protected = {
+        "alg": "ES256",
+        "typ": "dpop+jwt",
+        "jwk": jwk if jwk is not None else key.as_dict(private=False),
+        **(header or {}),
+    }
+    return jwt.encode(protected, claims, key)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.config import load_settings
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "app.yaml"
+    monkeypatch.setenv("ORCHESTRATOR_CONFIG_FILE", str(path))
+    for name in ("PORT", "GRPC_PORT", "ORCHESTRATOR_DATABASE_URL", "ORCHESTRATOR_PEERS"):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+def test_defaults_without_file_or_env(config_file: Path) -> None:
+    settings = load_settings()
+    assert (settings.port, settings.grpc_port) == (5099, 50051)
+    assert settings.database_url == "sqlite+aiosqlite:///./var/orchestrator.db"
+
+
+def test_yaml_overrides_defaults_and_env_overrides_yaml(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_file.write_text(
+        "orchestrator:\n  PORT: 6000\n  GRPC_PORT: 6001\nORCHESTRATOR_PEERS: a,b\n"
+    )
+    settings = load_settings()
+    assert (settings.port, settings.grpc_port, settings.peers) == (6000, 6001, "a,b")
+    monkeypatch.setenv("PORT", "7000")
+    assert load_settings().port == 7000
+    assert load_settings().grpc_port == 6001
+
+
+def test_redacted_hides_secrets(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_DATABASE_URL", "postgresql+asyncpg://app:hunter2@db/orch")
+    monkeypatch.setenv("ORCHESTRATOR_PAGE_TOKEN_SECRET", "s3cret-s3cret-s3cret")
+    shown = load_settings().redacted()
+    assert shown["database_url"] == "postgresql+asyncpg://app:**redacted**@db/orch"
+    assert shown["page_token_secret"] == "**redacted**"
+    assert "hunter2" not in repr(shown)
+
+
+def test_invalid_port_is_refused(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "70000")
+    with pytest.raises(ValueError, match="less than or equal to 65535"):
+        load_settings()
