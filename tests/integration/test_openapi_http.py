@@ -1,0 +1,138 @@
+"""The served OpenAPI documents (DESIGN.md §4.5): `/.well-known/openapi`, `/openapi.json`
+and `/openapi/{api}.json`, over real HTTP on both databases, and one documented call
+made the way the document says."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import jsonschema_rs
+import pytest
+from openapi_spec_validator import validate
+
+from gateway.bindings import bindings_for
+from gateway.openapi import build_document, documents_by_api
+from server.app import SERVICES
+
+STRONG_ETAG = re.compile(r'"[0-9a-f]{40}"')
+
+
+def _expected_apis() -> dict[str, dict[str, Any]]:
+    return documents_by_api(bindings_for(SERVICES))
+
+
+def _conforms(document: dict[str, Any], component: str, instance: object) -> None:
+    """Validate `instance` against a component, resolving `$ref`s inside the document."""
+    schema = {"$ref": f"#/components/schemas/{component}", "components": document["components"]}
+    jsonschema_rs.Draft202012Validator(schema).validate(instance)
+
+
+async def test_discovery_lists_every_api(http: httpx.AsyncClient) -> None:
+    response = await http.get("/.well-known/openapi")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "no-cache"
+    assert STRONG_ETAG.fullmatch(response.headers["etag"])
+    body = response.json()
+    assert body == {
+        "openapi": "/openapi.json",
+        "apis": [{"name": name, "url": f"/openapi/{name}.json"} for name in _expected_apis()],
+    }
+    assert {"name": "jobengine", "url": "/openapi/jobengine.json"} in body["apis"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/openapi.json", "/openapi/jobengine.json"],
+    ids=["everything", "jobengine"],
+)
+async def test_documents_are_valid_cacheable_and_revalidate(
+    http: httpx.AsyncClient, path: str
+) -> None:
+    response = await http.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "no-cache"
+    etag = response.headers["etag"]
+    assert STRONG_ETAG.fullmatch(etag)
+    document = response.json()
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+    assert "/jobengine/sources" in document["paths"]
+
+    again = await http.get(path)
+    assert (again.content, again.headers["etag"]) == (response.content, etag)
+    cached = await http.get(path, headers={"If-None-Match": etag})
+    assert (cached.status_code, cached.content) == (304, b"")
+    assert cached.headers["etag"] == etag
+    assert cached.headers["cache-control"] == "no-cache"
+
+    head = await http.head(path)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["etag"] == etag
+    assert head.headers["content-length"] == str(len(response.content))
+
+
+async def test_documents_are_what_the_generator_builds(http: httpx.AsyncClient) -> None:
+    per_api = await http.get("/openapi/jobengine.json")
+    assert per_api.json() == _expected_apis()["jobengine"]
+    everything = await http.get("/openapi.json")
+    expected = build_document(bindings_for(SERVICES), title="HTTP API", version="v1")
+    assert everything.json()["paths"] == expected["paths"]
+    assert everything.json()["components"] == expected["components"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/openapi/unknown.json", 404),
+        ("GET", "/openapi.json/", 404),
+        ("POST", "/openapi.json", 404),
+        ("DELETE", "/.well-known/openapi", 404),
+    ],
+    ids=["unknown-api", "trailing-slash", "post", "delete"],
+)
+async def test_other_requests_fall_through_to_routing(
+    http: httpx.AsyncClient, method: str, path: str, status: int
+) -> None:
+    response = await http.request(method, path)
+    assert response.status_code == status
+    assert response.json()["code"] == "NOT_FOUND"
+
+
+async def test_a_call_made_as_documented_answers_as_documented(
+    http: httpx.AsyncClient, tenant: str
+) -> None:
+    """Register with a form body (documented for flat requests), then list and read."""
+    document = (await http.get("/openapi/jobengine.json")).json()
+    register = document["paths"]["/jobengine/sources"]["post"]
+    assert "application/x-www-form-urlencoded" in register["requestBody"]["content"]
+    headers = {"X-Stella-Tenant": tenant, "X-Stella-Operator-Reason": "openapi test"}
+    created = await http.post(
+        "/jobengine/sources",
+        data={"name": "documented", "sourceType": "webhook", "enabled": "true"},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    _conforms(document, "Source", created.json())
+    success = register["responses"]["201"]["headers"]
+    assert created.headers["cache-control"] == success["Cache-Control"]["schema"]["const"]
+
+    listed = await http.get("/jobengine/sources", headers={"X-Stella-Tenant": tenant})
+    assert listed.status_code == 200
+    _conforms(document, "ListSourcesResponse", listed.json())
+    assert [item["name"] for item in listed.json()["items"]] == ["documented"]
+
+    source_id = created.json()["sourceId"]
+    legacy = await http.get(
+        f"/orchestrator/sources/{source_id}", headers={"X-Stella-Tenant": tenant}
+    )
+    assert legacy.status_code == 200
+    assert document["paths"]["/orchestrator/sources/{sourceId}"]["get"]["deprecated"] is True
+    assert legacy.headers["deprecation"] == "true"
+
+    missing = await http.get("/jobengine/sources/nope", headers={"X-Stella-Tenant": tenant})
+    assert missing.status_code == 404
+    _conforms(document, "Error", missing.json())
