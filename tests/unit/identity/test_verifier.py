@@ -13,11 +13,11 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 
+from server.domain.context import ControlClaims
 from server.domain.errors import InvalidArgument, Unauthenticated
 from server.identity import clients
 from server.identity.dpop import DpopVerifier
 from server.identity.keys import KeyRing
-from server.identity.principal import ControlClaims
 from server.identity.revocation import RevocationList, revoke_token
 from server.identity.urls import PublicUrls
 from server.identity.verifier import TokenRejected, TokenVerifier
@@ -327,3 +327,44 @@ def test_rejections_become_domain_errors_with_the_challenge() -> None:
     request_error = TokenRejected("invalid_request", "malformed").to_domain_error()
     assert isinstance(request_error, InvalidArgument)
     assert request_error.reason == "invalid_request" and request_error.challenge
+
+
+# --- the verified-token cache -------------------------------------------------------
+
+
+async def test_a_remembered_token_is_refused_once_it_expires(
+    keys: KeyRing, revocations: RevocationList, urls: PublicUrls, mint: MintToken
+) -> None:
+    now = [time.time()]
+    verifier = TokenVerifier(
+        keys=keys, revocations=revocations, dpop=DpopVerifier(), urls=urls, clock=lambda: now[0]
+    )
+    token = mint(exp=int(now[0]) + 60)
+    first = await verifier.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
+    again = await verifier.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
+    assert again is not first and again.jti == first.jti  # served from the cache
+    now[0] += 60 + 10 + 1  # past exp plus the leeway
+    refused = await _refused(verifier, f"Bearer {token}")
+    assert (refused.error, refused.description) == ("invalid_token", "the access token expired")
+
+
+async def test_a_remembered_token_is_refused_once_its_key_is_retired(
+    db: Database, keys: KeyRing, verifier: TokenVerifier, mint: MintToken
+) -> None:
+    token = mint()
+    await verifier.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
+    await keys.rotate()  # the token's key becomes "previous": still published
+    await verifier.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
+    await keys.rotate()  # ... and now retired
+    refused = await _refused(verifier, f"Bearer {token}")
+    assert (refused.error, refused.description) == ("invalid_token", "unknown signing key")
+
+
+async def test_a_remembered_token_is_still_checked_for_revocation(
+    db: Database, verifier: TokenVerifier, revocations: RevocationList, mint: MintToken
+) -> None:
+    token = mint(jti="jti-cached-then-revoked")
+    await verifier.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
+    revocations.add("jti-cached-then-revoked")
+    refused = await _refused(verifier, f"Bearer {token}")
+    assert (refused.error, refused.description) == ("invalid_token", "the access token was revoked")
