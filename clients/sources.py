@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
+from clients.auth import ClientCredentials
 from clients.transports.base import Transport
 from orchestrator.jobengine.v1 import source_pb2
 from orchestrator.jobengine.v1 import sources_service_pb2 as pb
@@ -21,6 +22,7 @@ class CallerHeaders:
     """The headers every call of one caller carries (DESIGN.md §4.1)."""
 
     tenant: str | None = None
+    access_token: str | None = None  # sent as `Authorization: Bearer`
     project: str | None = None
     operator_reason: str | None = None
     operator_ticket: str | None = None
@@ -28,6 +30,7 @@ class CallerHeaders:
 
     def as_dict(self) -> dict[str, str]:
         pairs = {
+            "Authorization": f"Bearer {self.access_token}" if self.access_token else None,
             "X-Stella-Tenant": self.tenant,
             "X-Stella-Project": self.project,
             "X-Stella-Operator-Reason": self.operator_reason,
@@ -38,9 +41,18 @@ class CallerHeaders:
 
 
 class SourcesClient:
-    def __init__(self, transport: Transport, headers: CallerHeaders | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        headers: CallerHeaders | None = None,
+        *,
+        credentials: ClientCredentials | None = None,
+    ) -> None:
+        """`credentials` fetch and refresh the token; `headers.access_token` is for a
+        token obtained elsewhere. With neither, calls are anonymous (and refused)."""
         self.transport = transport
         self.headers = headers or CallerHeaders()
+        self.credentials = credentials
 
     async def list_sources(
         self,
@@ -97,6 +109,7 @@ class SourcesClient:
 
     async def _call(self, name: str, request: Message, response_type: type[R]) -> R:
         method = _SERVICE.methods_by_name[name]
-        return await self.transport.call(
-            method, request, response_type, headers=self.headers.as_dict()
-        )
+        headers = self.headers.as_dict()
+        if self.credentials is not None:
+            headers["Authorization"] = await self.credentials.authorization()
+        return await self.transport.call(method, request, response_type, headers=headers)
