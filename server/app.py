@@ -30,6 +30,7 @@ from server.config import Settings
 from server.domain.pagination import PageTokens
 from server.identity.components import Identity
 from server.interceptors.audit import OperatorAuditInterceptor
+from server.interceptors.authentication import AuthenticationInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.tenancy import TenancyInterceptor
 from server.interceptors.tracing import TracingInterceptor
@@ -72,6 +73,7 @@ class Application:
         interceptors = (
             TracingInterceptor(),
             ErrorInterceptor(),
+            AuthenticationInterceptor(policies, self.identity.verifier, self.identity.urls),
             TenancyInterceptor(policies),
             OperatorAuditInterceptor(policies),
         )

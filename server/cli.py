@@ -40,14 +40,17 @@ async def _serve(dev: bool) -> int:
     created = await bootstrap(app.db) if dev else None
     if created is not None:
         base = f"http://{settings.host}:{app.http_port}"
+        client_id, secret = created.client.client_id, created.client_secret
         print(
-            f"dev bootstrap: tenant {DEMO_TENANT!r} with demo sources. Try:\n"
-            f"  curl -H 'X-Stella-Tenant: {DEMO_TENANT}' {base}/jobengine/sources\n"
+            f"dev bootstrap: tenant {DEMO_TENANT!r} with demo sources.\n"
             f"dev client (all scopes, shown once):\n"
-            f"  client_id={created.client.client_id}\n"
-            f"  client_secret={created.client_secret}\n"
-            f"  curl -u {created.client.client_id}:{created.client_secret} "
-            f"-d grant_type=client_credentials {base}/oauth/token",
+            f"  client_id={client_id}\n"
+            f"  client_secret={secret}\n"
+            f"Try:\n"
+            f"  TOKEN=$(curl -s -u {client_id}:{secret} -d grant_type=client_credentials "
+            f"{base}/oauth/token | python3 -c 'import json,sys; "
+            f'print(json.load(sys.stdin)["access_token"])\')\n'
+            f'  curl -H "Authorization: Bearer $TOKEN" {base}/jobengine/sources',
             flush=True,
         )
     await stop.wait()

@@ -22,6 +22,7 @@ from clients.transports.grpc import GrpcTransport
 from clients.transports.rest import RestTransport
 from server.app import Application
 from server.config import Settings
+from tests.support.auth import TokenFactory
 
 PG_ADMIN_URL = os.environ.get(
     "ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -108,13 +109,35 @@ def tenant() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
+@pytest.fixture(scope="session")
+def tokens(app: Application, http_base: str) -> TokenFactory:
+    """Real access tokens from the running server's token endpoint."""
+    return TokenFactory(app, http_base)
+
+
+@pytest.fixture
+async def access_token(tokens: TokenFactory, tenant: str) -> str:
+    """A token of a client bound to this test's tenant, with orch:read and orch:operate."""
+    return await tokens.token(tenant)
+
+
+@pytest.fixture
+async def auth_headers(tenant: str, access_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access_token}", "X-Stella-Tenant": tenant}
+
+
 @pytest.fixture(params=("grpc", "rest"))
 async def sources_client(
-    request: pytest.FixtureRequest, grpc_target: str, http_base: str, tenant: str
+    request: pytest.FixtureRequest,
+    grpc_target: str,
+    http_base: str,
+    tenant: str,
+    access_token: str,
 ) -> AsyncIterator[SourcesClient]:
     transport: GrpcTransport | RestTransport
     transport = GrpcTransport(grpc_target) if request.param == "grpc" else RestTransport(http_base)
-    client = SourcesClient(transport, CallerHeaders(tenant=tenant, operator_reason="test run"))
+    headers = CallerHeaders(tenant=tenant, operator_reason="test run", access_token=access_token)
+    client = SourcesClient(transport, headers)
     try:
         yield client
     finally:

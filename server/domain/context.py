@@ -7,23 +7,41 @@ hand it to domain functions explicitly, so the domain never reads transport head
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from server.domain.errors import FailedPrecondition
+
+
+@dataclass(frozen=True, slots=True)
+class ControlClaims:
+    """The justification of capacity-affecting scopes (seed 003), carried by the token
+    and copied onto every audit entry the token causes."""
+
+    quota_reason: str | None = None
+    quota_ticket: str | None = None
+    backfill_reason: str | None = None
+    backfill_ticket: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
     method: str
     trace_id: str
-    actor: str = "anonymous"
+    actor: str = "anonymous"  # the OAuth client id of an authenticated call
+    token_id: str | None = None  # the access token's `jti`
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    control: ControlClaims = field(default_factory=ControlClaims)
+    authenticated: bool = False
+    bound_tenant: str | None = None  # the immutable tenant of a bound client
+    operator_tenants: frozenset[str] = field(default_factory=frozenset)  # operator clients
     tenant_id: str | None = None
     project_id: str | None = None
     operator_reason: str | None = None
     operator_ticket: str | None = None
 
-    def with_(self, **changes: str | None) -> CallContext:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Any) -> CallContext:
+        return replace(self, **changes)
 
     def require_tenant(self) -> str:
         """The tenant of a tenant-scoped call; its absence is a server wiring bug."""

@@ -13,21 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from server.domain.context import ControlClaims
 from server.domain.errors import DomainError, InvalidArgument, Unauthenticated
 from server.identity.dpop import DPOP_ALGORITHMS
 
 REALM = "orchestrator"
 _UNSAFE = str.maketrans({'"': "'", "\\": "/"})
-
-
-@dataclass(frozen=True, slots=True)
-class ControlClaims:
-    """The justification of capacity-affecting scopes (seed 003), from the token."""
-
-    quota_reason: str | None = None
-    quota_ticket: str | None = None
-    backfill_reason: str | None = None
-    backfill_ticket: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,17 @@ def invocation_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
     return None
 
 
+def invocation_values(context: grpc.aio.ServicerContext, key: str) -> list[str]:
+    """Every value of a (lower-case) metadata key, in order: for headers that must be sent
+    at most once (Authorization, DPoP)."""
+    values = []
+    for item in context.invocation_metadata() or ():
+        if item[0] == key:
+            value = item[1]
+            values.append(value.decode("latin-1") if isinstance(value, bytes) else str(value))
+    return values
+
+
 class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self) -> None:
         self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}

@@ -1,9 +1,15 @@
-"""Tenant and project resolution for tenant-scoped methods (DESIGN.md §4.1).
+"""Tenant and project resolution for tenant-scoped methods (DESIGN.md §4.1, §4.3).
 
 Whether a method is tenant scoped, and where its tenant comes from, is its proto
-policy. Header-mode methods read X-Stella-Tenant (legacy X-StellaOps-Tenant); a
-missing header is INVALID_ARGUMENT naming it. Authentication (a later layer) narrows
-which tenants a caller may name; this layer only resolves.
+policy; who may act for which tenant is the verified token's (the authentication
+interceptor runs first and puts it on the call context):
+
+- header mode, client bound to a tenant: X-Stella-Tenant (legacy X-StellaOps-Tenant)
+  is optional and, when sent, must name the bound tenant (else PERMISSION_DENIED);
+- header mode, operator client: the header is required (INVALID_ARGUMENT naming it)
+  and must name one of the client's tenants (else PERMISSION_DENIED);
+- binding mode (the Orchestra cross-site API): the header is never read; the tenant
+  is the client's binding, and an operator client, having none, is refused.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ from contextlib import asynccontextmanager
 import grpc
 
 from orchestrator.api.v1 import options_pb2
-from server.domain.context import current_call, reset_current_call, set_current_call
-from server.domain.errors import InvalidArgument
+from server.domain.context import CallContext, current_call, reset_current_call, set_current_call
+from server.domain.errors import InvalidArgument, PermissionDenied
 from server.interceptors.base import WrappingInterceptor, invocation_value
 from server.policy import MethodPolicy
 
@@ -37,6 +43,16 @@ def _checked(header: str, value: str) -> str:
 
 
 def resolve_tenant(current: str | None, legacy: str | None) -> str:
+    tenant = named_tenant(current, legacy)
+    if tenant is None:
+        raise InvalidArgument.of(
+            TENANT_HEADER, "header is required for this operation", reason="TENANT_REQUIRED"
+        )
+    return tenant
+
+
+def named_tenant(current: str | None, legacy: str | None) -> str | None:
+    """The tenant the headers name, checked for shape; None when neither is sent."""
     current = (current or "").strip() or None
     legacy = (legacy or "").strip() or None
     if current and legacy and current != legacy:
@@ -47,10 +63,41 @@ def resolve_tenant(current: str | None, legacy: str | None) -> str:
         )
     tenant = current or legacy
     if tenant is None:
-        raise InvalidArgument.of(
-            TENANT_HEADER, "header is required for this operation", reason="TENANT_REQUIRED"
-        )
+        return None
     return _checked(TENANT_HEADER if current else LEGACY_TENANT_HEADER, tenant)
+
+
+def tenant_for(call: CallContext, current: str | None, legacy: str | None) -> str:
+    """The tenant of a header-mode call, as the caller's token allows it."""
+    if not call.authenticated:
+        return resolve_tenant(current, legacy)
+    if call.bound_tenant is not None:
+        named = named_tenant(current, legacy)
+        if named is not None and named != call.bound_tenant:
+            raise _forbidden(named)
+        return call.bound_tenant
+    tenant = resolve_tenant(current, legacy)
+    if tenant not in call.operator_tenants:
+        raise _forbidden(tenant)
+    return tenant
+
+
+def bound_tenant_of(call: CallContext) -> str:
+    """The tenant of a binding-mode call: the client's immutable binding."""
+    if call.bound_tenant is None:
+        raise PermissionDenied(
+            "this API needs a client bound to one tenant; operator clients cannot call it",
+            reason="TENANT_BINDING_REQUIRED",
+        )
+    return call.bound_tenant
+
+
+def _forbidden(tenant: str) -> PermissionDenied:
+    return PermissionDenied(
+        f"{TENANT_HEADER}: this access token may not act for tenant {tenant!r}",
+        reason="TENANT_FORBIDDEN",
+        metadata={"tenant": tenant},
+    )
 
 
 def resolve_project(value: str | None) -> str | None:
@@ -66,15 +113,22 @@ class TenancyInterceptor(WrappingInterceptor):
     @asynccontextmanager
     async def scope(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         policy = self._policies.get(method)
-        if policy is None or policy.tenant_mode != options_pb2.TENANT_MODE_HEADER:
+        mode = policy.tenant_mode if policy is not None else options_pb2.TENANT_MODE_NONE
+        if mode not in (options_pb2.TENANT_MODE_HEADER, options_pb2.TENANT_MODE_BINDING):
             yield
             return
-        tenant = resolve_tenant(
-            invocation_value(context, TENANT_HEADER.lower()),
-            invocation_value(context, LEGACY_TENANT_HEADER.lower()),
-        )
-        project = resolve_project(invocation_value(context, PROJECT_HEADER.lower()))
-        token = set_current_call(current_call().with_(tenant_id=tenant, project_id=project))
+        call = current_call()
+        if mode == options_pb2.TENANT_MODE_BINDING:
+            call = call.with_(tenant_id=bound_tenant_of(call))
+        else:
+            tenant = tenant_for(
+                call,
+                invocation_value(context, TENANT_HEADER.lower()),
+                invocation_value(context, LEGACY_TENANT_HEADER.lower()),
+            )
+            project = resolve_project(invocation_value(context, PROJECT_HEADER.lower()))
+            call = call.with_(tenant_id=tenant, project_id=project)
+        token = set_current_call(call)
         try:
             yield
         finally:

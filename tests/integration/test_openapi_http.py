@@ -103,12 +103,13 @@ async def test_other_requests_fall_through_to_routing(
 
 
 async def test_a_call_made_as_documented_answers_as_documented(
-    http: httpx.AsyncClient, tenant: str
+    http: httpx.AsyncClient, tenant: str, access_token: str
 ) -> None:
     """Register with a form body (documented for flat requests), then list and read."""
     document = (await http.get("/openapi/jobengine.json")).json()
     register = document["paths"]["/jobengine/sources"]["post"]
     assert "application/x-www-form-urlencoded" in register["requestBody"]["content"]
+    http.headers["Authorization"] = f"Bearer {access_token}"
     headers = {"X-Stella-Tenant": tenant, "X-Stella-Operator-Reason": "openapi test"}
     created = await http.post(
         "/jobengine/sources",

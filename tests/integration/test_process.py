@@ -32,6 +32,18 @@ def _env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+def _credentials(lines: list[str]) -> tuple[str, str] | None:
+    """The dev client's id and secret, as `serve --dev` prints them once."""
+    found = dict(
+        line.strip().split("=", 1)
+        for line in lines
+        if line.strip().startswith(("client_id=", "client_secret="))
+    )
+    if "client_id" in found and "client_secret" in found:
+        return found["client_id"], found["client_secret"]
+    return None
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, int, list[str]]]:
     proc = subprocess.Popen(
@@ -46,14 +58,14 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, int, li
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
     ports = None
-    while time.monotonic() < deadline and ports is None:
+    while time.monotonic() < deadline and (ports is None or not _credentials(lines)):
         line = proc.stdout.readline()
         if not line:
             break
         lines.append(line)
         if match := _SERVING.search(line):
             ports = int(match.group(1)), int(match.group(2))
-    assert ports is not None, "".join(lines)
+    assert ports is not None and _credentials(lines), "".join(lines)
     try:
         yield proc, ports[0], ports[1], lines
     finally:
@@ -83,9 +95,17 @@ def test_serve_dev_answers_health_reflection_rest_and_exits_0_on_sigterm(
         assert "orchestrator.jobengine.v1.SourcesService" in names
         assert "grpc.health.v1.Health" in names
 
-    response = httpx.get(
-        f"http://127.0.0.1:{http_port}/jobengine/sources", headers={"X-Stella-Tenant": "demo"}
+    base = f"http://127.0.0.1:{http_port}"
+    anonymous = httpx.get(f"{base}/jobengine/sources", headers={"X-Stella-Tenant": "demo"})
+    assert anonymous.status_code == 401
+    credentials = _credentials(lines)
+    assert credentials is not None
+    issued = httpx.post(
+        f"{base}/oauth/token", data={"grant_type": "client_credentials"}, auth=credentials
     )
+    assert issued.status_code == 200, issued.text
+    token = issued.json()["access_token"]
+    response = httpx.get(f"{base}/jobengine/sources", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert [i["name"] for i in response.json()["items"]] == [
         "manual-requests",

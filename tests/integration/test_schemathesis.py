@@ -38,10 +38,10 @@ CHECKS = [
 
 
 async def test_jobengine_answers_as_its_document_says(
-    http: httpx.AsyncClient, http_base: str, tenant: str
+    http: httpx.AsyncClient, http_base: str, tenant: str, auth_headers: dict[str, str]
 ) -> None:
     document = (await http.get("/openapi/jobengine.json")).json()
-    headers = {"X-Stella-Tenant": tenant, "X-Stella-Operator-Reason": "schemathesis run"}
+    headers = {**auth_headers, "X-Stella-Operator-Reason": "schemathesis run"}
     created = await http.post(
         "/jobengine/sources", json={"name": "fuzzed", "sourceType": "webhook"}, headers=headers
     )

@@ -10,12 +10,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from clients.auth import ClientCredentials
 from clients.errors import ApiError
 from clients.sources import CallerHeaders, SourcesClient
 from clients.transports.grpc import GrpcTransport
 from clients.transports.rest import RestTransport
 from server.app import Application
 from server.storage.tables import AuditEntryRow, SourceRow, table_of
+from tests.support.auth import TokenFactory
 
 
 async def test_register_then_get_round_trips(sources_client: SourcesClient) -> None:
@@ -73,18 +75,27 @@ async def test_unknown_source_is_not_found(sources_client: SourcesClient) -> Non
 
 
 async def test_tenant_never_sees_another_tenants_sources(
-    sources_client: SourcesClient, grpc_target: str
+    sources_client: SourcesClient, grpc_target: str, tokens: TokenFactory
 ) -> None:
     mine = await sources_client.register_source("mine", "manual")
     other = GrpcTransport(grpc_target)
+    elsewhere = f"x-{uuid.uuid4().hex[:8]}"
     try:
-        stranger = SourcesClient(other, CallerHeaders(tenant=f"x-{uuid.uuid4().hex[:8]}"))
+        stranger = SourcesClient(
+            other,
+            CallerHeaders(
+                tenant=elsewhere,
+                access_token=await tokens.token(elsewhere),
+                operator_reason="probe",
+            ),
+        )
         assert list((await stranger.list_sources()).items) == []
         with pytest.raises(ApiError) as err:
             await stranger.get_source(mine.source_id)
         assert err.value.code == "NOT_FOUND"
-        with pytest.raises(ApiError):
+        with pytest.raises(ApiError) as err:
             await stranger.pause_source(mine.source_id)
+        assert err.value.code == "NOT_FOUND"
     finally:
         await other.close()
     assert (await sources_client.get_source(mine.source_id)).paused is False
@@ -113,13 +124,14 @@ def _random_name(rng: random.Random) -> str:
 
 
 async def test_pagination_through_500_sources_returns_each_once_in_order(
-    grpc_target: str, http_base: str, tenant: str
+    grpc_target: str, http_base: str, tenant: str, access_token: str
 ) -> None:
     rng = random.Random(20261123)
     names = sorted({_random_name(rng) for _ in range(700)})[:500]
     rng.shuffle(names)
     writer = SourcesClient(
-        GrpcTransport(grpc_target), CallerHeaders(tenant=tenant, operator_reason="seed")
+        GrpcTransport(grpc_target),
+        CallerHeaders(tenant=tenant, operator_reason="seed", access_token=access_token),
     )
     registered = {}
     for name in names:
@@ -133,16 +145,19 @@ async def test_pagination_through_500_sources_returns_each_once_in_order(
         RestTransport(http_base),
     )
     for transport in transports:
-        client = SourcesClient(transport, CallerHeaders(tenant=tenant))
+        client = SourcesClient(transport, CallerHeaders(tenant=tenant, access_token=access_token))
         seen = [(s.name, s.source_id) async for s in client.iter_sources(limit=37)]
         await transport.close()
         assert seen == expected
         assert len(seen) == 500
 
 
-async def test_limit_defaults_to_50_and_is_coerced_to_200(grpc_target: str, tenant: str) -> None:
+async def test_limit_defaults_to_50_and_is_coerced_to_200(
+    grpc_target: str, tenant: str, access_token: str
+) -> None:
     client = SourcesClient(
-        GrpcTransport(grpc_target), CallerHeaders(tenant=tenant, operator_reason="seed")
+        GrpcTransport(grpc_target),
+        CallerHeaders(tenant=tenant, operator_reason="seed", access_token=access_token),
     )
     for i in range(230):
         await client.register_source(f"s{i:03d}", "manual")
@@ -157,13 +172,17 @@ async def test_limit_defaults_to_50_and_is_coerced_to_200(grpc_target: str, tena
 
 
 async def test_registration_writes_one_audit_entry_in_the_same_transaction(
-    app: Application, http: httpx.AsyncClient, tenant: str
+    app: Application,
+    http: httpx.AsyncClient,
+    tenant: str,
+    auth_headers: dict[str, str],
+    tokens: TokenFactory,
 ) -> None:
     response = await http.post(
         "/jobengine/sources",
         json={"name": "audited", "sourceType": "webhook"},
         headers={
-            "X-Stella-Tenant": tenant,
+            **auth_headers,
             "X-Stella-Operator-Reason": "onboarding the registry",
             "X-Stella-Operator-Ticket": "OPS-42",
             "X-Stella-Trace-Id": "trace-audit-1",
@@ -181,7 +200,7 @@ async def test_registration_writes_one_audit_entry_in_the_same_transaction(
     assert entry.reason == "onboarding the registry"
     assert entry.ticket == "OPS-42"
     assert entry.trace_id == "trace-audit-1"
-    assert entry.actor == "anonymous"
+    assert entry.actor == (await tokens.client(tenant)).client.client_id
     assert entry.before is None
     assert '"name":"audited"' in entry.after
 
@@ -195,9 +214,9 @@ async def _count(app: Application, table: sa.Table, tenant: str) -> int:
 
 
 async def test_rejected_mutations_write_nothing(
-    app: Application, http: httpx.AsyncClient, tenant: str
+    app: Application, http: httpx.AsyncClient, tenant: str, auth_headers: dict[str, str]
 ) -> None:
-    headers = {"X-Stella-Tenant": tenant, "X-Stella-Operator-Reason": "test"}
+    headers = {**auth_headers, "X-Stella-Operator-Reason": "test"}
     ok = await http.post(
         "/jobengine/sources", json={"name": "one", "sourceType": "manual"}, headers=headers
     )
@@ -205,10 +224,55 @@ async def test_rejected_mutations_write_nothing(
     attempts = [
         ({"name": "one", "sourceType": "manual"}, headers),  # duplicate
         ({"name": "two", "sourceType": "Not A Slug"}, headers),  # invalid type
-        ({"name": "two", "sourceType": "manual"}, {"X-Stella-Tenant": tenant}),  # no reason
+        ({"name": "two", "sourceType": "manual"}, auth_headers),  # no reason
     ]
     for body, hdrs in attempts:
         response = await http.post("/jobengine/sources", json=body, headers=hdrs)
         assert response.status_code in (400, 409)
     assert await _count(app, table_of(SourceRow), tenant) == 1
     assert await _count(app, table_of(AuditEntryRow), tenant) == 1
+
+
+@pytest.mark.parametrize("over", ["grpc", "rest"])
+async def test_client_credentials_fetch_once_and_refresh_before_expiry(
+    grpc_target: str, http_base: str, tenant: str, tokens: TokenFactory, over: str
+) -> None:
+    created = await tokens.client(tenant, ("orch:read", "orch:operate"))
+    now = [1000.0]
+    credentials = ClientCredentials(
+        token_url=f"{http_base}/oauth/token",
+        client_id=created.client.client_id,
+        client_secret=created.client_secret,
+        scopes=("orch:read", "orch:operate"),
+        clock=lambda: now[0],
+    )
+    transport = GrpcTransport(grpc_target) if over == "grpc" else RestTransport(http_base)
+    client = SourcesClient(
+        transport, CallerHeaders(operator_reason="sdk test"), credentials=credentials
+    )
+    try:
+        registered = await client.register_source("via-sdk", "manual")
+        assert (await client.get_source(registered.source_id)).name == "via-sdk"
+        first = await credentials.authorization()
+        now[0] += 3600 - 31  # just outside the refresh margin: the same token
+        assert await credentials.authorization() == first
+        now[0] += 2  # inside the 30 s refresh margin of a 1 h token
+        second = await credentials.authorization()
+        assert second != first
+        assert await credentials.authorization() == second
+    finally:
+        await transport.close()
+
+
+async def test_client_credentials_with_a_wrong_secret_raise_invalid_client(
+    http_base: str, tenant: str, tokens: TokenFactory
+) -> None:
+    created = await tokens.client(tenant)
+    credentials = ClientCredentials(
+        token_url=f"{http_base}/oauth/token",
+        client_id=created.client.client_id,
+        client_secret="not-the-secret",
+    )
+    with pytest.raises(ApiError) as err:
+        await credentials.authorization()
+    assert (err.value.code, err.value.http_status) == ("invalid_client", 401)

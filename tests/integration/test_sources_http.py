@@ -7,7 +7,16 @@ import re
 import httpx
 import pytest
 
+from tests.support.auth import TokenFactory
+
 CACHE = "private, max-age=60, stale-if-error=300"
+
+
+@pytest.fixture(autouse=True)
+def _authenticated(http: httpx.AsyncClient, access_token: str) -> None:
+    """Every request here carries the test tenant's token unless a test says otherwise;
+    authentication itself is tested in tests/security."""
+    http.headers["Authorization"] = f"Bearer {access_token}"
 
 
 def _headers(tenant: str, **extra: str) -> dict[str, str]:
@@ -129,7 +138,9 @@ async def test_trace_id_is_echoed_or_generated(http: httpx.AsyncClient, tenant: 
     assert w3c.headers["x-stella-trace-id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     fresh = await http.get("/jobengine/sources", headers={"X-Stella-Tenant": tenant})
     assert re.fullmatch(r"[0-9a-f]{32}", fresh.headers["x-stella-trace-id"])
-    failed = await http.get("/jobengine/sources", headers={"X-Stella-Trace-Id": "err-1"})
+    failed = await http.get(
+        "/jobengine/sources", headers={"X-Stella-Trace-Id": "err-1", "X-Stella-Tenant": "bad!"}
+    )
     assert failed.status_code == 400
     assert failed.headers["x-stella-trace-id"] == "err-1"
 
@@ -271,6 +282,7 @@ BAD_REQUESTS = [
 async def test_bad_input_is_400_naming_the_field(
     http: httpx.AsyncClient,
     tenant: str,
+    tokens: TokenFactory,
     method: str,
     path: str,
     headers: dict[str, str] | None,
@@ -280,7 +292,9 @@ async def test_bad_input_is_400_naming_the_field(
 ) -> None:
     sent = _headers(tenant) if headers is None else {"X-Stella-Tenant": tenant, **headers}
     if headers == {}:
-        sent = {}
+        # Only an operator client must name its tenant; a bound client's is implied.
+        operator = await tokens.token(None, tenants=[tenant])
+        sent = {"Authorization": f"Bearer {operator}"}
     response = await http.request(
         method, path, content=body, headers={**sent, "Content-Type": "application/json"}
     )
@@ -301,7 +315,7 @@ async def test_bad_input_is_400_naming_the_field(
 
 
 async def test_token_reused_with_other_filters_is_refused(
-    http: httpx.AsyncClient, tenant: str
+    http: httpx.AsyncClient, tenant: str, tokens: TokenFactory
 ) -> None:
     for name in ("a", "b", "c"):
         await _register(http, tenant, name)
@@ -319,9 +333,13 @@ async def test_token_reused_with_other_filters_is_refused(
     assert other_filter.json()["details"][0]["reason"] == "PAGE_TOKEN_MISMATCH"
     other_tenant = await http.get(
         f"/jobengine/sources?limit=1&continuationToken={token}",
-        headers={"X-Stella-Tenant": tenant + "x"},
+        headers={
+            "X-Stella-Tenant": tenant + "x",
+            "Authorization": f"Bearer {await tokens.token(tenant + 'x')}",
+        },
     )
     assert other_tenant.status_code == 400
+    assert other_tenant.json()["details"][0]["reason"] == "PAGE_TOKEN_MISMATCH"
     body, _, signature = token.partition(".")
     tampered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + signature
     forged = await http.get(
