@@ -25,7 +25,12 @@ from gateway.app import Gateway, GatewayConfig
 from gateway.bindings import bindings_for
 from gateway.inprocess import HandlerRegistry, InProcessUpstream
 from orchestrator.identity.v1 import oauth_service_pb2, oauth_service_pb2_grpc
-from orchestrator.jobengine.v1 import sources_service_pb2, sources_service_pb2_grpc
+from orchestrator.jobengine.v1 import (
+    audit_service_pb2,
+    audit_service_pb2_grpc,
+    sources_service_pb2,
+    sources_service_pb2_grpc,
+)
 from server.config import Settings
 from server.domain.pagination import PageTokens
 from server.identity.components import Identity
@@ -35,6 +40,7 @@ from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.tenancy import TenancyInterceptor
 from server.interceptors.tracing import TracingInterceptor
 from server.policy import policies_for
+from server.services.audit import AuditService
 from server.services.oauth import OAuthService
 from server.services.sources import SourcesService
 from server.storage.db import Database
@@ -44,6 +50,7 @@ log = logging.getLogger("orchestrator.server")
 
 SERVICES: tuple[ServiceDescriptor, ...] = (
     sources_service_pb2.DESCRIPTOR.services_by_name["SourcesService"],
+    audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
     oauth_service_pb2.DESCRIPTOR.services_by_name["OAuthService"],
 )
 
@@ -82,6 +89,9 @@ class Application:
         for target in (self.grpc_server, registry):
             sources_service_pb2_grpc.add_SourcesServiceServicer_to_server(
                 SourcesService(self.db, tokens), target
+            )
+            audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
+                AuditService(self.db, tokens), target
             )
             oauth_service_pb2_grpc.add_OAuthServiceServicer_to_server(
                 OAuthService(self.identity), target
@@ -128,6 +138,9 @@ class Application:
             access_log=False,
             lifespan="off",
             server_header=False,
+            # The gateway derives x-forwarded-* from the real peer and scheme; uvicorn
+            # must not rewrite them from client headers (its default trusts 127.0.0.1).
+            proxy_headers=False,
             timeout_graceful_shutdown=max(1, int(self.settings.shutdown_grace_seconds)),
         )
         self._http = _QuietServer(config)

@@ -48,18 +48,30 @@ class SourceRow(SQLModel, table=True):
 
 
 class AuditEntryRow(SQLModel, table=True):
-    """One operator action, written in the same transaction as the change it records."""
+    """One operator action, written in the same transaction as the change it records.
+
+    `reason`/`ticket` are the X-Stella-Operator-* headers of the call; `token_id` and
+    the quota/backfill reason and ticket are the claims of the token that made it
+    (seed 003), so an entry says both why the operator acted and why the token was
+    granted. Listings run newest first over (created_at, entry_id), which the index
+    serves backwards; entry_id compares byte-wise so ties order alike everywhere.
+    """
 
     __tablename__ = "audit_entries"
     __table_args__ = (sa.Index("ix_audit_tenant_time_id", "tenant_id", "created_at", "entry_id"),)
 
-    entry_id: str = Field(primary_key=True, max_length=64)
+    entry_id: str = Field(primary_key=True, max_length=64, sa_type=SortableText)
     tenant_id: str | None = Field(default=None, max_length=64)
     actor: str = Field(max_length=200)
     action: str = Field(max_length=200)
     resource: str = Field(max_length=400)
     reason: str | None = Field(default=None, max_length=1024)
     ticket: str | None = Field(default=None, max_length=256)
+    token_id: str | None = Field(default=None, max_length=64)
+    quota_reason: str | None = Field(default=None, max_length=256)
+    quota_ticket: str | None = Field(default=None, max_length=128)
+    backfill_reason: str | None = Field(default=None, max_length=256)
+    backfill_ticket: str | None = Field(default=None, max_length=128)
     trace_id: str = Field(max_length=64)
     before: str | None = Field(default=None, sa_type=sa.Text)
     after: str | None = Field(default=None, sa_type=sa.Text)
