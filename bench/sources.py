@@ -3,7 +3,8 @@
 Seeds 10,000 sources (fixed seed) into a fresh SQLite file, starts `orchestrator
 serve` in a child process (so the load generator does not share its event loop),
 then drives `GET /jobengine/sources?limit=50` and the same `ListSources` call over
-gRPC, 50 requests in flight each, and prints requests/s with p50/p99 latency.
+gRPC, 50 requests in flight each, and prints requests/s with p50/p99 latency. Both
+carry a real bearer token of a client bound to the tenant, as production calls do.
 
     .venv/bin/python bench/sources.py [--requests 3000] [--concurrency 50]
 """
@@ -30,17 +31,23 @@ import sqlalchemy as sa
 
 from orchestrator.jobengine.v1 import sources_service_pb2 as pb
 from orchestrator.jobengine.v1 import sources_service_pb2_grpc as pb_grpc
+from server.identity import clients
 from server.storage.db import Database
-from server.storage.tables import SourceRow, table_of
+from server.storage.tables import SourceRow, TenantRow, table_of
 
 TENANT = "bench"
 SEED = 20261123
 
 
-async def seed(url: str, count: int) -> None:
+async def seed(url: str, count: int) -> tuple[str, str]:
+    """The sources, plus a client bound to the tenant; returns its id and secret."""
     rng = random.Random(SEED)
     db = Database(url)
     await db.migrate()
+    async with db.transaction() as session:
+        if await session.get(TenantRow, TENANT) is None:
+            session.add(TenantRow(tenant_id=TENANT, display_name=TENANT))
+    created = await clients.create_client(db, scopes=["orch:read"], tenant=TENANT)
     now = datetime.now(UTC)
     rows = [
         {
@@ -59,6 +66,7 @@ async def seed(url: str, count: int) -> None:
     async with db.engine.begin() as conn:
         await conn.execute(sa.insert(table_of(SourceRow)), rows)
     await db.dispose()
+    return created.client.client_id, created.client_secret
 
 
 def start_server(db_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int, int]:
@@ -120,10 +128,18 @@ def report(label: str, latencies: list[float], elapsed: float) -> float:
 async def run(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-sources-"))
     db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    await seed(db_url, args.sources)
+    credentials = await seed(db_url, args.sources)
     proc, http_port, grpc_port = start_server(db_url, workdir)
     try:
-        headers = {"X-Stella-Tenant": TENANT}
+        issued = await asyncio.to_thread(
+            httpx.post,
+            f"http://127.0.0.1:{http_port}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=credentials,
+        )
+        issued.raise_for_status()
+        authorization = f"Bearer {issued.json()['access_token']}"
+        headers = {"X-Stella-Tenant": TENANT, "Authorization": authorization}
         limits = httpx.Limits(max_connections=args.concurrency)
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{http_port}", limits=limits, timeout=30
@@ -140,7 +156,7 @@ async def run(args: argparse.Namespace) -> None:
 
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             stub = pb_grpc.SourcesServiceStub(channel)
-            metadata = (("x-stella-tenant", TENANT),)
+            metadata = (("x-stella-tenant", TENANT), ("authorization", authorization))
 
             async def grpc_call() -> None:
                 response = await stub.ListSources(

@@ -55,14 +55,15 @@ class ClientCredentials:
                 self.token_url, data=form, auth=(self.client_id, self.client_secret)
             )
         body = _json(response)
-        if response.status_code != 200 or not isinstance(body.get("access_token"), str):
+        token, lifetime = body.get("access_token"), body.get("expires_in")
+        if response.status_code != 200 or not isinstance(token, str):
             raise ApiError(
                 code=str(body.get("error", "UNAUTHENTICATED")),
                 message=str(body.get("error_description", response.text[:200])),
                 http_status=response.status_code,
             )
-        self._token = body["access_token"]
-        self._expires_at = self.clock() + float(body.get("expires_in", 0))
+        self._token = token
+        self._expires_at = self.clock() + (lifetime if isinstance(lifetime, int) else 0)
 
 
 def _json(response: httpx.Response) -> dict[str, object]:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -88,6 +89,17 @@ def test_replay_cache_forgets_after_the_window_and_fails_closed_when_full() -> N
     assert cache.first_use("a", expires_at=1020)
 
 
+@dataclass(frozen=True)
+class _Seconds:
+    """An `iat` relative to when the test runs, not to when pytest collected it (a full
+    suite run can take longer than the window being tested)."""
+
+    offset: int
+
+    def at_run_time(self) -> int:
+        return int(time.time()) + self.offset
+
+
 def _proof_cases() -> list[tuple[str, dict[str, Any], str]]:
     return [
         ("wrong-htm", {"htm": "GET"}, "htm"),
@@ -95,8 +107,8 @@ def _proof_cases() -> list[tuple[str, dict[str, Any], str]]:
         ("wrong-path", {"htu": "https://api.example/oauth/revoke"}, "htu"),
         ("wrong-scheme", {"htu": "http://api.example/oauth/token"}, "htu"),
         ("htu-not-url", {"htu": "not a url"}, "htu"),
-        ("iat-old", {"iat": int(time.time()) - 120}, "iat"),
-        ("iat-future", {"iat": int(time.time()) + 120}, "iat"),
+        ("iat-old", {"iat": _Seconds(-120)}, "iat"),
+        ("iat-future", {"iat": _Seconds(+120)}, "iat"),
         ("iat-string", {"iat": "now"}, "iat"),
         ("no-jti", {"jti": None}, "jti"),
         ("typ-jwt", {"header": {"typ": "JWT"}}, "typ"),
@@ -109,7 +121,8 @@ def _proof_cases() -> list[tuple[str, dict[str, Any], str]]:
     ids=[case[0] for case in _proof_cases()],
 )
 def test_broken_proofs_are_refused(changes: dict[str, Any], message: str) -> None:
-    proof = make_proof(client_key(), **{"htu": URL, **changes})
+    resolved = {k: v.at_run_time() if isinstance(v, _Seconds) else v for k, v in changes.items()}
+    proof = make_proof(client_key(), **{"htu": URL, **resolved})
     with pytest.raises(DpopError, match=message):
         DpopVerifier().verify(proof, http_method="POST", http_url=URL)
 
