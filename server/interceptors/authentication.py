@@ -54,7 +54,7 @@ class AuthenticationInterceptor(WrappingInterceptor):
             yield
             return
         principal, scheme = await self._authenticate(method, context)
-        _authorize(policy, principal, scheme)
+        authorize(policy, principal, scheme)
         call = current_call().with_(
             actor=principal.client_id,
             token_id=principal.jti,
@@ -107,7 +107,7 @@ class AuthenticationInterceptor(WrappingInterceptor):
         return "POST", self._urls.endpoint(method)
 
 
-def _authorize(policy: MethodPolicy, principal: Principal, scheme: str) -> None:
+def authorize(policy: MethodPolicy, principal: Principal, scheme: str) -> None:
     """Scopes the token must carry and permissions the client's role must hold."""
     missing = [scope for scope in policy.scopes if scope not in principal.scopes]
     if missing:
