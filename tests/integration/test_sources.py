@@ -276,3 +276,22 @@ async def test_client_credentials_with_a_wrong_secret_raise_invalid_client(
     with pytest.raises(ApiError) as err:
         await credentials.authorization()
     assert (err.value.code, err.value.http_status) == ("invalid_client", 401)
+
+
+async def test_grpc_accepts_metadata_past_grpc_cores_default_limits(
+    grpc_target: str, tenant: str, access_token: str
+) -> None:
+    """gRPC core refuses some calls with > 8 KiB of metadata by default; ours must not."""
+    transport = GrpcTransport(grpc_target)
+    client = SourcesClient(transport, CallerHeaders(tenant=tenant, access_token=access_token))
+    original = client.headers.as_dict
+
+    def padded() -> dict[str, str]:
+        return {**original(), "X-Stella-Padding": "p" * 11_000}
+
+    client.headers.as_dict = padded  # type: ignore[method-assign]
+    try:
+        for _ in range(20):  # the default soft limit refused about half of such calls
+            assert list((await client.list_sources()).items) == []
+    finally:
+        await transport.close()
