@@ -121,8 +121,10 @@ def _proof_cases() -> list[tuple[str, dict[str, Any], str]]:
     ids=[case[0] for case in _proof_cases()],
 )
 def test_broken_proofs_are_refused(changes: dict[str, Any], message: str) -> None:
-    resolved = {k: v.at_run_time() if isinstance(v, _Seconds) else v for k, v in changes.items()}
-    proof = make_proof(client_key(), **{"htu": URL, **resolved})
+    resolved: dict[str, Any] = {"htu": URL}
+    for name, value in changes.items():
+        resolved[name] = value.at_run_time() if isinstance(value, _Seconds) else value
+    proof = make_proof(client_key(), **resolved)
     with pytest.raises(DpopError, match=message):
         DpopVerifier().verify(proof, http_method="POST", http_url=URL)
 
