@@ -74,11 +74,11 @@ def tenant_for(call: CallContext, current: str | None, legacy: str | None) -> st
     if call.bound_tenant is not None:
         named = named_tenant(current, legacy)
         if named is not None and named != call.bound_tenant:
-            raise _forbidden(named)
+            raise _forbidden(named, _header_used(current))
         return call.bound_tenant
     tenant = resolve_tenant(current, legacy)
     if tenant not in call.operator_tenants:
-        raise _forbidden(tenant)
+        raise _forbidden(tenant, _header_used(current))
     return tenant
 
 
@@ -92,9 +92,13 @@ def bound_tenant_of(call: CallContext) -> str:
     return call.bound_tenant
 
 
-def _forbidden(tenant: str) -> PermissionDenied:
+def _header_used(current: str | None) -> str:
+    return TENANT_HEADER if (current or "").strip() else LEGACY_TENANT_HEADER
+
+
+def _forbidden(tenant: str, header: str) -> PermissionDenied:
     return PermissionDenied(
-        f"{TENANT_HEADER}: this access token may not act for tenant {tenant!r}",
+        f"{header}: this access token may not act for tenant {tenant!r}",
         reason="TENANT_FORBIDDEN",
         metadata={"tenant": tenant},
     )

@@ -373,13 +373,19 @@ def _insufficient_scope(security: Security, method: SecuredMethod) -> Expected:
     )
 
 
-def _tenant_forbidden(security: Security, method: SecuredMethod) -> Expected:
-    return Expected(
-        code_pb2.PERMISSION_DENIED,
-        "TENANT_FORBIDDEN",
-        f"{TENANT_HEADER}: this access token may not act for tenant {security.tenant_b!r}",
-        None,
-    )
+def _forbidden_by(header: str) -> Expect:
+    def expected(security: Security, method: SecuredMethod) -> Expected:
+        return Expected(
+            code_pb2.PERMISSION_DENIED,
+            "TENANT_FORBIDDEN",
+            f"{header}: this access token may not act for tenant {security.tenant_b!r}",
+            None,
+        )
+
+    return expected
+
+
+_tenant_forbidden = _forbidden_by(TENANT_HEADER)
 
 
 def _constant(expected: Expected) -> Expect:
@@ -557,7 +563,7 @@ CASES: tuple[Case, ...] = (
     Case(
         "other-tenant-legacy-header",
         _other_tenant_legacy,
-        _tenant_forbidden,
+        _forbidden_by("X-StellaOps-Tenant"),
         applies=_tenant_header_mode,
     ),
     Case(
