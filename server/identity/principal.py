@@ -69,6 +69,9 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     if not isinstance(scope, str):
         raise TypeError("scope must be a space-separated string")
     cnf = claims.get("cnf")
+    if cnf is not None and not (isinstance(cnf, dict) and isinstance(cnf.get("jkt"), str)):
+        # A confirmation we cannot read must not degrade to an unbound token.
+        raise TypeError("cnf must be an object with a string jkt")
     tenant = _optional(claims, "tenant")
     return Principal(
         client_id=str(claims["client_id"]),

@@ -368,3 +368,11 @@ async def test_a_remembered_token_is_still_checked_for_revocation(
     revocations.add("jti-cached-then-revoked")
     refused = await _refused(verifier, f"Bearer {token}")
     assert (refused.error, refused.description) == ("invalid_token", "the access token was revoked")
+
+
+@pytest.mark.parametrize("cnf", ["jkt-as-string", {"jkt": 5}, {}, []])
+async def test_a_malformed_confirmation_is_refused_not_ignored(
+    verifier: TokenVerifier, mint: MintToken, cnf: object
+) -> None:
+    refused = await _refused(verifier, f"Bearer {mint(cnf=cnf)}")
+    assert (refused.error, refused.description) == ("invalid_token", "malformed claims")
