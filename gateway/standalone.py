@@ -3,14 +3,21 @@ server, the way Envoy's transcoder is configured (`--descriptor-set`, `--upstrea
 
 The descriptors get their own pool, so the gateway sees exactly the API in the file
 (as `protoc --include_imports --descriptor_set_out` writes it) and nothing of ours.
+
+`add_arguments` defines the command line (`orchestrator gateway` uses it too);
+`python -m gateway.standalone --descriptor-set FILE --upstream HOST:PORT` runs the
+proxy without the rest of the product. `--trust-forwarded-headers` is for a gateway
+behind a proxy that overwrites X-Forwarded-Proto/-Host/-For (gateway/metadata.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -21,7 +28,7 @@ from google.protobuf.message import DecodeError
 from starlette.types import ASGIApp
 
 from gateway.app import Gateway, GatewayConfig
-from gateway.bindings import bindings_for
+from gateway.bindings import BindingError, bindings_for
 from gateway.cors import CorsRules, with_cors
 from gateway.upstream import ChannelUpstream
 
@@ -76,11 +83,23 @@ async def serve_proxy(
     host: str = "127.0.0.1",
     port: int = 8080,
     cors: CorsRules | None = None,
+    trust_forwarded_headers: bool = False,
 ) -> int:
     services = load_services(descriptor_set)
-    gateway, app = build_proxy(services, upstream, cors=cors)
+    config = GatewayConfig(trust_forwarded_headers=trust_forwarded_headers)
+    gateway, app = build_proxy(services, upstream, config=config, cors=cors)
     server = _Server(
-        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            # The gateway reads forwarding headers itself, by its own rule
+            # (gateway/metadata.py); uvicorn's would rewrite the peer and scheme first.
+            proxy_headers=False,
+        )
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -102,3 +121,46 @@ async def serve_proxy(
     await task
     await gateway.upstream.close()
     return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The proxy's options, for this module's `main` and `orchestrator gateway`."""
+    parser.add_argument("--descriptor-set", required=True, type=Path, help="FileDescriptorSet file")
+    parser.add_argument("--upstream", required=True, help="HOST:PORT of the gRPC server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--cors-origins", default="", help="comma-separated allowed origins")
+    parser.add_argument(
+        "--trust-forwarded-headers",
+        action="store_true",
+        help="keep X-Forwarded-Proto/-Host and extend X-Forwarded-For from the proxy in "
+        "front (only behind a proxy that overwrites them)",
+    )
+
+
+async def serve_arguments(args: argparse.Namespace) -> int:
+    return await serve_proxy(
+        args.descriptor_set,
+        args.upstream,
+        host=args.host,
+        port=args.port,
+        cors=CorsRules.parse(args.cors_origins),
+        trust_forwarded_headers=args.trust_forwarded_headers,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.standalone", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    try:
+        return asyncio.run(serve_arguments(args))
+    except (DescriptorSetError, BindingError) as exc:
+        sys.stderr.write(f"gateway: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

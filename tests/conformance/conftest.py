@@ -14,13 +14,13 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 import uvicorn
 
-from gateway.app import Gateway
+from gateway.app import Gateway, GatewayConfig
 from gateway.bindings import bindings_for
 from gateway.inprocess import HandlerRegistry, InProcessUpstream
 from tests.support import protos
@@ -60,11 +60,14 @@ def echo_upstream() -> Iterator[str]:
         proc.stdout.close()
 
 
-def start_proxy(upstream: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
+def start_proxy(
+    upstream: str, *extra: str, command: Sequence[str] = (ORCHESTRATOR, "gateway")
+) -> tuple[subprocess.Popen[str], str]:
+    """The proxy as its own process: `orchestrator gateway` unless `command` says
+    otherwise (e.g. `python -m gateway.standalone`)."""
     proc = subprocess.Popen(
         [
-            ORCHESTRATOR,
-            "gateway",
+            *command,
             "--descriptor-set",
             str(protos.descriptor_set_path()),
             "--upstream",
@@ -78,7 +81,7 @@ def start_proxy(upstream: str, *extra: str) -> tuple[subprocess.Popen[str], str]
         stderr=subprocess.STDOUT,
         text=True,
     )
-    match = _read_until(proc, r'"message": "gateway on 127\.0\.0\.1:(\d+)')
+    match = _read_until(proc, r"gateway on 127\.0\.0\.1:(\d+)")
     return proc, f"http://127.0.0.1:{match.group(1)}"
 
 
@@ -100,19 +103,26 @@ def proxy_gateway(echo_upstream: str) -> Iterator[str]:
         stop(proc)
 
 
-def echo_gateway() -> Gateway:
+def echo_gateway(config: GatewayConfig | None = None) -> Gateway:
     from tests.support.echo_server import EchoService
 
     registry = HandlerRegistry()
     protos.echo_pb2_grpc().add_EchoServiceServicer_to_server(EchoService(), registry)
     service = protos.echo_pb2().DESCRIPTOR.services_by_name["EchoService"]
-    return Gateway(bindings_for([service]), InProcessUpstream(registry.handlers))
+    return Gateway(bindings_for([service]), InProcessUpstream(registry.handlers), config)
 
 
 @pytest.fixture(scope="session")
 async def inprocess_gateway() -> AsyncIterator[str]:
     server = uvicorn.Server(
-        uvicorn.Config(echo_gateway(), host="127.0.0.1", port=0, log_config=None, lifespan="off")
+        uvicorn.Config(
+            echo_gateway(),
+            host="127.0.0.1",
+            port=0,
+            log_config=None,
+            lifespan="off",
+            proxy_headers=False,  # as every gateway is served (gateway/metadata.py)
+        )
     )
     task = asyncio.create_task(server.serve())
     for _ in range(500):

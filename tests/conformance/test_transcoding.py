@@ -77,6 +77,9 @@ CASES = [
          expect=kitchen(customName="p"), source="proto3 JSON mapping"),
     Case("transcode/body-empty-is-empty-message", "POST", "/v1/echo", 200, raw=b"",
          expect=kitchen(), source="grpc-gateway"),
+    Case("transcode/body-on-bodiless-binding-ignored", "GET", "/v1/kitchens/k1", 200,
+         body={"id": "zzz", "name": "body"}, expect=kitchen(id="k1", name="kitchen k1"),
+         source="http.proto: no body mapping, nothing is taken from the body"),
     Case("transcode/body-named-field", "PUT", "/v1/echo/abc/inner?name=q", 200,
          body={"label": "L", "count": 3},
          expect=kitchen(id="abc", name="q", inner={"label": "L", "count": 3})),
@@ -257,6 +260,11 @@ async def test_headers_forwarded_by_allow_list_and_metadata_returned(gateway_url
         "color",
         "idempotency-key",
         "traceparent",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-method",
+        "x-forwarded-proto",
+        "x-forwarded-uri",
         "x-stella-tenant",
     ]
     assert response.headers["grpc-metadata-x-echo-trailer"] == "done"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -92,9 +93,17 @@ class EchoService(pb_grpc.EchoServiceServicer):  # type: ignore[misc,name-define
 
 
 def _echo_headers(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str], ...]:
-    """Echo what the gateway forwarded, so header rules are visible in the response."""
-    seen = sorted(k for k, _ in context.invocation_metadata() or () if not k.endswith("-bin"))
-    return (("x-echo-metadata", ",".join(seen)),)
+    """Echo what the gateway forwarded, so header rules are visible in the response:
+    every key, and the values of the `x-forwarded-*` keys (as JSON, in order)."""
+    received = [(k, v) for k, v in context.invocation_metadata() or () if not k.endswith("-bin")]
+    forwarded: dict[str, list[str]] = {}
+    for key, value in received:
+        if key.startswith("x-forwarded-"):
+            forwarded.setdefault(key, []).append(str(value))
+    return (
+        ("x-echo-metadata", ",".join(sorted(k for k, _ in received))),
+        ("x-echo-forwarded", json.dumps(forwarded, sort_keys=True)),
+    )
 
 
 async def serve(port: int) -> None:
