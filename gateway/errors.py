@@ -3,6 +3,19 @@
 Routing and request-building failures are first turned into a `Status`, so every
 error body the gateway writes has the same shape:
 `{"error": message, "code": "NOT_FOUND", "details": [...]}`.
+
+Methods with `error_format: ERROR_FORMAT_OAUTH` answer RFC 6749 §5.2 bodies instead,
+`{"error": code, "error_description": text}`, whoever raised the error:
+
+- the upstream's: the code is its ErrorInfo reason (the server speaks RFC 6749
+  there); without one, `invalid_client` for 401, `temporarily_unavailable` for 503,
+  `server_error` for any other 5xx and `invalid_request` otherwise;
+- the gateway's own (malformed, oversized or mistyped body, bad query parameter or
+  header, wrong method...): `invalid_request` with the error's HTTP status (400,
+  405, 413, 415...), `server_error` for a gateway failure; never a gateway reason.
+
+The description keeps to the characters §5.2 allows (`"` and `\\` become `'` and
+`/`, anything else outside printable ASCII `?`).
 """
 
 from __future__ import annotations
@@ -46,6 +59,7 @@ class GatewayError(Exception):
     status: status_pb2.Status
     http_status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    from_upstream: bool = False  # the server's status, not one the gateway made
 
     def __str__(self) -> str:
         return str(self.status.message)
@@ -85,17 +99,32 @@ def code_name(code: int) -> str:
         return "UNKNOWN"
 
 
-def oauth_error_body(status: status_pb2.Status) -> bytes:
-    """RFC 6749 §5.2: the ErrorInfo reason is the error code (`invalid_client`, ...)."""
-    reason = "server_error" if status.code == code_pb2.INTERNAL else "invalid_request"
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info) and info.reason:
-            reason = info.reason
-            break
+def oauth_error_body(status: status_pb2.Status, *, http_status: int, from_upstream: bool) -> bytes:
+    """RFC 6749 §5.2; see the module docstring for where the error code comes from."""
+    reason = "server_error" if http_status >= 500 else "invalid_request"
+    if from_upstream:
+        reason = _OAUTH_DEFAULTS.get(http_status, reason)
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info) and info.reason:
+                reason = info.reason
+                break
     return json.dumps(
-        {"error": reason, "error_description": status.message}, separators=(",", ":")
+        {"error": reason, "error_description": _oauth_text(status.message)},
+        separators=(",", ":"),
     ).encode()
+
+
+_OAUTH_DEFAULTS = {401: "invalid_client", 503: "temporarily_unavailable"}
+_QUOTES = str.maketrans({'"': "'", "\\": "/"})
+
+
+def _oauth_text(text: str) -> str:
+    """RFC 6749 §5.2 allows %x20-21 / %x23-5B / %x5D-7E only in error_description."""
+    text = text.translate(_QUOTES)
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(char if " " <= char <= "~" else "?" for char in text)
 
 
 def error_body(status: status_pb2.Status) -> bytes:

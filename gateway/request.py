@@ -34,27 +34,33 @@ def build_request(
 ) -> Message:
     body_keys = _apply_body(binding, message, body, content_type, form)
     bound = _apply_path(binding, message, captures)
-    if binding.body_all and query:
-        name = query[0][0]
-        raise status_error(
-            code_pb2.INVALID_ARGUMENT,
-            f'unexpected query parameter "{name}": this method takes the whole request in the body',
-            field_name=name,
-            reason="UNKNOWN_QUERY_PARAMETER",
-        )
+    if binding.body_all:
+        # Nothing is left for the query to set: a parameter is unknown by definition,
+        # refused unless the method allows unknown parameters (then it is ignored).
+        if query and not binding.behavior.allow_unknown_query:
+            name = query[0][0]
+            raise status_error(
+                code_pb2.INVALID_ARGUMENT,
+                f'unexpected query parameter "{name}": '
+                "this method takes the whole request in the body",
+                field_name=name,
+                reason="UNKNOWN_QUERY_PARAMETER",
+            )
+        query = ()
     if binding.body is not None:
         bound.append((binding.body.name,))
-    try:
-        fields.apply_query(
-            message, query, bound=bound, allow_unknown=binding.behavior.allow_unknown_query
-        )
-    except fields.FieldError as exc:
-        raise status_error(
-            code_pb2.INVALID_ARGUMENT,
-            str(exc),
-            field_name=exc.param,
-            reason="INVALID_QUERY_PARAMETER",
-        ) from exc
+    if query:
+        try:
+            fields.apply_query(
+                message, query, bound=bound, allow_unknown=binding.behavior.allow_unknown_query
+            )
+        except fields.FieldError as exc:
+            raise status_error(
+                code_pb2.INVALID_ARGUMENT,
+                str(exc),
+                field_name=exc.param,
+                reason="INVALID_QUERY_PARAMETER",
+            ) from exc
     if binding.http_method == "PATCH" and body_keys is not None:
         _fill_update_mask(binding, message, body_keys, query)
     return message
