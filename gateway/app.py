@@ -25,7 +25,7 @@ from gateway import codec, errors
 from gateway import request as request_builder
 from gateway import response as writer
 from gateway.bindings import Binding, BindingError
-from gateway.metadata import HeaderRules
+from gateway.metadata import HeaderRules, RequestHead
 from gateway.openapi import Documents
 from gateway.router import (
     BadPath,
@@ -49,6 +49,9 @@ class GatewayConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY
     headers: HeaderRules = field(default_factory=HeaderRules)
     default_timeout: float | None = 30.0
+    # Keep X-Forwarded-Proto/-Host and extend X-Forwarded-For from the hop in front
+    # (a proxy that overwrites them); see gateway/metadata.py.
+    trust_forwarded_headers: bool = False
 
 
 class Gateway:
@@ -59,19 +62,19 @@ class Gateway:
         self.upstream = upstream
         self.router: Router[Binding] = Router()
         self.bindings: list[Binding] = []
-        self._types: dict[str, tuple[type[Message], type[Message]]] = {}
+        # Per binding (by identity: the router hands back these very objects): the
+        # gRPC method path and its message classes, worked out once.
+        self._calls: dict[int, tuple[str, type[Message], type[Message]]] = {}
         for binding in bindings:
             try:
                 self.router.add(binding.http_method, binding.template, binding)
             except RouteConflictError as exc:
                 raise BindingError(binding.method, binding.template.source, str(exc)) from exc
             self.bindings.append(binding)
-            self._types.setdefault(
+            self._calls[id(binding)] = (
                 binding.full_method,
-                (
-                    message_factory.GetMessageClass(binding.method.input_type),
-                    message_factory.GetMessageClass(binding.method.output_type),
-                ),
+                message_factory.GetMessageClass(binding.method.input_type),
+                message_factory.GetMessageClass(binding.method.output_type),
             )
         self.openapi = Documents(self.bindings)  # built on the first request for one
 
@@ -91,7 +94,13 @@ class Gateway:
             document = self._openapi_document(request, raw_path)
             if document is not None:
                 return document
-            match = self._route(request.method, raw_path)
+            try:
+                match = self.router.match(request.method, raw_path)
+            except MethodNotAllowed as exc:
+                binding = self._path_binding(raw_path, exc.allowed)
+                raise _route_error(exc, request.method, raw_path) from None
+            except (NoRoute, BadPath) as exc:
+                raise _route_error(exc, request.method, raw_path) from None
             binding = match.target
             return await self._call(request, match, raw_path)
         except errors.GatewayError as exc:
@@ -103,51 +112,45 @@ class Gateway:
             failure = errors.status_error(code_pb2.INTERNAL, "internal gateway error")
             return self._error(failure, binding, raw_path)
 
-    def _route(self, method: str, raw_path: str) -> RouteMatch[Binding]:
-        try:
-            return self.router.match(method, raw_path)
-        except NoRoute:
-            raise errors.status_error(
-                code_pb2.NOT_FOUND, f"no route for {method} {raw_path}", reason="NO_ROUTE"
-            ) from None
-        except MethodNotAllowed as exc:
-            raise errors.status_error(
-                code_pb2.UNIMPLEMENTED,
-                f"method {method} not allowed for {raw_path}",
-                http_status=405,
-                reason="METHOD_NOT_ALLOWED",
-                headers={"Allow": ", ".join(exc.allowed)},
-            ) from None
-        except BadPath as exc:
-            raise errors.status_error(
-                code_pb2.INVALID_ARGUMENT, f"malformed path: {exc}", reason="BAD_PATH"
-            ) from None
+    def _path_binding(self, raw_path: str, allowed: Iterable[str]) -> Binding | None:
+        """The binding whose error behaviour a 405 on this path follows: the path's
+        own when all its methods agree (the OAuth token endpoint answers RFC 6749
+        errors, `Cache-Control: no-store`, to a GET too)."""
+        found = [self.router.match(method, raw_path).target for method in allowed]
+        shapes = {(b.behavior.oauth_errors, b.behavior.error_cache_control) for b in found}
+        return found[0] if len(shapes) == 1 else None
 
     async def _call(self, request: Request, match: RouteMatch[Binding], raw_path: str) -> Response:
         binding = match.target
-        request_type, response_type = self._types[binding.full_method]
-        body, content_type, form = await self._read_body(request, binding)
+        method, request_type, response_type = self._calls[id(binding)]
+        scope = request.scope
+        head = self.config.headers.read(scope, trust=self.config.trust_forwarded_headers)
+        body, content_type, form = await self._read_body(request, binding, head)
+        query = scope.get("query_string")
         message = request_builder.build_request(
             binding,
             request_type(),
             captures=match.captures,
-            query=parse_qsl(request.url.query, keep_blank_values=True),
+            query=parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else (),
             body=body,
             content_type=content_type,
             form=form,
         )
-        metadata = self.config.headers.outgoing_metadata(request.headers.items())
         if binding.server_streaming:
-            timeout = _timeout(request, None)
-            return await self._stream(request, binding, message, response_type, metadata, timeout)
-        timeout = _timeout(request, self.config.default_timeout)
+            timeout = _timeout(head, None)
+            return await self._stream(
+                method, binding, message, response_type, head, timeout, raw_path
+            )
+        timeout = _timeout(head, self.config.default_timeout)
         try:
             result = await self.upstream.unary(
-                binding.full_method, message, response_type, metadata=metadata, timeout=timeout
+                method, message, response_type, metadata=head.metadata, timeout=timeout
             )
         except UpstreamError as exc:
             raise errors.GatewayError(
-                exc.status, headers=dict(self.config.headers.response_headers(exc.headers))
+                exc.status,
+                headers=dict(self.config.headers.response_headers(exc.headers)),
+                from_upstream=True,
             ) from None
         content, media_type = writer.render_body(binding, result.response)
         headers = dict(self.config.headers.response_headers((*result.headers, *result.trailers)))
@@ -155,30 +158,33 @@ class Gateway:
         if binding.behavior.etag:
             etag = writer.strong_etag(content)
             headers["ETag"] = etag
-            if writer.matches_if_none_match(request.headers.get("if-none-match"), etag):
+            if writer.matches_if_none_match(head.get("if-none-match"), etag):
                 return Response(status_code=304, headers=headers)
         return Response(content, binding.behavior.success_status, headers, media_type)
 
     async def _stream(
         self,
-        request: Request,
+        method: str,
         binding: Binding,
         message: Message,
         response_type: type[Message],
-        metadata: list[tuple[str, str]],
+        head: RequestHead,
         timeout: float | None,
+        raw_path: str,
     ) -> Response:
-        sse = "text/event-stream" in request.headers.get("accept", "")
+        sse = "text/event-stream" in (head.get("accept") or "")
         try:
             call = await self.upstream.stream(
-                binding.full_method, message, response_type, metadata=metadata, timeout=timeout
+                method, message, response_type, metadata=head.metadata, timeout=timeout
             )
         except UpstreamError as exc:
             raise errors.GatewayError(
-                exc.status, headers=dict(self.config.headers.response_headers(exc.headers))
+                exc.status,
+                headers=dict(self.config.headers.response_headers(exc.headers)),
+                from_upstream=True,
             ) from None
         headers = dict(self.config.headers.response_headers(call.headers))
-        headers.update(writer.success_headers(binding, request.url.path))
+        headers.update(writer.success_headers(binding, raw_path))
         return StreamingResponse(
             _stream_frames(call.messages, sse=sse),
             status_code=binding.behavior.success_status,
@@ -187,12 +193,16 @@ class Gateway:
         )
 
     async def _read_body(
-        self, request: Request, binding: Binding
+        self, request: Request, binding: Binding, head: RequestHead
     ) -> tuple[bytes, str, list[tuple[str, str]] | None]:
         limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
+        declared = head.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)
+        content_type = head.get("content-type") or ""
+        takes_body = binding.body_all or binding.body is not None
+        if not takes_body:
+            return b"", content_type, None  # nothing would read it: left unread
         chunks: list[bytes] = []
         size = 0
         try:
@@ -204,10 +214,8 @@ class Gateway:
         except ClientDisconnect:
             raise errors.status_error(code_pb2.CANCELLED, "client disconnected") from None
         body = b"".join(chunks)
-        content_type = request.headers.get("content-type", "")
         media = content_type.split(";", 1)[0].strip().lower()
-        takes_body = binding.body_all or binding.body is not None
-        if not takes_body or not body:
+        if not body:
             return body, content_type, None
         target = (
             binding.body.message_type if binding.body is not None else binding.method.input_type
@@ -228,7 +236,8 @@ class Gateway:
         if media and media != codec.JSON_TYPE and not media.endswith("+json"):
             raise errors.status_error(
                 code_pb2.INVALID_ARGUMENT,
-                f"unsupported content type {media!r}; send application/json",
+                f"unsupported content type {media!r}; send {codec.JSON_TYPE} "
+                f"or {request_builder.FORM_TYPE}",
                 http_status=415,
                 reason="UNSUPPORTED_MEDIA_TYPE",
             )
@@ -248,8 +257,12 @@ class Gateway:
             log.warning(
                 "upstream error %s: %s", errors.code_name(exc.status.code), exc.status.message
             )
-        oauth = binding is not None and binding.behavior.oauth_errors
-        body = errors.oauth_error_body(exc.status) if oauth else errors.error_body(exc.status)
+        if binding is not None and binding.behavior.oauth_errors:
+            body = errors.oauth_error_body(
+                exc.status, http_status=status, from_upstream=exc.from_upstream
+            )
+        else:
+            body = errors.error_body(exc.status)
         return Response(body, status, headers, codec.JSON_TYPE)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -310,6 +323,26 @@ def _raw_path(request: Request) -> str:
     return str(request.scope.get("path", "/"))
 
 
+def _route_error(
+    exc: NoRoute | MethodNotAllowed | BadPath, method: str, raw_path: str
+) -> errors.GatewayError:
+    if isinstance(exc, NoRoute):
+        return errors.status_error(
+            code_pb2.NOT_FOUND, f"no route for {method} {raw_path}", reason="NO_ROUTE"
+        )
+    if isinstance(exc, MethodNotAllowed):
+        return errors.status_error(
+            code_pb2.UNIMPLEMENTED,
+            f"method {method} not allowed for {raw_path}",
+            http_status=405,
+            reason="METHOD_NOT_ALLOWED",
+            headers={"Allow": ", ".join(exc.allowed)},
+        )
+    return errors.status_error(
+        code_pb2.INVALID_ARGUMENT, f"malformed path: {exc}", reason="BAD_PATH"
+    )
+
+
 def _too_large(limit: int) -> errors.GatewayError:
     return errors.status_error(
         code_pb2.RESOURCE_EXHAUSTED,
@@ -319,15 +352,15 @@ def _too_large(limit: int) -> errors.GatewayError:
     )
 
 
-def _timeout(request: Request, default: float | None) -> float | None:
+def _timeout(head: RequestHead, default: float | None) -> float | None:
     """`grpc-timeout` (gRPC wire format, e.g. `500m`) or `X-Server-Timeout` (seconds)."""
-    raw = request.headers.get("grpc-timeout")
+    raw = head.get("grpc-timeout")
     if raw is not None:
         match = _GRPC_TIMEOUT.match(raw.strip())
         if match is None:
             raise _bad_timeout("grpc-timeout", "must be 1-8 digits and a unit (H, M, S, m, u, n)")
         return int(match.group(1)) * _GRPC_UNITS[match.group(2)]
-    raw = request.headers.get("x-server-timeout")
+    raw = head.get("x-server-timeout")
     if raw is None:
         return default
     try:

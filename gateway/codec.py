@@ -28,8 +28,11 @@ def to_jsonable(message: Message) -> dict[str, Any]:
     return converters.to_jsonable(message)  # type: ignore[no-any-return]
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def finite_float(text: str) -> float:

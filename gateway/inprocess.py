@@ -50,7 +50,7 @@ class InProcessAbort(grpc.aio.AbortError):  # type: ignore[misc]
     """What `context.abort` raises here, as grpc.aio raises AbortError."""
 
 
-@dataclass
+@dataclass(slots=True)
 class InProcessContext:
     """The subset of `grpc.aio.ServicerContext` that servicers and interceptors use."""
 
@@ -140,7 +140,7 @@ class InProcessUpstream:
         if handler is None:
             raise UpstreamError(_unimplemented(method))
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        return handler, InProcessContext(metadata=md, deadline=deadline)
+        return handler, InProcessContext(md, deadline)
 
     async def unary(
         self,

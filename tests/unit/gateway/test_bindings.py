@@ -9,7 +9,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from gateway.app import Gateway, GatewayConfig
 from gateway.bindings import BindingError, bindings_for
-from gateway.upstream import ChannelUpstream
+from gateway.inprocess import InProcessUpstream
 
 _F = descriptor_pb2.FieldDescriptorProto
 
@@ -82,7 +82,8 @@ def test_conflicting_routes_are_refused_at_start_up() -> None:
         http_pb2.HttpRule(get="/v1/items/{id}"), http_pb2.HttpRule(get="/v1/items/{inner.id}")
     )
     with pytest.raises(BindingError) as err:
-        Gateway(bindings_for([service]), ChannelUpstream("127.0.0.1:1"), GatewayConfig())
+        # No channel: grpc.aio outside a running loop makes an event loop nobody closes.
+        Gateway(bindings_for([service]), InProcessUpstream({}), GatewayConfig())
     assert str(err.value).startswith("bad.v1.Svc.M1 (/v1/items/{inner.id}): ")
     assert "conflicts with GET '/v1/items/{id}'" in str(err.value)
 
