@@ -1,13 +1,15 @@
 """The hand-written baseline for bench/gateway.py: one Starlette endpoint doing the
-same storage read and JSON encoding as GET /jobengine/sources/{id}, minus gRPC
+same work as GET /jobengine/sources/{id} (verify the bearer token with the server's
+own verifier, check the tenant, read the source, encode JSON with an ETag), minus gRPC
 messages, interceptors and transcoding.
 
-    python bench/handwritten.py --database-url URL --port N
+    python bench/handwritten.py --database-url URL --public-url URL --port N
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 from datetime import UTC
@@ -18,17 +20,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server.identity.components import Identity
+from server.identity.principal import TokenRejected
 from server.storage.db import Database
 from server.storage.repositories.sources import read_source
 
 
-def build(db: Database) -> Starlette:
+def build(db: Database, identity: Identity) -> Starlette:
     async def source(request: Request) -> Response:
-        tenant = request.headers.get("x-stella-tenant")
-        if not tenant:
-            return Response(
-                b'{"error":"X-Stella-Tenant required"}', 400, media_type="application/json"
+        try:
+            principal = await identity.verifier.verify(
+                request.headers.get("authorization"),
+                None,
+                http_method="GET",
+                http_url=identity.urls.endpoint(request.url.path),
             )
+        except TokenRejected as exc:
+            return Response(
+                json.dumps({"error": str(exc)}).encode(), 401, media_type="application/json"
+            )
+        tenant = principal.tenant
+        named = request.headers.get("x-stella-tenant")
+        if tenant is None or (named and named != tenant):
+            return Response(b'{"error":"tenant forbidden"}', 403, media_type="application/json")
         async with db.read() as conn:
             row = await read_source(conn, tenant_id=tenant, source_id=request.path_params["id"])
         if row is None:
@@ -52,13 +66,22 @@ def build(db: Database) -> Starlette:
     return Starlette(routes=[Route("/sources/{id}", source)])
 
 
+async def serve(database_url: str, public_url: str, port: int) -> None:
+    db = Database(database_url)
+    identity = await Identity.start(db, public_url=public_url)
+    config = uvicorn.Config(
+        build(db, identity), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
+    await uvicorn.Server(config).serve()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--database-url", required=True)
+    parser.add_argument("--public-url", required=True, help="the server's token issuer")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    app = build(Database(args.database_url))
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    asyncio.run(serve(args.database_url, args.public_url, args.port))
 
 
 if __name__ == "__main__":
