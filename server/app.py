@@ -111,7 +111,10 @@ class Application:
         self.gateway = Gateway(
             bindings_for(SERVICES),
             InProcessUpstream(registry.handlers, interceptors),
-            GatewayConfig(max_body_bytes=self.settings.max_request_body_bytes),
+            GatewayConfig(
+                max_body_bytes=self.settings.max_request_body_bytes,
+                trust_forwarded_headers=self.settings.trust_forwarded_headers,
+            ),
         )
         await self._start_http(http_socket)
         log.info(

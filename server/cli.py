@@ -9,12 +9,11 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from gateway.bindings import BindingError
-from gateway.cors import CorsRules
-from gateway.standalone import DescriptorSetError, serve_proxy
+from gateway.standalone import DescriptorSetError, serve_arguments
+from gateway.standalone import add_arguments as add_gateway_arguments
 from server import logs
 from server.app import Application
 from server.config import load_settings
@@ -86,15 +85,7 @@ async def _create_tenant(tenant_id: str, display_name: str) -> int:
 def _gateway(args: argparse.Namespace) -> int:
     logs.configure(load_settings().log_level)
     try:
-        return asyncio.run(
-            serve_proxy(
-                args.descriptor_set,
-                args.upstream,
-                host=args.host,
-                port=args.port,
-                cors=CorsRules.parse(args.cors_origins),
-            )
-        )
+        return asyncio.run(serve_arguments(args))
     except (DescriptorSetError, BindingError) as exc:
         print(f"orchestrator gateway: {exc}", file=sys.stderr)
         return 2
@@ -203,11 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     proxy = commands.add_parser(
         "gateway", help="serve the HTTP bindings of a descriptor set in front of a gRPC server"
     )
-    proxy.add_argument("--descriptor-set", required=True, type=Path, help="FileDescriptorSet file")
-    proxy.add_argument("--upstream", required=True, help="HOST:PORT of the gRPC server")
-    proxy.add_argument("--host", default="127.0.0.1")
-    proxy.add_argument("--port", type=int, default=8080)
-    proxy.add_argument("--cors-origins", default="", help="comma-separated allowed origins")
+    add_gateway_arguments(proxy)
     tenants = commands.add_parser("tenants", help="manage tenants")
     tenant_commands = tenants.add_subparsers(dest="tenant_command", required=True)
     create = tenant_commands.add_parser("create", help="create a tenant")

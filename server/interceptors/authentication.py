@@ -82,9 +82,12 @@ class AuthenticationInterceptor(WrappingInterceptor):
                 raise TokenRejected(
                     "invalid_dpop_proof", "send exactly one DPoP header", scheme="DPoP"
                 )
-            http_method, http_url = self._request_target(method, context)
+            authorization = authorizations[0] if authorizations else None
+            # Only a DPoP proof names the request; a Bearer call skips working it out.
+            dpop = authorization is not None and authorization.lstrip()[:5].lower() == "dpop "
+            http_method, http_url = self._request_target(method, context) if dpop else ("", "")
             principal = await self._verifier.verify(
-                authorizations[0] if authorizations else None,
+                authorization,
                 proofs[0] if proofs else None,
                 http_method=http_method,
                 http_url=http_url,

@@ -84,3 +84,13 @@ def test_gateway_refuses_a_missing_descriptor_set(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "descriptor set" in bad.stderr
+
+
+def test_orchestrator_gateway_takes_the_proxy_options() -> None:
+    """`orchestrator gateway` and `python -m gateway.standalone` share one option set."""
+    done = subprocess.run(
+        [ORCHESTRATOR, "gateway", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    for option in ("--descriptor-set", "--upstream", "--cors-origins", "--trust-forwarded-headers"):
+        assert option in done.stdout
