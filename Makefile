@@ -45,7 +45,7 @@ generate: $(STAMP) ## regenerate gen/ and third_party/proto from proto/ (reprodu
 	  --python_out=gen --grpc_python_out=gen \
 	  --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=gen \
 	  --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=gen \
-	  --include_imports --descriptor_set_out=gen/orchestrator/descriptor_set.binpb \
+	  --include_imports --include_source_info --descriptor_set_out=gen/orchestrator/descriptor_set.binpb \
 	  $(patsubst proto/%,%,$(PROTO_FILES))
 	find gen/orchestrator -type d -exec sh -c 'touch "$$0/__init__.py"' {} \;
 	touch gen/orchestrator/py.typed

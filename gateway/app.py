@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -52,6 +52,9 @@ class GatewayConfig:
     # Keep X-Forwarded-Proto/-Host and extend X-Forwarded-For from the hop in front
     # (a proxy that overwrites them); see gateway/metadata.py.
     trust_forwarded_headers: bool = False
+    # Leading proto comments by full name (`comments_from_files` of a descriptor set
+    # built with --include_source_info): the OpenAPI descriptions.
+    comments: Mapping[str, str] = field(default_factory=dict)
 
 
 class Gateway:
@@ -76,7 +79,9 @@ class Gateway:
                 message_factory.GetMessageClass(binding.method.input_type),
                 message_factory.GetMessageClass(binding.method.output_type),
             )
-        self.openapi = Documents(self.bindings)  # built on the first request for one
+        self.openapi = Documents(
+            self.bindings, comments=self.config.comments
+        )  # built on the first request for one
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

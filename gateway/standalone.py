@@ -30,6 +30,7 @@ from starlette.types import ASGIApp
 from gateway.app import Gateway, GatewayConfig
 from gateway.bindings import BindingError, bindings_for
 from gateway.cors import CorsRules, with_cors
+from gateway.openapi_schema import comments_from_files
 from gateway.upstream import ChannelUpstream
 
 log = logging.getLogger("orchestrator.gateway")
@@ -39,11 +40,15 @@ class DescriptorSetError(ValueError):
     """The descriptor set file cannot be read or does not form a consistent pool."""
 
 
-def load_services(path: Path) -> list[ServiceDescriptor]:
+def read_descriptor_set(path: Path) -> descriptor_pb2.FileDescriptorSet:
     try:
-        files = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
+        return descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
     except (OSError, DecodeError) as exc:
         raise DescriptorSetError(f"cannot read descriptor set {path}: {exc}") from exc
+
+
+def load_services(path: Path) -> list[ServiceDescriptor]:
+    files = read_descriptor_set(path)
     pool = descriptor_pool.DescriptorPool()
     try:
         for file in files.file:  # --include_imports writes dependencies first
@@ -86,7 +91,10 @@ async def serve_proxy(
     trust_forwarded_headers: bool = False,
 ) -> int:
     services = load_services(descriptor_set)
-    config = GatewayConfig(trust_forwarded_headers=trust_forwarded_headers)
+    config = GatewayConfig(
+        trust_forwarded_headers=trust_forwarded_headers,
+        comments=comments_from_files(read_descriptor_set(descriptor_set).file),
+    )
     gateway, app = build_proxy(services, upstream, config=config, cors=cors)
     server = _Server(
         uvicorn.Config(

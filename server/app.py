@@ -14,9 +14,11 @@ import logging
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 
 import grpc
 import uvicorn
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -24,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from gateway.app import Gateway, GatewayConfig
 from gateway.bindings import bindings_for
 from gateway.inprocess import HandlerRegistry, InProcessUpstream
+from gateway.openapi_schema import comments_from_files
 from orchestrator.identity.v1 import oauth_service_pb2, oauth_service_pb2_grpc
 from orchestrator.jobengine.v1 import (
     audit_service_pb2,
@@ -114,6 +117,7 @@ class Application:
             GatewayConfig(
                 max_body_bytes=self.settings.max_request_body_bytes,
                 trust_forwarded_headers=self.settings.trust_forwarded_headers,
+                comments=_proto_comments(),
             ),
         )
         await self._start_http(http_socket)
@@ -195,6 +199,13 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+def _proto_comments() -> dict[str, str]:
+    """The proto comments of our APIs (the generated descriptor set keeps source info),
+    which become the OpenAPI descriptions."""
+    data = resources.files("orchestrator").joinpath("descriptor_set.binpb").read_bytes()
+    return comments_from_files(descriptor_pb2.FileDescriptorSet.FromString(data).file)
 
 
 def services() -> Sequence[ServiceDescriptor]:

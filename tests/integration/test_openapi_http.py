@@ -5,22 +5,31 @@ made the way the document says."""
 from __future__ import annotations
 
 import re
+from importlib import resources
 from typing import Any
 
 import httpx
 import jsonschema_rs
 import pytest
+from google.protobuf import descriptor_pb2
 from openapi_spec_validator import validate
 
 from gateway.bindings import bindings_for
 from gateway.openapi import build_document, documents_by_api
+from gateway.openapi_schema import comments_from_files
 from server.app import SERVICES
 
 STRONG_ETAG = re.compile(r'"[0-9a-f]{40}"')
 
 
+def _comments() -> dict[str, str]:
+    """The proto comments, read independently of the server from the committed set."""
+    data = resources.files("orchestrator").joinpath("descriptor_set.binpb").read_bytes()
+    return comments_from_files(descriptor_pb2.FileDescriptorSet.FromString(data).file)
+
+
 def _expected_apis() -> dict[str, dict[str, Any]]:
-    return documents_by_api(bindings_for(SERVICES))
+    return documents_by_api(bindings_for(SERVICES), comments=_comments())
 
 
 def _conforms(document: dict[str, Any], component: str, instance: object) -> None:
@@ -79,7 +88,9 @@ async def test_documents_are_what_the_generator_builds(http: httpx.AsyncClient) 
     per_api = await http.get("/openapi/jobengine.json")
     assert per_api.json() == _expected_apis()["jobengine"]
     everything = await http.get("/openapi.json")
-    expected = build_document(bindings_for(SERVICES), title="HTTP API", version="v1")
+    expected = build_document(
+        bindings_for(SERVICES), title="HTTP API", version="v1", comments=_comments()
+    )
     assert everything.json()["paths"] == expected["paths"]
     assert everything.json()["components"] == expected["components"]
 
@@ -137,3 +148,14 @@ async def test_a_call_made_as_documented_answers_as_documented(
     missing = await http.get("/jobengine/sources/nope", headers={"X-Stella-Tenant": tenant})
     assert missing.status_code == 404
     _conforms(document, "Error", missing.json())
+
+
+async def test_descriptions_come_from_the_proto_comments(http: httpx.AsyncClient) -> None:
+    document = (await http.get("/openapi/jobengine.json")).json()
+    listing = document["paths"]["/jobengine/sources"]["get"]
+    assert listing["summary"] == "Lists the tenant's sources ordered by (name, sourceId)."
+    assert listing["description"].startswith(
+        "Lists the tenant's sources ordered by (name, sourceId).\n\nReturns INVALID_ARGUMENT"
+    )
+    audit = document["paths"]["/jobengine/audit"]["get"]
+    assert audit["summary"].startswith("Lists the tenant's audit entries, newest first")
