@@ -45,6 +45,10 @@ class OperatorAuditInterceptor(WrappingInterceptor):
         super().__init__()
         self._policies = policies
 
+    def applies(self, method: str) -> bool:
+        policy = self._policies.get(method)
+        return policy is not None and policy.operator_audit
+
     @asynccontextmanager
     async def scope(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         policy = self._policies.get(method)

@@ -114,6 +114,11 @@ class TenancyInterceptor(WrappingInterceptor):
         super().__init__()
         self._policies = policies
 
+    def applies(self, method: str) -> bool:
+        policy = self._policies.get(method)
+        modes = (options_pb2.TENANT_MODE_HEADER, options_pb2.TENANT_MODE_BINDING)
+        return policy is not None and policy.tenant_mode in modes
+
     @asynccontextmanager
     async def scope(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         policy = self._policies.get(method)
