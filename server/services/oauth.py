@@ -13,6 +13,7 @@ from orchestrator.identity.v1 import oauth_service_pb2_grpc as pb_grpc
 from server.identity.authorization import OAuthCall
 from server.identity.components import Identity
 from server.identity.discovery import server_metadata
+from server.interceptors.base import invocation_values
 
 
 class OAuthService(pb_grpc.OAuthServiceServicer):
@@ -60,17 +61,8 @@ class OAuthService(pb_grpc.OAuthServiceServicer):
         return pb.GetAuthorizationServerMetadataResponse(**server_metadata(self._identity.urls))
 
 
-def _metadata(context: grpc.aio.ServicerContext, key: str) -> list[str]:
-    values = []
-    for item in context.invocation_metadata() or ():
-        if item[0] == key:
-            value = item[1]
-            values.append(value.decode("latin-1") if isinstance(value, bytes) else str(value))
-    return values
-
-
 def _first(context: grpc.aio.ServicerContext, key: str) -> str | None:
-    values = _metadata(context, key)
+    values = invocation_values(context, key)
     return values[0] if values else None
 
 
@@ -80,7 +72,7 @@ def oauth_call(request: Message, context: grpc.aio.ServicerContext) -> OAuthCall
     return OAuthCall(
         form={name: value for name, value in form.items() if value},
         authorization=_first(context, "authorization"),
-        dpop_proofs=tuple(_metadata(context, "dpop")),
+        dpop_proofs=tuple(invocation_values(context, "dpop")),
         forwarded_proto=_first(context, "x-forwarded-proto"),
         forwarded_host=_first(context, "x-forwarded-host"),
     )
