@@ -23,7 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from server.domain.context import CallContext
 from server.domain.errors import InvalidArgument, Violation
-from server.domain.pagination import TOKEN_FIELD, PageTokens
+from server.domain.pagination import TOKEN_FIELD, PageTokens, keyset_page
 from server.storage.db import Database
 from server.storage.repositories import audit as repo
 from server.storage.tables import AuditEntryRow
@@ -134,15 +134,22 @@ async def list_audit_entries(
         "until": _micros(until) if until is not None else None,
         "sort": _SORT,
     }
-    page = tokens.page_request(limit=limit, token=continuation_token, binding=binding)
-    position = _position(page.after) if page.after is not None else None
-    async with db.read() as conn:
-        rows = await repo.list_audit_page(conn, flt=flt, before=position, limit=page.limit)
-    items: list[AuditEntryLike] = list(rows[: page.limit])
-    token = None
-    if len(rows) > page.limit:
-        last = items[-1]
-        token = tokens.encode((_micros(last.created_at), last.entry_id), binding=binding)
+
+    async def read(
+        before: tuple[datetime, str] | None, page_limit: int
+    ) -> Sequence[AuditEntryLike]:
+        async with db.read() as conn:
+            return await repo.list_audit_page(conn, flt=flt, before=before, limit=page_limit)
+
+    items, token = await keyset_page(
+        tokens,
+        limit=limit,
+        token=continuation_token,
+        binding=binding,
+        position=_position,
+        read=read,
+        key=lambda row: (_micros(row.created_at), row.entry_id),
+    )
     return AuditPage(items=items, continuation_token=token)
 
 

@@ -12,9 +12,9 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from server.domain.errors import InvalidArgument
 
@@ -24,6 +24,8 @@ TOKEN_FIELD = "continuationToken"
 _VERSION = 1
 
 KeyValue = str | int | float | bool | None
+T = TypeVar("T")
+P = TypeVar("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +103,26 @@ def _unb64(text: str) -> bytes:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (ValueError, TypeError) as exc:
         raise ValueError(str(exc)) from exc
+
+
+async def keyset_page(
+    tokens: PageTokens,
+    *,
+    limit: int,
+    token: str,
+    binding: Mapping[str, Any],
+    position: Callable[[tuple[KeyValue, ...]], P],
+    read: Callable[[P | None, int], Awaitable[Sequence[T]]],
+    key: Callable[[T], Sequence[KeyValue]],
+) -> tuple[list[T], str | None]:
+    """One page of any keyset listing: `position` checks the decoded token's key for this
+    listing, `read(after, limit)` returns up to `limit + 1` rows after it in the
+    listing's total order (the extra row says there is a next page), and `key` is the
+    sort key of a row, which the next page's token carries."""
+    page = tokens.page_request(limit=limit, token=token, binding=binding)
+    after = position(page.after) if page.after is not None else None
+    rows = await read(after, page.limit)
+    items = list(rows[: page.limit])
+    if len(rows) <= page.limit:
+        return items, None
+    return items, tokens.encode(key(items[-1]), binding=binding)

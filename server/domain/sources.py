@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from server.domain import audit
 from server.domain.context import CallContext
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound, Violation
-from server.domain.pagination import PageTokens
+from server.domain.pagination import PageTokens, keyset_page
 from server.storage.db import Database
 from server.storage.repositories import sources as repo
 from server.storage.tables import SourceRow, utcnow
@@ -189,15 +189,20 @@ async def list_sources(
         "enabled": enabled,
         "sort": _SORT,
     }
-    page = tokens.page_request(limit=limit, token=continuation_token, binding=binding)
-    after = _source_key(page.after) if page.after is not None else None
-    async with db.read() as conn:
-        rows = await repo.list_sources_page(conn, flt=flt, after=after, limit=page.limit)
-    items: list[SourceLike] = list(rows[: page.limit])
-    token = None
-    if len(rows) > page.limit:
-        last = items[-1]
-        token = tokens.encode((last.name, last.source_id), binding=binding)
+
+    async def read(after: tuple[str, str] | None, page_limit: int) -> Sequence[SourceLike]:
+        async with db.read() as conn:
+            return await repo.list_sources_page(conn, flt=flt, after=after, limit=page_limit)
+
+    items, token = await keyset_page(
+        tokens,
+        limit=limit,
+        token=continuation_token,
+        binding=binding,
+        position=_source_key,
+        read=read,
+        key=lambda row: (row.name, row.source_id),
+    )
     return SourcePage(items=items, continuation_token=token)
 
 
