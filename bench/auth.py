@@ -24,16 +24,7 @@ a warm-up, so drift on this noisy 2-core machine hits both alike.
     .venv/bin/python bench/auth.py [--seconds 6] [--rounds 3] [--concurrency 50]
 """
 
-# ruff: noqa: E402  (the project imports must follow the sys.path fix below)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder is sys.path[0], and bench/gateway.py there would
-# shadow the `gateway` package that server.app imports: drop the folder first.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse
 import asyncio
@@ -44,11 +35,13 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -56,7 +49,7 @@ import sqlalchemy as sa
 
 from server.app import Application
 from server.config import Settings
-from server.identity import clients
+from server.identity.authorization_server import clients
 from server.interceptors.authentication import AuthenticationInterceptor
 from server.storage.db import Database
 from server.storage.tables import SourceRow, TenantRow, table_of

@@ -10,24 +10,16 @@ machine where absolute figures drift. Each figure is the best of several repeats
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import timeit
+from collections.abc import Callable
+from typing import Any
 
-# bench/gateway.py is named like the package measured here; keep this folder off the
-# path so `import gateway` finds the package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
-import argparse  # noqa: E402
-import timeit  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
-
-from google.protobuf import json_format  # noqa: E402
-from google.protobuf.message import Message  # noqa: E402
-
-from gateway import converters  # noqa: E402
-from orchestrator.jobengine.v1 import source_pb2, sources_service_pb2  # noqa: E402
+from gateway import converters
+from orchestrator.jobengine.v1 import source_pb2, sources_service_pb2
 
 
 def make_source(i: int) -> source_pb2.Source:

@@ -1,4 +1,4 @@
-"""The hand-written baseline for bench/gateway.py: one Starlette endpoint doing the
+"""The hand-written baseline for bench/transcoding.py: one Starlette endpoint doing the
 same work as GET /jobengine/sources/{id} (verify the bearer token with the server's
 own verifier, check the tenant, read the source, encode JSON with an ETag), minus gRPC
 messages, interceptors and transcoding.
@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.identity.components import Identity
-from server.identity.principal import TokenRejected
+from server.identity.resource_server.principal import TokenRejected
 from server.storage.db import Database
 from server.storage.repositories.sources import read_source
 

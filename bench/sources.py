@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from orchestrator.jobengine.v1 import sources_service_pb2 as pb
 from orchestrator.jobengine.v1 import sources_service_pb2_grpc as pb_grpc
-from server.identity import clients
+from server.identity.authorization_server import clients
 from server.storage.db import Database
 from server.storage.tables import SourceRow, TenantRow, table_of
 

@@ -28,6 +28,8 @@ from typing import Any
 from google.protobuf import json_format
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from gateway.text import error_description
+
 # grpc-gateway's HTTPStatusFromCode.
 HTTP_STATUS: Mapping[int, int] = {
     code_pb2.OK: 200,
@@ -110,21 +112,12 @@ def oauth_error_body(status: status_pb2.Status, *, http_status: int, from_upstre
                 reason = info.reason
                 break
     return json.dumps(
-        {"error": reason, "error_description": _oauth_text(status.message)},
+        {"error": reason, "error_description": error_description(status.message)},
         separators=(",", ":"),
     ).encode()
 
 
 _OAUTH_DEFAULTS = {401: "invalid_client", 503: "temporarily_unavailable"}
-_QUOTES = str.maketrans({'"': "'", "\\": "/"})
-
-
-def _oauth_text(text: str) -> str:
-    """RFC 6749 §5.2 allows %x20-21 / %x23-5B / %x5D-7E only in error_description."""
-    text = text.translate(_QUOTES)
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(char if " " <= char <= "~" else "?" for char in text)
 
 
 def error_body(status: status_pb2.Status) -> bytes:

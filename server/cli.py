@@ -19,8 +19,8 @@ from server.app import Application
 from server.config import load_settings
 from server.dev import DEMO_TENANT, bootstrap
 from server.domain.errors import DomainError
-from server.identity import clients
-from server.identity.keys import rotate_keys
+from server.identity.authorization_server import clients
+from server.identity.authorization_server.keys import rotate_keys
 from server.storage.db import Database
 from server.storage.repositories.tenants import get_tenant
 from server.storage.tables import TenantRow

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from server.domain import sources
 from server.domain.context import CallContext
-from server.identity.clients import CreatedClient, create_client
+from server.identity.authorization_server.clients import CreatedClient, create_client
 from server.identity.scopes import PERMISSIONS, SCOPES
 from server.storage.db import Database
 from server.storage.repositories.tenants import count_tenants

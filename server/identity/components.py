@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from authlib.common.security import is_secure_transport  # type: ignore[import-untyped]
 
-from server.identity.authorization import AuthorizationServer
+from server.identity.authorization_server.keys import KeyRing
+from server.identity.authorization_server.operations import AuthorizationServer
+from server.identity.authorization_server.throttle import FailureThrottle
 from server.identity.dpop import DpopVerifier
-from server.identity.keys import KeyRing
+from server.identity.resource_server.verifier import TokenVerifier
 from server.identity.revocation import RevocationList
-from server.identity.throttle import FailureThrottle
 from server.identity.urls import PublicUrls
-from server.identity.verifier import TokenVerifier
 from server.storage.db import Database
 
 log = logging.getLogger("orchestrator.identity")

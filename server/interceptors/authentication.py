@@ -23,9 +23,10 @@ import grpc
 
 from server.domain.context import current_call, reset_current_call, set_current_call
 from server.domain.errors import PermissionDenied
-from server.identity.principal import REALM, Principal, TokenRejected
+from server.identity.challenges import resource_challenge
+from server.identity.resource_server.principal import Principal, TokenRejected
+from server.identity.resource_server.verifier import TokenVerifier
 from server.identity.urls import PublicUrls
-from server.identity.verifier import TokenVerifier
 from server.interceptors.base import WrappingInterceptor, invocation_value, invocation_values
 from server.policy import MethodPolicy
 
@@ -119,10 +120,12 @@ def authorize(policy: MethodPolicy, principal: Principal, scheme: str) -> None:
             f"the access token lacks the scope {', '.join(missing)}",
             reason="insufficient_scope",
             metadata={"scope": needed},
-            challenge=(
-                f'{scheme} realm="{REALM}", error="insufficient_scope", '
-                f'error_description="the access token lacks a required scope", '
-                f'scope="{needed}"'
+            challenge=resource_challenge(
+                scheme,
+                error="insufficient_scope",
+                description="the access token lacks a required scope",
+                scope=needed,
+                algs=False,
             ),
         )
     if not principal.has_permissions(*policy.permissions):

@@ -10,9 +10,9 @@ from google.protobuf.message import Message
 
 from orchestrator.identity.v1 import oauth_pb2 as pb
 from orchestrator.identity.v1 import oauth_service_pb2_grpc as pb_grpc
-from server.identity.authorization import OAuthCall
+from server.identity.authorization_server.discovery import server_metadata
+from server.identity.authorization_server.operations import OAuthCall
 from server.identity.components import Identity
-from server.identity.discovery import server_metadata
 from server.interceptors.base import invocation_values
 
 

@@ -93,7 +93,7 @@ class OAuthClientRow(SQLModel, table=True):
 
     Either bound to one tenant (`tenant_id`, immutable) or an operator client
     (`tenant_id` NULL) that may act for the tenants in `operator_tenants`. The
-    secret is stored only as a scrypt hash (server/identity/passwords.py).
+    secret is stored only as a scrypt hash (server/identity/authorization_server/passwords.py).
     """
 
     __tablename__ = "oauth_clients"

@@ -24,11 +24,11 @@ from google.rpc import error_details_pb2, status_pb2
 
 from orchestrator.identity.v1 import oauth_pb2, oauth_service_pb2_grpc
 from server.app import Application
-from server.identity import clients
-from server.identity.clients import CreatedClient
+from server.identity.authorization_server import clients
+from server.identity.authorization_server.clients import CreatedClient
 from server.identity.dpop import DpopVerifier
+from server.identity.resource_server.verifier import TokenRejected, TokenVerifier
 from server.identity.revocation import RevocationList
-from server.identity.verifier import TokenRejected, TokenVerifier
 from server.storage.tables import TenantRow
 from tests.unit.identity.proofs import client_key, make_proof
 

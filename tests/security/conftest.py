@@ -18,8 +18,8 @@ import pytest
 from joserfc.jwk import ECKey
 
 from server.app import Application
-from server.identity import clients
-from server.identity.clients import CreatedClient
+from server.identity.authorization_server import clients
+from server.identity.authorization_server.clients import CreatedClient
 from server.identity.scopes import JUSTIFIED, JUSTIFIED_SCOPES, SCOPES
 from server.identity.urls import REVOCATION_PATH, TOKEN_PATH
 from server.interceptors.audit import REASON_HEADER

@@ -26,7 +26,7 @@ from joserfc.jwk import ECKey
 
 from orchestrator.api.v1 import options_pb2
 from server.identity.dpop import DPOP_ALGORITHMS
-from server.identity.verifier import LEEWAY_SECONDS, MAX_TOKEN_BYTES
+from server.identity.resource_server.verifier import LEEWAY_SECONDS, MAX_TOKEN_BYTES
 from server.interceptors.tenancy import LEGACY_TENANT_HEADER, TENANT_HEADER
 from server.storage.tables import AuditEntryRow, SourceRow, table_of
 from tests.security import forge

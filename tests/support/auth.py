@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import httpx
 
 from server.app import Application
-from server.identity import clients
-from server.identity.clients import CreatedClient
+from server.identity.authorization_server import clients
+from server.identity.authorization_server.clients import CreatedClient
 from server.storage.tables import TenantRow
 
 TOKEN_PATH = "/oauth/token"

@@ -15,11 +15,11 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from server.identity.authorization_server.keys import KeyRing
 from server.identity.dpop import DpopVerifier
-from server.identity.keys import KeyRing
+from server.identity.resource_server.verifier import TokenVerifier
 from server.identity.revocation import RevocationList
 from server.identity.urls import PublicUrls
-from server.identity.verifier import TokenVerifier
 from server.storage.db import Database
 
 ISSUER = "https://orchestrator.example"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound
-from server.identity import clients
-from server.identity.passwords import verify_secret
+from server.identity.authorization_server import clients
+from server.identity.authorization_server.passwords import verify_secret
 from server.storage.db import Database
 from server.storage.tables import TenantRow
 

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from server.identity.passwords import generate_secret, hash_secret, verify_secret
+from server.identity.authorization_server.passwords import (
+    generate_secret,
+    hash_secret,
+    verify_secret,
+)
 
 
 def test_hash_carries_scheme_parameters_salt_and_verifies() -> None:

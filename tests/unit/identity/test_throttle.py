@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from server.identity.throttle import FailureThrottle
+from server.identity.authorization_server.throttle import FailureThrottle
 
 
 class Clock:

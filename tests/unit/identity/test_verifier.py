@@ -15,12 +15,12 @@ from joserfc.jwk import ECKey, OctKey
 
 from server.domain.context import ControlClaims
 from server.domain.errors import InvalidArgument, Unauthenticated
-from server.identity import clients
+from server.identity.authorization_server import clients
+from server.identity.authorization_server.keys import KeyRing
 from server.identity.dpop import DpopVerifier
-from server.identity.keys import KeyRing
+from server.identity.resource_server.verifier import TokenRejected, TokenVerifier
 from server.identity.revocation import RevocationList, revoke_token
 from server.identity.urls import PublicUrls
-from server.identity.verifier import TokenRejected, TokenVerifier
 from server.storage.db import Database
 from server.storage.tables import TenantRow
 from tests.unit.identity.conftest import ISSUER, MintToken, claims

@@ -8,7 +8,7 @@ import pytest
 from orchestrator.api.v1 import options_pb2
 from server.domain.context import ControlClaims
 from server.domain.errors import PermissionDenied
-from server.identity.principal import Principal
+from server.identity.resource_server.principal import Principal
 from server.interceptors.authentication import authorize
 from server.policy import MethodPolicy
 

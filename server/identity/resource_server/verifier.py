@@ -34,9 +34,13 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
+from server.identity.authorization_server.keys import ALGORITHM, KeyRing
 from server.identity.dpop import DPOP_ALGORITHMS, DpopError, DpopVerifier
-from server.identity.keys import ALGORITHM, KeyRing
-from server.identity.principal import Principal, TokenRejected, principal_from_claims
+from server.identity.resource_server.principal import (
+    Principal,
+    TokenRejected,
+    principal_from_claims,
+)
 from server.identity.revocation import RevocationList
 from server.identity.urls import PublicUrls
 

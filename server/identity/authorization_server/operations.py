@@ -4,7 +4,7 @@
 Each call finds the client id (HTTP Basic or the `client_id` form field, never
 both methods at once, RFC 6749 §2.3), refuses it while the failure throttle has
 it locked, loads what authlib will need from the database, then runs authlib's
-flow (`server/identity/oauth2.py`) in a worker thread. authlib's RFC 6749 §5.2
+flow (`oauth2.py` beside this module) in a worker thread. authlib's RFC 6749 §5.2
 errors become domain errors whose ErrorInfo reason is the RFC error code:
 `invalid_client` is Unauthenticated with a `Basic` challenge (RFC 9110 demands a
 WWW-Authenticate on every 401), everything else InvalidArgument.
@@ -23,19 +23,20 @@ from authlib.oauth2.rfc6749.util import (  # type: ignore[import-untyped]
     extract_basic_authorization,
 )
 
+from gateway.text import error_description
 from server.domain.errors import DomainError, InvalidArgument, Unauthenticated
-from server.identity import clients
+from server.identity.authorization_server import clients
+from server.identity.authorization_server.introspection_revocation import endpoint_server
+from server.identity.authorization_server.keys import KeyRing
+from server.identity.authorization_server.oauth2 import OAuthClient, OAuthRequest, token_server
+from server.identity.authorization_server.throttle import FailureThrottle
+from server.identity.challenges import BASIC_CHALLENGE
 from server.identity.dpop import DpopVerifier
-from server.identity.endpoints import endpoint_server
-from server.identity.keys import KeyRing
-from server.identity.oauth2 import OAuthClient, OAuthRequest, safe_text, token_server
+from server.identity.resource_server.verifier import TokenVerifier
 from server.identity.revocation import RevocationList, revoke_token
-from server.identity.throttle import FailureThrottle
 from server.identity.urls import INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_PATH, PublicUrls
-from server.identity.verifier import TokenVerifier
 from server.storage.db import Database
 
-BASIC_CHALLENGE = 'Basic realm="orchestrator", charset="UTF-8"'
 CLIENT_ID_MAX = 128
 _T = TypeVar("_T")
 
@@ -216,7 +217,7 @@ def domain_error(error: OAuth2Error) -> DomainError:
             "to the https URL clients use",
             reason="invalid_request",
         )
-    description = safe_text(str(error.get_error_description() or code))
+    description = error_description(str(error.get_error_description() or code))
     field = getattr(error, "field", None)
     if isinstance(field, str):
         return InvalidArgument.of(field, description, reason=code)

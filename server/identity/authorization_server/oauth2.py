@@ -4,7 +4,7 @@ authlib does the protocol work: client authentication (`client_secret_basic`,
 `client_secret_post`, RFC 6749 §2.3), grant selection and the client credentials
 grant (§4.4), scope validation (§3.3), the RFC 9068 JWT access token and the
 token response (§5.1), and the RFC 6749 §5.2 error objects (the RFC 7662 and
-RFC 7009 endpoints are in `server/identity/endpoints.py`). This module supplies what
+RFC 7009 endpoints are in `introspection_revocation.py`). This module supplies what
 authlib leaves to the framework: the request (`OAuthRequest`, built from the form
 fields and the `authorization` metadata), the client model (`OAuthClient`), the
 signing key and our claims, and two extensions of the grant: the seed-003
@@ -13,7 +13,7 @@ reason/ticket rule and DPoP key binding (RFC 9449 §5).
 authlib is synchronous; a `RequestServer` is built per request and run in a
 worker thread (scrypt must not block the event loop), with everything it needs
 from the database loaded beforehand. Errors are re-raised, not rendered:
-`server/identity/authorization.py` maps them to domain errors.
+`operations.py` maps them to domain errors.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload  # type: ignore[i
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator  # type: ignore[import-untyped]
 from joserfc.jwk import ECKey, KeySet
 
-from server.identity import passwords
-from server.identity.clients import ClientCredentials
+from gateway.text import error_description, has_control
+from server.identity.authorization_server import passwords
+from server.identity.authorization_server.clients import ClientCredentials
+from server.identity.authorization_server.keys import ALGORITHM
 from server.identity.dpop import DpopError, DpopVerifier
-from server.identity.keys import ALGORITHM
 from server.identity.scopes import (
     ADMIN,
     JUSTIFIED,
@@ -70,11 +71,6 @@ class FieldError(InvalidRequestError):  # type: ignore[misc]
 
 class InvalidDpopProofError(OAuth2Error):  # type: ignore[misc]
     error = "invalid_dpop_proof"  # RFC 9449 §5
-
-
-def safe_text(text: str) -> str:
-    """Text allowed in an RFC 6749 error_description: %x20-21 / %x23-5B / %x5D-7E."""
-    return "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "?" for ch in text)
 
 
 @functools.cache
@@ -195,7 +191,7 @@ def justification(granted: set[str], form: Mapping[str, str]) -> dict[str, str]:
         ):
             if len(value) > limit:
                 raise FieldError(field, f"must be at most {limit} characters")
-            if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            if has_control(value):
                 raise FieldError(field, "must not contain control characters")
         claims[item.reason_field] = reason
         if ticket:
@@ -290,7 +286,7 @@ class RequestServer(AuthorizationServer):  # type: ignore[misc]
     def validate_requested_scope(self, scope: str | None) -> None:
         unknown = [s for s in (scope or "").split() if s not in SCOPES]
         if unknown:
-            raise InvalidScopeError(safe_text(f"unknown scope: {' '.join(unknown)}"))
+            raise InvalidScopeError(error_description(f"unknown scope: {' '.join(unknown)}"))
 
     def confirm_dpop(self, request: OAuthRequest) -> str | None:
         """The thumbprint to bind, from the request's DPoP proof (RFC 9449 §5)."""
@@ -305,7 +301,7 @@ class RequestServer(AuthorizationServer):  # type: ignore[misc]
                 request.dpop_proofs[0], http_method="POST", http_url=request.uri
             )
         except DpopError as exc:
-            raise InvalidDpopProofError(safe_text(str(exc))) from exc
+            raise InvalidDpopProofError(error_description(str(exc))) from exc
         return proof.jkt
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.identity.authorization_server.oauth2 import AUTH_METHODS, GRANT_TYPE
 from server.identity.dpop import DPOP_ALGORITHMS
-from server.identity.oauth2 import AUTH_METHODS, GRANT_TYPE
 from server.identity.scopes import SCOPES
 from server.identity.urls import (
     INTROSPECTION_PATH,

@@ -16,11 +16,16 @@ from typing import Any
 from authlib.oauth2.rfc7009 import RevocationEndpoint  # type: ignore[import-untyped]
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint  # type: ignore[import-untyped]
 
+from server.identity.authorization_server.oauth2 import (
+    AUTH_METHODS,
+    OAuthClient,
+    OAuthRequest,
+    RequestServer,
+)
 from server.identity.dpop import DpopVerifier
-from server.identity.oauth2 import AUTH_METHODS, OAuthClient, OAuthRequest, RequestServer
-from server.identity.principal import TokenRejected
+from server.identity.resource_server.principal import TokenRejected
+from server.identity.resource_server.verifier import TokenVerifier
 from server.identity.scopes import JUSTIFIED
-from server.identity.verifier import TokenVerifier
 
 
 class AccessToken:

@@ -20,7 +20,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from server.domain.errors import AlreadyExists, InvalidArgument, NotFound, Violation
-from server.identity import passwords
+from server.identity.authorization_server import passwords
 from server.identity.scopes import PERMISSIONS, SCOPES, canonical
 from server.storage.db import Database
 from server.storage.repositories import identity as repo

@@ -1,4 +1,4 @@
-"""Gateway benchmarks (issue 3 §12), all in one run on this machine.
+"""Transcoding gateway benchmarks (issue 3 §12), all in one run on this machine.
 
 (a) REST GET of one source through the in-process gateway vs the same RPC over gRPC
     from a Python client (throughput, 50 in flight);
@@ -16,18 +16,10 @@ hand-written endpoint verifies it with the same `TokenVerifier.verify` call.
 HTTP load comes from wrk (Debian package `wrk`) in its own process, so the Python
 client does not cap the servers; without wrk the script says so and stops.
 
-    .venv/bin/python bench/gateway.py [--seconds 5] [--rounds 6]
+    .venv/bin/python bench/transcoding.py [--seconds 5] [--rounds 6]
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This script is named like the package it measures; keep its folder off the path
-# so `import gateway` finds the package, then load the seeding helper by file.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse
 import asyncio
@@ -38,8 +30,10 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import grpc
 import httpx
@@ -48,10 +42,12 @@ from gateway.router import Router
 from gateway.template import parse_template
 from orchestrator.jobengine.v1 import sources_service_pb2 as pb
 from orchestrator.jobengine.v1 import sources_service_pb2_grpc as pb_grpc
-from server.identity import clients
+from server.identity.authorization_server import clients
 from server.storage.db import Database
 from server.storage.tables import TenantRow
 
+# The seeding helper, loaded by file: bench/ is a folder of scripts, not a package.
+_HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("bench_sources", _HERE / "sources.py")
 assert _spec is not None and _spec.loader is not None
 _sources = importlib.util.module_from_spec(_spec)
@@ -227,7 +223,7 @@ def route_lookup_ratio() -> tuple[float, float, float]:
 
 async def run(seconds: int, rounds: int) -> None:
     if shutil.which("wrk") is None:
-        sys.exit("bench/gateway.py needs wrk: apt-get install wrk")
+        sys.exit("bench/transcoding.py needs wrk: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     await seed(db_url, 10_000)

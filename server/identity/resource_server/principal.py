@@ -15,10 +15,7 @@ from typing import Any
 
 from server.domain.context import ControlClaims
 from server.domain.errors import DomainError, InvalidArgument, Unauthenticated
-from server.identity.dpop import DPOP_ALGORITHMS
-
-REALM = "orchestrator"
-_UNSAFE = str.maketrans({'"': "'", "\\": "/"})
+from server.identity.challenges import credentials_required_challenge, resource_challenge
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +88,6 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     )
 
 
-def _header_safe(text: str) -> str:
-    """Printable ASCII without quotes or backslashes: a quoted-string value (RFC 9110 §5.6.4)."""
-    ascii_text = text.translate(_UNSAFE).encode("ascii", "replace").decode()
-    return "".join(ch if " " <= ch <= "~" else "?" for ch in ascii_text)
-
-
 class TokenRejected(Exception):
     """A refused access token: `error` is the RFC 6750/9449 code (None when credentials
     are simply missing, RFC 6750 §3.1), `challenge` the WWW-Authenticate value."""
@@ -114,12 +105,9 @@ class TokenRejected(Exception):
 
     @property
     def challenge(self) -> str:
-        dpop = f'DPoP realm="{REALM}", algs="{" ".join(DPOP_ALGORITHMS)}"'
         if self.error is None:
-            return f'Bearer realm="{REALM}", {dpop}'
-        own = dpop if self.scheme == "DPoP" else f'Bearer realm="{REALM}"'
-        description = _header_safe(self.description)
-        return f'{own}, error="{self.error}", error_description="{description}"'
+            return credentials_required_challenge()
+        return resource_challenge(self.scheme, error=self.error, description=self.description)
 
     def to_domain_error(self) -> DomainError:
         """The domain error the error interceptor maps: UNAUTHENTICATED or INVALID_ARGUMENT,
