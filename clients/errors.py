@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf import json_format
+from google.rpc import code_pb2, status_pb2
+
 
 @dataclass
 class ApiError(Exception):
@@ -13,6 +16,22 @@ class ApiError(Exception):
     message: str
     details: list[dict[str, Any]] = field(default_factory=list)
     http_status: int | None = None
+
+    @classmethod
+    def from_status(cls, status: status_pb2.Status) -> ApiError:
+        """The error of a `google.rpc.Status` (gRPC and in-process calls), its details
+        as their JSON mapping: the shape the REST error body carries (DESIGN.md §5)."""
+        try:
+            name = code_pb2.Code.Name(status.code)
+        except ValueError:
+            name = code_pb2.Code.Name(code_pb2.UNKNOWN)
+        details: list[dict[str, Any]] = []
+        for detail in status.details:
+            try:
+                details.append(json_format.MessageToDict(detail))
+            except (json_format.Error, TypeError, KeyError):  # a type this process lacks
+                details.append({"@type": detail.type_url})
+        return cls(code=name, message=status.message, details=details)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

@@ -17,8 +17,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from clients.sources import CallerHeaders, SourcesClient
+from clients.base import CallerHeaders
+from clients.sources import SourcesClient
+from clients.transports.base import Transport
 from clients.transports.grpc import GrpcTransport
+from clients.transports.inprocess import InProcessTransport
 from clients.transports.rest import RestTransport
 from server.app import Application
 from server.config import Settings
@@ -126,19 +129,33 @@ async def auth_headers(tenant: str, access_token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {access_token}", "X-Stella-Tenant": tenant}
 
 
-@pytest.fixture(params=("grpc", "rest"))
-async def sources_client(
-    request: pytest.FixtureRequest,
-    grpc_target: str,
-    http_base: str,
-    tenant: str,
-    access_token: str,
-) -> AsyncIterator[SourcesClient]:
-    transport: GrpcTransport | RestTransport
-    transport = GrpcTransport(grpc_target) if request.param == "grpc" else RestTransport(http_base)
-    headers = CallerHeaders(tenant=tenant, operator_reason="test run", access_token=access_token)
-    client = SourcesClient(transport, headers)
+TRANSPORTS = ("grpc", "rest", "inprocess")
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def transport(
+    request: pytest.FixtureRequest, app: Application, grpc_target: str, http_base: str
+) -> AsyncIterator[Transport]:
+    """One transport per run of the test: gRPC, REST (through the in-process gateway's
+    HTTP port) or in-process (the server's own upstream, no socket)."""
+    made: Transport
+    if request.param == "grpc":
+        made = GrpcTransport(grpc_target)
+    elif request.param == "rest":
+        made = RestTransport(http_base)
+    else:
+        made = InProcessTransport(app.gateway.upstream)
     try:
-        yield client
+        yield made
     finally:
-        await transport.close()
+        await made.close()
+
+
+@pytest.fixture
+def caller_headers(tenant: str, access_token: str) -> CallerHeaders:
+    return CallerHeaders(tenant=tenant, operator_reason="test run", access_token=access_token)
+
+
+@pytest.fixture
+def sources_client(transport: Transport, caller_headers: CallerHeaders) -> SourcesClient:
+    return SourcesClient(transport, caller_headers)

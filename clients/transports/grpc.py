@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 
 from clients.errors import ApiError
 from clients.transports.base import ResponseT, full_method
+
+DETAILS_KEY = "grpc-status-details-bin"
 
 
 class GrpcTransport:
@@ -42,22 +43,21 @@ class GrpcTransport:
         try:
             response: ResponseT = await stub(request, metadata=metadata, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
-            raise _api_error(exc) from None
+            raise ApiError.from_status(_status(exc)) from None
         return response
 
     async def close(self) -> None:
         await self._channel.close()
 
 
-def _api_error(exc: grpc.aio.AioRpcError) -> ApiError:
-    details: list[dict[str, Any]] = []
-    for key, value in exc.trailing_metadata() or ():
-        if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            status = status_pb2.Status.FromString(value)
-            details = [json_format.MessageToDict(d) for d in status.details]
+def _status(exc: grpc.aio.AioRpcError) -> status_pb2.Status:
+    """The rich status from the trailers when it agrees with the call's code, else the
+    bare code and message."""
     code = exc.code()
-    return ApiError(
-        code=code.name if code is not None else code_pb2.Code.Name(code_pb2.UNKNOWN),
-        message=exc.details() or "",
-        details=details,
-    )
+    number = code.value[0] if code is not None else code_pb2.UNKNOWN
+    for key, value in exc.trailing_metadata() or ():
+        if key == DETAILS_KEY and isinstance(value, bytes):
+            rich = status_pb2.Status.FromString(value)
+            if rich.code == number:
+                return rich
+    return status_pb2.Status(code=number, message=exc.details() or "")

@@ -16,8 +16,9 @@ import httpx
 import pytest
 from google.protobuf import json_format, timestamp_pb2
 
+from clients.base import CallerHeaders
 from clients.errors import ApiError
-from clients.sources import CallerHeaders, SourcesClient
+from clients.sources import SourcesClient
 from clients.transports.base import Transport
 from clients.transports.grpc import GrpcTransport
 from clients.transports.rest import RestTransport
