@@ -27,13 +27,6 @@ from gateway.app import Gateway, GatewayConfig
 from gateway.bindings import bindings_for
 from gateway.inprocess import HandlerRegistry, InProcessUpstream
 from gateway.openapi_schema import comments_from_files
-from orchestrator.identity.v1 import oauth_service_pb2, oauth_service_pb2_grpc
-from orchestrator.jobengine.v1 import (
-    audit_service_pb2,
-    audit_service_pb2_grpc,
-    sources_service_pb2,
-    sources_service_pb2_grpc,
-)
 from server.config import Settings
 from server.domain.pagination import PageTokens
 from server.identity.components import Identity
@@ -43,19 +36,14 @@ from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.tenancy import TenancyInterceptor
 from server.interceptors.tracing import TracingInterceptor
 from server.policy import policies_for
-from server.services.audit import AuditService
-from server.services.oauth import OAuthService
-from server.services.sources import SourcesService
+from server.services.table import SERVICES, Components, register_all
 from server.storage.db import Database
 from server.storage.repositories.secrets import get_or_create_secret
+from server.storage.store import SqlStore
 
 log = logging.getLogger("orchestrator.server")
 
-SERVICES: tuple[ServiceDescriptor, ...] = (
-    sources_service_pb2.DESCRIPTOR.services_by_name["SourcesService"],
-    audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
-    oauth_service_pb2.DESCRIPTOR.services_by_name["OAuthService"],
-)
+__all__ = ["SERVICES", "Application"]  # SERVICES: the descriptors of server/services/table.py
 
 # gRPC refuses metadata over 8 KiB (soft: a random share of calls) and 16 KiB (hard)
 # with a bare RESOURCE_EXHAUSTED. Our own limits (8 KiB tokens, named 400s with a
@@ -97,16 +85,8 @@ class Application:
         )
         registry = HandlerRegistry()
         self.grpc_server = grpc.aio.server(interceptors=interceptors, options=GRPC_SERVER_OPTIONS)
-        for target in (self.grpc_server, registry):
-            sources_service_pb2_grpc.add_SourcesServiceServicer_to_server(
-                SourcesService(self.db, tokens), target
-            )
-            audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
-                AuditService(self.db, tokens), target
-            )
-            oauth_service_pb2_grpc.add_OAuthServiceServicer_to_server(
-                OAuthService(self.identity), target
-            )
+        components = Components(store=SqlStore(self.db), tokens=tokens, identity=self.identity)
+        register_all(components, self.grpc_server, registry)
         await self._add_health_and_reflection()
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         self.grpc_port = self.grpc_server.add_insecure_port(address)

@@ -9,6 +9,7 @@ from server.identity.authorization_server.clients import CreatedClient, create_c
 from server.identity.scopes import PERMISSIONS, SCOPES
 from server.storage.db import Database
 from server.storage.repositories.tenants import count_tenants
+from server.storage.store import SqlStore
 from server.storage.tables import TenantRow
 
 DEMO_TENANT = "demo"
@@ -27,14 +28,16 @@ async def bootstrap(db: Database) -> CreatedClient | None:
             return None
         session.add(TenantRow(tenant_id=DEMO_TENANT, display_name="Demo tenant"))
     call = CallContext(
-        method="dev.bootstrap",
+        # Audited as the call it stands for: "sources.register".
+        method="/orchestrator.jobengine.v1.SourcesService/RegisterSource",
         trace_id="dev-bootstrap",
         actor="orchestrator serve --dev",
         tenant_id=DEMO_TENANT,
         operator_reason="development bootstrap",
     )
+    store = SqlStore(db)
     for name, source_type in _DEMO_SOURCES:
-        await sources.register_source(db, call, name=name, source_type=source_type, enabled=True)
+        await sources.register_source(store, call, name=name, source_type=source_type, enabled=True)
     return await create_client(
         db,
         client_id=DEMO_CLIENT,

@@ -1,9 +1,13 @@
 """Operator audit: every audited mutation records who, why, what and before/after.
 
-`record` adds the entry to the session of the change itself, so the entry and the
-change commit or roll back together: a failed mutation leaves no entry, and no
-change exists without one. "Why" is twofold: the operator's X-Stella-Operator-*
-headers of this call, and the reason/ticket the token was granted for (seed 003).
+`record` appends the entry in the unit of work of the change itself, so the entry
+and the change commit or roll back together: a failed mutation leaves no entry, and
+no change exists without one. What is recorded comes from the call and the
+resource, never from strings typed per call site: the action is the called method
+read against the resource type (`action_name`), the resource name and the
+before/after snapshots are the resource type's. "Why" is twofold: the operator's
+X-Stella-Operator-* headers of this call, and the reason/ticket the token was
+granted for (seed 003).
 
 `list_audit_entries` is the tenant's trail, newest first, with the sources
 contract's pagination (AIP-158): keyset over (created_at, entry_id), signed
@@ -13,30 +17,69 @@ continuation tokens bound to the tenant, the filters and the sort.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
-
-from sqlmodel.ext.asyncio.session import AsyncSession
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from server.domain.context import CallContext
 from server.domain.errors import InvalidArgument, Violation
-from server.domain.pagination import TOKEN_FIELD, PageTokens, keyset_page
-from server.storage.db import Database
-from server.storage.repositories import audit as repo
-from server.storage.tables import AuditEntryRow
+from server.domain.pagination import TEXT, TIME, ListingSpec, Page, PageTokens, SortKey
+from server.domain.resources import ResourceType
 
-_SORT = ("-createdAt", "-entryId")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+if TYPE_CHECKING:
+    from server.domain.units import Store, UnitOfWork
+
+R = TypeVar("R")
+
 # The widest value each exact-match filter can equal: its column's size. A longer
 # value could only match nothing, so it is a caller mistake worth naming.
 _FILTER_MAX = {"action": 200, "actor": 200, "resource": 400, "traceId": 64}
+_WORD = re.compile(r"[A-Z][a-z0-9]*|[a-z0-9]+")
 
 
 class AuditEntryLike(Protocol):
-    """An entry as read: a Core result row (or an ORM row) with these attributes."""
+    """An entry as read: a storage row (or an `AuditEntry`) with these attributes."""
+
+    @property
+    def entry_id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str | None: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def resource(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def ticket(self) -> str | None: ...
+    @property
+    def token_id(self) -> str | None: ...
+    @property
+    def quota_reason(self) -> str | None: ...
+    @property
+    def quota_ticket(self) -> str | None: ...
+    @property
+    def backfill_reason(self) -> str | None: ...
+    @property
+    def backfill_ticket(self) -> str | None: ...
+    @property
+    def trace_id(self) -> str: ...
+    @property
+    def before(self) -> str | None: ...
+    @property
+    def after(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A new entry; `before`/`after` are the snapshots as canonical JSON text."""
 
     entry_id: str
     tenant_id: str | None
@@ -57,27 +100,85 @@ class AuditEntryLike(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class AuditPage:
-    items: Sequence[AuditEntryLike]
-    continuation_token: str | None
+class AuditQuery:
+    """What a listing is narrowed to; None means "any". `since` is inclusive, `until`
+    exclusive, both aware UTC datetimes."""
+
+    tenant_id: str
+    action: str | None = None
+    actor: str | None = None
+    resource: str | None = None
+    trace_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
-def record(
-    session: AsyncSession,
+class AuditLog(Protocol):
+    """The audit side of a unit of work: append-only."""
+
+    async def append(self, entry: AuditEntry) -> None: ...
+
+
+class AuditReads(Protocol):
+    async def page(
+        self, query: AuditQuery, after: tuple[Any, ...] | None, limit: int
+    ) -> Sequence[AuditEntryLike]:
+        """Up to `limit + 1` entries of `query` after the position `after` (created_at,
+        entry_id) in `AUDIT_LISTING`'s order, newest first."""
+        ...
+
+
+AUDIT_LISTING: ListingSpec[AuditEntryLike, AuditQuery] = ListingSpec(
+    name="audit",
+    sort=(SortKey("-createdAt", "created_at", TIME), SortKey("-entryId", "entry_id", TEXT)),
+    filters={
+        "action": "action",
+        "actor": "actor",
+        "resource": "resource",
+        "traceId": "trace_id",
+        "since": "since",
+        "until": "until",
+    },
+)
+
+AuditPage = Page[AuditEntryLike]
+
+
+def action_name(method: str, resource: ResourceType[Any]) -> str:
+    """`{collection}.{verb}`: the verb is the gRPC method's name without the resource's
+    own words, in snake case. `/orchestrator.jobengine.v1.SourcesService/PauseSource`
+    on sources -> "sources.pause"; `ReplayPendingDeadLetterEntries` on collection
+    "deadLetterEntries" -> "deadLetterEntries.replay_pending". The plural is removed
+    before the singular; a method naming neither keeps all its words."""
+    name = method.rsplit("/", 1)[-1]
+    for noun in (resource.collection, resource.singular):
+        pascal = "".join(word[:1].upper() + word[1:] for word in _WORD.findall(noun))
+        if pascal and pascal in name and name != pascal:
+            name = name.replace(pascal, "", 1)
+            break
+    verb = "_".join(word.lower() for word in _WORD.findall(name))
+    return f"{resource.collection}.{verb}"
+
+
+async def record(
+    uow: UnitOfWork,
     call: CallContext,
+    resource: ResourceType[R],
     *,
-    action: str,
-    resource: str,
-    before: Mapping[str, Any] | None,
-    after: Mapping[str, Any] | None,
-) -> AuditEntryRow:
-    """Add the entry to `session`, the transaction of the change it records."""
-    entry = AuditEntryRow(
+    before: R | None,
+    after: R | None,
+) -> AuditEntry:
+    """Append the entry of `call` changing `resource` from `before` to `after` (None:
+    created or deleted) to `uow`, the transaction of the change it records."""
+    subject = after if after is not None else before
+    if subject is None:
+        raise ValueError("an audited change has a resource before or after it")
+    entry = AuditEntry(
         entry_id=str(uuid.uuid4()),
         tenant_id=call.tenant_id,
         actor=call.actor,
-        action=action,
-        resource=resource,
+        action=action_name(call.method, resource),
+        resource=resource.name(resource.id_of(subject)),
         reason=call.operator_reason,
         ticket=call.operator_ticket,
         token_id=call.token_id,
@@ -86,10 +187,11 @@ def record(
         backfill_reason=call.control.backfill_reason,
         backfill_ticket=call.control.backfill_ticket,
         trace_id=call.trace_id,
-        before=_dump(before),
-        after=_dump(after),
+        before=_dump(resource.snapshot(before) if before is not None else None),
+        after=_dump(resource.snapshot(after) if after is not None else None),
+        created_at=datetime.now(UTC),
     )
-    repo.add_audit_entry(session, entry)
+    await uow.audit.append(entry)
     return entry
 
 
@@ -100,7 +202,7 @@ def _dump(state: Mapping[str, Any] | None) -> str | None:
 
 
 async def list_audit_entries(
-    db: Database,
+    store: Store,
     tokens: PageTokens,
     call: CallContext,
     *,
@@ -113,11 +215,14 @@ async def list_audit_entries(
     limit: int,
     continuation_token: str,
 ) -> AuditPage:
-    """One page of the caller's tenant's entries; empty strings and None mean "any"."""
+    """One page of the caller's tenant's entries; empty strings and None mean "any".
+
+    Raises InvalidArgument naming every bad filter, a bad `limit` or `continuationToken`.
+    """
     tenant_id = call.require_tenant()
     texts = {"action": action, "actor": actor, "resource": resource, "traceId": trace_id}
     _validate_filters(texts, since=since, until=until)
-    flt = repo.AuditFilter(
+    query = AuditQuery(
         tenant_id=tenant_id,
         action=action or None,
         actor=actor or None,
@@ -126,31 +231,9 @@ async def list_audit_entries(
         since=since,
         until=until,
     )
-    binding = {
-        "list": "audit",
-        "tenant": tenant_id,
-        **{name: value or None for name, value in texts.items()},
-        "since": _micros(since) if since is not None else None,
-        "until": _micros(until) if until is not None else None,
-        "sort": _SORT,
-    }
-
-    async def read(
-        before: tuple[datetime, str] | None, page_limit: int
-    ) -> Sequence[AuditEntryLike]:
-        async with db.read() as conn:
-            return await repo.list_audit_page(conn, flt=flt, before=before, limit=page_limit)
-
-    items, token = await keyset_page(
-        tokens,
-        limit=limit,
-        token=continuation_token,
-        binding=binding,
-        position=_position,
-        read=read,
-        key=lambda row: (_micros(row.created_at), row.entry_id),
+    return await AUDIT_LISTING.page(
+        tokens, query, limit=limit, token=continuation_token, read=store.audit.page
     )
-    return AuditPage(items=items, continuation_token=token)
 
 
 def _validate_filters(
@@ -167,31 +250,4 @@ def _validate_filters(
     if since is not None and until is not None and until <= since:
         violations.append(Violation("until", "must be after since"))
     if violations:
-        message = "; ".join(f"{v.field}: {v.description}" for v in violations)
-        raise InvalidArgument(message, violations=tuple(violations))
-
-
-def _micros(value: datetime) -> int:
-    """A stored time as integer microseconds since the epoch: exact in a page token, where
-    a float or a formatted string could drift. SQLite hands back naive UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    delta = value - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-_MIN_MICROS = _micros(datetime(1, 1, 1, tzinfo=UTC))
-_MAX_MICROS = _micros(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
-
-
-def _position(after: tuple[Any, ...]) -> tuple[datetime, str]:
-    """The (created_at, entry_id) a signed token points at; a well-signed token of another
-    shape (say, another listing's) does not point into this one."""
-    if (
-        len(after) != 2
-        or type(after[0]) is not int
-        or not isinstance(after[1], str)
-        or not _MIN_MICROS <= after[0] <= _MAX_MICROS
-    ):
-        raise InvalidArgument.of(TOKEN_FIELD, "does not point into this listing")
-    return _EPOCH + timedelta(microseconds=after[0]), after[1]
+        raise InvalidArgument.from_violations(violations)

@@ -7,8 +7,12 @@ input, the violations naming the offending field or header.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from server.domain.resources import ResourceType
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,19 +46,52 @@ class InvalidArgument(DomainError):
         cls, name: str, description: str, *, reason: str = "INVALID_ARGUMENT"
     ) -> InvalidArgument:
         """The common case: one field or header is wrong, and the message says which."""
-        return cls(
-            f"{name}: {description}", reason=reason, violations=(Violation(name, description),)
-        )
+        return cls.from_violations((Violation(name, description),), reason=reason)
+
+    @classmethod
+    def from_violations(
+        cls, violations: Sequence[Violation], *, reason: str = "INVALID_ARGUMENT"
+    ) -> InvalidArgument:
+        """Every bad field at once (AIP-193 BadRequest): the message is
+        "field: description; field: description", in the order given. `violations`
+        must not be empty."""
+        if not violations:
+            raise ValueError("an InvalidArgument names at least one violation")
+        message = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        return cls(message, reason=reason, violations=tuple(violations))
 
 
 @dataclass
 class NotFound(DomainError):
     reason: str = "NOT_FOUND"
 
+    @classmethod
+    def of(cls, resource: ResourceType[Any], resource_id: str) -> NotFound:
+        """`source 'x' not found`, reason SOURCE_NOT_FOUND, metadata {"sourceId": "x"}.
+        Absent and not the caller's (another tenant's, another project's) are the same
+        answer, so nobody learns which ids exist elsewhere."""
+        return cls(
+            f"{resource.singular} {resource_id!r} not found",
+            reason=f"{resource.reason_prefix}_NOT_FOUND",
+            metadata={resource.id_field: resource_id},
+        )
+
 
 @dataclass
 class AlreadyExists(DomainError):
     reason: str = "ALREADY_EXISTS"
+
+    @classmethod
+    def of(cls, resource: ResourceType[Any], field: str, value: str) -> AlreadyExists:
+        """A tenant-unique `field` is taken: "a source named 'x' already exists in this
+        tenant" (field "name"; other fields read "with {field} 'x'"), reason
+        SOURCE_EXISTS, metadata {field: value}."""
+        what = "named" if field == "name" else f"with {field}"
+        return cls(
+            f"a {resource.singular} {what} {value!r} already exists in this tenant",
+            reason=f"{resource.reason_prefix}_EXISTS",
+            metadata={field: value},
+        )
 
 
 @dataclass

@@ -4,6 +4,10 @@ A token carries the sort key of the last item served and a digest of everything 
 listing was bound to (method, tenant, project, filters, sort). It is signed with
 HMAC-SHA256 so a client can neither forge a position nor replay a token against
 other filters: both are INVALID_ARGUMENT naming `continuationToken`.
+
+Every listing is one `ListingSpec` (its name, sort keys with their token codecs, and
+which query fields bind a token) consumed by the one `keyset_page` step; repositories
+read "up to `limit + 1` rows after this position" in the spec's order.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Protocol, TypeVar
 
 from server.domain.errors import InvalidArgument
 
@@ -26,6 +31,8 @@ _VERSION = 1
 KeyValue = str | int | float | bool | None
 T = TypeVar("T")
 P = TypeVar("P")
+Q = TypeVar("Q", bound="TenantQuery")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +133,139 @@ async def keyset_page(
     if len(rows) <= page.limit:
         return items, None
     return items, tokens.encode(key(items[-1]), binding=binding)
+
+
+# --- listing specs ----------------------------------------------------------------------
+
+
+class TenantQuery(Protocol):
+    """What every listing's query has: the tenant it reads, which every token binds."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page: the items and the token of the next page (None on the last)."""
+
+    items: Sequence[T]
+    continuation_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCodec:
+    """How one sort key's value travels in a token: `encode` a row's value to JSON,
+    `decode` it back, or None when the JSON value is not one of this key's."""
+
+    encode: Callable[[Any], KeyValue]
+    decode: Callable[[KeyValue], Any]
+
+
+def micros(value: datetime) -> int:
+    """A stored time as integer microseconds since the epoch: exact in a page token, where
+    a float or a formatted string could drift. SQLite hands back naive UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_MIN_MICROS = micros(datetime(1, 1, 1, tzinfo=UTC))
+_MAX_MICROS = micros(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+
+
+def _text(value: KeyValue) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _time(value: KeyValue) -> datetime | None:
+    if type(value) is not int or not _MIN_MICROS <= value <= _MAX_MICROS:
+        return None  # bool is not an int here, nor is a float
+    return _EPOCH + timedelta(microseconds=value)
+
+
+TEXT = KeyCodec(encode=str, decode=_text)
+TIME = KeyCodec(encode=micros, decode=_time)  # aware UTC datetimes, microsecond exact
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """One key of a listing's total order: `name` as the API spells it ("-" first for
+    descending, e.g. "-createdAt"), the row `attribute` it reads and its token codec."""
+
+    name: str
+    attribute: str
+    codec: KeyCodec
+
+    @property
+    def descending(self) -> bool:
+        return self.name.startswith("-")
+
+
+@dataclass(frozen=True, slots=True)
+class ListingSpec(Generic[T, Q]):
+    """One keyset listing (AIP-158): `name` and `sort` are bound into every token, as are
+    the query's fields named by `filters` (token name -> query attribute; datetimes
+    bind as microseconds). The sort ends in the id, so the order is total; every key
+    runs the same direction, so "after a position" is one tuple comparison."""
+
+    name: str
+    sort: tuple[SortKey, ...]
+    filters: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        if len({key.descending for key in self.sort}) != 1:
+            raise ValueError(f"listing {self.name}: every sort key must run the same direction")
+
+    @property
+    def descending(self) -> bool:
+        return self.sort[0].descending
+
+    def binding(self, query: Q) -> dict[str, Any]:
+        """What a token of this listing is bound to: the listing, tenant, filters, sort."""
+        binding: dict[str, Any] = {"list": self.name, "tenant": query.tenant_id}
+        for name, attribute in self.filters.items():
+            value = getattr(query, attribute)
+            binding[name] = micros(value) if isinstance(value, datetime) else value
+        binding["sort"] = tuple(key.name for key in self.sort)
+        return binding
+
+    def key(self, row: T) -> tuple[KeyValue, ...]:
+        """The sort key of `row`, as the next page's token carries it."""
+        return tuple(key.codec.encode(getattr(row, key.attribute)) for key in self.sort)
+
+    def position(self, key: tuple[KeyValue, ...]) -> tuple[Any, ...]:
+        """The row position a signed token's key names; a well-signed key of another shape
+        (another listing's, a server bug or a leaked secret) is the caller's bad token."""
+        if len(key) == len(self.sort):
+            decoded = tuple(k.codec.decode(v) for k, v in zip(self.sort, key, strict=True))
+            if all(part is not None for part in decoded):
+                return decoded
+        raise InvalidArgument.of(TOKEN_FIELD, "does not point into this listing")
+
+    async def page(
+        self,
+        tokens: PageTokens,
+        query: Q,
+        *,
+        limit: int,
+        token: str,
+        read: Callable[[Q, tuple[Any, ...] | None, int], Awaitable[Sequence[T]]],
+    ) -> Page[T]:
+        """One page of `query`: `read(query, after, limit)` returns up to `limit + 1` rows
+        after the position `after` (None: from the start) in this listing's order."""
+
+        async def rows(after: tuple[Any, ...] | None, page_limit: int) -> Sequence[T]:
+            return await read(query, after, page_limit)
+
+        items, next_token = await keyset_page(
+            tokens,
+            limit=limit,
+            token=token,
+            binding=self.binding(query),
+            position=self.position,
+            read=rows,
+            key=self.key,
+        )
+        return Page(items=items, continuation_token=next_token)

@@ -9,31 +9,53 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
-
-import sqlalchemy as sa
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from server.domain import audit
 from server.domain.context import CallContext
-from server.domain.errors import AlreadyExists, InvalidArgument, NotFound, Violation
-from server.domain.pagination import PageTokens, keyset_page
-from server.storage.db import Database
-from server.storage.repositories import sources as repo
-from server.storage.tables import SourceRow, utcnow
+from server.domain.errors import InvalidArgument, NotFound, Violation
+from server.domain.pagination import TEXT, ListingSpec, Page, PageTokens, SortKey
+from server.domain.resources import ResourceType
+
+if TYPE_CHECKING:
+    from server.domain.units import Store
 
 NAME_MAX = 200
 _SOURCE_TYPE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
-_SORT = ("name", "sourceId")
 _SOURCE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class SourceLike(Protocol):
-    """A source as read: an ORM row or a Core result row, both with these attributes."""
+    """A source as read: a storage row or a `Source`, both with these attributes."""
+
+    @property
+    def source_id(self) -> str: ...
+    @property
+    def project_id(self) -> str | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def source_type(self) -> str: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A source as the domain writes it."""
 
     source_id: str
+    tenant_id: str
+    project_id: str | None
     name: str
     source_type: str
     enabled: bool
@@ -43,9 +65,74 @@ class SourceLike(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class SourcePage:
-    items: Sequence[SourceLike]
-    continuation_token: str | None
+class SourceQuery:
+    """A listing's narrowing; None means "any"."""
+
+    tenant_id: str
+    project_id: str | None = None
+    source_type: str | None = None
+    enabled: bool | None = None
+
+
+class SourceRepository(Protocol):
+    """Sources inside a unit of work."""
+
+    async def add(self, source: Source) -> None:
+        """Insert `source`; AlreadyExists (SOURCE_EXISTS) when its tenant has the name."""
+        ...
+
+    async def get(self, tenant_id: str, source_id: str, *, project_id: str | None) -> Source:
+        """The source to change; NotFound (SOURCE_NOT_FOUND) when absent, another
+        tenant's or (with a project) outside the project."""
+        ...
+
+    async def update(self, source: Source) -> None:
+        """Store the new state of a source read with `get` in this unit of work."""
+        ...
+
+
+class SourceReads(Protocol):
+    """Sources outside a transaction: one round trip each."""
+
+    async def get(self, tenant_id: str, source_id: str, *, project_id: str | None) -> SourceLike:
+        """As `SourceRepository.get`, for reading."""
+        ...
+
+    async def page(
+        self, query: SourceQuery, after: tuple[Any, ...] | None, limit: int
+    ) -> Sequence[SourceLike]:
+        """Up to `limit + 1` sources of `query` after the position `after` (name,
+        source_id) in `SOURCE_LISTING`'s order."""
+        ...
+
+
+def snapshot(source: SourceLike) -> Mapping[str, Any]:
+    """The audited view of a source (before/after)."""
+    return {
+        "sourceId": source.source_id,
+        "name": source.name,
+        "sourceType": source.source_type,
+        "enabled": source.enabled,
+        "paused": source.paused,
+        "projectId": source.project_id,
+    }
+
+
+SOURCE: ResourceType[SourceLike] = ResourceType(
+    singular="source",
+    collection="sources",
+    id_field="sourceId",
+    id_of=lambda source: source.source_id,
+    snapshot=snapshot,
+)
+
+SOURCE_LISTING: ListingSpec[SourceLike, SourceQuery] = ListingSpec(
+    name="sources",
+    sort=(SortKey("name", "name", TEXT), SortKey("sourceId", "source_id", TEXT)),
+    filters={"project": "project_id", "sourceType": "source_type", "enabled": "enabled"},
+)
+
+SourcePage = Page[SourceLike]
 
 
 def validate_source_type(value: str, *, field: str = "sourceType") -> Violation | None:
@@ -74,96 +161,57 @@ def _validate_registration(name: str, source_type: str) -> None:
     elif (bad := validate_source_type(source_type)) is not None:
         violations.append(bad)
     if violations:
-        message = "; ".join(f"{v.field}: {v.description}" for v in violations)
-        raise InvalidArgument(message, violations=tuple(violations))
-
-
-def snapshot(row: SourceRow) -> dict[str, Any]:
-    """The audited view of a source (before/after)."""
-    return {
-        "sourceId": row.source_id,
-        "name": row.name,
-        "sourceType": row.source_type,
-        "enabled": row.enabled,
-        "paused": row.paused,
-        "projectId": row.project_id,
-    }
+        raise InvalidArgument.from_violations(violations)
 
 
 async def register_source(
-    db: Database, call: CallContext, *, name: str, source_type: str, enabled: bool
-) -> SourceRow:
+    store: Store, call: CallContext, *, name: str, source_type: str, enabled: bool
+) -> Source:
+    """Raises InvalidArgument (every bad field), AlreadyExists (SOURCE_EXISTS)."""
     _validate_registration(name, source_type)
     tenant_id = call.require_tenant()
-    async with db.transaction() as session:
-        if await repo.find_source_by_name(session, tenant_id=tenant_id, name=name) is not None:
-            raise _duplicate(name)
-        now = utcnow()
-        row = SourceRow(
-            source_id=str(uuid.uuid4()),
-            tenant_id=tenant_id,
-            project_id=call.project_id,
-            name=name,
-            source_type=source_type,
-            enabled=enabled,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(row)
-        audit.record(
-            session,
-            call,
-            action="sources.register",
-            resource=f"sources/{row.source_id}",
-            before=None,
-            after=snapshot(row),
-        )
-        try:
-            await session.flush()
-        except sa.exc.IntegrityError as exc:  # a concurrent registration won the race
-            raise _duplicate(name) from exc
-    return row
+    now = datetime.now(UTC)
+    source = Source(
+        source_id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        project_id=call.project_id,
+        name=name,
+        source_type=source_type,
+        enabled=enabled,
+        paused=False,
+        created_at=now,
+        updated_at=now,
+    )
+    async with store.transaction() as uow:
+        await uow.sources.add(source)
+        await audit.record(uow, call, SOURCE, before=None, after=source)
+    return source
 
 
-async def get_source(db: Database, call: CallContext, *, source_id: str) -> SourceLike:
+async def get_source(store: Store, call: CallContext, *, source_id: str) -> SourceLike:
+    """Raises NotFound (SOURCE_NOT_FOUND)."""
     tenant_id = call.require_tenant()
     _check_id(source_id)
-    async with db.read() as conn:
-        row = await repo.read_source(
-            conn, tenant_id=tenant_id, source_id=source_id, project_id=call.project_id
-        )
-    if row is None:
-        raise _not_found(source_id)
-    return row  # a Core row has the attributes of SourceLike
+    return await store.sources.get(tenant_id, source_id, project_id=call.project_id)
 
 
-async def set_paused(db: Database, call: CallContext, *, source_id: str, paused: bool) -> SourceRow:
+async def set_paused(store: Store, call: CallContext, *, source_id: str, paused: bool) -> Source:
+    """Pause or resume (idempotent: an unchanged source is audited, not rewritten).
+    Raises NotFound (SOURCE_NOT_FOUND)."""
     tenant_id = call.require_tenant()
     _check_id(source_id)
-    async with db.transaction() as session:
-        row = await repo.get_source(
-            session, tenant_id=tenant_id, source_id=source_id, project_id=call.project_id
-        )
-        if row is None:
-            raise _not_found(source_id)
-        before = snapshot(row)
-        if row.paused != paused:
-            row.paused = paused
-            row.updated_at = utcnow()
-            session.add(row)
-        audit.record(
-            session,
-            call,
-            action="sources.pause" if paused else "sources.resume",
-            resource=f"sources/{row.source_id}",
-            before=before,
-            after=snapshot(row),
-        )
-    return row
+    async with store.transaction() as uow:
+        before = await uow.sources.get(tenant_id, source_id, project_id=call.project_id)
+        after = before
+        if before.paused != paused:
+            after = replace(before, paused=paused, updated_at=datetime.now(UTC))
+            await uow.sources.update(after)
+        await audit.record(uow, call, SOURCE, before=before, after=after)
+    return after
 
 
 async def list_sources(
-    db: Database,
+    store: Store,
     tokens: PageTokens,
     call: CallContext,
     *,
@@ -172,64 +220,23 @@ async def list_sources(
     limit: int,
     continuation_token: str,
 ) -> SourcePage:
+    """Raises InvalidArgument for a bad `sourceType`, `limit` or `continuationToken`."""
     tenant_id = call.require_tenant()
     if source_type and (bad := validate_source_type(source_type)) is not None:
-        raise InvalidArgument(f"{bad.field}: {bad.description}", violations=(bad,))
-    flt = repo.SourceFilter(
+        raise InvalidArgument.from_violations((bad,))
+    query = SourceQuery(
         tenant_id=tenant_id,
         project_id=call.project_id,
         source_type=source_type or None,
         enabled=enabled,
     )
-    binding = {
-        "list": "sources",
-        "tenant": tenant_id,
-        "project": call.project_id,
-        "sourceType": flt.source_type,
-        "enabled": enabled,
-        "sort": _SORT,
-    }
-
-    async def read(after: tuple[str, str] | None, page_limit: int) -> Sequence[SourceLike]:
-        async with db.read() as conn:
-            return await repo.list_sources_page(conn, flt=flt, after=after, limit=page_limit)
-
-    items, token = await keyset_page(
-        tokens,
-        limit=limit,
-        token=continuation_token,
-        binding=binding,
-        position=_source_key,
-        read=read,
-        key=lambda row: (row.name, row.source_id),
+    return await SOURCE_LISTING.page(
+        tokens, query, limit=limit, token=continuation_token, read=store.sources.page
     )
-    return SourcePage(items=items, continuation_token=token)
-
-
-def _source_key(after: tuple[Any, ...]) -> tuple[str, str]:
-    if len(after) != 2 or not all(isinstance(part, str) for part in after):
-        raise InvalidArgument.of("continuationToken", "does not point into this listing")
-    return (after[0], after[1])
 
 
 def _check_id(source_id: str) -> None:
     """No source has an id outside the issued alphabet; saying so early also keeps bytes
     a database refuses (NUL for PostgreSQL) away from it."""
     if not _SOURCE_ID.match(source_id):
-        raise _not_found(source_id)
-
-
-def _duplicate(name: str) -> AlreadyExists:
-    return AlreadyExists(
-        f"a source named {name!r} already exists in this tenant",
-        reason="SOURCE_EXISTS",
-        metadata={"name": name},
-    )
-
-
-def _not_found(source_id: str) -> NotFound:
-    return NotFound(
-        f"source {source_id!r} not found",
-        reason="SOURCE_NOT_FOUND",
-        metadata={"sourceId": source_id},
-    )
+        raise NotFound.of(SOURCE, source_id)

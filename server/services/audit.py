@@ -9,13 +9,13 @@ from orchestrator.jobengine.v1 import audit_service_pb2_grpc as pb_grpc
 from server.domain import audit
 from server.domain.context import current_call
 from server.domain.pagination import PageTokens
+from server.domain.units import Store
 from server.services import convert
-from server.storage.db import Database
 
 
 class AuditService(pb_grpc.AuditServiceServicer):
-    def __init__(self, db: Database, tokens: PageTokens) -> None:
-        self._db = db
+    def __init__(self, store: Store, tokens: PageTokens) -> None:
+        self._store = store
         self._tokens = tokens
 
     async def ListAuditEntries(
@@ -24,7 +24,7 @@ class AuditService(pb_grpc.AuditServiceServicer):
         since = request.since if request.HasField("since") else None
         until = request.until if request.HasField("until") else None
         page = await audit.list_audit_entries(
-            self._db,
+            self._store,
             self._tokens,
             current_call(),
             action=request.action,

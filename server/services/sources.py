@@ -9,20 +9,20 @@ from orchestrator.jobengine.v1 import sources_service_pb2_grpc as pb_grpc
 from server.domain import sources
 from server.domain.context import current_call
 from server.domain.pagination import PageTokens
+from server.domain.units import Store
 from server.services import convert
-from server.storage.db import Database
 
 
 class SourcesService(pb_grpc.SourcesServiceServicer):
-    def __init__(self, db: Database, tokens: PageTokens) -> None:
-        self._db = db
+    def __init__(self, store: Store, tokens: PageTokens) -> None:
+        self._store = store
         self._tokens = tokens
 
     async def ListSources(
         self, request: pb.ListSourcesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListSourcesResponse:
         page = await sources.list_sources(
-            self._db,
+            self._store,
             self._tokens,
             current_call(),
             source_type=request.source_type,
@@ -38,14 +38,14 @@ class SourcesService(pb_grpc.SourcesServiceServicer):
     async def GetSource(
         self, request: pb.GetSourceRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSourceResponse:
-        row = await sources.get_source(self._db, current_call(), source_id=request.source_id)
+        row = await sources.get_source(self._store, current_call(), source_id=request.source_id)
         return pb.GetSourceResponse(source=convert.source(row))
 
     async def RegisterSource(
         self, request: pb.RegisterSourceRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterSourceResponse:
         row = await sources.register_source(
-            self._db,
+            self._store,
             current_call(),
             name=request.name,
             source_type=request.source_type,
@@ -57,7 +57,7 @@ class SourcesService(pb_grpc.SourcesServiceServicer):
         self, request: pb.PauseSourceRequest, context: grpc.aio.ServicerContext
     ) -> pb.PauseSourceResponse:
         row = await sources.set_paused(
-            self._db, current_call(), source_id=request.source_id, paused=True
+            self._store, current_call(), source_id=request.source_id, paused=True
         )
         return pb.PauseSourceResponse(source=convert.source(row))
 
@@ -65,6 +65,6 @@ class SourcesService(pb_grpc.SourcesServiceServicer):
         self, request: pb.ResumeSourceRequest, context: grpc.aio.ServicerContext
     ) -> pb.ResumeSourceResponse:
         row = await sources.set_paused(
-            self._db, current_call(), source_id=request.source_id, paused=False
+            self._store, current_call(), source_id=request.source_id, paused=False
         )
         return pb.ResumeSourceResponse(source=convert.source(row))

@@ -1,83 +1,63 @@
-"""Audit entries: append-only, written inside the caller's transaction, read newest first.
-
-The listing is keyset pagination over (created_at DESC, entry_id DESC), which the
-index (tenant_id, created_at, entry_id) serves backwards; never OFFSET.
+"""Audit entries in SQL: append-only, written inside the caller's unit of work, read
+newest first. The listing is keyset pagination over (created_at DESC, entry_id DESC),
+which the index (tenant_id, created_at, entry_id) serves backwards; never OFFSET.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from server.domain.audit import AUDIT_LISTING, AuditEntry, AuditQuery
+from server.storage.db import Database
+from server.storage.keyset import keyset_select
 from server.storage.tables import AuditEntryRow, table_of
 
 _table = table_of(AuditEntryRow)
 
 
-@dataclass(frozen=True, slots=True)
-class AuditFilter:
-    """What a listing is narrowed to; None means "any". `since` is inclusive, `until`
-    exclusive, both aware UTC datetimes."""
-
-    tenant_id: str
-    action: str | None = None
-    actor: str | None = None
-    resource: str | None = None
-    trace_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-def add_audit_entry(session: AsyncSession, entry: AuditEntryRow) -> None:
-    session.add(entry)
-
-
-def _where(flt: AuditFilter) -> list[sa.ColumnElement[bool]]:
-    clauses: list[sa.ColumnElement[bool]] = [_table.c.tenant_id == flt.tenant_id]
+def _where(query: AuditQuery) -> list[sa.ColumnElement[bool]]:
+    clauses: list[sa.ColumnElement[bool]] = [_table.c.tenant_id == query.tenant_id]
     for column, value in (
-        (_table.c.action, flt.action),
-        (_table.c.actor, flt.actor),
-        (_table.c.resource, flt.resource),
-        (_table.c.trace_id, flt.trace_id),
+        (_table.c.action, query.action),
+        (_table.c.actor, query.actor),
+        (_table.c.resource, query.resource),
+        (_table.c.trace_id, query.trace_id),
     ):
         if value is not None:
             clauses.append(column == value)
-    if flt.since is not None:
-        clauses.append(_table.c.created_at >= flt.since)
-    if flt.until is not None:
-        clauses.append(_table.c.created_at < flt.until)
+    if query.since is not None:
+        clauses.append(_table.c.created_at >= query.since)
+    if query.until is not None:
+        clauses.append(_table.c.created_at < query.until)
     return clauses
 
 
-async def list_audit_page(
-    conn: AsyncConnection,
-    *,
-    flt: AuditFilter,
-    before: tuple[datetime, str] | None,
-    limit: int,
-) -> Sequence[sa.Row[Any]]:
-    """Up to `limit + 1` entries older than `(created_at, entry_id)`, newest first; the
-    extra row says "more"."""
-    clauses = _where(flt)
-    if before is not None:
-        created_at, entry_id = before
-        # Typed binds: SQLite compares the stored text form of the time, so the bound
-        # value must be formatted by the column's own type.
-        position = sa.tuple_(
-            sa.literal(created_at, _table.c.created_at.type),
-            sa.literal(entry_id, _table.c.entry_id.type),
-        )
-        clauses.append(sa.tuple_(_table.c.created_at, _table.c.entry_id) < position)
-    query = (
-        sa.select(_table)
-        .where(*clauses)
-        .order_by(_table.c.created_at.desc(), _table.c.entry_id.desc())
-        .limit(limit + 1)
-    )
-    return (await conn.execute(query)).all()
+class SqlAuditReads:
+    """`AuditReads`: each call one connection from the pool, returned at once."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def page(
+        self, query: AuditQuery, after: tuple[Any, ...] | None, limit: int
+    ) -> Sequence[sa.Row[Any]]:
+        statement = keyset_select(_table, AUDIT_LISTING, _where(query), after=after, limit=limit)
+        async with self._db.read() as conn:
+            rows: Sequence[sa.Row[Any]] = (await conn.execute(statement)).all()
+        return rows
+
+
+class SqlAuditLog:
+    """`AuditLog` over the session of one unit of work: the entry is flushed with the
+    change it records and commits or rolls back with it."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def append(self, entry: AuditEntry) -> None:
+        await (await self._session.connection()).execute(sa.insert(_table).values(**asdict(entry)))

@@ -19,7 +19,10 @@ from server.domain.audit import AuditEntryLike
 from server.domain.context import CallContext, ControlClaims
 from server.domain.errors import InvalidArgument
 from server.domain.pagination import PageTokens
+from server.domain.resources import ResourceType
+from server.domain.sources import SOURCE, Source
 from server.storage.db import Database, alembic_config
+from server.storage.store import SqlStore
 from server.storage.tables import AuditEntryRow, table_of
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
@@ -36,8 +39,25 @@ async def db(database_url: str) -> AsyncIterator[Database]:
         await database.dispose()
 
 
+PAUSE = "/orchestrator.jobengine.v1.SourcesService/PauseSource"
+
+
 def _call(tenant: str, **changes: Any) -> CallContext:
-    return CallContext(method="/test/Method", trace_id="trace-1", tenant_id=tenant).with_(**changes)
+    return CallContext(method=PAUSE, trace_id="trace-1", tenant_id=tenant).with_(**changes)
+
+
+def _source(tenant: str, *, paused: bool) -> Source:
+    return Source(
+        source_id="s-1",
+        tenant_id=tenant,
+        project_id=None,
+        name="n",
+        source_type="manual",
+        enabled=True,
+        paused=paused,
+        created_at=T0,
+        updated_at=T0,
+    )
 
 
 async def _seed(
@@ -80,7 +100,7 @@ async def _list(
     until: datetime | None = None,
 ) -> audit.AuditPage:
     return await audit.list_audit_entries(
-        db,
+        SqlStore(db),
         TOKENS,
         _call(tenant),
         action=action,
@@ -112,14 +132,13 @@ async def test_record_copies_the_call_and_token_justification(db: Database, tena
         operator_reason="pausing for maintenance",
         operator_ticket="OPS-1",
     )
-    async with db.transaction() as session:
-        entry = audit.record(
-            session,
+    async with SqlStore(db).transaction() as uow:
+        entry = await audit.record(
+            uow,
             call,
-            action="sources.pause",
-            resource="sources/s-1",
-            before={"paused": False, "name": "n"},
-            after={"paused": True, "name": "n"},
+            SOURCE,
+            before=_source(tenant, paused=False),
+            after=_source(tenant, paused=True),
         )
     table = table_of(AuditEntryRow)
     async with db.read() as conn:
@@ -132,19 +151,28 @@ async def test_record_copies_the_call_and_token_justification(db: Database, tena
     assert (row.quota_reason, row.quota_ticket) == ("raise for launch", "CAP-7")
     assert (row.backfill_reason, row.backfill_ticket) == ("replay outage", "INC-9")
     assert row.trace_id == "trace-1"
-    assert row.before == '{"name":"n","paused":false}'
-    assert row.after == '{"name":"n","paused":true}'
+    assert row.before == (
+        '{"enabled":true,"name":"n","paused":false,"projectId":null,'
+        '"sourceId":"s-1","sourceType":"manual"}'
+    )
+    assert row.after == (
+        '{"enabled":true,"name":"n","paused":true,"projectId":null,'
+        '"sourceId":"s-1","sourceType":"manual"}'
+    )
 
 
 async def test_record_without_token_claims_stores_nulls(db: Database, tenant: str) -> None:
-    async with db.transaction() as session:
-        audit.record(session, _call(tenant), action="a", resource="r", before=None, after=None)
+    register = _call(tenant, method="/orchestrator.jobengine.v1.SourcesService/RegisterSource")
+    async with SqlStore(db).transaction() as uow:
+        await audit.record(uow, register, SOURCE, before=None, after=_source(tenant, paused=False))
     [item] = (await _list(db, tenant)).items
+    assert (item.action, item.resource) == ("sources.register", "sources/s-1")
     assert item.actor == "anonymous"
     assert (item.reason, item.ticket, item.token_id) == (None, None, None)
     assert (item.quota_reason, item.quota_ticket) == (None, None)
     assert (item.backfill_reason, item.backfill_ticket) == (None, None)
-    assert (item.before, item.after) == (None, None)
+    assert item.before is None
+    assert item.after is not None and '"paused":false' in item.after
 
 
 async def test_entry_rolls_back_with_its_change(db: Database, tenant: str) -> None:
@@ -152,9 +180,10 @@ async def test_entry_rolls_back_with_its_change(db: Database, tenant: str) -> No
         pass
 
     with pytest.raises(Failed):
-        async with db.transaction() as session:
-            audit.record(session, _call(tenant), action="a", resource="r", before=None, after={})
-            await session.flush()  # the row reached the database, inside the transaction
+        async with SqlStore(db).transaction() as uow:
+            source = _source(tenant, paused=False)
+            await audit.record(uow, _call(tenant), SOURCE, before=source, after=source)
+            await uow.session.flush()  # the row reached the database, inside the transaction
             raise Failed
     assert (await _list(db, tenant)).items == []
 
@@ -387,3 +416,42 @@ def _columns(connection: sa.Connection) -> set[str]:
 
 def _indexes(connection: sa.Connection) -> set[str]:
     return {str(index["name"]) for index in sa.inspect(connection).get_indexes("audit_entries")}
+
+
+@pytest.mark.parametrize(
+    ("method", "collection", "singular", "action"),
+    [
+        (
+            "/orchestrator.jobengine.v1.SourcesService/RegisterSource",
+            "sources",
+            "source",
+            "sources.register",
+        ),
+        (
+            "/orchestrator.jobengine.v1.SourcesService/PauseSource",
+            "sources",
+            "source",
+            "sources.pause",
+        ),
+        (
+            "/orchestrator.jobengine.v1.SourcesService/ResumeSource",
+            "sources",
+            "source",
+            "sources.resume",
+        ),
+        (
+            "/p.DeadLetterService/ReplayPendingDeadLetterEntries",
+            "deadLetterEntries",
+            "dead-letter entry",
+            "deadLetterEntries.replay_pending",
+        ),
+        ("/p.QuotasService/PauseQuota", "quotas", "quota", "quotas.pause"),
+        ("/p.JobsService/RecalcQuality", "jobs", "job", "jobs.recalc_quality"),
+    ],
+    ids=["register", "pause", "resume", "plural-multiword", "quota", "no-noun"],
+)
+def test_action_is_the_method_without_the_resource_words(
+    method: str, collection: str, singular: str, action: str
+) -> None:
+    resource = ResourceType(singular, collection, "id", id_of=str, snapshot=lambda _: {})
+    assert audit.action_name(method, resource) == action

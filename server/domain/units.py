@@ -1,0 +1,46 @@
+"""What the domain asks of storage: a store with reads and units of work, as Protocols.
+
+The domain never sees SQL, sessions or row classes. A `Store` gives each resource's
+read side (one round trip each, no transaction) and opens a `UnitOfWork`: one
+database transaction holding each resource's repository, committed when the block
+succeeds and rolled back when it raises, so a change and its audit entry commit
+together or not at all. `server/storage/store.py` implements both. Repositories
+raise domain errors themselves: a duplicate is `AlreadyExists`, an absent (or not
+the caller's) resource `NotFound`.
+
+A new resource adds its repository Protocol next to its rules (e.g.
+`domain/sources.py`) and one attribute here.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from server.domain.audit import AuditLog, AuditReads
+    from server.domain.sources import SourceReads, SourceRepository
+
+
+class UnitOfWork(Protocol):
+    """The repositories of one transaction."""
+
+    @property
+    def sources(self) -> SourceRepository: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+
+class Store(Protocol):
+    """Reads outside any transaction, and units of work."""
+
+    @property
+    def sources(self) -> SourceReads: ...
+
+    @property
+    def audit(self) -> AuditReads: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """One unit of work: commit when the block succeeds, roll back when it raises."""
+        ...

@@ -1,0 +1,80 @@
+"""Every service this server serves, one entry each: the table `server/app.py` loops over.
+
+An entry is the service's descriptor, a factory building its servicer from the
+process's components, and the generated `add_*Servicer_to_server`. From this one
+table come the gRPC server's handlers, the in-process gateway's handlers, the HTTP
+bindings and OpenAPI (`gateway.bindings.bindings_for(SERVICES)`), the policies the
+interceptor chain is built from, health and reflection, and the generated security
+and audit tests (`tests/security`). Adding a service is adding one entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.descriptor import ServiceDescriptor
+
+from orchestrator.identity.v1 import oauth_service_pb2, oauth_service_pb2_grpc
+from orchestrator.jobengine.v1 import (
+    audit_service_pb2,
+    audit_service_pb2_grpc,
+    sources_service_pb2,
+    sources_service_pb2_grpc,
+)
+from server.domain.pagination import PageTokens
+from server.domain.units import Store
+from server.identity.components import Identity
+from server.services.audit import AuditService
+from server.services.oauth import OAuthService
+from server.services.sources import SourcesService
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    """What servicers are built from, once per process."""
+
+    store: Store
+    tokens: PageTokens
+    identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """One served service. `add_to_server(servicer, target)` is the generated function;
+    `target` is a `grpc.aio.Server` or anything with its registration methods."""
+
+    descriptor: ServiceDescriptor
+    servicer: Callable[[Components], object]
+    add_to_server: Callable[[Any, Any], None]
+
+
+SERVICE_TABLE: tuple[ServiceEntry, ...] = (
+    ServiceEntry(
+        sources_service_pb2.DESCRIPTOR.services_by_name["SourcesService"],
+        lambda c: SourcesService(c.store, c.tokens),
+        sources_service_pb2_grpc.add_SourcesServiceServicer_to_server,
+    ),
+    ServiceEntry(
+        audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
+        lambda c: AuditService(c.store, c.tokens),
+        audit_service_pb2_grpc.add_AuditServiceServicer_to_server,
+    ),
+    ServiceEntry(
+        oauth_service_pb2.DESCRIPTOR.services_by_name["OAuthService"],
+        lambda c: OAuthService(c.identity),
+        oauth_service_pb2_grpc.add_OAuthServiceServicer_to_server,
+    ),
+)
+
+SERVICES: tuple[ServiceDescriptor, ...] = tuple(entry.descriptor for entry in SERVICE_TABLE)
+
+
+def register_all(components: Components, *targets: Any) -> None:
+    """Build each servicer once and register it with every target (the gRPC server and
+    the in-process gateway's registry serve the same instances)."""
+    for entry in SERVICE_TABLE:
+        servicer = entry.servicer(components)
+        for target in targets:
+            entry.add_to_server(servicer, target)
