@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from gateway.text import has_control
 from server.domain.context import CallContext
 from server.domain.errors import InvalidArgument, Violation
 from server.domain.pagination import TEXT, TIME, ListingSpec, Page, PageTokens, SortKey
@@ -245,7 +246,7 @@ def _validate_filters(
     for name, value in texts.items():
         if len(value) > _FILTER_MAX[name]:
             violations.append(Violation(name, f"must be at most {_FILTER_MAX[name]} characters"))
-        elif any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        elif has_control(value):
             violations.append(Violation(name, "must not contain control characters"))
     if since is not None and until is not None and until <= since:
         violations.append(Violation("until", "must be after since"))

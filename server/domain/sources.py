@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gateway.text import has_control
 from server.domain import audit
 from server.domain.context import CallContext
 from server.domain.errors import InvalidArgument, NotFound, Violation
@@ -152,7 +153,7 @@ def _validate_registration(name: str, source_type: str) -> None:
         violations.append(Violation("name", "is required"))
     elif len(name) > NAME_MAX:
         violations.append(Violation("name", f"must be at most {NAME_MAX} characters"))
-    elif stripped != name or any(ord(ch) < 0x20 for ch in name):
+    elif stripped != name or has_control(name):
         violations.append(
             Violation("name", "must not have surrounding blanks or control characters")
         )

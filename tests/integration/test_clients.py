@@ -104,6 +104,14 @@ async def test_errors_are_the_same_api_error_on_every_transport(
     assert bad.value.violations == [("limit", "must be between 1 and 200, got -1")]
     assert bad.value.http_status == _http_status(transport, 400)
 
+    with pytest.raises(ApiError) as deleted:  # DEL (0x7F) is a control character too
+        await sources.register_source("rub\x7fout", "manual")
+    assert deleted.value.code == "INVALID_ARGUMENT"
+    assert deleted.value.violations == [
+        ("name", "must not have surrounding blanks or control characters")
+    ]
+    assert deleted.value.http_status == _http_status(transport, 400)
+
 
 async def test_an_anonymous_caller_is_unauthenticated_on_every_transport(
     transport: Transport, tenant: str
