@@ -96,6 +96,12 @@ class InProcessContext:
     def peer(self) -> str:
         return "inprocess:gateway"
 
+    @property
+    def in_process(self) -> bool:
+        """Always True: the call never left this process. The server trusts this flag
+        (a network caller's context has none), never the peer string above."""
+        return True
+
     def time_remaining(self) -> float | None:
         if self.deadline is None:
             return None

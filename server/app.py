@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -30,12 +30,13 @@ from gateway.openapi_schema import comments_from_files
 from server.config import Settings
 from server.domain.pagination import PageTokens
 from server.identity.components import Identity
-from server.interceptors.audit import OperatorAuditInterceptor
-from server.interceptors.authentication import AuthenticationInterceptor
-from server.interceptors.errors import ErrorInterceptor
-from server.interceptors.tenancy import TenancyInterceptor
-from server.interceptors.tracing import TracingInterceptor
-from server.policy import policies_for
+from server.interceptors.audit import OperatorAudit
+from server.interceptors.authentication import Authentication
+from server.interceptors.chain import InterceptorChain, Stage
+from server.interceptors.errors import ErrorMapping
+from server.interceptors.tenancy import Tenancy
+from server.interceptors.tracing import Tracing
+from server.policy import MethodPolicy, policies_for
 from server.services.table import SERVICES, Components, register_all
 from server.storage.db import Database
 from server.storage.repositories.secrets import get_or_create_secret
@@ -75,18 +76,13 @@ class Application:
             public_url=self.settings.public_url,
             trust_forwarded_headers=self.settings.trust_forwarded_headers,
         )
-        policies = policies_for(SERVICES)
-        interceptors = (
-            TracingInterceptor(),
-            ErrorInterceptor(),
-            AuthenticationInterceptor(policies, self.identity.verifier, self.identity.urls),
-            TenancyInterceptor(policies),
-            OperatorAuditInterceptor(policies),
-        )
+        chain = InterceptorChain(chain_stages(policies_for(SERVICES), self.identity))
+        interceptors = (chain,)
         registry = HandlerRegistry()
         self.grpc_server = grpc.aio.server(interceptors=interceptors, options=GRPC_SERVER_OPTIONS)
         components = Components(store=SqlStore(self.db), tokens=tokens, identity=self.identity)
         register_all(components, self.grpc_server, registry)
+        chain.prepare(registry.handlers)
         await self._add_health_and_reflection()
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         self.grpc_port = self.grpc_server.add_insecure_port(address)
@@ -157,6 +153,18 @@ class Application:
 
     async def wait(self) -> None:
         await self.grpc_server.wait_for_termination()
+
+
+def chain_stages(policies: Mapping[str, MethodPolicy], identity: Identity) -> tuple[Stage, ...]:
+    """The interceptor chain's stages, outermost first: every method is traced and has its
+    errors mapped; authentication, tenancy and operator audit run where its policy says."""
+    return (
+        Tracing(),
+        ErrorMapping(),
+        Authentication(policies, identity.verifier, identity.urls),
+        Tenancy(policies),
+        OperatorAudit(policies),
+    )
 
 
 class _QuietServer(uvicorn.Server):

@@ -8,14 +8,14 @@ transaction as the change.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 
 import grpc
 
-from server.domain.context import current_call, reset_current_call, set_current_call
+from server.domain.context import CallContext
 from server.domain.errors import InvalidArgument
-from server.interceptors.base import WrappingInterceptor, invocation_value
+from server.interceptors.base import invocation_value
+from server.interceptors.chain import Admission, Admit
 from server.policy import MethodPolicy
 
 REASON_HEADER = "X-Stella-Operator-Reason"
@@ -40,28 +40,22 @@ def resolve_operator_headers(reason: str | None, ticket: str | None) -> tuple[st
     return reason, ticket
 
 
-class OperatorAuditInterceptor(WrappingInterceptor):
+class OperatorAudit(Admission):
+    """Puts the operator's reason and ticket of audited methods on the call context."""
+
     def __init__(self, policies: Mapping[str, MethodPolicy]) -> None:
-        super().__init__()
         self._policies = policies
 
-    def applies(self, method: str) -> bool:
-        policy = self._policies.get(method)
-        return policy is not None and policy.operator_audit
-
-    @asynccontextmanager
-    async def scope(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    def admission(self, method: str) -> Admit | None:
         policy = self._policies.get(method)
         if policy is None or not policy.operator_audit:
-            yield
-            return
-        reason, ticket = resolve_operator_headers(
-            invocation_value(context, REASON_HEADER.lower()),
-            invocation_value(context, TICKET_HEADER.lower()),
-        )
-        call = current_call().with_(operator_reason=reason, operator_ticket=ticket)
-        token = set_current_call(call)
-        try:
-            yield
-        finally:
-            reset_current_call(token)
+            return None
+        return _operator_headers
+
+
+async def _operator_headers(context: grpc.aio.ServicerContext, call: CallContext) -> CallContext:
+    reason, ticket = resolve_operator_headers(
+        invocation_value(context, REASON_HEADER.lower()),
+        invocation_value(context, TICKET_HEADER.lower()),
+    )
+    return call.with_(operator_reason=reason, operator_ticket=ticket)

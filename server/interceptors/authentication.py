@@ -11,65 +11,70 @@ a new service cannot go out unprotected by omission.
 DPoP proofs (RFC 9449) name the HTTP method and URL they were made for. A call
 from the in-process gateway (or, with `trust_forwarded_headers`, from a proxy-mode
 gateway) carries the HTTP request as `x-forwarded-method` / `x-forwarded-uri`; any
-other gRPC call was a `POST` to `{public URL}/{package.Service}/{Method}`.
+other gRPC call was a `POST` to `{public URL}/{package.Service}/{Method}`. An
+in-process call is known by its servicer context's explicit flag (`is_in_process`),
+never by a peer string or header a network caller could send.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 
 import grpc
 
-from server.domain.context import current_call, reset_current_call, set_current_call
+from server.domain.context import CallContext
 from server.domain.errors import PermissionDenied
 from server.identity.challenges import resource_challenge
 from server.identity.resource_server.principal import Principal, TokenRejected
 from server.identity.resource_server.verifier import TokenVerifier
 from server.identity.urls import PublicUrls
-from server.interceptors.base import WrappingInterceptor, invocation_value, invocation_values
+from server.interceptors.base import invocation_value, invocation_values, is_in_process
+from server.interceptors.chain import Admission, Admit
 from server.policy import MethodPolicy
 
 PUBLIC_INFRASTRUCTURE = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-IN_PROCESS_PEER = "inprocess:"
 
 
-class AuthenticationInterceptor(WrappingInterceptor):
+class Authentication(Admission):
+    """Verifies the access token of methods whose policy needs one and checks its scopes
+    and permissions; the call context gains the caller. Raises Unauthenticated (with
+    the RFC 6750 / RFC 9449 challenge) or PermissionDenied."""
+
     def __init__(
         self, policies: Mapping[str, MethodPolicy], verifier: TokenVerifier, urls: PublicUrls
     ) -> None:
-        super().__init__()
         self._policies = policies
         self._verifier = verifier
         self._urls = urls
 
-    @asynccontextmanager
-    async def scope(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    def admission(self, method: str) -> Admit | None:
         policy = self._policies.get(method)
         if policy is None:
-            if not method.startswith(PUBLIC_INFRASTRUCTURE):
+            if method.startswith(PUBLIC_INFRASTRUCTURE):
+                return None
+
+            async def refuse(context: grpc.aio.ServicerContext, call: CallContext) -> CallContext:
                 raise PermissionDenied(f"{method} declares no policy", reason="NO_POLICY")
-            yield
-            return
+
+            return refuse
         if not policy.authenticated:
-            yield
-            return
-        principal, scheme = await self._authenticate(method, context)
-        authorize(policy, principal, scheme)
-        call = current_call().with_(
-            actor=principal.client_id,
-            token_id=principal.jti,
-            scopes=principal.scopes,
-            control=principal.claims,
-            authenticated=True,
-            bound_tenant=principal.tenant,
-            operator_tenants=principal.tenants,
-        )
-        token = set_current_call(call)
-        try:
-            yield
-        finally:
-            reset_current_call(token)
+            return None
+        secured = policy
+
+        async def authenticate(context: grpc.aio.ServicerContext, call: CallContext) -> CallContext:
+            principal, scheme = await self._authenticate(method, context)
+            authorize(secured, principal, scheme)
+            return call.with_(
+                actor=principal.client_id,
+                token_id=principal.jti,
+                scopes=principal.scopes,
+                control=principal.claims,
+                authenticated=True,
+                bound_tenant=principal.tenant,
+                operator_tenants=principal.tenants,
+            )
+
+        return authenticate
 
     async def _authenticate(
         self, method: str, context: grpc.aio.ServicerContext
@@ -99,7 +104,7 @@ class AuthenticationInterceptor(WrappingInterceptor):
 
     def _request_target(self, method: str, context: grpc.aio.ServicerContext) -> tuple[str, str]:
         """The HTTP method and URL this call was sent to, as a DPoP proof must name them."""
-        if context.peer().startswith(IN_PROCESS_PEER) or self._urls.trust_forwarded:
+        if is_in_process(context) or self._urls.trust_forwarded:
             http_method = invocation_value(context, "x-forwarded-method")
             uri = invocation_value(context, "x-forwarded-uri")
             if http_method and uri and uri.startswith("/"):

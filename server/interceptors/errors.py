@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 from google.rpc import status_pb2
 
 from server import errors
-from server.domain.context import current_call
+from server.domain.context import CallContext
 from server.domain.errors import DomainError
-from server.interceptors.base import WrappingInterceptor
+from server.interceptors.chain import Streaming, Unary
 
 log = logging.getLogger("orchestrator.errors")
 
@@ -25,16 +25,40 @@ async def abort_with_status(context: grpc.aio.ServicerContext, status: status_pb
     )
 
 
-class ErrorInterceptor(WrappingInterceptor):
-    @asynccontextmanager
-    async def scope(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        try:
-            yield
-        except DomainError as exc:
-            await abort_with_status(context, errors.to_status(exc))
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            trace_id = current_call().trace_id
-            log.exception("unhandled error in %s", method, extra={"trace_id": trace_id})
-            await abort_with_status(context, errors.internal_status(trace_id))
+class ErrorMapping:
+    """Around everything after tracing: what leaves the chain is a status, never a
+    traceback."""
+
+    def unary(self, method: str, inner: Unary) -> Unary:
+        async def mapped(request: Any, context: grpc.aio.ServicerContext, call: CallContext) -> Any:
+            try:
+                return await inner(request, context, call)
+            except DomainError as exc:
+                await abort_with_status(context, errors.to_status(exc))
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                await _internal(method, context, call)
+
+        return mapped
+
+    def streaming(self, method: str, inner: Streaming) -> Streaming:
+        async def mapped(
+            request: Any, context: grpc.aio.ServicerContext, call: CallContext
+        ) -> AsyncIterator[Any]:
+            try:
+                async for item in inner(request, context, call):
+                    yield item
+            except DomainError as exc:
+                await abort_with_status(context, errors.to_status(exc))
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                await _internal(method, context, call)
+
+        return mapped
+
+
+async def _internal(method: str, context: grpc.aio.ServicerContext, call: CallContext) -> None:
+    log.exception("unhandled error in %s", method, extra={"trace_id": call.trace_id})
+    await abort_with_status(context, errors.internal_status(call.trace_id))

@@ -15,15 +15,15 @@ interceptor runs first and puts it on the call context):
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 
 import grpc
 
 from orchestrator.api.v1 import options_pb2
-from server.domain.context import CallContext, current_call, reset_current_call, set_current_call
+from server.domain.context import CallContext
 from server.domain.errors import InvalidArgument, PermissionDenied
-from server.interceptors.base import WrappingInterceptor, invocation_value
+from server.interceptors.base import invocation_value
+from server.interceptors.chain import Admission, Admit
 from server.policy import MethodPolicy
 
 TENANT_HEADER = "X-Stella-Tenant"
@@ -109,36 +109,31 @@ def resolve_project(value: str | None) -> str | None:
     return _checked(PROJECT_HEADER, value) if value else None
 
 
-class TenancyInterceptor(WrappingInterceptor):
+class Tenancy(Admission):
+    """Resolves the tenant (and project) of tenant-scoped methods onto the call context."""
+
     def __init__(self, policies: Mapping[str, MethodPolicy]) -> None:
-        super().__init__()
         self._policies = policies
 
-    def applies(self, method: str) -> bool:
-        policy = self._policies.get(method)
-        modes = (options_pb2.TENANT_MODE_HEADER, options_pb2.TENANT_MODE_BINDING)
-        return policy is not None and policy.tenant_mode in modes
-
-    @asynccontextmanager
-    async def scope(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    def admission(self, method: str) -> Admit | None:
         policy = self._policies.get(method)
         mode = policy.tenant_mode if policy is not None else options_pb2.TENANT_MODE_NONE
-        if mode not in (options_pb2.TENANT_MODE_HEADER, options_pb2.TENANT_MODE_BINDING):
-            yield
-            return
-        call = current_call()
         if mode == options_pb2.TENANT_MODE_BINDING:
-            call = call.with_(tenant_id=bound_tenant_of(call))
-        else:
-            tenant = tenant_for(
-                call,
-                invocation_value(context, TENANT_HEADER.lower()),
-                invocation_value(context, LEGACY_TENANT_HEADER.lower()),
-            )
-            project = resolve_project(invocation_value(context, PROJECT_HEADER.lower()))
-            call = call.with_(tenant_id=tenant, project_id=project)
-        token = set_current_call(call)
-        try:
-            yield
-        finally:
-            reset_current_call(token)
+            return _by_binding
+        if mode == options_pb2.TENANT_MODE_HEADER:
+            return _by_header
+        return None
+
+
+async def _by_binding(context: grpc.aio.ServicerContext, call: CallContext) -> CallContext:
+    return call.with_(tenant_id=bound_tenant_of(call))
+
+
+async def _by_header(context: grpc.aio.ServicerContext, call: CallContext) -> CallContext:
+    tenant = tenant_for(
+        call,
+        invocation_value(context, TENANT_HEADER.lower()),
+        invocation_value(context, LEGACY_TENANT_HEADER.lower()),
+    )
+    project = resolve_project(invocation_value(context, PROJECT_HEADER.lower()))
+    return call.with_(tenant_id=tenant, project_id=project)

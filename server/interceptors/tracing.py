@@ -9,12 +9,13 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 
 from server.domain.context import CallContext, reset_current_call, set_current_call
-from server.interceptors.base import WrappingInterceptor, invocation_value
+from server.interceptors.base import invocation_value
+from server.interceptors.chain import Streaming, Unary
 
 TRACE_HEADER = "x-stella-trace-id"
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -35,15 +36,40 @@ def resolve_trace_id(header: str | None, traceparent: str | None) -> str:
     return f"{_IDS.getrandbits(128) or 1:032x}"  # never the all-zero id W3C forbids
 
 
-class TracingInterceptor(WrappingInterceptor):
-    @asynccontextmanager
-    async def scope(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        trace_id = resolve_trace_id(
-            invocation_value(context, TRACE_HEADER), invocation_value(context, "traceparent")
-        )
-        token = set_current_call(CallContext(method=method, trace_id=trace_id))
-        try:
-            await context.send_initial_metadata(((TRACE_HEADER, trace_id),))
-            yield
-        finally:
-            reset_current_call(token)
+class Tracing:
+    """The first stage: opens the call context every later stage extends, and publishes
+    it (for logs) while the rest of the chain runs."""
+
+    def unary(self, method: str, inner: Unary) -> Unary:
+        async def traced(request: Any, context: grpc.aio.ServicerContext, _: CallContext) -> Any:
+            call = _open(method, context)
+            token = set_current_call(call)
+            try:
+                await context.send_initial_metadata(((TRACE_HEADER, call.trace_id),))
+                return await inner(request, context, call)
+            finally:
+                reset_current_call(token)
+
+        return traced
+
+    def streaming(self, method: str, inner: Streaming) -> Streaming:
+        async def traced(
+            request: Any, context: grpc.aio.ServicerContext, _: CallContext
+        ) -> AsyncIterator[Any]:
+            call = _open(method, context)
+            token = set_current_call(call)
+            try:
+                await context.send_initial_metadata(((TRACE_HEADER, call.trace_id),))
+                async for item in inner(request, context, call):
+                    yield item
+            finally:
+                reset_current_call(token)
+
+        return traced
+
+
+def _open(method: str, context: grpc.aio.ServicerContext) -> CallContext:
+    trace_id = resolve_trace_id(
+        invocation_value(context, TRACE_HEADER), invocation_value(context, "traceparent")
+    )
+    return CallContext(method=method, trace_id=trace_id)

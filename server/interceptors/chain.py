@@ -1,0 +1,168 @@
+"""The server's interceptor chain: per method, plain coroutines built once.
+
+gRPC asks every interceptor for a handler on every call; this one interceptor
+answers with the method's chain, composed the first time it sees the method's
+handler and reused after. A chain is nested plain coroutines, each stage an
+`async def` that does its work and awaits the next with the call context it
+resolved (`CallContext` flows down as an argument; the servicer reads it from the
+context variable the last step sets). Each stage decides per method, from the
+policies read at start, whether it has anything to do: a method without
+authentication, tenancy or operator audit has no frame for them at all.
+
+Most stages admit a call: they look at its metadata and either refuse it (a
+`DomainError`) or pass on an extended call context. `Admission` is that shape;
+tracing and error mapping work around the rest of the chain and implement
+`Stage` directly. Unary-unary and unary-stream methods are chained; client- and
+bidi-streaming ones (none exist yet) pass through untouched.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import grpc
+
+from server.domain.context import CallContext, reset_current_call, set_current_call
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+StreamBehavior = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+Unary = Callable[[Any, grpc.aio.ServicerContext, CallContext], Awaitable[Any]]
+Streaming = Callable[[Any, grpc.aio.ServicerContext, CallContext], AsyncIterator[Any]]
+Admit = Callable[[grpc.aio.ServicerContext, CallContext], Awaitable[CallContext]]
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+
+
+class Stage(Protocol):
+    """One link: given the method and the rest of its chain, the chain from here on
+    (`inner` itself when the stage has nothing to do for the method)."""
+
+    def unary(self, method: str, inner: Unary) -> Unary: ...
+
+    def streaming(self, method: str, inner: Streaming) -> Streaming: ...
+
+
+class Admission(ABC):
+    """A stage that runs before the call: refuse it or extend its context."""
+
+    @abstractmethod
+    def admission(self, method: str) -> Admit | None:
+        """What this stage does for every call of `method`, or None for nothing."""
+
+    def unary(self, method: str, inner: Unary) -> Unary:
+        admit = self.admission(method)
+        if admit is None:
+            return inner
+
+        async def admitted(
+            request: Any, context: grpc.aio.ServicerContext, call: CallContext
+        ) -> Any:
+            return await inner(request, context, await admit(context, call))
+
+        return admitted
+
+    def streaming(self, method: str, inner: Streaming) -> Streaming:
+        admit = self.admission(method)
+        if admit is None:
+            return inner
+
+        async def admitted(
+            request: Any, context: grpc.aio.ServicerContext, call: CallContext
+        ) -> AsyncIterator[Any]:
+            async for item in inner(request, context, await admit(context, call)):
+                yield item
+
+        return admitted
+
+
+def _serve_unary(behavior: Behavior) -> Unary:
+    async def serve(request: Any, context: grpc.aio.ServicerContext, call: CallContext) -> Any:
+        token = set_current_call(call)
+        try:
+            return await behavior(request, context)
+        finally:
+            reset_current_call(token)
+
+    return serve
+
+
+def _serve_streaming(behavior: StreamBehavior) -> Streaming:
+    async def serve(
+        request: Any, context: grpc.aio.ServicerContext, call: CallContext
+    ) -> AsyncIterator[Any]:
+        token = set_current_call(call)
+        try:
+            async for item in behavior(request, context):
+                yield item
+        finally:
+            reset_current_call(token)
+
+    return serve
+
+
+class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """The one interceptor of the gRPC server and the in-process gateway."""
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = tuple(stages)
+        # Keyed by the handler object: the gRPC server and the in-process registry hold
+        # different handlers for one method, and each gets its own chain, built once.
+        self._chains: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def prepare(self, handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
+        """Build the chains of `handlers` (full method -> handler) now, at start."""
+        for method, handler in handlers.items():
+            self._chain(method, handler)
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        found = self._chains.get(id(handler))
+        if found is not None and found[0] is handler:
+            return found[1]
+        return self._chain(handler_call_details.method, handler)
+
+    def _chain(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        chained = self._compose(method, handler)
+        self._chains[id(handler)] = (handler, chained)
+        return chained
+
+    def _compose(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        # The root context every call starts from; tracing replaces it with the call's.
+        root = CallContext(method=method, trace_id="")
+        if handler.unary_unary is not None:
+            unary = _serve_unary(handler.unary_unary)
+            for stage in reversed(self.stages):
+                unary = stage.unary(method, unary)
+            first = unary
+
+            async def unary_entry(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                return await first(request, context, root)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_entry,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            streaming = _serve_streaming(handler.unary_stream)
+            for stage in reversed(self.stages):
+                streaming = stage.streaming(method, streaming)
+            first_streaming = streaming
+
+            async def stream_entry(
+                request: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
+                async for item in first_streaming(request, context, root):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream_entry,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

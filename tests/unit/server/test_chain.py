@@ -1,0 +1,209 @@
+"""The interceptor chain, over a real socket and in process, for a service that is not
+ours (tests/protos' EchoService): tracing, error mapping, tenancy and operator audit
+as plain coroutines, unary and server-streaming alike; and the in-process flag, which
+a network caller cannot claim."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import code_pb2
+
+from gateway.inprocess import HandlerRegistry, InProcessUpstream
+from gateway.upstream import UpstreamError
+from orchestrator.api.v1 import options_pb2
+from server.domain.context import CallContext, current_call
+from server.interceptors.audit import OperatorAudit
+from server.interceptors.base import is_in_process
+from server.interceptors.chain import InterceptorChain, Stage
+from server.interceptors.errors import ErrorMapping
+from server.interceptors.tenancy import Tenancy
+from server.interceptors.tracing import Tracing
+from server.policy import MethodPolicy
+from tests.support import echo_server
+
+pb = echo_server.pb
+SERVICE = "/gwtest.v1.EchoService"
+ECHO, COUNT, FAIL = f"{SERVICE}/Echo", f"{SERVICE}/Count", f"{SERVICE}/Fail"
+GET = f"{SERVICE}/GetKitchen"
+
+
+def _policy(method: str, *, tenant: int, audit: bool) -> MethodPolicy:
+    return MethodPolicy(
+        full_method=method,
+        authenticated=False,
+        scopes=(),
+        tenant_mode=tenant,
+        operator_audit=audit,
+        permissions=(),
+    )
+
+
+POLICIES = {
+    ECHO: _policy(ECHO, tenant=options_pb2.TENANT_MODE_HEADER, audit=True),
+    COUNT: _policy(COUNT, tenant=options_pb2.TENANT_MODE_HEADER, audit=False),
+    FAIL: _policy(FAIL, tenant=options_pb2.TENANT_MODE_NONE, audit=False),
+    GET: _policy(GET, tenant=options_pb2.TENANT_MODE_NONE, audit=False),
+}
+
+
+def _stages() -> tuple[Stage, ...]:
+    return (Tracing(), ErrorMapping(), Tenancy(POLICIES), OperatorAudit(POLICIES))
+
+
+class CallEcho(echo_server.EchoService):
+    """Answers with what the chain resolved: the call context and the in-process flag."""
+
+    async def Echo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        call = current_call()
+        return pb.Kitchen(
+            id=call.tenant_id or "",
+            name=f"{call.operator_reason}|{call.trace_id}|{is_in_process(context)}",
+        )
+
+    async def GetKitchen(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if request.id == "bug":
+            raise RuntimeError("a bug")
+        return pb.Kitchen(id=request.id, name=str(is_in_process(context)))
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[grpc.aio.Channel]:
+    server = grpc.aio.server(interceptors=(InterceptorChain(_stages()),))
+    echo_server.pb_grpc.add_EchoServiceServicer_to_server(CallEcho(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield channel
+    finally:
+        await server.stop(None)
+
+
+def _unary(channel: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCallable:
+    request_type = pb.GetKitchenRequest if method == GET else pb.Kitchen
+    return channel.unary_unary(
+        method,
+        request_serializer=request_type.SerializeToString,
+        response_deserializer=pb.Kitchen.FromString,
+    )
+
+
+def _upstream() -> InProcessUpstream:
+    registry = HandlerRegistry()
+    echo_server.pb_grpc.add_EchoServiceServicer_to_server(CallEcho(), registry)
+    chain = InterceptorChain(_stages())
+    chain.prepare(registry.handlers)
+    return InProcessUpstream(registry.handlers, (chain,))
+
+
+TENANT = ("x-stella-tenant", "acme")
+REASON = ("x-stella-operator-reason", "checking")
+
+
+async def test_unary_call_gets_its_tenant_reason_and_trace_id(channel: grpc.aio.Channel) -> None:
+    call = _unary(channel, ECHO)(
+        pb.Kitchen(), metadata=(TENANT, REASON, ("x-stella-trace-id", "trace-7"))
+    )
+    response = await call
+    assert (response.id, response.name) == ("acme", "checking|trace-7|False")
+    assert ("x-stella-trace-id", "trace-7") in list(await call.initial_metadata())
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason", "field"),
+    [
+        ((REASON,), "TENANT_REQUIRED", "X-Stella-Tenant"),
+        ((TENANT,), "OPERATOR_REASON_REQUIRED", "X-Stella-Operator-Reason"),
+    ],
+    ids=["no-tenant", "no-reason"],
+)
+async def test_refusals_leave_as_rich_statuses(
+    channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...], reason: str, field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _unary(channel, ECHO)(pb.Kitchen(), metadata=metadata)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith(f"{field}: ")
+    assert reason in str(dict(caught.value.trailing_metadata() or ()))
+
+
+async def test_a_bug_is_internal_with_the_trace_id(channel: grpc.aio.Channel) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _unary(channel, GET)(
+            pb.GetKitchenRequest(id="bug"), metadata=(("x-stella-trace-id", "trace-bug"),)
+        )
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == "internal error; quote trace id trace-bug when reporting"
+
+
+async def test_servicer_aborts_pass_through_unchanged(channel: grpc.aio.Channel) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _unary(channel, FAIL)(pb.Kitchen(name="NOT_FOUND"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert caught.value.details() == "failed with NOT_FOUND"
+
+
+async def test_streaming_method_is_chained(channel: grpc.aio.Channel) -> None:
+    count = channel.unary_stream(
+        COUNT,
+        request_serializer=pb.StreamRequest.SerializeToString,
+        response_deserializer=pb.Kitchen.FromString,
+    )
+    call = count(pb.StreamRequest(count=3), metadata=(TENANT, ("x-stella-trace-id", "t-s")))
+    assert [item.id async for item in call] == ["0", "1", "2"]
+    assert ("x-stella-trace-id", "t-s") in list(await call.initial_metadata())
+    refused = count(pb.StreamRequest(count=3))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        [item async for item in refused]
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("X-Stella-Tenant: ")
+    aborted = count(pb.StreamRequest(count=-1), metadata=(TENANT,))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        [item async for item in aborted]
+    assert (caught.value.code(), caught.value.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "count must not be negative",
+    )
+
+
+def test_a_stage_a_method_does_not_need_adds_no_frame() -> None:
+    async def inner(request: Any, context: grpc.aio.ServicerContext, call: CallContext) -> Any:
+        return request
+
+    assert Tenancy(POLICIES).unary(FAIL, inner) is inner
+    assert OperatorAudit(POLICIES).unary(COUNT, inner) is inner
+    assert OperatorAudit(POLICIES).unary("/unknown.Service/Method", inner) is inner
+    assert Tenancy(POLICIES).unary(ECHO, inner) is not inner
+
+
+async def test_in_process_calls_are_flagged_and_network_calls_cannot_claim_it(
+    channel: grpc.aio.Channel,
+) -> None:
+    upstream = _upstream()
+    result = await upstream.unary(
+        GET, pb.GetKitchenRequest(id="k"), pb.Kitchen, metadata=(), timeout=5
+    )
+    response: Any = result.response
+    assert response.name == "True"
+    # Over a socket, nothing the caller sends makes a call in-process: not the peer
+    # string the in-process context reports, not a header named like the flag.
+    imitation = (("in_process", "true"), ("in-process", "True"), ("peer", "inprocess:gateway"))
+    response = await _unary(channel, GET)(pb.GetKitchenRequest(id="k"), metadata=imitation)
+    assert response.name == "False"
+
+
+async def test_in_process_chain_maps_errors_and_streams() -> None:
+    upstream = _upstream()
+    with pytest.raises(UpstreamError) as caught:
+        await upstream.unary(ECHO, pb.Kitchen(), pb.Kitchen, metadata=(TENANT,), timeout=5)
+    assert caught.value.status.code == code_pb2.INVALID_ARGUMENT
+    assert caught.value.status.message.startswith("X-Stella-Operator-Reason: ")
+    stream = await upstream.stream(
+        COUNT, pb.StreamRequest(count=2), pb.Kitchen, metadata=(TENANT,), timeout=5
+    )
+    items: list[Any] = [item async for item in stream.messages]
+    assert [item.id for item in items] == ["0", "1"]
