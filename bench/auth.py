@@ -11,10 +11,10 @@ Two server processes run on one SQLite file (in a temp dir), started from this
 script so both are the same code:
 
 - `auth`: `server.app.Application`, exactly as `orchestrator serve` builds it;
-- `noauth`: the same Application with `AuthenticationInterceptor` removed from its
-  interceptor tuple (a monkeypatch in this script's child process only, see
+- `noauth`: the same Application with the `Authentication` stage removed from its
+  interceptor chain (a monkeypatch in this script's child process only, see
   `_drop_authentication`). Everything else (tracing, errors, tenancy, audit
-  interceptors, gateway, storage) is identical.
+  stages, gateway, storage) is identical.
 
 Both get `X-Stella-Tenant`; `auth` also `Authorization: Bearer <token>` from the real
 token endpoint. Load comes from raw HTTP/1.1 keep-alive sockets in this (parent)
@@ -50,7 +50,7 @@ import sqlalchemy as sa
 from server.app import Application
 from server.config import Settings
 from server.identity.authorization_server import clients
-from server.interceptors.authentication import AuthenticationInterceptor
+from server.interceptors.authentication import Authentication
 from server.storage.db import Database
 from server.storage.tables import SourceRow, TenantRow, table_of
 
@@ -63,30 +63,19 @@ SIDES = ("auth", "noauth")
 
 
 def _drop_authentication() -> None:
-    """BENCH ONLY: make `Application.start` build its gRPC server and in-process upstream
-    without the AuthenticationInterceptor. The policy cannot say "no authentication" for
-    this method without editing the protos, so the interceptor is filtered out of the
-    tuple `Application.start` passes to both, and nothing else changes."""
-    import grpc
-
+    """BENCH ONLY: make `Application.start` build its interceptor chain (gRPC server and
+    in-process upstream share it) without the Authentication stage. The policy cannot
+    say "no authentication" for this method without editing the protos, so the stage
+    is filtered out of what `server.app.chain_stages` returns, and nothing else changes."""
     import server.app as app_module
 
-    def kept(interceptors: Any) -> tuple[Any, ...]:
-        return tuple(i for i in interceptors if not isinstance(i, AuthenticationInterceptor))
-
-    grpc_server = grpc.aio.server
-
-    def server_without_auth(*args: Any, interceptors: Any = (), **kwargs: Any) -> Any:
-        return grpc_server(*args, interceptors=kept(interceptors), **kwargs)
-
     names = vars(app_module)  # server.app's own binding of the name, which start() calls
-    upstream = names["InProcessUpstream"]
+    stages = names["chain_stages"]
 
-    def upstream_without_auth(handlers: Any, interceptors: Any, *args: Any) -> Any:
-        return upstream(handlers, kept(interceptors), *args)
+    def stages_without_auth(*args: Any) -> tuple[Any, ...]:
+        return tuple(s for s in stages(*args) if not isinstance(s, Authentication))
 
-    grpc.aio.server = server_without_auth
-    names["InProcessUpstream"] = upstream_without_auth
+    names["chain_stages"] = stages_without_auth
 
 
 async def serve(side: str, database_url: str, port: int) -> None:
