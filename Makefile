@@ -5,6 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
+GATEWAY_PROTO_FILES := $(filter proto/gateway/%,$(PROTO_FILES))
+PRODUCT_PROTO_FILES := $(filter-out proto/gateway/%,$(PROTO_FILES))
 GOOGLE_PROTOS := google/api/annotations.proto google/api/http.proto google/api/httpbody.proto \
                  google/api/field_behavior.proto google/rpc/status.proto google/rpc/code.proto \
                  google/rpc/error_details.proto
@@ -27,32 +29,42 @@ serve: $(STAMP) ## start the product on embedded SQLite (./var/), gRPC :50051, H
 test: $(STAMP) ## run the whole test suite (SQLite file and PostgreSQL on 127.0.0.1:5432)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff format --check, ruff check, mypy, buf lint, buf format diff
+lint: $(STAMP) ## ruff format --check, ruff check, mypy, import contracts, buf lint, buf format diff
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 
-generate: $(STAMP) ## regenerate gen/ and third_party/proto from proto/ (reproducible)
+generate: $(STAMP) ## regenerate gen/, gateway/v1/ and third_party/proto from proto/ (reproducible)
 	rm -rf gen/orchestrator third_party/proto/google
+	rm -f gateway/v1/*_pb2.py gateway/v1/*_pb2.pyi
 	for f in $(GOOGLE_PROTOS); do \
 	  mkdir -p third_party/proto/$$(dirname $$f); \
 	  cp $$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')/$$f third_party/proto/$$f; \
 	done
-	mkdir -p gen
+	mkdir -p gen/orchestrator
+	# The gateway's own options are Python of the hand-written `gateway` package
+	# (gateway/v1/, generated code only), importable without anything of the product.
+	$(BIN)/python -m grpc_tools.protoc -Iproto -Ithird_party/proto \
+	  --python_out=. --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=. \
+	  $(patsubst proto/%,%,$(GATEWAY_PROTO_FILES))
 	$(BIN)/python -m grpc_tools.protoc -Iproto -Ithird_party/proto \
 	  --python_out=gen --grpc_python_out=gen \
 	  --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=gen \
 	  --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=gen \
+	  $(patsubst proto/%,%,$(PRODUCT_PROTO_FILES))
+	# One descriptor set of every API, with comments (the OpenAPI descriptions).
+	$(BIN)/python -m grpc_tools.protoc -Iproto -Ithird_party/proto \
 	  --include_imports --include_source_info --descriptor_set_out=gen/orchestrator/descriptor_set.binpb \
 	  $(patsubst proto/%,%,$(PROTO_FILES))
 	find gen/orchestrator -type d -exec sh -c 'touch "$$0/__init__.py"' {} \;
 	touch gen/orchestrator/py.typed
 
-check-generate: generate ## fail when gen/ or third_party/ differ from what proto/ generates
-	git add -N gen third_party
-	git diff --exit-code --stat -- gen third_party
+check-generate: generate ## fail when gen/, gateway/v1/ or third_party/ differ from what proto/ generates
+	git add -N gen third_party gateway/v1
+	git diff --exit-code --stat -- gen third_party gateway/v1
 
 breaking: $(STAMP) ## buf breaking against main (skipped when there is no main to compare with)
 	@if git rev-parse --verify --quiet main >/dev/null && git ls-tree -r --name-only main -- proto | grep -q .; then \

@@ -23,32 +23,21 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
-from google.rpc import code_pb2 as google_dot_rpc_dot_code__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!orchestrator/api/v1/options.proto\x12\x13orchestrator.api.v1\x1a google/protobuf/descriptor.proto\x1a\x15google/rpc/code.proto\"\xdd\x01\n\x0cMethodPolicy\x12;\n\x0e\x61uthentication\x18\x01 \x01(\x0e\x32#.orchestrator.api.v1.Authentication\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12/\n\x06tenant\x18\x03 \x01(\x0e\x32\x1f.orchestrator.api.v1.TenantMode\x12:\n\x0eoperator_audit\x18\x04 \x01(\x0e\x32\".orchestrator.api.v1.OperatorAudit\x12\x13\n\x0bpermissions\x18\x05 \x03(\t\"=\n\x0b\x45rrorStatus\x12\x1e\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x10.google.rpc.Code\x12\x0e\n\x06status\x18\x02 \x01(\x05\"\x80\x02\n\x0cHttpBehavior\x12\x16\n\x0esuccess_status\x18\x01 \x01(\x05\x12\x15\n\rcache_control\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\x08\x12\x36\n\x0c\x65rror_status\x18\x04 \x03(\x0b\x32 .orchestrator.api.v1.ErrorStatus\x12&\n\x1e\x61llow_unknown_query_parameters\x18\x05 \x01(\x08\x12\x1b\n\x13\x65rror_cache_control\x18\x06 \x01(\t\x12\x36\n\x0c\x65rror_format\x18\x07 \x01(\x0e\x32 .orchestrator.api.v1.ErrorFormat\"5\n\x10\x44\x65precatedPrefix\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tsuccessor\x18\x02 \x01(\t\"\x8e\x01\n\x13ServiceHttpBehavior\x12\x33\n\x08\x64\x65\x66\x61ults\x18\x01 \x01(\x0b\x32!.orchestrator.api.v1.HttpBehavior\x12\x42\n\x13\x64\x65precated_prefixes\x18\x02 \x03(\x0b\x32%.orchestrator.api.v1.DeprecatedPrefix*f\n\x0e\x41uthentication\x12\x1e\n\x1a\x41UTHENTICATION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41UTHENTICATION_REQUIRED\x10\x01\x12\x17\n\x13\x41UTHENTICATION_NONE\x10\x02*p\n\nTenantMode\x12\x1b\n\x17TENANT_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10TENANT_MODE_NONE\x10\x01\x12\x16\n\x12TENANT_MODE_HEADER\x10\x02\x12\x17\n\x13TENANT_MODE_BINDING\x10\x03*e\n\rOperatorAudit\x12\x1e\n\x1aOPERATOR_AUDIT_UNSPECIFIED\x10\x00\x12\x17\n\x13OPERATOR_AUDIT_NONE\x10\x01\x12\x1b\n\x17OPERATOR_AUDIT_REQUIRED\x10\x02*\\\n\x0b\x45rrorFormat\x12\x1c\n\x18\x45RROR_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45RROR_FORMAT_STATUS\x10\x01\x12\x16\n\x12\x45RROR_FORMAT_OAUTH\x10\x02:S\n\x06policy\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32!.orchestrator.api.v1.MethodPolicy:Q\n\x04http\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x01(\x0b\x32!.orchestrator.api.v1.HttpBehavior:]\n\x0fpolicy_defaults\x12\x1f.google.protobuf.ServiceOptions\x18\xd1\x86\x03 \x01(\x0b\x32!.orchestrator.api.v1.MethodPolicy:b\n\rhttp_defaults\x12\x1f.google.protobuf.ServiceOptions\x18\xd2\x86\x03 \x01(\x0b\x32(.orchestrator.api.v1.ServiceHttpBehaviorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!orchestrator/api/v1/options.proto\x12\x13orchestrator.api.v1\x1a google/protobuf/descriptor.proto\"\x9d\x02\n\x0cMethodPolicy\x12@\n\x0e\x61uthentication\x18\x01 \x01(\x0e\x32#.orchestrator.api.v1.AuthenticationH\x00\x88\x01\x01\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x34\n\x06tenant\x18\x03 \x01(\x0e\x32\x1f.orchestrator.api.v1.TenantModeH\x01\x88\x01\x01\x12?\n\x0eoperator_audit\x18\x04 \x01(\x0e\x32\".orchestrator.api.v1.OperatorAuditH\x02\x88\x01\x01\x12\x13\n\x0bpermissions\x18\x05 \x03(\tB\x11\n\x0f_authenticationB\t\n\x07_tenantB\x11\n\x0f_operator_audit*f\n\x0e\x41uthentication\x12\x1e\n\x1a\x41UTHENTICATION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41UTHENTICATION_REQUIRED\x10\x01\x12\x17\n\x13\x41UTHENTICATION_NONE\x10\x02*p\n\nTenantMode\x12\x1b\n\x17TENANT_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10TENANT_MODE_NONE\x10\x01\x12\x16\n\x12TENANT_MODE_HEADER\x10\x02\x12\x17\n\x13TENANT_MODE_BINDING\x10\x03*e\n\rOperatorAudit\x12\x1e\n\x1aOPERATOR_AUDIT_UNSPECIFIED\x10\x00\x12\x17\n\x13OPERATOR_AUDIT_NONE\x10\x01\x12\x1b\n\x17OPERATOR_AUDIT_REQUIRED\x10\x02:S\n\x06policy\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32!.orchestrator.api.v1.MethodPolicy:]\n\x0fpolicy_defaults\x12\x1f.google.protobuf.ServiceOptions\x18\xd1\x86\x03 \x01(\x0b\x32!.orchestrator.api.v1.MethodPolicyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orchestrator.api.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUTHENTICATION']._serialized_start=861
-  _globals['_AUTHENTICATION']._serialized_end=963
-  _globals['_TENANTMODE']._serialized_start=965
-  _globals['_TENANTMODE']._serialized_end=1077
-  _globals['_OPERATORAUDIT']._serialized_start=1079
-  _globals['_OPERATORAUDIT']._serialized_end=1180
-  _globals['_ERRORFORMAT']._serialized_start=1182
-  _globals['_ERRORFORMAT']._serialized_end=1274
-  _globals['_METHODPOLICY']._serialized_start=116
-  _globals['_METHODPOLICY']._serialized_end=337
-  _globals['_ERRORSTATUS']._serialized_start=339
-  _globals['_ERRORSTATUS']._serialized_end=400
-  _globals['_HTTPBEHAVIOR']._serialized_start=403
-  _globals['_HTTPBEHAVIOR']._serialized_end=659
-  _globals['_DEPRECATEDPREFIX']._serialized_start=661
-  _globals['_DEPRECATEDPREFIX']._serialized_end=714
-  _globals['_SERVICEHTTPBEHAVIOR']._serialized_start=717
-  _globals['_SERVICEHTTPBEHAVIOR']._serialized_end=859
+  _globals['_AUTHENTICATION']._serialized_start=380
+  _globals['_AUTHENTICATION']._serialized_end=482
+  _globals['_TENANTMODE']._serialized_start=484
+  _globals['_TENANTMODE']._serialized_end=596
+  _globals['_OPERATORAUDIT']._serialized_start=598
+  _globals['_OPERATORAUDIT']._serialized_end=699
+  _globals['_METHODPOLICY']._serialized_start=93
+  _globals['_METHODPOLICY']._serialized_end=378
 # @@protoc_insertion_point(module_scope)

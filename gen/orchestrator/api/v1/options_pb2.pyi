@@ -10,15 +10,14 @@ from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf.internal import extension_dict as _extension_dict
-from google.rpc import code_pb2 as _code_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 11):
-    from typing import TypeAlias as _TypeAlias, Never as _Never
+if sys.version_info >= (3, 10):
+    from typing import TypeAlias as _TypeAlias
 else:
-    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+    from typing_extensions import TypeAlias as _TypeAlias
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -36,12 +35,14 @@ class _AuthenticationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Authen
     """Anonymous callers are served (health, token, discovery)."""
 
 class Authentication(_Authentication, metaclass=_AuthenticationEnumTypeWrapper):
-    """Declarative per-method policy and HTTP behaviour.
+    """Declarative per-method security policy, read by the gRPC server
+    (server/policy.py) and documented in the generated OpenAPI.
 
-    The gRPC server reads the policy options (authentication, scopes, tenancy,
-    operator audit); the transcoding gateway reads the HTTP options (success
-    status, caching, error status overrides, deprecated prefixes). Neither hard-codes
-    a path: a method's behaviour is visible here and in the generated OpenAPI.
+    A method's `policy` refines its service's `policy_defaults` field by field: a
+    singular field the method sets (presence, hence `optional`) wins, a repeated
+    field the method sets replaces the service's list. The HTTP behaviour of a
+    method lives in the gateway's own options (gateway/v1/http.proto). Nothing
+    here is keyed by path.
 
     Authentication says whether a method needs a caller identity.
     """
@@ -106,34 +107,6 @@ OPERATOR_AUDIT_REQUIRED: OperatorAudit.ValueType  # 2
 """Needs X-Stella-Operator-Reason and writes an audit entry with the change."""
 Global___OperatorAudit: _TypeAlias = OperatorAudit  # noqa: Y015
 
-class _ErrorFormat:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ErrorFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorFormat.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    ERROR_FORMAT_UNSPECIFIED: _ErrorFormat.ValueType  # 0
-    """Inherit the service default; ERROR_FORMAT_STATUS when nothing says otherwise."""
-    ERROR_FORMAT_STATUS: _ErrorFormat.ValueType  # 1
-    """`{"error": message, "code": "NOT_FOUND", "details": [...]}` (DESIGN.md §5)."""
-    ERROR_FORMAT_OAUTH: _ErrorFormat.ValueType  # 2
-    """RFC 6749 §5.2: `{"error": reason, "error_description": message}`, where
-    reason is the ErrorInfo reason (e.g. invalid_client).
-    """
-
-class ErrorFormat(_ErrorFormat, metaclass=_ErrorFormatEnumTypeWrapper):
-    """ErrorFormat selects the shape of HTTP error bodies."""
-
-ERROR_FORMAT_UNSPECIFIED: ErrorFormat.ValueType  # 0
-"""Inherit the service default; ERROR_FORMAT_STATUS when nothing says otherwise."""
-ERROR_FORMAT_STATUS: ErrorFormat.ValueType  # 1
-"""`{"error": message, "code": "NOT_FOUND", "details": [...]}` (DESIGN.md §5)."""
-ERROR_FORMAT_OAUTH: ErrorFormat.ValueType  # 2
-"""RFC 6749 §5.2: `{"error": reason, "error_description": message}`, where
-reason is the ErrorInfo reason (e.g. invalid_client).
-"""
-Global___ErrorFormat: _TypeAlias = ErrorFormat  # noqa: Y015
-
 @_typing.final
 class MethodPolicy(_message.Message):
     """MethodPolicy is the security contract of one method."""
@@ -162,163 +135,34 @@ class MethodPolicy(_message.Message):
     def __init__(
         self,
         *,
-        authentication: Global___Authentication.ValueType = ...,
+        authentication: Global___Authentication.ValueType | None = ...,
         scopes: _abc.Iterable[_builtins.str] | None = ...,
-        tenant: Global___TenantMode.ValueType = ...,
-        operator_audit: Global___OperatorAudit.ValueType = ...,
+        tenant: Global___TenantMode.ValueType | None = ...,
+        operator_audit: Global___OperatorAudit.ValueType | None = ...,
         permissions: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_authentication", b"_authentication", "_operator_audit", b"_operator_audit", "_tenant", b"_tenant", "authentication", b"authentication", "operator_audit", b"operator_audit", "tenant", b"tenant"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication", b"authentication", "operator_audit", b"operator_audit", "permissions", b"permissions", "scopes", b"scopes", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_authentication", b"_authentication", "_operator_audit", b"_operator_audit", "_tenant", b"_tenant", "authentication", b"authentication", "operator_audit", b"operator_audit", "permissions", b"permissions", "scopes", b"scopes", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__authentication: _TypeAlias = _typing.Literal["authentication"]  # noqa: Y015
+    _WhichOneofArgType__authentication: _TypeAlias = _typing.Literal["_authentication", b"_authentication"]  # noqa: Y015
+    _WhichOneofReturnType__operator_audit: _TypeAlias = _typing.Literal["operator_audit"]  # noqa: Y015
+    _WhichOneofArgType__operator_audit: _TypeAlias = _typing.Literal["_operator_audit", b"_operator_audit"]  # noqa: Y015
+    _WhichOneofReturnType__tenant: _TypeAlias = _typing.Literal["tenant"]  # noqa: Y015
+    _WhichOneofArgType__tenant: _TypeAlias = _typing.Literal["_tenant", b"_tenant"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__authentication) -> _WhichOneofReturnType__authentication | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__operator_audit) -> _WhichOneofReturnType__operator_audit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tenant) -> _WhichOneofReturnType__tenant | None: ...
 
 Global___MethodPolicy: _TypeAlias = MethodPolicy  # noqa: Y015
 
-@_typing.final
-class ErrorStatus(_message.Message):
-    """ErrorStatus overrides the HTTP status of one gRPC code for a method or service."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    code: _code_pb2.Code.ValueType
-    """The gRPC status code to override."""
-    status: _builtins.int
-    """The HTTP status to answer instead of the default mapping."""
-    def __init__(
-        self,
-        *,
-        code: _code_pb2.Code.ValueType = ...,
-        status: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "status", b"status"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ErrorStatus: _TypeAlias = ErrorStatus  # noqa: Y015
-
-@_typing.final
-class HttpBehavior(_message.Message):
-    """HttpBehavior is the HTTP contract of one method, beyond its google.api.http rule."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SUCCESS_STATUS_FIELD_NUMBER: _builtins.int
-    CACHE_CONTROL_FIELD_NUMBER: _builtins.int
-    ETAG_FIELD_NUMBER: _builtins.int
-    ERROR_STATUS_FIELD_NUMBER: _builtins.int
-    ALLOW_UNKNOWN_QUERY_PARAMETERS_FIELD_NUMBER: _builtins.int
-    ERROR_CACHE_CONTROL_FIELD_NUMBER: _builtins.int
-    ERROR_FORMAT_FIELD_NUMBER: _builtins.int
-    success_status: _builtins.int
-    """Status of a successful response; 200 when unset."""
-    cache_control: _builtins.str
-    """Cache-Control header of a successful response; none when empty."""
-    etag: _builtins.bool
-    """Answer a strong ETag over the response body and 304 to a matching If-None-Match."""
-    allow_unknown_query_parameters: _builtins.bool
-    """Ignore query parameters that name no request field instead of answering 400."""
-    error_cache_control: _builtins.str
-    """Cache-Control header of an error response; none when empty."""
-    error_format: Global___ErrorFormat.ValueType
-    """Shape of error bodies."""
-    @_builtins.property
-    def error_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErrorStatus]:
-        """Per-code HTTP status overrides, applied before the default table."""
-
-    def __init__(
-        self,
-        *,
-        success_status: _builtins.int = ...,
-        cache_control: _builtins.str = ...,
-        etag: _builtins.bool = ...,
-        error_status: _abc.Iterable[Global___ErrorStatus] | None = ...,
-        allow_unknown_query_parameters: _builtins.bool = ...,
-        error_cache_control: _builtins.str = ...,
-        error_format: Global___ErrorFormat.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "error_status", b"error_status", "etag", b"etag", "success_status", b"success_status"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___HttpBehavior: _TypeAlias = HttpBehavior  # noqa: Y015
-
-@_typing.final
-class DeprecatedPrefix(_message.Message):
-    """DeprecatedPrefix marks bindings under a legacy path prefix.
-
-    Responses served through such a binding carry `Deprecation: true` and a
-    `Link: <successor path>; rel="successor-version"` header.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    PREFIX_FIELD_NUMBER: _builtins.int
-    SUCCESSOR_FIELD_NUMBER: _builtins.int
-    prefix: _builtins.str
-    """The legacy prefix, e.g. "/orchestrator"."""
-    successor: _builtins.str
-    """The canonical prefix that replaces it, e.g. "/jobengine"."""
-    def __init__(
-        self,
-        *,
-        prefix: _builtins.str = ...,
-        successor: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["prefix", b"prefix", "successor", b"successor"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeprecatedPrefix: _TypeAlias = DeprecatedPrefix  # noqa: Y015
-
-@_typing.final
-class ServiceHttpBehavior(_message.Message):
-    """ServiceHttpBehavior is the HTTP contract shared by every method of a service."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    DEFAULTS_FIELD_NUMBER: _builtins.int
-    DEPRECATED_PREFIXES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def defaults(self) -> Global___HttpBehavior:
-        """Defaults that each method's HttpBehavior refines field by field."""
-
-    @_builtins.property
-    def deprecated_prefixes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeprecatedPrefix]:
-        """Path prefixes that are served but deprecated."""
-
-    def __init__(
-        self,
-        *,
-        defaults: Global___HttpBehavior | None = ...,
-        deprecated_prefixes: _abc.Iterable[Global___DeprecatedPrefix] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults", "deprecated_prefixes", b"deprecated_prefixes"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ServiceHttpBehavior: _TypeAlias = ServiceHttpBehavior  # noqa: Y015
-
 POLICY_FIELD_NUMBER: _builtins.int
-HTTP_FIELD_NUMBER: _builtins.int
 POLICY_DEFAULTS_FIELD_NUMBER: _builtins.int
-HTTP_DEFAULTS_FIELD_NUMBER: _builtins.int
 policy: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___MethodPolicy]
 """The method's security contract; refines the service's policy_defaults."""
-http: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___HttpBehavior]
-"""The method's HTTP contract; refines the service's http_defaults."""
 policy_defaults: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.ServiceOptions, Global___MethodPolicy]
 """Policy defaults for every method of the service."""
-http_defaults: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.ServiceOptions, Global___ServiceHttpBehavior]
-"""HTTP defaults for every method of the service."""

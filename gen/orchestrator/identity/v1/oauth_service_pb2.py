@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from gateway.v1 import http_pb2 as gateway_dot_v1_dot_http__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from orchestrator.api.v1 import options_pb2 as orchestrator_dot_api_dot_v1_dot_options__pb2
 from orchestrator.identity.v1 import oauth_pb2 as orchestrator_dot_identity_dot_v1_dot_oauth__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orchestrator/identity/v1/oauth_service.proto\x12\x18orchestrator.identity.v1\x1a\x1cgoogle/api/annotations.proto\x1a!orchestrator/api/v1/options.proto\x1a$orchestrator/identity/v1/oauth.proto2\x8b\x07\n\x0cOAuthService\x12\x95\x01\n\x05Token\x12&.orchestrator.identity.v1.TokenRequest\x1a\'.orchestrator.identity.v1.TokenResponse\";\x8a\xb5\x18\x04\x08\x02\x18\x01\x92\xb5\x18\x18\x12\x08no-store(\x01\x32\x08no-store8\x02\x82\xd3\xe4\x93\x02\x11\"\x0c/oauth/token:\x01*\x12\xa9\x01\n\nIntrospect\x12+.orchestrator.identity.v1.IntrospectRequest\x1a,.orchestrator.identity.v1.IntrospectResponse\"@\x8a\xb5\x18\x04\x08\x02\x18\x01\x92\xb5\x18\x18\x12\x08no-store(\x01\x32\x08no-store8\x02\x82\xd3\xe4\x93\x02\x16\"\x11/oauth/introspect:\x01*\x12\x99\x01\n\x06Revoke\x12\'.orchestrator.identity.v1.RevokeRequest\x1a(.orchestrator.identity.v1.RevokeResponse\"<\x8a\xb5\x18\x04\x08\x02\x18\x01\x92\xb5\x18\x18\x12\x08no-store(\x01\x32\x08no-store8\x02\x82\xd3\xe4\x93\x02\x12\"\r/oauth/revoke:\x01*\x12\xa0\x01\n\x07GetJwks\x12(.orchestrator.identity.v1.GetJwksRequest\x1a).orchestrator.identity.v1.GetJwksResponse\"@\x8a\xb5\x18\x04\x08\x02\x18\x01\x92\xb5\x18\x16\x12\x12public, max-age=60\x18\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12\xf7\x01\n\x1eGetAuthorizationServerMetadata\x12?.orchestrator.identity.v1.GetAuthorizationServerMetadataRequest\x1a@.orchestrator.identity.v1.GetAuthorizationServerMetadataResponse\"R\x8a\xb5\x18\x04\x08\x02\x18\x01\x92\xb5\x18\x17\x12\x13public, max-age=300\x18\x01\x82\xd3\xe4\x93\x02)\x12\'/.well-known/oauth-authorization-serverb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orchestrator/identity/v1/oauth_service.proto\x12\x18orchestrator.identity.v1\x1a\x15gateway/v1/http.proto\x1a\x1cgoogle/api/annotations.proto\x1a!orchestrator/api/v1/options.proto\x1a$orchestrator/identity/v1/oauth.proto2\x8b\x07\n\x0cOAuthService\x12\x95\x01\n\x05Token\x12&.orchestrator.identity.v1.TokenRequest\x1a\'.orchestrator.identity.v1.TokenResponse\";\x8a\xb5\x18\x04\x08\x02\x18\x01\xaa\xbb\x18\x18\x12\x08no-store(\x01\x32\x08no-store8\x02\x82\xd3\xe4\x93\x02\x11\"\x0c/oauth/token:\x01*\x12\xa9\x01\n\nIntrospect\x12+.orchestrator.identity.v1.IntrospectRequest\x1a,.orchestrator.identity.v1.IntrospectResponse\"@\x8a\xb5\x18\x04\x08\x02\x18\x01\xaa\xbb\x18\x18\x12\x08no-store(\x01\x32\x08no-store8\x02\x82\xd3\xe4\x93\x02\x16\"\x11/oauth/introspect:\x01*\x12\x99\x01\n\x06Revoke\x12\'.orchestrator.identity.v1.RevokeRequest\x1a(.orchestrator.identity.v1.RevokeResponse\"<\x8a\xb5\x18\x04\x08\x02\x18\x01\xaa\xbb\x18\x18\x12\x08no-store(\x01\x32\x08no-store8\x02\x82\xd3\xe4\x93\x02\x12\"\r/oauth/revoke:\x01*\x12\xa0\x01\n\x07GetJwks\x12(.orchestrator.identity.v1.GetJwksRequest\x1a).orchestrator.identity.v1.GetJwksResponse\"@\x8a\xb5\x18\x04\x08\x02\x18\x01\xaa\xbb\x18\x16\x12\x12public, max-age=60\x18\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12\xf7\x01\n\x1eGetAuthorizationServerMetadata\x12?.orchestrator.identity.v1.GetAuthorizationServerMetadataRequest\x1a@.orchestrator.identity.v1.GetAuthorizationServerMetadataResponse\"R\x8a\xb5\x18\x04\x08\x02\x18\x01\xaa\xbb\x18\x17\x12\x13public, max-age=300\x18\x01\x82\xd3\xe4\x93\x02)\x12\'/.well-known/oauth-authorization-serverb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,15 +36,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orchestrator.identity.v1.oa
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_OAUTHSERVICE'].methods_by_name['Token']._loaded_options = None
-  _globals['_OAUTHSERVICE'].methods_by_name['Token']._serialized_options = b'\212\265\030\004\010\002\030\001\222\265\030\030\022\010no-store(\0012\010no-store8\002\202\323\344\223\002\021\"\014/oauth/token:\001*'
+  _globals['_OAUTHSERVICE'].methods_by_name['Token']._serialized_options = b'\212\265\030\004\010\002\030\001\252\273\030\030\022\010no-store(\0012\010no-store8\002\202\323\344\223\002\021\"\014/oauth/token:\001*'
   _globals['_OAUTHSERVICE'].methods_by_name['Introspect']._loaded_options = None
-  _globals['_OAUTHSERVICE'].methods_by_name['Introspect']._serialized_options = b'\212\265\030\004\010\002\030\001\222\265\030\030\022\010no-store(\0012\010no-store8\002\202\323\344\223\002\026\"\021/oauth/introspect:\001*'
+  _globals['_OAUTHSERVICE'].methods_by_name['Introspect']._serialized_options = b'\212\265\030\004\010\002\030\001\252\273\030\030\022\010no-store(\0012\010no-store8\002\202\323\344\223\002\026\"\021/oauth/introspect:\001*'
   _globals['_OAUTHSERVICE'].methods_by_name['Revoke']._loaded_options = None
-  _globals['_OAUTHSERVICE'].methods_by_name['Revoke']._serialized_options = b'\212\265\030\004\010\002\030\001\222\265\030\030\022\010no-store(\0012\010no-store8\002\202\323\344\223\002\022\"\r/oauth/revoke:\001*'
+  _globals['_OAUTHSERVICE'].methods_by_name['Revoke']._serialized_options = b'\212\265\030\004\010\002\030\001\252\273\030\030\022\010no-store(\0012\010no-store8\002\202\323\344\223\002\022\"\r/oauth/revoke:\001*'
   _globals['_OAUTHSERVICE'].methods_by_name['GetJwks']._loaded_options = None
-  _globals['_OAUTHSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\212\265\030\004\010\002\030\001\222\265\030\026\022\022public, max-age=60\030\001\202\323\344\223\002\030\022\026/.well-known/jwks.json'
+  _globals['_OAUTHSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\212\265\030\004\010\002\030\001\252\273\030\026\022\022public, max-age=60\030\001\202\323\344\223\002\030\022\026/.well-known/jwks.json'
   _globals['_OAUTHSERVICE'].methods_by_name['GetAuthorizationServerMetadata']._loaded_options = None
-  _globals['_OAUTHSERVICE'].methods_by_name['GetAuthorizationServerMetadata']._serialized_options = b'\212\265\030\004\010\002\030\001\222\265\030\027\022\023public, max-age=300\030\001\202\323\344\223\002)\022\'/.well-known/oauth-authorization-server'
-  _globals['_OAUTHSERVICE']._serialized_start=178
-  _globals['_OAUTHSERVICE']._serialized_end=1085
+  _globals['_OAUTHSERVICE'].methods_by_name['GetAuthorizationServerMetadata']._serialized_options = b'\212\265\030\004\010\002\030\001\252\273\030\027\022\023public, max-age=300\030\001\202\323\344\223\002)\022\'/.well-known/oauth-authorization-server'
+  _globals['_OAUTHSERVICE']._serialized_start=201
+  _globals['_OAUTHSERVICE']._serialized_end=1108
 # @@protoc_insertion_point(module_scope)

@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from gateway.v1 import http_pb2 as gateway_dot_v1_dot_http__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from orchestrator.api.v1 import options_pb2 as orchestrator_dot_api_dot_v1_dot_options__pb2
 from orchestrator.jobengine.v1 import audit_pb2 as orchestrator_dot_jobengine_dot_v1_dot_audit__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-orchestrator/jobengine/v1/audit_service.proto\x12\x19orchestrator.jobengine.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!orchestrator/api/v1/options.proto\x1a%orchestrator/jobengine/v1/audit.proto\"\xdd\x01\n\x17ListAuditEntriesRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x07 \x01(\x05\x12\x1a\n\x12\x63ontinuation_token\x18\x08 \x01(\t\"\x88\x01\n\x18ListAuditEntriesResponse\x12\x34\n\x05items\x18\x01 \x03(\x0b\x32%.orchestrator.jobengine.v1.AuditEntry\x12\x1f\n\x12\x63ontinuation_token\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x15\n\x13_continuation_token2\xa9\x02\n\x0c\x41uditService\x12\xed\x01\n\x10ListAuditEntries\x12\x32.orchestrator.jobengine.v1.ListAuditEntriesRequest\x1a\x33.orchestrator.jobengine.v1.ListAuditEntriesResponse\"p\x8a\xb5\x18\x0e\x12\x0corch:operate\x92\xb5\x18+\x12\'private, max-age=60, stale-if-error=300\x18\x01\x82\xd3\xe4\x93\x02)\x12\x10/jobengine/auditZ\x15\x12\x13/orchestrator/audit\x1a)\x8a\xb5\x18\x04\x08\x01\x18\x02\x92\xb5\x18\x1d\x12\x1b\n\r/orchestrator\x12\n/jobengineb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-orchestrator/jobengine/v1/audit_service.proto\x12\x19orchestrator.jobengine.v1\x1a\x15gateway/v1/http.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!orchestrator/api/v1/options.proto\x1a%orchestrator/jobengine/v1/audit.proto\"\xdd\x01\n\x17ListAuditEntriesRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x07 \x01(\x05\x12\x1a\n\x12\x63ontinuation_token\x18\x08 \x01(\t\"\x88\x01\n\x18ListAuditEntriesResponse\x12\x34\n\x05items\x18\x01 \x03(\x0b\x32%.orchestrator.jobengine.v1.AuditEntry\x12\x1f\n\x12\x63ontinuation_token\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x15\n\x13_continuation_token2\x92\x02\n\x0c\x41uditService\x12\xd6\x01\n\x10ListAuditEntries\x12\x32.orchestrator.jobengine.v1.ListAuditEntriesRequest\x1a\x33.orchestrator.jobengine.v1.ListAuditEntriesResponse\"Y\x8a\xb5\x18\x0e\x12\x0corch:operate\xaa\xbb\x18+\x12\'private, max-age=60, stale-if-error=300\x18\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/jobengine/audit\x1a)\x8a\xb5\x18\x04\x08\x01\x18\x02\xb2\xbb\x18\x1d\x12\x1b\n\r/orchestrator\x12\n/jobengineb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,13 +37,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orchestrator.jobengine.v1.a
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUDITSERVICE']._loaded_options = None
-  _globals['_AUDITSERVICE']._serialized_options = b'\212\265\030\004\010\001\030\002\222\265\030\035\022\033\n\r/orchestrator\022\n/jobengine'
+  _globals['_AUDITSERVICE']._serialized_options = b'\212\265\030\004\010\001\030\002\262\273\030\035\022\033\n\r/orchestrator\022\n/jobengine'
   _globals['_AUDITSERVICE'].methods_by_name['ListAuditEntries']._loaded_options = None
-  _globals['_AUDITSERVICE'].methods_by_name['ListAuditEntries']._serialized_options = b'\212\265\030\016\022\014orch:operate\222\265\030+\022\'private, max-age=60, stale-if-error=300\030\001\202\323\344\223\002)\022\020/jobengine/auditZ\025\022\023/orchestrator/audit'
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=214
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=435
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=438
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=574
-  _globals['_AUDITSERVICE']._serialized_start=577
+  _globals['_AUDITSERVICE'].methods_by_name['ListAuditEntries']._serialized_options = b'\212\265\030\016\022\014orch:operate\252\273\030+\022\'private, max-age=60, stale-if-error=300\030\001\202\323\344\223\002\022\022\020/jobengine/audit'
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=237
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=458
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=461
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=597
+  _globals['_AUDITSERVICE']._serialized_start=600
   _globals['_AUDITSERVICE']._serialized_end=874
 # @@protoc_insertion_point(module_scope)

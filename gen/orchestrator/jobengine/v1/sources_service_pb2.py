@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from gateway.v1 import http_pb2 as gateway_dot_v1_dot_http__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from orchestrator.api.v1 import options_pb2 as orchestrator_dot_api_dot_v1_dot_options__pb2
 from orchestrator.jobengine.v1 import source_pb2 as orchestrator_dot_jobengine_dot_v1_dot_source__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/orchestrator/jobengine/v1/sources_service.proto\x12\x19orchestrator.jobengine.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a!orchestrator/api/v1/options.proto\x1a&orchestrator/jobengine/v1/source.proto\"v\n\x12ListSourcesRequest\x12\x13\n\x0bsource_type\x18\x01 \x01(\t\x12\x14\n\x07\x65nabled\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x1a\n\x12\x63ontinuation_token\x18\x04 \x01(\tB\n\n\x08_enabled\"\x7f\n\x13ListSourcesResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.orchestrator.jobengine.v1.Source\x12\x1f\n\x12\x63ontinuation_token\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x15\n\x13_continuation_token\"+\n\x10GetSourceRequest\x12\x17\n\tsource_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"F\n\x11GetSourceResponse\x12\x31\n\x06source\x18\x01 \x01(\x0b\x32!.orchestrator.jobengine.v1.Source\"h\n\x15RegisterSourceRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bsource_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x07\x65nabled\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_enabled\"K\n\x16RegisterSourceResponse\x12\x31\n\x06source\x18\x01 \x01(\x0b\x32!.orchestrator.jobengine.v1.Source\"-\n\x12PauseSourceRequest\x12\x17\n\tsource_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x13PauseSourceResponse\x12\x31\n\x06source\x18\x01 \x01(\x0b\x32!.orchestrator.jobengine.v1.Source\".\n\x13ResumeSourceRequest\x12\x17\n\tsource_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x14ResumeSourceResponse\x12\x31\n\x06source\x18\x01 \x01(\x0b\x32!.orchestrator.jobengine.v1.Source2\x91\n\n\x0eSourcesService\x12\xdf\x01\n\x0bListSources\x12-.orchestrator.jobengine.v1.ListSourcesRequest\x1a..orchestrator.jobengine.v1.ListSourcesResponse\"q\x8a\xb5\x18\x0b\x12\torch:read\x92\xb5\x18+\x12\'private, max-age=60, stale-if-error=300\x18\x01\x82\xd3\xe4\x93\x02-\x12\x12/jobengine/sourcesZ\x17\x12\x15/orchestrator/sources\x12\x82\x02\n\tGetSource\x12+.orchestrator.jobengine.v1.GetSourceRequest\x1a,.orchestrator.jobengine.v1.GetSourceResponse\"\x99\x01\x8a\xb5\x18\x0b\x12\torch:read\x92\xb5\x18+\x12\'private, max-age=60, stale-if-error=300\x18\x01\x82\xd3\xe4\x93\x02U\x12\x1e/jobengine/sources/{source_id}Z+\x12!/orchestrator/sources/{source_id}b\x06sourceb\x06source\x12\xe5\x01\n\x0eRegisterSource\x12\x30.orchestrator.jobengine.v1.RegisterSourceRequest\x1a\x31.orchestrator.jobengine.v1.RegisterSourceResponse\"n\x8a\xb5\x18\x10\x12\x0corch:operate \x02\x92\xb5\x18\r\x08\xc9\x01\x12\x08no-store\x82\xd3\xe4\x93\x02\x43\"\x12/jobengine/sources:\x01*Z\"\"\x15/orchestrator/sources:\x01*b\x06sourceb\x06source\x12\xfe\x01\n\x0bPauseSource\x12-.orchestrator.jobengine.v1.PauseSourceRequest\x1a..orchestrator.jobengine.v1.PauseSourceResponse\"\x8f\x01\x8a\xb5\x18\x10\x12\x0corch:operate \x02\x92\xb5\x18\n\x12\x08no-store\x82\xd3\xe4\x93\x02g\"$/jobengine/sources/{source_id}/pause:\x01*Z4\"\'/orchestrator/sources/{source_id}/pause:\x01*b\x06sourceb\x06source\x12\x83\x02\n\x0cResumeSource\x12..orchestrator.jobengine.v1.ResumeSourceRequest\x1a/.orchestrator.jobengine.v1.ResumeSourceResponse\"\x91\x01\x8a\xb5\x18\x10\x12\x0corch:operate \x02\x92\xb5\x18\n\x12\x08no-store\x82\xd3\xe4\x93\x02i\"%/jobengine/sources/{source_id}/resume:\x01*Z5\"(/orchestrator/sources/{source_id}/resume:\x01*b\x06sourceb\x06source\x1a)\x8a\xb5\x18\x04\x08\x01\x18\x02\x92\xb5\x18\x1d\x12\x1b\n\r/orchestrator\x12\n/jobengineb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/orchestrator/jobengine/v1/sources_service.proto\x12\x19orchestrator.jobengine.v1\x1a\x15gateway/v1/http.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a!orchestrator/api/v1/options.proto\x1a&orchestrator/jobengine/v1/source.proto\"v\n\x12ListSourcesRequest\x12\x13\n\x0bsource_type\x18\x01 \x01(\t\x12\x14\n\x07\x65nabled\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x1a\n\x12\x63ontinuation_token\x18\x04 \x01(\tB\n\n\x08_enabled\"\x7f\n\x13ListSourcesResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.orchestrator.jobengine.v1.Source\x12\x1f\n\x12\x63ontinuation_token\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x15\n\x13_continuation_token\"+\n\x10GetSourceRequest\x12\x17\n\tsource_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"F\n\x11GetSourceResponse\x12\x31\n\x06source\x18\x01 \x01(\x0b\x32!.orchestrator.jobengine.v1.Source\"h\n\x15RegisterSourceRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bsource_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x07\x65nabled\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_enabled\"K\n\x16RegisterSourceResponse\x12\x31\n\x06source\x18\x01 \x01(\x0b\x32!.orchestrator.jobengine.v1.Source\"-\n\x12PauseSourceRequest\x12\x17\n\tsource_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x13PauseSourceResponse\x12\x31\n\x06source\x18\x01 \x01(\x0b\x32!.orchestrator.jobengine.v1.Source\".\n\x13ResumeSourceRequest\x12\x17\n\tsource_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x14ResumeSourceResponse\x12\x31\n\x06source\x18\x01 \x01(\x0b\x32!.orchestrator.jobengine.v1.Source2\xb7\x08\n\x0eSourcesService\x12\xc6\x01\n\x0bListSources\x12-.orchestrator.jobengine.v1.ListSourcesRequest\x1a..orchestrator.jobengine.v1.ListSourcesResponse\"X\x8a\xb5\x18\x0b\x12\torch:read\xaa\xbb\x18+\x12\'private, max-age=60, stale-if-error=300\x18\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/jobengine/sources\x12\xd4\x01\n\tGetSource\x12+.orchestrator.jobengine.v1.GetSourceRequest\x1a,.orchestrator.jobengine.v1.GetSourceResponse\"l\x8a\xb5\x18\x0b\x12\torch:read\xaa\xbb\x18+\x12\'private, max-age=60, stale-if-error=300\x18\x01\x82\xd3\xe4\x93\x02(\x12\x1e/jobengine/sources/{source_id}b\x06source\x12\xc1\x01\n\x0eRegisterSource\x12\x30.orchestrator.jobengine.v1.RegisterSourceRequest\x1a\x31.orchestrator.jobengine.v1.RegisterSourceResponse\"J\x8a\xb5\x18\x10\x12\x0corch:operate \x02\xaa\xbb\x18\r\x08\xc9\x01\x12\x08no-store\x82\xd3\xe4\x93\x02\x1f\"\x12/jobengine/sources:\x01*b\x06source\x12\xc7\x01\n\x0bPauseSource\x12-.orchestrator.jobengine.v1.PauseSourceRequest\x1a..orchestrator.jobengine.v1.PauseSourceResponse\"Y\x8a\xb5\x18\x10\x12\x0corch:operate \x02\xaa\xbb\x18\n\x12\x08no-store\x82\xd3\xe4\x93\x02\x31\"$/jobengine/sources/{source_id}/pause:\x01*b\x06source\x12\xcb\x01\n\x0cResumeSource\x12..orchestrator.jobengine.v1.ResumeSourceRequest\x1a/.orchestrator.jobengine.v1.ResumeSourceResponse\"Z\x8a\xb5\x18\x10\x12\x0corch:operate \x02\xaa\xbb\x18\n\x12\x08no-store\x82\xd3\xe4\x93\x02\x32\"%/jobengine/sources/{source_id}/resume:\x01*b\x06source\x1a)\x8a\xb5\x18\x04\x08\x01\x18\x02\xb2\xbb\x18\x1d\x12\x1b\n\r/orchestrator\x12\n/jobengineb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,37 +47,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESUMESOURCEREQUEST'].fields_by_name['source_id']._loaded_options = None
   _globals['_RESUMESOURCEREQUEST'].fields_by_name['source_id']._serialized_options = b'\342A\001\002'
   _globals['_SOURCESSERVICE']._loaded_options = None
-  _globals['_SOURCESSERVICE']._serialized_options = b'\212\265\030\004\010\001\030\002\222\265\030\035\022\033\n\r/orchestrator\022\n/jobengine'
+  _globals['_SOURCESSERVICE']._serialized_options = b'\212\265\030\004\010\001\030\002\262\273\030\035\022\033\n\r/orchestrator\022\n/jobengine'
   _globals['_SOURCESSERVICE'].methods_by_name['ListSources']._loaded_options = None
-  _globals['_SOURCESSERVICE'].methods_by_name['ListSources']._serialized_options = b'\212\265\030\013\022\torch:read\222\265\030+\022\'private, max-age=60, stale-if-error=300\030\001\202\323\344\223\002-\022\022/jobengine/sourcesZ\027\022\025/orchestrator/sources'
+  _globals['_SOURCESSERVICE'].methods_by_name['ListSources']._serialized_options = b'\212\265\030\013\022\torch:read\252\273\030+\022\'private, max-age=60, stale-if-error=300\030\001\202\323\344\223\002\024\022\022/jobengine/sources'
   _globals['_SOURCESSERVICE'].methods_by_name['GetSource']._loaded_options = None
-  _globals['_SOURCESSERVICE'].methods_by_name['GetSource']._serialized_options = b'\212\265\030\013\022\torch:read\222\265\030+\022\'private, max-age=60, stale-if-error=300\030\001\202\323\344\223\002U\022\036/jobengine/sources/{source_id}Z+\022!/orchestrator/sources/{source_id}b\006sourceb\006source'
+  _globals['_SOURCESSERVICE'].methods_by_name['GetSource']._serialized_options = b'\212\265\030\013\022\torch:read\252\273\030+\022\'private, max-age=60, stale-if-error=300\030\001\202\323\344\223\002(\022\036/jobengine/sources/{source_id}b\006source'
   _globals['_SOURCESSERVICE'].methods_by_name['RegisterSource']._loaded_options = None
-  _globals['_SOURCESSERVICE'].methods_by_name['RegisterSource']._serialized_options = b'\212\265\030\020\022\014orch:operate \002\222\265\030\r\010\311\001\022\010no-store\202\323\344\223\002C\"\022/jobengine/sources:\001*Z\"\"\025/orchestrator/sources:\001*b\006sourceb\006source'
+  _globals['_SOURCESSERVICE'].methods_by_name['RegisterSource']._serialized_options = b'\212\265\030\020\022\014orch:operate \002\252\273\030\r\010\311\001\022\010no-store\202\323\344\223\002\037\"\022/jobengine/sources:\001*b\006source'
   _globals['_SOURCESSERVICE'].methods_by_name['PauseSource']._loaded_options = None
-  _globals['_SOURCESSERVICE'].methods_by_name['PauseSource']._serialized_options = b'\212\265\030\020\022\014orch:operate \002\222\265\030\n\022\010no-store\202\323\344\223\002g\"$/jobengine/sources/{source_id}/pause:\001*Z4\"\'/orchestrator/sources/{source_id}/pause:\001*b\006sourceb\006source'
+  _globals['_SOURCESSERVICE'].methods_by_name['PauseSource']._serialized_options = b'\212\265\030\020\022\014orch:operate \002\252\273\030\n\022\010no-store\202\323\344\223\0021\"$/jobengine/sources/{source_id}/pause:\001*b\006source'
   _globals['_SOURCESSERVICE'].methods_by_name['ResumeSource']._loaded_options = None
-  _globals['_SOURCESSERVICE'].methods_by_name['ResumeSource']._serialized_options = b'\212\265\030\020\022\014orch:operate \002\222\265\030\n\022\010no-store\202\323\344\223\002i\"%/jobengine/sources/{source_id}/resume:\001*Z5\"(/orchestrator/sources/{source_id}/resume:\001*b\006sourceb\006source'
-  _globals['_LISTSOURCESREQUEST']._serialized_start=216
-  _globals['_LISTSOURCESREQUEST']._serialized_end=334
-  _globals['_LISTSOURCESRESPONSE']._serialized_start=336
-  _globals['_LISTSOURCESRESPONSE']._serialized_end=463
-  _globals['_GETSOURCEREQUEST']._serialized_start=465
-  _globals['_GETSOURCEREQUEST']._serialized_end=508
-  _globals['_GETSOURCERESPONSE']._serialized_start=510
-  _globals['_GETSOURCERESPONSE']._serialized_end=580
-  _globals['_REGISTERSOURCEREQUEST']._serialized_start=582
-  _globals['_REGISTERSOURCEREQUEST']._serialized_end=686
-  _globals['_REGISTERSOURCERESPONSE']._serialized_start=688
-  _globals['_REGISTERSOURCERESPONSE']._serialized_end=763
-  _globals['_PAUSESOURCEREQUEST']._serialized_start=765
-  _globals['_PAUSESOURCEREQUEST']._serialized_end=810
-  _globals['_PAUSESOURCERESPONSE']._serialized_start=812
-  _globals['_PAUSESOURCERESPONSE']._serialized_end=884
-  _globals['_RESUMESOURCEREQUEST']._serialized_start=886
-  _globals['_RESUMESOURCEREQUEST']._serialized_end=932
-  _globals['_RESUMESOURCERESPONSE']._serialized_start=934
-  _globals['_RESUMESOURCERESPONSE']._serialized_end=1007
-  _globals['_SOURCESSERVICE']._serialized_start=1010
-  _globals['_SOURCESSERVICE']._serialized_end=2307
+  _globals['_SOURCESSERVICE'].methods_by_name['ResumeSource']._serialized_options = b'\212\265\030\020\022\014orch:operate \002\252\273\030\n\022\010no-store\202\323\344\223\0022\"%/jobengine/sources/{source_id}/resume:\001*b\006source'
+  _globals['_LISTSOURCESREQUEST']._serialized_start=239
+  _globals['_LISTSOURCESREQUEST']._serialized_end=357
+  _globals['_LISTSOURCESRESPONSE']._serialized_start=359
+  _globals['_LISTSOURCESRESPONSE']._serialized_end=486
+  _globals['_GETSOURCEREQUEST']._serialized_start=488
+  _globals['_GETSOURCEREQUEST']._serialized_end=531
+  _globals['_GETSOURCERESPONSE']._serialized_start=533
+  _globals['_GETSOURCERESPONSE']._serialized_end=603
+  _globals['_REGISTERSOURCEREQUEST']._serialized_start=605
+  _globals['_REGISTERSOURCEREQUEST']._serialized_end=709
+  _globals['_REGISTERSOURCERESPONSE']._serialized_start=711
+  _globals['_REGISTERSOURCERESPONSE']._serialized_end=786
+  _globals['_PAUSESOURCEREQUEST']._serialized_start=788
+  _globals['_PAUSESOURCEREQUEST']._serialized_end=833
+  _globals['_PAUSESOURCERESPONSE']._serialized_start=835
+  _globals['_PAUSESOURCERESPONSE']._serialized_end=907
+  _globals['_RESUMESOURCEREQUEST']._serialized_start=909
+  _globals['_RESUMESOURCEREQUEST']._serialized_end=955
+  _globals['_RESUMESOURCERESPONSE']._serialized_start=957
+  _globals['_RESUMESOURCERESPONSE']._serialized_end=1030
+  _globals['_SOURCESSERVICE']._serialized_start=1033
+  _globals['_SOURCESSERVICE']._serialized_end=2112
 # @@protoc_insertion_point(module_scope)
