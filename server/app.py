@@ -29,7 +29,7 @@ from gateway.inprocess import HandlerRegistry, InProcessUpstream
 from gateway.openapi_schema import comments_from_files
 from server.config import Settings
 from server.domain.pagination import PageTokens
-from server.identity.components import Identity
+from server.identity.components import Clocks, Identity
 from server.interceptors.audit import OperatorAudit
 from server.interceptors.authentication import Authentication
 from server.interceptors.chain import InterceptorChain, Stage
@@ -58,6 +58,7 @@ GRPC_SERVER_OPTIONS = (
 @dataclass
 class Application:
     settings: Settings
+    clocks: Clocks = field(default_factory=Clocks)  # identity's time; tests move it forward
     db: Database = field(init=False)
     identity: Identity = field(init=False)  # identity.verifier checks access tokens
     grpc_server: grpc.aio.Server = field(init=False)
@@ -75,6 +76,7 @@ class Application:
             self.db,
             public_url=self.settings.public_url,
             trust_forwarded_headers=self.settings.trust_forwarded_headers,
+            clocks=self.clocks,
         )
         chain = InterceptorChain(chain_stages(policies_for(SERVICES), self.identity))
         interceptors = (chain,)

@@ -26,6 +26,7 @@ from clients.transports.rest import RestTransport
 from server.app import Application
 from server.config import Settings
 from tests.support.auth import TokenFactory
+from tests.support.clock import TestClock
 
 PG_ADMIN_URL = os.environ.get(
     "ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -81,8 +82,14 @@ def settings_for(database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def app(database_url: str) -> AsyncIterator[Application]:
-    application = Application(settings_for(database_url))
+def clock() -> TestClock:
+    """The time of every test server: real time until a test moves it forward."""
+    return TestClock()
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str, clock: TestClock) -> AsyncIterator[Application]:
+    application = Application(settings_for(database_url), clocks=clock.clocks())
     await application.start()
     try:
         yield application

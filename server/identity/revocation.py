@@ -24,6 +24,7 @@ from server.storage.repositories import identity as repo
 from server.storage.tables import RevokedTokenRow, utcnow
 
 PRUNE_AFTER = timedelta(hours=1)
+MAX_AGE_SECONDS = 0.5  # how stale the in-memory view may get before a check reloads it
 
 
 async def revoke_token(db: Database, *, jti: str, client_id: str, expires_at: int) -> None:
@@ -48,9 +49,10 @@ class RevocationList:
         self,
         db: Database,
         *,
-        max_age: float = 0.5,
+        max_age: float = MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`max_age` in seconds of `clock`, a monotonic clock (seconds, any origin)."""
         self._db = db
         self._max_age = max_age
         self._clock = clock

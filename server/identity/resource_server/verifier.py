@@ -99,7 +99,8 @@ class TokenVerifier:
         self._audience = urls.audience
         self._leeway = leeway
         self._clock = clock
-        # token text -> (claims, kid, last second it is valid); insertion-ordered for eviction
+        # token text -> (claims, kid, the time it stops being valid: exp + leeway, as
+        # joserfc refuses from `exp <= now - leeway` on); insertion-ordered for eviction
         self._verified: dict[str, tuple[dict[str, Any], str, float]] = {}
 
     async def verify(
@@ -136,8 +137,8 @@ class TokenVerifier:
         """Verified, validated claims of an access token (from memory only)."""
         hit = self._verified.get(token)
         if hit is not None:
-            claims, kid, valid_until = hit
-            if self._clock() <= valid_until and self._keys.get(kid) is not None:
+            claims, kid, invalid_from = hit
+            if self._clock() < invalid_from and self._keys.get(kid) is not None:
                 return claims
             del self._verified[token]
         claims = self._decode(token, scheme=scheme)

@@ -21,6 +21,7 @@ from server.identity.resource_server.verifier import TokenVerifier
 from server.identity.revocation import RevocationList
 from server.identity.urls import PublicUrls
 from server.storage.db import Database
+from tests.support.clock import ManualClock
 
 ISSUER = "https://orchestrator.example"
 
@@ -55,8 +56,18 @@ def revocations(db: Database) -> RevocationList:
 
 
 @pytest.fixture
-def verifier(keys: KeyRing, revocations: RevocationList, urls: PublicUrls) -> TokenVerifier:
-    return TokenVerifier(keys=keys, revocations=revocations, dpop=DpopVerifier(), urls=urls)
+def wall() -> ManualClock:
+    """The verifier's wall clock (seconds since the epoch): now, until a test moves it."""
+    return ManualClock(float(int(time.time())))
+
+
+@pytest.fixture
+def verifier(
+    keys: KeyRing, revocations: RevocationList, urls: PublicUrls, wall: ManualClock
+) -> TokenVerifier:
+    return TokenVerifier(
+        keys=keys, revocations=revocations, dpop=DpopVerifier(clock=wall), urls=urls, clock=wall
+    )
 
 
 def claims(**overrides: Any) -> dict[str, Any]:

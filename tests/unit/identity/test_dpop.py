@@ -6,7 +6,6 @@ import base64
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -20,9 +19,11 @@ from server.identity.dpop import (
     access_token_hash,
     normalize_url,
 )
+from tests.support.clock import ManualClock
 from tests.unit.identity.proofs import client_key, make_proof
 
 URL = "https://api.example/oauth/token"
+NOW = 1_790_000_000  # the verifiers' wall clock where a case needs a fixed time
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -89,17 +90,6 @@ def test_replay_cache_forgets_after_the_window_and_fails_closed_when_full() -> N
     assert cache.first_use("a", expires_at=1020)
 
 
-@dataclass(frozen=True)
-class _Seconds:
-    """An `iat` relative to when the test runs, not to when pytest collected it (a full
-    suite run can take longer than the window being tested)."""
-
-    offset: int
-
-    def at_run_time(self) -> int:
-        return int(time.time()) + self.offset
-
-
 def _proof_cases() -> list[tuple[str, dict[str, Any], str]]:
     return [
         ("wrong-htm", {"htm": "GET"}, "htm"),
@@ -107,8 +97,8 @@ def _proof_cases() -> list[tuple[str, dict[str, Any], str]]:
         ("wrong-path", {"htu": "https://api.example/oauth/revoke"}, "htu"),
         ("wrong-scheme", {"htu": "http://api.example/oauth/token"}, "htu"),
         ("htu-not-url", {"htu": "not a url"}, "htu"),
-        ("iat-old", {"iat": _Seconds(-120)}, "iat"),
-        ("iat-future", {"iat": _Seconds(+120)}, "iat"),
+        ("iat-old", {"iat": NOW - 120}, "iat"),
+        ("iat-future", {"iat": NOW + 120}, "iat"),
         ("iat-string", {"iat": "now"}, "iat"),
         ("no-jti", {"jti": None}, "jti"),
         ("typ-jwt", {"header": {"typ": "JWT"}}, "typ"),
@@ -121,12 +111,29 @@ def _proof_cases() -> list[tuple[str, dict[str, Any], str]]:
     ids=[case[0] for case in _proof_cases()],
 )
 def test_broken_proofs_are_refused(changes: dict[str, Any], message: str) -> None:
-    resolved: dict[str, Any] = {"htu": URL}
-    for name, value in changes.items():
-        resolved[name] = value.at_run_time() if isinstance(value, _Seconds) else value
-    proof = make_proof(client_key(), **resolved)
+    proof = make_proof(client_key(), **{"htu": URL, "iat": NOW, **changes})
     with pytest.raises(DpopError, match=message):
-        DpopVerifier().verify(proof, http_method="POST", http_url=URL)
+        DpopVerifier(clock=ManualClock(NOW)).verify(proof, http_method="POST", http_url=URL)
+
+
+def test_iat_window_is_max_age_back_and_future_skew_ahead() -> None:
+    clock = ManualClock(NOW)
+    verifier = DpopVerifier(max_age=60, future_skew=5, clock=clock)
+    key = client_key()
+    for iat in (NOW - 60, NOW + 5):
+        checked = verifier.verify(
+            make_proof(key, htu=URL, iat=iat), http_method="POST", http_url=URL
+        )
+        assert checked.iat == iat
+    for iat in (NOW - 61, NOW + 6):
+        with pytest.raises(DpopError) as refused:
+            verifier.verify(make_proof(key, htu=URL, iat=iat), http_method="POST", http_url=URL)
+        assert str(refused.value) == "iat is outside the acceptable window"
+    proof = make_proof(key, htu=URL, iat=NOW)
+    clock.advance(61)  # the same proof, a second too late
+    with pytest.raises(DpopError) as late:
+        verifier.verify(proof, http_method="POST", http_url=URL)
+    assert str(late.value) == "iat is outside the acceptable window"
 
 
 def test_ath_must_hash_the_presented_token() -> None:

@@ -3,7 +3,6 @@ with the RFC 6750 error and challenge; a good token becomes a Principal."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -18,11 +17,13 @@ from server.domain.errors import InvalidArgument, Unauthenticated
 from server.identity.authorization_server import clients
 from server.identity.authorization_server.keys import KeyRing
 from server.identity.dpop import DpopVerifier
-from server.identity.resource_server.verifier import TokenRejected, TokenVerifier
-from server.identity.revocation import RevocationList, revoke_token
+from server.identity.resource_server.principal import Principal
+from server.identity.resource_server.verifier import LEEWAY_SECONDS, TokenRejected, TokenVerifier
+from server.identity.revocation import MAX_AGE_SECONDS, RevocationList, revoke_token
 from server.identity.urls import PublicUrls
 from server.storage.db import Database
 from server.storage.tables import TenantRow
+from tests.support.clock import ManualClock
 from tests.unit.identity.conftest import ISSUER, MintToken, claims
 from tests.unit.identity.proofs import client_key, make_proof
 
@@ -140,9 +141,32 @@ async def test_bad_claims_are_invalid_token(
     assert message in refused.description
 
 
-async def test_expiry_has_a_small_leeway(verifier: TokenVerifier, mint: MintToken) -> None:
-    token = mint(exp=int(time.time()) - 3)
-    await verifier.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
+def _principal(jti: str, exp: int) -> Principal:
+    """The principal of `mint`'s default claims."""
+    return Principal(
+        client_id="client-a",
+        scopes=frozenset({"orch:read", "orch:quota"}),
+        tenant="acme",
+        tenants=frozenset(),
+        permissions=frozenset({"access orchestra api"}),
+        claims=ControlClaims(quota_reason="capacity review"),
+        jti=jti,
+        expires_at=exp,
+        dpop_bound=False,
+    )
+
+
+async def test_expiry_has_a_small_leeway(
+    verifier: TokenVerifier, mint: MintToken, wall: ManualClock
+) -> None:
+    exp = int(wall()) + 60
+    token = mint(exp=exp, jti="jti-leeway")
+    wall.advance(60 + LEEWAY_SECONDS - 1)  # the last second of the leeway: accepted
+    principal = await verifier.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
+    assert principal == _principal("jti-leeway", exp)
+    wall.advance(1)  # RFC 7519 §4.1.4: not "on or after" exp (plus the leeway); nor from cache
+    refused = await _refused(verifier, f"Bearer {token}")
+    assert (refused.error, refused.description) == ("invalid_token", "the access token expired")
 
 
 @pytest.mark.parametrize(
@@ -166,9 +190,13 @@ async def test_bad_headers_are_invalid_token(
     assert message in refused.description
 
 
-async def test_application_at_jwt_typ_is_accepted(verifier: TokenVerifier, mint: MintToken) -> None:
-    token = mint(header={"typ": "application/at+jwt"})
-    await verifier.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
+async def test_application_at_jwt_typ_is_accepted(
+    verifier: TokenVerifier, mint: MintToken, wall: ManualClock
+) -> None:
+    exp = int(wall()) + 3600
+    token = mint(header={"typ": "application/at+jwt"}, jti="jti-long-typ", exp=exp)
+    principal = await verifier.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
+    assert principal == _principal("jti-long-typ", exp)
 
 
 async def test_wrong_signature_is_refused(
@@ -243,22 +271,22 @@ async def test_unknown_kid_reloads_are_rate_limited(db: Database) -> None:
 async def test_revocation_reaches_another_replica_within_one_second(
     db: Database, keys: KeyRing, urls: PublicUrls, mint: MintToken
 ) -> None:
+    elapsed = ManualClock(0.0)  # the replica's monotonic clock
     replica = TokenVerifier(
-        keys=keys, revocations=RevocationList(db), dpop=DpopVerifier(), urls=urls
+        keys=keys, revocations=RevocationList(db, clock=elapsed), dpop=DpopVerifier(), urls=urls
     )
-    token = mint()
-    jti = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["jti"]
+    token = mint(jti="jti-replica")
     await replica.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
-    await revoke_token(db, jti=jti, client_id="client-a", expires_at=int(time.time()) + 3600)
-    started = time.monotonic()
-    while True:
-        try:
-            await replica.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
-        except TokenRejected as exc:
-            assert exc.description == "the access token was revoked"
-            break
-        assert time.monotonic() - started < 1.0, "revocation not seen within one second"
-        await asyncio.sleep(0.05)
+    await revoke_token(
+        db, jti="jti-replica", client_id="client-a", expires_at=int(time.time()) + 3600
+    )
+    elapsed.advance(MAX_AGE_SECONDS - 0.01)  # the list it loaded is still fresh
+    still = await replica.verify(f"Bearer {token}", None, http_method="GET", http_url=URL)
+    assert still.jti == "jti-replica"
+    elapsed.advance(0.01)  # stale: the next check reloads it and sees the revocation
+    refused = await _refused(replica, f"Bearer {token}")
+    assert (refused.error, refused.description) == ("invalid_token", "the access token was revoked")
+    assert MAX_AGE_SECONDS == 0.5  # the documented bound: every replica within a second
 
 
 async def test_disabled_client_tokens_are_refused(

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.domain.errors import InvalidArgument
-from server.domain.pagination import PageTokens, effective_limit
+from server.domain.errors import InvalidArgument, Violation
+from server.domain.pagination import PageRequest, PageTokens, effective_limit
 
 BINDING = {"list": "sources", "tenant": "a", "enabled": None}
 
@@ -35,14 +35,24 @@ def test_token_round_trips_the_key() -> None:
 @pytest.mark.parametrize(
     "token",
     ["garbage", "", ".", "a.b", "é.é", "eyJ2IjoxfQ.AAAA"],
-    ids=["garbage", "empty-parts", "dot", "short", "non-ascii", "unsigned"],
+    ids=["garbage", "empty", "dot", "short", "non-ascii", "unsigned"],
 )
 def test_garbage_tokens_are_invalid(token: str) -> None:
     tokens = PageTokens(b"k" * 32)
     with pytest.raises(InvalidArgument) as err:
-        tokens.decode(token or ".", binding=BINDING)
+        tokens.decode(token, binding=BINDING)
     assert err.value.reason == "INVALID_PAGE_TOKEN"
-    assert err.value.violations[0].field == "continuationToken"
+    assert err.value.violations == (
+        Violation("continuationToken", "is not a token this server issued"),
+    )
+
+
+def test_an_empty_token_asks_for_the_first_page() -> None:
+    """AIP-158: an empty token is the first page, never an invalid token."""
+    tokens = PageTokens(b"k" * 32)
+    assert tokens.page_request(limit=0, token="", binding=BINDING) == PageRequest(
+        limit=50, after=None
+    )
 
 
 def test_token_signed_by_another_secret_is_invalid() -> None:
