@@ -27,6 +27,7 @@ from gateway import response as writer
 from gateway.bindings import Binding, BindingError
 from gateway.metadata import HeaderRules, RequestHead
 from gateway.openapi import Documents
+from gateway.openapi_config import OpenApiConfig
 from gateway.router import (
     BadPath,
     MethodNotAllowed,
@@ -37,7 +38,7 @@ from gateway.router import (
 )
 from gateway.upstream import Upstream, UpstreamError
 
-log = logging.getLogger("orchestrator.gateway")
+log = logging.getLogger("gateway")
 
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
@@ -46,7 +47,14 @@ _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
+    """Everything an API's owner may set; the defaults know no product.
+
+    Product-specific names (headers to forward or expose, the token URL and trace
+    header in OpenAPI, who may call what) come in through `headers` and `openapi`.
+    """
+
     max_body_bytes: int = DEFAULT_MAX_BODY
+    # Which request headers travel as metadata and which metadata returns as headers.
     headers: HeaderRules = field(default_factory=HeaderRules)
     default_timeout: float | None = 30.0
     # Keep X-Forwarded-Proto/-Host and extend X-Forwarded-For from the hop in front
@@ -55,6 +63,8 @@ class GatewayConfig:
     # Leading proto comments by full name (`comments_from_files` of a descriptor set
     # built with --include_source_info): the OpenAPI descriptions.
     comments: Mapping[str, str] = field(default_factory=dict)
+    # Security, scopes and the server's own headers, as the OpenAPI documents say them.
+    openapi: OpenApiConfig = field(default_factory=OpenApiConfig)
 
 
 class Gateway:
@@ -79,9 +89,10 @@ class Gateway:
                 message_factory.GetMessageClass(binding.method.input_type),
                 message_factory.GetMessageClass(binding.method.output_type),
             )
+        # Built on the first request for one.
         self.openapi = Documents(
-            self.bindings, comments=self.config.comments
-        )  # built on the first request for one
+            self.bindings, comments=self.config.comments, config=self.config.openapi
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

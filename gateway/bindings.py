@@ -1,4 +1,12 @@
-"""Descriptors -> bindings: one `Binding` per HttpRule, additional_bindings flattened.
+"""Descriptors -> bindings: one `Binding` per HttpRule, additional_bindings flattened,
+and the legacy twins of a service's `deprecated_prefixes` synthesized.
+
+Legacy twins: for a service whose `http_defaults` lists `{prefix: "/v0", successor:
+"/v1"}`, every binding of its methods under `/v1` (primary rule or additional
+binding) is also served under `/v0`, with the same method, body and response body.
+The twins follow the method's own rules, numbered after them (`index`); the
+gateway answers them with `Deprecation`/`Link` headers and OpenAPI marks them
+deprecated. A rule that writes such a twin by hand is refused.
 
 Every problem a rule can have is found here, at start-up, and reported naming the
 service, the method and the template: bad grammar, path variables that name a
@@ -19,7 +27,8 @@ from google.protobuf.descriptor import (
     ServiceDescriptor,
 )
 
-from gateway.options import HttpBehavior, http_behavior, http_rule
+from gateway.behavior import HttpBehavior, http_behavior
+from gateway.options import http_rule
 from gateway.template import Template, TemplateError, parse_template
 
 _VERBS = ("get", "put", "post", "delete", "patch")
@@ -76,12 +85,53 @@ def bindings_for(services: Iterable[ServiceDescriptor]) -> Iterator[Binding]:
             rule = http_rule(method)
             if rule is None:
                 continue
-            behavior = http_behavior(service, method)
+            behavior = http_behavior(method)
             rules = [rule, *rule.additional_bindings]
+            written: list[Binding] = []
             for index, one in enumerate(rules):
                 if index and one.additional_bindings:
                     raise BindingError(method, _pattern(one)[1], "nested additional_bindings")
-                yield _binding(service, method, index, one, behavior)
+                written.append(_binding(service, method, index, one, behavior))
+            yield from written
+            yield from _legacy_twins(written, rules, behavior)
+
+
+def _legacy_twins(
+    written: list[Binding], rules: list[http_pb2.HttpRule], behavior: HttpBehavior
+) -> Iterator[Binding]:
+    """The binding under each legacy prefix of every binding under its successor."""
+    taken = {(b.http_method, b.template.source) for b in written}
+    index = len(written)
+    for binding, rule in zip(written, rules, strict=True):
+        source = binding.template.source
+        for prefix, successor in behavior.deprecated_prefixes:
+            if source != successor and not source.startswith(successor + "/"):
+                continue
+            legacy = prefix + source[len(successor) :]
+            if (binding.http_method, legacy) in taken:
+                raise BindingError(
+                    binding.method,
+                    legacy,
+                    f"served as the legacy twin of {source} (deprecated_prefixes); "
+                    "remove the hand-written binding",
+                )
+            yield _binding(
+                binding.service, binding.method, index, _with_path(rule, legacy), behavior
+            )
+            index += 1
+
+
+def _with_path(rule: http_pb2.HttpRule, path: str) -> http_pb2.HttpRule:
+    """`rule` (without its additional_bindings) under another path template."""
+    copy = http_pb2.HttpRule()
+    copy.CopyFrom(rule)
+    copy.ClearField("additional_bindings")
+    kind = copy.WhichOneof("pattern")
+    if kind == "custom":
+        copy.custom.path = path
+    elif kind is not None:
+        setattr(copy, kind, path)
+    return copy
 
 
 def _pattern(rule: http_pb2.HttpRule) -> tuple[str, str]:

@@ -2,7 +2,7 @@
 
 Requests: a header is forwarded when its lower-case name is in `forward` or starts
 with one of `forward_prefixes` (`Grpc-Metadata-*` loses its prefix, as in
-grpc-gateway); a name gRPC cannot carry (`X-Stella-A!b`) is not. Hop-by-hop headers
+grpc-gateway); a name gRPC cannot carry (`X-Api-A!b`) is not. Hop-by-hop headers
 (RFC 9110 §7.6.1) are never forwarded, whatever the configuration says. A value
 with octets gRPC metadata cannot carry (HTAB, obs-text: anything but printable
 ASCII) is forwarded percent-encoded, `%` included, in every mode alike: the server
@@ -73,10 +73,11 @@ DEFAULT_FORWARD = frozenset(
         "x-request-id",
     }
 )
-DEFAULT_FORWARD_PREFIXES = ("x-stella-", "x-stellaops-", "grpc-metadata-")
-DEFAULT_EXPOSE = frozenset(
-    {"x-stella-trace-id", "deprecation", "link", "retry-after", "www-authenticate"}
-)
+# Product-neutral defaults: standard request headers (RFC 9110 Authorization, RFC
+# 9449 DPoP, W3C Trace Context, Idempotency-Key) and the explicit `Grpc-Metadata-`
+# escape; an API with headers of its own adds its prefixes (`HeaderRules`).
+DEFAULT_FORWARD_PREFIXES: tuple[str, ...] = ("grpc-metadata-",)
+DEFAULT_EXPOSE = frozenset({"deprecation", "link", "retry-after", "www-authenticate"})
 METADATA_PREFIX = "grpc-metadata-"
 FORWARDED_PREFIX = "x-forwarded-"
 UNKNOWN_PEER = "unknown"  # RFC 7239 §6.3
@@ -149,7 +150,7 @@ class HeaderRules:
         elif name not in self.forward and not name.startswith(self.forward_prefixes):
             return None
         if _KEY.fullmatch(name) is None:
-            return None  # an HTTP token gRPC cannot name (`X-Stella-A!b`)
+            return None  # an HTTP token gRPC cannot name (`X-Api-A!b`)
         return name
 
     def outgoing_metadata(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -1,5 +1,6 @@
 """Bindings -> OpenAPI 3.1 documents: path items, operations, bodies, responses and
-security, all read from the protos (google.api.http and our options).
+security, read from the protos (google.api.http and the gateway's options) and, for
+who may call what, from the API owner's `OpenApiConfig` (gateway/openapi_config.py).
 
 A pure function of the same `Binding`s that route requests, build them and write
 responses, so the document cannot drift from what the gateway serves. Schemas are
@@ -29,13 +30,12 @@ from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 
 from gateway.bindings import Binding
+from gateway.openapi_config import DocumentedHeader, OpenApiConfig, OperationSecurity
 from gateway.openapi_params import (
     PathVar,
-    Policy,
     header_parameters,
     openapi_path,
     path_parameter,
-    policy_of,
     query_parameters,
 )
 from gateway.openapi_schema import (
@@ -53,16 +53,14 @@ from gateway.response import strong_etag
 OPENAPI_VERSION: Final = "3.1.0"
 DOCUMENT_PATH: Final = "/openapi.json"
 DISCOVERY_PATH: Final = "/.well-known/openapi"
-TOKEN_URL: Final = "/oauth/token"
-TRACE_HEADER: Final = "X-Stella-Trace-Id"
 ERROR_STATUSES: Final = (400, 401, 403, 404, 409, 429, 500, 503)
 BODY_STATUSES: Final = (413, 415)  # too large; neither JSON nor (where offered) a form
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 _ERROR, _OAUTH_ERROR = "Error", "OAuthError"
 _METHODS: Final = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _VERSION = re.compile(r"^v\d+(?:(?:alpha|beta)\d*)?$")
-_HEADERS: Final[dict[str, Any]] = {
-    TRACE_HEADER: {"description": "The call's trace id.", "schema": {"type": "string"}},
+# The response headers the gateway itself writes on legacy twins (gateway/response.py).
+_DEPRECATION_HEADERS: Final[dict[str, Any]] = {
     "Deprecation": {"required": True, "schema": {"type": "string", "const": "true"}},
     "Link": {
         "required": True,
@@ -79,12 +77,13 @@ def build_document(
     version: str,
     servers: Sequence[str] | None = None,
     comments: Comments | None = None,
+    config: OpenApiConfig | None = None,
 ) -> dict[str, Any]:
     """One OpenAPI 3.1 document for `bindings`, the same for the same input."""
     bindings = list(bindings)
     roots = [t for b in bindings for t in (b.method.input_type, b.method.output_type)]
     names = component_names(reachable(roots).values(), reserved=(_ERROR, _OAUTH_ERROR))
-    builder = _Builder(SchemaRegistry(names, comments), comments or {})
+    builder = _Builder(SchemaRegistry(names, comments), comments or {}, config or OpenApiConfig())
     for binding in bindings:
         builder.add(binding)
     document: dict[str, Any] = {
@@ -102,7 +101,7 @@ def build_document(
 
 
 def api_name(service: ServiceDescriptor) -> str:
-    """The package component before the version: `orchestrator.jobengine.v1` -> `jobengine`."""
+    """The package component before the version: `acme.billing.v1` -> `billing`."""
     parts = service.file.package.split(".") if service.file.package else []
     versions = [i for i, part in enumerate(parts) if i > 0 and _VERSION.match(part)]
     if versions:
@@ -111,14 +110,19 @@ def api_name(service: ServiceDescriptor) -> str:
 
 
 def documents_by_api(
-    bindings: Iterable[Binding], *, comments: Comments | None = None
+    bindings: Iterable[Binding],
+    *,
+    comments: Comments | None = None,
+    config: OpenApiConfig | None = None,
 ) -> dict[str, dict[str, Any]]:
     """One document per API name (see `api_name`), in name order."""
     groups: dict[str, list[Binding]] = {}
     for binding in bindings:
         groups.setdefault(api_name(binding.service), []).append(binding)
     return {
-        name: build_document(group, title=f"{name} API", version=_version(group), comments=comments)
+        name: build_document(
+            group, title=f"{name} API", version=_version(group), comments=comments, config=config
+        )
         for name, group in sorted(groups.items())
     }
 
@@ -126,9 +130,16 @@ def documents_by_api(
 class Documents:
     """What the gateway serves, as bytes with strong ETags, built on the first lookup."""
 
-    def __init__(self, bindings: Sequence[Binding], *, comments: Comments | None = None) -> None:
+    def __init__(
+        self,
+        bindings: Sequence[Binding],
+        *,
+        comments: Comments | None = None,
+        config: OpenApiConfig | None = None,
+    ) -> None:
         self._bindings = bindings
         self._comments = comments
+        self._config = config
         self._served: dict[str, tuple[bytes, str]] | None = None
 
     def lookup(self, path: str) -> tuple[bytes, str] | None:
@@ -143,9 +154,13 @@ class Documents:
     def _documents(self) -> dict[str, Mapping[str, Any]]:
         version = _version(self._bindings)
         everything = build_document(
-            self._bindings, title="HTTP API", version=version, comments=self._comments
+            self._bindings,
+            title="HTTP API",
+            version=version,
+            comments=self._comments,
+            config=self._config,
         )
-        per_api = documents_by_api(self._bindings, comments=self._comments)
+        per_api = documents_by_api(self._bindings, comments=self._comments, config=self._config)
         urls = {name: f"/openapi/{name}.json" for name in per_api}
         apis = [{"name": name, "url": url} for name, url in urls.items()]
         served: dict[str, Mapping[str, Any]] = {
@@ -179,9 +194,11 @@ def _tags(services: Iterable[ServiceDescriptor], comments: Comments) -> list[dic
 class _Builder:
     """Accumulates path items, and the scopes and components their operations use."""
 
-    def __init__(self, registry: SchemaRegistry, comments: Comments) -> None:
+    def __init__(self, registry: SchemaRegistry, comments: Comments, config: OpenApiConfig) -> None:
         self.registry = registry
         self.comments = comments
+        self.config = config
+        self._response_headers = {h.name: _response_header(h) for h in config.response_headers}
         self.paths: dict[str, dict[str, Any]] = {}
         self.unrepresentable: list[str] = []
         self._shapes: dict[str, str] = {}  # `/a/{}` -> the path first seen with that shape
@@ -209,9 +226,10 @@ class _Builder:
         if self._responses:
             components["responses"] = dict(sorted(self._responses.items()))
         if self._headers:
-            components["headers"] = {name: _HEADERS[name] for name in sorted(self._headers)}
+            known = {**self._response_headers, **_DEPRECATION_HEADERS}
+            components["headers"] = {name: known[name] for name in sorted(self._headers)}
         if self._secured:
-            components["securitySchemes"] = _security_schemes(sorted(self._scopes))
+            components["securitySchemes"] = _security_schemes(self.config, sorted(self._scopes))
         return components
 
     def _operation(
@@ -222,15 +240,15 @@ class _Builder:
             "operationId": f"{binding.service.name}_{binding.method.name}{suffix}",
             "tags": [binding.service.name],
         }
-        policy = policy_of(binding)
-        operation.update(self._texts(binding, policy))
+        security = self.config.describe_security(binding.method)
+        operation.update(self._texts(binding, security))
         parameters = [
             *(
                 path_parameter(variable, name, self.registry, self.comments)
                 for variable, name in zip(variables, names, strict=True)
             ),
             *query_parameters(binding, self.registry, self.comments),
-            *header_parameters(binding, policy),
+            *header_parameters(binding, security),
         ]
         if parameters:
             operation["parameters"] = parameters
@@ -240,28 +258,30 @@ class _Builder:
         operation["responses"] = self._operation_responses(binding)
         if binding.deprecated_successor is not None:
             operation["deprecated"] = True
-        if policy is not None:
-            operation["security"] = self._security(policy)
+        if security is not None:
+            operation["security"] = self._security(security)
         return operation
 
-    def _texts(self, binding: Binding, policy: Policy | None) -> dict[str, str]:
+    def _texts(self, binding: Binding, security: OperationSecurity | None) -> dict[str, str]:
         comment = self.comments.get(binding.method.full_name, "")
         summary = comment.split("\n\n", 1)[0].replace("\n", " ")
         texts = {"summary": summary or binding.method.name}
-        if policy is not None and policy.permissions:
-            needs = ", ".join(f"`{p}`" for p in policy.permissions)
-            comment = f"{comment}\n\nRequires the role permission {needs}.".strip()
+        if security is not None and security.note:
+            comment = f"{comment}\n\n{security.note}".strip()
         if comment:
             texts["description"] = comment
         return texts
 
-    def _security(self, policy: Policy) -> list[dict[str, list[str]]]:
-        """NONE -> `[]` (anonymous); otherwise a bearer or a DPoP token with the scopes."""
-        if not policy.authenticated:
+    def _security(self, security: OperationSecurity) -> list[dict[str, list[str]]]:
+        """Anonymous -> `[]`; otherwise a token (bearer or, where offered, DPoP-bound)
+        holding the scopes."""
+        if not security.authenticated:
             return []
         self._secured = True
-        self._scopes.update(policy.scopes)
-        return [{"oauth2": list(policy.scopes)}, {"dpop": list(policy.scopes)}]
+        self._scopes.update(security.scopes)
+        scopes = list(security.scopes)
+        names = [_token_scheme(self.config), *(["dpop"] if self.config.dpop else [])]
+        return [{name: scopes} for name in names]
 
     def _request_body(self, binding: Binding) -> dict[str, Any] | None:
         """`body: "*"` is the request minus its path-bound fields; `body: "f"` is field f."""
@@ -295,14 +315,11 @@ class _Builder:
             headers["Cache-Control"] = _fixed_header(behavior.cache_control)
         if behavior.etag:
             headers["ETag"] = _ETAG_HEADER
-        success = {
-            "description": _phrase(behavior.success_status),
-            "headers": headers,
-            "content": self._success_content(binding),
-        }
+        success = _response(behavior.success_status, headers)
+        success["content"] = self._success_content(binding)
         responses: dict[str, Any] = {str(behavior.success_status): success}
         if behavior.etag:
-            responses["304"] = {"description": _phrase(304), "headers": headers}
+            responses["304"] = _response(304, headers)
         for status in _error_statuses(binding):
             responses[str(status)] = self._error_response(binding, status)
         return dict(sorted(responses.items()))
@@ -330,14 +347,12 @@ class _Builder:
         name = _OAUTH_ERROR if oauth else _ERROR
         schema = self.registry.add(name, OAUTH_ERROR_SCHEMA if oauth else ERROR_SCHEMA)
         headers = self._header_refs(binding)
-        response = {
-            "description": _phrase(status),
-            "headers": headers,
-            "content": {"application/json": {"schema": schema}},
-        }
         cache = binding.behavior.error_cache_control
         if cache:
             headers["Cache-Control"] = _fixed_header(cache)
+        response = _response(status, headers)
+        response["content"] = {"application/json": {"schema": schema}}
+        if cache:
             return response
         deprecated = "Deprecated" if binding.deprecated_successor is not None else ""
         key = f"{name}{status}{deprecated}"
@@ -345,7 +360,7 @@ class _Builder:
         return {"$ref": f"#/components/responses/{key}"}
 
     def _header_refs(self, binding: Binding) -> dict[str, Any]:
-        names = [TRACE_HEADER]
+        names = list(self._response_headers)
         if binding.deprecated_successor is not None:
             names += ["Deprecation", "Link"]
         self._headers.update(names)
@@ -359,23 +374,48 @@ _ETAG_HEADER: Final = {
 }
 
 
-def _security_schemes(scopes: Sequence[str]) -> dict[str, Any]:
-    return {
-        "dpop": {
+def _token_scheme(config: OpenApiConfig) -> str:
+    return "oauth2" if config.token_url is not None else "bearer"
+
+
+def _security_schemes(config: OpenApiConfig, scopes: Sequence[str]) -> dict[str, Any]:
+    """`oauth2` (client credentials at the token URL) or `bearer`, and `dpop` if offered."""
+    schemes: dict[str, Any] = {}
+    if config.dpop:
+        schemes["dpop"] = {
             "type": "http",
             "scheme": "DPoP",
             "description": "A DPoP-bound access token (RFC 9449) with its `DPoP` proof header.",
-        },
-        "oauth2": {
+        }
+    if config.token_url is None:
+        schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+    else:
+        schemes["oauth2"] = {
             "type": "oauth2",
             "flows": {
                 "clientCredentials": {
-                    "tokenUrl": TOKEN_URL,
+                    "tokenUrl": config.token_url,
                     "scopes": {scope: f"The `{scope}` scope." for scope in scopes},
                 }
             },
-        },
-    }
+        }
+    return dict(sorted(schemes.items()))
+
+
+def _response_header(header: DocumentedHeader) -> dict[str, Any]:
+    described: dict[str, Any] = {"required": True} if header.required else {}
+    if header.description:
+        described["description"] = header.description
+    described["schema"] = {"type": "string"}
+    return described
+
+
+def _response(status: int, headers: dict[str, Any]) -> dict[str, Any]:
+    """A response object; `headers` only when there are any."""
+    response: dict[str, Any] = {"description": _phrase(status)}
+    if headers:
+        response["headers"] = headers
+    return response
 
 
 def _fixed_header(value: str) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """Where a request's data goes, for OpenAPI: the path, its variables, query parameters
-and the headers our policy options require.
+and headers.
 
 Each rule mirrors the module that applies it: path templates (gateway/template.py,
 decoded by gateway/router.py), query parameters (gateway/fields.py: dotted proto or
-JSON names, repetition, `m[key]`, fields not bound by path or body), and the policy
-headers the server reads (server/policy.py's merge, re-read here so the gateway
-needs nothing of the server).
+JSON names, repetition, `m[key]`, fields not bound by path or body), If-None-Match
+where the gateway answers ETags, and the headers the API's owner says its server
+reads (`OperationSecurity.headers`, gateway/openapi_config.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from google.api import field_behavior_pb2
-from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from gateway.bindings import Binding
+from gateway.openapi_config import OperationSecurity
 from gateway.openapi_schema import (
     WELL_KNOWN,
     Comments,
@@ -29,14 +29,9 @@ from gateway.openapi_schema import (
     field_behaviors,
     is_leaf_message,
     map_value,
-    read_extension,
 )
 from gateway.template import DeepWildcard, Literal, Segment, Wildcard
-from orchestrator.api.v1 import options_pb2
 
-# The headers options.proto names for TENANT_MODE_HEADER and OPERATOR_AUDIT_REQUIRED.
-TENANT_HEADERS: Final = (("X-Stella-Tenant", True), ("X-Stella-Project", False))
-AUDIT_HEADERS: Final = (("X-Stella-Operator-Reason", True), ("X-Stella-Operator-Ticket", False))
 MAX_QUERY_DEPTH: Final = 3
 # JSON-scalar well-known types; gateway/fields.py also parses Struct/Value/ListValue
 # from JSON text, which OpenAPI cannot describe as one query value.
@@ -48,38 +43,6 @@ _QUERY_WKT: Final = frozenset(WELL_KNOWN) - {
     "google.protobuf.Any",
 }
 _REGEX_SPECIAL = re.compile(r"([\\^$.|?*+()\[\]{}/])")
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    authenticated: bool
-    scopes: tuple[str, ...]
-    tenant_header: bool
-    operator_audit: bool
-    permissions: tuple[str, ...]
-
-
-def policy_of(binding: Binding) -> Policy | None:
-    """Service `policy_defaults` refined by the method's `policy`; None for foreign protos."""
-    defaults = read_extension(
-        binding.service.GetOptions(), options_pb2.policy_defaults, descriptor_pb2.ServiceOptions
-    )
-    own = read_extension(
-        binding.method.GetOptions(), options_pb2.policy, descriptor_pb2.MethodOptions
-    )
-    if defaults is None and own is None:
-        return None
-    base = defaults or options_pb2.MethodPolicy()
-    mine = own or options_pb2.MethodPolicy()
-    authentication = mine.authentication or base.authentication
-    audit = mine.operator_audit or base.operator_audit
-    return Policy(
-        authenticated=authentication != options_pb2.AUTHENTICATION_NONE,
-        scopes=tuple(mine.scopes or base.scopes),
-        tenant_header=(mine.tenant or base.tenant) == options_pb2.TENANT_MODE_HEADER,
-        operator_audit=audit == options_pb2.OPERATOR_AUDIT_REQUIRED,
-        permissions=tuple(mine.permissions or base.permissions),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,16 +140,19 @@ def query_parameters(
         yield parameter(name, "query", *_query_schema(path[-1], registry), required, notes)
 
 
-def header_parameters(binding: Binding, policy: Policy | None) -> Iterator[dict[str, Any]]:
+def header_parameters(
+    binding: Binding, security: OperationSecurity | None
+) -> Iterator[dict[str, Any]]:
+    """If-None-Match where the gateway answers ETags, then the headers `security` names
+    (a required one may not be empty)."""
     if binding.behavior.etag:
         yield parameter("If-None-Match", "header", {"type": "string"})
-    wanted = [
-        *(TENANT_HEADERS if policy is not None and policy.tenant_header else ()),
-        *(AUDIT_HEADERS if policy is not None and policy.operator_audit else ()),
-    ]
-    for name, required in wanted:
+    for header in security.headers if security is not None else ():
+        required = header.required
         schema: Schema = {"type": "string", "minLength": 1} if required else {"type": "string"}
-        yield parameter(name, "header", schema, required=required)
+        yield parameter(
+            header.name, "header", schema, required=required, notes=[header.description]
+        )
 
 
 def parameter(

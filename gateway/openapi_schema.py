@@ -23,8 +23,9 @@ from typing import Any, Final
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
-from google.protobuf.message import Message
 from google.rpc import code_pb2
+
+from gateway.options import read_extension
 
 Schema = dict[str, Any]
 Comments = Mapping[str, str]  # full name (fields: `pkg.Message.field`) -> comment
@@ -114,33 +115,8 @@ OAUTH_ERROR_SCHEMA: Final[Schema] = {
 }
 
 
-def read_extension(options: Message, extension: Any, options_cls: type[Message]) -> Any:
-    """An extension of descriptor options, or None when absent (or empty, if repeated).
-
-    Descriptors from a FileDescriptorSet live in their own pool, where the extension
-    may be an unknown field; re-parsing against the generated options class (whose
-    pool knows it) recovers it, as gateway/options.py does.
-    """
-    try:
-        found = _extension_value(options, extension)
-    except KeyError:
-        found = None
-    if found is not None or isinstance(options, options_cls):
-        return found
-    return _extension_value(options_cls.FromString(options.SerializeToString()), extension)
-
-
-def _extension_value(options: Message, extension: Any) -> Any:
-    if extension.is_repeated:
-        values = options.Extensions[extension]
-        return values if len(values) else None
-    return options.Extensions[extension] if options.HasExtension(extension) else None
-
-
 def field_behaviors(field: FieldDescriptor) -> frozenset[int]:
-    found = read_extension(
-        field.GetOptions(), field_behavior_pb2.field_behavior, descriptor_pb2.FieldOptions
-    )
+    found = read_extension(field.GetOptions(), field_behavior_pb2.field_behavior)
     return frozenset(found or ())
 
 

@@ -1,82 +1,135 @@
-"""Our HTTP behaviour options, read from any descriptor pool.
+"""The one reader of per-method proto options: service defaults refined by the method.
 
-A foreign proto simply has none of them and gets the defaults. Descriptors built
-from a FileDescriptorSet live in their own pool, where our extension may be an
-unknown field; re-parsing the serialized options against the generated options
-class (whose pool knows the extension) recovers it.
+`effective_options(method, kind)` is the single merge every consumer calls (the
+gateway for its HTTP behaviour, the server for its security policy, the OpenAPI
+generator through both). The merge is field by field, with presence:
+
+- a singular field the method sets wins (proto3 `optional` fields have presence,
+  so a method's `etag: false` switches off its service's `etag: true`); a field
+  without presence counts as set when it is not its default;
+- a repeated or map field the method sets replaces the service's, whole: an
+  override list is never appended to the inherited one;
+- a method without the option inherits the service defaults; neither gives the
+  message's defaults.
+
+Descriptors built from a FileDescriptorSet live in their own pool, where an
+extension may be an unknown field of the options message; re-parsing the serialized
+options against the options class the extension extends (whose pool knows it)
+recovers it. A foreign proto simply has none of the options.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from google.api import annotations_pb2, http_pb2
-from google.protobuf import descriptor_pb2
-from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf import descriptor_pb2, message_factory
+from google.protobuf.descriptor import Descriptor, MethodDescriptor
 from google.protobuf.message import Message
 
-from orchestrator.api.v1 import options_pb2
+if TYPE_CHECKING:
+    from google.protobuf.internal.extension_dict import _ExtensionFieldDescriptor
+
+Options = TypeVar("Options", bound=Message)  # the option message a method carries
+ServiceOptions = TypeVar("ServiceOptions", bound=Message)  # what its service carries
+Extended = TypeVar("Extended", bound=Message)  # MethodOptions, ServiceOptions, FieldOptions
+Value = TypeVar("Value", bound=Message)  # an extension's message type
 
 
 @dataclass(frozen=True, slots=True)
-class HttpBehavior:
-    success_status: int = 200
-    cache_control: str | None = None
-    etag: bool = False
-    error_status: dict[int, int] = field(default_factory=dict)  # google.rpc code -> HTTP
-    allow_unknown_query: bool = False
-    error_cache_control: str | None = None
-    deprecated_prefixes: tuple[tuple[str, str], ...] = ()  # (legacy prefix, successor)
-    oauth_errors: bool = False  # RFC 6749 error bodies instead of the status shape
+class OptionKind(Generic[Options, ServiceOptions]):
+    """One kind of per-method option: the method extension, the service extension and
+    where in the service's value the method defaults are (`defaults`; the value itself
+    when the service carries the same message)."""
+
+    method: _ExtensionFieldDescriptor[descriptor_pb2.MethodOptions, Options]
+    service: _ExtensionFieldDescriptor[descriptor_pb2.ServiceOptions, ServiceOptions]
+    defaults: Callable[[ServiceOptions], Options] | None = None
 
 
-def _extension(options: Message, ext: Any, options_cls: type[Message]) -> Any:
+def read_extension(
+    options: Extended, extension: _ExtensionFieldDescriptor[Extended, Value]
+) -> Value | None:
+    """The value of `extension` in descriptor `options`, or None when absent (or, for a
+    repeated extension, empty), from any descriptor pool (see the module docstring)."""
+    found: Value | None
     try:
-        if options.HasExtension(ext):
-            return options.Extensions[ext]
-    except KeyError:
-        pass
-    reparsed = options_cls.FromString(options.SerializeToString())
-    return reparsed.Extensions[ext] if reparsed.HasExtension(ext) else None
+        found = _extension_value(options, extension)
+    except KeyError:  # the options message's pool does not know the extension
+        found = None
+    if found is not None or not options.ByteSize():
+        return found
+    reparsed = _message_class(extension.containing_type).FromString(options.SerializeToString())
+    found = _extension_value(reparsed, extension)
+    return found
 
 
-def http_rule(method: MethodDescriptor) -> http_pb2.HttpRule | None:
-    rule = _extension(method.GetOptions(), annotations_pb2.http, descriptor_pb2.MethodOptions)
-    return rule if isinstance(rule, http_pb2.HttpRule) or rule is None else _copy_rule(rule)
+def _message_class(descriptor: Descriptor | None) -> type[Message]:
+    """The generated class of a message type of the default pool."""
+    if descriptor is None:
+        raise TypeError("not a message type")
+    found: type[Message] = message_factory.GetMessageClass(descriptor)
+    return found
 
 
-def _copy_rule(rule: Message) -> http_pb2.HttpRule:
-    return http_pb2.HttpRule.FromString(rule.SerializeToString())
+def _extension_value(options: Message, extension: Any) -> Any:
+    if extension.is_repeated:
+        values = options.Extensions[extension]
+        return values if len(values) else None
+    return options.Extensions[extension] if options.HasExtension(extension) else None
 
 
-def _merge(
-    base: options_pb2.HttpBehavior, own: options_pb2.HttpBehavior | None
-) -> options_pb2.HttpBehavior:
-    merged = options_pb2.HttpBehavior()
-    merged.CopyFrom(base)
+def declared_options(
+    method: MethodDescriptor, kind: OptionKind[Options, ServiceOptions]
+) -> tuple[Options | None, Options | None]:
+    """(service defaults, the method's own), each None where the proto says nothing."""
+    service_value = read_extension(method.containing_service.GetOptions(), kind.service)
+    defaults: Options | None = None
+    if service_value is not None:
+        defaults = (
+            kind.defaults(service_value) if kind.defaults is not None else service_value  # type: ignore[assignment]  # same message, by definition
+        )
+    return defaults, read_extension(method.GetOptions(), kind.method)
+
+
+def effective_options(
+    method: MethodDescriptor, kind: OptionKind[Options, ServiceOptions]
+) -> Options:
+    """The method's options of `kind` after its service's defaults, merged with presence
+    (see the module docstring). Always a fresh message of the method extension's type."""
+    defaults, own = declared_options(method, kind)
+    merged = cast(Options, _message_class(kind.method.message_type)())
+    if defaults is not None:
+        merged.CopyFrom(defaults)
     if own is not None:
-        merged.MergeFrom(own)  # scalars: set values win; repeated overrides append
+        merge_with_presence(merged, own)
     return merged
 
 
-def http_behavior(service: ServiceDescriptor, method: MethodDescriptor) -> HttpBehavior:
-    service_opts = _extension(
-        service.GetOptions(), options_pb2.http_defaults, descriptor_pb2.ServiceOptions
-    )
-    defaults = service_opts.defaults if service_opts is not None else options_pb2.HttpBehavior()
-    own = _extension(method.GetOptions(), options_pb2.http, descriptor_pb2.MethodOptions)
-    merged = _merge(defaults, own)
-    return HttpBehavior(
-        success_status=merged.success_status or 200,
-        cache_control=merged.cache_control or None,
-        etag=merged.etag,
-        error_status={item.code: item.status for item in merged.error_status},
-        allow_unknown_query=merged.allow_unknown_query_parameters,
-        error_cache_control=merged.error_cache_control or None,
-        oauth_errors=merged.error_format == options_pb2.ERROR_FORMAT_OAUTH,
-        deprecated_prefixes=tuple(
-            (p.prefix.rstrip("/"), p.successor.rstrip("/"))
-            for p in (service_opts.deprecated_prefixes if service_opts is not None else ())
-        ),
-    )
+def merge_with_presence(target: Message, own: Message) -> None:
+    """Refine `target` by the fields `own` sets: singular fields with presence when
+    present (without presence when not default), repeated and map fields replaced
+    whole when not empty. Message fields are replaced, not merged."""
+    for field in own.DESCRIPTOR.fields:
+        name = field.name
+        value = getattr(own, name)
+        if field.is_repeated:
+            if len(value):
+                target.ClearField(name)
+                getattr(target, name).MergeFrom(value)
+        elif field.has_presence and not own.HasField(name):
+            continue
+        elif field.message_type is not None:
+            getattr(target, name).CopyFrom(value)
+        elif field.has_presence or value != field.default_value:
+            setattr(target, name, value)
+
+
+def http_rule(method: MethodDescriptor) -> http_pb2.HttpRule | None:
+    """The method's google.api.http rule, as the generated HttpRule class."""
+    rule = read_extension(method.GetOptions(), annotations_pb2.http)
+    if rule is None or isinstance(rule, http_pb2.HttpRule):
+        return rule
+    return http_pb2.HttpRule.FromString(rule.SerializeToString())

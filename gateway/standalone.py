@@ -4,9 +4,10 @@ server, the way Envoy's transcoder is configured (`--descriptor-set`, `--upstrea
 The descriptors get their own pool, so the gateway sees exactly the API in the file
 (as `protoc --include_imports --descriptor_set_out` writes it) and nothing of ours.
 
-`add_arguments` defines the command line (`orchestrator gateway` uses it too);
+`add_arguments` defines the command line (a product's own command may use it too,
+passing its header names, OpenAPI security and CORS headers to `serve_arguments`);
 `python -m gateway.standalone --descriptor-set FILE --upstream HOST:PORT` runs the
-proxy without the rest of the product. `--trust-forwarded-headers` is for a gateway
+proxy with product-neutral defaults. `--trust-forwarded-headers` is for a gateway
 behind a proxy that overwrites X-Forwarded-Proto/-Host/-For (gateway/metadata.py).
 """
 
@@ -19,6 +20,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
@@ -33,7 +35,7 @@ from gateway.cors import CorsRules, with_cors
 from gateway.openapi_schema import comments_from_files
 from gateway.upstream import ChannelUpstream
 
-log = logging.getLogger("orchestrator.gateway")
+log = logging.getLogger("gateway")
 
 
 class DescriptorSetError(ValueError):
@@ -89,9 +91,13 @@ async def serve_proxy(
     port: int = 8080,
     cors: CorsRules | None = None,
     trust_forwarded_headers: bool = False,
+    config: GatewayConfig | None = None,
 ) -> int:
+    """Serve until SIGTERM/SIGINT. `config` is the base configuration (neutral when
+    None); the trust flag and the descriptor set's comments are set on it."""
     services = load_services(descriptor_set)
-    config = GatewayConfig(
+    config = replace(
+        config or GatewayConfig(),
         trust_forwarded_headers=trust_forwarded_headers,
         comments=comments_from_files(read_descriptor_set(descriptor_set).file),
     )
@@ -132,7 +138,7 @@ async def serve_proxy(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The proxy's options, for this module's `main` and `orchestrator gateway`."""
+    """The proxy's options, for this module's `main` and a product's own command."""
     parser.add_argument("--descriptor-set", required=True, type=Path, help="FileDescriptorSet file")
     parser.add_argument("--upstream", required=True, help="HOST:PORT of the gRPC server")
     parser.add_argument("--host", default="127.0.0.1")
@@ -146,14 +152,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def serve_arguments(args: argparse.Namespace) -> int:
+async def serve_arguments(
+    args: argparse.Namespace,
+    *,
+    config: GatewayConfig | None = None,
+    cors: CorsRules | None = None,
+) -> int:
+    """Serve as the command line says; `config` and `cors` are a product's own base
+    configuration (header names, OpenAPI security, CORS headers), neutral when None.
+    `--cors-origins` sets the origins of `cors`."""
+    origins = CorsRules.parse(args.cors_origins).origins
     return await serve_proxy(
         args.descriptor_set,
         args.upstream,
         host=args.host,
         port=args.port,
-        cors=CorsRules.parse(args.cors_origins),
+        cors=replace(cors or CorsRules(), origins=origins),
         trust_forwarded_headers=args.trust_forwarded_headers,
+        config=config,
     )
 
 

@@ -4,7 +4,10 @@
 - `proxy`: `orchestrator gateway --descriptor-set … --upstream …` as its own process,
   in front of the echo server running as a separate grpc.aio process.
 
-Every conformance case runs against both and must answer identically.
+Every conformance case runs against both and must answer identically. Both carry
+the product's HTTP surface (server/http_surface.py: its header prefixes, trace id,
+OpenAPI security and CORS headers), as `orchestrator gateway` does; the neutral
+`python -m gateway.standalone` is checked where it differs (test_proxy.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import uvicorn
 from gateway.app import Gateway, GatewayConfig
 from gateway.bindings import bindings_for
 from gateway.inprocess import HandlerRegistry, InProcessUpstream
+from server import http_surface
 from tests.support import protos
 
 ORCHESTRATOR = str(Path(sys.executable).with_name("orchestrator"))
@@ -104,12 +108,14 @@ def proxy_gateway(echo_upstream: str) -> Iterator[str]:
 
 
 def echo_gateway(config: GatewayConfig | None = None) -> Gateway:
+    """The in-process gateway; `config` defaults to the product's, as the proxy's."""
     from tests.support.echo_server import EchoService
 
     registry = HandlerRegistry()
     protos.echo_pb2_grpc().add_EchoServiceServicer_to_server(EchoService(), registry)
     service = protos.echo_pb2().DESCRIPTOR.services_by_name["EchoService"]
-    return Gateway(bindings_for([service]), InProcessUpstream(registry.handlers), config)
+    upstream = InProcessUpstream(registry.handlers)
+    return Gateway(bindings_for([service]), upstream, config or http_surface.proxy_config())
 
 
 @pytest.fixture(scope="session")

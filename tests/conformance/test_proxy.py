@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -94,3 +95,43 @@ def test_orchestrator_gateway_takes_the_proxy_options() -> None:
     assert done.returncode == 0
     for option in ("--descriptor-set", "--upstream", "--cors-origins", "--trust-forwarded-headers"):
         assert option in done.stdout
+
+
+def test_standalone_gateway_knows_no_product(echo_upstream: str) -> None:
+    """`python -m gateway.standalone` has neutral defaults: product headers are neither
+    forwarded nor allowed by CORS, and its OpenAPI names no product header or token URL;
+    `orchestrator gateway` (the product's command) adds them."""
+    command = (sys.executable, "-m", "gateway.standalone")
+    proc, url = start_proxy(
+        echo_upstream, "--cors-origins", "https://console.example", command=command
+    )
+    try:
+        headers = {
+            "X-Stella-Tenant": "acme",
+            "Grpc-Metadata-Color": "blue",
+            "Idempotency-Key": "k1",
+        }
+        echoed = httpx.post(f"{url}/v1/echo", json={}, headers=headers)
+        assert echoed.status_code == 200
+        seen = echoed.headers["grpc-metadata-x-echo-metadata"].split(",")
+        assert "color" in seen
+        assert "idempotency-key" in seen
+        assert "x-stella-tenant" not in seen
+        preflight = httpx.options(
+            f"{url}/v1/kitchens/k1",
+            headers={
+                "Origin": "https://console.example",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "x-stella-tenant",
+            },
+        )
+        assert preflight.status_code == 400
+        simple = httpx.get(f"{url}/v1/kitchens/k1", headers={"Origin": "https://console.example"})
+        assert simple.headers["access-control-expose-headers"] == (
+            "ETag, Deprecation, Link, Retry-After, WWW-Authenticate"
+        )
+        document = httpx.get(f"{url}/openapi.json").text
+        assert "Stella" not in document
+        assert "/oauth/token" not in document
+    finally:
+        stop(proc)

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import grpc
+import httpx
 import pytest
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
 
 from gateway.app import Gateway, GatewayConfig
 from gateway.bindings import BindingError, bindings_for
 from gateway.inprocess import InProcessUpstream
+from gateway.openapi import build_document
+from gateway.v1 import http_pb2 as gateway_http_pb2
 
 _F = descriptor_pb2.FieldDescriptorProto
 
 
-def _service(*rules: http_pb2.HttpRule) -> ServiceDescriptor:
+def _service(
+    *rules: http_pb2.HttpRule, deprecated: tuple[tuple[str, str], ...] = ()
+) -> ServiceDescriptor:
     """A fresh pool with `bad.v1.Svc`, one method per rule, over a request with a
-    string, a repeated, a map and a message field."""
+    string, a repeated, a map and a message field; `deprecated` (legacy prefix,
+    successor) pairs become the service's `deprecated_prefixes`."""
     file = descriptor_pb2.FileDescriptorProto(
         name="bad/v1/svc.proto", package="bad.v1", syntax="proto3"
     )
@@ -42,6 +50,10 @@ def _service(*rules: http_pb2.HttpRule) -> ServiceDescriptor:
         type_name=".bad.v1.Req",
     )
     service = file.service.add(name="Svc")
+    if deprecated:
+        defaults = service.options.Extensions[gateway_http_pb2.http_defaults]
+        for prefix, successor in deprecated:
+            defaults.deprecated_prefixes.add(prefix=prefix, successor=successor)
     for index, rule in enumerate(rules):
         method = service.method.add(
             name=f"M{index}", input_type=".bad.v1.Req", output_type=".bad.v1.Req"
@@ -105,3 +117,61 @@ def test_additional_bindings_are_flattened_with_their_index() -> None:
 
 def test_methods_without_rules_are_not_bound() -> None:
     assert list(bindings_for([_service()])) == []
+
+
+async def _echo(request: Message, context: object) -> Message:
+    return request
+
+
+async def test_a_deprecated_prefix_serves_both_without_a_hand_written_twin() -> None:
+    rule = http_pb2.HttpRule(get="/v1/items/{id}")
+    rule.additional_bindings.add(post="/v1/items", body="*")
+    rule.additional_bindings.add(get="/other/{id}")
+    service = _service(rule, deprecated=(("/v0", "/v1"),))
+    found = [
+        (b.index, b.http_method, b.template.source, b.deprecated_successor)
+        for b in bindings_for([service])
+    ]
+    assert found == [
+        (0, "GET", "/v1/items/{id}", None),
+        (1, "POST", "/v1/items", None),
+        (2, "GET", "/other/{id}", None),
+        (3, "GET", "/v0/items/{id}", ("/v0", "/v1")),
+        (4, "POST", "/v0/items", ("/v0", "/v1")),
+    ]
+
+    handlers = {"/bad.v1.Svc/M0": grpc.unary_unary_rpc_method_handler(_echo)}
+    gateway = Gateway(bindings_for([service]), InProcessUpstream(handlers))
+    transport = httpx.ASGITransport(app=gateway)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        current = await client.get("/v1/items/a1")
+        legacy = await client.get("/v0/items/a1")
+        posted = await client.post("/v0/items", json={"id": "b2"})
+        missing = await client.get("/v0/other/a1")
+    item = {"id": "a1", "tags": [], "labels": {}}  # the printer emits unset lists and maps
+    assert (current.status_code, current.json()) == (200, item)
+    assert "deprecation" not in current.headers
+    assert (legacy.status_code, legacy.json()) == (200, item)
+    assert legacy.headers["deprecation"] == "true"
+    assert legacy.headers["link"] == '</v1/items/a1>; rel="successor-version"'
+    assert (posted.status_code, posted.json()) == (200, {**item, "id": "b2"})
+    assert posted.headers["link"] == '</v1/items>; rel="successor-version"'
+    assert missing.status_code == 404
+
+    paths = build_document(bindings_for([service]), title="t", version="v1")["paths"]
+    assert paths["/v0/items/{id}"]["get"]["deprecated"] is True
+    assert paths["/v0/items/{id}"]["get"]["operationId"] == "Svc_M0_3"
+    assert paths["/v0/items"]["post"]["deprecated"] is True
+    assert "deprecated" not in paths["/v1/items/{id}"]["get"]
+    assert "/v0/other/{id}" not in paths
+
+
+def test_a_hand_written_legacy_twin_is_refused() -> None:
+    rule = http_pb2.HttpRule(get="/v1/items/{id}")
+    rule.additional_bindings.add(get="/v0/items/{id}")
+    with pytest.raises(BindingError) as err:
+        list(bindings_for([_service(rule, deprecated=(("/v0", "/v1"),))]))
+    assert str(err.value) == (
+        "bad.v1.Svc.M0 (/v0/items/{id}): served as the legacy twin of /v1/items/{id} "
+        "(deprecated_prefixes); remove the hand-written binding"
+    )

@@ -65,10 +65,14 @@ def bad_header(exc: pytest.ExceptionInfo[GatewayError]) -> tuple[int, str, str]:
 # --- allow-list -------------------------------------------------------------------------
 
 
+# An API whose server reads headers of its own, as a product configures the gateway.
+ACME = HeaderRules(forward_prefixes=("x-acme-", "grpc-metadata-"))
+
+
 def test_allow_list_forwards_named_prefixed_and_grpc_metadata_headers() -> None:
     headers = [
         ("authorization", "Bearer t"),
-        ("x-stella-tenant", "acme"),
+        ("x-acme-tenant", "acme"),
         ("grpc-metadata-color", "blue"),
         ("cookie", "s=1"),
         ("connection", "close"),
@@ -76,10 +80,31 @@ def test_allow_list_forwards_named_prefixed_and_grpc_metadata_headers() -> None:
         ("grpc-metadata-grpc-timeout", "1S"),
         ("x-random", "nope"),
     ]
+    assert ACME.outgoing_metadata(headers) == [
+        ("authorization", "Bearer t"),
+        ("x-acme-tenant", "acme"),
+        ("color", "blue"),
+    ]
+
+
+def test_default_rules_forward_standard_headers_and_grpc_metadata_only() -> None:
+    headers = [
+        ("authorization", "Bearer t"),
+        ("dpop", "proof"),
+        ("traceparent", "00-1-2-01"),
+        ("x-acme-tenant", "acme"),
+        ("x-stella-tenant", "acme"),
+        ("grpc-metadata-color", "blue"),
+    ]
     assert HeaderRules().outgoing_metadata(headers) == [
         ("authorization", "Bearer t"),
-        ("x-stella-tenant", "acme"),
+        ("dpop", "proof"),
+        ("traceparent", "00-1-2-01"),
         ("color", "blue"),
+    ]
+    assert HeaderRules().response_headers([("x-acme-trace-id", "t1"), ("link", "<x>")]) == [
+        ("Grpc-Metadata-X-Acme-Trace-Id", "t1"),
+        ("Link", "<x>"),
     ]
 
 
@@ -92,8 +117,8 @@ def test_client_forwarding_headers_never_pass_even_when_allow_listed() -> None:
 
 
 def test_a_name_grpc_cannot_carry_is_dropped() -> None:
-    headers = [("x-stella-a!b", "1"), ("grpc-metadata-a#b", "2"), ("x-stella-ok_1.x", "3")]
-    assert HeaderRules().outgoing_metadata(headers) == [("x-stella-ok_1.x", "3")]
+    headers = [("x-acme-a!b", "1"), ("grpc-metadata-a#b", "2"), ("x-acme-ok_1.x", "3")]
+    assert ACME.outgoing_metadata(headers) == [("x-acme-ok_1.x", "3")]
 
 
 @pytest.mark.parametrize(
@@ -292,8 +317,8 @@ def test_read_trusted_matches_forwarded_metadata_trusted() -> None:
 
 
 def test_read_remembers_a_bounded_number_of_header_names() -> None:
-    rules = HeaderRules()
+    rules = HeaderRules(forward_prefixes=ACME.forward_prefixes)
     many = [(f"x-junk-{i}", "1") for i in range(3000)]
-    head = rules.read(scope(headers=[("host", "h"), ("x-stella-tenant", "t"), *many]))
-    assert head.metadata[0] == ("x-stella-tenant", "t")
+    head = rules.read(scope(headers=[("host", "h"), ("x-acme-tenant", "t"), *many]))
+    assert head.metadata[0] == ("x-acme-tenant", "t")
     assert 0 < len(rules._plans) <= 1024

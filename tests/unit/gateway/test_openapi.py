@@ -29,6 +29,7 @@ from gateway.openapi_schema import comments_from_files
 from gateway.standalone import load_services
 from gateway.upstream import StreamCall, UnaryResult
 from server.app import SERVICES
+from server.http_surface import openapi_config
 from tests.support import protos
 
 REPO = Path(__file__).resolve().parents[3]
@@ -52,6 +53,7 @@ import "google/api/field_behavior.proto";
 import "google/api/httpbody.proto";
 import "google/protobuf/empty.proto";
 import "google/protobuf/struct.proto";
+import "gateway/v1/http.proto";
 import "orchestrator/api/v1/options.proto";
 
 // Issues tokens and starts processes.
@@ -64,7 +66,7 @@ service AcmeService {
   rpc Token(TokenRequest) returns (TokenResponse) {
     option (google.api.http) = {post: "/oauth/token" body: "*"};
     option (orchestrator.api.v1.policy) = {authentication: AUTHENTICATION_NONE};
-    option (orchestrator.api.v1.http) = {
+    option (gateway.v1.http) = {
       cache_control: "no-store"
       error_format: ERROR_FORMAT_OAUTH
     };
@@ -76,7 +78,7 @@ service AcmeService {
       body: "variables"
     };
     option (orchestrator.api.v1.policy) = {permissions: ["access orchestra api"]};
-    option (orchestrator.api.v1.http) = {
+    option (gateway.v1.http) = {
       success_status: 201
       error_status: [{code: FAILED_PRECONDITION, status: 422}]
       error_cache_control: "no-store"
@@ -170,7 +172,11 @@ def acme(acme_set: Path) -> list[ServiceDescriptor]:
 def acme_doc(acme: list[ServiceDescriptor], acme_set: Path) -> Document:
     files = descriptor_pb2.FileDescriptorSet.FromString(acme_set.read_bytes()).file
     return build_document(
-        bindings_for(acme), title="acme", version="v1", comments=comments_from_files(files)
+        bindings_for(acme),
+        title="acme",
+        version="v1",
+        comments=comments_from_files(files),
+        config=openapi_config(),
     )
 
 
@@ -181,7 +187,9 @@ def echo_service() -> ServiceDescriptor:
 
 @functools.cache
 def product_doc() -> Document:
-    return build_document(bindings_for(SERVICES), title="product", version="v1")
+    return build_document(
+        bindings_for(SERVICES), title="product", version="v1", config=openapi_config()
+    )
 
 
 @functools.cache

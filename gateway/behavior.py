@@ -1,0 +1,61 @@
+"""What a method's HTTP options (gateway/v1/http.proto) amount to for the gateway.
+
+Read once per method at start-up through the one options reader
+(gateway/options.py): the service's `http_defaults.defaults` refined by the
+method's `http`, with presence. The service's `deprecated_prefixes` are read here
+too; gateway/bindings.py synthesizes the legacy twin bindings from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from google.protobuf.descriptor import MethodDescriptor
+
+from gateway.options import OptionKind, effective_options, read_extension
+from gateway.v1 import http_pb2
+
+HTTP_OPTIONS: Final = OptionKind(
+    method=http_pb2.http, service=http_pb2.http_defaults, defaults=lambda s: s.defaults
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpBehavior:
+    success_status: int = 200
+    cache_control: str | None = None
+    etag: bool = False
+    error_status: dict[int, int] = field(default_factory=dict)  # google.rpc code -> HTTP
+    allow_unknown_query: bool = False
+    error_cache_control: str | None = None
+    deprecated_prefixes: tuple[tuple[str, str], ...] = ()  # (legacy prefix, successor)
+    oauth_errors: bool = False  # RFC 6749 error bodies instead of the status shape
+
+
+def http_behavior(method: MethodDescriptor) -> HttpBehavior:
+    """The method's effective HTTP behaviour; defaults for a proto without our options."""
+    merged = effective_options(method, HTTP_OPTIONS)
+    service = read_extension(method.containing_service.GetOptions(), http_pb2.http_defaults)
+    return HttpBehavior(
+        success_status=merged.success_status or 200,
+        cache_control=merged.cache_control or None,
+        etag=merged.etag,
+        error_status={item.code: item.status for item in merged.error_status},
+        allow_unknown_query=merged.allow_unknown_query_parameters,
+        error_cache_control=merged.error_cache_control or None,
+        oauth_errors=merged.error_format == http_pb2.ERROR_FORMAT_OAUTH,
+        deprecated_prefixes=deprecated_prefixes(service),
+    )
+
+
+def deprecated_prefixes(
+    service: http_pb2.ServiceHttpBehavior | None,
+) -> tuple[tuple[str, str], ...]:
+    """(legacy prefix, successor prefix) pairs, trailing `/` removed."""
+    if service is None:
+        return ()
+    return tuple(
+        (item.prefix.rstrip("/"), item.successor.rstrip("/"))
+        for item in service.deprecated_prefixes
+    )
