@@ -18,6 +18,7 @@ from gateway.bindings import bindings_for
 from gateway.openapi import build_document, documents_by_api
 from gateway.openapi_schema import comments_from_files
 from server.app import SERVICES
+from server.http_surface import openapi_config
 
 STRONG_ETAG = re.compile(r'"[0-9a-f]{40}"')
 
@@ -29,7 +30,7 @@ def _comments() -> dict[str, str]:
 
 
 def _expected_apis() -> dict[str, dict[str, Any]]:
-    return documents_by_api(bindings_for(SERVICES), comments=_comments())
+    return documents_by_api(bindings_for(SERVICES), comments=_comments(), config=openapi_config())
 
 
 def _conforms(document: dict[str, Any], component: str, instance: object) -> None:
@@ -89,7 +90,11 @@ async def test_documents_are_what_the_generator_builds(http: httpx.AsyncClient) 
     assert per_api.json() == _expected_apis()["jobengine"]
     everything = await http.get("/openapi.json")
     expected = build_document(
-        bindings_for(SERVICES), title="HTTP API", version="v1", comments=_comments()
+        bindings_for(SERVICES),
+        title="HTTP API",
+        version="v1",
+        comments=_comments(),
+        config=openapi_config(),
     )
     assert everything.json()["paths"] == expected["paths"]
     assert everything.json()["components"] == expected["components"]

@@ -1,0 +1,119 @@
+"""This product's HTTP surface: what the product-neutral gateway (gateway/) is told
+about Orchestrator, in one place.
+
+- which request headers travel to the server as metadata (`X-Stella-*`, legacy
+  `X-StellaOps-*`) and which metadata returns as a header (the trace id);
+- what the OpenAPI documents say about callers: the OAuth 2.0 token endpoint
+  (client credentials, RFC 6749 §4.4, optionally DPoP-bound, RFC 9449), and per
+  method, from its policy options (server/policy.py), whether it needs a token,
+  the scopes, the tenancy and operator-audit headers and the role permissions;
+- the CORS headers browsers may send and read besides the gateway's own.
+
+The in-process gateway (`gateway_config`, server/app.py) and `orchestrator gateway`
+(`proxy_config`, `cors_rules`, server/cli.py) both use it, so the two answer alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from google.protobuf.descriptor import MethodDescriptor
+
+from gateway.app import GatewayConfig
+from gateway.cors import CorsRules
+from gateway.metadata import DEFAULT_EXPOSE, HeaderRules
+from gateway.openapi_config import DocumentedHeader, OpenApiConfig, OperationSecurity
+from orchestrator.api.v1 import options_pb2
+from server.config import Settings
+from server.identity.urls import TOKEN_PATH
+from server.interceptors.audit import REASON_HEADER, TICKET_HEADER
+from server.interceptors.tenancy import LEGACY_TENANT_HEADER, PROJECT_HEADER, TENANT_HEADER
+from server.interceptors.tracing import TRACE_HEADER
+from server.policy import declares_policy, method_policy
+
+# Lower-case prefixes of the request headers the server reads (tenancy, project,
+# operator audit, trace id), plus the gateway's explicit `Grpc-Metadata-` escape.
+FORWARD_PREFIXES: Final = ("x-stella-", "x-stellaops-", "grpc-metadata-")
+
+
+def _canonical(name: str) -> str:
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+TRACE_ID: Final = DocumentedHeader(_canonical(TRACE_HEADER), description="The call's trace id.")
+TENANT_HEADERS: Final = (
+    DocumentedHeader(TENANT_HEADER, required=True),
+    DocumentedHeader(PROJECT_HEADER),
+)
+AUDIT_HEADERS: Final = (
+    DocumentedHeader(REASON_HEADER, required=True),
+    DocumentedHeader(TICKET_HEADER),
+)
+
+
+def header_rules() -> HeaderRules:
+    """The gateway's standard forwarding plus our prefixes; the trace id comes back
+    as itself instead of `Grpc-Metadata-X-Stella-Trace-Id`."""
+    return HeaderRules(
+        forward_prefixes=FORWARD_PREFIXES, expose=DEFAULT_EXPOSE | {TRACE_HEADER.lower()}
+    )
+
+
+def describe_security(method: MethodDescriptor) -> OperationSecurity | None:
+    """The OpenAPI view of the method's policy; None when it declares none (a proto
+    that is not ours)."""
+    if not declares_policy(method):
+        return None
+    policy = method_policy(method)
+    headers = (
+        *(TENANT_HEADERS if policy.tenant_mode == options_pb2.TENANT_MODE_HEADER else ()),
+        *(AUDIT_HEADERS if policy.operator_audit else ()),
+    )
+    note = ""
+    if policy.permissions:
+        needs = ", ".join(f"`{p}`" for p in policy.permissions)
+        note = f"Requires the role permission {needs}."
+    return OperationSecurity(
+        authenticated=policy.authenticated, scopes=policy.scopes, headers=headers, note=note
+    )
+
+
+def openapi_config() -> OpenApiConfig:
+    return OpenApiConfig(
+        describe_security=describe_security,
+        token_url=TOKEN_PATH,
+        dpop=True,
+        response_headers=(TRACE_ID,),
+    )
+
+
+def gateway_config(settings: Settings, comments: Mapping[str, str]) -> GatewayConfig:
+    """The in-process gateway's configuration: body limit and proxy trust from
+    `settings`, OpenAPI descriptions from `comments` (proto comments by full name)."""
+    return GatewayConfig(
+        max_body_bytes=settings.max_request_body_bytes,
+        trust_forwarded_headers=settings.trust_forwarded_headers,
+        comments=comments,
+        headers=header_rules(),
+        openapi=openapi_config(),
+    )
+
+
+def proxy_config() -> GatewayConfig:
+    """`orchestrator gateway`'s base configuration (the command line sets the rest)."""
+    return GatewayConfig(headers=header_rules(), openapi=openapi_config())
+
+
+def cors_rules() -> CorsRules:
+    """The gateway's CORS headers plus ours; origins come from the command line."""
+    trace = TRACE_ID.name
+    allow = (
+        TENANT_HEADER,
+        LEGACY_TENANT_HEADER,
+        PROJECT_HEADER,
+        trace,
+        REASON_HEADER,
+        TICKET_HEADER,
+    )
+    return CorsRules().with_headers(allow=allow, expose=(trace,))
