@@ -1,4 +1,4 @@
-"""Printing cost per message: json_format.MessageToDict vs gateway.converters, one run.
+"""Printing cost per message: json_format.MessageToDict vs gateway.json_printer, one run.
 
 The gateway prints every response with `always_print_fields_with_no_presence=True`;
 DESIGN.md §8 names that JSON codec as its largest cost. Both printers run here side by
@@ -18,7 +18,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from gateway import converters
+from gateway import json_printer
 from orchestrator.jobengine.v1 import source_pb2, sources_service_pb2
 
 
@@ -52,10 +52,10 @@ def compare(label: str, message: Message, number: int, repeat: int) -> None:
         return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
     def fast() -> Any:
-        return converters.to_jsonable(message)
+        return json_printer.to_jsonable(message)
 
     if fast() != slow():
-        raise SystemExit(f"{label}: converters and json_format disagree")
+        raise SystemExit(f"{label}: json_printer and json_format disagree")
     old, new = best_us(slow, number, repeat), best_us(fast, number, repeat)
     print(f"{label:<32} {old:>12.1f} {new:>12.1f} {old / new:>7.1f}x")
 
@@ -65,8 +65,8 @@ def main() -> None:
     parser.add_argument("--number", type=int, default=2000, help="calls per repeat")
     parser.add_argument("--repeat", type=int, default=7, help="repeats; the best counts")
     args = parser.parse_args()
-    converters.to_jsonable(make_source(0))  # build the printers outside the timing
-    print(f"{'message':<32} {'json_format µs':>12} {'converters µs':>12} {'ratio':>7}")
+    json_printer.to_jsonable(make_source(0))  # build the printers outside the timing
+    print(f"{'message':<32} {'json_format µs':>12} {'json_printer µs':>12} {'ratio':>7}")
     compare("Source", make_source(1), args.number, args.repeat)
     page_number = max(1, args.number // 50)
     compare("ListSourcesResponse (50 items)", make_page(50), page_number, args.repeat)

@@ -17,7 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
-from gateway import converters
+from gateway import json_printer
 from gateway.errors import GatewayError, status_error
 
 JSON_TYPE = "application/json"
@@ -25,7 +25,7 @@ HTTP_BODY = "google.api.HttpBody"
 
 
 def to_jsonable(message: Message) -> dict[str, Any]:
-    return converters.to_jsonable(message)  # type: ignore[no-any-return]
+    return json_printer.to_jsonable(message)  # type: ignore[no-any-return]
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))

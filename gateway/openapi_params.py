@@ -2,7 +2,7 @@
 and headers.
 
 Each rule mirrors the module that applies it: path templates (gateway/template.py,
-decoded by gateway/router.py), query parameters (gateway/fields.py: dotted proto or
+decoded by gateway/router.py), query parameters (gateway/query.py: dotted proto or
 JSON names, repetition, `m[key]`, fields not bound by path or body), If-None-Match
 where the gateway answers ETags, and the headers the API's owner says its server
 reads (`OperationSecurity.headers`, gateway/openapi_config.py).
@@ -33,7 +33,7 @@ from gateway.openapi_schema import (
 from gateway.template import DeepWildcard, Literal, Segment, Wildcard
 
 MAX_QUERY_DEPTH: Final = 3
-# JSON-scalar well-known types; gateway/fields.py also parses Struct/Value/ListValue
+# JSON-scalar well-known types; gateway/scalars.py also parses Struct/Value/ListValue
 # from JSON text, which OpenAPI cannot describe as one query value.
 _QUERY_WKT: Final = frozenset(WELL_KNOWN) - {
     "google.protobuf.Struct",

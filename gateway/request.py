@@ -14,9 +14,11 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
-from gateway import codec, fields
+from gateway import codec
 from gateway.bindings import Binding
 from gateway.errors import GatewayError, status_error
+from gateway.field_paths import FieldError
+from gateway.query import apply_query, set_field
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 _FIELD_MASK = "google.protobuf.FieldMask"
@@ -51,10 +53,10 @@ def build_request(
         bound.append((binding.body.name,))
     if query:
         try:
-            fields.apply_query(
+            apply_query(
                 message, query, bound=bound, allow_unknown=binding.behavior.allow_unknown_query
             )
-        except fields.FieldError as exc:
+        except FieldError as exc:
             raise status_error(
                 code_pb2.INVALID_ARGUMENT,
                 str(exc),
@@ -97,8 +99,8 @@ def _apply_form(binding: Binding, message: Message, form: Sequence[tuple[str, st
     """Form bodies map like query parameters, onto the body's target message."""
     target = getattr(message, binding.body.name) if binding.body is not None else message
     try:
-        fields.apply_query(target, form, allow_unknown=binding.behavior.allow_unknown_query)
-    except fields.FieldError as exc:
+        apply_query(target, form, allow_unknown=binding.behavior.allow_unknown_query)
+    except FieldError as exc:
         raise status_error(
             code_pb2.INVALID_ARGUMENT, str(exc), field_name=exc.param, reason="INVALID_FORM_FIELD"
         ) from exc
@@ -115,8 +117,8 @@ def _apply_path(
         name = ".".join(param.path)
         _clear(message, param.fields)
         try:
-            fields.set_field(message, param.fields, [value], param=name)
-        except fields.FieldError as exc:
+            set_field(message, param.fields, [value], param=name)
+        except FieldError as exc:
             raise status_error(
                 code_pb2.INVALID_ARGUMENT,
                 str(exc),

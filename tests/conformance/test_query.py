@@ -1,7 +1,7 @@
 """Query-parameter conformance: raw query string -> gwtest.v1.Kitchen, or an error.
 
 Each case is parsed as the gateway parses a request (urllib.parse.parse_qsl with
-keep_blank_values=True) and applied with gateway.fields.apply_query. Expected
+keep_blank_values=True) and applied with gateway.query.apply_query. Expected
 results follow grpc-gateway's query parameter parsing (runtime/query.go) and the
 query-parameter rules in google/api/http.proto. A success is compared with
 MessageToDict(preserving_proto_field_name=True), so 64-bit integers are strings and
@@ -24,7 +24,8 @@ from urllib.parse import parse_qsl
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from gateway import fields
+from gateway.field_paths import FieldError
+from gateway.query import apply_query
 from tests.support import protos
 
 EXPECTED_FAILURES = Path(__file__).with_name("expected_failures.txt")
@@ -279,11 +280,11 @@ def test_query(case: Case) -> None:
     params = parse_qsl(case.query, keep_blank_values=True)
     options: dict[str, Any] = {"bound": case.bound, "allow_unknown": case.allow_unknown}
     if case.error is not None:
-        with pytest.raises(fields.FieldError) as info:
-            fields.apply_query(message, params, **options)
+        with pytest.raises(FieldError) as info:
+            apply_query(message, params, **options)
         assert case.error in str(info.value)
     else:
-        fields.apply_query(message, params, **options)
+        apply_query(message, params, **options)
         assert MessageToDict(message, preserving_proto_field_name=True) == case.want
 
 

@@ -1,4 +1,5 @@
-"""gateway/fields.py: strings (path captures, query parameters) into protobuf fields.
+"""gateway/field_paths.py, scalars.py and query.py: strings (path captures, query
+parameters) into protobuf fields.
 
 Behaviour reference: grpc-gateway runtime/query.go and the query-parameter rules in
 google/api/http.proto. `Kitchen` (tests/protos/gwtest/v1/echo.proto) has one field of
@@ -33,8 +34,9 @@ from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import fields
-from gateway.fields import FieldError, UnknownParameter
+from gateway.field_paths import FieldError, UnknownParameter, resolve_path
+from gateway.query import apply_query, set_field
+from gateway.scalars import convert_scalar
 from tests.support import protos
 
 echo_pb2 = protos.echo_pb2()
@@ -128,7 +130,7 @@ def _x(name: str) -> FieldDescriptor:
 def query(text: str, message: Any = None, **options: Any) -> Any:
     """Apply a raw query string the way the caller does (parse_qsl, blanks kept)."""
     target = Kitchen() if message is None else message
-    fields.apply_query(target, parse_qsl(text, keep_blank_values=True), **options)
+    apply_query(target, parse_qsl(text, keep_blank_values=True), **options)
     return target
 
 
@@ -217,7 +219,7 @@ def test_long_values_are_cut_in_messages() -> None:
     ],
 )
 def test_convert_scalar(field: FieldDescriptor, text: str, want: object) -> None:
-    got = fields.convert_scalar(field, text, param="p")
+    got = convert_scalar(field, text, param="p")
     assert got == want
     assert type(got) is type(want)
 
@@ -236,7 +238,7 @@ def test_convert_scalar(field: FieldDescriptor, text: str, want: object) -> None
 )
 def test_convert_scalar_float_words(text: str, want: float) -> None:
     for field in (_k("flt"), _k("dbl")):
-        got = fields.convert_scalar(field, text, param="p")
+        got = convert_scalar(field, text, param="p")
         assert isinstance(got, float)
         assert got == want or (math.isnan(got) and math.isnan(want))
 
@@ -303,14 +305,14 @@ def test_convert_scalar_float_words(text: str, want: float) -> None:
 )  # fmt: skip
 def test_convert_scalar_rejects(field: FieldDescriptor, text: str, reason: str) -> None:
     with pytest.raises(FieldError) as info:
-        fields.convert_scalar(field, text, param="the.param")
+        convert_scalar(field, text, param="the.param")
     assert info.value.param == "the.param"
     assert reason in info.value.reason
 
 
 def test_convert_scalar_refuses_plain_messages() -> None:
     with pytest.raises(FieldError) as info:
-        fields.convert_scalar(_k("inner"), "x", param="inner")
+        convert_scalar(_k("inner"), "x", param="inner")
     assert info.value.reason == "gwtest.v1.Inner is a message, not a single value; name its fields"
 
 
@@ -515,7 +517,7 @@ def test_other_pool_rejects(text: str, reason: str) -> None:
 
 
 def test_field_mask_from_convert_scalar_empty() -> None:
-    mask = fields.convert_scalar(_k("update_mask"), "", param="update_mask")
+    mask = convert_scalar(_k("update_mask"), "", param="update_mask")
     assert mask == field_mask_pb2.FieldMask()
 
 
@@ -553,15 +555,15 @@ def test_well_known_types_from_a_second_pool() -> None:
     ],
 )
 def test_resolve_path(dotted: str, want: list[str]) -> None:
-    assert [f.name for f in fields.resolve_path(KITCHEN, dotted)] == want
+    assert [f.name for f in resolve_path(KITCHEN, dotted)] == want
 
 
 def test_resolve_path_is_cached_per_descriptor() -> None:
-    first = fields.resolve_path(KITCHEN, "inner.label")
-    assert fields.resolve_path(KITCHEN, "inner.label") is first
+    first = resolve_path(KITCHEN, "inner.label")
+    assert resolve_path(KITCHEN, "inner.label") is first
     other = _other_pool_kitchen_class().DESCRIPTOR
     assert other.full_name == KITCHEN.full_name
-    (at,) = fields.resolve_path(other, "at")
+    (at,) = resolve_path(other, "at")
     assert at is other.fields_by_name["at"]
     assert at is not KITCHEN.fields_by_name["at"]
 
@@ -588,7 +590,7 @@ def test_resolve_path_is_cached_per_descriptor() -> None:
 )
 def test_resolve_path_unknown(dotted: str, reason: str) -> None:
     with pytest.raises(UnknownParameter) as info:
-        fields.resolve_path(KITCHEN, dotted)
+        resolve_path(KITCHEN, dotted)
     assert info.value.param == dotted
     assert info.value.reason == reason
 
@@ -616,14 +618,14 @@ def test_resolve_path_unknown(dotted: str, reason: str) -> None:
 )  # fmt: skip
 def test_resolve_path_refuses_non_message_parents(dotted: str, reason: str) -> None:
     with pytest.raises(FieldError) as info:
-        fields.resolve_path(KITCHEN, dotted)
+        resolve_path(KITCHEN, dotted)
     assert type(info.value) is FieldError
     assert info.value.reason == reason
 
 
 def test_resolve_path_errors_name_the_param() -> None:
     with pytest.raises(UnknownParameter) as info:
-        fields.resolve_path(KITCHEN, "bogus", param="bogus[key]")
+        resolve_path(KITCHEN, "bogus", param="bogus[key]")
     assert info.value.param == "bogus[key]"
 
 
@@ -631,8 +633,8 @@ def test_resolve_path_errors_name_the_param() -> None:
 
 
 def _set(message: Any, dotted: str, *values: str, map_key: str | None = None) -> None:
-    path = fields.resolve_path(message.DESCRIPTOR, dotted)
-    fields.set_field(message, path, values, param=dotted, map_key=map_key)
+    path = resolve_path(message.DESCRIPTOR, dotted)
+    set_field(message, path, values, param=dotted, map_key=map_key)
 
 
 def test_set_field_creates_parents() -> None:
@@ -740,7 +742,7 @@ def test_set_field_without_values_does_nothing() -> None:
 
 def test_set_field_empty_path() -> None:
     with pytest.raises(FieldError, match="empty field path"):
-        fields.set_field(Kitchen(), (), ["x"], param="p")
+        set_field(Kitchen(), (), ["x"], param="p")
 
 
 # --- apply_query ---------------------------------------------------------------------
@@ -893,7 +895,7 @@ def test_apply_query_raises_only_field_errors(
 ) -> None:
     for message in (Kitchen(), Extra()):
         try:
-            fields.apply_query(message, params, bound=bound, allow_unknown=allow_unknown)
+            apply_query(message, params, bound=bound, allow_unknown=allow_unknown)
         except FieldError as error:
             assert str(error).startswith(f'invalid parameter "{error.param}": ')
 
@@ -909,6 +911,6 @@ def test_set_field_raises_only_field_errors(
 ) -> None:
     message = Kitchen() if field.containing_type is KITCHEN else Extra()
     try:
-        fields.set_field(message, (field,), [text], param="p", map_key=map_key)
+        set_field(message, (field,), [text], param="p", map_key=map_key)
     except FieldError as error:
         assert error.param == "p"

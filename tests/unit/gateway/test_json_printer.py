@@ -1,4 +1,4 @@
-"""gateway/converters.py: descriptor-built printers that equal json_format, only faster.
+"""gateway/json_printer.py: descriptor-built printers that equal json_format, only faster.
 
 The reference is `json_format.MessageToDict(m, always_print_fields_with_no_presence=True)`,
 which the gateway printed with before. Hand-picked cases pin exact dicts (and, through
@@ -37,8 +37,8 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import converters
-from gateway.converters import printer_for, to_jsonable
+from gateway import json_printer
+from gateway.json_printer import printer_for, to_jsonable
 from orchestrator.jobengine.v1 import source_pb2, sources_service_pb2
 from tests.support import protos
 
@@ -488,7 +488,7 @@ def test_errors_are_json_formats(make: Callable[[], Message]) -> None:
 def test_printers_are_built_once_per_type() -> None:
     assert printer_for(Kitchen.DESCRIPTOR) is printer_for(Kitchen.DESCRIPTOR)
     key = (Kitchen.DESCRIPTOR.file.pool, "gwtest.v1.Kitchen")
-    assert isinstance(converters._cache[key], converters._MessagePrinter)
+    assert isinstance(json_printer._cache[key], json_printer._MessagePrinter)
 
 
 def test_same_name_in_another_pool_gets_its_own_printer() -> None:
@@ -510,10 +510,10 @@ def test_a_type_that_fails_to_build_is_printed_by_json_format(
 ) -> None:
     pool = _odd_pool()  # a fresh pool: nothing cached for it yet
     plain = message_factory.GetMessageClass(pool.FindMessageTypeByName("odd.v1.Plain"))
-    monkeypatch.delitem(converters._BY_TYPE, FieldDescriptor.TYPE_STRING)
+    monkeypatch.delitem(json_printer._BY_TYPE, FieldDescriptor.TYPE_STRING)
     message = plain(key="k", count=1)
     assert to_jsonable(message) == {"count": 1, "key": "k", "moods": []}
-    assert converters._cache[(pool, "odd.v1.Plain")] is converters._delegate
+    assert json_printer._cache[(pool, "odd.v1.Plain")] is json_printer._delegate
 
 
 # Random messages drawn from descriptors ------------------------------------------
