@@ -23,12 +23,13 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway.app import Gateway, GatewayConfig
+from gateway.app import Gateway
 from gateway.bindings import bindings_for
 from gateway.inprocess import HandlerRegistry, InProcessUpstream
 from gateway.openapi_schema import comments_from_files
 from server.config import Settings
 from server.domain.pagination import PageTokens
+from server.http_surface import gateway_config
 from server.identity.components import Clocks, Identity
 from server.interceptors.audit import OperatorAudit
 from server.interceptors.authentication import Authentication
@@ -92,11 +93,7 @@ class Application:
         self.gateway = Gateway(
             bindings_for(SERVICES),
             InProcessUpstream(registry.handlers, interceptors),
-            GatewayConfig(
-                max_body_bytes=self.settings.max_request_body_bytes,
-                trust_forwarded_headers=self.settings.trust_forwarded_headers,
-                comments=_proto_comments(),
-            ),
+            gateway_config(self.settings, _proto_comments()),
         )
         await self._start_http(http_socket)
         log.info(

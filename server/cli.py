@@ -14,7 +14,7 @@ from typing import Any
 from gateway.bindings import BindingError
 from gateway.standalone import DescriptorSetError, serve_arguments
 from gateway.standalone import add_arguments as add_gateway_arguments
-from server import logs
+from server import http_surface, logs
 from server.app import Application
 from server.config import load_settings
 from server.dev import DEMO_TENANT, bootstrap
@@ -85,7 +85,11 @@ async def _create_tenant(tenant_id: str, display_name: str) -> int:
 def _gateway(args: argparse.Namespace) -> int:
     logs.configure(load_settings().log_level)
     try:
-        return asyncio.run(serve_arguments(args))
+        return asyncio.run(
+            serve_arguments(
+                args, config=http_surface.proxy_config(), cors=http_surface.cors_rules()
+            )
+        )
     except (DescriptorSetError, BindingError) as exc:
         print(f"orchestrator gateway: {exc}", file=sys.stderr)
         return 2
