@@ -86,11 +86,13 @@ def declared_options(
 ) -> tuple[Options | None, Options | None]:
     """(service defaults, the method's own), each None where the proto says nothing."""
     service_value = read_extension(method.containing_service.GetOptions(), kind.service)
-    defaults: Options | None = None
-    if service_value is not None:
-        defaults = (
-            kind.defaults(service_value) if kind.defaults is not None else service_value  # type: ignore[assignment]  # same message, by definition
-        )
+    defaults: Options | None
+    if service_value is None:
+        defaults = None
+    elif kind.defaults is not None:
+        defaults = kind.defaults(service_value)
+    else:  # the service carries the method's own message
+        defaults = cast(Options, service_value)
     return defaults, read_extension(method.GetOptions(), kind.method)
 
 
