@@ -31,7 +31,22 @@ from tests.support.clock import TestClock
 PG_ADMIN_URL = os.environ.get(
     "ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-BACKENDS = ("sqlite", "postgres")
+# The PostgreSQL run of every database test carries the `postgres` marker.
+BACKENDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need PostgreSQL live under tests/integration: refuse to run others."""
+    misplaced = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("postgres") is not None and INTEGRATION not in item.path.parents
+    ]
+    if misplaced:
+        raise pytest.UsageError(
+            "tests that need PostgreSQL belong under tests/integration: " + ", ".join(misplaced)
+        )
 
 
 async def _create_pg_database() -> tuple[str, str]:

@@ -5,7 +5,7 @@ process's components, and the generated `add_*Servicer_to_server`. From this one
 table come the gRPC server's handlers, the in-process gateway's handlers, the HTTP
 bindings and OpenAPI (`gateway.bindings.bindings_for(SERVICES)`), the policies the
 interceptor chain is built from, health and reflection, and the generated security
-and audit tests (`tests/security`). Adding a service is adding one entry.
+and audit tests (`tests/integration/security`). Adding a service is adding one entry.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ CACHE = "private, max-age=60, stale-if-error=300"
 @pytest.fixture(autouse=True)
 def _authenticated(http: httpx.AsyncClient, access_token: str) -> None:
     """Every request here carries the test tenant's token unless a test says otherwise;
-    authentication itself is tested in tests/security."""
+    authentication itself is tested in tests/integration/security."""
     http.headers["Authorization"] = f"Bearer {access_token}"
 
 
@@ -278,7 +278,39 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "headers", "body", "field", "reason"), BAD_REQUESTS)
+# The exact message of each bad request, by case id.
+MESSAGES = {
+    "missing-tenant": "X-Stella-Tenant: header is required for this operation",
+    "negative-limit": "limit: must be between 1 and 200, got -1",
+    "limit-not-int": 'invalid parameter "limit": "ten" is not a decimal int32',
+    "limit-overflow": 'invalid parameter "limit": "99999999999" is not a decimal int32; '
+    "out of range",
+    "enabled-not-bool": 'invalid parameter "enabled": "maybe" is not a bool (true, false, 1 or 0)',
+    "bad-source-type": "sourceType: must be a lowercase slug: a letter, then up to 63 letters, "
+    "digits, '.', '_' or '-', got 'Not Slug'",
+    "garbage-token": "continuationToken: is not a token this server issued",
+    "unknown-param": 'invalid parameter "colour": no field "colour" in '
+    "orchestrator.jobengine.v1.ListSourcesRequest",
+    "malformed-json": "malformed JSON body: Expecting property name enclosed in double quotes: "
+    "line 1 column 2 (char 1)",
+    "wrong-type": "invalid request body: Failed to parse name field: expected string or "
+    "bytes-like object, got 'int'.",
+    "unknown-field": 'invalid request body: Message type "orchestrator.jobengine.v1.'
+    'RegisterSourceRequest" has no field named "owner" at "RegisterSourceRequest".\n'
+    " Available Fields(except extensions): \"['name', 'sourceType', 'enabled']\"",
+    "body-not-object": "request body must be a JSON object, got list",
+    "missing-name": "name: is required",
+    "blank-reason": "X-Stella-Operator-Reason: header is required for this operation and "
+    "must not be blank",
+    "malformed-tenant": "X-Stella-Tenant: must be 1-64 letters, digits, '.', '_' or '-', "
+    "starting with a letter or digit",
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "field", "reason", "message"),
+    [pytest.param(*case.values, MESSAGES[str(case.id)], id=case.id) for case in BAD_REQUESTS],
+)
 async def test_bad_input_is_400_naming_the_field(
     http: httpx.AsyncClient,
     tenant: str,
@@ -289,6 +321,7 @@ async def test_bad_input_is_400_naming_the_field(
     body: bytes | None,
     field: str,
     reason: str,
+    message: str,
 ) -> None:
     sent = _headers(tenant) if headers is None else {"X-Stella-Tenant": tenant, **headers}
     if headers == {}:
@@ -302,7 +335,7 @@ async def test_bad_input_is_400_naming_the_field(
     assert response.headers["content-type"] == "application/json"
     document = response.json()
     assert document["code"] == "INVALID_ARGUMENT"
-    assert field in document["error"]
+    assert document["error"] == message
     reasons = [d.get("reason") for d in document["details"] if d["@type"].endswith("ErrorInfo")]
     assert reasons == [reason]
     violations = [
@@ -311,7 +344,7 @@ async def test_bad_input_is_400_naming_the_field(
         if d["@type"].endswith("BadRequest")
         for v in d["fieldViolations"]
     ]
-    assert field in violations
+    assert violations == [field]
 
 
 async def test_token_reused_with_other_filters_is_refused(

@@ -15,8 +15,8 @@ from google.rpc import code_pb2
 from orchestrator.jobengine.v1 import audit_service_pb2, sources_service_pb2
 from server.interceptors.audit import REASON_HEADER
 from server.interceptors.tenancy import TENANT_HEADER
-from tests.security.conftest import Headers, Security
-from tests.security.surface import Outcome, SecuredMethod, call_grpc, call_rest, secured
+from tests.integration.security.conftest import Headers, Security
+from tests.integration.security.surface import Outcome, SecuredMethod, call_grpc, call_rest, secured
 
 SOURCES = "/orchestrator.jobengine.v1.SourcesService"
 LIST = secured(f"{SOURCES}/ListSources")

@@ -2,7 +2,7 @@
 credential the same way (issue 4 §8, "Bad input"; DESIGN.md §4.1, §4.5, §5).
 
 The tests are generated at collection time from `server.app.SERVICES` and the proto
-policies (`tests/security/surface.py`): one test per (case, method), each calling
+policies (`tests/integration/security/surface.py`): one test per (case, method), each calling
 the method directly over gRPC and through each of its HTTP bindings. Every call
 must give exactly the case's status, ErrorInfo reason, message and challenge;
 REST's status is the one the gateway's table gives the gRPC code, so gRPC and REST
@@ -29,9 +29,9 @@ from server.identity.resource_server.verifier import LEEWAY_SECONDS, MAX_TOKEN_B
 from server.identity.revocation import MAX_AGE_SECONDS
 from server.interceptors.tenancy import LEGACY_TENANT_HEADER, TENANT_HEADER
 from server.storage.tables import AuditEntryRow, SourceRow, table_of
-from tests.security import forge
-from tests.security.conftest import DpopToken, Headers, Security, other_scope
-from tests.security.surface import (
+from tests.integration.security import forge
+from tests.integration.security.conftest import DpopToken, Headers, Security, other_scope
+from tests.integration.security.surface import (
     ALL_POLICIES,
     SURFACE,
     Outcome,

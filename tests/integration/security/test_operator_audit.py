@@ -24,9 +24,9 @@ from server.interceptors.audit import REASON_HEADER, TICKET_HEADER
 from server.interceptors.tenancy import TENANT_HEADER
 from server.interceptors.tracing import TRACE_HEADER
 from server.storage.tables import AuditEntryRow, table_of
-from tests.security import forge
-from tests.security.conftest import Security
-from tests.security.surface import ALL_POLICIES, SURFACE, Outcome, Target, call, secured
+from tests.integration.security import forge
+from tests.integration.security.conftest import Security
+from tests.integration.security.surface import ALL_POLICIES, SURFACE, Outcome, Target, call, secured
 
 SOURCES = "/orchestrator.jobengine.v1.SourcesService"
 AUDITED = tuple(method for method in SURFACE if method.policy.operator_audit)

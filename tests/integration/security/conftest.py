@@ -24,8 +24,8 @@ from server.identity.scopes import JUSTIFIED, JUSTIFIED_SCOPES, SCOPES
 from server.identity.urls import REVOCATION_PATH, TOKEN_PATH
 from server.interceptors.audit import REASON_HEADER
 from server.interceptors.tenancy import TENANT_HEADER
-from tests.security import forge
-from tests.security.surface import SURFACE, SecuredMethod, Target, call
+from tests.integration.security import forge
+from tests.integration.security.surface import SURFACE, SecuredMethod, Target, call
 from tests.support.auth import TokenFactory, ensure_tenant, token_form
 from tests.unit.identity.proofs import client_key, make_proof
 
