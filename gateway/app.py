@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from gateway import codec, errors
+from gateway import codec, conditional, errors
 from gateway import request as request_builder
 from gateway import response as writer
 from gateway.bindings import Binding, BindingError
@@ -78,11 +78,16 @@ class Gateway:
         # Per binding (by identity: the router hands back these very objects): the
         # gRPC method path and its message classes, worked out once.
         self._calls: dict[int, tuple[str, type[Message], type[Message]]] = {}
+        self._etags: dict[int, conditional.EtagPlan] = {}  # bindings with an etag_field
         for binding in bindings:
             try:
                 self.router.add(binding.http_method, binding.template, binding)
             except RouteConflictError as exc:
                 raise BindingError(binding.method, binding.template.source, str(exc)) from exc
+            writer.check_success_status(binding)
+            plan = conditional.etag_plan(binding)
+            if plan is not None:
+                self._etags[id(binding)] = plan
             self.bindings.append(binding)
             self._calls[id(binding)] = (
                 binding.full_method,
@@ -158,25 +163,44 @@ class Gateway:
                 method, binding, message, response_type, head, timeout, raw_path
             )
         timeout = _timeout(head, self.config.default_timeout)
-        try:
-            result = await self.upstream.unary(
-                method, message, response_type, metadata=head.metadata, timeout=timeout
-            )
-        except UpstreamError as exc:
-            raise errors.GatewayError(
-                exc.status,
-                headers=dict(self.config.headers.response_headers(exc.headers)),
-                from_upstream=True,
-            ) from None
-        content, media_type = writer.render_body(binding, result.response)
+        plan = self._etags.get(id(binding))
+        condition = conditional.UNCONDITIONAL
+        if plan is not None:
+            if_match = request.headers.getlist("if-match")
+            condition = conditional.condition(plan, message, ", ".join(if_match) or None)
+        for attempt, tag in enumerate(condition.tags, start=1):
+            if tag is not None and plan is not None:
+                conditional.put_tag(plan, message, tag)
+            try:
+                result = await self.upstream.unary(
+                    method, message, response_type, metadata=head.metadata, timeout=timeout
+                )
+                break
+            except UpstreamError as exc:
+                code = exc.status.code
+                if code == code_pb2.ABORTED and attempt < len(condition.tags):
+                    continue  # that tag did not match and nothing changed: try the next
+                raise errors.GatewayError(
+                    exc.status,
+                    http_status=condition.http_status(code, binding.behavior.error_status),
+                    headers=dict(self.config.headers.response_headers(exc.headers)),
+                    from_upstream=True,
+                ) from None
         headers = dict(self.config.headers.response_headers((*result.headers, *result.trailers)))
         headers.update(writer.success_headers(binding, raw_path))
-        if binding.behavior.etag:
+        status = binding.behavior.success_status
+        content, media_type = b"", None
+        if status not in writer.BODILESS:
+            content, media_type = writer.render_body(binding, result.response)
+        etag = conditional.response_tag(plan, result.response) if plan is not None else None
+        if etag is None and binding.behavior.etag and status not in writer.BODILESS:
             etag = writer.strong_etag(content)
+        if etag is not None:
             headers["ETag"] = etag
-            if writer.matches_if_none_match(head.get("if-none-match"), etag):
+            conditional_get = request.method in ("GET", "HEAD")
+            if conditional_get and writer.matches_if_none_match(head.get("if-none-match"), etag):
                 return Response(status_code=304, headers=headers)
-        return Response(content, binding.behavior.success_status, headers, media_type)
+        return Response(content, status, headers, media_type)
 
     async def _stream(
         self,

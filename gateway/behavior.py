@@ -31,6 +31,8 @@ class HttpBehavior:
     error_cache_control: str | None = None
     deprecated_prefixes: tuple[tuple[str, str], ...] = ()  # (legacy prefix, successor)
     oauth_errors: bool = False  # RFC 6749 error bodies instead of the status shape
+    etag_field: str | None = None  # the AIP-154 etag field (gateway/conditional.py)
+    precondition_required: bool = False  # 428 without If-Match or etag (RFC 6585 §3)
 
 
 def http_behavior(method: MethodDescriptor) -> HttpBehavior:
@@ -46,6 +48,8 @@ def http_behavior(method: MethodDescriptor) -> HttpBehavior:
         error_cache_control=merged.error_cache_control or None,
         oauth_errors=merged.error_format == http_pb2.ERROR_FORMAT_OAUTH,
         deprecated_prefixes=deprecated_prefixes(service),
+        etag_field=merged.etag_field or None,
+        precondition_required=merged.precondition_required,
     )
 
 

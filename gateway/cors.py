@@ -17,6 +17,7 @@ ALLOW_HEADERS = (
     "Content-Type",
     "DPoP",
     "Idempotency-Key",
+    "If-Match",
     "If-None-Match",
     "traceparent",
 )

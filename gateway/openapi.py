@@ -15,7 +15,11 @@ Rules worth knowing:
 - A custom HTTP method (`custom: {kind: "SEARCH"}`) has no field in a 3.1 path item;
   it goes under `x-additionalOperations`, as OpenAPI 3.2's `additionalOperations`.
 - Error responses list what the gateway's one status table can answer for any call
-  (ERROR_STATUSES), 413/415 where a body is read, and the method's overrides.
+  (ERROR_STATUSES), 413/415 where a body is read, 412 (and 428 where required)
+  where If-Match reaches an etag field, and the method's overrides.
+- A bodiless success (204, 205, 304: gateway/response.py) has no `content`; an ETag
+  header is documented where one is answered: the resource's etag field (gateway/
+  conditional.py) or a hash of the body.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 
 from gateway.bindings import Binding
+from gateway.conditional import EtagPlan, etag_plan
 from gateway.openapi_config import DocumentedHeader, OpenApiConfig, OperationSecurity
 from gateway.openapi_params import (
     PathVar,
+    answers_etag,
     header_parameters,
     openapi_path,
     path_parameter,
@@ -48,7 +54,7 @@ from gateway.openapi_schema import (
     field_behaviors,
     reachable,
 )
-from gateway.response import strong_etag
+from gateway.response import BODILESS, strong_etag
 
 OPENAPI_VERSION: Final = "3.1.0"
 DOCUMENT_PATH: Final = "/openapi.json"
@@ -310,17 +316,19 @@ class _Builder:
 
     def _operation_responses(self, binding: Binding) -> dict[str, Any]:
         behavior = binding.behavior
+        plan = etag_plan(binding)
         headers = self._header_refs(binding)
         if behavior.cache_control:
             headers["Cache-Control"] = _fixed_header(behavior.cache_control)
-        if behavior.etag:
-            headers["ETag"] = _ETAG_HEADER
+        if answers_etag(binding, plan):
+            headers["ETag"] = _etag_header(plan)
         success = _response(behavior.success_status, headers)
-        success["content"] = self._success_content(binding)
+        if behavior.success_status not in BODILESS:
+            success["content"] = self._success_content(binding)
         responses: dict[str, Any] = {str(behavior.success_status): success}
-        if behavior.etag:
+        if "ETag" in headers and binding.http_method == "GET":
             responses["304"] = _response(304, headers)
-        for status in _error_statuses(binding):
+        for status in _error_statuses(binding, plan):
             responses[str(status)] = self._error_response(binding, status)
         return dict(sorted(responses.items()))
 
@@ -374,6 +382,17 @@ _ETAG_HEADER: Final = {
 }
 
 
+def _etag_header(plan: EtagPlan | None) -> dict[str, Any]:
+    if plan is None or plan.response is None:
+        return _ETAG_HEADER
+    return {
+        "required": True,
+        "description": f"The resource's `{plan.name}` field, quoted: send it back in "
+        "If-Match or If-None-Match.",
+        "schema": {"type": "string"},
+    }
+
+
 def _token_scheme(config: OpenApiConfig) -> str:
     return "oauth2" if config.token_url is not None else "bearer"
 
@@ -422,8 +441,12 @@ def _fixed_header(value: str) -> dict[str, Any]:
     return {"required": True, "schema": {"type": "string", "const": value}}
 
 
-def _error_statuses(binding: Binding) -> list[int]:
+def _error_statuses(binding: Binding, plan: EtagPlan | None) -> list[int]:
     statuses = set(ERROR_STATUSES)
+    if plan is not None and plan.request is not None:
+        statuses.add(412)  # a failed If-Match (RFC 9110 §13.1.1)
+        if plan.required:
+            statuses.add(428)  # RFC 6585 §3
     statuses.update(s for s in binding.behavior.error_status.values() if s >= 400)
     if binding.body_all or binding.body is not None:
         statuses.update(BODY_STATUSES)

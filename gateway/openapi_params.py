@@ -4,8 +4,9 @@ and headers.
 Each rule mirrors the module that applies it: path templates (gateway/template.py,
 decoded by gateway/router.py), query parameters (gateway/query.py: dotted proto or
 JSON names, repetition, `m[key]`, fields not bound by path or body), If-None-Match
-where the gateway answers ETags, and the headers the API's owner says its server
-reads (`OperationSecurity.headers`, gateway/openapi_config.py).
+where the gateway answers ETags to a GET, If-Match where it carries one to the
+request's etag field (gateway/conditional.py), and the headers the API's owner says
+its server reads (`OperationSecurity.headers`, gateway/openapi_config.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from gateway.bindings import Binding
+from gateway.conditional import IF_MATCH, EtagPlan, etag_plan
 from gateway.openapi_config import OperationSecurity
 from gateway.openapi_schema import (
     WELL_KNOWN,
@@ -30,6 +32,7 @@ from gateway.openapi_schema import (
     is_leaf_message,
     map_value,
 )
+from gateway.response import BODILESS
 from gateway.template import DeepWildcard, Literal, Segment, Wildcard
 
 MAX_QUERY_DEPTH: Final = 3
@@ -143,16 +146,34 @@ def query_parameters(
 def header_parameters(
     binding: Binding, security: OperationSecurity | None
 ) -> Iterator[dict[str, Any]]:
-    """If-None-Match where the gateway answers ETags, then the headers `security` names
-    (a required one may not be empty)."""
-    if binding.behavior.etag:
+    """If-None-Match where a GET answers ETags, If-Match where the request carries an
+    etag field (required where the method requires a precondition), then the headers
+    `security` names (a required one may not be empty)."""
+    plan = etag_plan(binding)
+    if binding.http_method == "GET" and answers_etag(binding, plan):
         yield parameter("If-None-Match", "header", {"type": "string"})
+    if plan is not None and plan.request is not None:
+        note = (
+            "The resource's ETag (strong; weak tags never match) or `*`; its value goes "
+            f"into `{plan.request_name}`. A mismatch is answered 412."
+        )
+        required = plan.required
+        schema: Schema = {"type": "string", "minLength": 1} if required else {"type": "string"}
+        yield parameter(IF_MATCH, "header", schema, required=required, notes=[note])
     for header in security.headers if security is not None else ():
         required = header.required
-        schema: Schema = {"type": "string", "minLength": 1} if required else {"type": "string"}
+        schema = {"type": "string", "minLength": 1} if required else {"type": "string"}
         yield parameter(
             header.name, "header", schema, required=required, notes=[header.description]
         )
+
+
+def answers_etag(binding: Binding, plan: EtagPlan | None) -> bool:
+    """Whether successes carry an ETag: the response resource's etag field, or a hash
+    of a body (gateway/app.py)."""
+    if plan is not None and plan.response is not None:
+        return True
+    return binding.behavior.etag and binding.behavior.success_status not in BODILESS
 
 
 def parameter(

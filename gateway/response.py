@@ -1,16 +1,47 @@
 """Write a successful response: response_body selection, status, caching, ETag/304,
 deprecation headers (grpc-gateway runtime/handler.go).
+
+Success statuses are the method's `success_status` (gateway/v1/http.proto), one of
+SUCCESS_STATUSES; the BODILESS ones are written without content and without
+Content-Type whatever the response message holds (RFC 9110 §15.3.5 204, §15.3.6
+205, §15.4.5 304), and `check_success_status` refuses any other at start-up.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Final
 
 from google.protobuf.message import Message
 
 from gateway import codec
-from gateway.bindings import Binding
+from gateway.bindings import Binding, BindingError
+
+BODILESS: Final = frozenset({204, 205, 304})
+SUCCESS_STATUSES: Final = frozenset({200, 201, 202, 203}) | BODILESS
+
+
+def check_success_status(binding: Binding) -> None:
+    """Raise BindingError for a success status the gateway cannot write: not in
+    SUCCESS_STATUSES (a 206 needs Content-Range, a redirect a Location, which no
+    message gives), 304 on anything but GET (RFC 9110 §15.4.5: the answer to a
+    conditional GET), or a bodiless status on a server-streaming method."""
+    status = binding.behavior.success_status
+    source = binding.template.source
+    if status not in SUCCESS_STATUSES:
+        supported = ", ".join(str(s) for s in sorted(SUCCESS_STATUSES))
+        raise BindingError(
+            binding.method, source, f"success_status {status} is not one of {supported}"
+        )
+    if status == 304 and binding.http_method != "GET":
+        raise BindingError(
+            binding.method, source, f"success_status 304 on {binding.http_method}; only GET"
+        )
+    if status in BODILESS and binding.server_streaming:
+        raise BindingError(
+            binding.method, source, f"success_status {status} on a server-streaming method"
+        )
 
 
 def render_body(binding: Binding, response: Message) -> tuple[bytes, str]:

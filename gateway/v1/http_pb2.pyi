@@ -103,18 +103,57 @@ class HttpBehavior(_message.Message):
     ALLOW_UNKNOWN_QUERY_PARAMETERS_FIELD_NUMBER: _builtins.int
     ERROR_CACHE_CONTROL_FIELD_NUMBER: _builtins.int
     ERROR_FORMAT_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_FIELD_NUMBER: _builtins.int
+    PRECONDITION_REQUIRED_FIELD_NUMBER: _builtins.int
     success_status: _builtins.int
-    """Status of a successful response; 200 when unset."""
+    """Status of a successful response; 200 when unset. One of 200, 201, 202, 203,
+    or a bodiless one: 204 No Content and 205 Reset Content (RFC 9110 §15.3.5,
+    §15.3.6) and, on GET rules only, 304 Not Modified (§15.4.5). A bodiless
+    success is written without content and without Content-Type, whatever the
+    response message holds (typically google.protobuf.Empty), and is not
+    allowed on a server-streaming method. Any other status is refused at start-up.
+    """
     cache_control: _builtins.str
     """Cache-Control header of a successful response; none when unset or empty."""
     etag: _builtins.bool
-    """Answer a strong ETag over the response body and 304 to a matching If-None-Match."""
+    """Answer a strong ETag over the response body (unless `etag_field` gives the
+    tag) and, on GET, 304 to a matching If-None-Match.
+    """
     allow_unknown_query_parameters: _builtins.bool
     """Ignore query parameters that name no request field instead of answering 400."""
     error_cache_control: _builtins.str
     """Cache-Control header of an error response; none when unset or empty."""
     error_format: Global___ErrorFormat.ValueType
     """Shape of error bodies."""
+    etag_field: _builtins.str
+    """Name of the resource's AIP-154 etag field (normally "etag"), which carries
+    HTTP conditional requests (RFC 9110 §13.1) to and from the server:
+
+    - ETag: when the response resource (the response message, or the message
+      its `response_body` names) has this field set, the ETag header is its
+      value, quoted, instead of a hash of the body, so the tag a client reads is
+      the tag it sends back; a GET compares If-None-Match with it (304).
+    - If-Match: the opaque value of its strong entity-tag goes into this field of
+      the request: the request's own field of that name (a Delete), else the
+      field of the resource the rule's `body` names (an Update). A value the
+      request already carries that is not in If-Match is answered 400; weak tags
+      never match (RFC 9110 §13.1.1), so an If-Match of weak tags only is
+      answered 412 without calling the server; `*` passes the request on as it
+      is. A list of strong tags is tried in order until the server does not
+      answer ABORTED.
+    - The server compares the tag and answers ABORTED on a mismatch (AIP-154);
+      the gateway answers it 412 Precondition Failed when the request carried a
+      tag (If-Match or the field), and a NOT_FOUND under `If-Match: *` too,
+      unless `error_status` says otherwise for the code.
+
+    A method whose request and response have no string field of that name is
+    refused at start-up. Empty or unset: no conditional requests beyond `etag`.
+    """
+    precondition_required: _builtins.bool
+    """Answer 428 Precondition Required (RFC 6585 §3) without calling the server
+    when a request carries neither If-Match nor a value in the request's
+    `etag_field`. Needs an `etag_field` that the request has.
+    """
     @_builtins.property
     def error_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErrorStatus]:
         """Per-code HTTP status overrides, applied before the default table. A method's
@@ -131,10 +170,12 @@ class HttpBehavior(_message.Message):
         allow_unknown_query_parameters: _builtins.bool | None = ...,
         error_cache_control: _builtins.str | None = ...,
         error_format: Global___ErrorFormat.ValueType | None = ...,
+        etag_field: _builtins.str | None = ...,
+        precondition_required: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "etag", b"etag", "success_status", b"success_status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_precondition_required", b"_precondition_required", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "etag", b"etag", "etag_field", b"etag_field", "precondition_required", b"precondition_required", "success_status", b"success_status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "error_status", b"error_status", "etag", b"etag", "success_status", b"success_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_precondition_required", b"_precondition_required", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "error_status", b"error_status", "etag", b"etag", "etag_field", b"etag_field", "precondition_required", b"precondition_required", "success_status", b"success_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__allow_unknown_query_parameters: _TypeAlias = _typing.Literal["allow_unknown_query_parameters"]  # noqa: Y015
     _WhichOneofArgType__allow_unknown_query_parameters: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters"]  # noqa: Y015
@@ -146,6 +187,10 @@ class HttpBehavior(_message.Message):
     _WhichOneofArgType__error_format: _TypeAlias = _typing.Literal["_error_format", b"_error_format"]  # noqa: Y015
     _WhichOneofReturnType__etag: _TypeAlias = _typing.Literal["etag"]  # noqa: Y015
     _WhichOneofArgType__etag: _TypeAlias = _typing.Literal["_etag", b"_etag"]  # noqa: Y015
+    _WhichOneofReturnType__etag_field: _TypeAlias = _typing.Literal["etag_field"]  # noqa: Y015
+    _WhichOneofArgType__etag_field: _TypeAlias = _typing.Literal["_etag_field", b"_etag_field"]  # noqa: Y015
+    _WhichOneofReturnType__precondition_required: _TypeAlias = _typing.Literal["precondition_required"]  # noqa: Y015
+    _WhichOneofArgType__precondition_required: _TypeAlias = _typing.Literal["_precondition_required", b"_precondition_required"]  # noqa: Y015
     _WhichOneofReturnType__success_status: _TypeAlias = _typing.Literal["success_status"]  # noqa: Y015
     _WhichOneofArgType__success_status: _TypeAlias = _typing.Literal["_success_status", b"_success_status"]  # noqa: Y015
     @_typing.overload
@@ -158,6 +203,10 @@ class HttpBehavior(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__error_format) -> _WhichOneofReturnType__error_format | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__etag) -> _WhichOneofReturnType__etag | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__etag_field) -> _WhichOneofReturnType__etag_field | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__precondition_required) -> _WhichOneofReturnType__precondition_required | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__success_status) -> _WhichOneofReturnType__success_status | None: ...
 
