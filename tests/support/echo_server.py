@@ -27,6 +27,11 @@ pb_grpc = protos.echo_pb2_grpc()
 
 
 class EchoService(pb_grpc.EchoServiceServicer):  # type: ignore[misc,name-defined]
+    def __init__(self) -> None:
+        # Notes (echo.proto): id -> (text, version); a deleted id stays NOT_FOUND.
+        self._notes: dict[str, tuple[str, int]] = {}
+        self._deleted: set[str] = set()
+
     async def Echo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.send_initial_metadata(_echo_headers(context))
         context.set_trailing_metadata((("x-echo-trailer", "done"),))
@@ -90,6 +95,43 @@ class EchoService(pb_grpc.EchoServiceServicer):  # type: ignore[misc,name-define
             yield pb.Kitchen(id=str(i), i32=i)
         if request.count < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "count must not be negative")
+
+    async def GetNote(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await self._note(request.id, "", context)
+
+    async def UpdateNote(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        note = await self._note(request.note.id, request.note.etag, context)
+        return self._write(note.id, request.note.text, note)
+
+    async def DeleteNote(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._note(request.id, request.etag, context)
+        self._deleted.add(request.id)
+        return empty_pb2.Empty()
+
+    async def ResetNote(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        note = await self._note(request.id, "", context)
+        return self._write(note.id, f"note {note.id}", note)
+
+    async def CheckNote(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await self._note(request.id, "", context)
+
+    async def _note(self, note_id: str, etag: str, context: grpc.aio.ServicerContext) -> Any:
+        """The note, after AIP-154's check: a given etag that is not the current one
+        is ABORTED; a deleted note is NOT_FOUND."""
+        if note_id in self._deleted:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"note {note_id} was deleted")
+        text, version = self._notes.setdefault(note_id, (f"note {note_id}", 1))
+        note = pb.Note(id=note_id, text=text, etag=f"v{version}")
+        if etag and etag != note.etag:
+            await context.abort(
+                grpc.StatusCode.ABORTED, f"etag {etag} is not the current etag of note {note_id}"
+            )
+        return note
+
+    def _write(self, note_id: str, text: str, current: Any) -> Any:
+        version = int(current.etag[1:]) + 1
+        self._notes[note_id] = (text, version)
+        return pb.Note(id=note_id, text=text, etag=f"v{version}")
 
 
 def _echo_headers(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str], ...]:

@@ -19,6 +19,10 @@ import grpc_tools
 from grpc_tools import protoc
 
 PROTO_ROOT = Path(__file__).resolve().parent.parent / "protos"
+# The gateway's own options (gateway/v1/http.proto), which any API may import; their
+# generated code is the committed gateway/v1 package, so only the test protos are
+# generated here.
+_GATEWAY_PROTO_ROOT = Path(__file__).resolve().parents[2] / "proto"
 _GOOGLE_ROOT = Path(google.api.__path__[0]).parent.parent
 _WKT_ROOT = Path(grpc_tools.__file__).parent / "_proto"
 
@@ -31,6 +35,7 @@ def compiled_root() -> Path:
     args = [
         "protoc",
         f"-I{PROTO_ROOT}",
+        f"-I{_GATEWAY_PROTO_ROOT}",
         f"-I{_GOOGLE_ROOT}",
         f"-I{_WKT_ROOT}",
         f"--python_out={out}",

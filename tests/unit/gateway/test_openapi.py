@@ -497,6 +497,11 @@ ECHO_OPERATIONS = [
     ("post", "/v1/upload", "EchoService_Upload"),
     ("post", "/v1/fail/{name}", "EchoService_Fail"),
     ("get", "/v1/count", "EchoService_Count"),
+    ("get", "/v1/notes/{id}", "EchoService_GetNote"),
+    ("patch", "/v1/notes/{id}", "EchoService_UpdateNote"),
+    ("delete", "/v1/notes/{id}", "EchoService_DeleteNote"),
+    ("post", "/v1/notes/{id}:reset", "EchoService_ResetNote"),
+    ("get", "/v1/notes/{id}:check", "EchoService_CheckNote"),
 ]
 
 
