@@ -63,7 +63,7 @@ def _walk(descriptor: Descriptor, dotted: str, param: str) -> tuple[FieldDescrip
             raise FieldError(
                 param, f'cannot set sub-fields of "{path[-1].name}" ({proto_type(path[-1])})'
             )
-        found = _lookup(current, part)
+        found = lookup_field(current, part)
         if found is None:
             raise UnknownParameter(param, f'no field "{part}" in {current.full_name}')
         path.append(found)
@@ -73,7 +73,8 @@ def _walk(descriptor: Descriptor, dotted: str, param: str) -> tuple[FieldDescrip
     return tuple(path)
 
 
-def _lookup(descriptor: Descriptor, part: str) -> FieldDescriptor | None:
+def lookup_field(descriptor: Descriptor, part: str) -> FieldDescriptor | None:
+    """The field named `part`: proto name first, then json_name (query and body alike)."""
     # Proto names are ASCII, and upb's map raises SystemError on a lone surrogate.
     by_name = descriptor.fields_by_name.get(part) if part.isascii() else None
     if by_name is not None:

@@ -6,11 +6,19 @@ base64 bytes) and the proto3 JSON mapping's string forms for the JSON-scalar
 well-known types (RFC 3339 Timestamp, `1.5s` Duration, FieldMask paths, wrappers,
 Struct/Value/ListValue from JSON text). A value that does not parse raises
 FieldError naming the parameter and the expected form.
+
+The same converters read JSON request bodies (gateway/json_parser.py): a string
+there goes through `convert_scalar`, a JSON number through `convert_number`, so one
+value means the same thing in a path, a query and a body. Every integer kind, enum
+numbers included (int32, protobuf's language guide), is range-checked before it is
+narrowed; nothing wraps. Error reasons are in our words: the runtime's exception
+text (strptime's, binascii's) never reaches a caller.
 """
 
 from __future__ import annotations
 
 import base64
+import calendar
 import json
 import math
 import re
@@ -22,16 +30,20 @@ from typing import Any, Final
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 
-from gateway.codec import finite_float
 from gateway.field_paths import FieldError, proto_type
 
 _FD = FieldDescriptor
 
 
+class _Reason(ValueError):
+    """A converter's refusal with a detail worth showing; other ValueErrors say only
+    that the value is not of the expected form (their text is the runtime's)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Converter:
     form: str  # what a valid value looks like; "{type}" is the enum or message name
-    parse: Callable[[FieldDescriptor, str], object]  # raises ValueError(detail)
+    parse: Callable[[FieldDescriptor, str], object]  # raises ValueError; _Reason shows
 
 
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
@@ -44,18 +56,49 @@ _FLOAT_WORDS = {
 _BOOLS = {"true": True, "t": True, "1": True, "false": False, "f": False, "0": False}
 
 
+def finite_float(text: str) -> float:
+    """JSON numbers must fit a double: `1e400` is a client mistake, not infinity."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _bounds(bits: int, *, signed: bool) -> tuple[int, int]:
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+_INT32: Final = _bounds(32, signed=True)
+# Inclusive (low, high) of every integer kind; enum numbers are int32.
+_INTEGER_BOUNDS: Final[dict[int, tuple[int, int]]] = {
+    **dict.fromkeys((_FD.TYPE_INT32, _FD.TYPE_SINT32, _FD.TYPE_SFIXED32, _FD.TYPE_ENUM), _INT32),
+    **dict.fromkeys((_FD.TYPE_INT64, _FD.TYPE_SINT64, _FD.TYPE_SFIXED64),
+                    _bounds(64, signed=True)),
+    **dict.fromkeys((_FD.TYPE_UINT32, _FD.TYPE_FIXED32), _bounds(32, signed=False)),
+    **dict.fromkeys((_FD.TYPE_UINT64, _FD.TYPE_FIXED64), _bounds(64, signed=False)),
+}  # fmt: skip
+
+
+def _decimal(text: str, low: int, high: int) -> int:
+    """A decimal integer within [low, high]; ValueError otherwise, before any narrowing."""
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError
+    if len(text.lstrip("+-").lstrip("0")) > 20:  # before int(): it caps at 4300 digits
+        raise _Reason("out of range")
+    return _in_range(int(text), low, high)
+
+
+def _in_range(value: int, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise _Reason("out of range")
+    return value
+
+
 def _integer(bits: int, *, signed: bool) -> Callable[[FieldDescriptor, str], object]:
-    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    low, high = _bounds(bits, signed=signed)
 
     def parse(_: FieldDescriptor, text: str) -> int:
-        if not _DECIMAL.fullmatch(text):
-            raise ValueError
-        if len(text.lstrip("+-").lstrip("0")) > 20:  # before int(): it caps at 4300 digits
-            raise ValueError("out of range")
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError("out of range")
-        return value
+        return _decimal(text, low, high)
 
     return parse
 
@@ -69,16 +112,19 @@ def _double(_: FieldDescriptor, text: str) -> float:
         raise ValueError
     value = float(text)
     if math.isinf(value):
-        raise ValueError("out of range")
+        raise _Reason("out of range")
     return value
 
 
 def _float(field: FieldDescriptor, text: str) -> float:
-    value = _double(field, text)
+    return _float32(_double(field, text))
+
+
+def _float32(value: float) -> float:
     try:
         struct.pack("<f", value)  # OverflowError past float32's range, as ParseFloat(s, 32)
     except OverflowError:
-        raise ValueError("out of range") from None
+        raise _Reason("out of range") from None
     return value
 
 
@@ -94,23 +140,41 @@ def _bytes(_: FieldDescriptor, text: str) -> bytes:
     """Standard or URL-safe base64, padding optional (as vanguard-go's params.go)."""
     url_safe = "-" in text or "_" in text
     if url_safe and ("+" in text or "/" in text):
-        raise ValueError("mixes the standard and URL-safe alphabets")
+        raise _Reason("mixes the standard and URL-safe alphabets")
     padded = text + "=" * (-len(text) % 4)
     return base64.b64decode(padded, altchars=b"-_" if url_safe else None, validate=True)
 
 
 def _enum(field: FieldDescriptor, text: str) -> int:
+    """A value's name, or its number: an int32 (checked before any lookup, since upb's
+    values_by_number narrows 4294967297 to 1) that the enum declares."""
     enum = field.enum_type
     if enum is None:
         raise ValueError
     value = enum.values_by_name.get(text)
-    if value is None and _DECIMAL.fullmatch(text) and len(text) < 12:
-        value = enum.values_by_number.get(int(text))
+    if value is not None:
+        return value.number
+    if _DECIMAL.fullmatch(text):
+        return _enum_number(field, _decimal(text, *_INT32))
+    raise _unknown_enum(field)
+
+
+def _enum_number(field: FieldDescriptor, number: int) -> int:
+    """A declared number of the field's enum (grpc-gateway's query parser refuses the
+    others; the body follows it, so a number means the same thing everywhere)."""
+    enum = field.enum_type
+    if enum is None:
+        raise ValueError
+    value = enum.values_by_number.get(_in_range(number, *_INT32))
     if value is None:
-        names = [v.name for v in enum.values]
-        more = ", ..." if len(names) > 20 else ""
-        raise ValueError(f"expected one of {', '.join(names[:20])}{more} or its number")
+        raise _unknown_enum(field)
     return value.number
+
+
+def _unknown_enum(field: FieldDescriptor) -> _Reason:
+    names = [v.name for v in field.enum_type.values] if field.enum_type is not None else []
+    more = ", ..." if len(names) > 20 else ""
+    return _Reason(f"expected one of {', '.join(names[:20])}{more} or its number")
 
 
 _SCALARS: Final[dict[int, _Converter]] = {
@@ -134,12 +198,14 @@ _SCALARS: Final[dict[int, _Converter]] = {
 # --- well-known types: the JSON mapping's string forms -------------------------------
 
 _RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})"
+    r"T(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})(?:\.[0-9]{1,9})?"
     r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])",
     re.IGNORECASE,  # RFC 3339 section 5.6 allows a lower-case "t" and "z"
 )
 _DURATION = re.compile(r"[+-]?[0-9]{1,12}(?:\.[0-9]{1,9})?s")
 _UPPER = re.compile(r"[A-Z]")
+_WRAPPERS_FILE: Final = "google/protobuf/wrappers.proto"
 _JSON_ERRORS = (json_format.ParseError, ValueError, TypeError, RecursionError)
 
 
@@ -161,10 +227,21 @@ def subfield(field: FieldDescriptor, name: str) -> FieldDescriptor:
 
 
 def _timestamp(field: FieldDescriptor, text: str) -> object:
-    if not _RFC3339.fullmatch(text):
+    match = _RFC3339.fullmatch(text)
+    if match is None:
         raise ValueError
+    year, month, day = (int(match[part]) for part in ("year", "month", "day"))
+    if year == 0 or not 1 <= month <= 12:  # Timestamp starts at 0001-01-01
+        raise _Reason("no such date")
+    if day == 0 or day > calendar.monthrange(year, month)[1]:
+        raise _Reason("day is out of range for month")
+    if int(match["hour"]) > 23 or int(match["minute"]) > 59 or int(match["second"]) > 59:
+        raise _Reason("no such time of day")  # protobuf has no leap second (:60)
     msg = new_message(field)
-    msg.FromJsonString(text.upper())  # checks the range
+    try:
+        msg.FromJsonString(text.upper())
+    except ValueError:  # a real date and time, so only the 0001-9999 UTC range is left
+        raise _Reason("out of range") from None
     return msg
 
 
@@ -175,7 +252,7 @@ def _duration(field: FieldDescriptor, text: str) -> object:
     try:
         msg.FromJsonString(text)
     except ValueError:  # the pattern matched, so only the +-10,000-year range is left
-        raise ValueError("out of range") from None
+        raise _Reason("out of range") from None
     return msg
 
 
@@ -194,7 +271,7 @@ def _field_mask(field: FieldDescriptor, text: str) -> object:
         if not _MASK_PATH.match(snake):
             # A mask path names fields: lower snake_case identifiers joined by dots. Anything
             # else could never be printed back to JSON (json_format refuses upper case).
-            raise ValueError(f"{path!r} is not a field path")
+            raise _Reason(f"{path!r} is not a field path")
         msg.paths.append(snake)
     return msg
 
@@ -274,8 +351,73 @@ def convert_scalar(field: FieldDescriptor, text: str, *, param: str) -> object:
     try:
         return converter.parse(field, text)
     except ValueError as exc:
-        reason = f"{_show(text)} is not {converter.form.format(type=proto_type(field))}"
-        raise FieldError(param, f"{reason}; {exc}" if str(exc) else reason) from None
+        raise _refusal(field, converter, _show(text), param, exc) from None
+
+
+def convert_number(field: FieldDescriptor, number: int | float, *, param: str) -> object:
+    """Convert a JSON number (proto3 JSON mapping) to the value of `field`.
+
+    Integer kinds and enums take an integral number (`1e2` is 100) within the kind's
+    range; float takes one within float32's range; the wrappers of those the same.
+    Anything else raises FieldError naming `param` and the expected form, as
+    convert_scalar does for strings.
+    """
+    converter = _converter(field, param)
+    try:
+        return _number(field, number)
+    except ValueError as exc:
+        raise _refusal(field, converter, _show_number(number), param, exc) from None
+
+
+def _number(field: FieldDescriptor, number: int | float) -> object:
+    if field.message_type is not None:
+        kind = _WRAPPED.get(field.message_type.name)
+        if kind is None or field.message_type.file.name != _WRAPPERS_FILE:
+            raise ValueError
+        inner = subfield(field, "value")
+        msg = new_message(field)
+        setattr(msg, inner.name, _number(inner, number))
+        return msg
+    bounds = _INTEGER_BOUNDS.get(field.type)
+    if bounds is not None:
+        if isinstance(number, float) and not number.is_integer():  # also NaN, Infinity
+            raise ValueError
+        integer = _in_range(int(number), *bounds)
+        return _enum_number(field, integer) if field.type == _FD.TYPE_ENUM else integer
+    if field.type in (_FD.TYPE_DOUBLE, _FD.TYPE_FLOAT):
+        try:
+            value = float(number)  # an int past a double raises OverflowError
+        except OverflowError:
+            raise _Reason("out of range") from None
+        return _float32(value) if field.type == _FD.TYPE_FLOAT else value
+    raise ValueError  # a string, bytes or bool field takes no number
+
+
+def form_of(field: FieldDescriptor) -> str:
+    """What a valid value of `field` looks like, for error messages ("a decimal int32")."""
+    try:
+        return _converter(field, field.name).form.format(type=_type_name(field))
+    except FieldError:
+        return f"a {proto_type(field)}"
+
+
+def _refusal(
+    field: FieldDescriptor, converter: _Converter, shown: str, param: str, exc: ValueError
+) -> FieldError:
+    reason = f"{shown} is not {converter.form.format(type=_type_name(field))}"
+    detail = str(exc) if isinstance(exc, _Reason) else ""
+    return FieldError(param, f"{reason}; {detail}" if detail else reason)
+
+
+def _type_name(field: FieldDescriptor) -> str:
+    """One value's type: `gwtest.v1.Color`, also for a repeated field's element."""
+    named = field.enum_type or field.message_type
+    return named.full_name if named is not None else proto_type(field)
+
+
+def _show_number(number: int | float) -> str:
+    text = repr(number) if isinstance(number, float) else str(number)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _converter(field: FieldDescriptor, param: str) -> _Converter:

@@ -145,8 +145,8 @@ CASES = [
          expect_headers={"content-type": "application/x-echo"}),
     # Bad bodies
     Case("transcode/malformed-json-400", "POST", "/v1/echo", 400, raw=b'{"id": ', error_field="body"),
-    Case("transcode/wrong-type-400", "POST", "/v1/echo", 400, body={"i32": "abc"}, error_field="body"),
-    Case("transcode/unknown-json-field-400", "POST", "/v1/echo", 400, body={"bogus": 1}, error_field="body"),
+    Case("transcode/wrong-type-400", "POST", "/v1/echo", 400, body={"i32": "abc"}, error_field="i32"),
+    Case("transcode/unknown-json-field-400", "POST", "/v1/echo", 400, body={"bogus": 1}, error_field="bogus"),
     Case("transcode/unsupported-media-415", "POST", "/v1/echo", 415, raw=b"<a/>",
          headers={"Content-Type": "text/xml"}),
     Case("transcode/bad-grpc-timeout-400", "GET", "/v1/kitchens/k1", 400,

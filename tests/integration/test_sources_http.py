@@ -232,7 +232,7 @@ BAD_REQUESTS = [
         "/jobengine/sources",
         None,
         b'{"name": 5, "sourceType": "x"}',
-        "body",
+        "name",
         "INVALID_BODY",
         id="wrong-type",
     ),
@@ -241,7 +241,7 @@ BAD_REQUESTS = [
         "/jobengine/sources",
         None,
         b'{"name": "n", "sourceType": "x", "owner": 1}',
-        "body",
+        "owner",
         "INVALID_BODY",
         id="unknown-field",
     ),
@@ -293,11 +293,9 @@ MESSAGES = {
     "orchestrator.jobengine.v1.ListSourcesRequest",
     "malformed-json": "malformed JSON body: Expecting property name enclosed in double quotes: "
     "line 1 column 2 (char 1)",
-    "wrong-type": "invalid request body: Failed to parse name field: expected string or "
-    "bytes-like object, got 'int'.",
-    "unknown-field": 'invalid request body: Message type "orchestrator.jobengine.v1.'
-    'RegisterSourceRequest" has no field named "owner" at "RegisterSourceRequest".\n'
-    " Available Fields(except extensions): \"['name', 'sourceType', 'enabled']\"",
+    "wrong-type": 'invalid body field "name": 5 is not a string',
+    "unknown-field": 'invalid body field "owner": no field "owner" in '
+    "orchestrator.jobengine.v1.RegisterSourceRequest",
     "body-not-object": "request body must be a JSON object, got list",
     "missing-name": "name: is required",
     "blank-reason": "X-Stella-Operator-Reason: header is required for this operation and "

@@ -299,7 +299,8 @@ def test_convert_scalar_float_words(text: str, want: float) -> None:
                      id="enum-undeclared-number"),
         pytest.param(_k("color"), "color_red", "expected one of COLOR_UNSPECIFIED",
                      id="enum-name-is-case-sensitive"),
-        pytest.param(_k("color"), "99999999999999", "expected one of", id="enum-huge-number"),
+        pytest.param(_k("color"), "99999999999999", '"99999999999999" is not a gwtest.v1.Color '
+                     "name or number; out of range", id="enum-huge-number"),
         pytest.param(_k("name"), "a\ud800", "value is not valid UTF-8", id="string-surrogate"),
     ],
 )  # fmt: skip
@@ -743,6 +744,40 @@ def test_set_field_without_values_does_nothing() -> None:
 def test_set_field_empty_path() -> None:
     with pytest.raises(FieldError, match="empty field path"):
         set_field(Kitchen(), (), ["x"], param="p")
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "reason"),
+    [
+        # Issue 8 item 4: upb narrowed 4294967297 (2^32 + 1) to 1, COLOR_RED.
+        ("color", "4294967297", '"4294967297" is not a gwtest.v1.Color name or number; '
+         "out of range"),
+        ("color", "-2147483649", '"-2147483649" is not a gwtest.v1.Color name or number; '
+         "out of range"),
+        ("inner.count", "4294967297", '"4294967297" is not a decimal int32; out of range'),
+        ("s32", "-2147483649", '"-2147483649" is not a decimal int32; out of range'),
+        ("f64", "18446744073709551616", '"18446744073709551616" is not a decimal uint64; '
+         "out of range"),
+        ("colors", "4294967298", '"4294967298" is not a gwtest.v1.Color name or number; '
+         "out of range"),
+    ],
+)  # fmt: skip
+def test_path_captures_are_range_checked_before_narrowing(
+    path: str, text: str, reason: str
+) -> None:
+    """A path capture is set by set_field, as a query value is (gateway/request.py)."""
+    with pytest.raises(FieldError) as info:
+        set_field(Kitchen(), resolve_path(KITCHEN, path), [text], param=path)
+    assert (info.value.param, info.value.reason) == (path, reason)
+
+
+def test_enum_numbers_at_the_int32_ends_are_looked_up_not_wrapped() -> None:
+    assert convert_scalar(_k("color"), "2", param="color") == 2
+    for text in ("2147483647", "-2147483648"):
+        with pytest.raises(FieldError) as info:
+            convert_scalar(_k("color"), text, param="color")
+        assert info.value.reason.endswith("expected one of COLOR_UNSPECIFIED, COLOR_RED, "
+                                          "COLOR_GREEN or its number")  # fmt: skip
 
 
 # --- apply_query ---------------------------------------------------------------------

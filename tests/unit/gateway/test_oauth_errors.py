@@ -131,8 +131,7 @@ GATEWAY_ERRORS = [
         b'{"grant_type": 5}',
         {"Content-Type": "application/json"},
         400,
-        "invalid request body: Failed to parse grant_type field: "
-        "expected string or bytes-like object, got 'int'.",
+        "invalid body field 'grant_type': 5 is not a string",
         id="json-wrong-type",
     ),
     pytest.param(

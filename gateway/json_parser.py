@@ -1,0 +1,211 @@
+"""Decoded JSON request bodies -> protobuf messages, through the query's converters.
+
+The proto3 JSON mapping (protobuf.dev/programming-guides/json) says which JSON
+type each field takes; the values themselves go through gateway/scalars.py, the
+converters that read path captures and query parameters. So `"QUJD!!!"` is refused
+as bytes in a body as in a query, `4294967297` is out of range for an int32 or an
+enum wherever it is written, and a Timestamp or Duration one place accepts the
+other accepts too. (json_format, used before, silently dropped invalid base64
+characters, narrowed enum numbers modulo 2^32, and worded errors in its own terms.)
+
+What each field takes:
+
+- integers and enums: a JSON number (integral: `1e2` is 100) or a string;
+  enums by name, or by a number the enum declares;
+- float and double: a number, or a string (`"NaN"`, `"Infinity"`, `"1.5"`);
+- bool: `true` or `false`; string: a string; bytes: base64 in a string;
+- Timestamp, Duration, FieldMask: their string forms; wrappers: the wrapped value;
+- Struct, Value, ListValue: free JSON; Any: `{"@type": ..., ...}`;
+- other messages: an object whose keys are proto or JSON field names (proto name
+  first, as query parameters); repeated fields: an array; maps: an object;
+- `null`: the field stays unset (for Value: JSON null), never inside arrays.
+
+Every refusal is a FieldError whose `param` is the path of the offending value in
+the request message, keys as the caller wrote them: `inner.count`, `tags[1]`,
+`labels[env]`. Nothing else escapes, whatever the document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final, cast
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from gateway.field_paths import FieldError, UnknownParameter, lookup_field, map_entry, proto_type
+from gateway.scalars import convert_number, convert_scalar, form_of, new_message
+
+_FD = FieldDescriptor
+_WRAPPERS_FILE: Final = "google/protobuf/wrappers.proto"
+_STRING_FORMS: Final = frozenset(
+    {"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"}
+)
+# Free JSON, and Any (its "@type" names a message json_format resolves): parsed by
+# json_format, whose errors are replaced by ours.
+_FREE_JSON: Final = {
+    "google.protobuf.Struct": "a JSON object",
+    "google.protobuf.Value": "a JSON value",
+    "google.protobuf.ListValue": "a JSON array",
+    "google.protobuf.Any": 'a JSON object with "@type" naming a known message',
+}
+_NULL_TAKERS: Final = frozenset({"google.protobuf.Value", "google.protobuf.NullValue"})
+_JSON_ERRORS: Final = (json_format.ParseError, ValueError, TypeError, KeyError, RecursionError)
+
+
+def merge_object(message: Message, document: dict[str, Any], *, path: str = "") -> None:
+    """Set `message`'s fields from a JSON object; `path` prefixes every error's `param`."""
+    # The stubs type DESCRIPTOR as a union with upb's class, which is a Descriptor.
+    descriptor = cast(Descriptor, message.DESCRIPTOR)
+    written: dict[str, str] = {}  # field name -> the key that set it
+    for key, value in document.items():
+        where = _join(path, key)
+        field = lookup_field(descriptor, key)
+        if field is None:
+            raise UnknownParameter(where, f'no field "{key}" in {descriptor.full_name}')
+        if field.name in written:
+            raise FieldError(where, f'the same field as "{written[field.name]}", given twice')
+        written[field.name] = key
+        if value is None and not _takes_null(field):
+            continue  # null means the default: the field stays unset
+        _check_oneof(message, field, written, where)
+        set_value(message, field, value, path=where)
+
+
+def set_value(message: Message, field: FieldDescriptor, value: Any, *, path: str) -> None:
+    """Set one field of `message` from its decoded JSON value (a body of one field)."""
+    if value is None and not _takes_null(field):
+        return
+    entry = map_entry(field)
+    if entry is not None:
+        _set_map(getattr(message, field.name), field, entry, value, path)
+    elif field.is_repeated:
+        _set_list(getattr(message, field.name), field, value, path)
+    elif field.message_type is not None:
+        _merge_message(getattr(message, field.name), field, value, path)
+    else:
+        setattr(message, field.name, _scalar(field, value, path))
+
+
+def _set_map(
+    container: Any, field: FieldDescriptor, entry: Descriptor, value: Any, where: str
+) -> None:
+    if not isinstance(value, dict):
+        raise _wrong_type(where, f"a JSON object ({proto_type(field)})", value)
+    key_field, value_field = entry.fields_by_name["key"], entry.fields_by_name["value"]
+    for key, item in value.items():
+        at = f"{where}[{key}]"
+        try:
+            converted = convert_scalar(key_field, key, param=at)
+        except FieldError as exc:
+            raise FieldError(at, f"map key {exc.reason}") from None
+        if item is None and not _takes_null(value_field):
+            raise FieldError(at, "null is not a map value")
+        if value_field.message_type is not None:
+            _merge_message(container[converted], value_field, item, at)
+        else:
+            container[converted] = _scalar(value_field, item, at)
+
+
+def _set_list(container: Any, field: FieldDescriptor, value: Any, where: str) -> None:
+    if not isinstance(value, list):
+        raise _wrong_type(where, f"a JSON array ({proto_type(field)})", value)
+    for index, item in enumerate(value):
+        at = f"{where}[{index}]"
+        if item is None and not _takes_null(field):
+            raise FieldError(at, "null is not a list element")
+        if field.message_type is not None:
+            _merge_message(container.add(), field, item, at)
+        else:
+            container.append(_scalar(field, item, at))
+
+
+def _merge_message(target: Any, field: FieldDescriptor, value: Any, where: str) -> None:
+    """Merge `value` into `target`, a message of `field`'s type (one element if repeated)."""
+    descriptor = cast(Descriptor, field.message_type)
+    name = descriptor.full_name
+    if name in _STRING_FORMS or descriptor.file.name == _WRAPPERS_FILE:
+        target.CopyFrom(_scalar(field, value, where))
+    elif name in _FREE_JSON:
+        try:
+            json_format.ParseDict(value, target)
+        except _JSON_ERRORS:
+            raise _wrong_type(where, _FREE_JSON[name], value) from None
+    elif isinstance(value, dict):
+        target.SetInParent()  # `{}` still sets the field
+        merge_object(target, value, path=where)
+    else:
+        raise _wrong_type(where, f"a JSON object ({name})", value)
+
+
+def _scalar(field: FieldDescriptor, value: Any, where: str) -> Any:
+    """A JSON scalar through the query's converters; JSON types as the mapping says."""
+    if _kind(field) == _FD.TYPE_BOOL:
+        if isinstance(value, bool):
+            return _wrap(field, value)
+        raise _wrong_type(where, "true or false", value)
+    if isinstance(value, str):
+        return convert_scalar(field, value, param=where)
+    if value is None:  # only google.protobuf.NullValue gets here
+        return 0
+    if isinstance(value, int | float) and not isinstance(value, bool):  # bool is an int
+        return convert_number(field, value, param=where)
+    raise _wrong_type(where, form_of(field), value)
+
+
+def _kind(field: FieldDescriptor) -> int:
+    """The field's type, or for a wrapper the type of its `value`."""
+    message = field.message_type
+    if message is not None and message.file.name == _WRAPPERS_FILE:
+        return int(message.fields_by_name["value"].type)
+    return int(field.type)
+
+
+def _wrap(field: FieldDescriptor, value: bool) -> Any:
+    if field.message_type is None:
+        return value
+    msg = new_message(field)
+    msg.value = value
+    return msg
+
+
+def _takes_null(field: FieldDescriptor) -> bool:
+    named = field.message_type or field.enum_type
+    return named is not None and named.full_name in _NULL_TAKERS
+
+
+def _check_oneof(
+    message: Message, field: FieldDescriptor, written: dict[str, str], where: str
+) -> None:
+    oneof = field.containing_oneof
+    if oneof is None:
+        return
+    current = message.WhichOneof(oneof.name)
+    if current is not None and current != field.name:
+        other = written.get(current, current)
+        raise FieldError(where, f'"{other}" of oneof "{oneof.name}" is already set')
+
+
+def _wrong_type(where: str, expected: str, value: Any) -> FieldError:
+    return FieldError(where, f"expected {expected}, got {_json_kind(value)}")
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"the number {_cut(json.dumps(value))}"
+    if isinstance(value, str):
+        return f"the string {_cut(json.dumps(value, ensure_ascii=False))}"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
