@@ -48,6 +48,9 @@ def loads(raw: bytes) -> Any:
 
     A blank document (only whitespace) is malformed: JSON needs a value.
     """
+    if not raw.strip(b" \t\r\n"):  # RFC 8259 §2: whitespace around a value, not instead
+        blank = "only whitespace" if raw else "empty"
+        raise _bad_body(f"malformed JSON body: {blank}; send a JSON value or no body")
     try:
         return json.loads(raw, parse_float=finite_float, parse_constant=_no_constant)
     except UnicodeDecodeError:

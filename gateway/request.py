@@ -88,7 +88,7 @@ def _apply_body(
     if form is not None:
         _apply_form(binding, message, form)
         return None
-    if not body.strip():
+    if not body:  # absent; a blank body is malformed JSON (codec.loads says so)
         return None
     decoded = codec.loads(body)
     codec.parse_into(message, decoded, field=binding.body)
