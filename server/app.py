@@ -31,6 +31,7 @@ from server.config import Settings
 from server.domain.pagination import PageTokens
 from server.http_surface import gateway_config
 from server.identity.components import Clocks, Identity
+from server.identity.urls import is_wildcard, served_url
 from server.interceptors.audit import OperatorAudit
 from server.interceptors.authentication import Authentication
 from server.interceptors.chain import InterceptorChain, Stage
@@ -58,7 +59,7 @@ GRPC_SERVER_OPTIONS = (
 
 @dataclass
 class Application:
-    settings: Settings
+    settings: Settings  # once started, `public_url` is the effective one (derived if unset)
     clocks: Clocks = field(default_factory=Clocks)  # identity's time; tests move it forward
     db: Database = field(init=False)
     identity: Identity = field(init=False)  # identity.verifier checks access tokens
@@ -70,6 +71,13 @@ class Application:
     _http_task: asyncio.Task[None] | None = None
 
     async def start(self, *, http_socket: socket.socket | None = None) -> None:
+        # Bound first: without ORCHESTRATOR_PUBLIC_URL the issuer is the address served.
+        sock = http_socket or _bind(self.settings.host, self.settings.port)
+        served_host, self.http_port = sock.getsockname()[:2]
+        derived = not self.settings.public_url
+        if derived:
+            public_url = served_url(served_host, self.http_port)
+            self.settings = self.settings.model_copy(update={"public_url": public_url})
         self.db = Database(self.settings.database_url)
         await self.db.migrate()
         tokens = await self._page_tokens()
@@ -95,14 +103,24 @@ class Application:
             InProcessUpstream(registry.handlers, interceptors),
             gateway_config(self.settings, _proto_comments()),
         )
-        await self._start_http(http_socket)
+        await self._start_http(sock)
         log.info(
-            "serving gRPC on %s:%d, HTTP on %s:%d",
+            "serving gRPC on %s:%d, HTTP on %s:%d; issuer %s (%s)",
             self.settings.host,
             self.grpc_port,
             self.settings.host,
             self.http_port,
+            self.identity.urls.issuer,
+            "derived from the HTTP address; set ORCHESTRATOR_PUBLIC_URL to the URL clients use"
+            if derived
+            else "ORCHESTRATOR_PUBLIC_URL",
         )
+        if derived and is_wildcard(served_host):
+            log.warning(
+                "HTTP listens on every interface but the issuer is %s: remote clients' tokens "
+                "and DPoP proofs will not match it; set ORCHESTRATOR_PUBLIC_URL",
+                self.settings.public_url,
+            )
 
     async def _page_tokens(self) -> PageTokens:
         configured = self.settings.page_token_secret.get_secret_value()
@@ -119,9 +137,7 @@ class Application:
             (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc_server
         )
 
-    async def _start_http(self, http_socket: socket.socket | None) -> None:
-        sock = http_socket or _bind(self.settings.host, self.settings.port)
-        self.http_port = sock.getsockname()[1]
+    async def _start_http(self, sock: socket.socket) -> None:
         config = uvicorn.Config(
             self.gateway,
             log_config=None,

@@ -38,7 +38,7 @@ async def _serve(dev: bool) -> int:
     await app.start()
     created = await bootstrap(app.db) if dev else None
     if created is not None:
-        base = f"http://{settings.host}:{app.http_port}"
+        base = app.settings.public_url  # the issuer: DPoP proofs name this URL
         client_id, secret = created.client.client_id, created.client_secret
         print(
             f"dev bootstrap: tenant {DEMO_TENANT!r} with demo sources.\n"

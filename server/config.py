@@ -38,7 +38,10 @@ class Settings(BaseSettings):
         "sqlite+aiosqlite:///./var/orchestrator.db",
         validation_alias=_env("ORCHESTRATOR_DATABASE_URL", "database_url"),
     )
+    # Redis for the state replicas share per request (the DPoP replay cache, the
+    # failed-secret throttle); unset, that state lives in the database.
     redis_host: str | None = Field(None, validation_alias=_env("REDIS_HOST", "redis_host"))
+    redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT", "redis_port"))
     peers: str | None = Field(None, validation_alias=_env("ORCHESTRATOR_PEERS", "peers"))
     reporting_url: str | None = Field(None, validation_alias=_env("REPORTING_URL", "reporting_url"))
     doc_store_url: str | None = Field(None, validation_alias=_env("DOC_STORE_URL", "doc_store_url"))
@@ -62,9 +65,9 @@ class Settings(BaseSettings):
     )
     # The URL clients use to reach the HTTP API (behind TLS and proxies): the token
     # issuer, the audience, the base of the discovery documents and DPoP's `htu`.
-    public_url: str = Field(
-        "http://127.0.0.1:5099", validation_alias=_env("ORCHESTRATOR_PUBLIC_URL", "public_url")
-    )
+    # Empty: the http URL of the address actually served, known once the HTTP socket is
+    # bound (so `PORT=0` works); `Application.settings` then holds that URL.
+    public_url: str = Field("", validation_alias=_env("ORCHESTRATOR_PUBLIC_URL", "public_url"))
     # Take DPoP's `htu` scheme and host from x-forwarded-proto/-host metadata; only
     # when the hop that sets them overwrites whatever a client sent.
     trust_forwarded_headers: bool = Field(

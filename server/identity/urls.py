@@ -7,7 +7,8 @@ proxies sit in front of it. The configured public base URL
 (RFC 9449 §4.3) the URL of the request may instead come from the
 `x-forwarded-proto` and `x-forwarded-host` metadata, but only when
 `trust_forwarded` says the hop that sets them is trusted to overwrite what a
-client sent.
+client sent. Without a configured URL the server names itself by the address it
+actually serves (`served_url`), which is right for direct local use only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,27 @@ INTROSPECTION_PATH = "/oauth/introspect"
 REVOCATION_PATH = "/oauth/revoke"
 JWKS_PATH = "/.well-known/jwks.json"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
+
+# A wildcard bind address names no host a client can send to; its loopback does.
+_WILDCARD_HOSTS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def is_wildcard(host: str) -> bool:
+    """True for the bind-to-every-interface addresses (``0.0.0.0``, ``::``, empty)."""
+    return host in _WILDCARD_HOSTS
+
+
+def served_url(host: str, port: int) -> str:
+    """``http://host:port`` of a bound HTTP socket, the public URL when none is configured.
+
+    `host` and `port` are what the socket is bound to (after binding, so port 0 has
+    become the real port); a wildcard host becomes its loopback, an IPv6 literal is
+    bracketed (RFC 3986 §3.2.2). Always http: TLS sits in front of this server, and
+    then ORCHESTRATOR_PUBLIC_URL must name the https URL.
+    """
+    host = _WILDCARD_HOSTS.get(host, host)
+    literal = f"[{host}]" if ":" in host else host
+    return f"http://{literal}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
