@@ -6,7 +6,8 @@ in the header. `DpopVerifier.verify` performs the checks of RFC 9449 §4.3:
 1. one well-formed compact JWS, at most `MAX_PROOF_BYTES`;
 2. `typ` is `dpop+jwt`; `alg` is an asymmetric algorithm of `DPOP_ALGORITHMS`
    (never `none`, never HMAC);
-3. `jwk` is a public key (no private members) and the signature verifies with it;
+3. `jwk` is a public key (no private members; its advisory members ignored) and the
+   signature verifies with it;
 4. `htm` is the request's method, `htu` its URL (scheme, host and path compared
    after RFC 3986 §6.2.2-6.2.3 normalization; query and fragment ignored);
 5. `iat` is within [now - `max_age`, now + `future_skew`];
@@ -38,12 +39,17 @@ from urllib.parse import urlsplit
 
 from joserfc import jws
 from joserfc.errors import JoseError
-from joserfc.jwk import JWKRegistry, Key
+from joserfc.jwk import Key
+
+from server.identity.jose import jws_registry, public_key
 
 DPOP_TYPE = "dpop+jwt"
 DPOP_ALGORITHMS: tuple[str, ...] = ("ES256", "ES384", "ES512", "EdDSA", "PS256", "RS256")
 MAX_PROOF_BYTES = 8192
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+# joserfc's defaults would refuse an RSA-2048 proof (header over 512 bytes) and any
+# unregistered header parameter; see server/identity/jose.py.
+_REGISTRY = jws_registry(DPOP_ALGORITHMS, max_bytes=MAX_PROOF_BYTES)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -165,8 +171,9 @@ def _verified_parts(proof: str) -> tuple[Mapping[str, Any], Key]:
     if not proof or len(proof) > MAX_PROOF_BYTES or not proof.isascii():
         raise DpopError("proof must be one compact JWS of at most 8 KiB")
     try:
-        obj = jws.extract_compact(proof.encode())
+        obj = jws.extract_compact(proof.encode(), registry=_REGISTRY)
         header = obj.headers()
+        _REGISTRY.check_header(header)  # registered members' types; `crit` understood
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise DpopError("proof is not a well-formed JWS") from exc
     if str(header.get("typ", "")).lower() != DPOP_TYPE:
@@ -178,8 +185,8 @@ def _verified_parts(proof: str) -> tuple[Mapping[str, Any], Key]:
     if not isinstance(jwk, dict) or _PRIVATE_MEMBERS & set(jwk):
         raise DpopError("jwk must be a public key")
     try:
-        key = JWKRegistry.import_key(jwk)
-        valid = jws.validate_compact(obj, key, algorithms=[str(alg)])
+        key = public_key(jwk)
+        valid = jws.validate_compact(obj, key, registry=_REGISTRY)
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise DpopError("proof signature does not verify with its jwk") from exc
     if not valid:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import secrets
 import time
+import warnings
 from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key
+from joserfc.jws import JWSRegistry
 
 from server.identity.dpop import access_token_hash
 
@@ -42,4 +44,9 @@ def make_proof(
         "jwk": jwk if jwk is not None else key.as_dict(private=False),
         **(header or {}),
     }
-    return jwt.encode(protected, claims, key)
+    # Any algorithm and header parameter a client may send; joserfc's defaults sign only
+    # its "recommended" algorithms, refuse unregistered header names, and warn on EdDSA.
+    registry = JWSRegistry(algorithms=[str(protected["alg"])], strict_check_header=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return jwt.encode(protected, claims, key, registry=registry)
