@@ -24,6 +24,7 @@ Rules worth knowing:
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -425,7 +426,9 @@ def _response_header(header: DocumentedHeader) -> dict[str, Any]:
     described: dict[str, Any] = {"required": True} if header.required else {}
     if header.description:
         described["description"] = header.description
-    described["schema"] = {"type": "string"}
+    described["schema"] = (
+        copy.deepcopy(dict(header.schema)) if header.schema is not None else {"type": "string"}
+    )
     return described
 
 

@@ -11,19 +11,27 @@ those the gateway itself answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf.descriptor import MethodDescriptor
 
 
 @dataclass(frozen=True, slots=True)
 class DocumentedHeader:
-    """One HTTP header as an OpenAPI header parameter or response header."""
+    """One HTTP header as an OpenAPI header parameter or response header.
+
+    `schema` is the JSON Schema (2020-12) of the value exactly as the server judges it,
+    built from the same constants and patterns its checks use, so a client that
+    follows the document is never refused for the value's shape; None documents any
+    string (non-empty when `required`).
+    """
 
     name: str
     required: bool = False
     description: str = ""
+    schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ its server reads (`OperationSecurity.headers`, gateway/openapi_config.py).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from gateway.bindings import Binding
 from gateway.conditional import IF_MATCH, EtagPlan, etag_plan
-from gateway.openapi_config import OperationSecurity
+from gateway.openapi_config import DocumentedHeader, OperationSecurity
 from gateway.openapi_schema import (
     WELL_KNOWN,
     Comments,
@@ -161,11 +162,20 @@ def header_parameters(
         schema: Schema = {"type": "string", "minLength": 1} if required else {"type": "string"}
         yield parameter(IF_MATCH, "header", schema, required=required, notes=[note])
     for header in security.headers if security is not None else ():
-        required = header.required
-        schema = {"type": "string", "minLength": 1} if required else {"type": "string"}
         yield parameter(
-            header.name, "header", schema, required=required, notes=[header.description]
+            header.name,
+            "header",
+            header_schema(header),
+            required=header.required,
+            notes=[header.description],
         )
+
+
+def header_schema(header: DocumentedHeader) -> Schema:
+    """The owner's schema of the value; else any string, non-empty when required."""
+    if header.schema is not None:
+        return copy.deepcopy(dict(header.schema))
+    return {"type": "string", "minLength": 1} if header.required else {"type": "string"}
 
 
 def answers_etag(binding: Binding, plan: EtagPlan | None) -> bool:

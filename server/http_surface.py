@@ -16,7 +16,7 @@ The in-process gateway (`gateway_config`, server/app.py) and `orchestrator gatew
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from google.protobuf.descriptor import MethodDescriptor
 
@@ -27,8 +27,13 @@ from gateway.openapi_config import DocumentedHeader, OpenApiConfig, OperationSec
 from orchestrator.api.v1 import options_pb2
 from server.config import Settings
 from server.identity.urls import TOKEN_PATH
-from server.interceptors.audit import REASON_HEADER, TICKET_HEADER
-from server.interceptors.tenancy import LEGACY_TENANT_HEADER, PROJECT_HEADER, TENANT_HEADER
+from server.interceptors.audit import REASON_HEADER, REASON_MAX, TICKET_HEADER, TICKET_MAX
+from server.interceptors.tenancy import (
+    IDENTIFIER_PATTERN,
+    LEGACY_TENANT_HEADER,
+    PROJECT_HEADER,
+    TENANT_HEADER,
+)
 from server.interceptors.tracing import TRACE_HEADER
 from server.policy import declares_policy, method_policy
 
@@ -41,14 +46,63 @@ def _canonical(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
 
 
+def _identifier() -> dict[str, Any]:
+    """A tenant or project id, by the pattern server/interceptors/tenancy.py checks; an
+    empty value is read as no header at all."""
+    return {
+        "anyOf": [
+            {"type": "string", "pattern": IDENTIFIER_PATTERN},
+            {"type": "string", "maxLength": 0},
+        ]
+    }
+
+
+# HTTP delivers header values without surrounding whitespace (RFC 9110 §5.5) and the
+# gateway percent-encodes a value holding a tab or any octet beyond printable ASCII
+# (gateway/metadata.py), so the server's "not blank" (server/interceptors/audit.py)
+# is, over HTTP, "has a character other than space and tab".
+_NOT_BLANK: Final = r"[^ \t]"
+_AS_RECEIVED: Final = (
+    "Lengths count the value as the server receives it: one with a tab or non-ASCII "
+    "octets arrives percent-encoded (RFC 3986 §2.1), `%` included."
+)
+
 TRACE_ID: Final = DocumentedHeader(_canonical(TRACE_HEADER), description="The call's trace id.")
 TENANT_HEADERS: Final = (
-    DocumentedHeader(TENANT_HEADER, required=True),
-    DocumentedHeader(PROJECT_HEADER),
+    DocumentedHeader(
+        TENANT_HEADER,
+        description=(
+            "The tenant the call acts for. A token bound to one tenant needs none, and one "
+            "sent must name that tenant (else 403 `TENANT_FORBIDDEN`); an operator's token "
+            "must name one of its tenants (400 `TENANT_REQUIRED` without it). "
+            f"`{LEGACY_TENANT_HEADER}` is its deprecated name; an empty value is none."
+        ),
+        schema=_identifier(),
+    ),
+    DocumentedHeader(
+        PROJECT_HEADER,
+        description=(
+            "Narrows the call to one project of the tenant: what is created is tagged "
+            "with it, what is read outside it is absent. An empty value is none."
+        ),
+        schema=_identifier(),
+    ),
 )
 AUDIT_HEADERS: Final = (
-    DocumentedHeader(REASON_HEADER, required=True),
-    DocumentedHeader(TICKET_HEADER),
+    DocumentedHeader(
+        REASON_HEADER,
+        required=True,
+        description=f"Why the operator makes this change; kept in the audit trail. {_AS_RECEIVED}",
+        schema={"type": "string", "minLength": 1, "maxLength": REASON_MAX, "pattern": _NOT_BLANK},
+    ),
+    DocumentedHeader(
+        TICKET_HEADER,
+        description=(
+            f"The change ticket, if any; kept in the audit trail. An empty value is none. "
+            f"{_AS_RECEIVED}"
+        ),
+        schema={"type": "string", "maxLength": TICKET_MAX},
+    ),
 )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Final
 
 import grpc
 
@@ -29,16 +30,18 @@ from server.policy import MethodPolicy
 TENANT_HEADER = "X-Stella-Tenant"
 LEGACY_TENANT_HEADER = "X-StellaOps-Tenant"
 PROJECT_HEADER = "X-Stella-Project"
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A tenant or project id; ECMA-262 compatible, so the OpenAPI documents carry this very
+# pattern (server/http_surface.py).
+IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+IDENTIFIER_RULE: Final = (
+    "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+)
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 
 def _checked(header: str, value: str) -> str:
-    if not _IDENTIFIER.match(value):
-        raise InvalidArgument.of(
-            header,
-            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
-            reason="INVALID_HEADER",
-        )
+    if not _IDENTIFIER.fullmatch(value):
+        raise InvalidArgument.of(header, IDENTIFIER_RULE, reason="INVALID_HEADER")
     return value
 
 

@@ -339,7 +339,35 @@ def test_source_operations(
     assert op["security"] == [{"oauth2": scopes}, {"dpop": scopes}]
     assert list(params(op, "header")) == headers
     required = [name for name, p in params(op, "header").items() if p.get("required")]
-    assert required == [h for h in headers if h in ("X-Stella-Tenant", "X-Stella-Operator-Reason")]
+    # A token bound to a tenant may leave X-Stella-Tenant out (server/interceptors/tenancy.py).
+    assert required == [h for h in headers if h == "X-Stella-Operator-Reason"]
+
+
+IDENTIFIER = {
+    "anyOf": [
+        {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+        {"type": "string", "maxLength": 0},
+    ]
+}
+
+
+def test_header_schemas_are_the_rules_the_server_checks() -> None:
+    op = operation(product_doc(), "post", "/jobengine/sources")
+    assert {name: p["schema"] for name, p in params(op, "header").items()} == {
+        "X-Stella-Tenant": IDENTIFIER,
+        "X-Stella-Project": IDENTIFIER,
+        "X-Stella-Operator-Reason": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 1024,
+            "pattern": "[^ \\t]",
+        },
+        "X-Stella-Operator-Ticket": {"type": "string", "maxLength": 256},
+    }
+    tenant = params(op, "header")["X-Stella-Tenant"]
+    assert "required" not in tenant
+    assert "400 `TENANT_REQUIRED`" in tenant["description"]
+    assert "X-StellaOps-Tenant" in tenant["description"]
 
 
 def test_legacy_prefix_is_deprecated_and_says_so_in_headers() -> None:
