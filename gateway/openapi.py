@@ -312,7 +312,12 @@ class _Builder:
             schema = self.registry.message(binding.method.input_type)
         content = {"application/json": {"schema": schema}}
         if target is not None and _flat(target, exclude):
-            content[FORM_TYPE] = {"schema": schema}
+            # A form's unknown names are ignored where unknown query parameters are.
+            open_form = binding.behavior.allow_unknown_query
+            form = (
+                self.registry.object_schema(target, exclude, closed=False) if open_form else schema
+            )
+            content[FORM_TYPE] = {"schema": form}
         return {"content": content, "required": True} if required else {"content": content}
 
     def _operation_responses(self, binding: Binding) -> dict[str, Any]:

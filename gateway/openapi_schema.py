@@ -78,7 +78,7 @@ WELL_KNOWN: Final[Mapping[str, Schema]] = {
     "google.protobuf.Struct": {"type": "object"},
     "google.protobuf.Value": {},
     "google.protobuf.ListValue": {"type": "array"},
-    "google.protobuf.Empty": {"type": "object"},
+    "google.protobuf.Empty": {"type": "object", "additionalProperties": False},
     "google.protobuf.Any": {
         "type": "object",
         "properties": {"@type": {"type": "string"}},
@@ -267,8 +267,18 @@ class SchemaRegistry:
             self._schemas[name] = schema
         return {"$ref": REF_PREFIX + name}
 
-    def object_schema(self, descriptor: Descriptor, exclude: Iterable[str] = ()) -> Schema:
-        """The message as a JSON object, without the proto fields named in `exclude`."""
+    def object_schema(
+        self, descriptor: Descriptor, exclude: Iterable[str] = (), *, closed: bool = True
+    ) -> Schema:
+        """The message as a JSON object, without the proto fields named in `exclude`.
+
+        `closed` (the default) says `additionalProperties: false`: the gateway refuses
+        a body key that names no field (400 naming it, gateway/codec.py); an open
+        schema is for a body whose unknown names the method ignores (a form under
+        `allow_unknown_query_parameters`, gateway/request.py). The proto field names
+        (`source_type` beside `sourceType`) are accepted too, as the proto3 JSON
+        mapping asks of parsers, but only the JSON names are documented.
+        """
         skipped = frozenset(exclude)
         ordered = sorted(descriptor.fields, key=lambda f: f.number)
         fields = [f for f in ordered if f.name not in skipped]
@@ -278,6 +288,8 @@ class SchemaRegistry:
         required = [f.json_name for f in fields if _REQUIRED in field_behaviors(f)]
         if required:
             schema["required"] = required
+        if closed:
+            schema["additionalProperties"] = False
         rules, notes = _oneof_rules(descriptor, fields)
         schema.update(rules)
         described = self._described(schema, descriptor.full_name)

@@ -451,9 +451,8 @@ def test_register_body_is_json_or_form_and_required() -> None:
 
 def test_body_star_with_path_field_leaves_the_field_out() -> None:
     op = operation(product_doc(), "post", "/jobengine/sources/{sourceId}/pause")
-    assert op["requestBody"] == {
-        "content": {"application/json": {"schema": {"type": "object", "properties": {}}}}
-    }
+    body = {"type": "object", "properties": {}, "additionalProperties": False}
+    assert op["requestBody"] == {"content": {"application/json": {"schema": body}}}
     assert params(op, "query") == {}
 
 
@@ -470,6 +469,7 @@ def test_source_schema() -> None:
             "updatedAt": {"type": "string", "format": "date-time", "readOnly": True},
         },
         "required": ["name", "sourceType"],
+        "additionalProperties": False,
     }
     assert schema(product_doc(), "ListSourcesResponse")["properties"] == {
         "items": {"type": "array", "items": {"$ref": "#/components/schemas/Source"}},
@@ -505,6 +505,34 @@ def test_security_schemes_and_error_schema() -> None:
     }
     sources = operation(product_doc(), "get", "/jobengine/sources")
     assert sources["responses"]["400"] == {"$ref": "#/components/responses/Error400"}
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/oauth/token", "TokenRequest"),
+        ("/oauth/introspect", "IntrospectRequest"),
+        ("/oauth/revoke", "RevokeRequest"),
+    ],
+    ids=["token", "introspect", "revoke"],
+)
+def test_request_bodies_are_closed_unless_unknown_names_are_ignored(
+    path: str, message: str
+) -> None:
+    """A JSON body key that names no field is refused (400), so the schema is closed; the
+    OAuth endpoints ignore unknown form parameters (allow_unknown_query_parameters, as
+    RFC 6749 §3.2 asks), so their form schema is open."""
+    document = product_doc()
+    content = operation(document, "post", path)["requestBody"]["content"]
+    assert content["application/json"] == {"schema": {"$ref": f"#/components/schemas/{message}"}}
+    assert schema(document, message)["additionalProperties"] is False
+    form = content["application/x-www-form-urlencoded"]["schema"]
+    assert "additionalProperties" not in form
+    assert form == {
+        k: v for k, v in schema(document, message).items() if k != "additionalProperties"
+    }
+    register = operation(document, "post", "/jobengine/sources")["requestBody"]["content"]
+    assert register["application/x-www-form-urlencoded"] == register["application/json"]
 
 
 # --- a foreign proto: EchoService ----------------------------------------------------
@@ -677,7 +705,7 @@ def test_response_bodies() -> None:
         "*/*": {"schema": {"type": "string", "format": "binary"}}
     }
     assert content("delete", "/v1/kitchens/{id}") == {
-        "application/json": {"schema": {"type": "object"}}
+        "application/json": {"schema": {"type": "object", "additionalProperties": False}}
     }
     stream = content("get", "/v1/count")
     assert stream["application/x-ndjson"]["schema"]["properties"] == {
@@ -800,6 +828,7 @@ def test_nested_messages_and_enums(acme_doc: Document) -> None:
     assert schemas["StartResponse.Token"] == {
         "type": "object",
         "properties": {"id": {"type": "string"}},
+        "additionalProperties": False,
     }
     assert schemas["TokenType"] == {
         "type": "string",
