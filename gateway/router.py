@@ -11,6 +11,12 @@ router.go uses the same trie and precedence as here.)
 Percent-decoding follows google/api/http.proto: a variable over one `*` or literal
 segment is fully decoded; a multi-segment variable (`{name=shelves/*}`, `{path=**}`)
 is decoded except for `%2F`/`%2f`, which stays as written.
+
+Empty segments match nothing, with one exception: a trailing `/` is taken by a
+`**` that ends the template, so `/**` matches `/a/` and `{path=**}` captures `a/`
+(grpc-gateway keeps the slash in the capture; Envoy drops trailing slashes from
+every path, which we do not: `/v1/echo/` is not `/v1/echo`). The root template
+`/` matches the path `/` only.
 """
 
 from __future__ import annotations
@@ -189,8 +195,11 @@ class Router(Generic[T]):
             return []
         raw = raw_path[1:].split("/") if raw_path != "/" else []
         decoded = [_decode(segment, raw_path) for segment in raw]
-        if "" in raw:  # `/v1/echo/` is not `/v1/echo`; `*` never matches nothing
+        if "" in raw[:-1]:  # `*` never matches nothing, nor does a literal
             return []
+        # A trailing `/` leaves one empty last segment: only a `**` that ends the
+        # template takes it (`/**` matches `/a/`, as grpc-gateway and Envoy do), so
+        # `/v1/echo/` is still not `/v1/echo`.
         whole = _Path(raw, decoded, None)
         colon = raw[-1].rfind(":") if raw else -1
         if colon <= 0:
@@ -241,7 +250,7 @@ def _walk(node: _Node[T], segments: list[str], index: int, verb: str | None) -> 
         child = node.literals.get(segments[index])
         if child is not None:
             route = _walk(child, segments, index + 1, verb)
-        if route is None and node.star is not None:
+        if route is None and node.star is not None and segments[index]:
             route = _walk(node.star, segments, index + 1, verb)
     if route is None and node.deep is not None:
         # `**` takes as few segments as it can; only literals follow it.

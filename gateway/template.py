@@ -2,7 +2,7 @@
 
 The grammar, from google/api/http.proto ("Path template syntax")::
 
-    Template  = "/" Segments [ Verb ] ;
+    Template  = "/" Segments [ Verb ] | "/" ;
     Segments  = Segment { "/" Segment } ;
     Segment   = "*" | "**" | LITERAL | Variable ;
     Variable  = "{" FieldPath [ "=" Segments ] "}" ;
@@ -15,6 +15,10 @@ tuple of segments. `/v1/{name=messages/*}:cancel` parses to::
     segments  = (Literal("v1"), Literal("messages"), Wildcard())
     variables = (Variable(("name",), start=1, end=3),)
     verb      = "cancel"
+
+The root template `/` (no segments) is accepted as Envoy's transcoder and
+grpc-gateway accept it. A `:` inside a variable's segments (`/a/{x=var:verb}`) is
+refused: a Verb follows the whole template, never a variable's sub-pattern.
 
 Matching and percent-decoding of request paths live in `gateway.router`.
 """
@@ -130,6 +134,8 @@ class _Parser:
     def parse(self) -> Template:
         if not self.text.startswith("/"):
             raise self.fail("must start with '/'", 0)
+        if self.text == "/":  # the root: no segments (Envoy, grpc-gateway)
+            return Template(self.text, (), (), None)
         verb = self.split_verb()
         self.pos = 1
         self.parse_segments(in_variable=False)
@@ -144,7 +150,9 @@ class _Parser:
         """Cut `:verb` off: the last ':' after the last '/' outside braces.
 
         Like grpc-gateway's tokenizer (internal/httprule/parse.go), a colon in an earlier
-        segment (`/v1/a:b/c`) or inside a variable (`{name=a:b}`) is part of a literal.
+        segment (`/v1/a:b/c`) is part of a literal. A colon inside a variable
+        (`{name=a:b}`) is refused: the grammar has Verb only after the template's
+        Segments, and a route with it there could never be told from a verb.
         """
         depth, colon = 0, -1
         for index, ch in enumerate(self.text):
@@ -156,6 +164,8 @@ class _Parser:
                 colon = -1
             elif depth == 0 and ch == ":":
                 colon = index
+            elif ch == ":" and self.in_variable_segments(index):
+                raise self.fail("a verb (':') may only end the template, not a variable", index)
         if colon < 0:
             return None
         verb = self.text[colon + 1 :]
@@ -164,6 +174,11 @@ class _Parser:
         self.check_literal(verb, colon + 1)
         self.end = colon
         return verb
+
+    def in_variable_segments(self, index: int) -> bool:
+        """Whether `index` falls after the `=` of the variable that encloses it."""
+        brace = self.text.rfind("{", 0, index)
+        return brace >= 0 and "=" in self.text[brace:index] and "}" not in self.text[brace:index]
 
     def parse_segments(self, *, in_variable: bool) -> None:
         self.parse_segment(in_variable=in_variable)

@@ -299,6 +299,57 @@ def test_root_matches_only_deep_wildcard() -> None:
     assert route(router, "GET /a/b") == ("GET /{rest=**}", {"rest": "a/b"})
 
 
+def test_root_template_matches_the_root_only() -> None:
+    """Issue 8 item 6: the template `/` is served (Envoy, grpc-gateway)."""
+    router = make_router(["GET /", "GET /{rest=**}", "POST /v1/items"])
+    assert route(router, "GET /") == ("GET /", {})
+    assert route(router, "GET /a") == ("GET /{rest=**}", {"rest": "a"})
+    with pytest.raises(MethodNotAllowed) as caught:
+        router.match("POST", "/")
+    assert caught.value.allowed == ("GET",)
+    with pytest.raises(NoRoute):
+        make_router(["GET /"]).match("GET", "/a")
+    with pytest.raises(NoRoute):
+        make_router(["GET /"]).match("GET", "//")
+
+
+@pytest.mark.parametrize(
+    ("specs", "path", "target", "captures"),
+    [
+        (["GET /**"], "/a/", "GET /**", {}),
+        (["GET /{rest=**}"], "/a/", "GET /{rest=**}", {"rest": "a/"}),
+        (["GET /{rest=**}"], "/a/b/", "GET /{rest=**}", {"rest": "a/b/"}),
+        (["GET /files/{path=**}"], "/files/", "GET /files/{path=**}", {"path": ""}),
+        (["GET /files/{path=**}"], "/files/a%2Fb/", "GET /files/{path=**}", {"path": "a%2Fb/"}),
+        (["GET /v1/echo", "GET /v1/{rest=**}"], "/v1/echo/", "GET /v1/{rest=**}",
+         {"rest": "echo/"}),
+    ],
+)  # fmt: skip
+def test_a_deep_wildcard_ending_the_template_takes_a_trailing_slash(
+    specs: list[str], path: str, target: str, captures: dict[str, str]
+) -> None:
+    """Issue 8 item 6: `/**` matches `/a/` (grpc-gateway keeps the slash in the capture)."""
+    assert route(make_router(specs), f"GET {path}") == (target, captures)
+
+
+@pytest.mark.parametrize(
+    ("specs", "path"),
+    [
+        (["GET /v1/echo"], "/v1/echo/"),  # only `**` takes it; Envoy strips it everywhere
+        (["GET /v1/{id}"], "/v1/x/"),
+        (["GET /v1/{id}"], "/v1/"),
+        (["GET /v1/**/meta"], "/v1/a/meta/"),  # `**` does not end the template
+        (["GET /{rest=**}"], "/a//b"),  # inner empty segments match nothing
+        (["GET /{rest=**}"], "/a//"),
+        (["POST /v1/{name=*}:do"], "/v1/x:do/"),
+    ],
+)
+def test_other_trailing_slashes_match_nothing(specs: list[str], path: str) -> None:
+    method = specs[0].split(" ", 1)[0]
+    with pytest.raises(NoRoute):
+        make_router(specs).match(method, path)
+
+
 @pytest.mark.parametrize(
     ("first", "second", "probe"),
     [

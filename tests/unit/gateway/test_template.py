@@ -77,7 +77,7 @@ VALID = [
     ("/v1/**:verb", (*lit("v1"), DEEP), (), "verb"),
     ("/v1/a:b/c", lit("v1", "a:b", "c"), (), None),
     ("/v1/a:b", lit("v1", "a"), (), "b"),
-    ("/v1/{name=a:b}", lit("v1", "a:b"), (Variable(("name",), 1, 2),), None),
+    ("/", (), (), None),  # the root, as Envoy and grpc-gateway accept it
     ("/v1/{_x.Y_2}", (*lit("v1"), STAR), (Variable(("_x", "Y_2"), 1, 2),), None),
     ("/v1/a%20b/%2f", lit("v1", "a%20b", "%2f"), (), None),
     ("/v1/~user-1_.x!$&'()+,;=@", lit("v1", "~user-1_.x!$&'()+,;=@"), (), None),
@@ -101,7 +101,12 @@ def test_parse_valid(
 INVALID = [
     ("", "must start with '/'", 0),
     ("v1/users", "must start with '/'", 0),
-    ("/", "empty segment", 1),
+    ("/v1/{name=a:b}", "a verb (':') may only end the template, not a variable", 11),
+    ("/a/{x=var:verb}", "a verb (':') may only end the template, not a variable", 9),
+    ("/a/{x=b/c:verb}/d", "a verb (':') may only end the template, not a variable", 9),
+    ("/a/{x=**:verb}", "a verb (':') may only end the template, not a variable", 8),
+    ("/a/{x=b:c}:verb", "a verb (':') may only end the template, not a variable", 7),
+    ("/:verb", "empty segment", 1),
     ("//", "empty segment", 1),
     ("/v1//users", "empty segment", 4),
     ("/v1/", "empty segment", 4),
@@ -205,7 +210,7 @@ def test_parse_raises_only_template_error(text: str) -> None:
         assert error.position is None or 0 <= error.position <= len(text)
     else:
         assert template.source == text
-        assert template.segments
+        assert template.segments or text == "/"
 
 
 LITERALS = st.text(alphabet="abcxyz019-._~", min_size=1, max_size=6)
