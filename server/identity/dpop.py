@@ -4,8 +4,9 @@ A proof is a JWS the client signs per request with a key whose public half rides
 in the header. `DpopVerifier.verify` performs the checks of RFC 9449 §4.3:
 
 1. one well-formed compact JWS, at most `MAX_PROOF_BYTES`;
-2. `typ` is `dpop+jwt`; `alg` is an asymmetric algorithm of `DPOP_ALGORITHMS`
-   (never `none`, never HMAC);
+2. `typ` is the media type `application/dpop+jwt`, spelled `dpop+jwt` or in full,
+   in any case (RFC 7515 §4.1.9); `alg` is an asymmetric algorithm of
+   `DPOP_ALGORITHMS` (never `none`, never HMAC);
 3. `jwk` is a public key (no private members; its advisory members ignored) and the
    signature verifies with it;
 4. `htm` is the request's method, `htu` its URL (scheme, host and path compared
@@ -41,7 +42,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
 
-from server.identity.jose import jws_registry, public_key
+from server.identity.jose import has_type, jws_registry, public_key
 
 DPOP_TYPE = "dpop+jwt"
 DPOP_ALGORITHMS: tuple[str, ...] = ("ES256", "ES384", "ES512", "EdDSA", "PS256", "RS256")
@@ -176,7 +177,7 @@ def _verified_parts(proof: str) -> tuple[Mapping[str, Any], Key]:
         _REGISTRY.check_header(header)  # registered members' types; `crit` understood
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise DpopError("proof is not a well-formed JWS") from exc
-    if str(header.get("typ", "")).lower() != DPOP_TYPE:
+    if not has_type(header, DPOP_TYPE):
         raise DpopError("typ must be dpop+jwt")
     alg = header.get("alg")
     if alg not in DPOP_ALGORITHMS:

@@ -1,8 +1,11 @@
-"""How this server reads a JWS it did not sign: header parameters, sizes, keys.
+"""How this server reads a JWS it did not sign: `typ`, header parameters, sizes, keys.
 
 One rule set for every JWS whose header we judge (DPoP proofs, RFC 9449; access
 tokens, RFC 9068), so each rule of the JOSE RFCs holds wherever a JWS is read:
 
+- `typ` is a media type (RFC 7515 §4.1.9): compared case-insensitively (RFC 6838
+  §4.2), and a value without a `/` means `application/` + value, so `dpop+jwt`,
+  `application/dpop+jwt` and `Application/DPoP+JWT` are one type.
 - A header parameter we do not understand is ignored unless `crit` lists it (RFC
   7515 §4, §4.1.11). joserfc's default registry refuses every unregistered name.
 - Sizes: joserfc's default registry refuses a protected header over 512 bytes and a
@@ -35,6 +38,21 @@ _KEY_MEMBERS: dict[str, tuple[str, ...]] = {
     "RSA": ("e", "n"),
     "OKP": ("crv", "x"),
 }
+
+
+def media_type(typ: object) -> str | None:
+    """The full, lower-case media type a `typ` value names (RFC 7515 §4.1.9);
+    None when `typ` is absent or not a non-empty string."""
+    if not isinstance(typ, str) or not typ:
+        return None
+    value = typ.lower()
+    return value if "/" in value else f"application/{value}"
+
+
+def has_type(header: Mapping[str, Any], expected: str) -> bool:
+    """Whether the header's `typ` names the media type `expected` (either spelling)."""
+    wanted = media_type(expected)
+    return wanted is not None and media_type(header.get("typ")) == wanted
 
 
 class _ChosenAlgorithms(JWSRegistry):

@@ -7,13 +7,13 @@ come from the `KeyRing` cache, revocations and disabled clients from the
 `RevocationList`, which reloads at most every 0.5 s.
 
 Checks, in order: scheme (`Bearer` or `DPoP`, case-insensitive) and token68
-syntax, size (8 KiB), `typ` (`at+jwt`), `alg` (ES256 only: never `none`, never
-HMAC, so a public key can never be used as an HMAC secret), `kid` known,
-signature, `iss`, `aud`, `exp`/`nbf`/`iat` with a small leeway, the RFC 9068
-required claims, revocation, then DPoP binding: a token with `cnf.jkt` presented
-as `Bearer` is refused, and the `DPoP` scheme needs a valid proof for this
-method and URL whose key thumbprint is the token's `cnf.jkt` and whose `ath`
-hashes the token.
+syntax, size (8 KiB), `typ` (`at+jwt`, or `application/at+jwt`, in any case: RFC
+7515 §4.1.9), `alg` (ES256 only: never `none`, never HMAC, so a public key can
+never be used as an HMAC secret), `kid` known, signature, `iss`, `aud`,
+`exp`/`nbf`/`iat` with a small leeway, the RFC 9068 required claims, revocation,
+then DPoP binding: a token with `cnf.jkt` presented as `Bearer` is refused, and the
+`DPoP` scheme needs a valid proof for this method and URL whose key thumbprint is
+the token's `cnf.jkt` and whose `ath` hashes the token.
 
 Verifying the ES256 signature and the claims costs ~150 µs, more than the rest of a
 cached read. A token that passed is remembered (bounded, until its `exp`), keyed by
@@ -36,6 +36,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from server.identity.authorization_server.keys import ALGORITHM, KeyRing
 from server.identity.dpop import DPOP_ALGORITHMS, DpopError, DpopVerifier
+from server.identity.jose import has_type
 from server.identity.resource_server.principal import (
     Principal,
     TokenRejected,
@@ -46,7 +47,7 @@ from server.identity.urls import PublicUrls
 
 MAX_TOKEN_BYTES = 8192
 VERIFIED_CACHE_SIZE = 10_000
-ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
+ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068 §2.1; `application/at+jwt` is the same type
 LEEWAY_SECONDS = 10
 _TOKEN68 = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 _SCHEMES = {"bearer": "Bearer", "dpop": "DPoP"}
@@ -163,7 +164,7 @@ class TokenVerifier:
             raise TokenRejected(
                 "invalid_token", "the access token is not a JWT", scheme=scheme
             ) from exc
-        if str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
+        if not has_type(header, ACCESS_TOKEN_TYPE):
             raise TokenRejected("invalid_token", "the token is not an at+jwt", scheme=scheme)
         if header.get("alg") != ALGORITHM:
             raise TokenRejected("invalid_token", f"alg must be {ALGORITHM}", scheme=scheme)
