@@ -9,8 +9,8 @@ in the header. `DpopVerifier.verify` performs the checks of RFC 9449 §4.3:
    `DPOP_ALGORITHMS` (never `none`, never HMAC);
 3. `jwk` is a public key (no private members; its advisory members ignored) and the
    signature verifies with it;
-4. `htm` is the request's method, `htu` its URL (scheme, host and path compared
-   after RFC 3986 §6.2.2-6.2.3 normalization; query and fragment ignored);
+4. `htm` is the request's method, `htu` its URL (compared after RFC 3986
+   §6.2.2-6.2.3 normalization, `url_equivalence.py`; query and fragment ignored);
 5. `iat` is within [now - `max_age`, now + `future_skew`];
 6. for a resource request, `ath` is base64url(SHA-256(access token));
 7. `jti` was not seen before with this key (replay cache, entries expire with the
@@ -36,13 +36,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
 
 from server.identity.jose import has_type, jws_registry, public_key
+from server.identity.url_equivalence import normalize_url
 
 DPOP_TYPE = "dpop+jwt"
 DPOP_ALGORITHMS: tuple[str, ...] = ("ES256", "ES384", "ES512", "EdDSA", "PS256", "RS256")
@@ -51,7 +51,6 @@ _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 # joserfc's defaults would refuse an RSA-2048 proof (header over 512 bytes) and any
 # unregistered header parameter; see server/identity/jose.py.
 _REGISTRY = jws_registry(DPOP_ALGORITHMS, max_bytes=MAX_PROOF_BYTES)
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class DpopError(ValueError):
@@ -71,24 +70,6 @@ def access_token_hash(access_token: str) -> str:
     """The `ath` claim: base64url(SHA-256(ASCII token)), unpadded (RFC 9449 §4.2)."""
     digest = hashlib.sha256(access_token.encode("ascii", "replace")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def normalize_url(url: str) -> tuple[str, str, str] | None:
-    """(scheme, host[:port], path) for comparing `htu`; None when not an http(s) URL."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
-        host = f"{host}:{port}"
-    return scheme, host, parts.path or "/"
 
 
 class ReplayCache:
