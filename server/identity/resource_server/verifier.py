@@ -56,13 +56,20 @@ __all__ = ["DPOP_ALGORITHMS", "Principal", "TokenRejected", "TokenVerifier"]
 
 
 def parse_authorization(authorization: str | None) -> tuple[str, str]:
-    """(scheme, token) from an Authorization value; TokenRejected when absent or malformed."""
+    """(scheme, token) from an Authorization value.
+
+    TokenRejected without an error (401, the challenges of Bearer and DPoP: RFC 6750
+    §3.1, RFC 7235 §3.1) when the value is absent, blank or of another scheme (Basic,
+    Digest, a bare token); `invalid_request` (400) when a Bearer or DPoP value is
+    malformed or over 8 KiB."""
     if authorization is None or not authorization.strip():
         raise TokenRejected(None, "an access token is required")
     scheme, _, token = authorization.strip().partition(" ")
     canonical = _SCHEMES.get(scheme.lower())
     if canonical is None:
-        raise TokenRejected("invalid_request", "the Authorization scheme must be Bearer or DPoP")
+        # No access token in a scheme we accept is no credentials (RFC 6750 §3.1, "an
+        # unsupported authentication method"): 401 with both challenges, no error code.
+        raise TokenRejected(None, "the Authorization scheme must be Bearer or DPoP")
     token = token.strip()
     if len(token) > MAX_TOKEN_BYTES:
         raise TokenRejected("invalid_request", "the access token exceeds 8 KiB", scheme=canonical)

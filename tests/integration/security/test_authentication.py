@@ -67,6 +67,15 @@ class Expected:
         }[self.code]
 
 
+CREDENTIALS_REQUIRED = f"Bearer {REALM}, {DPOP_CHALLENGE}"
+UNSUPPORTED_SCHEME = Expected(
+    code_pb2.UNAUTHENTICATED,
+    "UNAUTHENTICATED",
+    "the Authorization scheme must be Bearer or DPoP",
+    CREDENTIALS_REQUIRED,
+)
+
+
 def refused(error: str, description: str, *, dpop: bool = False) -> Expected:
     """An RFC 6750 §3.1 refusal: 400 for invalid_request, else 401, with its challenge."""
     own = DPOP_CHALLENGE if dpop else f"Bearer {REALM}"
@@ -454,16 +463,10 @@ CASES: tuple[Case, ...] = (
     Case(
         "malformed-scope", _malformed_scope, _constant(refused(INVALID_TOKEN, "malformed claims"))
     ),
-    Case(
-        "no-scheme",
-        _no_scheme,
-        _constant(refused("invalid_request", "the Authorization scheme must be Bearer or DPoP")),
-    ),
-    Case(
-        "basic-scheme",
-        _basic_scheme,
-        _constant(refused("invalid_request", "the Authorization scheme must be Bearer or DPoP")),
-    ),
+    # Another scheme, or a bare token, is no access token at all (RFC 6750 §3.1): 401
+    # with the challenges of the schemes we accept, no error code (issue 8 item 13).
+    Case("no-scheme", _no_scheme, _constant(UNSUPPORTED_SCHEME)),
+    Case("basic-scheme", _basic_scheme, _constant(UNSUPPORTED_SCHEME)),
     Case(
         "garbage-token68",
         _garbage_token68,
@@ -850,15 +853,20 @@ async def test_refused_mutations_write_nothing(security: Security, case: Case) -
 
 
 @pytest.mark.parametrize(
-    "value",
-    [b"Bearer\tabc", b"Bearer abc\xe9def"],
+    ("value", "status", "challenge"),
+    [
+        (b"Bearer\tabc", 401, CREDENTIALS_REQUIRED),
+        (b"Bearer abc\xe9def", 400, INVALID_REQUEST_CHALLENGE),
+    ],
     ids=["tab", "obs-text"],
 )
 async def test_uncarriable_authorization_is_refused_with_a_challenge(
-    security: Security, value: bytes
+    security: Security, value: bytes, status: int, challenge: str
 ) -> None:
     """REST only: a gRPC client cannot even send these bytes. The gateway carries them
-    percent-encoded, and the resource server refuses the value like any malformed one."""
+    percent-encoded, and the resource server judges the value it gets: `Bearer%09abc`
+    (RFC 9110 §11.4 separates scheme and token by SP only) is of no scheme we accept,
+    401 with both challenges; `Bearer abc%E9def` is a malformed Bearer token, 400."""
     failures = []
     for method in SURFACE:
         headers = [(k.encode(), v.encode()) for k, v in security.context_headers(method)]
@@ -872,10 +880,9 @@ async def test_uncarriable_authorization_is_refused_with_a_challenge(
                 headers=headers,
                 json={} if takes_body else None,
             )
-            challenge = response.headers.get("www-authenticate", "")
-            got = (response.status_code, challenge.startswith(INVALID_REQUEST_CHALLENGE))
-            if got != (400, True):
-                failures.append(f"{target.label}: {response.status_code} {challenge!r}")
+            got = response.headers.get("www-authenticate", "")
+            if (response.status_code, got.startswith(challenge)) != (status, True):
+                failures.append(f"{target.label}: {response.status_code} {got!r}")
     assert not failures, "\n".join(failures)
 
 
