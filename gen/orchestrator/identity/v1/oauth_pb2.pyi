@@ -136,8 +136,8 @@ class IntrospectRequest(_message.Message):
     token: _builtins.str
     """Required. The token to introspect."""
     token_type_hint: _builtins.str
-    """Optional hint: "access_token" (the only kind this server issues) or
-    "refresh_token".
+    """Optional, advisory hint (RFC 7662 §2.1): "access_token" (the only kind
+    this server issues), "refresh_token" or any other value; never refused.
     """
     client_id: _builtins.str
     """The calling client's identifier, when it authenticates with form fields."""
@@ -363,7 +363,9 @@ class RevokeRequest(_message.Message):
     token: _builtins.str
     """Required. The token to revoke."""
     token_type_hint: _builtins.str
-    """Optional hint: "access_token" or "refresh_token"."""
+    """Optional, advisory hint (RFC 7009 §2.1): "access_token",
+    "refresh_token" or any other value; never refused.
+    """
     client_id: _builtins.str
     """The calling client's identifier, when it authenticates with form fields."""
     client_secret: _builtins.str

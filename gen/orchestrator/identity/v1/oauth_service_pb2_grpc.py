@@ -116,7 +116,8 @@ class OAuthServiceServicer:
 
         Returns UNAUTHENTICATED (invalid_client) when the caller fails client
         authentication, INVALID_ARGUMENT with reason invalid_request when `token`
-        is missing and unsupported_token_type for an unknown token_type_hint.
+        is missing. token_type_hint is advisory (RFC 7662 §2.1): any value, known
+        or not, is ignored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,8 +131,8 @@ class OAuthServiceServicer:
 
         Returns UNAUTHENTICATED (invalid_client) when the caller fails client
         authentication; INVALID_ARGUMENT with reason invalid_request when `token`
-        is missing, unsupported_token_type for an unknown token_type_hint, and
-        invalid_grant for another client's token.
+        is missing and invalid_grant for another client's token. token_type_hint
+        is advisory (RFC 7009 §2.1): any value, known or not, is ignored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

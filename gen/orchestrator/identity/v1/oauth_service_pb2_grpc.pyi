@@ -70,7 +70,8 @@ class OAuthServiceStub:
 
     Returns UNAUTHENTICATED (invalid_client) when the caller fails client
     authentication, INVALID_ARGUMENT with reason invalid_request when `token`
-    is missing and unsupported_token_type for an unknown token_type_hint.
+    is missing. token_type_hint is advisory (RFC 7662 §2.1): any value, known
+    or not, is ignored.
     """
     Revoke: _grpc.UnaryUnaryMultiCallable[_oauth_pb2.RevokeRequest, _oauth_pb2.RevokeResponse]
     """Revokes an access token (RFC 7009); every replica refuses it within a second.
@@ -80,8 +81,8 @@ class OAuthServiceStub:
 
     Returns UNAUTHENTICATED (invalid_client) when the caller fails client
     authentication; INVALID_ARGUMENT with reason invalid_request when `token`
-    is missing, unsupported_token_type for an unknown token_type_hint, and
-    invalid_grant for another client's token.
+    is missing and invalid_grant for another client's token. token_type_hint
+    is advisory (RFC 7009 §2.1): any value, known or not, is ignored.
     """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_oauth_pb2.GetJwksRequest, _oauth_pb2.GetJwksResponse]
     """Returns the JWK Set of the token signing keys: current and previous.
@@ -136,7 +137,8 @@ class OAuthServiceAsyncStub(OAuthServiceStub):
 
     Returns UNAUTHENTICATED (invalid_client) when the caller fails client
     authentication, INVALID_ARGUMENT with reason invalid_request when `token`
-    is missing and unsupported_token_type for an unknown token_type_hint.
+    is missing. token_type_hint is advisory (RFC 7662 §2.1): any value, known
+    or not, is ignored.
     """
     Revoke: _aio.UnaryUnaryMultiCallable[_oauth_pb2.RevokeRequest, _oauth_pb2.RevokeResponse]  # type: ignore[assignment]
     """Revokes an access token (RFC 7009); every replica refuses it within a second.
@@ -146,8 +148,8 @@ class OAuthServiceAsyncStub(OAuthServiceStub):
 
     Returns UNAUTHENTICATED (invalid_client) when the caller fails client
     authentication; INVALID_ARGUMENT with reason invalid_request when `token`
-    is missing, unsupported_token_type for an unknown token_type_hint, and
-    invalid_grant for another client's token.
+    is missing and invalid_grant for another client's token. token_type_hint
+    is advisory (RFC 7009 §2.1): any value, known or not, is ignored.
     """
     GetJwks: _aio.UnaryUnaryMultiCallable[_oauth_pb2.GetJwksRequest, _oauth_pb2.GetJwksResponse]  # type: ignore[assignment]
     """Returns the JWK Set of the token signing keys: current and previous.
@@ -211,7 +213,8 @@ class OAuthServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Returns UNAUTHENTICATED (invalid_client) when the caller fails client
         authentication, INVALID_ARGUMENT with reason invalid_request when `token`
-        is missing and unsupported_token_type for an unknown token_type_hint.
+        is missing. token_type_hint is advisory (RFC 7662 §2.1): any value, known
+        or not, is ignored.
         """
 
     @_abc_1.abstractmethod
@@ -227,8 +230,8 @@ class OAuthServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Returns UNAUTHENTICATED (invalid_client) when the caller fails client
         authentication; INVALID_ARGUMENT with reason invalid_request when `token`
-        is missing, unsupported_token_type for an unknown token_type_hint, and
-        invalid_grant for another client's token.
+        is missing and invalid_grant for another client's token. token_type_hint
+        is advisory (RFC 7009 §2.1): any value, known or not, is ignored.
         """
 
     @_abc_1.abstractmethod
