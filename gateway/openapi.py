@@ -90,7 +90,9 @@ def build_document(
     bindings = list(bindings)
     roots = [t for b in bindings for t in (b.method.input_type, b.method.output_type)]
     names = component_names(reachable(roots).values(), reserved=(_ERROR, _OAUTH_ERROR))
-    builder = _Builder(SchemaRegistry(names, comments), comments or {}, config or OpenApiConfig())
+    config = config or OpenApiConfig()
+    registry = SchemaRegistry(names, comments, config.field_rules)
+    builder = _Builder(registry, comments or {}, config)
     for binding in bindings:
         builder.add(binding)
     document: dict[str, Any] = {

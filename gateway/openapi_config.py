@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,11 @@ def no_security(method: MethodDescriptor) -> OperationSecurity | None:
     return None
 
 
+def no_field_rules(field: FieldDescriptor) -> Mapping[str, Any] | None:
+    """The default: a field's schema is its type's JSON form and nothing more."""
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class OpenApiConfig:
     # Per method; None leaves the operation's `security` out.
@@ -60,3 +65,9 @@ class OpenApiConfig:
     dpop: bool = False
     # Headers every response may carry (e.g. the server's trace id).
     response_headers: tuple[DocumentedHeader, ...] = field(default=())
+    # Per field: the JSON Schema keywords (pattern, bounds) of the checks the API's
+    # server applies to its values beyond their type, merged into the field's schema
+    # wherever it appears (body, query, path; each item of a repeated field). The
+    # gateway validates types only, so without them a document promises that every
+    # value of the right type is accepted.
+    field_rules: Callable[[FieldDescriptor], Mapping[str, Any] | None] = no_field_rules

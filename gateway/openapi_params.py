@@ -109,7 +109,9 @@ def path_parameter(
 ) -> dict[str, Any]:
     """`name` differs from `variable.name` when the path item is shared (see openapi.py)."""
     leaf = variable.fields[-1] if variable.fields else None
-    schema: Schema = {"type": "string"} if leaf is None else registry.single(leaf)
+    schema: Schema = (
+        {"type": "string"} if leaf is None else registry.ruled(leaf, registry.single(leaf))
+    )
     notes = [comments.get(leaf.full_name, "")] if leaf is not None else []
     pattern = segment_pattern(variable.segments)
     if pattern is not None:
@@ -141,7 +143,12 @@ def query_parameters(
         if proto_name != name:
             notes.append(f"Also accepted as `{proto_name}`.")
         required = all(_REQUIRED in field_behaviors(f) for f in path)
-        yield parameter(name, "query", *_query_schema(path[-1], registry), required, notes)
+        schema, style = _query_schema(path[-1], registry)
+        if not required:
+            # gateway/query.py leaves a field given once with an empty value unset.
+            style["allowEmptyValue"] = True
+            notes.append("An empty value is the same as none.")
+        yield parameter(name, "query", schema, style, required, notes)
 
 
 def header_parameters(
@@ -240,7 +247,7 @@ def _query_schema(leaf: FieldDescriptor, registry: SchemaRegistry) -> tuple[Sche
     if value is not None:
         schema = {"type": "object", "additionalProperties": _unwrapped(registry.single(value))}
         return schema, {"style": "deepObject", "explode": True}
-    single = _unwrapped(registry.single(leaf))
+    single = registry.ruled(leaf, _unwrapped(registry.single(leaf)))
     return ({"type": "array", "items": single} if leaf.is_repeated else single), {}
 
 

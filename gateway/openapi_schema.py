@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from google.api import field_behavior_pb2
@@ -113,6 +113,25 @@ OAUTH_ERROR_SCHEMA: Final[Schema] = {
     "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
     "required": ["error", "error_description"],
 }
+
+
+def character_class(chars: Iterable[str], *, negated: bool = False) -> str:
+    """An ECMA-262 character class (`[...]`, or `[^...]`) of exactly `chars`, each
+    written `\\uXXXX` and runs as ranges, so a pattern in a document can be built
+    from the very set a check uses. Characters beyond the BMP are not supported."""
+    codes = sorted({ord(c) for c in chars})
+    if any(code > 0xFFFF for code in codes):
+        raise ValueError("character_class covers the Basic Multilingual Plane only")
+    runs: list[tuple[int, int]] = []
+    for code in codes:
+        if runs and runs[-1][1] == code - 1:
+            runs[-1] = (runs[-1][0], code)
+        else:
+            runs.append((code, code))
+    parts = "".join(
+        f"\\u{low:04x}" if low == high else f"\\u{low:04x}-\\u{high:04x}" for low, high in runs
+    )
+    return f"[{'^' if negated else ''}{parts}]"
 
 
 def field_behaviors(field: FieldDescriptor) -> frozenset[int]:
@@ -226,10 +245,22 @@ def _relative_name(named: Descriptor | EnumDescriptor) -> str:
 class SchemaRegistry:
     """Builds component schemas on first reference, under names fixed in advance."""
 
-    def __init__(self, names: Mapping[str, str], comments: Comments | None = None) -> None:
+    def __init__(
+        self,
+        names: Mapping[str, str],
+        comments: Comments | None = None,
+        rules: Callable[[FieldDescriptor], Mapping[str, Any] | None] | None = None,
+    ) -> None:
         self._names = names
         self._comments = comments or {}
+        self._rules = rules
         self._schemas: dict[str, Schema] = {}
+
+    def ruled(self, field: FieldDescriptor, schema: Schema) -> Schema:
+        """`schema` (one value of `field`) with the API owner's rules for the field
+        (OpenApiConfig.field_rules) merged in."""
+        rules = self._rules(field) if self._rules is not None else None
+        return {**schema, **copy.deepcopy(dict(rules))} if rules else schema
 
     def components(self) -> dict[str, Schema]:
         return {name: self._schemas[name] for name in sorted(self._schemas)}
@@ -314,13 +345,14 @@ class SchemaRegistry:
         return self._described(schema, field.full_name)
 
     def field(self, field: FieldDescriptor) -> Schema:
-        """The JSON form of a field: maps are objects, repeated fields arrays."""
+        """The JSON form of a field: maps are objects, repeated fields arrays; the
+        owner's rules apply to each value."""
         value = map_value(field)
         if value is not None:
             return {"type": "object", "additionalProperties": self.single(value)}
         if field.is_repeated:
-            return {"type": "array", "items": self.single(field)}
-        return self.single(field)
+            return {"type": "array", "items": self.ruled(field, self.single(field))}
+        return self.ruled(field, self.single(field))
 
     def single(self, field: FieldDescriptor) -> Schema:
         """One value of the field's type, ignoring repetition."""

@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 # RFC 5234 Appendix B.1: CTL = %x00-1F / %x7F.
-_CTL = frozenset(chr(code) for code in (*range(0x20), 0x7F))
+CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(0x20), 0x7F))
+_CTL = CONTROL_CHARACTERS
 # RFC 6749 §5.2 forbids the two characters a quoted-string would have to escape;
 # replacing them keeps messages readable ("name 'x'", "a/b") where '?' would not.
 _DESCRIPTION_SUBSTITUTES = str.maketrans({'"': "'", "\\": "/"})

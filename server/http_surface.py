@@ -18,14 +18,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 
 from gateway.app import GatewayConfig
 from gateway.cors import CorsRules
 from gateway.metadata import DEFAULT_EXPOSE, HeaderRules
 from gateway.openapi_config import DocumentedHeader, OpenApiConfig, OperationSecurity
+from gateway.openapi_schema import character_class
+from gateway.text import CONTROL_CHARACTERS
 from orchestrator.api.v1 import options_pb2
+from orchestrator.jobengine.v1 import audit_service_pb2, sources_service_pb2
 from server.config import Settings
+from server.domain.audit import FILTER_MAX
+from server.domain.sources import NAME_MAX, SOURCE_TYPE_PATTERN
 from server.identity.urls import TOKEN_PATH
 from server.interceptors.audit import REASON_HEADER, REASON_MAX, TICKET_HEADER, TICKET_MAX
 from server.interceptors.tenancy import (
@@ -106,6 +111,48 @@ AUDIT_HEADERS: Final = (
 )
 
 
+# What str.strip() removes: the domain's "no surrounding blanks" (server/domain/sources.py).
+_BLANKS: Final = frozenset(chr(code) for code in range(0x10000) if chr(code).isspace())
+_NOT_CONTROL: Final = character_class(CONTROL_CHARACTERS, negated=True)
+_EDGE: Final = character_class(CONTROL_CHARACTERS | _BLANKS, negated=True)
+
+
+def _field_rules() -> dict[str, dict[str, Any]]:
+    """The domain's checks of field values (server/domain/), as JSON Schema keywords by
+    the field's full name: built from the constants and patterns those checks use."""
+    register = sources_service_pb2.RegisterSourceRequest.DESCRIPTOR
+    list_sources = sources_service_pb2.ListSourcesRequest.DESCRIPTOR
+    list_audit = audit_service_pb2.ListAuditEntriesRequest.DESCRIPTOR
+    source_type = {"pattern": SOURCE_TYPE_PATTERN}
+    rules = {
+        register.fields_by_name["name"]: {
+            "minLength": 1,
+            "maxLength": NAME_MAX,
+            "pattern": f"^{_EDGE}(?:{_NOT_CONTROL}*{_EDGE})?$",
+        },
+        register.fields_by_name["source_type"]: source_type,
+        list_sources.fields_by_name["source_type"]: source_type,
+        # 0 is the default page size; larger than MAX_LIMIT is coerced, not refused.
+        list_sources.fields_by_name["limit"]: {"minimum": 0},
+        list_audit.fields_by_name["limit"]: {"minimum": 0},
+    }
+    for field in list_audit.fields:
+        if field.json_name in FILTER_MAX:
+            rules[field] = {
+                "maxLength": FILTER_MAX[field.json_name],
+                "pattern": f"^{_NOT_CONTROL}*$",
+            }
+    return {field.full_name: rule for field, rule in rules.items()}
+
+
+FIELD_RULES: Final = _field_rules()
+
+
+def field_rules(field: FieldDescriptor) -> Mapping[str, Any] | None:
+    """OpenApiConfig.field_rules: the domain's checks of `field`, None when it has none."""
+    return FIELD_RULES.get(field.full_name)
+
+
 def header_rules() -> HeaderRules:
     """The gateway's standard forwarding plus our prefixes; the trace id comes back
     as itself instead of `Grpc-Metadata-X-Stella-Trace-Id`."""
@@ -139,6 +186,7 @@ def openapi_config() -> OpenApiConfig:
         token_url=TOKEN_PATH,
         dpop=True,
         response_headers=(TRACE_ID,),
+        field_rules=field_rules,
     )
 
 

@@ -37,7 +37,8 @@ R = TypeVar("R")
 
 # The widest value each exact-match filter can equal: its column's size. A longer
 # value could only match nothing, so it is a caller mistake worth naming.
-_FILTER_MAX = {"action": 200, "actor": 200, "resource": 400, "traceId": 64}
+# Longest value of each text filter, by its API name (the OpenAPI documents say so too).
+FILTER_MAX = {"action": 200, "actor": 200, "resource": 400, "traceId": 64}
 _WORD = re.compile(r"[A-Z][a-z0-9]*|[a-z0-9]+")
 
 
@@ -244,8 +245,8 @@ def _validate_filters(
     are refused because no stored value has them and PostgreSQL refuses NUL outright."""
     violations: list[Violation] = []
     for name, value in texts.items():
-        if len(value) > _FILTER_MAX[name]:
-            violations.append(Violation(name, f"must be at most {_FILTER_MAX[name]} characters"))
+        if len(value) > FILTER_MAX[name]:
+            violations.append(Violation(name, f"must be at most {FILTER_MAX[name]} characters"))
         elif has_control(value):
             violations.append(Violation(name, "must not contain control characters"))
     if since is not None and until is not None and until <= since:

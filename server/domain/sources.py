@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from server.domain.units import Store
 
 NAME_MAX = 200
-_SOURCE_TYPE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+# ECMA-262 compatible: the OpenAPI documents carry this very pattern (server/http_surface.py).
+SOURCE_TYPE_PATTERN = r"^[a-z][a-z0-9._-]{0,63}$"
+_SOURCE_TYPE = re.compile(SOURCE_TYPE_PATTERN)
 _SOURCE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -137,7 +139,7 @@ SourcePage = Page[SourceLike]
 
 
 def validate_source_type(value: str, *, field: str = "sourceType") -> Violation | None:
-    if not _SOURCE_TYPE.match(value):
+    if not _SOURCE_TYPE.fullmatch(value):
         return Violation(
             field,
             "must be a lowercase slug: a letter, then up to 63 letters, digits, '.', '_' or '-'"

@@ -14,6 +14,7 @@ from typing import Any
 import google.api
 import grpc_tools
 import httpx
+import jsonschema_rs
 import pytest
 from google.api import httpbody_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -29,6 +30,9 @@ from gateway.openapi_schema import comments_from_files
 from gateway.standalone import load_services
 from gateway.upstream import StreamCall, UnaryResult
 from server.app import SERVICES
+from server.domain.audit import FILTER_MAX
+from server.domain.errors import InvalidArgument
+from server.domain.sources import SOURCE_TYPE_PATTERN, _validate_registration
 from server.http_surface import openapi_config
 from tests.support import protos
 
@@ -393,16 +397,51 @@ def test_legacy_prefix_is_deprecated_and_says_so_in_headers() -> None:
 
 def test_list_sources_query_parameters() -> None:
     op = operation(product_doc(), "get", "/jobengine/sources")
+    # The domain's rules (server/domain/sources.py, pagination.py) refine the types.
     assert [(p["name"], p["schema"]) for p in params(op, "query").values()] == [
-        ("sourceType", {"type": "string"}),
+        ("sourceType", {"type": "string", "pattern": "^[a-z][a-z0-9._-]{0,63}$"}),
         ("enabled", {"type": "boolean"}),
-        (
-            "limit",
-            {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1},
-        ),
+        ("limit", {"type": "integer", "format": "int32", "minimum": 0, "maximum": 2**31 - 1}),
         ("continuationToken", {"type": "string"}),
     ]
-    assert params(op, "query")["sourceType"]["description"] == "Also accepted as `source_type`."
+    assert params(op, "query")["sourceType"]["description"] == (
+        "Also accepted as `source_type`. An empty value is the same as none."
+    )
+    assert all(p["allowEmptyValue"] is True for p in params(op, "query").values())
+
+
+NAMES = [
+    "a", "nightly scan", "x" * 200, "x" * 201, "", " ", "a ", " a", "a\u00a0", "\u0085a",
+    "a\u2003", "\u3000", "a\tb", "a\x7fb", "a\x1fb", "caf\u00e9", "\ufeffa", "a\u200bb",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NAMES, ids=[repr(n)[:12] for n in NAMES])
+def test_register_name_schema_accepts_what_the_domain_accepts(name: str) -> None:
+    """The name's pattern is built from str.strip()'s blanks and RFC 5234 CTL, which
+    server/domain/sources.py checks: the two agree on every edge."""
+    document = product_doc()
+    name_schema = schema(document, "RegisterSourceRequest")["properties"]["name"]
+    try:
+        _validate_registration(name, "webhook")
+        accepted = True
+    except InvalidArgument:
+        accepted = False
+    assert jsonschema_rs.validator_for(name_schema).is_valid(name) is accepted
+
+
+def test_field_rules_come_from_the_domain() -> None:
+    document = product_doc()
+    register = schema(document, "RegisterSourceRequest")["properties"]
+    assert register["sourceType"] == {
+        "type": "string",
+        "pattern": SOURCE_TYPE_PATTERN,
+        "minLength": 1,
+    }
+    audit = params(operation(document, "get", "/jobengine/audit"), "query")
+    assert {name: audit[name]["schema"].get("maxLength") for name in FILTER_MAX} == FILTER_MAX
+    assert audit["limit"]["schema"]["minimum"] == 0
+    assert audit["action"]["schema"]["pattern"] == "^[^\\u0000-\\u001f\\u007f]*$"
 
 
 def test_cached_get_documents_etag_304_and_cache_control() -> None:
@@ -632,16 +671,22 @@ def test_query_parameters_flatten_unbound_fields() -> None:
     assert query["labels"] == {
         "name": "labels",
         "in": "query",
+        "description": "An empty value is the same as none.",
         "schema": {"type": "object", "additionalProperties": {"type": "string"}},
         "style": "deepObject",
         "explode": True,
+        "allowEmptyValue": True,
     }
     assert query["maybeCount"]["schema"] == {
         "type": "string",
         "format": "int64",
         "pattern": "^-?[0-9]{1,19}$",
     }
-    assert query["customName"]["description"] == "Also accepted as `custom_json`."
+    assert query["customName"]["description"] == (
+        "Also accepted as `custom_json`. An empty value is the same as none."
+    )
+    # gateway/query.py leaves a field given once with an empty value unset.
+    assert all(p["allowEmptyValue"] is True for p in query.values())
     assert query["at"]["schema"] == {"type": "string", "format": "date-time"}
 
 
