@@ -21,7 +21,7 @@ from google.rpc import code_pb2
 from gateway import json_parser, json_printer
 from gateway.errors import GatewayError, status_error
 from gateway.field_paths import FieldError
-from gateway.scalars import finite_float
+from gateway.scalars import finite_float, finite_int
 
 JSON_TYPE = "application/json"
 HTTP_BODY = "google.api.HttpBody"
@@ -52,7 +52,9 @@ def loads(raw: bytes) -> Any:
         blank = "only whitespace" if raw else "empty"
         raise _bad_body(f"malformed JSON body: {blank}; send a JSON value or no body")
     try:
-        return json.loads(raw, parse_float=finite_float, parse_constant=_no_constant)
+        return json.loads(
+            raw, parse_float=finite_float, parse_int=finite_int, parse_constant=_no_constant
+        )
     except UnicodeDecodeError:
         raise _bad_body("malformed JSON body: not UTF-8") from None
     except RecursionError:

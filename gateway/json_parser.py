@@ -51,7 +51,14 @@ _FREE_JSON: Final = {
     "google.protobuf.Any": 'a JSON object with "@type" naming a known message',
 }
 _NULL_TAKERS: Final = frozenset({"google.protobuf.Value", "google.protobuf.NullValue"})
-_JSON_ERRORS: Final = (json_format.ParseError, ValueError, TypeError, KeyError, RecursionError)
+_JSON_ERRORS: Final = (
+    json_format.ParseError,
+    ValueError,
+    TypeError,
+    KeyError,
+    OverflowError,
+    RecursionError,
+)
 
 
 def merge_object(message: Message, document: dict[str, Any], *, path: str = "") -> None:

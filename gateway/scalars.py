@@ -60,8 +60,27 @@ def finite_float(text: str) -> float:
     """JSON numbers must fit a double: `1e400` is a client mistake, not infinity."""
     value = float(text)
     if math.isinf(value):
-        raise ValueError(f"number {text} is out of range")
+        raise _out_of_range_number(text)
     return value
+
+
+def finite_int(text: str) -> int:
+    """An integer JSON number must fit a double too (RFC 8259 §6): no proto field takes
+    a larger one, and Struct/Value would fail to store it. Checked before `int()`,
+    which refuses past 4,300 digits in its own words."""
+    if len(text.lstrip("-").lstrip("0")) > 309:  # 1.8e308 has 309 digits
+        raise _out_of_range_number(text)
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        raise _out_of_range_number(text) from None
+    return value
+
+
+def _out_of_range_number(text: str) -> ValueError:
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    return ValueError(f"number {shown} is out of range")
 
 
 def _bounds(bits: int, *, signed: bool) -> tuple[int, int]:
@@ -206,7 +225,7 @@ _RFC3339 = re.compile(
 _DURATION = re.compile(r"[+-]?[0-9]{1,12}(?:\.[0-9]{1,9})?s")
 _UPPER = re.compile(r"[A-Z]")
 _WRAPPERS_FILE: Final = "google/protobuf/wrappers.proto"
-_JSON_ERRORS = (json_format.ParseError, ValueError, TypeError, RecursionError)
+_JSON_ERRORS = (json_format.ParseError, ValueError, TypeError, OverflowError, RecursionError)
 
 
 def new_message(field: FieldDescriptor) -> Any:
@@ -281,7 +300,7 @@ def _json(field: FieldDescriptor, text: str) -> object:
     try:
         # Numbers beyond a double (1e400) would become infinities that Struct/Value
         # cannot print back; refuse them here, as the body decoder does.
-        json_format.ParseDict(json.loads(text, parse_float=finite_float), msg)
+        json_format.ParseDict(json.loads(text, parse_float=finite_float, parse_int=finite_int), msg)
     except _JSON_ERRORS:
         raise ValueError from None
     return msg

@@ -153,6 +153,14 @@ async def test_body_refusals_name_the_field_in_our_words(
         ),
         (b'{"dbl": 1e400}', "malformed JSON body: number 1e400 is out of range"),
         (b'{"name": "\xff"}', "malformed JSON body: not UTF-8"),
+        (
+            b'{"attrs": {"a": 1' + b"0" * 400 + b"}}",
+            "malformed JSON body: number 1" + "0" * 39 + "... is out of range",
+        ),
+        (
+            b'{"anyValue": [1' + b"0" * 5000 + b"]}",
+            "malformed JSON body: number 1" + "0" * 39 + "... is out of range",
+        ),
         (b"[" * 100_000 + b"]" * 100_000, "malformed JSON body: nested too deeply"),
     ],
 )

@@ -35,6 +35,15 @@ def _refusal(error: GatewayError) -> tuple[str, str]:
         (b"NaN", "malformed JSON body: NaN is not a JSON value; send it as a string"),
         (b"[Infinity]", "malformed JSON body: Infinity is not a JSON value; send it as a string"),
         (b"1e400", "malformed JSON body: number 1e400 is out of range"),
+        (b"1" + b"0" * 400, "malformed JSON body: number 1" + "0" * 39 + "... is out of range"),
+        (
+            b"[2" + b"0" * 308 + b"]",
+            "malformed JSON body: number 2" + "0" * 39 + "... is out of range",
+        ),
+        (
+            b"-" + b"9" * 5000,
+            "malformed JSON body: number -" + "9" * 39 + "... is out of range",
+        ),
         (b'"\xff"', "malformed JSON body: not UTF-8"),
         (b"[" * 50_000, "malformed JSON body: nested too deeply"),
     ],
@@ -43,6 +52,10 @@ def test_loads_refuses(raw: bytes, message: str) -> None:
     with pytest.raises(GatewayError) as info:
         codec.loads(raw)
     assert _refusal(info.value) == (message, "body")
+
+
+def test_loads_takes_integers_that_fit_a_double() -> None:
+    assert codec.loads(b"[18446744073709551616, -1" + b"0" * 308 + b"]") == [2**64, -(10**308)]
 
 
 def test_loads_takes_whitespace_around_a_value() -> None:

@@ -949,3 +949,12 @@ def test_set_field_raises_only_field_errors(
         set_field(message, (field,), [text], param="p", map_key=map_key)
     except FieldError as error:
         assert error.param == "p"
+
+
+def test_free_json_numbers_past_a_double_are_refused_or_strings() -> None:
+    """An integer past a double cannot be a Struct number (it raised OverflowError, a 500):
+    a Struct refuses it, a Value keeps the text as a string, as for `1e400`."""
+    big = "1" + "0" * 400
+    assert query_error(f'attrs={{"a":{big}}}').reason.endswith("is not a JSON object")
+    assert as_dict(query(f"any_value={big}")) == {"any_value": big}
+    assert as_dict(query("any_value=1e400")) == {"any_value": "1e400"}
