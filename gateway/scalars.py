@@ -435,6 +435,8 @@ def _type_name(field: FieldDescriptor) -> str:
 
 
 def _show_number(number: int | float) -> str:
+    if isinstance(number, int) and number.bit_length() > 1024:  # str() stops at 4,300 digits
+        return "a number of over 300 digits"
     text = repr(number) if isinstance(number, float) else str(number)
     return text if len(text) <= 40 else text[:40] + "..."
 

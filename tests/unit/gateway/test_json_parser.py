@@ -160,6 +160,13 @@ def test_wrapping_values_are_refused_not_narrowed() -> None:
     )
 
 
+def test_integers_too_long_to_print_are_refused_in_few_words() -> None:
+    assert refusal({"uint64": 10**5000}) == (
+        "uint64",
+        "a number of over 300 digits is not a decimal uint64; out of range",
+    )
+
+
 def test_integers_as_json_numbers() -> None:
     assert parse({"int32": 1e2, "int64": -0.0, "uint64": 1.8e19}) == {
         "int32": 100,
