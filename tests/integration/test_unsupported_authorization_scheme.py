@@ -43,7 +43,7 @@ def _reason(details: bytes) -> str:
     info = error_details_pb2.ErrorInfo()
     status = status_pb2.Status.FromString(details)
     assert status.details[0].Unpack(info)
-    return info.reason
+    return str(info.reason)
 
 
 @pytest.mark.parametrize("authorization", SCHEMES)

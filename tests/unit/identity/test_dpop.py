@@ -17,8 +17,8 @@ from server.identity.dpop import (
     DpopVerifier,
     ReplayCache,
     access_token_hash,
-    normalize_url,
 )
+from server.identity.url_equivalence import normalize_url
 from tests.support.clock import ManualClock
 from tests.unit.identity.proofs import client_key, make_proof
 
