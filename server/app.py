@@ -22,6 +22,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from redis.asyncio import Redis
 
 from gateway.app import Gateway
 from gateway.bindings import bindings_for
@@ -86,6 +87,7 @@ class Application:
             public_url=self.settings.public_url,
             trust_forwarded_headers=self.settings.trust_forwarded_headers,
             clocks=self.clocks,
+            redis=self._redis(),
         )
         chain = InterceptorChain(chain_stages(policies_for(SERVICES), self.identity))
         interceptors = (chain,)
@@ -121,6 +123,17 @@ class Application:
                 "and DPoP proofs will not match it; set ORCHESTRATOR_PUBLIC_URL",
                 self.settings.public_url,
             )
+
+    def _redis(self) -> Redis | None:
+        """The Redis replicas share per-request state in (REDIS_HOST), or None."""
+        if not self.settings.redis_host:
+            return None
+        return Redis(
+            host=self.settings.redis_host,
+            port=self.settings.redis_port,
+            socket_connect_timeout=5,
+            socket_timeout=5,
+        )
 
     async def _page_tokens(self) -> PageTokens:
         configured = self.settings.page_token_secret.get_secret_value()
@@ -164,6 +177,7 @@ class Application:
         await self.grpc_server.stop(grace)
         if self._http_task is not None:
             await self._http_task
+        await self.identity.close()
         await self.db.dispose()
 
     async def wait(self) -> None:

@@ -13,16 +13,17 @@ in the header. `DpopVerifier.verify` performs the checks of RFC 9449 §4.3:
    §6.2.2-6.2.3 normalization, `url_equivalence.py`; query and fragment ignored);
 5. `iat` is within [now - `max_age`, now + `future_skew`];
 6. for a resource request, `ath` is base64url(SHA-256(access token));
-7. `jti` was not seen before with this key (replay cache, entries expire with the
-   `iat` window).
+7. `jti` was not seen before with this key: `DpopVerifier.first_use`, awaited by the
+   caller once every other check (its own included) has passed.
 
 The result's `jkt` is the key's RFC 7638 thumbprint: the token endpoint binds it
 into the token (`cnf.jkt`), the resource server compares it.
 
-The replay cache is in memory, per process. Across replicas a captured proof could
-be replayed once per replica within the `iat` window, to the same method and URL
-and (for resource calls) with the same token; a shared cache would close that.
-Server nonces (RFC 9449 §8) are not implemented.
+Checks 1-6 are computation only (`verify`, synchronous: the token endpoint runs it
+in authlib's worker thread). Check 7 asks the `ReplayStore` every replica shares
+(`server/identity/replay.py`: the database, or Redis), one round trip, so a proof is
+accepted once across all replicas; its entries expire with the `iat` window. Server
+nonces (RFC 9449 §8) are not implemented.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +42,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import Key
 
 from server.identity.jose import has_type, jws_registry, public_key
+from server.identity.replay import ReplayStore
 from server.identity.url_equivalence import normalize_url
 
 DPOP_TYPE = "dpop+jwt"
@@ -72,45 +73,19 @@ def access_token_hash(access_token: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-class ReplayCache:
-    """Seen (key, jti) pairs until their proofs could no longer be accepted anyway."""
-
-    def __init__(
-        self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._max = max_entries
-        self._clock = clock
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()  # token requests verify proofs in worker threads
-
-    def first_use(self, key: str, *, expires_at: float) -> bool:
-        """Record `key`; False when it was already recorded and has not expired."""
-        now = self._clock()
-        with self._lock:
-            seen = self._seen.get(key)
-            if seen is not None and seen > now:
-                return False
-            if len(self._seen) >= self._max:
-                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
-                if len(self._seen) >= self._max:
-                    raise DpopError("too many recent proofs; retry shortly")  # fail closed
-            self._seen[key] = expires_at
-            return True
-
-
 class DpopVerifier:
     def __init__(
         self,
         *,
         max_age: int = 60,
         future_skew: int = 5,
-        replay: ReplayCache | None = None,
+        replay: ReplayStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._max_age = max_age
         self._future_skew = future_skew
         self._clock = clock
-        self._replay = replay or ReplayCache(clock=clock)
+        self._replay = replay  # None: `verify` only, `first_use` refuses to guess
 
     def verify(
         self,
@@ -143,10 +118,18 @@ class DpopVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 1 <= len(jti) <= 256:
             raise DpopError("jti must be a string of 1 to 256 characters")
-        replay_key = hashlib.sha256(f"{jkt}\x00{jti}".encode()).hexdigest()
-        if not self._replay.first_use(replay_key, expires_at=iat + self._max_age + 1):
-            raise DpopError("proof was already used (jti replay)")
         return DpopProof(jkt=jkt, jti=jti, htm=http_method, htu=htu, iat=iat)
+
+    async def first_use(self, proof: DpopProof) -> None:
+        """Check 7: record the proof's (key, `jti`) in the shared replay store until its
+        `iat` window closes; DpopError when any replica has accepted it before
+        (RFC 9449 §11.1). RuntimeError when this verifier has no store."""
+        if self._replay is None:
+            raise RuntimeError("DpopVerifier needs a replay store to accept proofs")
+        replay_key = hashlib.sha256(f"{proof.jkt}\x00{proof.jti}".encode()).hexdigest()
+        expires_at = proof.iat + self._max_age + 1
+        if not await self._replay.first_use(replay_key, expires_at=expires_at):
+            raise DpopError("proof was already used (jti replay)")
 
 
 def _verified_parts(proof: str) -> tuple[Mapping[str, Any], Key]:

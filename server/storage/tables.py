@@ -144,6 +144,38 @@ class RevokedTokenRow(SQLModel, table=True):
     revoked_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
 
 
+class DpopProofRow(SQLModel, table=True):
+    """A DPoP proof already accepted by some replica: the jti replay cache (RFC 9449 §11.1).
+
+    `proof_key` is hex SHA-256 of the proof key's thumbprint and the `jti`; inserting it
+    is the check (the primary key refuses a second use). `expires_at_ms` is when the
+    proof's `iat` window closes, in epoch milliseconds of the identity wall clock, after
+    which the row may be overwritten or purged.
+    """
+
+    __tablename__ = "dpop_proofs"
+    __table_args__ = (sa.Index("ix_dpop_proofs_expires_at_ms", "expires_at_ms"),)
+
+    proof_key: str = Field(primary_key=True, max_length=64)
+    expires_at_ms: int = Field(sa_type=sa.BigInteger)
+
+
+class AuthFailureRow(SQLModel, table=True):
+    """Consecutive failed client authentications of one client id, for the throttle.
+
+    `failures` counts failures since the last success; the row lapses `expires_at_ms`
+    (the window after the last failure, epoch milliseconds) and is then counted afresh.
+    """
+
+    __tablename__ = "auth_failures"
+    __table_args__ = (sa.Index("ix_auth_failures_expires_at_ms", "expires_at_ms"),)
+
+    client_id: str = Field(primary_key=True, max_length=128)
+    failures: int
+    last_failure_ms: int = Field(sa_type=sa.BigInteger)
+    expires_at_ms: int = Field(sa_type=sa.BigInteger)
+
+
 def table_of(model: type[SQLModel]) -> sa.Table:
     """The Core table behind a row class, for the SQLAlchemy Core hot paths."""
     return model.__table__  # type: ignore[attr-defined,no-any-return]

@@ -40,7 +40,7 @@ from gateway.text import error_description, has_control
 from server.identity.authorization_server import passwords
 from server.identity.authorization_server.clients import ClientCredentials
 from server.identity.authorization_server.keys import ALGORITHM
-from server.identity.dpop import DpopError, DpopVerifier
+from server.identity.dpop import DpopError, DpopProof, DpopVerifier
 from server.identity.scopes import (
     ADMIN,
     JUSTIFIED,
@@ -95,6 +95,7 @@ class OAuthRequest(OAuth2Request):  # type: ignore[misc]
         self.payload = BasicOAuth2Payload(self._form)
         self.dpop_proofs = dpop_proofs
         self.confirmation: str | None = None  # DPoP key thumbprint to bind (cnf.jkt)
+        self.dpop_proof: DpopProof | None = None  # checked but not yet used (jti unrecorded)
         self.controls: dict[str, str] = {}  # seed-003 reason/ticket claims
         self.revoked: dict[str, Any] | None = None  # claims of the token to revoke
 
@@ -302,6 +303,7 @@ class RequestServer(AuthorizationServer):  # type: ignore[misc]
             )
         except DpopError as exc:
             raise InvalidDpopProofError(error_description(str(exc))) from exc
+        request.dpop_proof = proof  # its jti is recorded after the flow: an awaited round trip
         return proof.jkt
 
 

@@ -28,10 +28,15 @@ from server.domain.errors import DomainError, InvalidArgument, Unauthenticated
 from server.identity.authorization_server import clients
 from server.identity.authorization_server.introspection_revocation import endpoint_server
 from server.identity.authorization_server.keys import KeyRing
-from server.identity.authorization_server.oauth2 import OAuthClient, OAuthRequest, token_server
+from server.identity.authorization_server.oauth2 import (
+    InvalidDpopProofError,
+    OAuthClient,
+    OAuthRequest,
+    token_server,
+)
 from server.identity.authorization_server.throttle import FailureThrottle
 from server.identity.challenges import BASIC_CHALLENGE
-from server.identity.dpop import DpopVerifier
+from server.identity.dpop import DpopError, DpopProof, DpopVerifier
 from server.identity.resource_server.verifier import TokenVerifier
 from server.identity.revocation import RevocationList, revoke_token
 from server.identity.urls import INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_PATH, PublicUrls
@@ -71,7 +76,7 @@ class AuthorizationServer:
         revocations: RevocationList,
         dpop: DpopVerifier,
         urls: PublicUrls,
-        throttle: FailureThrottle | None = None,
+        throttle: FailureThrottle,
     ) -> None:
         self._db = db
         self._keys = keys
@@ -79,7 +84,7 @@ class AuthorizationServer:
         self._revocations = revocations
         self._dpop = dpop
         self._urls = urls
-        self._throttle = throttle or FailureThrottle()
+        self._throttle = throttle
 
     async def token(self, call: OAuthCall) -> IssuedToken:
         """Issue an access token (client credentials grant)."""
@@ -89,7 +94,7 @@ class AuthorizationServer:
         client = await self._client(call)
         key = await self._keys.signing_key()
 
-        def issue() -> dict[str, Any]:
+        def issue() -> tuple[dict[str, Any], DpopProof | None]:
             request = self._request(url, call)
             server = token_server(
                 client=client,
@@ -100,9 +105,14 @@ class AuthorizationServer:
                 request=request,
             )
             _status, body, _headers = server.create_token_response(request)
-            return dict(body)
+            return dict(body), request.dpop_proof
 
-        body = await self._run(client, issue)
+        body, proof = await self._run(client, issue)
+        if proof is not None:  # RFC 9449 §11.1, last of the checks: the token is not handed out
+            try:
+                await self._dpop.first_use(proof)
+            except DpopError as exc:
+                raise domain_error(InvalidDpopProofError(str(exc))) from exc
         return IssuedToken(
             access_token=body["access_token"],
             token_type=body["token_type"],
@@ -175,7 +185,7 @@ class AuthorizationServer:
         client_id = basic_id or form_id
         if not client_id or len(client_id) > CLIENT_ID_MAX:
             raise _invalid_client("client authentication is required")
-        wait = self._throttle.retry_after(client_id)
+        wait = await self._throttle.retry_after(client_id)
         if wait is not None:
             raise _invalid_client(f"too many failed authentications; retry in {math.ceil(wait)} s")
         credentials = await clients.find_credentials(self._db, client_id=client_id)
@@ -186,12 +196,12 @@ class AuthorizationServer:
             result = await asyncio.to_thread(flow)
         except OAuth2Error as error:
             if error.error == "invalid_client":
-                self._throttle.failed(client.client_id)
+                await self._throttle.failed(client.client_id)
             elif client.authenticated:
-                self._throttle.succeeded(client.client_id)
+                await self._throttle.succeeded(client.client_id)
             raise domain_error(error) from None
         if client.authenticated:
-            self._throttle.succeeded(client.client_id)
+            await self._throttle.succeeded(client.client_id)
         return result
 
 

@@ -131,7 +131,9 @@ class TokenVerifier:
                 "invalid_token", "a DPoP-bound token must be sent with the DPoP scheme"
             )
         if scheme == "DPoP":
-            self._check_proof(token, jkt, dpop_proof, http_method=http_method, http_url=http_url)
+            await self._check_proof(
+                token, jkt, dpop_proof, http_method=http_method, http_url=http_url
+            )
         return principal_from_claims(claims)
 
     async def prepare(self, token: str) -> None:
@@ -215,7 +217,7 @@ class TokenVerifier:
         except (TypeError, ValueError) as exc:
             raise TokenRejected("invalid_token", "malformed claims", scheme=scheme) from exc
 
-    def _check_proof(
+    async def _check_proof(
         self,
         token: str,
         jkt: str | None,
@@ -238,6 +240,10 @@ class TokenVerifier:
             raise TokenRejected(
                 "invalid_dpop_proof", "the proof key is not the token's key", scheme="DPoP"
             )
+        try:
+            await self._dpop.first_use(checked)  # last: a refused proof is not used up
+        except DpopError as exc:
+            raise TokenRejected("invalid_dpop_proof", str(exc), scheme="DPoP") from exc
 
 
 def _confirmation(claims: Mapping[str, Any]) -> str | None:

@@ -17,10 +17,12 @@ from joserfc.jwk import ECKey
 
 from server.identity.authorization_server.keys import KeyRing
 from server.identity.dpop import DpopVerifier
+from server.identity.replay import SqlReplayStore
 from server.identity.resource_server.verifier import TokenVerifier
 from server.identity.revocation import RevocationList
 from server.identity.urls import PublicUrls
 from server.storage.db import Database
+from server.storage.repositories.guards import SqlGuards
 from tests.support.clock import ManualClock
 
 ISSUER = "https://orchestrator.example"
@@ -62,12 +64,26 @@ def wall() -> ManualClock:
 
 
 @pytest.fixture
+async def guards(db: Database) -> AsyncIterator[SqlGuards]:
+    """The replay cache and failure counts replicas share, on this SQLite file."""
+    shared = SqlGuards(db)
+    try:
+        yield shared
+    finally:
+        await shared.close()
+
+
+@pytest.fixture
 def verifier(
-    keys: KeyRing, revocations: RevocationList, urls: PublicUrls, wall: ManualClock
+    guards: SqlGuards,
+    keys: KeyRing,
+    revocations: RevocationList,
+    urls: PublicUrls,
+    wall: ManualClock,
 ) -> TokenVerifier:
-    return TokenVerifier(
-        keys=keys, revocations=revocations, dpop=DpopVerifier(clock=wall), urls=urls, clock=wall
-    )
+    replay = SqlReplayStore(guards, clock=wall)
+    dpop = DpopVerifier(replay=replay, clock=wall)
+    return TokenVerifier(keys=keys, revocations=revocations, dpop=dpop, urls=urls, clock=wall)
 
 
 def claims(**overrides: Any) -> dict[str, Any]:

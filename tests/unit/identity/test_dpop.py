@@ -15,7 +15,6 @@ from joserfc.jwk import ECKey, OctKey, RSAKey
 from server.identity.dpop import (
     DpopError,
     DpopVerifier,
-    ReplayCache,
     access_token_hash,
 )
 from server.identity.url_equivalence import normalize_url
@@ -63,31 +62,7 @@ def test_query_and_fragment_are_ignored_and_urls_normalized() -> None:
     assert normalize_url("ftp://h/") is None
 
 
-def test_replayed_jti_is_refused() -> None:
-    key = client_key()
-    verifier = DpopVerifier()
-    proof = make_proof(key, htu=URL)
-    verifier.verify(proof, http_method="POST", http_url=URL)
-    with pytest.raises(DpopError, match="replay"):
-        verifier.verify(proof, http_method="POST", http_url=URL)
-
-
-def test_same_jti_with_another_key_is_not_a_replay() -> None:
-    verifier = DpopVerifier()
-    verifier.verify(make_proof(client_key(), htu=URL, jti="j1"), http_method="POST", http_url=URL)
-    verifier.verify(make_proof(client_key(), htu=URL, jti="j1"), http_method="POST", http_url=URL)
-
-
-def test_replay_cache_forgets_after_the_window_and_fails_closed_when_full() -> None:
-    now = [1000.0]
-    cache = ReplayCache(max_entries=2, clock=lambda: now[0])
-    assert cache.first_use("a", expires_at=1010)
-    assert not cache.first_use("a", expires_at=1010)
-    assert cache.first_use("b", expires_at=1010)
-    with pytest.raises(DpopError, match="too many"):
-        cache.first_use("c", expires_at=1010)
-    now[0] = 1011.0
-    assert cache.first_use("a", expires_at=1020)
+# The jti replay check (`first_use`, on the store replicas share): test_replay.py.
 
 
 def _proof_cases() -> list[tuple[str, dict[str, Any], str]]:
