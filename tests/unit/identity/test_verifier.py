@@ -73,7 +73,7 @@ async def test_operator_principal_lists_its_tenants(
     [
         (None, None),
         ("", None),
-        ("Basic dXNlcjpwYXNz", "invalid_request"),
+        ("Basic dXNlcjpwYXNz", None),  # another scheme: no credentials (issue 8 item 13)
         ("Bearer", "invalid_request"),
         ("Bearer a b", "invalid_request"),
         ("Bearer tok\u00e9n", "invalid_request"),
