@@ -62,38 +62,21 @@ class SqlGuards:
             self._insert = postgresql.insert
         self._next_purge_ms = 0
         self._purging: asyncio.Task[None] | None = None
+        # Built once: constructing and cache-keying a statement costs more than running it.
+        self._first_use = _first_use_statement(self._insert)
+        self._add_failure = _add_failure_statement(self._insert)
 
     async def first_use(self, proof_key: str, *, expires_at_ms: int, now_ms: int) -> bool:
         """Record `proof_key` until `expires_at_ms`; False when it is recorded and unexpired."""
-        insert = self._insert(_proofs).values(proof_key=proof_key, expires_at_ms=expires_at_ms)
-        statement = insert.on_conflict_do_update(
-            index_elements=[_proofs.c.proof_key],
-            set_={"expires_at_ms": insert.excluded.expires_at_ms},
-            where=_proofs.c.expires_at_ms <= now_ms,
-        ).returning(_proofs.c.proof_key)
-        stored = await self._execute(lambda conn: _first(conn, statement))
+        values = {"proof_key": proof_key, "expires_at_ms": expires_at_ms, "now_ms": now_ms}
+        stored = await self._execute(lambda conn: _first(conn, self._first_use, values))
         self._purge_soon(now_ms)
         return stored is not None
 
     async def add_failure(self, client_id: str, *, now_ms: int, window_ms: int) -> int:
         """One more failure of `client_id` (1 when its window lapsed); the new count."""
-        insert = self._insert(_failures).values(
-            client_id=client_id,
-            failures=1,
-            last_failure_ms=now_ms,
-            expires_at_ms=now_ms + window_ms,
-        )
-        statement = insert.on_conflict_do_update(
-            index_elements=[_failures.c.client_id],
-            set_={
-                "failures": sa.case(
-                    (_failures.c.expires_at_ms <= now_ms, 1), else_=_failures.c.failures + 1
-                ),
-                "last_failure_ms": insert.excluded.last_failure_ms,
-                "expires_at_ms": insert.excluded.expires_at_ms,
-            },
-        ).returning(_failures.c.failures)
-        count = await self._execute(lambda conn: _first(conn, statement))
+        values = {"client_id": client_id, "now_ms": now_ms, "expires_at_ms": now_ms + window_ms}
+        count = await self._execute(lambda conn: _first(conn, self._add_failure, values))
         self._purge_soon(now_ms)
         return int(count or 0)
 
@@ -158,5 +141,39 @@ class SqlGuards:
         raise AssertionError("unreachable")
 
 
-async def _first(conn: AsyncConnection, statement: sa.Executable) -> Any:
-    return (await conn.execute(statement)).scalar()
+def _first_use_statement(insert: Callable[[sa.Table], Any]) -> sa.Executable:
+    """INSERT the proof, or take over an expired row with its key; RETURNING the key
+    only when the row is ours (a live conflicting row returns nothing)."""
+    statement = insert(_proofs).values(
+        proof_key=sa.bindparam("proof_key"), expires_at_ms=sa.bindparam("expires_at_ms")
+    )
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[_proofs.c.proof_key],
+        set_={"expires_at_ms": statement.excluded.expires_at_ms},
+        where=_proofs.c.expires_at_ms <= sa.bindparam("now_ms", type_=sa.BigInteger),
+    ).returning(_proofs.c.proof_key)
+
+
+def _add_failure_statement(insert: Callable[[sa.Table], Any]) -> sa.Executable:
+    """Start the client's count at 1, or add 1 to it (1 again when its window lapsed)."""
+    now_ms = sa.bindparam("now_ms", type_=sa.BigInteger)
+    statement = insert(_failures).values(
+        client_id=sa.bindparam("client_id"),
+        failures=1,
+        last_failure_ms=now_ms,
+        expires_at_ms=sa.bindparam("expires_at_ms"),
+    )
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[_failures.c.client_id],
+        set_={
+            "failures": sa.case(
+                (_failures.c.expires_at_ms <= now_ms, 1), else_=_failures.c.failures + 1
+            ),
+            "last_failure_ms": statement.excluded.last_failure_ms,
+            "expires_at_ms": statement.excluded.expires_at_ms,
+        },
+    ).returning(_failures.c.failures)
+
+
+async def _first(conn: AsyncConnection, statement: sa.Executable, values: dict[str, Any]) -> Any:
+    return (await conn.execute(statement, values)).scalar()
