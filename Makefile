@@ -12,7 +12,7 @@ GOOGLE_PROTOS := google/api/annotations.proto google/api/http.proto google/api/h
                  google/rpc/error_details.proto
 
 .DEFAULT_GOAL := help
-.PHONY: help serve test check lint generate check-generate breaking bench clean
+.PHONY: help serve test check lint generate check-generate breaking bench wrk clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -73,8 +73,22 @@ breaking: $(STAMP) ## buf breaking against main (skipped when there is no main t
 
 check: lint check-generate breaking ## everything CI checks before the tests
 
-bench: $(STAMP) ## run the benchmarks in bench/
+bench: $(STAMP) wrk ## run the benchmarks in bench/ (installs wrk first when missing)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+# bench/transcoding.py drives HTTP load with wrk in its own process. As root with apt
+# the Debian package is installed; otherwise the one command that does is printed.
+wrk: ## install wrk, the HTTP load generator of bench/transcoding.py (Debian package)
+	@if command -v wrk >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "wrk is missing: apt-get install -y wrk"; \
+	  apt-get install -y --no-install-recommends wrk \
+	    || { apt-get update && apt-get install -y --no-install-recommends wrk; }; \
+	else \
+	  echo "make bench needs wrk (HTTP load for bench/transcoding.py); install it with:" >&2; \
+	  echo "  sudo apt-get install -y wrk" >&2; \
+	  exit 1; \
+	fi
 
 clean: ## remove the virtualenv, caches and the local database
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
