@@ -27,10 +27,12 @@ from gateway.openapi_config import DocumentedHeader, OpenApiConfig, OperationSec
 from gateway.openapi_schema import character_class
 from gateway.text import CONTROL_CHARACTERS
 from orchestrator.api.v1 import options_pb2
+from orchestrator.identity.v1 import oauth_pb2
 from orchestrator.jobengine.v1 import audit_service_pb2, sources_service_pb2
 from server.config import Settings
 from server.domain.audit import FILTER_MAX
 from server.domain.sources import NAME_MAX, SOURCE_TYPE_PATTERN
+from server.identity.authorization_server.oauth2 import GRANT_TYPE
 from server.identity.urls import TOKEN_PATH
 from server.interceptors.audit import REASON_HEADER, REASON_MAX, TICKET_HEADER, TICKET_MAX
 from server.interceptors.tenancy import (
@@ -123,6 +125,7 @@ def _field_rules() -> dict[str, dict[str, Any]]:
     register = sources_service_pb2.RegisterSourceRequest.DESCRIPTOR
     list_sources = sources_service_pb2.ListSourcesRequest.DESCRIPTOR
     list_audit = audit_service_pb2.ListAuditEntriesRequest.DESCRIPTOR
+    token = oauth_pb2.TokenRequest.DESCRIPTOR
     source_type = {"pattern": SOURCE_TYPE_PATTERN}
     rules = {
         register.fields_by_name["name"]: {
@@ -135,6 +138,8 @@ def _field_rules() -> dict[str, dict[str, Any]]:
         # 0 is the default page size; larger than MAX_LIMIT is coerced, not refused.
         list_sources.fields_by_name["limit"]: {"minimum": 0},
         list_audit.fields_by_name["limit"]: {"minimum": 0},
+        # The one grant served (RFC 6749 §4.4); any other is 400 unsupported_grant_type.
+        token.fields_by_name["grant_type"]: {"enum": [GRANT_TYPE]},
     }
     for field in list_audit.fields:
         if field.json_name in FILTER_MAX:

@@ -34,6 +34,7 @@ from server.domain.audit import FILTER_MAX
 from server.domain.errors import InvalidArgument
 from server.domain.sources import SOURCE_TYPE_PATTERN, _validate_registration
 from server.http_surface import openapi_config
+from server.identity.authorization_server.oauth2 import GRANT_TYPE
 from tests.support import protos
 
 REPO = Path(__file__).resolve().parents[3]
@@ -442,6 +443,8 @@ def test_field_rules_come_from_the_domain() -> None:
     assert {name: audit[name]["schema"].get("maxLength") for name in FILTER_MAX} == FILTER_MAX
     assert audit["limit"]["schema"]["minimum"] == 0
     assert audit["action"]["schema"]["pattern"] == "^[^\\u0000-\\u001f\\u007f]*$"
+    grant = schema(document, "TokenRequest")["properties"]["grant_type"]
+    assert grant["enum"] == [GRANT_TYPE]  # RFC 6749 §4.4, the one grant served
 
 
 def test_cached_get_documents_etag_304_and_cache_control() -> None:
