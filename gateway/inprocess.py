@@ -5,6 +5,10 @@ same interceptor chain.
 a servicer, so it collects exactly the handlers the real server serves. Each call
 runs the real interceptors (`intercept_service`), then the handler's behaviour with
 an `InProcessContext` that records metadata and status like grpc.aio's context.
+
+Every kind of method is served: unary and server-streaming ones get the request
+message, client- and bidi-streaming ones an async iterator over the requests (the
+gateway has parsed them all first), readable with `context.read()` too.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class InProcessContext:
     trailing: tuple[tuple[str, str | bytes], ...] = ()
     status_code: grpc.StatusCode | None = None
     status_details: str = ""
+    # The request stream of a client- or bidi-streaming call, for `read()`.
+    requests: AsyncIterator[Message] | None = None
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return self.metadata
@@ -92,6 +98,15 @@ class InProcessContext:
         if trailing_metadata:
             self.trailing = tuple(trailing_metadata)
         raise InProcessAbort()
+
+    async def read(self) -> Message | grpc.aio.EOFType:
+        """The next request of a request stream, or `grpc.aio.EOF` after the last."""
+        if self.requests is None:
+            raise RuntimeError("read() is for client- and bidi-streaming calls")
+        try:
+            return await anext(self.requests)
+        except StopAsyncIteration:
+            return grpc.aio.EOF
 
     def peer(self) -> str:
         return "inprocess:gateway"
@@ -158,16 +173,20 @@ class InProcessUpstream:
         timeout: float | None,
     ) -> UnaryResult:
         handler, context = await self._handler(method, metadata, timeout)
-        try:
-            async with asyncio.timeout(timeout):
-                response = await handler.unary_unary(request, context)
-        except InProcessAbort:
-            raise context.error() from None
-        except TimeoutError:
-            raise UpstreamError(_deadline(), headers=context.initial) from None
-        if context.status_code not in (None, grpc.StatusCode.OK):
-            raise context.error()
-        return UnaryResult(response=response, headers=context.initial, trailers=context.trailing)
+        return await _answer(handler.unary_unary(request, context), context, timeout)
+
+    async def client_stream(
+        self,
+        method: str,
+        requests: Sequence[Message],
+        response_type: type[Message],
+        *,
+        metadata: Sequence[tuple[str, str]],
+        timeout: float | None,
+    ) -> UnaryResult:
+        handler, context = await self._handler(method, metadata, timeout)
+        context.requests = _feed(requests)
+        return await _answer(handler.stream_unary(context.requests, context), context, timeout)
 
     async def stream(
         self,
@@ -179,36 +198,77 @@ class InProcessUpstream:
         timeout: float | None,
     ) -> StreamCall:
         handler, context = await self._handler(method, metadata, timeout)
-        iterator: AsyncIterator[Message] = handler.unary_stream(request, context)
-        first: list[Message] = []
-        try:
-            async with asyncio.timeout(timeout):
-                first.append(await anext(iterator))
-        except StopAsyncIteration:
-            pass
-        except InProcessAbort:
-            raise context.error() from None
-        except TimeoutError:
-            raise UpstreamError(_deadline(), headers=context.initial) from None
+        return await _open(handler.unary_stream(request, context), context, timeout)
 
-        async def messages() -> AsyncIterator[Message]:
-            for item in first:
-                yield item
-            try:
-                async with asyncio.timeout(context.time_remaining()):
-                    async for item in iterator:
-                        yield item
-            except InProcessAbort:
-                raise context.error() from None
-            except TimeoutError:
-                raise UpstreamError(_deadline()) from None
-            finally:
-                await iterator.aclose()  # type: ignore[attr-defined]
-
-        return StreamCall(headers=context.initial, messages=messages())
+    async def bidi_stream(
+        self,
+        method: str,
+        requests: Sequence[Message],
+        response_type: type[Message],
+        *,
+        metadata: Sequence[tuple[str, str]],
+        timeout: float | None,
+    ) -> StreamCall:
+        handler, context = await self._handler(method, metadata, timeout)
+        context.requests = _feed(requests)
+        return await _open(handler.stream_stream(context.requests, context), context, timeout)
 
     async def close(self) -> None:
         return None
+
+
+async def _feed(requests: Sequence[Message]) -> AsyncIterator[Message]:
+    for request in requests:
+        yield request
+
+
+async def _answer(
+    response: Awaitable[Message], context: InProcessContext, timeout: float | None
+) -> UnaryResult:
+    """The one response of a unary or client-streaming handler, or its status raised."""
+    try:
+        async with asyncio.timeout(timeout):
+            message = await response
+    except InProcessAbort:
+        raise context.error() from None
+    except TimeoutError:
+        raise UpstreamError(_deadline(), headers=context.initial) from None
+    if context.status_code not in (None, grpc.StatusCode.OK):
+        raise context.error()
+    return UnaryResult(response=message, headers=context.initial, trailers=context.trailing)
+
+
+async def _open(
+    iterator: AsyncIterator[Message], context: InProcessContext, timeout: float | None
+) -> StreamCall:
+    """A server- or bidi-streaming handler's responses, once the first one (or the end)
+    is there: a call that fails at once raises here, before any HTTP is written."""
+    first: list[Message] = []
+    try:
+        async with asyncio.timeout(timeout):
+            first.append(await anext(iterator))
+    except StopAsyncIteration:
+        pass
+    except InProcessAbort:
+        raise context.error() from None
+    except TimeoutError:
+        raise UpstreamError(_deadline(), headers=context.initial) from None
+
+    async def messages() -> AsyncIterator[Message]:
+        for item in first:
+            yield item
+        try:
+            async with asyncio.timeout(context.time_remaining()):
+                async for item in iterator:
+                    yield item
+        except InProcessAbort:
+            raise context.error() from None
+        except TimeoutError:
+            raise UpstreamError(_deadline()) from None
+        finally:
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+    return StreamCall(headers=context.initial, messages=messages())
 
 
 def _unimplemented(method: str) -> status_pb2.Status:

@@ -1,13 +1,18 @@
 """Where transcoded calls go: a gRPC channel (proxy mode) or the local server
 (in-process, see inprocess.py). Both answer the same `Upstream` protocol and raise
 `UpstreamError` carrying the full `google.rpc.Status`.
+
+Methods whose requests stream (client streaming, bidirectional) are called through
+`RequestStreamUpstream`, which both also answer: the gateway has read and parsed
+the whole HTTP body first, so the request stream is a finite sequence of messages,
+sent in order; the answer is one message (client streaming) or a stream.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import grpc
 from google.protobuf.message import Message
@@ -63,6 +68,38 @@ class Upstream(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class RequestStreamUpstream(Protocol):
+    """An upstream that can also send a stream of requests, as both of ours can. A
+    Gateway whose upstream cannot answers its client- and bidi-streaming methods 501
+    UNIMPLEMENTED (an `Upstream` written before streamed requests still serves the rest)."""
+
+    async def client_stream(
+        self,
+        method: str,
+        requests: Sequence[Message],
+        response_type: type[Message],
+        *,
+        metadata: Sequence[tuple[str, str]],
+        timeout: float | None,
+    ) -> UnaryResult:
+        """Send `requests` in order, then half-close; the one response, or UpstreamError."""
+        ...
+
+    async def bidi_stream(
+        self,
+        method: str,
+        requests: Sequence[Message],
+        response_type: type[Message],
+        *,
+        metadata: Sequence[tuple[str, str]],
+        timeout: float | None,
+    ) -> StreamCall:
+        """Send `requests` in order, then half-close; returns once the first response
+        (or the end) arrived, as `stream` does, so a call failing at once raises here."""
+        ...
+
+
 def status_from(code: int, message: str, trailers: Metadata) -> status_pb2.Status:
     """The rich status from `grpc-status-details-bin` when present and consistent."""
     for key, value in trailers:
@@ -82,8 +119,19 @@ class ChannelUpstream:
     def __init__(self, target: str, *, channel: grpc.aio.Channel | None = None) -> None:
         self.target = target
         self._channel = channel or grpc.aio.insecure_channel(target)
-        self._unary: dict[str, Any] = {}
-        self._streams: dict[str, Any] = {}
+        # Multi-callables per (kind, method), kind a grpc.aio.Channel factory's name.
+        self._stubs: dict[tuple[str, str], Any] = {}
+
+    def _stub(self, kind: str, method: str, response_type: type[Message]) -> Any:
+        stub = self._stubs.get((kind, method))
+        if stub is None:
+            stub = getattr(self._channel, kind)(
+                method,
+                request_serializer=_serialize,
+                response_deserializer=response_type.FromString,
+            )
+            self._stubs[(kind, method)] = stub
+        return stub
 
     async def unary(
         self,
@@ -94,24 +142,20 @@ class ChannelUpstream:
         metadata: Sequence[tuple[str, str]],
         timeout: float | None,
     ) -> UnaryResult:
-        stub = self._unary.get(method)
-        if stub is None:
-            stub = self._channel.unary_unary(
-                method,
-                request_serializer=_serialize,
-                response_deserializer=response_type.FromString,
-            )
-            self._unary[method] = stub
-        call = stub(request, metadata=tuple(metadata), timeout=timeout)
-        try:
-            response = await call
-            return UnaryResult(
-                response=response,
-                headers=tuple(await call.initial_metadata() or ()),
-                trailers=tuple(await call.trailing_metadata() or ()),
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _error(exc) from None
+        stub = self._stub("unary_unary", method, response_type)
+        return await _unary_result(stub(request, metadata=tuple(metadata), timeout=timeout))
+
+    async def client_stream(
+        self,
+        method: str,
+        requests: Sequence[Message],
+        response_type: type[Message],
+        *,
+        metadata: Sequence[tuple[str, str]],
+        timeout: float | None,
+    ) -> UnaryResult:
+        stub = self._stub("stream_unary", method, response_type)
+        return await _unary_result(stub(iter(requests), metadata=tuple(metadata), timeout=timeout))
 
     async def stream(
         self,
@@ -122,42 +166,64 @@ class ChannelUpstream:
         metadata: Sequence[tuple[str, str]],
         timeout: float | None,
     ) -> StreamCall:
-        stub = self._streams.get(method)
-        if stub is None:
-            stub = self._channel.unary_stream(
-                method,
-                request_serializer=_serialize,
-                response_deserializer=response_type.FromString,
-            )
-            self._streams[method] = stub
-        call = stub(request, metadata=tuple(metadata), timeout=timeout)
-        iterator = call.__aiter__()
-        # Wait for the first message (or the end) before answering HTTP headers, so a
-        # call that fails at once is an HTTP error, as in-process, not a 200 stream.
-        first: list[Message] = []
-        try:
-            first.append(await anext(iterator))
-        except StopAsyncIteration:
-            pass
-        except grpc.aio.AioRpcError as exc:
-            raise _error(exc) from None
-        headers = tuple(await call.initial_metadata() or ())
+        stub = self._stub("unary_stream", method, response_type)
+        return await _stream_call(stub(request, metadata=tuple(metadata), timeout=timeout))
 
-        async def messages() -> AsyncIterator[Message]:
-            try:
-                for item in first:
-                    yield item
-                async for item in iterator:
-                    yield item
-            except grpc.aio.AioRpcError as exc:
-                raise _error(exc) from None
-            finally:
-                call.cancel()
-
-        return StreamCall(headers=headers, messages=messages())
+    async def bidi_stream(
+        self,
+        method: str,
+        requests: Sequence[Message],
+        response_type: type[Message],
+        *,
+        metadata: Sequence[tuple[str, str]],
+        timeout: float | None,
+    ) -> StreamCall:
+        stub = self._stub("stream_stream", method, response_type)
+        return await _stream_call(stub(iter(requests), metadata=tuple(metadata), timeout=timeout))
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+async def _unary_result(call: Any) -> UnaryResult:
+    """Await a call with one response (unary-unary, stream-unary)."""
+    try:
+        response = await call
+        return UnaryResult(
+            response=response,
+            headers=tuple(await call.initial_metadata() or ()),
+            trailers=tuple(await call.trailing_metadata() or ()),
+        )
+    except grpc.aio.AioRpcError as exc:
+        raise _error(exc) from None
+
+
+async def _stream_call(call: Any) -> StreamCall:
+    """Open a call with streamed responses (unary-stream, stream-stream)."""
+    iterator = call.__aiter__()
+    # Wait for the first message (or the end) before answering HTTP headers, so a
+    # call that fails at once is an HTTP error, as in-process, not a 200 stream.
+    first: list[Message] = []
+    try:
+        first.append(await anext(iterator))
+    except StopAsyncIteration:
+        pass
+    except grpc.aio.AioRpcError as exc:
+        raise _error(exc) from None
+    headers = tuple(await call.initial_metadata() or ())
+
+    async def messages() -> AsyncIterator[Message]:
+        try:
+            for item in first:
+                yield item
+            async for item in iterator:
+                yield item
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from None
+        finally:
+            call.cancel()
+
+    return StreamCall(headers=headers, messages=messages())
 
 
 def _serialize(message: Message) -> bytes:

@@ -12,8 +12,10 @@ authentication, tenancy or operator audit has no frame for them at all.
 Most stages admit a call: they look at its metadata and either refuse it (a
 `DomainError`) or pass on an extended call context. `Admission` is that shape;
 tracing and error mapping work around the rest of the chain and implement
-`Stage` directly. Unary-unary and unary-stream methods are chained; client- and
-bidi-streaming ones (none exist yet) pass through untouched.
+`Stage` directly. Every kind of method is chained: a client-streaming method as a
+unary one and a bidi-streaming one as a server-streaming one, their "request" being
+the request iterator, which no stage reads; so authentication, tenancy and the rest
+admit a streamed call once, before its first message is read.
 """
 
 from __future__ import annotations
@@ -162,6 +164,37 @@ class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_stream_rpc_method_handler(
                 stream_entry,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            collecting = _serve_unary(handler.stream_unary)
+            for stage in reversed(self.stages):
+                collecting = stage.unary(method, collecting)
+            first_collecting = collecting
+
+            async def collect_entry(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                return await first_collecting(requests, context, root)
+
+            return grpc.stream_unary_rpc_method_handler(
+                collect_entry,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            chatting = _serve_streaming(handler.stream_stream)
+            for stage in reversed(self.stages):
+                chatting = stage.streaming(method, chatting)
+            first_chatting = chatting
+
+            async def chat_entry(
+                requests: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
+                async for item in first_chatting(requests, context, root):
+                    yield item
+
+            return grpc.stream_stream_rpc_method_handler(
+                chat_entry,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
