@@ -75,7 +75,7 @@ def parse_into(message: Message, value: Any, *, field: FieldDescriptor | None) -
     a decimal int32; out of range`.
     """
     if field is None and not isinstance(value, dict):
-        raise _bad_body(f"request body must be a JSON object, got {type(value).__name__}")
+        raise _bad_body(f"request body must be a JSON object, got {json_parser.json_kind(value)}")
     try:
         if field is None:
             json_parser.merge_object(message, value)

@@ -195,10 +195,11 @@ def _check_oneof(
 
 
 def _wrong_type(where: str, expected: str, value: Any) -> FieldError:
-    return FieldError(where, f"expected {expected}, got {_json_kind(value)}")
+    return FieldError(where, f"expected {expected}, got {json_kind(value)}")
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """A JSON value in words for error texts: `null`, `an array`, `the number 5`."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -296,7 +296,7 @@ MESSAGES = {
     "wrong-type": 'invalid body field "name": 5 is not a string',
     "unknown-field": 'invalid body field "owner": no field "owner" in '
     "orchestrator.jobengine.v1.RegisterSourceRequest",
-    "body-not-object": "request body must be a JSON object, got list",
+    "body-not-object": "request body must be a JSON object, got an array",
     "missing-name": "name: is required",
     "blank-reason": "X-Stella-Operator-Reason: header is required for this operation and "
     "must not be blank",

@@ -80,7 +80,7 @@ def test_parse_into_one_field_body() -> None:
 def test_parse_into_needs_an_object_for_the_whole_request() -> None:
     with pytest.raises(GatewayError) as info:
         codec.parse_into(Kitchen(), [1], field=None)
-    assert _refusal(info.value) == ("request body must be a JSON object, got list", "body")
+    assert _refusal(info.value) == ("request body must be a JSON object, got an array", "body")
 
 
 def test_parse_into_deep_nesting_is_a_client_error() -> None:
