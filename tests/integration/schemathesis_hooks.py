@@ -9,6 +9,11 @@ HTTP Basic beside them is refused), so a positive case there carries the test
 client's id and secret (ORCHESTRATOR_ST_CLIENT_ID, ORCHESTRATOR_ST_CLIENT_SECRET)
 instead of generated ones that never authenticate.
 
+Two checks join schemathesis's own (`--checks all` runs them too): error texts are in
+the product's words, never protobuf's or Python's (issue 8 item 12: "Message type …
+has no field named … Available Fields"); and every operation answered a success at
+least once, so the run exercised more than refusals.
+
 Two request rules of this API cannot be said in JSON Schema, so no document makes a
 generator respect them; the operations' descriptions state both in prose:
 
@@ -21,7 +26,9 @@ generator respect them; the operations' descriptions state both in prose:
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +37,11 @@ import schemathesis
 CLIENT_ID_VARIABLE = "ORCHESTRATOR_ST_CLIENT_ID"
 CLIENT_SECRET_VARIABLE = "ORCHESTRATOR_ST_CLIENT_SECRET"
 TOKEN = "continuationToken"
+# The runtime's own words: protobuf's json_format, Python's exceptions and builtins.
+RUNTIME_WORDS = re.compile(
+    r"Message type|Available Fields|has no field named|Failed to parse|Traceback"
+    r"|\b[A-Z][A-Za-z]*(?:Error|Exception)\b|strptime|unhashable|NoneType"
+)
 OAUTH_CLIENT_PATHS = frozenset({"/oauth/token", "/oauth/introspect", "/oauth/revoke"})
 
 
@@ -69,3 +81,51 @@ def map_case(context: Any, case: Any) -> Any:
             del case.query[TOKEN]
         _ordered_window(case.query)
     return case
+
+
+def _error_texts(body: Any) -> list[str]:
+    """The human-readable texts of an error body (google.rpc.Status or RFC 6749 §5.2)."""
+    if not isinstance(body, dict):
+        return []
+    texts = [body.get("error"), body.get("error_description")]
+    for detail in body.get("details") or ():
+        if isinstance(detail, dict):
+            for violation in detail.get("fieldViolations") or ():
+                if isinstance(violation, dict):
+                    texts.append(violation.get("description"))
+    return [text for text in texts if isinstance(text, str)]
+
+
+@schemathesis.check
+def error_texts_in_product_words(ctx: Any, response: Any, case: Any) -> bool | None:
+    """An error answer explains itself without the runtime's words."""
+    if response.status_code < 400:
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    for text in _error_texts(body):
+        found = RUNTIME_WORDS.search(text)
+        if found is not None:
+            raise AssertionError(f"error text uses the runtime's words ({found[0]!r}): {text}")
+    return None
+
+
+@schemathesis.check
+class EveryOperationSucceeds:
+    """Every operation tested answered 2xx at least once in the run."""
+
+    def __init__(self) -> None:
+        self.tested: set[str] = set()
+        self.succeeded: set[str] = set()
+
+    def after_response(self, ctx: Any, response: Any, case: Any) -> None:
+        self.tested.add(case.operation.label)
+        if 200 <= response.status_code < 300:
+            self.succeeded.add(case.operation.label)
+
+    def after_run(self, ctx: Any) -> None:
+        never = sorted(self.tested - self.succeeded)
+        if never:
+            raise AssertionError("never answered 2xx: " + ", ".join(never))
