@@ -176,6 +176,212 @@ class AuthFailureRow(SQLModel, table=True):
     expires_at_ms: int = Field(sa_type=sa.BigInteger)
 
 
+# Statuses of a job waiting to be leased (DESIGN §9): the lease query's predicate,
+# spelled exactly as the partial index `ix_jobs_ready` is, so PostgreSQL and SQLite
+# match the query to the index.
+READY_STATUSES: tuple[str, ...] = ("queued", "throttled", "failed")
+JOBS_READY_PREDICATE = "status IN ('queued', 'throttled', 'failed')"
+
+
+class JobRow(SQLModel, table=True):
+    """One job (DESIGN §4.1, §9); the hot table, kept small by pruning finished rows.
+
+    States and transitions: `server/domain/job_states.py`. JSON values (`payload`,
+    `result`, `last_error`) are stored as compact JSON text. Times are UTC.
+
+    - Waiting jobs (`status` in READY_STATUSES) are leasable from `next_eligible_at`
+      (runAt, then the retry backoff or the quota delay); `ix_jobs_ready` serves the
+      one-statement lease of one tenant and job type, priority first, then longest
+      eligible, then job_id: on PostgreSQL
+      `WITH c AS MATERIALIZED (SELECT job_id FROM jobs WHERE tenant_id = :t AND
+      job_type = :jt AND status IN ('queued', 'throttled', 'failed') AND
+      next_eligible_at <= :now ORDER BY priority DESC, next_eligible_at, job_id
+      LIMIT :n FOR UPDATE SKIP LOCKED) UPDATE jobs SET status = 'leased', ... FROM c
+      WHERE jobs.job_id = c.job_id RETURNING jobs.*`. `next_eligible_at` is NULL
+      outside the waiting states.
+    - A lease sets `lease_id` (new per lease), `lease_owner` (worker id),
+      `lease_expires_at`, `attempts += 1` and `quota_id` when the job took a slot of
+      its type's quota. The fencing token is (job_id, lease_id, attempts): a
+      heartbeat/complete/fail matches `WHERE job_id = :j AND lease_id = :l AND
+      attempts = :a AND status = 'leased'`. `lease_id` stays after the lease ends
+      (a canceled job's worker is told CANCELLED, not FAILED_PRECONDITION).
+    - `quota_id` names the quota whose `active` slot this job holds, NULL when it
+      holds none: releasing the slot (complete, fail, expiry, cancel of a leased
+      job) decrements that quota row and clears it in the same transaction, so a
+      slot is released exactly once and never against a quota re-created since.
+    - `ix_jobs_lease_expiry` finds expired leases for the reaper;
+      `ix_jobs_finished` the pruning batches (finished_at set once a job reaches
+      succeeded, canceled or dead_lettered); `ix_jobs_tenant_created_id` the keyset
+      listing (createdAt desc, jobId desc, read backwards).
+    - Idempotency: `uq_jobs_tenant_idempotency_key` is partial (WHERE
+      idempotency_key IS NOT NULL): `INSERT .. ON CONFLICT (tenant_id,
+      idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING` (SQLAlchemy
+      `index_where=`). `request_hash` is the hex SHA-256 of the canonical enqueue
+      request, compared on a repeat (same hash: the existing job; else 409). A key
+      becomes free again when its job is pruned.
+    - Backoff: the n-th retry waits min(backoff_max_s, backoff_initial_s *
+      backoff_multiplier^(n - 1)) * uniform(1 - backoff_jitter, 1) seconds.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.Index(
+            "ix_jobs_ready",
+            "tenant_id",
+            "job_type",
+            sa.text("priority DESC"),
+            "next_eligible_at",
+            "job_id",
+            postgresql_where=sa.text(JOBS_READY_PREDICATE),
+            sqlite_where=sa.text(JOBS_READY_PREDICATE),
+        ),
+        sa.Index(
+            "uq_jobs_tenant_idempotency_key",
+            "tenant_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+            sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+        ),
+        sa.Index("ix_jobs_tenant_created_id", "tenant_id", "created_at", "job_id"),
+        sa.Index(
+            "ix_jobs_lease_expiry",
+            "lease_expires_at",
+            postgresql_where=sa.text("status = 'leased'"),
+            sqlite_where=sa.text("status = 'leased'"),
+        ),
+        sa.Index(
+            "ix_jobs_finished",
+            "finished_at",
+            postgresql_where=sa.text("finished_at IS NOT NULL"),
+            sqlite_where=sa.text("finished_at IS NOT NULL"),
+        ),
+    )
+
+    job_id: str = Field(primary_key=True, max_length=64, sa_type=SortableText)
+    tenant_id: str = Field(max_length=64)
+    project_id: str | None = Field(default=None, max_length=64)
+    job_type: str = Field(max_length=64, sa_type=SortableText)
+    source_id: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    priority: int = 0
+    payload: str | None = Field(default=None, sa_type=sa.Text)
+    result: str | None = Field(default=None, sa_type=sa.Text)
+    attempts: int = 0
+    max_attempts: int
+    backoff_initial_s: float
+    backoff_max_s: float
+    backoff_multiplier: float
+    backoff_jitter: float
+    run_at: datetime = Field(sa_type=Timestamp)
+    next_eligible_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    lease_id: str | None = Field(default=None, max_length=64)
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    quota_id: str | None = Field(default=None, max_length=64)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    request_hash: str | None = Field(default=None, max_length=64)
+    replay_of: str | None = Field(default=None, max_length=64)
+    pack_run_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    finished_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+# SQLite aliases an INTEGER PRIMARY KEY to the rowid (autoincrementing); PostgreSQL
+# gets a BIGINT identity.
+EventId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class EventRow(SQLModel, table=True):
+    """One event (DESIGN §9): append-only, written in the transaction of the change it
+    records; job history and, later, streams and publishers are views of it.
+
+    `event_id` increases in insertion order (not necessarily commit order across
+    concurrent transactions); the API spells it as a decimal string. `subject` is the
+    resource name ("jobs/{jobId}"), `type` e.g. "job.leased", `data` compact JSON
+    text of an object, `trace_id` the causing call's (NULL for the server's own
+    actions). A job's history is `WHERE tenant_id = :t AND subject = :s ORDER BY
+    event_id` (`ix_events_tenant_subject_id`); pruning a job deletes its events.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (sa.Index("ix_events_tenant_subject_id", "tenant_id", "subject", "event_id"),)
+
+    event_id: int | None = Field(default=None, primary_key=True, sa_type=EventId)
+    tenant_id: str | None = Field(default=None, max_length=64)
+    type: str = Field(max_length=100)
+    subject: str = Field(max_length=400)
+    data: str = Field(default="{}", sa_type=sa.Text)
+    trace_id: str | None = Field(default=None, max_length=64)
+    time: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class QuotaRow(SQLModel, table=True):
+    """The quota of one job type in one tenant (DESIGN §4.1, seed 003), with its live
+    accounting. Settings: 0 turns `max_active`, `max_per_hour` and `refill_per_second`
+    off; `burst` >= 1. `version` grows with every change of settings or pause state
+    (never with usage) and is the AIP-154 etag's source.
+
+    Accounting, always changed in the same transaction as the lease, completion,
+    failure, cancel or expiry that uses it, with the quota row locked (`SELECT ..
+    FOR UPDATE` on PostgreSQL; SQLite serialises writers):
+
+    - Concurrency: `active` counts jobs leased now that hold a slot (jobs.quota_id =
+      this quota). A lease of n jobs adds n; releasing a job's slot (complete, fail,
+      lease expiry, cancel while leased) subtracts 1 and clears jobs.quota_id, in
+      the same statement batch, so the count can neither leak nor drift. A new quota
+      starts at 0: jobs leased before it hold no slot of it.
+    - Token bucket: `tokens` as of `tokens_at`. At time t the bucket holds
+      min(burst, tokens + refill_per_second * (t - tokens_at) in seconds); a lease
+      of n jobs needs n whole tokens and stores that value - n with tokens_at = t.
+      With refill_per_second = 0 the bucket is off (tokens stay at burst). A
+      waiting job short of tokens is eligible again in (1 - tokens) /
+      refill_per_second seconds.
+    - Last hour: `quota_minutes` holds one row per (quota, UTC minute) with the
+      leases started in it; a lease of n adds n (INSERT .. ON CONFLICT DO UPDATE
+      count = count + n); lastHour is the sum over the 60 minutes ending with the
+      current one (minute > now_minute - 60), at most 60 primary-key rows. Rows
+      older than an hour are deleted by the pruner (or when read).
+    """
+
+    __tablename__ = "quotas"
+    __table_args__ = (
+        # Also the listing's index: (jobType, quotaId) within a tenant, where the job
+        # type alone is unique.
+        sa.UniqueConstraint("tenant_id", "job_type", name="uq_quotas_tenant_job_type"),
+    )
+
+    quota_id: str = Field(primary_key=True, max_length=64, sa_type=SortableText)
+    tenant_id: str = Field(max_length=64)
+    job_type: str = Field(max_length=64, sa_type=SortableText)
+    max_active: int = 0
+    max_per_hour: int = 0
+    burst: int = 1
+    refill_per_second: float = 0.0
+    paused: bool = False
+    pause_reason: str | None = Field(default=None, max_length=256)
+    active: int = 0
+    tokens: float
+    tokens_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    version: int = 1
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    updated_by: str = Field(default="", max_length=200)
+
+
+class QuotaMinuteRow(SQLModel, table=True):
+    """Leases started under one quota in one UTC minute (`minute` = epoch seconds //
+    60): the sliding last-hour count of `QuotaRow` is the sum of the last 60."""
+
+    __tablename__ = "quota_minutes"
+
+    quota_id: str = Field(primary_key=True, max_length=64)
+    minute: int = Field(primary_key=True, sa_type=sa.BigInteger)
+    count: int = 0
+
+
 def table_of(model: type[SQLModel]) -> sa.Table:
     """The Core table behind a row class, for the SQLAlchemy Core hot paths."""
     return model.__table__  # type: ignore[attr-defined,no-any-return]
