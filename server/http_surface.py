@@ -126,8 +126,8 @@ def _field_rules() -> dict[str, dict[str, Any]]:
     list_sources = sources_service_pb2.ListSourcesRequest.DESCRIPTOR
     list_audit = audit_service_pb2.ListAuditEntriesRequest.DESCRIPTOR
     token = oauth_pb2.TokenRequest.DESCRIPTOR
-    source_type = {"pattern": SOURCE_TYPE_PATTERN}
-    rules = {
+    source_type: dict[str, Any] = {"pattern": SOURCE_TYPE_PATTERN}
+    rules: dict[FieldDescriptor, dict[str, Any]] = {
         register.fields_by_name["name"]: {
             "minLength": 1,
             "maxLength": NAME_MAX,
