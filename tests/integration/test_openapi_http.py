@@ -164,3 +164,47 @@ async def test_descriptions_come_from_the_proto_comments(http: httpx.AsyncClient
     )
     audit = document["paths"]["/jobengine/audit"]["get"]
     assert audit["summary"].startswith("Lists the tenant's audit entries, newest first")
+
+
+async def test_header_rules_are_what_the_server_checks(
+    http: httpx.AsyncClient, tenant: str, access_token: str
+) -> None:
+    """Issue 8 item 12: a header value the document allows is served, one it refuses is
+    a 400 naming the header, at each rule's edge."""
+    document = (await http.get("/openapi/jobengine.json")).json()
+    register = document["paths"]["/jobengine/sources"]["post"]
+    headers = {p["name"]: p for p in register["parameters"] if p["in"] == "header"}
+    assert "required" not in headers["X-Stella-Tenant"]  # a bound token may omit it
+    assert headers["X-Stella-Operator-Reason"]["required"] is True
+    http.headers["Authorization"] = f"Bearer {access_token}"
+    created = await http.post(
+        "/jobengine/sources",
+        json={"name": "no tenant header", "sourceType": "webhook"},
+        headers={"X-Stella-Operator-Reason": "header rules"},
+    )
+    assert created.status_code == 201, created.text
+
+    cases = [
+        ("X-Stella-Tenant", "", 201),  # empty is none
+        ("X-Stella-Tenant", tenant, 201),
+        ("X-Stella-Tenant", "-starts-with-dash", 400),
+        ("X-Stella-Tenant", "a" * 65, 400),
+        ("X-Stella-Project", "p.1_x-y", 201),
+        ("X-Stella-Project", "no spaces", 400),
+        ("X-Stella-Operator-Reason", "r" * 1024, 201),
+        ("X-Stella-Operator-Reason", "r" * 1025, 400),
+        ("X-Stella-Operator-Ticket", "t" * 256, 201),
+        ("X-Stella-Operator-Ticket", "t" * 257, 400),
+    ]
+    for number, (name, value, status) in enumerate(cases):
+        validator = jsonschema_rs.Draft202012Validator(headers[name]["schema"])
+        assert validator.is_valid(value) is (status == 201), (name, value)
+        response = await http.post(
+            "/jobengine/sources",
+            json={"name": f"headers-{number}", "sourceType": "webhook"},
+            headers={"X-Stella-Operator-Reason": "header rules", name: value},
+        )
+        assert response.status_code == status, (name, value, response.text)
+        if status == 400:
+            violations = response.json()["details"][1]["fieldViolations"]
+            assert [v["field"] for v in violations] == [name]
