@@ -93,7 +93,9 @@ class Application:
         interceptors = (chain,)
         registry = HandlerRegistry()
         self.grpc_server = grpc.aio.server(interceptors=interceptors, options=GRPC_SERVER_OPTIONS)
-        components = Components(store=SqlStore(self.db), tokens=tokens, identity=self.identity)
+        components = Components(
+            store=SqlStore(self.db), tokens=tokens, identity=self.identity, settings=self.settings
+        )
         register_all(components, self.grpc_server, registry)
         chain.prepare(registry.handlers)
         await self._add_health_and_reflection()

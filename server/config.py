@@ -75,6 +75,22 @@ class Settings(BaseSettings):
         validation_alias=_env("ORCHESTRATOR_TRUST_FORWARDED_HEADERS", "trust_forwarded_headers"),
     )
 
+    # Quota policy maxima (DESIGN §4.2): a quota asking for more is INVALID_ARGUMENT
+    # naming the field. Counts are int32 in the API, hence the upper bounds.
+    quota_max_active_max: int = Field(
+        10_000, ge=0, le=2**31 - 1, validation_alias=_env("QUOTA_MAX_ACTIVE_MAX")
+    )
+    quota_max_per_hour_max: int = Field(
+        1_000_000, ge=0, le=2**31 - 1, validation_alias=_env("QUOTA_MAX_PER_HOUR_MAX")
+    )
+    quota_burst_max: int = Field(
+        10_000, ge=1, le=2**31 - 1, validation_alias=_env("QUOTA_BURST_MAX")
+    )
+    # Tokens per second.
+    quota_refill_per_second_max: float = Field(
+        10_000.0, ge=0, validation_alias=_env("QUOTA_REFILL_PER_SECOND_MAX")
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

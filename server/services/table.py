@@ -23,6 +23,7 @@ from orchestrator.jobengine.v1 import (
     sources_service_pb2,
     sources_service_pb2_grpc,
 )
+from server.config import Settings
 from server.domain.pagination import PageTokens
 from server.domain.units import Store
 from server.identity.components import Identity
@@ -38,6 +39,7 @@ class Components:
     store: Store
     tokens: PageTokens
     identity: Identity
+    settings: Settings  # the process's configuration (policy maxima, size caps, ...)
 
 
 @dataclass(frozen=True, slots=True)
