@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from server.domain.audit import AuditLog, AuditReads
+    from server.domain.events import EventLog, EventReads
     from server.domain.sources import SourceReads, SourceRepository
 
 
@@ -31,6 +32,9 @@ class UnitOfWork(Protocol):
     @property
     def audit(self) -> AuditLog: ...
 
+    @property
+    def events(self) -> EventLog: ...
+
 
 class Store(Protocol):
     """Reads outside any transaction, and units of work."""
@@ -40,6 +44,9 @@ class Store(Protocol):
 
     @property
     def audit(self) -> AuditReads: ...
+
+    @property
+    def events(self) -> EventReads: ...
 
     def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
         """One unit of work: commit when the block succeeds, roll back when it raises."""

@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from server.storage.db import Database
 from server.storage.repositories.audit import SqlAuditLog, SqlAuditReads
+from server.storage.repositories.events import SqlEventLog, SqlEventReads
 from server.storage.repositories.sources import SqlSourceReads, SqlSourceRepository
 
 
@@ -21,6 +22,7 @@ class SqlUnitOfWork:
         self.session = session
         self.sources = SqlSourceRepository(session)
         self.audit = SqlAuditLog(session)
+        self.events = SqlEventLog(session)
 
 
 class SqlStore:
@@ -28,6 +30,7 @@ class SqlStore:
         self.db = db
         self.sources = SqlSourceReads(db)
         self.audit = SqlAuditReads(db)
+        self.events = SqlEventReads(db)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:
