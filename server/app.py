@@ -94,7 +94,11 @@ class Application:
         registry = HandlerRegistry()
         self.grpc_server = grpc.aio.server(interceptors=interceptors, options=GRPC_SERVER_OPTIONS)
         components = Components(
-            store=SqlStore(self.db), tokens=tokens, identity=self.identity, settings=self.settings
+            store=SqlStore(self.db),
+            tokens=tokens,
+            identity=self.identity,
+            settings=self.settings,
+            clocks=self.clocks,
         )
         register_all(components, self.grpc_server, registry)
         chain.prepare(registry.handlers)

@@ -26,7 +26,7 @@ from orchestrator.jobengine.v1 import (
 from server.config import Settings
 from server.domain.pagination import PageTokens
 from server.domain.units import Store
-from server.identity.components import Identity
+from server.identity.components import Clocks, Identity
 from server.services.audit import AuditService
 from server.services.oauth import OAuthService
 from server.services.sources import SourcesService
@@ -40,6 +40,7 @@ class Components:
     tokens: PageTokens
     identity: Identity
     settings: Settings  # the process's configuration (policy maxima, size caps, ...)
+    clocks: Clocks  # the process's time (tests move it); `wall` is seconds since the epoch
 
 
 @dataclass(frozen=True, slots=True)
