@@ -1,0 +1,51 @@
+"""Any JSON value as `google.protobuf.Value` and back: job payloads and results.
+
+The API carries payloads and results as `google.protobuf.Value` (JSON's data model,
+RFC 8259 §3: null, boolean, number, string, array, object). Python callers work with
+the plain values `json.loads` gives. A `Value` number is an IEEE double, so JSON has
+no integer/float distinction on the wire; `from_value` gives an integral number back
+as `int` (2.0 → 2), as `json.loads("2")` would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TypeAlias
+
+from google.protobuf import json_format, struct_pb2
+
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+
+# Integers up to 2**53 are exact in a double (IEEE 754 binary64 has a 53-bit significand).
+_EXACT_INT = 2**53
+
+
+def to_value(value: object) -> struct_pb2.Value:
+    """`value` as a `Value`: JSON's types only (tuples become arrays).
+
+    Raises TypeError for a value JSON cannot hold (a set, bytes, an object key that is
+    not a string, ...) and ValueError for NaN or an infinity (not JSON numbers,
+    RFC 8259 §6) or a circular structure.
+    """
+    text = json.dumps(value, allow_nan=False)  # TypeError / ValueError as documented
+    return json_format.Parse(text, struct_pb2.Value())
+
+
+def from_value(value: struct_pb2.Value) -> JsonValue:
+    """The plain Python value of `value`; a `Value` with no kind set is None."""
+    kind = value.WhichOneof("kind")
+    if kind is None or kind == "null_value":
+        return None
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "number_value":
+        number = value.number_value
+        if math.isfinite(number) and number.is_integer() and abs(number) <= _EXACT_INT:
+            return int(number)
+        return number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "list_value":
+        return [from_value(item) for item in value.list_value.values]
+    return {key: from_value(item) for key, item in value.struct_value.fields.items()}
