@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from server.domain.audit import AuditLog, AuditReads
     from server.domain.events import EventLog, EventReads
+    from server.domain.quotas import QuotaReads, QuotaRepository
     from server.domain.sources import SourceReads, SourceRepository
 
 
@@ -35,6 +36,9 @@ class UnitOfWork(Protocol):
     @property
     def events(self) -> EventLog: ...
 
+    @property
+    def quotas(self) -> QuotaRepository: ...
+
 
 class Store(Protocol):
     """Reads outside any transaction, and units of work."""
@@ -47,6 +51,9 @@ class Store(Protocol):
 
     @property
     def events(self) -> EventReads: ...
+
+    @property
+    def quotas(self) -> QuotaReads: ...
 
     def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
         """One unit of work: commit when the block succeeds, roll back when it raises."""

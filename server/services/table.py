@@ -20,6 +20,8 @@ from orchestrator.identity.v1 import oauth_service_pb2, oauth_service_pb2_grpc
 from orchestrator.jobengine.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
+    quotas_service_pb2,
+    quotas_service_pb2_grpc,
     sources_service_pb2,
     sources_service_pb2_grpc,
 )
@@ -29,6 +31,7 @@ from server.domain.units import Store
 from server.identity.components import Clocks, Identity
 from server.services.audit import AuditService
 from server.services.oauth import OAuthService
+from server.services.quotas import QuotasService, policy_of
 from server.services.sources import SourcesService
 
 
@@ -63,6 +66,11 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
         lambda c: AuditService(c.store, c.tokens),
         audit_service_pb2_grpc.add_AuditServiceServicer_to_server,
+    ),
+    ServiceEntry(
+        quotas_service_pb2.DESCRIPTOR.services_by_name["QuotasService"],
+        lambda c: QuotasService(c.store, c.tokens, policy_of(c.settings), c.clocks.wall),
+        quotas_service_pb2_grpc.add_QuotasServiceServicer_to_server,
     ),
     ServiceEntry(
         oauth_service_pb2.DESCRIPTOR.services_by_name["OAuthService"],

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from server.storage.db import Database
 from server.storage.repositories.audit import SqlAuditLog, SqlAuditReads
 from server.storage.repositories.events import SqlEventLog, SqlEventReads
+from server.storage.repositories.quotas import SqlQuotaReads, SqlQuotaRepository
 from server.storage.repositories.sources import SqlSourceReads, SqlSourceRepository
 
 
@@ -23,6 +24,7 @@ class SqlUnitOfWork:
         self.sources = SqlSourceRepository(session)
         self.audit = SqlAuditLog(session)
         self.events = SqlEventLog(session)
+        self.quotas = SqlQuotaRepository(session)
 
 
 class SqlStore:
@@ -31,6 +33,7 @@ class SqlStore:
         self.sources = SqlSourceReads(db)
         self.audit = SqlAuditReads(db)
         self.events = SqlEventReads(db)
+        self.quotas = SqlQuotaReads(db)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:
