@@ -95,6 +95,9 @@ class Target:
             return replace(self, request=self.method.request_class(**fields))
         path = self.binding.template.source
         for name, value in fields.items():
+            if isinstance(value, dict):  # a message field: its scalars fill `{name.sub}`
+                for sub, inner in value.items():
+                    path = path.replace("{" + f"{name}.{sub}" + "}", str(inner))
             path = path.replace("{" + name + "}", str(value))
         return replace(self, concrete_path=path, body=body)
 

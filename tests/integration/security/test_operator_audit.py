@@ -29,6 +29,7 @@ from tests.integration.security.conftest import Security
 from tests.integration.security.surface import ALL_POLICIES, SURFACE, Outcome, Target, call, secured
 
 SOURCES = "/orchestrator.jobengine.v1.SourcesService"
+QUOTAS = "/orchestrator.jobengine.v1.QuotasService"
 AUDITED = tuple(method for method in SURFACE if method.policy.operator_audit)
 _entries = table_of(AuditEntryRow)
 
@@ -80,10 +81,58 @@ async def _existing_source(security: Security) -> Call:
     return Call(fields={"source_id": source_id}, body=None, resource=lambda _: resource)
 
 
+def _created_quota(outcome: Outcome) -> str:
+    if outcome.transport == "rest":
+        return f"quotas/{outcome.body['quotaId']}"
+    return f"quotas/{outcome.body.quota.quota_id}"
+
+
+async def _create_quota(security: Security) -> Call:
+    job_type = f"audited-{uuid.uuid4().hex[:10]}"
+    return Call(
+        fields={"quota": {"job_type": job_type, "burst": 1}},
+        body={"jobType": job_type, "burst": 1},
+        resource=_created_quota,
+    )
+
+
+async def _existing_quota_id(security: Security) -> str:
+    """A quota of tenant A, created over gRPC first."""
+    create = secured(f"{QUOTAS}/CreateQuota")
+    prepared = await _create_quota(security)
+    headers = [
+        *security.context_headers(create),
+        ("Authorization", f"Bearer {await security.method_token(create)}"),
+    ]
+    target = Target(create, None).with_payload(fields=prepared.fields)
+    outcome = await call(target, headers, channel=security.channel, http=security.http)
+    assert outcome.code == code_pb2.OK, outcome
+    return _created_quota(outcome).removeprefix("quotas/")
+
+
+async def _existing_quota(security: Security) -> Call:
+    quota_id = await _existing_quota_id(security)
+    return Call(fields={"quota_id": quota_id}, body=None, resource=lambda _: f"quotas/{quota_id}")
+
+
+async def _quota_update(security: Security) -> Call:
+    quota_id = await _existing_quota_id(security)
+    return Call(
+        fields={"quota": {"quota_id": quota_id, "burst": 2}},
+        body={"burst": 2},
+        resource=lambda _: f"quotas/{quota_id}",
+    )
+
+
 RECIPES: dict[str, Recipe] = {
     f"{SOURCES}/RegisterSource": Recipe("sources.register", _register),
     f"{SOURCES}/PauseSource": Recipe("sources.pause", _existing_source),
     f"{SOURCES}/ResumeSource": Recipe("sources.resume", _existing_source),
+    f"{QUOTAS}/CreateQuota": Recipe("quotas.create", _create_quota),
+    f"{QUOTAS}/UpdateQuota": Recipe("quotas.update", _quota_update),
+    f"{QUOTAS}/DeleteQuota": Recipe("quotas.delete", _existing_quota),
+    f"{QUOTAS}/PauseQuota": Recipe("quotas.pause", _existing_quota),
+    f"{QUOTAS}/ResumeQuota": Recipe("quotas.resume", _existing_quota),
 }
 
 
