@@ -221,9 +221,11 @@ class Worker:
             for sig in signals:
                 loop.remove_signal_handler(sig)
             self._outcomes.close()
-            for task in (flusher, beats):
+            # Only when `run` itself was cancelled do handlers still run here.
+            handlers = [h.task for h in self._held.values() if h.task is not None]
+            for task in (flusher, beats, *handlers):
                 task.cancel()
-            await asyncio.gather(flusher, beats, return_exceptions=True)
+            await asyncio.gather(flusher, beats, *handlers, return_exceptions=True)
             if self._owns_transport:
                 await self._transport.close()
         logger.info("worker %s stopped", self.worker_id)
@@ -416,7 +418,10 @@ class Worker:
             await asyncio.sleep(self.heartbeat_interval)
             held = list(self._held.values())
             for start in range(0, len(held), MAX_BATCH):
-                await self._heartbeat(held[start : start + MAX_BATCH])
+                try:
+                    await self._heartbeat(held[start : start + MAX_BATCH])
+                except Exception:  # the next beat must still go: leases depend on it
+                    logger.exception("heartbeat failed")
 
     async def _heartbeat(self, held: list[_Held]) -> None:
         tokens = [h.job.token for h in held]
