@@ -1,27 +1,766 @@
-"""Leases in SQL (J2 owns this module; `release_slot` was written first by the jobs
-service, which cancels leased jobs, so that there is one function releasing a slot).
+"""Leasing in SQL (`server/domain/leasing.py`): lease, heartbeat, complete, fail and
+expire, each one short transaction that writes its events (`insert_events`) and the
+quota accounting it changes. The one place that takes quota slots (`lease`) and
+releases them (`release_slots`, also used by cancel).
 
-Quota accounting (server/storage/tables.py QuotaRow): a job holding a slot names its
-quota in `jobs.quota_id`; releasing it clears that column and decrements the quota's
-`active` in the caller's transaction, guarded by the column so a slot is released
-exactly once and never against a quota re-created since.
+PostgreSQL leases with ONE statement: a materialized CTE picks the candidates
+(`FOR UPDATE SKIP LOCKED`, the order of `ix_jobs_ready`), ranks them per job type
+against the caps the locked quotas allow now, and an `UPDATE .. FROM .. RETURNING`
+leases the ones within their caps and throttles the others. The transaction around
+it is a few Core statements: lock the quotas of the asked job types (`SELECT ..
+FOR UPDATE`, in quota_id order; none for job types without a quota), the lease,
+the events, and the quota update (active, tokens, the minute's count) only when a
+quota was used. Completions, failures and expiries check the fencing token in the
+`UPDATE`'s WHERE clause (job_id, lease_id, attempts, status leased) after reading
+the rows `FOR UPDATE`, so a stale token changes nothing.
+
+SQLite serialises writers: each transaction starts with `BEGIN IMMEDIATE` (the
+write lock up front, so what it reads stays true until it commits) behind an
+in-process lock (one process serves a SQLite file), and leases with a SELECT and
+an UPDATE .. RETURNING per group.
+
+After each commit the job types that became leasable now are announced with
+`Wakeups.notify`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.storage.tables import JobRow, QuotaRow, table_of
+from server.domain.events import NewEvent
+from server.domain.job_states import EVENT_TYPES, JobAction, JobStatus
+from server.domain.leasing import (
+    LEASE_EXPIRED_CATEGORY,
+    LEASE_EXPIRED_CODE,
+    Completion,
+    Failure,
+    FencingToken,
+    LeaseRequest,
+    Outcome,
+    QuotaPlan,
+    QuotaState,
+    backoff_delay,
+    canceled,
+    plan_quota,
+    stale,
+)
+from server.storage.db import Database
+from server.storage.repositories.events import insert_events
+from server.storage.tables import (
+    JOBS_READY_PREDICATE,
+    READY_STATUSES,
+    JobRow,
+    QuotaMinuteRow,
+    QuotaRow,
+    table_of,
+)
+from server.storage.wakeups import Key, Wakeups, Watch
 
 _jobs = table_of(JobRow)
 _quotas = table_of(QuotaRow)
+_minutes = table_of(QuotaMinuteRow)
+
+_LEASED = JobStatus.LEASED.value
+
+# The one-statement lease (PostgreSQL). Caps come as parallel arrays, one entry per
+# quota of the asked job types; a job type without one is uncapped.
+_PG_LEASE = sa.text(
+    f"""
+WITH caps AS (
+    SELECT * FROM unnest(
+        CAST(:cap_types AS text[]), CAST(:cap_limits AS int[]),
+        CAST(:cap_quotas AS text[]), CAST(:cap_until AS timestamptz[])
+    ) AS c(job_type, cap, quota_id, until)
+),
+candidates AS MATERIALIZED (
+    SELECT job_id, job_type, priority, next_eligible_at, status
+    FROM jobs
+    WHERE {JOBS_READY_PREDICATE}
+      AND tenant_id = :tenant_id
+      AND job_type = ANY(CAST(:job_types AS text[]))
+      AND next_eligible_at <= :now
+    ORDER BY priority DESC, next_eligible_at, job_id
+    LIMIT :max_jobs
+    FOR UPDATE SKIP LOCKED
+),
+ranked AS (
+    SELECT c.job_id, c.status AS prior_status, q.quota_id AS slot_quota_id, q.until,
+           (q.cap IS NULL OR row_number() OVER (
+               PARTITION BY c.job_type ORDER BY c.priority DESC, c.next_eligible_at, c.job_id
+           ) <= q.cap) AS take,
+           row_number() OVER (
+               ORDER BY c.priority DESC, c.next_eligible_at, c.job_id
+           ) AS position
+    FROM candidates c LEFT JOIN caps q ON q.job_type = c.job_type
+)
+UPDATE jobs SET
+    status = CASE WHEN r.take THEN 'leased' ELSE 'throttled' END,
+    attempts = jobs.attempts + CASE WHEN r.take THEN 1 ELSE 0 END,
+    lease_id = CASE WHEN r.take THEN replace(gen_random_uuid()::text, '-', '')
+                    ELSE jobs.lease_id END,
+    lease_owner = CASE WHEN r.take THEN CAST(:worker_id AS text) ELSE jobs.lease_owner END,
+    lease_expires_at = CASE WHEN r.take THEN CAST(:expires_at AS timestamptz) END,
+    next_eligible_at = CASE WHEN r.take THEN NULL
+                            ELSE r.until + r.position * interval '1 microsecond' END,
+    quota_id = CASE WHEN r.take THEN r.slot_quota_id ELSE jobs.quota_id END,
+    updated_at = :now
+FROM ranked r
+WHERE jobs.job_id = r.job_id
+RETURNING jobs.*, r.prior_status, r.take, r.position
+"""
+)
 
 
-async def release_slot(conn: AsyncConnection, *, job_id: str, quota_id: str) -> bool:
-    """Release the slot of `quota_id` that `job_id` holds, in `conn`'s transaction:
-    `jobs.quota_id` is cleared only if it still names `quota_id`, and only then is the
-    quota's `active` decremented (never below 0). True when a slot was released."""
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime) -> str:
+    return _aware(value).isoformat().replace("+00:00", "Z")
+
+
+def _minute(now: datetime) -> int:
+    return int(now.timestamp()) // 60
+
+
+def _quota_select(tenant_id: str, job_types: Sequence[str], now: datetime) -> sa.Select[Any]:
+    window = sa.and_(
+        _minutes.c.quota_id == _quotas.c.quota_id, _minutes.c.minute > _minute(now) - 60
+    )
+    last_hour = (
+        sa.select(sa.func.coalesce(sa.func.sum(_minutes.c.count), 0))
+        .where(window)
+        .scalar_subquery()
+    )
+    oldest = (
+        sa.select(sa.func.min(_minutes.c.minute))
+        .where(window, _minutes.c.count > 0)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(_quotas, last_hour.label("last_hour"), oldest.label("oldest_minute"))
+        .where(_quotas.c.tenant_id == tenant_id, _quotas.c.job_type.in_(job_types))
+        .order_by(_quotas.c.quota_id)
+        .with_for_update(of=_quotas)
+    )
+
+
+def _quota_state(row: Any) -> QuotaState:
+    return QuotaState(
+        quota_id=row.quota_id,
+        job_type=row.job_type,
+        paused=bool(row.paused),
+        max_active=row.max_active,
+        active=row.active,
+        max_per_hour=row.max_per_hour,
+        last_hour=int(row.last_hour or 0),
+        oldest_minute=row.oldest_minute,
+        burst=row.burst,
+        refill_per_second=row.refill_per_second,
+        tokens=row.tokens,
+        tokens_at=_aware(row.tokens_at),
+    )
+
+
+class SqlLeases:
+    """`LeaseStore` over a `Database`; `wakeups` hears what became leasable, `clock`
+    gives the engine's time (seconds since the epoch)."""
+
+    def __init__(
+        self, db: Database, wakeups: Wakeups, clock: Callable[[], float] | None = None
+    ) -> None:
+        self._db = db
+        self._sqlite = db.is_sqlite
+        self._wakeups = wakeups
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._insert: Any = sqlite.insert if self._sqlite else postgresql.insert
+
+    def now(self) -> datetime:
+        if self._clock is None:
+            return datetime.now(UTC)
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def watch(self, tenant_id: str, job_types: Sequence[str]) -> Watch:
+        return self._wakeups.watch(tenant_id, job_types)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        if not self._sqlite:
+            async with self._db.engine.begin() as conn:
+                yield conn
+            return
+        async with self._lock, self._db.engine.connect() as conn:
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.commit()
+
+    def _announce(self, woken: Iterable[Key]) -> None:
+        for tenant_id, job_type in set(woken):
+            self._wakeups.notify(tenant_id, job_type)
+
+    # --- lease ------------------------------------------------------------------------
+
+    async def lease(self, request: LeaseRequest, now: datetime) -> Sequence[Any]:
+        expires_at = now + timedelta(seconds=request.lease_s)
+        async with self._transaction() as conn:
+            quotas = [
+                _quota_state(row)
+                for row in await conn.execute(
+                    _quota_select(request.tenant_id, request.job_types, now)
+                )
+            ]
+            paused = {q.job_type for q in quotas if q.paused}
+            job_types = [t for t in request.job_types if t not in paused]
+            if not job_types:
+                return ()
+            plans = {
+                q.job_type: (q, plan_quota(q, now, request.max_jobs))
+                for q in quotas
+                if not q.paused
+            }
+            if self._sqlite:
+                rows = await self._lease_sqlite(conn, request, job_types, plans, now, expires_at)
+            else:
+                rows = await self._lease_pg(conn, request, job_types, plans, now, expires_at)
+            if not rows:
+                return ()
+            await insert_events(conn, [_lease_event(row, request, now) for row in rows])
+            leased = [row for row in rows if row.take]
+            await self._take_slots(conn, leased, plans, now)
+        return leased
+
+    async def _lease_pg(
+        self,
+        conn: AsyncConnection,
+        request: LeaseRequest,
+        job_types: Sequence[str],
+        plans: Mapping[str, tuple[QuotaState, QuotaPlan]],
+        now: datetime,
+        expires_at: datetime,
+    ) -> list[Any]:
+        caps = list(plans.values())
+        result = await conn.execute(
+            _PG_LEASE,
+            {
+                "cap_types": [q.job_type for q, _ in caps],
+                "cap_limits": [p.cap for _, p in caps],
+                "cap_quotas": [q.quota_id for q, _ in caps],
+                "cap_until": [p.until for _, p in caps],
+                "tenant_id": request.tenant_id,
+                "job_types": list(job_types),
+                "now": now,
+                "max_jobs": request.max_jobs,
+                "worker_id": request.worker_id,
+                "expires_at": expires_at,
+            },
+        )
+        return sorted(result.all(), key=lambda row: row.position)
+
+    async def _lease_sqlite(
+        self,
+        conn: AsyncConnection,
+        request: LeaseRequest,
+        job_types: Sequence[str],
+        plans: Mapping[str, tuple[QuotaState, QuotaPlan]],
+        now: datetime,
+        expires_at: datetime,
+    ) -> list[Any]:
+        j = _jobs.c
+        candidates = (
+            await conn.execute(
+                sa.select(j.job_id, j.job_type, j.status)
+                .where(
+                    j.status.in_(READY_STATUSES),
+                    j.tenant_id == request.tenant_id,
+                    j.job_type.in_(job_types),
+                    j.next_eligible_at <= now,
+                )
+                .order_by(j.priority.desc(), j.next_eligible_at, j.job_id)
+                .limit(request.max_jobs)
+            )
+        ).all()
+        if not candidates:
+            return []
+        taken: Counter[str] = Counter()
+        take: dict[str, bool] = {}
+        leasing: dict[str | None, list[str]] = {}  # by the quota whose slot they take
+        throttling: list[dict[str, Any]] = []
+        for position, cand in enumerate(candidates, start=1):
+            plan = plans.get(cand.job_type)
+            ok = plan is None or taken[cand.job_type] < plan[1].cap
+            take[cand.job_id] = ok
+            if ok:
+                taken[cand.job_type] += 1
+                leasing.setdefault(plan[0].quota_id if plan else None, []).append(cand.job_id)
+            else:
+                assert plan is not None
+                # Staggered by a microsecond per place, so the held-back jobs keep
+                # their order among themselves (as on PostgreSQL).
+                until = plan[1].until + timedelta(microseconds=position)
+                throttling.append({"b_job_id": cand.job_id, "b_until": until})
+        changed: dict[str, Any] = {}
+        for quota_id, ids in leasing.items():
+            statement = (
+                sa.update(_jobs)
+                .where(j.job_id.in_(ids), j.status.in_(READY_STATUSES))
+                .values(
+                    status=_LEASED,
+                    attempts=j.attempts + 1,
+                    lease_id=sa.func.lower(sa.func.hex(sa.func.randomblob(16))),
+                    lease_owner=request.worker_id,
+                    lease_expires_at=expires_at,
+                    next_eligible_at=None,
+                    quota_id=quota_id,
+                    updated_at=now,
+                )
+                .returning(*_jobs.c)
+            )
+            for row in await conn.execute(statement):
+                changed[row.job_id] = row
+        if throttling:
+            # BEGIN IMMEDIATE holds the write lock: the candidates are still waiting.
+            await conn.execute(
+                sa.update(_jobs)
+                .where(j.job_id == sa.bindparam("b_job_id"))
+                .values(
+                    status=JobStatus.THROTTLED.value,
+                    lease_expires_at=None,
+                    next_eligible_at=sa.bindparam("b_until", type_=j.next_eligible_at.type),
+                    updated_at=now,
+                ),
+                throttling,
+            )
+            for item in throttling:
+                changed[item["b_job_id"]] = _Throttled(item["b_job_id"], item["b_until"])
+        rows: list[Any] = []
+        for position, cand in enumerate(candidates, start=1):
+            if cand.job_id in changed:
+                rows.append(
+                    _Annotated(changed[cand.job_id], cand.status, take[cand.job_id], position)
+                )
+        return rows
+
+    async def _take_slots(
+        self,
+        conn: AsyncConnection,
+        leased: Sequence[Any],
+        plans: Mapping[str, tuple[QuotaState, QuotaPlan]],
+        now: datetime,
+    ) -> None:
+        counts = Counter(row.job_type for row in leased if row.job_type in plans)
+        if not counts:
+            return
+        minute = _minute(now)
+        for job_type in sorted(counts, key=lambda t: plans[t][0].quota_id):
+            quota, plan = plans[job_type]
+            n = counts[job_type]
+            values: dict[str, Any] = {"active": _quotas.c.active + n}
+            if quota.refill_per_second > 0:
+                values["tokens"] = max(0.0, plan.tokens - n)
+                values["tokens_at"] = now
+            await conn.execute(
+                sa.update(_quotas).where(_quotas.c.quota_id == quota.quota_id).values(**values)
+            )
+            upsert = self._insert(_minutes).values(quota_id=quota.quota_id, minute=minute, count=n)
+            await conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[_minutes.c.quota_id, _minutes.c.minute],
+                    set_={"count": _minutes.c.count + upsert.excluded.count},
+                )
+            )
+
+    # --- heartbeat, complete, fail ----------------------------------------------------
+
+    async def _current(
+        self, conn: AsyncConnection, tenant_id: str, tokens: Iterable[FencingToken]
+    ) -> dict[str, Any]:
+        ids = sorted({token.job_id for token in tokens})
+        if not ids:
+            return {}
+        statement = (
+            sa.select(_jobs)
+            .where(_jobs.c.tenant_id == tenant_id, _jobs.c.job_id.in_(ids))
+            .order_by(_jobs.c.job_id)
+            .with_for_update()
+        )
+        return {row.job_id: row for row in await conn.execute(statement)}
+
+    @staticmethod
+    def _fence() -> list[sa.ColumnElement[bool]]:
+        return [
+            _jobs.c.tenant_id == sa.bindparam("b_tenant_id"),
+            _jobs.c.job_id == sa.bindparam("b_job_id"),
+            _jobs.c.lease_id == sa.bindparam("b_lease_id"),
+            _jobs.c.attempts == sa.bindparam("b_attempt"),
+            _jobs.c.status == _LEASED,
+        ]
+
+    @staticmethod
+    def _fence_params(tenant_id: str, token: FencingToken) -> dict[str, Any]:
+        return {
+            "b_tenant_id": tenant_id,
+            "b_job_id": token.job_id,
+            "b_lease_id": token.lease_id,
+            "b_attempt": token.attempt,
+        }
+
+    def _judge(
+        self, tokens: Sequence[FencingToken], rows: Mapping[str, Any]
+    ) -> tuple[list[Outcome | None], list[int]]:
+        """Per token: an Outcome when it fails (stale or canceled), None when current;
+        and the indexes of the current ones (a job named twice counts once)."""
+        judged: list[Outcome | None] = []
+        fresh: list[int] = []
+        seen: set[str] = set()
+        for index, token in enumerate(tokens):
+            row = rows.get(token.job_id)
+            matches = (
+                row is not None and row.lease_id == token.lease_id and row.attempts == token.attempt
+            )
+            if row is None:
+                judged.append(Outcome(token, error=stale(token, "not held by this lease")))
+            elif matches and row.status == _LEASED and token.job_id not in seen:
+                seen.add(token.job_id)
+                judged.append(None)
+                fresh.append(index)
+            elif matches and row.status == JobStatus.CANCELED.value:
+                judged.append(Outcome(token, error=canceled(token), canceled=True))
+            else:
+                status = row.status if token.job_id not in seen else "finished by this call"
+                judged.append(Outcome(token, error=stale(token, status)))
+        return judged, fresh
+
+    async def heartbeat(
+        self, tenant_id: str, tokens: Sequence[FencingToken], expires_at: datetime, now: datetime
+    ) -> list[Outcome]:
+        async with self._transaction() as conn:
+            rows = await self._current(conn, tenant_id, tokens)
+            judged, fresh = self._judge(tokens, rows)
+            if fresh:
+                await conn.execute(
+                    sa.update(_jobs).where(*self._fence()).values(lease_expires_at=expires_at),
+                    [self._fence_params(tenant_id, tokens[i]) for i in fresh],
+                )
+        for index in fresh:
+            judged[index] = Outcome(tokens[index], status=_LEASED, expires_at=expires_at)
+        return [outcome for outcome in judged if outcome is not None]
+
+    async def complete(
+        self, tenant_id: str, completions: Sequence[Completion], now: datetime, trace_id: str | None
+    ) -> list[Outcome]:
+        tokens = [c.token for c in completions]
+        woken: list[Key] = []
+        async with self._transaction() as conn:
+            rows = await self._current(conn, tenant_id, tokens)
+            judged, fresh = self._judge(tokens, rows)
+            if fresh:
+                await conn.execute(
+                    sa.update(_jobs)
+                    .where(*self._fence())
+                    .values(
+                        status=JobStatus.SUCCEEDED.value,
+                        result=sa.bindparam("b_result"),
+                        lease_expires_at=None,
+                        next_eligible_at=None,
+                        quota_id=None,
+                        finished_at=now,
+                        updated_at=now,
+                    ),
+                    [
+                        {
+                            **self._fence_params(tenant_id, tokens[i]),
+                            "b_result": completions[i].result,
+                        }
+                        for i in fresh
+                    ],
+                )
+                woken = await release_slots(
+                    conn, [rows[tokens[i].job_id].quota_id for i in fresh], now=now
+                )
+                await insert_events(
+                    conn,
+                    [
+                        _finish_event(
+                            tenant_id,
+                            tokens[i],
+                            JobAction.COMPLETE,
+                            JobStatus.SUCCEEDED,
+                            now,
+                            trace_id,
+                            rows[tokens[i].job_id].lease_owner,
+                        )
+                        for i in fresh
+                    ],
+                )
+        self._announce(woken)
+        for index in fresh:
+            judged[index] = Outcome(tokens[index], status=JobStatus.SUCCEEDED.value)
+        return [outcome for outcome in judged if outcome is not None]
+
+    async def fail(
+        self,
+        tenant_id: str,
+        failures: Sequence[Failure],
+        now: datetime,
+        trace_id: str | None,
+        random: Callable[[], float],
+    ) -> list[Outcome]:
+        tokens = [f.token for f in failures]
+        woken: list[Key] = []
+        decided: dict[int, tuple[JobStatus, datetime | None]] = {}
+        async with self._transaction() as conn:
+            rows = await self._current(conn, tenant_id, tokens)
+            judged, fresh = self._judge(tokens, rows)
+            if fresh:
+                params = []
+                events = []
+                for i in fresh:
+                    failure, row = failures[i], rows[tokens[i].job_id]
+                    final = not failure.retryable or row.attempts >= row.max_attempts
+                    retry_at: datetime | None = None
+                    if final:
+                        status, action = JobStatus.DEAD_LETTERED, JobAction.DEAD_LETTER
+                    else:
+                        status, action = JobStatus.FAILED, JobAction.FAIL
+                        delay = backoff_delay(
+                            row.attempts,
+                            initial_s=row.backoff_initial_s,
+                            max_s=row.backoff_max_s,
+                            multiplier=row.backoff_multiplier,
+                            jitter=row.backoff_jitter,
+                            random=random,
+                        )
+                        retry_at = now + timedelta(seconds=delay)
+                    decided[i] = (status, retry_at)
+                    error = _error(
+                        failure.category,
+                        failure.code,
+                        failure.message,
+                        retryable=failure.retryable,
+                        attempt=row.attempts,
+                        at=now,
+                    )
+                    params.append(
+                        {
+                            **self._fence_params(tenant_id, tokens[i]),
+                            "b_status": status.value,
+                            "b_next": retry_at,
+                            "b_error": error,
+                            "b_finished": now if final else None,
+                        }
+                    )
+                    extra = {
+                        "error": json.loads(error),
+                        "details": dict(failure.details),
+                    }
+                    if retry_at is not None:
+                        extra["nextEligibleAt"] = _iso(retry_at)
+                    events.append(
+                        _finish_event(
+                            tenant_id,
+                            tokens[i],
+                            action,
+                            status,
+                            now,
+                            trace_id,
+                            row.lease_owner,
+                            extra,
+                        )
+                    )
+                await conn.execute(
+                    sa.update(_jobs)
+                    .where(*self._fence())
+                    .values(
+                        status=sa.bindparam("b_status"),
+                        next_eligible_at=sa.bindparam(
+                            "b_next", type_=_jobs.c.next_eligible_at.type
+                        ),
+                        last_error=sa.bindparam("b_error"),
+                        finished_at=sa.bindparam("b_finished", type_=_jobs.c.finished_at.type),
+                        lease_expires_at=None,
+                        quota_id=None,
+                        updated_at=now,
+                    ),
+                    params,
+                )
+                woken = await release_slots(
+                    conn, [rows[tokens[i].job_id].quota_id for i in fresh], now=now
+                )
+                await insert_events(conn, events)
+        self._announce(woken)
+        for index, (status, retry_at) in decided.items():
+            judged[index] = Outcome(tokens[index], status=status.value, next_eligible_at=retry_at)
+        return [outcome for outcome in judged if outcome is not None]
+
+    # --- expiry -----------------------------------------------------------------------
+
+    async def expire(self, now: datetime, limit: int) -> int:
+        j = _jobs.c
+        woken: list[Key] = []
+        async with self._transaction() as conn:
+            expired = (
+                await conn.execute(
+                    sa.select(_jobs)
+                    .where(j.status == _LEASED, j.lease_expires_at <= now)
+                    .order_by(j.lease_expires_at, j.job_id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not expired:
+                return 0
+            params = []
+            events = []
+            for row in expired:
+                final = row.attempts >= row.max_attempts
+                status = JobStatus.DEAD_LETTERED if final else JobStatus.QUEUED
+                action = JobAction.EXPIRE_FINAL if final else JobAction.EXPIRE
+                token = FencingToken(row.job_id, row.lease_id, row.attempts)
+                error = _error(
+                    LEASE_EXPIRED_CATEGORY,
+                    LEASE_EXPIRED_CODE,
+                    f"the lease of worker {row.lease_owner!r} expired without a completion",
+                    retryable=True,
+                    attempt=row.attempts,
+                    at=now,
+                )
+                params.append(
+                    {
+                        **self._fence_params(row.tenant_id, token),
+                        "b_status": status.value,
+                        "b_next": None if final else now,
+                        "b_error": error,
+                        "b_finished": now if final else None,
+                    }
+                )
+                events.append(
+                    _finish_event(
+                        row.tenant_id,
+                        token,
+                        action,
+                        status,
+                        now,
+                        None,
+                        row.lease_owner,
+                        {"error": json.loads(error)},
+                    )
+                )
+                if not final:
+                    woken.append((row.tenant_id, row.job_type))
+            await conn.execute(
+                sa.update(_jobs)
+                .where(*self._fence())
+                .values(
+                    status=sa.bindparam("b_status"),
+                    next_eligible_at=sa.bindparam("b_next", type_=j.next_eligible_at.type),
+                    last_error=sa.bindparam("b_error"),
+                    finished_at=sa.bindparam("b_finished", type_=j.finished_at.type),
+                    lease_expires_at=None,
+                    quota_id=None,
+                    updated_at=now,
+                ),
+                params,
+            )
+            woken += await release_slots(conn, [row.quota_id for row in expired], now=now)
+            await insert_events(conn, events)
+        self._announce(woken)
+        return len(expired)
+
+
+class _Throttled:
+    """What a throttled candidate's event needs (SQLite: no RETURNING per row)."""
+
+    __slots__ = ("job_id", "next_eligible_at")
+
+    def __init__(self, job_id: str, next_eligible_at: datetime) -> None:
+        self.job_id = job_id
+        self.next_eligible_at = next_eligible_at
+
+
+class _Annotated:
+    """A SQLite RETURNING row with what the PostgreSQL statement returns alongside."""
+
+    __slots__ = ("_row", "position", "prior_status", "take")
+
+    def __init__(self, row: Any, prior_status: str, take: bool, position: int) -> None:
+        self._row = row
+        self.prior_status = prior_status
+        self.take = take
+        self.position = position
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)
+
+
+async def release_slots(
+    conn: AsyncConnection, quota_ids: Iterable[str | None], *, now: datetime
+) -> list[Key]:
+    """Release the quota slots the given jobs held (their `jobs.quota_id`, None for
+    none), in `conn`'s transaction: each quota's `active` drops by its count (never
+    below 0) and as many of its throttled jobs become eligible now (best first), so a
+    freed slot is used at once instead of after the throttle delay. The caller clears
+    `jobs.quota_id` in its own UPDATE of those jobs (the same transaction). Returns
+    the (tenant, job type) keys to announce with `Wakeups.notify` after the commit."""
+    counts = Counter(q for q in quota_ids if q is not None)
+    woken: list[Key] = []
+    for quota_id in sorted(counts):
+        n = counts[quota_id]
+        q = _quotas.c
+        row = (
+            await conn.execute(
+                sa.update(_quotas)
+                .where(q.quota_id == quota_id)
+                .values(active=sa.case((q.active > n, q.active - n), else_=0))
+                .returning(q.tenant_id, q.job_type, q.max_active)
+            )
+        ).first()
+        if row is None:  # the quota was deleted meanwhile: nothing to release
+            continue
+        j = _jobs.c
+        best = (
+            sa.select(j.job_id)
+            .where(
+                j.tenant_id == row.tenant_id,
+                j.job_type == row.job_type,
+                j.status == JobStatus.THROTTLED.value,
+                j.next_eligible_at > now,
+            )
+            .order_by(j.priority.desc(), j.next_eligible_at, j.job_id)
+            .limit(n)
+        )
+        await conn.execute(
+            sa.update(_jobs)
+            .where(j.job_id.in_(best.scalar_subquery()))
+            .values(next_eligible_at=now)
+        )
+        woken.append((row.tenant_id, row.job_type))
+    return woken
+
+
+async def release_slot(
+    conn: AsyncConnection, *, job_id: str, quota_id: str, now: datetime | None = None
+) -> bool:
+    """Release the slot of `quota_id` that `job_id` holds, in `conn`'s transaction (a
+    leased job being canceled): `jobs.quota_id` is cleared only if it still names
+    `quota_id`, and only then does `release_slots` give the slot back. True when a
+    slot was released. The throttled job it makes eligible is found by the workers'
+    poll fallback (no wake-up is announced from inside another unit of work)."""
     cleared = await conn.execute(
         sa.update(_jobs)
         .where(_jobs.c.job_id == job_id, _jobs.c.quota_id == quota_id)
@@ -29,9 +768,79 @@ async def release_slot(conn: AsyncConnection, *, job_id: str, quota_id: str) -> 
     )
     if cleared.rowcount != 1:
         return False
-    await conn.execute(
-        sa.update(_quotas)
-        .where(_quotas.c.quota_id == quota_id, _quotas.c.active > 0)
-        .values(active=_quotas.c.active - 1)
-    )
+    await release_slots(conn, [quota_id], now=now or datetime.now(UTC))
     return True
+
+
+def _error(
+    category: str, code: str, message: str, *, retryable: bool, attempt: int, at: datetime
+) -> str:
+    """`jobs.last_error`: the JobError as compact JSON text (the API's field names)."""
+    return json.dumps(
+        {
+            "category": category,
+            "code": code,
+            "message": message,
+            "retryable": retryable,
+            "attempt": attempt,
+            "failedAt": _iso(at),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def _lease_event(row: Any, request: LeaseRequest, now: datetime) -> NewEvent:
+    subject = f"jobs/{row.job_id}"
+    if row.take:
+        data: dict[str, Any] = {
+            "from": row.prior_status,
+            "to": _LEASED,
+            "attempt": row.attempts,
+            "leaseId": row.lease_id,
+            "workerId": request.worker_id,
+        }
+        kind = EVENT_TYPES[JobAction.LEASE]
+    else:
+        data = {
+            "from": row.prior_status,
+            "to": JobStatus.THROTTLED.value,
+            "nextEligibleAt": _iso(row.next_eligible_at),
+        }
+        kind = EVENT_TYPES[JobAction.THROTTLE]
+    return NewEvent(
+        tenant_id=request.tenant_id,
+        type=kind,
+        subject=subject,
+        data=data,
+        trace_id=request.trace_id,
+        time=now,
+    )
+
+
+def _finish_event(
+    tenant_id: str,
+    token: FencingToken,
+    action: JobAction,
+    status: JobStatus,
+    now: datetime,
+    trace_id: str | None,
+    worker_id: str | None,
+    extra: Mapping[str, Any] | None = None,
+) -> NewEvent:
+    data: dict[str, Any] = {
+        "from": _LEASED,
+        "to": status.value,
+        "attempt": token.attempt,
+        "leaseId": token.lease_id,
+        "workerId": worker_id,
+        **(extra or {}),
+    }
+    return NewEvent(
+        tenant_id=tenant_id,
+        type=EVENT_TYPES[action],
+        subject=f"jobs/{token.job_id}",
+        data=data,
+        trace_id=trace_id,
+        time=now,
+    )

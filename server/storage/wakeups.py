@@ -1,0 +1,168 @@
+"""Wake-ups for long-polling workers (DESIGN §9): "work of (tenant, job type) arrived".
+
+`Wakeups.notify(tenant_id, job_type)` is called after a commit that made a job
+leasable now (enqueue, a lease expired, a slot released); it wakes this process's
+waiting `LeaseJobs` calls at once (an asyncio signal: all SQLite needs, one process)
+and, on PostgreSQL, tells the other replicas with `NOTIFY` on the channel
+`orchestrator_jobs`, sent from one dedicated connection that also `LISTEN`s. Sends
+are debounced per (tenant, job type): notifications that arrive while a send is in
+flight are coalesced into the next one, a single `SELECT pg_notify(...) FROM
+unnest(...)`, so a burst of enqueues costs one round trip, not one each. A lost
+notification (the listener reconnecting) only delays a worker until its poll
+fallback (`domain/leasing.py` POLL_INTERVAL_S).
+
+Payload: "{sender}\\t{tenant}\\t{job type}" (PostgreSQL caps a payload at 8000 bytes;
+ours stay under 300); a replica ignores its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+
+log = logging.getLogger("orchestrator.wakeups")
+
+CHANNEL = "orchestrator_jobs"
+RECONNECT_DELAY_S = 1.0
+
+Key = tuple[str, str]
+
+
+class Watch:
+    """One waiter's subscription to some keys; `wait` returns early when any is notified."""
+
+    def __init__(self, owner: Wakeups, keys: Sequence[Key]) -> None:
+        self._owner = owner
+        self._keys = tuple(keys)
+        self.event = asyncio.Event()
+        for key in self._keys:
+            owner._waiters.setdefault(key, set()).add(self)
+
+    async def wait(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        for key in self._keys:
+            waiters = self._owner._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(self)
+                if not waiters:
+                    del self._owner._waiters[key]
+
+
+class Wakeups:
+    """The process's wake-up hub; `start()` opens the PostgreSQL listener (no-op on
+    SQLite), `close()` ends it."""
+
+    def __init__(self, database_url: str | sa.URL | None = None) -> None:
+        url = sa.make_url(database_url) if database_url is not None else None
+        self._dsn: str | None = None
+        if url is not None and url.get_backend_name() == "postgresql":
+            self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._waiters: dict[Key, set[Watch]] = {}
+        self._sender = uuid.uuid4().hex[:12]
+        self._conn: asyncpg.Connection | None = None
+        self._pending: set[Key] = set()
+        self._sending: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def watch(self, tenant_id: str, job_types: Sequence[str]) -> Watch:
+        return Watch(self, [(tenant_id, job_type) for job_type in job_types])
+
+    def notify(self, tenant_id: str, job_type: str) -> None:
+        """Work of `job_type` in `tenant_id` is leasable now; call after the commit."""
+        self._wake_local((tenant_id, job_type))
+        if self._dsn is None or self._closed:
+            return
+        self._pending.add((tenant_id, job_type))
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.get_running_loop().create_task(self._send())
+
+    def _wake_local(self, key: Key) -> None:
+        for watch in self._waiters.get(key, ()):
+            watch.event.set()
+
+    async def start(self) -> None:
+        if self._dsn is not None:
+            try:
+                await self._connect()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("job wake-up listener not connected (%s); polling meanwhile", exc)
+                self._schedule_reconnect()
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in (self._sending, self._reconnecting):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                await asyncio.wait_for(conn.close(), 2)
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                conn.terminate()
+
+    async def _connect(self) -> None:
+        assert self._dsn is not None
+        conn = await asyncpg.connect(self._dsn, timeout=10)
+        await conn.add_listener(CHANNEL, self._received)
+        conn.add_termination_listener(self._lost)
+        self._conn = conn
+
+    def _lost(self, _conn: Any) -> None:
+        self._conn = None
+        if not self._closed:
+            log.warning("job wake-up listener lost its connection; reconnecting")
+            self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        while not self._closed and self._conn is None:
+            await asyncio.sleep(RECONNECT_DELAY_S)
+            try:
+                await self._connect()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.debug("wake-up listener reconnect failed: %s", exc)
+        # Work may have arrived unannounced meanwhile: wake everyone to look.
+        for key in list(self._waiters):
+            self._wake_local(key)
+
+    def _received(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        sender, _, rest = payload.partition("\t")
+        if sender == self._sender:
+            return
+        tenant_id, _, job_type = rest.partition("\t")
+        self._wake_local((tenant_id, job_type))
+
+    async def _send(self) -> None:
+        while self._pending and not self._closed:
+            conn = self._conn
+            if conn is None:
+                self._pending.clear()  # the others poll meanwhile
+                return
+            payloads = [f"{self._sender}\t{t}\t{j}" for t, j in self._pending]
+            self._pending.clear()
+            try:
+                await conn.execute(
+                    "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, payloads
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.debug("wake-up notify failed: %s", exc)
+                return
