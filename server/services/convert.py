@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
-from orchestrator.jobengine.v1 import audit_pb2, source_pb2
+from orchestrator.jobengine.v1 import audit_pb2, job_pb2, source_pb2
 from server.domain.audit import AuditEntryLike
 from server.domain.errors import InvalidArgument
+from server.domain.events import EventLike
+from server.domain.jobs import BackoffRequest, EnqueueRequest, JobRecord
 from server.domain.sources import SourceLike
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -76,3 +79,128 @@ def datetime_of(value: timestamp_pb2.Timestamp, *, field: str) -> datetime:
         raise InvalidArgument.of(field, "must be a time between 0001-01-01 and 9999-12-31 UTC")
     micros = value.seconds * 1_000_000 - (-value.nanos // 1000)
     return _EPOCH + timedelta(microseconds=min(micros, _MAX_MICROS))
+
+
+# --- jobs and events (issue 9) --------------------------------------------------------
+
+
+def json_value(value: Any) -> struct_pb2.Value:
+    """A JSON-ready Python value as a `google.protobuf.Value`."""
+    message = struct_pb2.Value()
+    if value is None:
+        message.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(value, bool):
+        message.bool_value = value
+    elif isinstance(value, int | float):
+        message.number_value = value
+    elif isinstance(value, str):
+        message.string_value = value
+    elif isinstance(value, dict):
+        message.struct_value.update(value)
+    else:
+        message.list_value.extend(value)
+    return message
+
+
+def python_value(value: struct_pb2.Value) -> Any:
+    """A `google.protobuf.Value` as a JSON-ready Python value (None for JSON null)."""
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {key: python_value(item) for key, item in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [python_value(item) for item in value.list_value.values]
+    if kind in ("number_value", "string_value", "bool_value"):
+        return getattr(value, kind)
+    return None
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    whole = int(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
+
+
+def _seconds(value: duration_pb2.Duration) -> float:
+    return value.seconds + value.nanos / 1e9
+
+
+def job(row: JobRecord) -> job_pb2.Job:
+    """A stored job as the API's `Job`. `last_error` is stored as the JSON mapping of
+    `JobError` (camelCase keys); unknown keys are ignored."""
+    message = job_pb2.Job(
+        job_id=row.job_id,
+        job_type=row.job_type,
+        source_id=row.source_id,
+        status=row.status,
+        priority=row.priority,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        run_at=timestamp(row.run_at),
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+        backoff=job_pb2.Backoff(
+            initial_delay=_duration(row.backoff_initial_s),
+            max_delay=_duration(row.backoff_max_s),
+            multiplier=row.backoff_multiplier,
+            jitter=row.backoff_jitter,
+        ),
+    )
+    if row.payload is not None:
+        message.payload.CopyFrom(json_value(json.loads(row.payload)))
+    if row.result is not None:
+        message.result.CopyFrom(json_value(json.loads(row.result)))
+    if row.next_eligible_at is not None:
+        message.next_eligible_at.CopyFrom(timestamp(row.next_eligible_at))
+    if row.lease_expires_at is not None:
+        message.lease_expires_at.CopyFrom(timestamp(row.lease_expires_at))
+    if row.last_error is not None:
+        json_format.ParseDict(
+            json.loads(row.last_error), message.last_error, ignore_unknown_fields=True
+        )
+    if row.idempotency_key is not None:
+        message.idempotency_key = row.idempotency_key
+    if row.replay_of is not None:
+        message.replay_of = row.replay_of
+    if row.pack_run_id is not None:
+        message.pack_run_id = row.pack_run_id
+    return message
+
+
+def job_event(row: EventLike) -> job_pb2.JobEvent:
+    event = job_pb2.JobEvent(
+        event_id=str(row.event_id),
+        type=row.type,
+        subject=row.subject,
+        trace_id=row.trace_id or "",
+        time=timestamp(row.time),
+    )
+    event.data.update(json.loads(row.data))
+    return event
+
+
+def enqueue_request(message: job_pb2.Job) -> EnqueueRequest:
+    """The domain's view of a `Job` to enqueue (output-only fields ignored). Raises
+    InvalidArgument naming `runAt` when it is outside RFC 3339's range."""
+    backoff = None
+    if message.HasField("backoff"):
+        given = message.backoff
+        backoff = BackoffRequest(
+            initial_delay_s=(
+                _seconds(given.initial_delay) if given.HasField("initial_delay") else None
+            ),
+            max_delay_s=_seconds(given.max_delay) if given.HasField("max_delay") else None,
+            multiplier=given.multiplier,
+            jitter=given.jitter if given.HasField("jitter") else None,
+        )
+    has_payload = message.HasField("payload")
+    return EnqueueRequest(
+        job_type=message.job_type,
+        source_id=message.source_id,
+        priority=message.priority,
+        has_payload=has_payload,
+        payload=python_value(message.payload) if has_payload else None,
+        max_attempts=message.max_attempts,
+        run_at=datetime_of(message.run_at, field="runAt") if message.HasField("run_at") else None,
+        idempotency_key=(message.idempotency_key if message.HasField("idempotency_key") else None),
+        pack_run_id=message.pack_run_id if message.HasField("pack_run_id") else None,
+        backoff=backoff,
+    )

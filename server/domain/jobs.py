@@ -1,0 +1,941 @@
+"""Jobs (DESIGN §4.1, §9; issue 9 point 2): enqueueing, idempotency, reading,
+canceling, replaying and the per-status summary of a tenant's jobs.
+
+Times (`now`) come from the caller: the process clock the services read, which tests
+move, and which leasing compares `nextEligibleAt` with. Every change runs in one unit
+of work with its event (`domain/events.py`, subject
+`jobs/{jobId}`) and its operator audit entry, so a job never changes without both
+and a failed call leaves nothing behind. Status changes go through
+`job_states.transition`.
+
+Enqueue. A job names a registered source of the caller's tenant (and project, when
+X-Stella-Project narrows the view): an unknown or foreign source is NOT_FOUND, a
+paused or disabled one FAILED_PRECONDITION (SOURCE_PAUSED / SOURCE_DISABLED). A
+new job starts `queued`, eligible from `runAt` (the enqueue time when absent).
+
+Idempotency. `idempotencyKey` is unique per tenant (a partial unique index). The
+request hash is the SHA-256 of the canonical enqueue request (effective values:
+defaults applied, payload as canonical JSON), so a repeat with the same body
+answers the existing job with `created` false and enqueues nothing, and a repeat
+with another body is ALREADY_EXISTS (JOB_EXISTS, metadata `idempotencyKey`). The
+repeat is answered before the source is checked, so a retry after the source was
+paused still gets its job. Two concurrent enqueues of one key cannot both insert:
+the INSERT is `ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS
+NOT NULL DO NOTHING`, and the loser reads the winner's row. A key becomes free
+again when its job is pruned.
+
+Batch enqueue. 1 to `BATCH_MAX` jobs; fewer or more is INVALID_ARGUMENT naming
+`jobs` and enqueues nothing. Otherwise every job succeeds or fails on its own (the
+proto's contract): an invalid job, an unknown or paused source or a conflicting
+key fails only its own result, the valid ones are inserted by one INSERT statement,
+their events by one more, and the call writes one audit entry naming every job it
+created (resource `jobs/-`, AIP-159's "any job"). A key repeated inside one batch
+answers the first occurrence's job (or 409 for another body), as two calls would.
+
+Pruning. Finished jobs (`succeeded`, `canceled`, `dead_lettered`) whose
+`finished_at` is older than the retention (7 days by default) are deleted in
+bounded batches with their events (`storage/pruning.py`); the operator audit trail
+keeps who enqueued, canceled or replayed them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.text import has_control
+from server.domain import audit
+from server.domain.context import CallContext
+from server.domain.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Violation,
+)
+from server.domain.events import EventLike, NewEvent
+from server.domain.job_states import (
+    EVENT_TYPES,
+    FINISHED,
+    REPLAYED_EVENT,
+    JobAction,
+    JobStatus,
+    transition,
+)
+from server.domain.pagination import TEXT, TIME, ListingSpec, Page, PageTokens, SortKey
+from server.domain.resources import JOB, JobLike, ResourceType
+from server.domain.sources import SOURCE, validate_source_type
+
+if TYPE_CHECKING:
+    from server.domain.units import Store, UnitOfWork
+
+# --- limits (job.proto's field comments) --------------------------------------------
+
+PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
+MAX_ATTEMPTS_DEFAULT, MAX_ATTEMPTS_MIN, MAX_ATTEMPTS_MAX = 3, 1, 100
+BACKOFF_INITIAL_DEFAULT_S = 1.0
+BACKOFF_MAX_DEFAULT_S = 300.0
+BACKOFF_MAX_LIMIT_S = 86_400.0
+BACKOFF_MULTIPLIER_DEFAULT, BACKOFF_MULTIPLIER_MIN, BACKOFF_MULTIPLIER_MAX = 2.0, 1.0, 10.0
+BACKOFF_JITTER_DEFAULT = 0.2
+IDEMPOTENCY_KEY_MAX = 200
+BATCH_MAX = 1000
+PAYLOAD_MAX_BYTES_DEFAULT = 64 * 1024
+_STATUSES = frozenset(status.value for status in JobStatus)
+# Issued ids (uuid4 text) and the ids callers give (pack runs): the id alphabet.
+_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class JobRecord(JobLike, Protocol):
+    """A job as read, with everything the API shows (a storage row or a `Job`)."""
+
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def request_hash(self) -> str | None: ...
+    @property
+    def payload(self) -> str | None: ...
+    @property
+    def result(self) -> str | None: ...
+    @property
+    def backoff_initial_s(self) -> float: ...
+    @property
+    def backoff_max_s(self) -> float: ...
+    @property
+    def backoff_multiplier(self) -> float: ...
+    @property
+    def backoff_jitter(self) -> float: ...
+    @property
+    def run_at(self) -> datetime: ...
+    @property
+    def next_eligible_at(self) -> datetime | None: ...
+    @property
+    def lease_expires_at(self) -> datetime | None: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as the domain writes it: the columns of `jobs` (storage/tables.py JobRow).
+    JSON values (`payload`, `result`, `last_error`) are compact JSON text."""
+
+    job_id: str
+    tenant_id: str
+    project_id: str | None
+    job_type: str
+    source_id: str
+    status: str
+    priority: int
+    payload: str | None
+    result: str | None
+    attempts: int
+    max_attempts: int
+    backoff_initial_s: float
+    backoff_max_s: float
+    backoff_multiplier: float
+    backoff_jitter: float
+    run_at: datetime
+    next_eligible_at: datetime | None
+    lease_id: str | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    quota_id: str | None
+    last_error: str | None
+    idempotency_key: str | None
+    request_hash: str | None
+    replay_of: str | None
+    pack_run_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+# --- requests -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffRequest:
+    """Backoff as asked, in seconds; None means "absent" (the default applies)."""
+
+    initial_delay_s: float | None = None
+    max_delay_s: float | None = None
+    multiplier: float = 0.0  # 0: the default
+    jitter: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueRequest:
+    """One job to enqueue, as the caller sent it (the service reads the proto).
+
+    `payload` is a JSON-ready Python value when `has_payload`; `run_at` an aware UTC
+    datetime or None (now)."""
+
+    job_type: str
+    source_id: str
+    priority: int = 0
+    has_payload: bool = False
+    payload: Any = None
+    max_attempts: int = 0
+    run_at: datetime | None = None
+    idempotency_key: str | None = None
+    pack_run_id: str | None = None
+    backoff: BackoffRequest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobLimits:
+    """The server's configured caps (server/config.py)."""
+
+    payload_max_bytes: int = PAYLOAD_MAX_BYTES_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A validated enqueue request with its defaults applied and its request hash."""
+
+    job_type: str
+    source_id: str
+    priority: int
+    payload: str | None
+    max_attempts: int
+    backoff_initial_s: float
+    backoff_max_s: float
+    backoff_multiplier: float
+    backoff_jitter: float
+    run_at: datetime | None
+    idempotency_key: str | None
+    pack_run_id: str | None
+    request_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """The outcome of one enqueue: the job, and whether this call created it."""
+
+    job: JobRecord
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One result of a batch enqueue, in request order: `error` or `enqueued`."""
+
+    enqueued: Enqueued | None = None
+    error: DomainError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    enabled: bool
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """A listing's narrowing; None means "any"."""
+
+    tenant_id: str
+    project_id: str | None = None
+    status: str | None = None
+    job_type: str | None = None
+    source_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCount:
+    """One group of the summary: jobs of `job_type` in `status`, and when the last of
+    them changed."""
+
+    job_type: str
+    status: str
+    count: int
+    last_updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TypeSummary:
+    job_type: str
+    counts: Mapping[str, int]  # every JobStatus value, and "total"
+    last_updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    totals: Mapping[str, int]
+    job_types: Sequence[TypeSummary]
+    last_updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobWithHistory:
+    job: JobRecord
+    history: Sequence[EventLike]
+
+
+# --- storage Protocols ----------------------------------------------------------------
+
+
+class JobRepository(Protocol):
+    """Jobs inside a unit of work."""
+
+    async def source_states(
+        self, tenant_id: str, source_ids: Sequence[str], *, project_id: str | None
+    ) -> Mapping[str, SourceState]:
+        """The enabled/paused state of each of `source_ids` that exists in the tenant
+        (and project, when given); absent ids are missing from the answer."""
+        ...
+
+    async def by_keys(self, tenant_id: str, keys: Sequence[str]) -> Sequence[JobRecord]:
+        """The tenant's jobs holding any of the idempotency `keys`."""
+        ...
+
+    async def insert(self, jobs: Sequence[Job]) -> set[str]:
+        """Insert `jobs` with one statement, skipping any whose idempotency key the
+        tenant already holds (ON CONFLICT DO NOTHING); the ids inserted."""
+        ...
+
+    async def get(
+        self, tenant_id: str, job_id: str, *, project_id: str | None, lock: bool = False
+    ) -> Job:
+        """The job to change (locked FOR UPDATE on PostgreSQL with `lock`); NotFound
+        (JOB_NOT_FOUND) when absent, another tenant's or outside the project."""
+        ...
+
+    async def cancel(self, job: Job, *, now: datetime) -> tuple[Job, Sequence[tuple[str, str]]]:
+        """Move `job` (read with `get(lock=True)`) to canceled: finished now, no
+        eligibility or lease expiry, its quota slot (if it holds one) released in
+        this transaction. The job after the change, and the (tenant, job type) keys
+        whose throttled jobs the freed slot made leasable (to announce after commit).
+        Aborted (JOB_CHANGED) when the job moved since it was read."""
+        ...
+
+
+class JobReads(Protocol):
+    """Jobs outside a transaction: one round trip each."""
+
+    async def get(self, tenant_id: str, job_id: str, *, project_id: str | None) -> JobRecord:
+        """As `JobRepository.get`, for reading."""
+        ...
+
+    async def page(
+        self, query: JobQuery, after: tuple[Any, ...] | None, limit: int
+    ) -> Sequence[JobRecord]:
+        """Up to `limit + 1` jobs of `query` after the position `after` (created_at,
+        job_id) in `JOB_LISTING`'s order, newest first."""
+        ...
+
+    async def summary(self, tenant_id: str, *, project_id: str | None) -> Sequence[StatusCount]:
+        """One GROUP BY (job_type, status) over the tenant's jobs."""
+        ...
+
+
+# --- listing --------------------------------------------------------------------------
+
+JOB_LISTING: ListingSpec[JobRecord, JobQuery] = ListingSpec(
+    name="jobs",
+    sort=(SortKey("-createdAt", "created_at", TIME), SortKey("-jobId", "job_id", TEXT)),
+    filters={
+        "project": "project_id",
+        "status": "status",
+        "jobType": "job_type",
+        "sourceId": "source_id",
+    },
+)
+
+JobPage = Page[JobRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class JobBatch:
+    """What one batch enqueue did: the audited view of `BatchEnqueueJobs`."""
+
+    created: tuple[str, ...]
+    existing: tuple[str, ...]
+    failed: int
+
+
+# The resource of a batch's one audit entry: "jobs/-" (AIP-159: any job).
+JOB_BATCH: ResourceType[JobBatch] = ResourceType(
+    singular="job",
+    collection="jobs",
+    id_field="jobId",
+    id_of=lambda batch: "-",
+    snapshot=lambda batch: {
+        "createdJobIds": list(batch.created),
+        "existingJobIds": list(batch.existing),
+        "failed": batch.failed,
+    },
+)
+
+
+# --- validation -----------------------------------------------------------------------
+
+
+def canonical_json(value: Any) -> str:
+    """Compact JSON with sorted keys: how payloads are stored and hashed. Raises
+    ValueError for NaN or an infinity, which JSON cannot carry."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def validate_job_type(value: str, *, field: str = "jobType") -> Violation | None:
+    """Job types are the slugs source types are (job.proto `jobType`)."""
+    if not value:
+        return Violation(field, "is required")
+    return validate_source_type(value, field=field)
+
+
+def validate_enqueue(request: EnqueueRequest, limits: JobLimits) -> JobSpec:
+    """The spec of `request`, or InvalidArgument naming every bad field (JSON names)."""
+    violations: list[Violation] = []
+    if (bad := validate_job_type(request.job_type)) is not None:
+        violations.append(bad)
+    if not request.source_id:
+        violations.append(Violation("sourceId", "is required"))
+    if not PRIORITY_MIN <= request.priority <= PRIORITY_MAX:
+        violations.append(
+            Violation(
+                "priority",
+                f"must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {request.priority}",
+            )
+        )
+    payload: str | None = None
+    if request.has_payload:
+        try:
+            payload = canonical_json(request.payload)
+        except ValueError:
+            violations.append(Violation("payload", "must be JSON: NaN and infinities are not"))
+        else:
+            size = len(payload.encode("utf-8", "surrogatepass"))
+            if size > limits.payload_max_bytes:
+                violations.append(
+                    Violation(
+                        "payload",
+                        f"must be at most {limits.payload_max_bytes} bytes as JSON, got {size}",
+                    )
+                )
+    max_attempts = request.max_attempts or MAX_ATTEMPTS_DEFAULT
+    if not MAX_ATTEMPTS_MIN <= max_attempts <= MAX_ATTEMPTS_MAX:
+        violations.append(
+            Violation(
+                "maxAttempts",
+                f"must be between {MAX_ATTEMPTS_MIN} and {MAX_ATTEMPTS_MAX}, got {max_attempts}",
+            )
+        )
+    backoff = request.backoff or BackoffRequest()
+    initial, maximum, multiplier, jitter = _backoff(backoff, violations)
+    key = request.idempotency_key
+    if key is not None:
+        if not key.strip():
+            violations.append(Violation("idempotencyKey", "must not be blank"))
+        elif len(key) > IDEMPOTENCY_KEY_MAX:
+            violations.append(
+                Violation("idempotencyKey", f"must be at most {IDEMPOTENCY_KEY_MAX} characters")
+            )
+        elif has_control(key):
+            violations.append(Violation("idempotencyKey", "must not contain control characters"))
+    if request.pack_run_id is not None and not _ID.match(request.pack_run_id):
+        violations.append(
+            Violation("packRunId", "must be 1 to 64 letters, digits, '.', '_', ':' or '-'")
+        )
+    if violations:
+        raise InvalidArgument.from_violations(violations)
+    spec = JobSpec(
+        job_type=request.job_type,
+        source_id=request.source_id,
+        priority=request.priority,
+        payload=payload,
+        max_attempts=max_attempts,
+        backoff_initial_s=initial,
+        backoff_max_s=maximum,
+        backoff_multiplier=multiplier,
+        backoff_jitter=jitter,
+        run_at=request.run_at,
+        idempotency_key=key,
+        pack_run_id=request.pack_run_id,
+        request_hash="",
+    )
+    return replace(spec, request_hash=request_hash(spec))
+
+
+def _backoff(
+    backoff: BackoffRequest, violations: list[Violation]
+) -> tuple[float, float, float, float]:
+    initial = (
+        BACKOFF_INITIAL_DEFAULT_S if backoff.initial_delay_s is None else backoff.initial_delay_s
+    )
+    maximum = BACKOFF_MAX_DEFAULT_S if backoff.max_delay_s is None else backoff.max_delay_s
+    multiplier = backoff.multiplier or BACKOFF_MULTIPLIER_DEFAULT
+    jitter = BACKOFF_JITTER_DEFAULT if backoff.jitter is None else backoff.jitter
+    if not 0 < maximum <= BACKOFF_MAX_LIMIT_S:
+        violations.append(
+            Violation("backoff.maxDelay", "must be more than 0s and at most 86400s (24 h)")
+        )
+    if not 0 <= initial <= maximum:
+        violations.append(
+            Violation("backoff.initialDelay", f"must be from 0s to maxDelay ({_seconds(maximum)})")
+        )
+    if not (
+        math.isfinite(multiplier) and BACKOFF_MULTIPLIER_MIN <= multiplier <= BACKOFF_MULTIPLIER_MAX
+    ):
+        violations.append(
+            Violation(
+                "backoff.multiplier",
+                f"must be from {BACKOFF_MULTIPLIER_MIN} to {BACKOFF_MULTIPLIER_MAX}"
+                f", got {multiplier}",
+            )
+        )
+    if not (math.isfinite(jitter) and 0.0 <= jitter <= 1.0):
+        violations.append(Violation("backoff.jitter", f"must be from 0.0 to 1.0, got {jitter}"))
+    return initial, maximum, multiplier, jitter
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def request_hash(spec: JobSpec) -> str:
+    """Hex SHA-256 of the canonical request: what "the same body" means for a
+    repeated idempotency key. Effective values, so an explicit default equals an
+    absent field; `runAt` as given (absent stays absent, not "now")."""
+    canonical = {
+        "jobType": spec.job_type,
+        "sourceId": spec.source_id,
+        "priority": spec.priority,
+        "payload": spec.payload,
+        "maxAttempts": spec.max_attempts,
+        "backoff": [
+            spec.backoff_initial_s,
+            spec.backoff_max_s,
+            spec.backoff_multiplier,
+            spec.backoff_jitter,
+        ],
+        "runAt": spec.run_at.isoformat() if spec.run_at is not None else None,
+        "idempotencyKey": spec.idempotency_key,
+        "packRunId": spec.pack_run_id,
+    }
+    return hashlib.sha256(canonical_json(canonical).encode()).hexdigest()
+
+
+def _check_job_id(job_id: str) -> None:
+    """No job has an id outside the issued alphabet; refusing it early also keeps bytes
+    a database refuses (NUL for PostgreSQL) away from it."""
+    if not _ID.match(job_id):
+        raise NotFound.of(JOB, job_id)
+
+
+# --- writing --------------------------------------------------------------------------
+
+
+def _new_job(spec: JobSpec, tenant_id: str, project_id: str | None, now: datetime) -> Job:
+    run_at = spec.run_at or now
+    return Job(
+        job_id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        project_id=project_id,
+        job_type=spec.job_type,
+        source_id=spec.source_id,
+        status=JobStatus.QUEUED.value,
+        priority=spec.priority,
+        payload=spec.payload,
+        result=None,
+        attempts=0,
+        max_attempts=spec.max_attempts,
+        backoff_initial_s=spec.backoff_initial_s,
+        backoff_max_s=spec.backoff_max_s,
+        backoff_multiplier=spec.backoff_multiplier,
+        backoff_jitter=spec.backoff_jitter,
+        run_at=run_at,
+        next_eligible_at=run_at,
+        lease_id=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        quota_id=None,
+        last_error=None,
+        idempotency_key=spec.idempotency_key,
+        request_hash=spec.request_hash,
+        replay_of=None,
+        pack_run_id=spec.pack_run_id,
+        created_at=now,
+        updated_at=now,
+        finished_at=None,
+    )
+
+
+def _enqueued_event(job: Job, call: CallContext) -> NewEvent:
+    data: dict[str, Any] = {"to": job.status}
+    if job.replay_of is not None:
+        data["replayOf"] = job.replay_of
+    return NewEvent(
+        tenant_id=job.tenant_id,
+        type=EVENT_TYPES[JobAction.ENQUEUE],
+        subject=JOB.name(job.job_id),
+        data=data,
+        trace_id=call.trace_id,
+        time=job.created_at,
+    )
+
+
+def _source_error(source_id: str, state: SourceState | None) -> DomainError | None:
+    if state is None:
+        return NotFound.of(SOURCE, source_id)
+    if not state.enabled:
+        return FailedPrecondition(
+            f"source {source_id!r} is disabled; it cannot enqueue jobs",
+            reason="SOURCE_DISABLED",
+            metadata={"sourceId": source_id},
+        )
+    if state.paused:
+        return FailedPrecondition(
+            f"source {source_id!r} is paused; resume it to enqueue jobs",
+            reason="SOURCE_PAUSED",
+            metadata={"sourceId": source_id},
+        )
+    return None
+
+
+def _key_conflict(key: str) -> AlreadyExists:
+    error = AlreadyExists.of(JOB, "idempotencyKey", key)
+    error.message += " with another request body"
+    return error
+
+
+async def _enqueue(
+    uow: UnitOfWork,
+    call: CallContext,
+    specs: Sequence[JobSpec | DomainError],
+    now: datetime,
+) -> list[BatchItem]:
+    """Enqueue every spec (errors pass through as their results) in `uow`: existing
+    keys answered first, sources checked once each, then one INSERT and one events
+    INSERT for the new jobs. A key's later occurrences in the batch are answered as
+    its first occurrence was (its job when the bodies match, else 409)."""
+    tenant_id = call.require_tenant()
+    results: list[BatchItem | None] = [
+        BatchItem(error=spec) if isinstance(spec, DomainError) else None for spec in specs
+    ]
+    valid = [(i, spec) for i, spec in enumerate(specs) if isinstance(spec, JobSpec)]
+    specs_by_index = dict(valid)
+
+    keys = sorted({spec.idempotency_key for _, spec in valid if spec.idempotency_key is not None})
+    holders: dict[str, JobRecord] = {}
+    if keys:
+        holders = {
+            job.idempotency_key or "": job for job in await uow.jobs.by_keys(tenant_id, keys)
+        }
+    source_ids = sorted({spec.source_id for _, spec in valid})
+    states = await uow.jobs.source_states(tenant_id, source_ids, project_id=call.project_id)
+
+    fresh: dict[int, Job] = {}
+    first_of_key: dict[str, int] = {}
+    for i, spec in valid:
+        key = spec.idempotency_key
+        if key is not None and key in holders:
+            results[i] = _repeat(holders[key], spec)
+            continue
+        if key is not None and key in first_of_key:
+            continue  # answered after the insert, from the first occurrence's outcome
+        error = _source_error(spec.source_id, states.get(spec.source_id))
+        if error is not None:
+            results[i] = BatchItem(error=error)
+            continue
+        fresh[i] = _new_job(spec, tenant_id, call.project_id, now)
+        if key is not None:
+            first_of_key[key] = i
+
+    inserted = await uow.jobs.insert(list(fresh.values())) if fresh else set()
+    lost = [i for i, job in fresh.items() if job.job_id not in inserted]
+    if lost:  # a concurrent call inserted these keys first: answer its jobs
+        lost_keys = sorted({fresh[i].idempotency_key or "" for i in lost})
+        winners = {job.idempotency_key: job for job in await uow.jobs.by_keys(tenant_id, lost_keys)}
+        for i in lost:
+            key = fresh[i].idempotency_key
+            assert key is not None  # a job without a key never conflicts
+            results[i] = _repeat(winners[key], specs_by_index[i])
+    created = [job for i, job in fresh.items() if job.job_id in inserted]
+    for i, job in fresh.items():
+        if job.job_id in inserted:
+            results[i] = BatchItem(enqueued=Enqueued(job=job, created=True))
+    for i, spec in valid:  # later occurrences of a key inside this batch
+        if results[i] is None:
+            assert spec.idempotency_key is not None
+            first = results[first_of_key[spec.idempotency_key]]
+            assert first is not None
+            if first.enqueued is None:
+                results[i] = first
+            else:
+                results[i] = _repeat(first.enqueued.job, spec)
+    await uow.events.append_many([_enqueued_event(job, call) for job in created])
+    return [result for result in results if result is not None]
+
+
+def _announce(store: Store, items: Sequence[BatchItem], now: datetime) -> None:
+    """After the commit: wake the workers of each (tenant, job type) that got a job
+    leasable now (a later runAt is found by the workers' poll fallback)."""
+    keys = {
+        (item.enqueued.job.tenant_id, item.enqueued.job.job_type)
+        for item in items
+        if item.enqueued is not None and item.enqueued.created and item.enqueued.job.run_at <= now
+    }
+    for key in sorted(keys):
+        store.notify_work(*key)
+
+
+def _repeat(existing: JobRecord, spec: JobSpec) -> BatchItem:
+    if existing.request_hash != spec.request_hash:
+        return BatchItem(error=_key_conflict(spec.idempotency_key or ""))
+    return BatchItem(enqueued=Enqueued(job=existing, created=False))
+
+
+async def enqueue_job(
+    store: Store, call: CallContext, request: EnqueueRequest, limits: JobLimits, *, now: datetime
+) -> Enqueued:
+    """Enqueue one job, or answer the existing job of its idempotency key.
+
+    Raises InvalidArgument (every bad field), NotFound (SOURCE_NOT_FOUND),
+    FailedPrecondition (SOURCE_PAUSED, SOURCE_DISABLED), AlreadyExists (JOB_EXISTS:
+    the key was used with another body).
+    """
+    spec = validate_enqueue(request, limits)
+    async with store.transaction() as uow:
+        [item] = await _enqueue(uow, call, [spec], now)
+        if item.error is not None:
+            raise item.error
+        assert item.enqueued is not None
+        job = item.enqueued.job
+        before = None if item.enqueued.created else job
+        await audit.record(uow, call, JOB, before=before, after=job)
+    _announce(store, [item], now)
+    return item.enqueued
+
+
+async def batch_enqueue_jobs(
+    store: Store,
+    call: CallContext,
+    requests: Sequence[EnqueueRequest | DomainError],
+    limits: JobLimits,
+    *,
+    now: datetime,
+) -> list[BatchItem]:
+    """Enqueue up to `BATCH_MAX` jobs, each on its own (see the module docstring); the
+    results in request order. A request given as a DomainError (the service could not
+    read it) is that item's result. Raises InvalidArgument naming `jobs` for none or
+    more than `BATCH_MAX`."""
+    if not 1 <= len(requests) <= BATCH_MAX:
+        raise InvalidArgument.of("jobs", f"must hold 1 to {BATCH_MAX} jobs, got {len(requests)}")
+    specs: list[JobSpec | DomainError] = []
+    for request in requests:
+        if isinstance(request, DomainError):
+            specs.append(request)
+            continue
+        try:
+            specs.append(validate_enqueue(request, limits))
+        except InvalidArgument as error:
+            specs.append(error)
+    async with store.transaction() as uow:
+        results = await _enqueue(uow, call, specs, now)
+        batch = JobBatch(
+            created=tuple(
+                r.enqueued.job.job_id for r in results if r.enqueued and r.enqueued.created
+            ),
+            existing=tuple(
+                r.enqueued.job.job_id for r in results if r.enqueued and not r.enqueued.created
+            ),
+            failed=sum(1 for r in results if r.error is not None),
+        )
+        await audit.record(uow, call, JOB_BATCH, before=None, after=batch)
+    _announce(store, results, now)
+    return results
+
+
+async def cancel_job(store: Store, call: CallContext, *, job_id: str, now: datetime) -> Job:
+    """Cancel a job that has not finished (job_states: waiting or leased → canceled; a
+    leased job's quota slot is released in the same transaction). Canceling a
+    canceled job changes nothing and answers it.
+
+    Raises NotFound (JOB_NOT_FOUND), FailedPrecondition (JOB_STATUS_CONFLICT: it
+    succeeded or was dead-lettered).
+    """
+    tenant_id = call.require_tenant()
+    _check_job_id(job_id)
+    woken: Sequence[tuple[str, str]] = ()
+    async with store.transaction() as uow:
+        before = await uow.jobs.get(tenant_id, job_id, project_id=call.project_id, lock=True)
+        after = before
+        if before.status != JobStatus.CANCELED:
+            transition(before.status, JobAction.CANCEL)
+            after, woken = await uow.jobs.cancel(before, now=now)
+            await uow.events.append(
+                tenant_id,
+                EVENT_TYPES[JobAction.CANCEL],
+                JOB.name(job_id),
+                {"from": before.status, "to": after.status, "attempt": before.attempts},
+                call.trace_id,
+            )
+        await audit.record(uow, call, JOB, before=before, after=after)
+    for key in woken:
+        store.notify_work(*key)
+    return after
+
+
+async def replay_job(store: Store, call: CallContext, *, job_id: str, now: datetime) -> Job:
+    """Enqueue a clone of a finished job (same type, source, priority, payload,
+    maxAttempts, backoff and pack run; no idempotency key; attempts 0) whose
+    replayOf names it; the original gets a job.replayed event.
+
+    Raises NotFound (JOB_NOT_FOUND, SOURCE_NOT_FOUND when its source is gone),
+    FailedPrecondition (JOB_STATUS_CONFLICT: not finished; SOURCE_PAUSED,
+    SOURCE_DISABLED).
+    """
+    tenant_id = call.require_tenant()
+    _check_job_id(job_id)
+    async with store.transaction() as uow:
+        original = await uow.jobs.get(tenant_id, job_id, project_id=call.project_id)
+        if JobStatus(original.status) not in FINISHED:
+            raise FailedPrecondition(
+                f"job is {original.status}; only a finished job can be replayed",
+                reason="JOB_STATUS_CONFLICT",
+                metadata={"status": original.status, "action": "replay"},
+            )
+        states = await uow.jobs.source_states(
+            tenant_id, [original.source_id], project_id=call.project_id
+        )
+        error = _source_error(original.source_id, states.get(original.source_id))
+        if error is not None:
+            raise error
+        clone = replace(
+            original,
+            job_id=str(uuid.uuid4()),
+            project_id=original.project_id,
+            status=JobStatus.QUEUED.value,
+            result=None,
+            attempts=0,
+            run_at=now,
+            next_eligible_at=now,
+            lease_id=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            quota_id=None,
+            last_error=None,
+            idempotency_key=None,
+            request_hash=None,
+            replay_of=original.job_id,
+            created_at=now,
+            updated_at=now,
+            finished_at=None,
+        )
+        await uow.jobs.insert([clone])
+        await uow.events.append_many(
+            [
+                NewEvent(
+                    tenant_id=tenant_id,
+                    type=REPLAYED_EVENT,
+                    subject=JOB.name(original.job_id),
+                    data={"replayJobId": clone.job_id},
+                    trace_id=call.trace_id,
+                    time=now,
+                ),
+                _enqueued_event(clone, call),
+            ]
+        )
+        await audit.record(uow, call, JOB, before=None, after=clone)
+    store.notify_work(tenant_id, clone.job_type)
+    return clone
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+async def get_job(store: Store, call: CallContext, *, job_id: str) -> JobWithHistory:
+    """The job and its history (its subject's events, oldest first).
+    Raises NotFound (JOB_NOT_FOUND)."""
+    tenant_id = call.require_tenant()
+    _check_job_id(job_id)
+    job = await store.jobs.get(tenant_id, job_id, project_id=call.project_id)
+    history = await store.events.history(tenant_id, JOB.name(job_id))
+    return JobWithHistory(job=job, history=history)
+
+
+async def list_jobs(
+    store: Store,
+    tokens: PageTokens,
+    call: CallContext,
+    *,
+    status: str,
+    job_type: str,
+    source_id: str,
+    limit: int,
+    continuation_token: str,
+) -> JobPage:
+    """One page of the tenant's jobs, newest first (createdAt desc, jobId desc).
+    Raises InvalidArgument for a bad `status`, `jobType`, `sourceId`, `limit` or
+    `continuationToken`."""
+    tenant_id = call.require_tenant()
+    violations: list[Violation] = []
+    if status and status not in _STATUSES:
+        names = ", ".join(s.value for s in JobStatus)
+        violations.append(Violation("status", f"must be one of {names}, got {status!r}"))
+    if job_type and (bad := validate_job_type(job_type)) is not None:
+        violations.append(bad)
+    if source_id and not _ID.match(source_id):
+        violations.append(
+            Violation("sourceId", "must be 1 to 64 letters, digits, '.', '_', ':' or '-'")
+        )
+    if violations:
+        raise InvalidArgument.from_violations(violations)
+    query = JobQuery(
+        tenant_id=tenant_id,
+        project_id=call.project_id,
+        status=status or None,
+        job_type=job_type or None,
+        source_id=source_id or None,
+    )
+    return await JOB_LISTING.page(
+        tokens, query, limit=limit, token=continuation_token, read=store.jobs.page
+    )
+
+
+async def job_summary(store: Store, call: CallContext) -> JobSummary:
+    """Counts per status, over all job types and per job type (ordered by jobType),
+    with when a job last changed; retained jobs only."""
+    tenant_id = call.require_tenant()
+    groups = await store.jobs.summary(tenant_id, project_id=call.project_id)
+    empty = {status.value: 0 for status in JobStatus} | {"total": 0}
+    totals = dict(empty)
+    per_type: dict[str, dict[str, int]] = {}
+    last_of_type: dict[str, datetime] = {}
+    for group in groups:
+        counts = per_type.setdefault(group.job_type, dict(empty))
+        for bucket in (counts, totals):
+            bucket[group.status] = bucket.get(group.status, 0) + group.count
+            bucket["total"] += group.count
+        updated = _aware(group.last_updated_at)
+        if group.job_type not in last_of_type or updated > last_of_type[group.job_type]:
+            last_of_type[group.job_type] = updated
+    types = [
+        TypeSummary(job_type=name, counts=per_type[name], last_updated_at=last_of_type[name])
+        for name in sorted(per_type)
+    ]
+    return JobSummary(
+        totals=totals,
+        job_types=types,
+        last_updated_at=max(last_of_type.values()) if last_of_type else None,
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

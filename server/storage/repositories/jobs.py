@@ -1,0 +1,206 @@
+"""Jobs in SQL: the repositories `server/domain/jobs.py` describes, as SQLAlchemy Core
+statements (DESIGN §8: list pages and batch inserts are hot paths). No commits here;
+a unit of work commits.
+
+- Insert: one multi-row `INSERT .. ON CONFLICT (tenant_id, idempotency_key) WHERE
+  idempotency_key IS NOT NULL DO NOTHING RETURNING job_id` (PostgreSQL and SQLite
+  alike), so two concurrent enqueues of one key cannot both insert; the loser's
+  missing id tells the domain to read the winner's row.
+- Listing: keyset over (created_at DESC, job_id DESC), served backwards by
+  `ix_jobs_tenant_created_id`; never OFFSET.
+- Summary: one `GROUP BY job_type, status` with `count(*)` and `max(updated_at)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from server.domain.errors import Aborted, NotFound
+from server.domain.job_states import JobStatus
+from server.domain.jobs import JOB_LISTING, Job, JobQuery, SourceState, StatusCount
+from server.domain.resources import JOB
+from server.storage.db import Database
+from server.storage.keyset import keyset_select
+from server.storage.repositories.leases import release_slots
+from server.storage.tables import JobRow, SourceRow, table_of
+
+_table = table_of(JobRow)
+_sources = table_of(SourceRow)
+_KEY_PRESENT = _table.c.idempotency_key.is_not(None)
+
+
+def _where(query: JobQuery) -> list[sa.ColumnElement[bool]]:
+    clauses: list[sa.ColumnElement[bool]] = [_table.c.tenant_id == query.tenant_id]
+    for column, value in (
+        (_table.c.project_id, query.project_id),
+        (_table.c.status, query.status),
+        (_table.c.job_type, query.job_type),
+        (_table.c.source_id, query.source_id),
+    ):
+        if value is not None:
+            clauses.append(column == value)
+    return clauses
+
+
+def _one(tenant_id: str, job_id: str, project_id: str | None) -> sa.Select[Any]:
+    clauses = [_table.c.tenant_id == tenant_id, _table.c.job_id == job_id]
+    if project_id is not None:
+        clauses.append(_table.c.project_id == project_id)
+    return sa.select(_table).where(*clauses)
+
+
+def insert_jobs(dialect: str, jobs: Sequence[Job]) -> sa.Insert:
+    """The one INSERT of `jobs`: rows whose key the tenant holds are skipped, and the
+    statement returns the ids it inserted."""
+    rows = [asdict(job) for job in jobs]
+    keys = ["tenant_id", "idempotency_key"]
+    statement: postgresql.Insert | sqlite.Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(_table).values(rows)
+        statement = statement.on_conflict_do_nothing(index_elements=keys, index_where=_KEY_PRESENT)
+    else:
+        statement = sqlite.insert(_table).values(rows)
+        statement = statement.on_conflict_do_nothing(index_elements=keys, index_where=_KEY_PRESENT)
+    return statement.returning(_table.c.job_id)
+
+
+class SqlJobReads:
+    """`JobReads`: each call one connection from the pool, returned at once."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, tenant_id: str, job_id: str, *, project_id: str | None) -> sa.Row[Any]:
+        async with self._db.read() as conn:
+            row: sa.Row[Any] | None = (
+                await conn.execute(_one(tenant_id, job_id, project_id))
+            ).first()
+        if row is None:
+            raise NotFound.of(JOB, job_id)
+        return row  # a Core row has the attributes of JobRecord
+
+    async def page(
+        self, query: JobQuery, after: tuple[Any, ...] | None, limit: int
+    ) -> Sequence[sa.Row[Any]]:
+        statement = keyset_select(_table, JOB_LISTING, _where(query), after=after, limit=limit)
+        async with self._db.read() as conn:
+            rows: Sequence[sa.Row[Any]] = (await conn.execute(statement)).all()
+        return rows
+
+    async def summary(self, tenant_id: str, *, project_id: str | None) -> list[StatusCount]:
+        clauses = [_table.c.tenant_id == tenant_id]
+        if project_id is not None:
+            clauses.append(_table.c.project_id == project_id)
+        statement = (
+            sa.select(
+                _table.c.job_type,
+                _table.c.status,
+                sa.func.count().label("n"),
+                sa.func.max(_table.c.updated_at).label("last_updated_at"),
+            )
+            .where(*clauses)
+            .group_by(_table.c.job_type, _table.c.status)
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [
+            StatusCount(
+                job_type=row.job_type,
+                status=row.status,
+                count=int(row.n),
+                last_updated_at=_time(row.last_updated_at),
+            )
+            for row in rows
+        ]
+
+
+def _time(value: datetime | str) -> datetime:
+    """`max()` over a timestamp comes back as text from SQLite (the aggregate has no
+    column type to convert by)."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value
+
+
+class SqlJobRepository:
+    """`JobRepository` over the session of one unit of work."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def _conn(self) -> AsyncConnection:
+        return await self._session.connection()
+
+    async def source_states(
+        self, tenant_id: str, source_ids: Sequence[str], *, project_id: str | None
+    ) -> Mapping[str, SourceState]:
+        if not source_ids:
+            return {}
+        clauses = [_sources.c.tenant_id == tenant_id, _sources.c.source_id.in_(source_ids)]
+        if project_id is not None:
+            clauses.append(_sources.c.project_id == project_id)
+        statement = sa.select(_sources.c.source_id, _sources.c.enabled, _sources.c.paused).where(
+            *clauses
+        )
+        rows = (await (await self._conn()).execute(statement)).all()
+        return {row.source_id: SourceState(enabled=row.enabled, paused=row.paused) for row in rows}
+
+    async def by_keys(self, tenant_id: str, keys: Sequence[str]) -> Sequence[Job]:
+        if not keys:
+            return []
+        statement = sa.select(_table).where(
+            _table.c.tenant_id == tenant_id, _table.c.idempotency_key.in_(keys)
+        )
+        rows = (await (await self._conn()).execute(statement)).all()
+        return [Job(**row._asdict()) for row in rows]
+
+    async def insert(self, jobs: Sequence[Job]) -> set[str]:
+        if not jobs:
+            return set()
+        conn = await self._conn()
+        result = await conn.execute(insert_jobs(conn.dialect.name, jobs))
+        return {row.job_id for row in result}
+
+    async def get(
+        self, tenant_id: str, job_id: str, *, project_id: str | None, lock: bool = False
+    ) -> Job:
+        statement = _one(tenant_id, job_id, project_id)
+        if lock:
+            statement = statement.with_for_update()
+        row = (await (await self._conn()).execute(statement)).first()
+        if row is None:
+            raise NotFound.of(JOB, job_id)
+        return Job(**row._asdict())
+
+    async def cancel(self, job: Job, *, now: datetime) -> tuple[Job, list[tuple[str, str]]]:
+        conn = await self._conn()
+        values: dict[str, Any] = {
+            "status": JobStatus.CANCELED.value,
+            "next_eligible_at": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+            "finished_at": now,
+            "quota_id": None,
+        }
+        result = await conn.execute(
+            sa.update(_table)
+            .where(_table.c.job_id == job.job_id, _table.c.status == job.status)
+            .values(**values)
+        )
+        if result.rowcount != 1:  # moved since it was read (SQLite takes no row lock)
+            raise Aborted(
+                f"job {job.job_id!r} changed while it was being canceled; try again",
+                reason="JOB_CHANGED",
+                metadata={"jobId": job.job_id},
+            )
+        # After the guarded UPDATE, so a job that moved releases nothing.
+        woken = await release_slots(conn, [job.quota_id], now=now)
+        return Job(**(asdict(job) | values)), woken
