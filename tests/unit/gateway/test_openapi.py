@@ -527,6 +527,7 @@ def test_security_schemes_and_error_schema() -> None:
             "tokenUrl": "/oauth/token",
             "scopes": {
                 "orch:operate": "The `orch:operate` scope.",
+                "orch:quota": "The `orch:quota` scope.",
                 "orch:read": "The `orch:read` scope.",
             },
         }
