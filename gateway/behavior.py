@@ -33,6 +33,7 @@ class HttpBehavior:
     oauth_errors: bool = False  # RFC 6749 error bodies instead of the status shape
     etag_field: str | None = None  # the AIP-154 etag field (gateway/conditional.py)
     precondition_required: bool = False  # 428 without If-Match or etag (RFC 6585 §3)
+    created_field: str | None = None  # a bool response field; false answers 200 (AIP-133)
 
 
 def http_behavior(method: MethodDescriptor) -> HttpBehavior:
@@ -50,6 +51,7 @@ def http_behavior(method: MethodDescriptor) -> HttpBehavior:
         deprecated_prefixes=deprecated_prefixes(service),
         etag_field=merged.etag_field or None,
         precondition_required=merged.precondition_required,
+        created_field=merged.created_field or None,
     )
 
 

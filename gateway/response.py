@@ -4,7 +4,9 @@ deprecation headers (grpc-gateway runtime/handler.go).
 Success statuses are the method's `success_status` (gateway/v1/http.proto), one of
 SUCCESS_STATUSES; the BODILESS ones are written without content and without
 Content-Type whatever the response message holds (RFC 9110 §15.3.5 204, §15.3.6
-205, §15.4.5 304), and `check_success_status` refuses any other at start-up.
+205, §15.4.5 304), and `check_success_status` refuses any other at start-up. A
+method with a `created_field` answers 200 instead when that bool of the response is
+false: an idempotent create that found its resource (AIP-133, RFC 9110 §15.3.2).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 from collections.abc import Iterable
 from typing import Final
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from gateway import codec
@@ -42,6 +45,44 @@ def check_success_status(binding: Binding) -> None:
         raise BindingError(
             binding.method, source, f"success_status {status} on a server-streaming method"
         )
+    check_created_field(binding)
+
+
+def check_created_field(binding: Binding) -> None:
+    """Raise BindingError for a `created_field` that names no singular bool field of
+    the response message, or that comes with a success status it cannot stand for
+    (200 itself, a bodiless one) or with a server-streaming method."""
+    name = binding.behavior.created_field
+    if name is None:
+        return
+    source = binding.template.source
+    output = binding.method.output_type
+    field = output.fields_by_name.get(name)
+    if field is None or field.is_repeated or field.type != FieldDescriptor.TYPE_BOOL:
+        raise BindingError(
+            binding.method,
+            source,
+            f"created_field {name!r} names no singular bool field of {output.full_name}",
+        )
+    status = binding.behavior.success_status
+    if status == 200 or status in BODILESS:
+        raise BindingError(
+            binding.method,
+            source,
+            f"created_field with success_status {status}: it needs a status with a body "
+            "other than 200 (e.g. 201)",
+        )
+    if binding.server_streaming:
+        raise BindingError(binding.method, source, "created_field on a server-streaming method")
+
+
+def success_status(binding: Binding, response: Message) -> int:
+    """The status of `response`: the method's `success_status`, or 200 when its
+    `created_field` is false (the resource was found, not created)."""
+    name = binding.behavior.created_field
+    if name is not None and not getattr(response, name):
+        return 200
+    return binding.behavior.success_status
 
 
 def render_body(binding: Binding, response: Message) -> tuple[bytes, str]:

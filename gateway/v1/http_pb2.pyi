@@ -105,6 +105,7 @@ class HttpBehavior(_message.Message):
     ERROR_FORMAT_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_FIELD_NUMBER: _builtins.int
     PRECONDITION_REQUIRED_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_FIELD_NUMBER: _builtins.int
     success_status: _builtins.int
     """Status of a successful response; 200 when unset. One of 200, 201, 202, 203,
     or a bodiless one: 204 No Content and 205 Reset Content (RFC 9110 §15.3.5,
@@ -154,6 +155,16 @@ class HttpBehavior(_message.Message):
     when a request carries neither If-Match nor a value in the request's
     `etag_field`. Needs an `etag_field` that the request has.
     """
+    created_field: _builtins.str
+    """Name of a singular bool field of the response message (not of its
+    `response_body`) that says whether the call created the resource: when it
+    is false, the success is answered 200 instead of `success_status`. For an
+    idempotent create (AIP-133, AIP-155) that answers an existing resource for a
+    repeated request id: 201 Created when it created one, 200 OK when it found
+    one (RFC 9110 §15.3.2). OpenAPI documents both statuses. Needs a
+    `success_status` with a body other than 200; a method whose response has no
+    such field is refused at start-up. Empty or unset: always `success_status`.
+    """
     @_builtins.property
     def error_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErrorStatus]:
         """Per-code HTTP status overrides, applied before the default table. A method's
@@ -172,15 +183,18 @@ class HttpBehavior(_message.Message):
         error_format: Global___ErrorFormat.ValueType | None = ...,
         etag_field: _builtins.str | None = ...,
         precondition_required: _builtins.bool | None = ...,
+        created_field: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_precondition_required", b"_precondition_required", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "etag", b"etag", "etag_field", b"etag_field", "precondition_required", b"precondition_required", "success_status", b"success_status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_created_field", b"_created_field", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_precondition_required", b"_precondition_required", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "created_field", b"created_field", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "etag", b"etag", "etag_field", b"etag_field", "precondition_required", b"precondition_required", "success_status", b"success_status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_precondition_required", b"_precondition_required", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "error_status", b"error_status", "etag", b"etag", "etag_field", b"etag_field", "precondition_required", b"precondition_required", "success_status", b"success_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_created_field", b"_created_field", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_precondition_required", b"_precondition_required", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "created_field", b"created_field", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "error_status", b"error_status", "etag", b"etag", "etag_field", b"etag_field", "precondition_required", b"precondition_required", "success_status", b"success_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__allow_unknown_query_parameters: _TypeAlias = _typing.Literal["allow_unknown_query_parameters"]  # noqa: Y015
     _WhichOneofArgType__allow_unknown_query_parameters: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters"]  # noqa: Y015
     _WhichOneofReturnType__cache_control: _TypeAlias = _typing.Literal["cache_control"]  # noqa: Y015
     _WhichOneofArgType__cache_control: _TypeAlias = _typing.Literal["_cache_control", b"_cache_control"]  # noqa: Y015
+    _WhichOneofReturnType__created_field: _TypeAlias = _typing.Literal["created_field"]  # noqa: Y015
+    _WhichOneofArgType__created_field: _TypeAlias = _typing.Literal["_created_field", b"_created_field"]  # noqa: Y015
     _WhichOneofReturnType__error_cache_control: _TypeAlias = _typing.Literal["error_cache_control"]  # noqa: Y015
     _WhichOneofArgType__error_cache_control: _TypeAlias = _typing.Literal["_error_cache_control", b"_error_cache_control"]  # noqa: Y015
     _WhichOneofReturnType__error_format: _TypeAlias = _typing.Literal["error_format"]  # noqa: Y015
@@ -197,6 +211,8 @@ class HttpBehavior(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__allow_unknown_query_parameters) -> _WhichOneofReturnType__allow_unknown_query_parameters | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__cache_control) -> _WhichOneofReturnType__cache_control | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__created_field) -> _WhichOneofReturnType__created_field | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__error_cache_control) -> _WhichOneofReturnType__error_cache_control | None: ...
     @_typing.overload

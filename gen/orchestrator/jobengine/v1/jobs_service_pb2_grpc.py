@@ -99,8 +99,8 @@ class JobsServiceServicer:
         job type's quota is exhausted (delayed, never refused).
 
         With an idempotencyKey already used in the tenant and the same body, answers
-        the existing job unchanged (created false; over HTTP also 201, the gateway
-        having one success status per method) and enqueues nothing. Returns
+        the existing job unchanged (created false; over HTTP 200 instead of 201,
+        AIP-133) and enqueues nothing. Returns
         INVALID_ARGUMENT (a BadRequest violation per field) for a malformed job
         type, priority, maxAttempts, backoff, runAt or idempotency key, or a payload
         over the size cap; NOT_FOUND when the source is not the caller's;
