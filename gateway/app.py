@@ -4,13 +4,22 @@ All stages are pure modules; this one only wires them to Starlette's request and
 response objects and owns the upstream's lifecycle. It decides nothing about who
 may call what: headers travel to the gRPC server as metadata, and its status comes
 back through the one error table.
+
+Every kind of method is served. Unary and client-streaming answers are one JSON
+document; server- and bidi-streaming answers are grpc-gateway's stream framing, one
+`{"result": message}` per line (`application/x-ndjson`) or per server-sent event
+(`Accept: text/event-stream`), ending with `{"error": status}` if the call fails
+after its first message (a call that fails before it is an ordinary HTTP error).
+Client- and bidi-streaming requests are the whole body read as a stream of
+messages (gateway/request.py `build_stream`), sent upstream once all parse.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -36,11 +45,18 @@ from gateway.router import (
     RouteMatch,
     Router,
 )
-from gateway.upstream import Upstream, UpstreamError
+from gateway.upstream import (
+    RequestStreamUpstream,
+    StreamCall,
+    UnaryResult,
+    Upstream,
+    UpstreamError,
+)
 
 log = logging.getLogger("gateway")
 
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
+NDJSON_TYPE = "application/x-ndjson"  # a request stream's other form (grpc-gateway)
 _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
@@ -73,6 +89,8 @@ class Gateway:
     ) -> None:
         self.config = config or GatewayConfig()
         self.upstream = upstream
+        # The same upstream, when it can also stream requests (client/bidi methods).
+        self._request_streams = upstream if isinstance(upstream, RequestStreamUpstream) else None
         self.router: Router[Binding] = Router()
         self.bindings: list[Binding] = []
         # Per binding (by identity: the router hands back these very objects): the
@@ -86,6 +104,7 @@ class Gateway:
                 raise BindingError(binding.method, binding.template.source, str(exc)) from exc
             writer.check_success_status(binding)
             plan = conditional.etag_plan(binding)
+            _check_request_stream(binding, plan)
             if plan is not None:
                 self._etags[id(binding)] = plan
             self.bindings.append(binding)
@@ -147,12 +166,25 @@ class Gateway:
         scope = request.scope
         head = self.config.headers.read(scope, trust=self.config.trust_forwarded_headers)
         body, content_type, form = await self._read_body(request, binding, head)
-        query = scope.get("query_string")
+        raw_query = scope.get("query_string")
+        query = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True) if raw_query else ()
+        if binding.client_streaming:
+            requests = request_builder.build_stream(
+                binding,
+                request_type,
+                captures=match.captures,
+                query=query,
+                body=body,
+                content_type=content_type,
+            )
+            return await self._call_streaming_requests(
+                request, binding, requests, method, response_type, head, raw_path
+            )
         message = request_builder.build_request(
             binding,
             request_type(),
             captures=match.captures,
-            query=parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else (),
+            query=query,
             body=body,
             content_type=content_type,
             form=form,
@@ -160,7 +192,12 @@ class Gateway:
         if binding.server_streaming:
             timeout = _timeout(head, None)
             return await self._stream(
-                method, binding, message, response_type, head, timeout, raw_path
+                binding,
+                head,
+                raw_path,
+                self.upstream.stream(
+                    method, message, response_type, metadata=head.metadata, timeout=timeout
+                ),
             )
         timeout = _timeout(head, self.config.default_timeout)
         plan = self._etags.get(id(binding))
@@ -186,6 +223,55 @@ class Gateway:
                     headers=dict(self.config.headers.response_headers(exc.headers)),
                     from_upstream=True,
                 ) from None
+        return self._unary_response(request, binding, plan, result, head, raw_path)
+
+    async def _call_streaming_requests(
+        self,
+        request: Request,
+        binding: Binding,
+        requests: list[Message],
+        method: str,
+        response_type: type[Message],
+        head: RequestHead,
+        raw_path: str,
+    ) -> Response:
+        """A client-streaming call, answered as a unary one, or a bidi-streaming call,
+        answered as a server-streaming one."""
+        upstream = self._request_streams
+        if upstream is None:  # an Upstream of the API owner's that only sends one request
+            raise errors.status_error(
+                code_pb2.UNIMPLEMENTED,
+                f"{method} streams requests, which this gateway's upstream cannot send",
+            )
+        if binding.server_streaming:
+            timeout = _timeout(head, None)
+            call = upstream.bidi_stream(
+                method, requests, response_type, metadata=head.metadata, timeout=timeout
+            )
+            return await self._stream(binding, head, raw_path, call)
+        timeout = _timeout(head, self.config.default_timeout)
+        try:
+            result = await upstream.client_stream(
+                method, requests, response_type, metadata=head.metadata, timeout=timeout
+            )
+        except UpstreamError as exc:
+            raise errors.GatewayError(
+                exc.status,
+                headers=dict(self.config.headers.response_headers(exc.headers)),
+                from_upstream=True,
+            ) from None
+        plan = self._etags.get(id(binding))  # a response-side etag only (_check_request_stream)
+        return self._unary_response(request, binding, plan, result, head, raw_path)
+
+    def _unary_response(
+        self,
+        request: Request,
+        binding: Binding,
+        plan: conditional.EtagPlan | None,
+        result: UnaryResult,
+        head: RequestHead,
+        raw_path: str,
+    ) -> Response:
         headers = dict(self.config.headers.response_headers((*result.headers, *result.trailers)))
         headers.update(writer.success_headers(binding, raw_path))
         status = binding.behavior.success_status
@@ -204,19 +290,15 @@ class Gateway:
 
     async def _stream(
         self,
-        method: str,
         binding: Binding,
-        message: Message,
-        response_type: type[Message],
         head: RequestHead,
-        timeout: float | None,
         raw_path: str,
+        opening: Awaitable[StreamCall],
     ) -> Response:
+        """Answer a server- or bidi-streaming call that `opening` opens."""
         sse = "text/event-stream" in (head.get("accept") or "")
         try:
-            call = await self.upstream.stream(
-                method, message, response_type, metadata=head.metadata, timeout=timeout
-            )
+            call = await opening
         except UpstreamError as exc:
             raise errors.GatewayError(
                 exc.status,
@@ -262,25 +344,17 @@ class Gateway:
         )
         if codec.is_http_body(target):
             return body, content_type, None
-        if media == request_builder.FORM_TYPE:
-            try:
-                return (
-                    body,
-                    content_type,
-                    parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=True),
+        json_media = not media or media == codec.JSON_TYPE or media.endswith("+json")
+        if binding.client_streaming:
+            if not json_media and media != NDJSON_TYPE:
+                raise _unsupported_media(
+                    media, f"{codec.JSON_TYPE} (an array of messages) or {NDJSON_TYPE}"
                 )
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise errors.status_error(
-                    code_pb2.INVALID_ARGUMENT, f"malformed form body: {exc}", field_name="body"
-                ) from None
-        if media and media != codec.JSON_TYPE and not media.endswith("+json"):
-            raise errors.status_error(
-                code_pb2.INVALID_ARGUMENT,
-                f"unsupported content type {media!r}; send {codec.JSON_TYPE} "
-                f"or {request_builder.FORM_TYPE}",
-                http_status=415,
-                reason="UNSUPPORTED_MEDIA_TYPE",
-            )
+            return body, content_type, None
+        if media == request_builder.FORM_TYPE:
+            return body, content_type, _form_fields(body)
+        if not json_media:
+            raise _unsupported_media(media, f"{codec.JSON_TYPE} or {request_builder.FORM_TYPE}")
         return body, content_type, None
 
     def _error(self, exc: errors.GatewayError, binding: Binding | None, raw_path: str) -> Response:
@@ -380,6 +454,56 @@ def _route_error(
         )
     return errors.status_error(
         code_pb2.INVALID_ARGUMENT, f"malformed path: {exc}", reason="BAD_PATH"
+    )
+
+
+def _check_request_stream(binding: Binding, plan: conditional.EtagPlan | None) -> None:
+    """Raise BindingError for a client- or bidi-streaming binding whose `etag_field`
+    is in the request: If-Match names one request, and a stream has many."""
+    if binding.client_streaming and plan is not None and plan.request is not None:
+        raise BindingError(
+            binding.method,
+            binding.template.source,
+            f"etag_field {plan.name!r} in a streamed request: If-Match has no one request",
+        )
+
+
+def _form_fields(body: bytes) -> list[tuple[str, str]]:
+    """An application/x-www-form-urlencoded body's name=value pairs (WHATWG URL
+    §5.1, as HTML forms send them). Raises GatewayError 400 (reason INVALID_BODY)
+    for a body that is not UTF-8 or has a field without `=` (an empty one included:
+    `a=1&&b=2`, a blank body)."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise _bad_form("not UTF-8") from None
+    for number, piece in enumerate(text.split("&"), start=1):
+        if "=" not in piece:
+            what = "is empty" if not piece else f"({_quoted(piece)}) has no '='"
+            raise _bad_form(f"field {number} {what}; send name=value pairs joined by '&'")
+    return parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+
+
+def _quoted(text: str) -> str:
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    return json.dumps(shown, ensure_ascii=False)
+
+
+def _bad_form(reason: str) -> errors.GatewayError:
+    return errors.status_error(
+        code_pb2.INVALID_ARGUMENT,
+        f"malformed form body: {reason}",
+        field_name="body",
+        reason="INVALID_BODY",
+    )
+
+
+def _unsupported_media(media: str, send: str) -> errors.GatewayError:
+    return errors.status_error(
+        code_pb2.INVALID_ARGUMENT,
+        f"unsupported content type {media!r}; send {send}",
+        http_status=415,
+        reason="UNSUPPORTED_MEDIA_TYPE",
     )
 
 

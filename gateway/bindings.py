@@ -11,7 +11,8 @@ deprecated. A rule that writes such a twin by hand is refused.
 Every problem a rule can have is found here, at start-up, and reported naming the
 service, the method and the template: bad grammar, path variables that name a
 missing, repeated, map or message field, body or response_body fields that do not
-exist. A gateway that starts serves every rule it was given.
+exist, a client- or bidi-streaming method with no `body` to stream its requests
+from. A gateway that starts serves every rule it was given.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ class Binding:
     @property
     def server_streaming(self) -> bool:
         return bool(self.method.server_streaming)
+
+    @property
+    def client_streaming(self) -> bool:
+        """Client- or bidi-streaming: the requests are a stream, read from the body."""
+        return bool(self.method.client_streaming)
 
     @property
     def deprecated_successor(self) -> tuple[str, str] | None:
@@ -162,6 +168,11 @@ def _binding(
     request = method.input_type
     params = tuple(_path_param(method, source, request, path) for path in template.field_paths())
     body_all = rule.body == "*"
+    if method.client_streaming and not rule.body:
+        # The body is where a request stream comes from (gateway/json_stream.py).
+        raise BindingError(
+            method, source, 'a client-streaming method needs a body ("*" or a field) for its stream'
+        )
     body = (
         None
         if body_all or not rule.body

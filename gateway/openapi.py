@@ -312,6 +312,14 @@ class _Builder:
             schema = self.registry.object_schema(target, exclude)
         else:
             schema = self.registry.message(binding.method.input_type)
+        if binding.client_streaming:  # one schema per message, see gateway/json_stream.py
+            array = {"type": "array", "items": schema}
+            return {
+                "content": {
+                    "application/json": {"schema": array},
+                    "application/x-ndjson": {"schema": schema},
+                }
+            }
         content = {"application/json": {"schema": schema}}
         if target is not None and _flat(target, exclude):
             # A form's unknown names are ignored where unknown query parameters are.

@@ -3,10 +3,18 @@
 Order, as in grpc-gateway: the body first, then path captures (they win over the
 body), then query parameters for every field the path and body did not bind.
 PATCH without an explicit `update_mask` gets one from the body's keys (AIP-134).
+
+Client- and bidi-streaming methods take a stream of request messages from the body
+(`build_stream`, forms in gateway/json_stream.py): each element is woven as the
+body of one message, and the path captures and query parameters apply to every
+message of the stream, as Envoy's transcoder weaves its bindings into each one
+(grpc-gateway leaves them out of streamed requests: a client that sent them would
+see them ignored). Errors name the element: `[2].count`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,10 +22,11 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
-from gateway import codec
+from gateway import codec, json_parser
 from gateway.bindings import Binding
 from gateway.errors import GatewayError, status_error
 from gateway.field_paths import FieldError
+from gateway.json_stream import decode_stream
 from gateway.query import apply_query, set_field
 
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -35,6 +44,113 @@ def build_request(
     form: Sequence[tuple[str, str]] | None = None,
 ) -> Message:
     body_keys = _apply_body(binding, message, body, content_type, form)
+    _weave(binding, message, captures, query, body_keys)
+    return message
+
+
+def build_stream(
+    binding: Binding,
+    request_type: type[Message],
+    *,
+    captures: Mapping[tuple[str, ...], str],
+    query: Sequence[tuple[str, str]],
+    body: bytes,
+    content_type: str,
+) -> list[Message]:
+    """The request messages of a client- or bidi-streaming call, in order.
+
+    JSON bodies: a JSON array or newline-delimited values (gateway/json_stream.py),
+    each element the body of one message (`body: "*"`: an object; `body: "field"`:
+    that field's value); no body, no message. An HttpBody body is one message with
+    all its bytes (none without bytes). Path captures and query parameters are set
+    on every message, and checked even when the stream is empty.
+
+    Raises GatewayError INVALID_ARGUMENT: reason INVALID_BODY naming the element
+    (`invalid body field "[2].count": ...`, or `body` for a malformed document or a
+    lone value that is no element), or the path/query reasons of `build_request`.
+    """
+    _weave(binding, request_type(), captures, query, None)  # path and query, checked once
+    target_type = (
+        binding.body.message_type if binding.body is not None else binding.method.input_type
+    )
+    if codec.is_http_body(target_type):
+        if not body:
+            return []
+        message = request_type()
+        build_request(
+            binding, message, captures=captures, query=query, body=body, content_type=content_type
+        )
+        return [message]
+    stream = decode_stream(body)
+    messages: list[Message] = []
+    for index, element in enumerate(stream.elements):
+        message = request_type()
+        _apply_element(binding, message, element, index, lone=stream.framing == "one")
+        _weave(binding, message, captures, query, element)
+        messages.append(message)
+    return messages
+
+
+def _apply_element(
+    binding: Binding, message: Message, element: Any, index: int, *, lone: bool
+) -> None:
+    """Set the body of one streamed message from its element of the stream."""
+    where = f"[{index}]"
+    try:
+        if binding.body is not None:
+            json_parser.set_value(
+                message, binding.body, element, path=f"{where}.{binding.body.name}"
+            )
+            return
+        if isinstance(element, dict):
+            json_parser.merge_object(message, element, path=where)
+            return
+    except FieldError as exc:
+        raise _bad_element(f'invalid body field "{exc.param}": {exc.reason}', exc.param) from exc
+    except RecursionError:
+        raise _bad_element("request body is nested too deeply", "body") from None
+    name = binding.method.input_type.full_name
+    kind = _describe(element)
+    if lone:
+        raise _bad_element(
+            f"a streamed request body is a JSON array of {name} objects, or one object per "
+            f"line; got {kind}",
+            "body",
+        )
+    raise _bad_element(
+        f'invalid body field "{where}": expected a JSON object ({name}), got {kind}', where
+    )
+
+
+def _describe(value: Any) -> str:
+    """A JSON value as an error message names it (as gateway/json_parser.py does)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return f"the number {_cut(json.dumps(value))}"
+    if isinstance(value, str):
+        return f"the string {_cut(json.dumps(value, ensure_ascii=False))}"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _bad_element(message: str, field_name: str) -> GatewayError:
+    return status_error(
+        code_pb2.INVALID_ARGUMENT, message, field_name=field_name, reason="INVALID_BODY"
+    )
+
+
+def _weave(
+    binding: Binding,
+    message: Message,
+    captures: Mapping[tuple[str, ...], str],
+    query: Sequence[tuple[str, str]],
+    body_keys: Any,
+) -> None:
+    """Path captures, then query parameters, onto a message whose body is set."""
     bound = _apply_path(binding, message, captures)
     if binding.body_all:
         # Nothing is left for the query to set: a parameter is unknown by definition,
@@ -65,7 +181,6 @@ def build_request(
             ) from exc
     if binding.http_method == "PATCH" and body_keys is not None:
         _fill_update_mask(binding, message, body_keys, query)
-    return message
 
 
 def _apply_body(

@@ -18,6 +18,8 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 
+from gateway.early_status import keep_server_status
+
 DETAILS_KEY = "grpc-status-details-bin"
 Metadata = Sequence[tuple[str, str | bytes]]
 
@@ -155,7 +157,8 @@ class ChannelUpstream:
         timeout: float | None,
     ) -> UnaryResult:
         stub = self._stub("stream_unary", method, response_type)
-        return await _unary_result(stub(iter(requests), metadata=tuple(metadata), timeout=timeout))
+        call = stub(iter(requests), metadata=tuple(metadata), timeout=timeout)
+        return await _unary_result(keep_server_status(call))
 
     async def stream(
         self,
@@ -179,7 +182,8 @@ class ChannelUpstream:
         timeout: float | None,
     ) -> StreamCall:
         stub = self._stub("stream_stream", method, response_type)
-        return await _stream_call(stub(iter(requests), metadata=tuple(metadata), timeout=timeout))
+        call = stub(iter(requests), metadata=tuple(metadata), timeout=timeout)
+        return await _stream_call(keep_server_status(call))
 
     async def close(self) -> None:
         await self._channel.close()

@@ -19,8 +19,7 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
          "unsupported content type 'text/xml'; "
          "send application/json or application/x-www-form-urlencoded"),
         ("POST", "/oauth/revoke", b"token=t\xff", FORM, 400,
-         "malformed form body: 'utf-8' codec can't decode byte 0xff in position 7: "
-         "invalid start byte"),
+         "malformed form body: not UTF-8"),
         ("GET", "/oauth/token", b"", {}, 405, "method GET not allowed for /oauth/token"),
     ],
 )  # fmt: skip

@@ -77,16 +77,28 @@ class EchoService(pb_grpc.EchoServiceServicer):  # type: ignore[misc,name-define
         )
 
     async def Fail(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        names = code_pb2.Code.DESCRIPTOR.values_by_name
-        code = names[request.name].number if request.name in names else code_pb2.UNKNOWN
-        status = status_pb2.Status(code=code, message=f"failed with {request.name}")
-        detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.ErrorInfo(reason="ECHO_FAILURE", domain="gwtest"))
-        status.details.append(detail)
-        grpc_code = next(c for c in grpc.StatusCode if c.value[0] == code)
-        await context.abort(
-            grpc_code, status.message, (("grpc-status-details-bin", status.SerializeToString()),)
-        )
+        await _fail(request.name, context)
+
+    async def Collect(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        """Every message received, in order; a message with `fail_with` fails the call."""
+        await context.send_initial_metadata(_echo_headers(context))
+        transcript = pb.Transcript()
+        async for message in requests:
+            if message.fail_with:
+                await _fail(message.fail_with, context, after=len(transcript.messages))
+            transcript.messages.append(message)
+        return transcript
+
+    async def Chat(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        """Each message answered as it arrives; one with `fail_with` ends the stream."""
+        answered = 0
+        async for message in requests:
+            if message.fail_with:
+                await _fail(message.fail_with, context, after=answered)
+            yield message
+            answered += 1
 
     async def Count(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         for i in range(request.count):
@@ -132,6 +144,22 @@ class EchoService(pb_grpc.EchoServiceServicer):  # type: ignore[misc,name-define
         version = int(current.etag[1:]) + 1
         self._notes[note_id] = (text, version)
         return pb.Note(id=note_id, text=text, etag=f"v{version}")
+
+
+async def _fail(name: str, context: grpc.aio.ServicerContext, *, after: int | None = None) -> None:
+    """Abort with the google.rpc.Code called `name` (UNKNOWN if none is) and rich
+    details; `after`: how many stream messages came before, said in the message."""
+    names = code_pb2.Code.DESCRIPTOR.values_by_name
+    code = names[name].number if name in names else code_pb2.UNKNOWN
+    message = f"failed with {name}" if after is None else f"failed with {name} after {after}"
+    status = status_pb2.Status(code=code, message=message)
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason="ECHO_FAILURE", domain="gwtest"))
+    status.details.append(detail)
+    grpc_code = next(c for c in grpc.StatusCode if c.value[0] == code)
+    await context.abort(
+        grpc_code, status.message, (("grpc-status-details-bin", status.SerializeToString()),)
+    )
 
 
 def _echo_headers(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str], ...]:
