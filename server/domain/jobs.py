@@ -11,7 +11,9 @@ and a failed call leaves nothing behind. Status changes go through
 Enqueue. A job names a registered source of the caller's tenant (and project, when
 X-Stella-Project narrows the view): an unknown or foreign source is NOT_FOUND, a
 paused or disabled one FAILED_PRECONDITION (SOURCE_PAUSED / SOURCE_DISABLED). A
-new job starts `queued`, eligible from `runAt` (the enqueue time when absent).
+new job starts `queued`, eligible from `runAt` (the enqueue time when absent), or
+`throttled` when its job type's quota allows no job now (`_throttle`): delayed until
+the quota is expected to allow one, never refused.
 
 Idempotency. `idempotencyKey` is unique per tenant (a partial unique index). The
 request hash is the SHA-256 of the canonical enqueue request (effective values:
@@ -70,6 +72,7 @@ from server.domain.job_states import (
     JobStatus,
     transition,
 )
+from server.domain.leasing import QuotaState, plan_quota
 from server.domain.pagination import TEXT, TIME, ListingSpec, Page, PageTokens, SortKey
 from server.domain.resources import JOB, JobLike, ResourceType
 from server.domain.sources import SOURCE, validate_source_type
@@ -88,8 +91,12 @@ BACKOFF_MULTIPLIER_DEFAULT, BACKOFF_MULTIPLIER_MIN, BACKOFF_MULTIPLIER_MAX = 2.0
 BACKOFF_JITTER_DEFAULT = 0.2
 IDEMPOTENCY_KEY_MAX = 200
 BATCH_MAX = 1000
+# The job's field in EnqueueJobRequest: violations name "job.<field>" (a batch's items
+# answer exactly what EnqueueJob would).
+REQUEST_FIELD = "job"
 PAYLOAD_MAX_BYTES_DEFAULT = 64 * 1024
 _STATUSES = frozenset(status.value for status in JobStatus)
+THROTTLED = JobStatus.THROTTLED.value
 # Issued ids (uuid4 text) and the ids callers give (pack runs): the id alphabet.
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -302,6 +309,13 @@ class JobRepository(Protocol):
         """The tenant's jobs holding any of the idempotency `keys`."""
         ...
 
+    async def quota_states(
+        self, tenant_id: str, job_types: Sequence[str], *, now: datetime
+    ) -> Mapping[str, QuotaState]:
+        """The quotas of `job_types` in the tenant with their accounting as of `now`
+        (read without a lock), by job type; types without a quota are absent."""
+        ...
+
     async def insert(self, jobs: Sequence[Job]) -> set[str]:
         """Insert `jobs` with one statement, skipping any whose idempotency key the
         tenant already holds (ON CONFLICT DO NOTHING); the ids inserted."""
@@ -400,7 +414,9 @@ def validate_job_type(value: str, *, field: str = "jobType") -> Violation | None
 
 
 def validate_enqueue(request: EnqueueRequest, limits: JobLimits) -> JobSpec:
-    """The spec of `request`, or InvalidArgument naming every bad field (JSON names)."""
+    """The spec of `request`, or InvalidArgument naming every bad field by its path in
+    `EnqueueJobRequest` with JSON names ("job.payload"), as the gateway names the
+    fields it parses itself ("job.runAt"), AIP-193."""
     violations: list[Violation] = []
     if (bad := validate_job_type(request.job_type)) is not None:
         violations.append(bad)
@@ -453,7 +469,9 @@ def validate_enqueue(request: EnqueueRequest, limits: JobLimits) -> JobSpec:
             Violation("packRunId", "must be 1 to 64 letters, digits, '.', '_', ':' or '-'")
         )
     if violations:
-        raise InvalidArgument.from_violations(violations)
+        raise InvalidArgument.from_violations(
+            [Violation(f"{REQUEST_FIELD}.{v.field}", v.description) for v in violations]
+        )
     spec = JobSpec(
         job_type=request.job_type,
         source_id=request.source_id,
@@ -657,6 +675,7 @@ async def _enqueue(
         if key is not None:
             first_of_key[key] = i
 
+    fresh = await _throttle(uow, tenant_id, fresh, now)
     inserted = await uow.jobs.insert(list(fresh.values())) if fresh else set()
     lost = [i for i, job in fresh.items() if job.job_id not in inserted]
     if lost:  # a concurrent call inserted these keys first: answer its jobs
@@ -679,8 +698,50 @@ async def _enqueue(
                 results[i] = first
             else:
                 results[i] = _repeat(first.enqueued.job, spec)
-    await uow.events.append_many([_enqueued_event(job, call) for job in created])
+    events = [_enqueued_event(job, call) for job in created]
+    events += [_throttled_event(job, call) for job in created if job.status == THROTTLED]
+    await uow.events.append_many(events)
     return [result for result in results if result is not None]
+
+
+async def _throttle(
+    uow: UnitOfWork, tenant_id: str, fresh: dict[int, Job], now: datetime
+) -> dict[int, Job]:
+    """`fresh` with the jobs whose quota is exhausted now starting `throttled`, eligible
+    when `leasing.plan_quota` expects the quota to allow one (delayed, never refused).
+    A quota read without a lock, so an approximation the lease corrects either way: a
+    queued job over quota is throttled at lease time, a throttled one leased when
+    eligible. A paused quota holds its jobs back by pausing leasing, not by throttling
+    them; jobs with a later runAt are not judged now."""
+    due = {job.job_type for job in fresh.values() if job.run_at <= now}
+    if not due:
+        return fresh
+    quotas = await uow.jobs.quota_states(tenant_id, sorted(due), now=now)
+    until: dict[str, datetime] = {}
+    for job_type, quota in quotas.items():
+        plan = plan_quota(quota, now, 1)
+        if plan.cap == 0 and not quota.paused:
+            until[job_type] = plan.until
+    if not until:
+        return fresh
+    return {
+        i: replace(job, status=THROTTLED, next_eligible_at=until[job.job_type])
+        if job.job_type in until and job.run_at <= now
+        else job
+        for i, job in fresh.items()
+    }
+
+
+def _throttled_event(job: Job, call: CallContext) -> NewEvent:
+    eligible = job.next_eligible_at or job.created_at
+    return NewEvent(
+        tenant_id=job.tenant_id,
+        type=EVENT_TYPES[JobAction.THROTTLE],
+        subject=JOB.name(job.job_id),
+        data={"to": THROTTLED, "nextEligibleAt": eligible.isoformat().replace("+00:00", "Z")},
+        trace_id=call.trace_id,
+        time=job.created_at,
+    )
 
 
 def _announce(store: Store, items: Sequence[BatchItem], now: datetime) -> None:

@@ -179,7 +179,7 @@ def job_event(row: EventLike) -> job_pb2.JobEvent:
 
 def enqueue_request(message: job_pb2.Job) -> EnqueueRequest:
     """The domain's view of a `Job` to enqueue (output-only fields ignored). Raises
-    InvalidArgument naming `runAt` when it is outside RFC 3339's range."""
+    InvalidArgument naming `job.runAt` when it is outside RFC 3339's range."""
     backoff = None
     if message.HasField("backoff"):
         given = message.backoff
@@ -199,7 +199,7 @@ def enqueue_request(message: job_pb2.Job) -> EnqueueRequest:
         has_payload=has_payload,
         payload=python_value(message.payload) if has_payload else None,
         max_attempts=message.max_attempts,
-        run_at=datetime_of(message.run_at, field="runAt") if message.HasField("run_at") else None,
+        run_at=datetime_of(message.run_at, field="job.runAt") if message.HasField("run_at") else None,
         idempotency_key=(message.idempotency_key if message.HasField("idempotency_key") else None),
         pack_run_id=message.pack_run_id if message.HasField("pack_run_id") else None,
         backoff=backoff,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,14 +26,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from server.domain.errors import Aborted, NotFound
 from server.domain.job_states import JobStatus
 from server.domain.jobs import JOB_LISTING, Job, JobQuery, SourceState, StatusCount
+from server.domain.leasing import QuotaState
 from server.domain.resources import JOB
 from server.storage.db import Database
 from server.storage.keyset import keyset_select
 from server.storage.repositories.leases import release_slots
-from server.storage.tables import JobRow, SourceRow, table_of
+from server.storage.tables import JobRow, QuotaMinuteRow, QuotaRow, SourceRow, table_of
 
 _table = table_of(JobRow)
 _sources = table_of(SourceRow)
+_quotas = table_of(QuotaRow)
+_minutes = table_of(QuotaMinuteRow)
 _KEY_PRESENT = _table.c.idempotency_key.is_not(None)
 
 
@@ -122,6 +125,11 @@ class SqlJobReads:
         ]
 
 
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def _time(value: datetime | str) -> datetime:
     """`max()` over a timestamp comes back as text from SQLite (the aggregate has no
     column type to convert by)."""
@@ -161,6 +169,43 @@ class SqlJobRepository:
         )
         rows = (await (await self._conn()).execute(statement)).all()
         return [Job(**row._asdict()) for row in rows]
+
+    async def quota_states(
+        self, tenant_id: str, job_types: Sequence[str], *, now: datetime
+    ) -> dict[str, QuotaState]:
+        minute = int(now.timestamp()) // 60
+        window = sa.and_(_minutes.c.quota_id == _quotas.c.quota_id, _minutes.c.minute > minute - 60)
+        last_hour = (
+            sa.select(sa.func.coalesce(sa.func.sum(_minutes.c.count), 0))
+            .where(window)
+            .scalar_subquery()
+        )
+        oldest = (
+            sa.select(sa.func.min(_minutes.c.minute))
+            .where(window, _minutes.c.count > 0)
+            .scalar_subquery()
+        )
+        statement = sa.select(
+            _quotas, last_hour.label("last_hour"), oldest.label("oldest_minute")
+        ).where(_quotas.c.tenant_id == tenant_id, _quotas.c.job_type.in_(job_types))
+        rows = (await (await self._conn()).execute(statement)).all()
+        return {
+            row.job_type: QuotaState(
+                quota_id=row.quota_id,
+                job_type=row.job_type,
+                paused=bool(row.paused),
+                max_active=row.max_active,
+                active=row.active,
+                max_per_hour=row.max_per_hour,
+                last_hour=int(row.last_hour or 0),
+                oldest_minute=row.oldest_minute,
+                burst=row.burst,
+                refill_per_second=row.refill_per_second,
+                tokens=row.tokens,
+                tokens_at=_aware(row.tokens_at),
+            )
+            for row in rows
+        }
 
     async def insert(self, jobs: Sequence[Job]) -> set[str]:
         if not jobs:
