@@ -199,7 +199,9 @@ def enqueue_request(message: job_pb2.Job) -> EnqueueRequest:
         has_payload=has_payload,
         payload=python_value(message.payload) if has_payload else None,
         max_attempts=message.max_attempts,
-        run_at=datetime_of(message.run_at, field="job.runAt") if message.HasField("run_at") else None,
+        run_at=datetime_of(message.run_at, field="job.runAt")
+        if message.HasField("run_at")
+        else None,
         idempotency_key=(message.idempotency_key if message.HasField("idempotency_key") else None),
         pack_run_id=message.pack_run_id if message.HasField("pack_run_id") else None,
         backoff=backoff,
