@@ -274,7 +274,7 @@ class Gateway:
     ) -> Response:
         headers = dict(self.config.headers.response_headers((*result.headers, *result.trailers)))
         headers.update(writer.success_headers(binding, raw_path))
-        status = binding.behavior.success_status
+        status = writer.success_status(binding, result.response)
         content, media_type = b"", None
         if status not in writer.BODILESS:
             content, media_type = writer.render_body(binding, result.response)

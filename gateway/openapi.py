@@ -342,6 +342,8 @@ class _Builder:
         if behavior.success_status not in BODILESS:
             success["content"] = self._success_content(binding)
         responses: dict[str, Any] = {str(behavior.success_status): success}
+        if behavior.created_field:  # the resource found, not created (AIP-133)
+            responses["200"] = {**_response(200, headers), "content": success["content"]}
         if "ETag" in headers and binding.http_method == "GET":
             responses["304"] = _response(304, headers)
         for status in _error_statuses(binding, plan):

@@ -11,6 +11,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from gateway.behavior import http_behavior
 from gateway.bindings import Binding, BindingError, bindings_for
+from gateway.openapi import build_document
 from gateway.response import check_success_status, success_status
 from gateway.v1 import http_pb2 as gateway_http_pb2
 
@@ -92,3 +93,12 @@ def test_a_created_field_it_cannot_honour_is_refused(
     with pytest.raises(BindingError) as refused:
         check_success_status(_binding(**options))
     assert problem in str(refused.value)
+
+
+def test_openapi_documents_both_statuses() -> None:
+    binding = _binding(success_status=201, created_field="created")
+    document = build_document([binding], title="made", version="v1")
+    responses = document["paths"]["/v1/things"]["post"]["responses"]
+    assert responses["201"]["description"] == "Created"
+    assert responses["200"]["description"] == "OK"
+    assert responses["200"]["content"] == responses["201"]["content"]
