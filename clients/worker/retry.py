@@ -71,7 +71,7 @@ def retrying(
 
     return AsyncRetrying(
         retry=retry_if_exception(is_transient),
-        wait=wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter),
+        wait=wait_exponential_jitter(multiplier=initial, max=maximum, jitter=jitter),
         stop=stop,
         sleep=sleep,
         before_sleep=log_retry,
