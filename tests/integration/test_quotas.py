@@ -19,6 +19,8 @@ from clients.transports.grpc import GrpcTransport
 from clients.transports.rest import RestTransport
 from orchestrator.jobengine.v1 import quota_pb2
 from server.app import Application
+from server.domain.leasing import LeaseRequest
+from server.storage.repositories.leases import SqlLeases
 from server.storage.tables import (
     AuditEntryRow,
     EventRow,
@@ -27,6 +29,7 @@ from server.storage.tables import (
     QuotaRow,
     table_of,
 )
+from server.storage.wakeups import Wakeups
 from tests.support.auth import TokenFactory
 from tests.support.clock import TestClock
 from tests.support.quotas import QuotasClient
@@ -456,7 +459,7 @@ async def test_another_tenant_neither_sees_nor_changes_a_quota(
 
 
 async def _job(app: Application, tenant: str, job_type: str, status: str) -> None:
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) - timedelta(seconds=1)
     async with app.db.transaction() as session:
         session.add(
             JobRow(
@@ -564,3 +567,38 @@ async def test_summary_reports_usage_backpressure_and_totals(
     await quotas.resume_quota(held.quota_id)
     line = {q.job_type: q for q in (await quotas.summary()).quotas}["held"]
     assert (line.paused, line.backpressure) == (False, False)
+
+
+# --- pause and resume as the lease sees them --------------------------------------------
+
+
+async def test_pause_stops_leasing_its_job_type_and_resume_restarts_it(
+    grpc_quotas: QuotasClient, app: Application, tenant: str
+) -> None:
+    quota = await grpc_quotas.create_quota("leasable", max_active=5, burst=5)
+    for job_type in ("leasable", "leasable", "other"):
+        await _job(app, tenant, job_type, "queued")
+    leases = SqlLeases(app.db, Wakeups())  # the lease statement the WorkerService runs
+    request = LeaseRequest(
+        tenant_id=tenant,
+        worker_id="w-1",
+        job_types=("leasable", "other"),
+        max_jobs=10,
+        wait_s=0,
+        lease_s=30,
+        trace_id=None,
+    )
+
+    await grpc_quotas.pause_quota(quota.quota_id, "hold the scans")
+    leased = await leases.lease(request, leases.now())
+    assert [row.job_type for row in leased] == ["other"]
+    paused = await grpc_quotas.get_quota(quota.quota_id)
+    assert paused.usage == quota_pb2.QuotaUsage(active=0, tokens=5.0, last_hour=0)
+
+    await grpc_quotas.resume_quota(quota.quota_id)
+    leased = await leases.lease(request, leases.now())
+    assert [row.job_type for row in leased] == ["leasable", "leasable"]
+    resumed = await grpc_quotas.get_quota(quota.quota_id)
+    assert (resumed.usage.active, resumed.usage.last_hour) == (2, 2)
+    assert resumed.usage.tokens == 5.0  # the bucket is off (refillPerSecond 0)
+    assert resumed.etag == "v3"  # usage never moves the etag
