@@ -5,6 +5,7 @@ delivered to the handler, SIGTERM drain finishing the jobs in flight."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -26,6 +27,7 @@ from clients.transports.grpc import GrpcTransport
 from clients.worker import JobFailed, LeasedJob, Worker
 from orchestrator.jobengine.v1 import job_pb2
 from orchestrator.jobengine.v1 import jobs_service_pb2 as jobs_pb
+from server.app import Application
 from tests.support.auth import TokenFactory
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "worker.py"
@@ -80,6 +82,7 @@ def make_worker(
     *,
     concurrency: int = 1,
     grace_period: float = 10.0,
+    lease_duration: float = LEASE_SECONDS,
 ) -> Worker:
     return Worker.connect(
         grpc_target,
@@ -87,7 +90,7 @@ def make_worker(
         handler=handler,
         credentials=credentials,
         concurrency=concurrency,
-        lease_duration=LEASE_SECONDS,
+        lease_duration=lease_duration,
         wait_timeout=POLL_SECONDS,
         grace_period=grace_period,
     )
@@ -385,6 +388,90 @@ async def test_a_job_still_running_after_the_grace_period_is_failed_for_a_retry(
         1,
     )
     assert error.message == "the worker stopped before the handler finished (grace period 0.2 s)"
+
+
+class Relay:
+    """A TCP relay to the server that a test cuts (every connection aborted, the port
+    closed: the worker's calls fail UNAVAILABLE) and restores on the same port."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._links:
+            writer.transport.abort()
+        self._links.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._links.update((writer, up_writer))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except ConnectionError:
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_the_worker_rides_out_an_outage_without_losing_or_repeating_a_job(
+    jobs: JobsClient,
+    source_id: str,
+    app: Application,
+    credentials: ClientCredentials,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="clients.worker")
+    relay = Relay(app.grpc_port)
+    await relay.start()
+    started, proceed = asyncio.Event(), asyncio.Event()
+
+    async def handler(job: LeasedJob) -> object:
+        started.set()
+        await proceed.wait()
+        return {"payload": job.payload}
+
+    first = await enqueue(jobs, "sdk.outage", source_id, "first")
+    worker = make_worker(relay.target, credentials, "sdk.outage", handler, lease_duration=10.0)
+    async with running(worker):
+        await asyncio.wait_for(started.wait(), WAIT_SECONDS)
+        relay.cut()  # the completion cannot be delivered...
+        proceed.set()
+        await until(lambda: "CompleteJobs failed (UNAVAILABLE" in caplog.text, "a failed try")
+        assert (await jobs.get_job(first)).job.status == "leased"
+        await relay.start()  # ...until the server is back
+        got = await settled(jobs, first)
+        assert from_value(got.job.result) == {"payload": "first"}
+        assert history(got) == ["job.enqueued", "job.leased", "job.succeeded"]
+
+        relay.cut()  # no leases while the server is away...
+        await until(lambda: "LeaseJobs failed (UNAVAILABLE" in caplog.text, "a failed poll")
+        second = await enqueue(jobs, "sdk.outage", source_id, "second")
+        await asyncio.sleep(0.3)
+        assert (await jobs.get_job(second)).job.status == "queued"
+        await relay.start()  # ...and the job waiting is leased once it is back
+        got = await settled(jobs, second)
+        assert from_value(got.job.result) == {"payload": "second"}
+        assert history(got) == ["job.enqueued", "job.leased", "job.succeeded"]
+    relay.cut()
 
 
 # examples/worker.py as a real process
