@@ -66,6 +66,8 @@ LEASE_SECONDS_RANGE = (1.0, 3600.0)
 DEADLINE_MARGIN_SECONDS = 15.0
 # After the grace period, how long cancelled handlers get to unwind.
 CANCEL_WAIT_SECONDS = 5.0
+# Between empty answers when the wait timeout is (nearly) 0: polls, not a busy loop.
+IDLE_PAUSE_SECONDS = 0.1
 
 
 class _Stop(enum.Enum):
@@ -241,8 +243,11 @@ class Worker:
                 self._slot_freed.clear()
                 await _first(self._slot_freed, self._stopping)
                 continue
-            for lease in await self._lease(free):
+            leases = await self._lease(free)
+            for lease in leases:
                 self._start(lease)
+            if not leases and self.wait_timeout < IDLE_PAUSE_SECONDS:
+                await self._pause(IDLE_PAUSE_SECONDS)  # no long poll: do not spin
 
     async def _lease(self, free: int) -> list[pb.Lease]:
         """Up to `free` leases; none once draining. Transient failures are retried

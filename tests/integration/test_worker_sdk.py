@@ -474,6 +474,60 @@ async def test_the_worker_rides_out_an_outage_without_losing_or_repeating_a_job(
     relay.cut()
 
 
+async def test_a_worker_that_lost_its_lease_stops_the_handler_and_reports_nothing(
+    jobs: JobsClient,
+    source_id: str,
+    app: Application,
+    grpc_target: str,
+    credentials: ClientCredentials,
+) -> None:
+    relay = Relay(app.grpc_port)
+    await relay.start()
+    started = asyncio.Event()
+    seen: list[tuple[str, bool]] = []
+
+    async def stuck(job: LeasedJob) -> object:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen.append((job.job_id, job.canceled))
+            raise
+        return "from a"
+
+    async def quick(job: LeasedJob) -> object:
+        return "from b"
+
+    job_id = await enqueue(jobs, "sdk.lost", source_id)
+    cut_off = make_worker(relay.target, credentials, "sdk.lost", stuck)
+    async with running(cut_off):
+        await asyncio.wait_for(started.wait(), WAIT_SECONDS)
+        relay.cut()  # no heartbeats: the 1 s lease expires and the reaper requeues the job
+        requeued = await settled(jobs, job_id, ["queued"])
+        assert requeued.job.attempts == 1
+        async with running(make_worker(grpc_target, credentials, "sdk.lost", quick)):
+            got = await settled(jobs, job_id)
+        await relay.start()  # the first worker's next heartbeat learns the lease is gone
+        await until(lambda: bool(seen), "the cut-off handler to be cancelled")
+        await until(lambda: cut_off.held_jobs == 0, "the cut-off worker to let go")
+    relay.cut()
+    assert seen == [(job_id, False)]
+    final = await jobs.get_job(job_id)
+    assert (final.job.status, final.job.attempts) == ("succeeded", 2)
+    assert from_value(final.job.result) == "from b"
+    assert (
+        history(final)
+        == history(got)
+        == [
+            "job.enqueued",
+            "job.leased",
+            "job.lease_expired",
+            "job.leased",
+            "job.succeeded",
+        ]
+    )
+
+
 # examples/worker.py as a real process
 
 
