@@ -23,7 +23,9 @@ from clients.base import CallerHeaders
 from clients.jobs import JobsClient, new_job
 from clients.json_values import from_value
 from clients.sources import SourcesClient
+from clients.transports.base import Transport
 from clients.transports.grpc import GrpcTransport
+from clients.transports.rest import RestTransport
 from clients.worker import JobFailed, LeasedJob, Worker
 from orchestrator.jobengine.v1 import job_pb2
 from orchestrator.jobengine.v1 import jobs_service_pb2 as jobs_pb
@@ -144,6 +146,44 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 
 def history(got: jobs_pb.GetJobResponse) -> list[str]:
     return [event.type for event in got.history]
+
+
+async def test_the_jobs_client_on_every_transport(
+    transport: Transport, caller_headers: CallerHeaders, source_id: str
+) -> None:
+    client = JobsClient(transport, caller_headers)
+    batch = await client.batch_enqueue_jobs(
+        [
+            new_job("sdk.batch", source_id, payload={"n": n}, idempotency_key=f"k{n}")
+            for n in range(3)
+        ]
+    )
+    assert [(r.status.code, r.created) for r in batch.results] == [(0, True)] * 3
+    ids = [r.job.job_id for r in batch.results]
+    assert [from_value(r.job.payload) for r in batch.results] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    again = await client.enqueue_job(
+        new_job("sdk.batch", source_id, payload={"n": 0}, idempotency_key="k0")
+    )
+    assert (again.job.job_id, again.job.status) == (ids[0], "queued")
+    if not isinstance(transport, RestTransport):  # REST tells it by 200 instead of 201
+        assert again.created is False
+    pages = [page async for page in client.iter_jobs(job_type="sdk.batch", limit=2).pages()]
+    assert [len(page.items) for page in pages] == [2, 1]
+    assert sorted(job.job_id for page in pages for job in page.items) == sorted(ids)
+
+    canceled = await client.cancel_job(ids[0])
+    assert canceled.status == "canceled"
+    replay = await client.replay_job(ids[0])
+    assert (replay.replay_of, replay.status, from_value(replay.payload)) == (
+        ids[0],
+        "queued",
+        {"n": 0},
+    )
+    summary = await client.get_job_summary()
+    totals = summary.totals
+    assert (totals.queued, totals.canceled, totals.total) == (3, 1, 4)
+    assert [t.job_type for t in summary.job_types] == ["sdk.batch"]
+    assert len((await client.list_jobs(status="queued")).items) == 3
 
 
 async def test_jobs_are_completed_with_their_results_never_more_at_once_than_the_concurrency(
