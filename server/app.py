@@ -29,6 +29,7 @@ from gateway.bindings import bindings_for
 from gateway.inprocess import HandlerRegistry, InProcessUpstream
 from gateway.openapi_schema import comments_from_files
 from server.config import Settings
+from server.domain.leasing import Reaper
 from server.domain.pagination import PageTokens
 from server.http_surface import gateway_config
 from server.identity.components import Clocks, Identity
@@ -44,6 +45,7 @@ from server.services.table import SERVICES, Components, register_all
 from server.storage.db import Database
 from server.storage.repositories.secrets import get_or_create_secret
 from server.storage.store import SqlStore
+from server.storage.wakeups import Wakeups
 
 log = logging.getLogger("orchestrator.server")
 
@@ -70,6 +72,8 @@ class Application:
     http_port: int = 0
     _http: uvicorn.Server | None = None
     _http_task: asyncio.Task[None] | None = None
+    _wakeups: Wakeups | None = None
+    _reaper: Reaper | None = None
 
     async def start(self, *, http_socket: socket.socket | None = None) -> None:
         # Bound first: without ORCHESTRATOR_PUBLIC_URL the issuer is the address served.
@@ -93,8 +97,12 @@ class Application:
         interceptors = (chain,)
         registry = HandlerRegistry()
         self.grpc_server = grpc.aio.server(interceptors=interceptors, options=GRPC_SERVER_OPTIONS)
+        self._wakeups = Wakeups(self.db.url)
+        await self._wakeups.start()
+        store = SqlStore(self.db, self._wakeups, self.clocks.wall)
+        self._reaper = Reaper(store.leases, self.settings.lease_reaper_interval_seconds)
         components = Components(
-            store=SqlStore(self.db),
+            store=store,
             tokens=tokens,
             identity=self.identity,
             settings=self.settings,
@@ -112,6 +120,7 @@ class Application:
             gateway_config(self.settings, _proto_comments()),
         )
         await self._start_http(sock)
+        self._reaper.start()
         log.info(
             "serving gRPC on %s:%d, HTTP on %s:%d; issuer %s (%s)",
             self.settings.host,
@@ -180,10 +189,14 @@ class Application:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         if self._http is not None:
             self._http.should_exit = True
+        if self._reaper is not None:
+            await self._reaper.stop()
         await self.grpc_server.stop(grace)
         if self._http_task is not None:
             await self._http_task
         await self.identity.close()
+        if self._wakeups is not None:
+            await self._wakeups.close()
         await self.db.dispose()
 
     async def wait(self) -> None:

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         10_000.0, ge=0, validation_alias=_env("QUOTA_REFILL_PER_SECOND_MAX")
     )
 
+    # The lease reaper looks for expired leases this often (seconds); an expired
+    # lease is returned to the queue within this interval of its expiry.
+    lease_reaper_interval_seconds: float = Field(
+        5.0, gt=0, le=15, validation_alias=_env("LEASE_REAPER_INTERVAL_SECONDS")
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

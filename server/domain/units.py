@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from server.domain.audit import AuditLog, AuditReads
     from server.domain.events import EventLog, EventReads
+    from server.domain.leasing import LeaseStore
     from server.domain.quotas import QuotaReads, QuotaRepository
     from server.domain.sources import SourceReads, SourceRepository
 
@@ -54,6 +55,14 @@ class Store(Protocol):
 
     @property
     def quotas(self) -> QuotaReads: ...
+
+    @property
+    def leases(self) -> LeaseStore: ...
+
+    def notify_work(self, tenant_id: str, job_type: str) -> None:
+        """Wake the workers long-polling for `job_type` in `tenant_id`: call after the
+        commit that made a job of it leasable now (e.g. an enqueue)."""
+        ...
 
     def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
         """One unit of work: commit when the block succeeds, roll back when it raises."""

@@ -24,6 +24,8 @@ from orchestrator.jobengine.v1 import (
     quotas_service_pb2_grpc,
     sources_service_pb2,
     sources_service_pb2_grpc,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
 )
 from server.config import Settings
 from server.domain.pagination import PageTokens
@@ -33,6 +35,7 @@ from server.services.audit import AuditService
 from server.services.oauth import OAuthService
 from server.services.quotas import QuotasService, policy_of
 from server.services.sources import SourcesService
+from server.services.workers import WorkerService
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,11 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         quotas_service_pb2.DESCRIPTOR.services_by_name["QuotasService"],
         lambda c: QuotasService(c.store, c.tokens, policy_of(c.settings), c.clocks.wall),
         quotas_service_pb2_grpc.add_QuotasServiceServicer_to_server,
+    ),
+    ServiceEntry(
+        worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"],
+        lambda c: WorkerService(c.store),
+        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server,
     ),
     ServiceEntry(
         oauth_service_pb2.DESCRIPTOR.services_by_name["OAuthService"],

@@ -6,7 +6,7 @@ session, so a change and its audit entry commit together or roll back together.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -14,8 +14,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from server.storage.db import Database
 from server.storage.repositories.audit import SqlAuditLog, SqlAuditReads
 from server.storage.repositories.events import SqlEventLog, SqlEventReads
+from server.storage.repositories.leases import SqlLeases
 from server.storage.repositories.quotas import SqlQuotaReads, SqlQuotaRepository
 from server.storage.repositories.sources import SqlSourceReads, SqlSourceRepository
+from server.storage.wakeups import Wakeups
 
 
 class SqlUnitOfWork:
@@ -28,12 +30,25 @@ class SqlUnitOfWork:
 
 
 class SqlStore:
-    def __init__(self, db: Database) -> None:
+    """`wakeups` announces new work to long-polling workers (`storage/wakeups.py`);
+    `clock` is the engine's time in seconds since the epoch (tests move it)."""
+
+    def __init__(
+        self,
+        db: Database,
+        wakeups: Wakeups | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.db = db
+        self.wakeups = wakeups or Wakeups()
+        self.leases = SqlLeases(db, self.wakeups, clock)
         self.sources = SqlSourceReads(db)
         self.audit = SqlAuditReads(db)
         self.events = SqlEventReads(db)
         self.quotas = SqlQuotaReads(db)
+
+    def notify_work(self, tenant_id: str, job_type: str) -> None:
+        self.wakeups.notify(tenant_id, job_type)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:

@@ -30,6 +30,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,8 +75,7 @@ _LEASED = JobStatus.LEASED.value
 
 # The one-statement lease (PostgreSQL). Caps come as parallel arrays, one entry per
 # quota of the asked job types; a job type without one is uncapped.
-_PG_LEASE = sa.text(
-    f"""
+_PG_LEASE_SQL = f"""
 WITH caps AS (
     SELECT * FROM unnest(
         CAST(:cap_types AS text[]), CAST(:cap_limits AS int[]),
@@ -87,7 +87,7 @@ candidates AS MATERIALIZED (
     FROM jobs
     WHERE {JOBS_READY_PREDICATE}
       AND tenant_id = :tenant_id
-      AND job_type = ANY(CAST(:job_types AS text[]))
+      AND {{type_match}}
       AND next_eligible_at <= :now
     ORDER BY priority DESC, next_eligible_at, job_id
     LIMIT :max_jobs
@@ -118,7 +118,126 @@ FROM ranked r
 WHERE jobs.job_id = r.job_id
 RETURNING jobs.*, r.prior_status, r.take, r.position
 """
+
+
+# The lease of job types without a quota (PostgreSQL), the common case: one statement,
+# run in autocommit, that also writes the job.leased events and answers which of the
+# asked job types do have a quota (`quota_types`, leased next by the transaction that
+# locks their quota rows). With no candidate, one row of NULL job columns carries it.
+_PG_LEASE_FREE_SQL = f"""
+WITH quota_types AS (
+    SELECT job_type FROM quotas
+    WHERE tenant_id = :tenant_id AND job_type = ANY(CAST(:job_types AS text[]))
+),
+candidates AS MATERIALIZED (
+    SELECT job_id, status
+    FROM jobs
+    WHERE {JOBS_READY_PREDICATE}
+      AND tenant_id = :tenant_id
+      AND {{type_match}}
+      AND job_type NOT IN (SELECT job_type FROM quota_types)
+      AND next_eligible_at <= :now
+    ORDER BY priority DESC, next_eligible_at, job_id
+    LIMIT :max_jobs
+    FOR UPDATE SKIP LOCKED
+),
+changed AS (
+    UPDATE jobs SET
+        status = 'leased',
+        attempts = jobs.attempts + 1,
+        lease_id = replace(gen_random_uuid()::text, '-', ''),
+        lease_owner = CAST(:worker_id AS text),
+        lease_expires_at = CAST(:expires_at AS timestamptz),
+        next_eligible_at = NULL,
+        updated_at = :now
+    FROM candidates c
+    WHERE jobs.job_id = c.job_id
+    RETURNING jobs.*, c.status AS prior_status
+),
+events AS (
+    INSERT INTO events (tenant_id, type, subject, data, trace_id, time)
+    SELECT :tenant_id, 'job.leased', 'jobs/' || job_id,
+           '{{"attempt":' || attempts || ',"from":' || to_json(prior_status)::text
+           || ',"leaseId":' || to_json(lease_id)::text || ',"to":"leased","workerId":'
+           || to_json(CAST(:worker_id AS text))::text || '}}',
+           CAST(:trace_id AS text), :now
+    FROM changed
 )
+SELECT changed.*, TRUE AS take, q.types AS quota_types
+FROM (SELECT array_agg(job_type) AS types FROM quota_types) AS q
+LEFT JOIN changed ON TRUE
+ORDER BY changed.priority DESC, changed.job_id
+"""
+
+# Completion (PostgreSQL): one statement, run in autocommit, that checks each fencing
+# token in the UPDATE's WHERE clause, stores the result, releases the slots the
+# completed jobs held and writes the job.succeeded events. Answers a row per completed
+# job ("done") and per quota that got slots back ("released").
+_PG_COMPLETE = sa.text(
+    """
+WITH v AS (
+    SELECT * FROM unnest(
+        CAST(:job_ids AS text[]), CAST(:lease_ids AS text[]),
+        CAST(:attempts AS int[]), CAST(:results AS text[])
+    ) AS v(job_id, lease_id, attempt, result)
+),
+old AS MATERIALIZED (
+    SELECT j.job_id, j.quota_id, j.lease_owner
+    FROM jobs j JOIN v ON v.job_id = j.job_id
+    WHERE j.tenant_id = :tenant_id AND j.status = 'leased'
+      AND j.lease_id = v.lease_id AND j.attempts = v.attempt
+    ORDER BY j.job_id
+    FOR UPDATE OF j
+),
+done AS (
+    UPDATE jobs SET
+        status = 'succeeded', result = v.result, lease_expires_at = NULL,
+        next_eligible_at = NULL, quota_id = NULL, finished_at = :now, updated_at = :now
+    FROM v, old
+    WHERE jobs.job_id = v.job_id AND old.job_id = v.job_id
+      AND jobs.tenant_id = :tenant_id AND jobs.status = 'leased'
+      AND jobs.lease_id = v.lease_id AND jobs.attempts = v.attempt
+    RETURNING jobs.job_id, jobs.lease_id, jobs.attempts, old.quota_id, old.lease_owner
+),
+released AS (
+    UPDATE quotas SET active = GREATEST(0, quotas.active - n.n)
+    FROM (
+        SELECT quota_id, count(*) AS n FROM done WHERE quota_id IS NOT NULL GROUP BY quota_id
+    ) AS n
+    WHERE quotas.quota_id = n.quota_id
+    RETURNING quotas.quota_id, quotas.tenant_id, quotas.job_type, n.n
+),
+events AS (
+    INSERT INTO events (tenant_id, type, subject, data, trace_id, time)
+    SELECT :tenant_id, 'job.succeeded', 'jobs/' || job_id,
+           '{"attempt":' || attempts || ',"from":"leased","leaseId":' || to_json(lease_id)::text
+           || ',"to":"succeeded","workerId":' || coalesce(to_json(lease_owner)::text, 'null')
+           || '}',
+           CAST(:trace_id AS text), :now
+    FROM done
+)
+SELECT 'done' AS kind, job_id AS id, NULL::text AS tenant_id, NULL::text AS job_type,
+       0::bigint AS n
+FROM done
+UNION ALL
+SELECT 'released', quota_id, tenant_id, job_type, n FROM released
+"""
+)
+
+
+# One job type (the common case) is an equality, so `ix_jobs_ready` yields the
+# candidates in lease order and the scan stops at LIMIT; several are `= ANY(...)`,
+# which reads the eligible rows of those types and sorts them.
+_ONE_TYPE = "job_type = :job_type"
+_ANY_TYPE = "job_type = ANY(CAST(:job_types AS text[]))"
+_PG_LEASE = {
+    one: sa.text(_PG_LEASE_SQL.replace("{type_match}", _ONE_TYPE if one else _ANY_TYPE))
+    for one in (True, False)
+}
+_PG_LEASE_FREE = {
+    one: sa.text(_PG_LEASE_FREE_SQL.replace("{type_match}", _ONE_TYPE if one else _ANY_TYPE))
+    for one in (True, False)
+}
 
 
 def _aware(value: datetime) -> datetime:
@@ -186,6 +305,8 @@ class SqlLeases:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._insert: Any = sqlite.insert if self._sqlite else postgresql.insert
+        # Single statements that are their own transaction: no BEGIN/COMMIT round trips.
+        self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def now(self) -> datetime:
         if self._clock is None:
@@ -218,6 +339,43 @@ class SqlLeases:
 
     async def lease(self, request: LeaseRequest, now: datetime) -> Sequence[Any]:
         expires_at = now + timedelta(seconds=request.lease_s)
+        if self._sqlite:
+            return await self._lease_with_quotas(request, now, expires_at)
+        free, quota_types = await self._lease_free_pg(request, now, expires_at)
+        room = request.max_jobs - len(free)
+        if not quota_types or room <= 0:
+            return free
+        capped = replace(request, job_types=tuple(quota_types), max_jobs=room)
+        return [*free, *await self._lease_with_quotas(capped, now, expires_at)]
+
+    async def _lease_free_pg(
+        self, request: LeaseRequest, now: datetime, expires_at: datetime
+    ) -> tuple[list[Any], list[str]]:
+        """Lease the asked job types that have no quota; the ones that have one."""
+        async with self._autocommit.connect() as conn:
+            result = await conn.execute(
+                _PG_LEASE_FREE[len(request.job_types) == 1],
+                {
+                    "tenant_id": request.tenant_id,
+                    "job_types": list(request.job_types),
+                    "job_type": request.job_types[0],
+                    "now": now,
+                    "max_jobs": request.max_jobs,
+                    "worker_id": request.worker_id,
+                    "expires_at": expires_at,
+                    "trace_id": request.trace_id,
+                },
+            )
+            rows = result.all()
+        leased = [row for row in rows if row.job_id is not None]
+        quota_types = list(rows[0].quota_types or ()) if rows else []
+        return leased, quota_types
+
+    async def _lease_with_quotas(
+        self, request: LeaseRequest, now: datetime, expires_at: datetime
+    ) -> Sequence[Any]:
+        """The lease under quotas: lock them, lease within their caps, throttle the rest
+        and take the slots, in one transaction."""
         async with self._transaction() as conn:
             quotas = [
                 _quota_state(row)
@@ -256,8 +414,9 @@ class SqlLeases:
     ) -> list[Any]:
         caps = list(plans.values())
         result = await conn.execute(
-            _PG_LEASE,
+            _PG_LEASE[len(job_types) == 1],
             {
+                "job_type": job_types[0],
                 "cap_types": [q.job_type for q, _ in caps],
                 "cap_limits": [p.cap for _, p in caps],
                 "cap_quotas": [q.quota_id for q, _ in caps],
@@ -462,6 +621,68 @@ class SqlLeases:
         return [outcome for outcome in judged if outcome is not None]
 
     async def complete(
+        self, tenant_id: str, completions: Sequence[Completion], now: datetime, trace_id: str | None
+    ) -> list[Outcome]:
+        if self._sqlite:
+            return await self._complete_in_steps(tenant_id, completions, now, trace_id)
+        return await self._complete_pg(tenant_id, completions, now, trace_id)
+
+    async def _complete_pg(
+        self, tenant_id: str, completions: Sequence[Completion], now: datetime, trace_id: str | None
+    ) -> list[Outcome]:
+        if not completions:
+            return []
+        async with self._autocommit.connect() as conn:
+            rows = (
+                await conn.execute(
+                    _PG_COMPLETE,
+                    {
+                        "job_ids": [c.token.job_id for c in completions],
+                        "lease_ids": [c.token.lease_id for c in completions],
+                        "attempts": [c.token.attempt for c in completions],
+                        "results": [c.result for c in completions],
+                        "tenant_id": tenant_id,
+                        "now": now,
+                        "trace_id": trace_id,
+                    },
+                )
+            ).all()
+            done = {row.id for row in rows if row.kind == "done"}
+            woken: list[Key] = []
+            for row in rows:  # a hint, not accounting: the freed slots' next jobs
+                if row.kind == "released":
+                    await conn.execute(_pull_forward(row.tenant_id, row.job_type, row.n, now))
+                    woken.append((row.tenant_id, row.job_type))
+            outcomes: list[Outcome] = []
+            missed: list[int] = []
+            for index, completion in enumerate(completions):
+                token = completion.token
+                if token.job_id in done:
+                    done.discard(token.job_id)
+                    outcomes.append(Outcome(token, status=JobStatus.SUCCEEDED.value))
+                else:
+                    outcomes.append(Outcome(token))
+                    missed.append(index)
+            if missed:  # why each was refused, for its message (nothing changes)
+                current = await self._current(conn, tenant_id, [outcomes[i].token for i in missed])
+                for index in missed:
+                    token = outcomes[index].token
+                    held = current.get(token.job_id)
+                    if held is None:
+                        outcomes[index] = Outcome(
+                            token, error=stale(token, "not held by this lease")
+                        )
+                    elif held.status == JobStatus.CANCELED.value and (
+                        held.lease_id,
+                        held.attempts,
+                    ) == (token.lease_id, token.attempt):
+                        outcomes[index] = Outcome(token, error=canceled(token), canceled=True)
+                    else:
+                        outcomes[index] = Outcome(token, error=stale(token, held.status))
+        self._announce(woken)
+        return outcomes
+
+    async def _complete_in_steps(
         self, tenant_id: str, completions: Sequence[Completion], now: datetime, trace_id: str | None
     ) -> list[Outcome]:
         tokens = [c.token for c in completions]
@@ -732,25 +953,26 @@ async def release_slots(
         ).first()
         if row is None:  # the quota was deleted meanwhile: nothing to release
             continue
-        j = _jobs.c
-        best = (
-            sa.select(j.job_id)
-            .where(
-                j.tenant_id == row.tenant_id,
-                j.job_type == row.job_type,
-                j.status == JobStatus.THROTTLED.value,
-                j.next_eligible_at > now,
-            )
-            .order_by(j.priority.desc(), j.next_eligible_at, j.job_id)
-            .limit(n)
-        )
-        await conn.execute(
-            sa.update(_jobs)
-            .where(j.job_id.in_(best.scalar_subquery()))
-            .values(next_eligible_at=now)
-        )
+        await conn.execute(_pull_forward(row.tenant_id, row.job_type, n, now))
         woken.append((row.tenant_id, row.job_type))
     return woken
+
+
+def _pull_forward(tenant_id: str, job_type: str, n: int, now: datetime) -> sa.Update:
+    """Make the `n` best throttled jobs of a job type eligible now (slots were freed)."""
+    j = _jobs.c
+    best = (
+        sa.select(j.job_id)
+        .where(
+            j.tenant_id == tenant_id,
+            j.job_type == job_type,
+            j.status == JobStatus.THROTTLED.value,
+            j.next_eligible_at > now,
+        )
+        .order_by(j.priority.desc(), j.next_eligible_at, j.job_id)
+        .limit(n)
+    )
+    return sa.update(_jobs).where(j.job_id.in_(best.scalar_subquery())).values(next_eligible_at=now)
 
 
 async def release_slot(

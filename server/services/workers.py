@@ -1,0 +1,196 @@
+"""WorkerService: read the request, call the domain's leasing, convert the result.
+
+Batch methods answer one result per item in request order; an item's error is its
+own `google.rpc.Status` (server/errors.py `to_status`), CANCELLED for a job
+canceled meanwhile (worker_service.proto).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+import grpc
+from google.protobuf import duration_pb2, json_format
+from google.rpc import code_pb2, status_pb2
+
+from orchestrator.jobengine.v1 import worker_service_pb2 as pb
+from orchestrator.jobengine.v1 import worker_service_pb2_grpc as pb_grpc
+from server.domain import leasing
+from server.domain.context import current_call
+from server.domain.errors import DomainError, InvalidArgument
+from server.domain.leasing import Completion, Failure, FencingToken, Outcome
+from server.domain.units import Store
+from server.errors import to_status
+from server.services import convert
+
+_OK = status_pb2.Status(code=code_pb2.OK)
+
+
+def _seconds(message: pb.LeaseJobsRequest | pb.HeartbeatRequest, name: str) -> float | None:
+    """A Duration field in seconds, None when absent."""
+    if not message.HasField(name):  # type: ignore[arg-type]  # the callers' literal names
+        return None
+    value: duration_pb2.Duration = getattr(message, name)
+    return value.seconds + value.nanos / 1e9
+
+
+def _token(message: pb.FencingToken) -> FencingToken:
+    return FencingToken(job_id=message.job_id, lease_id=message.lease_id, attempt=message.attempt)
+
+
+def _token_message(token: FencingToken) -> pb.FencingToken:
+    return pb.FencingToken(job_id=token.job_id, lease_id=token.lease_id, attempt=token.attempt)
+
+
+def _status(outcome: Outcome, *, heartbeat: bool = False) -> status_pb2.Status:
+    """OK, or the item's error; a heartbeat of a canceled job is CANCELLED (the worker
+    should stop), a completion or failure of one FAILED_PRECONDITION like any stale
+    token (worker_service.proto)."""
+    if outcome.error is None:
+        return _OK
+    status = to_status(outcome.error)
+    if heartbeat and outcome.canceled:
+        status.code = code_pb2.CANCELLED
+    return status
+
+
+def _outcome(outcome: Outcome) -> pb.JobOutcome:
+    message = pb.JobOutcome(token=_token_message(outcome.token), status=_status(outcome))
+    if outcome.error is None and outcome.status is not None:
+        message.job_status = outcome.status
+    if outcome.next_eligible_at is not None:
+        message.next_eligible_at.CopyFrom(convert.timestamp(outcome.next_eligible_at))
+    return message
+
+
+class WorkerService(pb_grpc.WorkerServiceServicer):
+    def __init__(
+        self,
+        store: Store,
+        result_max_bytes: int = leasing.RESULT_MAX_BYTES,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._result_max_bytes = result_max_bytes
+        self._jitter = jitter
+
+    async def LeaseJobs(
+        self, request: pb.LeaseJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LeaseJobsResponse:
+        lease_request = leasing.validate_lease(
+            current_call(),
+            worker_id=request.worker_id,
+            job_types=list(request.job_types),
+            max_jobs=request.max_jobs,
+            wait_s=_seconds(request, "wait_timeout"),
+            lease_s=_seconds(request, "lease_duration"),
+        )
+        rows = await leasing.lease_jobs(self._store, lease_request)
+        return pb.LeaseJobsResponse(
+            leases=[
+                pb.Lease(
+                    job=convert.job(row),
+                    token=pb.FencingToken(
+                        job_id=row.job_id, lease_id=row.lease_id, attempt=row.attempts
+                    ),
+                    expires_at=convert.timestamp(row.lease_expires_at),
+                )
+                for row in rows
+            ]
+        )
+
+    async def Heartbeat(
+        self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> pb.HeartbeatResponse:
+        call = current_call()
+        leasing.validate_batch(request.worker_id, len(request.tokens), "tokens")
+        lease_s = leasing.validate_heartbeat_duration(_seconds(request, "lease_duration"))
+        tenant_id = call.require_tenant()
+        leases = self._store.leases
+        now = leases.now()
+        outcomes = await leases.heartbeat(
+            tenant_id, [_token(t) for t in request.tokens], now + timedelta(seconds=lease_s), now
+        )
+        results = []
+        for outcome in outcomes:
+            result = pb.HeartbeatResult(
+                token=_token_message(outcome.token),
+                status=_status(outcome, heartbeat=True),
+                canceled=outcome.canceled,
+            )
+            if outcome.expires_at is not None:
+                result.expires_at.CopyFrom(convert.timestamp(outcome.expires_at))
+            results.append(result)
+        return pb.HeartbeatResponse(results=results)
+
+    async def CompleteJobs(
+        self, request: pb.CompleteJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompleteJobsResponse:
+        call = current_call()
+        leasing.validate_batch(request.worker_id, len(request.completions), "completions")
+        tenant_id = call.require_tenant()
+        completions: list[Completion] = []
+        refused: dict[int, Outcome] = {}
+        for index, item in enumerate(request.completions):
+            token = _token(item.token)
+            result: str | None = None
+            if item.HasField("result"):
+                result = json.dumps(
+                    json_format.MessageToDict(item.result), separators=(",", ":"), sort_keys=True
+                )
+                if len(result.encode()) > self._result_max_bytes:
+                    refused[index] = Outcome(
+                        token,
+                        error=InvalidArgument.of(
+                            f"completions[{index}].result",
+                            f"must be at most {self._result_max_bytes} bytes as JSON, "
+                            f"got {len(result.encode())}",
+                        ),
+                    )
+                    continue
+            completions.append(Completion(token=token, result=result))
+        leases = self._store.leases
+        done = await leases.complete(tenant_id, completions, leases.now(), call.trace_id or None)
+        return pb.CompleteJobsResponse(results=[_outcome(o) for o in _merge(refused, done)])
+
+    async def FailJobs(
+        self, request: pb.FailJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FailJobsResponse:
+        call = current_call()
+        leasing.validate_batch(request.worker_id, len(request.failures), "failures")
+        tenant_id = call.require_tenant()
+        failures: list[Failure] = []
+        refused: dict[int, Outcome] = {}
+        for index, item in enumerate(request.failures):
+            token = _token(item.token)
+            bad: DomainError | None = leasing.failure_violation(index, item.category, item.code)
+            if bad is not None:
+                refused[index] = Outcome(token, error=bad)
+                continue
+            failures.append(
+                Failure(
+                    token=token,
+                    category=item.category,
+                    code=item.code,
+                    message=item.message[: leasing.MESSAGE_MAX],
+                    retryable=item.retryable,
+                    details=json_format.MessageToDict(item.details),
+                )
+            )
+        leases = self._store.leases
+        done = await leases.fail(
+            tenant_id, failures, leases.now(), call.trace_id or None, self._jitter
+        )
+        return pb.FailJobsResponse(results=[_outcome(o) for o in _merge(refused, done)])
+
+
+def _merge(refused: dict[int, Outcome], done: list[Outcome]) -> list[Outcome]:
+    """The outcomes in request order: `refused` at their indexes, `done` in between."""
+    merged: list[Outcome] = []
+    rest = iter(done)
+    for index in range(len(refused) + len(done)):
+        merged.append(refused[index] if index in refused else next(rest))
+    return merged
