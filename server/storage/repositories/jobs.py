@@ -14,7 +14,7 @@ a unit of work commits.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,19 +60,48 @@ def _one(tenant_id: str, job_id: str, project_id: str | None) -> sa.Select[Any]:
     return sa.select(_table).where(*clauses)
 
 
-def insert_jobs(dialect: str, jobs: Sequence[Job]) -> sa.Insert:
-    """The one INSERT of `jobs`: rows whose key the tenant holds are skipped, and the
-    statement returns the ids it inserted."""
-    rows = [asdict(job) for job in jobs]
-    keys = ["tenant_id", "idempotency_key"]
-    statement: postgresql.Insert | sqlite.Insert
-    if dialect == "postgresql":
-        statement = postgresql.insert(_table).values(rows)
-        statement = statement.on_conflict_do_nothing(index_elements=keys, index_where=_KEY_PRESENT)
+_COLUMNS = tuple(field.name for field in fields(Job))
+_KEYS = ["tenant_id", "idempotency_key"]
+# Built once: executed with a list of rows, SQLAlchemy's "insertmanyvalues" renders one
+# multi-row VALUES statement per 1,000 rows from the cached compilation (compiling a
+# 1,000-row `.values([...])` costs ~1 s).
+_INSERT = {
+    "postgresql": postgresql.insert(_table)
+    .on_conflict_do_nothing(index_elements=_KEYS, index_where=_KEY_PRESENT)
+    .returning(_table.c.job_id),
+    "sqlite": sqlite.insert(_table)
+    .on_conflict_do_nothing(index_elements=_KEYS, index_where=_KEY_PRESENT)
+    .returning(_table.c.job_id),
+}
+
+
+def job_values(job: Job) -> dict[str, Any]:
+    """The column values of `job` (a flat copy; `dataclasses.asdict` deep-copies)."""
+    return {name: getattr(job, name) for name in _COLUMNS}
+
+
+# PostgreSQL: one array per column, `INSERT .. SELECT * FROM unnest(...)`: 29 bind
+# parameters for any number of rows instead of 29 per row, so the statement is
+# prepared once and parsed in microseconds (River's batch insert does the same).
+_UNNEST = sa.text(
+    f"INSERT INTO jobs ({', '.join(_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(':' + name for name in _COLUMNS)}) "
+    "ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL "
+    "DO NOTHING RETURNING job_id"
+).bindparams(
+    *(sa.bindparam(name, type_=postgresql.ARRAY(_table.c[name].type)) for name in _COLUMNS)
+)
+
+
+async def insert_jobs(conn: AsyncConnection, jobs: Sequence[Job]) -> set[str]:
+    """The one INSERT of `jobs` (one statement): rows whose key the tenant holds are
+    skipped; the ids it inserted."""
+    if conn.dialect.name == "postgresql":
+        arrays = {name: [getattr(job, name) for job in jobs] for name in _COLUMNS}
+        result = await conn.execute(_UNNEST, arrays)
     else:
-        statement = sqlite.insert(_table).values(rows)
-        statement = statement.on_conflict_do_nothing(index_elements=keys, index_where=_KEY_PRESENT)
-    return statement.returning(_table.c.job_id)
+        result = await conn.execute(_INSERT[conn.dialect.name], [job_values(job) for job in jobs])
+    return {row.job_id for row in result}
 
 
 class SqlJobReads:
@@ -210,9 +239,7 @@ class SqlJobRepository:
     async def insert(self, jobs: Sequence[Job]) -> set[str]:
         if not jobs:
             return set()
-        conn = await self._conn()
-        result = await conn.execute(insert_jobs(conn.dialect.name, jobs))
-        return {row.job_id for row in result}
+        return await insert_jobs(await self._conn(), jobs)
 
     async def get(
         self, tenant_id: str, job_id: str, *, project_id: str | None, lock: bool = False
@@ -248,4 +275,4 @@ class SqlJobRepository:
             )
         # After the guarded UPDATE, so a job that moved releases nothing.
         woken = await release_slots(conn, [job.quota_id], now=now)
-        return Job(**(asdict(job) | values)), woken
+        return Job(**(job_values(job) | values)), woken
