@@ -476,7 +476,8 @@ async def update_quota(
 
 async def delete_quota(store: Store, call: CallContext, *, quota_id: str, etag: str) -> QuotaLike:
     """Delete the quota (its job type is then unlimited; leased jobs keep their
-    leases). Raises NotFound (QUOTA_NOT_FOUND), Aborted (QUOTA_ETAG_MISMATCH)."""
+    leases; workers waiting for the type are woken). Raises NotFound (QUOTA_NOT_FOUND),
+    Aborted (QUOTA_ETAG_MISMATCH)."""
     tenant_id = call.require_tenant()
     _check_id(quota_id)
     async with store.transaction() as uow:
@@ -485,6 +486,7 @@ async def delete_quota(store: Store, call: CallContext, *, quota_id: str, etag: 
         await uow.quotas.delete(before)
         await audit.record(uow, call, QUOTA, before=before, after=None)
         await _event(uow, call, before, "quota.deleted")
+    store.notify_work(tenant_id, before.job_type)  # unlimited now, paused or not before
     return before
 
 
@@ -498,7 +500,8 @@ async def set_paused(
     now: datetime,
 ) -> QuotaView:
     """Pause (with `reason`, else the call's operator reason, at most 256 characters
-    either way) or resume. Pausing a paused quota updates its reason; resuming an
+    either way) or resume, which wakes the workers waiting for the job type after the
+    commit. Pausing a paused quota updates its reason; resuming an
     active one changes nothing; both are audited. Raises InvalidArgument (reason),
     NotFound (QUOTA_NOT_FOUND)."""
     tenant_id = call.require_tenant()
@@ -520,6 +523,8 @@ async def set_paused(
             )
         await _changed(uow, call, before, after, "quota.paused" if paused else "quota.resumed")
         last_hour = await uow.quotas.last_hour(quota_id, after_minute=last_hour_after(now))
+    if before.paused and not paused:
+        store.notify_work(tenant_id, after.job_type)  # leasing restarts at once
     return _view(after, last_hour, now)
 
 

@@ -3,21 +3,25 @@ on SQLite and PostgreSQL, with the stored rows, audit entries and events they le
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import pytest
 import sqlalchemy as sa
+from google.protobuf import duration_pb2
 
 from clients.base import CallerHeaders
 from clients.errors import ApiError
 from clients.transports.base import Transport
 from clients.transports.grpc import GrpcTransport
 from clients.transports.rest import RestTransport
-from orchestrator.jobengine.v1 import quota_pb2
+from orchestrator.jobengine.v1 import quota_pb2, worker_service_pb2, worker_service_pb2_grpc
 from server.app import Application
 from server.domain.leasing import LeaseRequest
 from server.storage.repositories.leases import SqlLeases
@@ -602,3 +606,31 @@ async def test_pause_stops_leasing_its_job_type_and_resume_restarts_it(
     assert (resumed.usage.active, resumed.usage.last_hour) == (2, 2)
     assert resumed.usage.tokens == 5.0  # the bucket is off (refillPerSecond 0)
     assert resumed.etag == "v3"  # usage never moves the etag
+
+
+async def test_resume_wakes_the_workers_waiting_for_the_job_type(
+    grpc_quotas: QuotasClient, grpc_target: str, app: Application, tenant: str, access_token: str
+) -> None:
+    """A worker long-polling a paused job type gets its job as soon as the quota is
+    resumed, well within the 1 s poll fallback, every time."""
+    quota = await grpc_quotas.create_quota("wakeable", burst=10)
+    metadata = (("authorization", f"Bearer {access_token}"), ("x-stella-tenant", tenant))
+    request = worker_service_pb2.LeaseJobsRequest(
+        worker_id="waiting-worker",
+        job_types=["wakeable"],
+        max_jobs=1,
+        wait_timeout=duration_pb2.Duration(seconds=20),
+    )
+    async with grpc.aio.insecure_channel(grpc_target) as channel:
+        stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
+        for _ in range(3):
+            await grpc_quotas.pause_quota(quota.quota_id, "hold")
+            await _job(app, tenant, "wakeable", "queued")
+            waiting = asyncio.ensure_future(stub.LeaseJobs(request, metadata=metadata, timeout=30))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # paused: the worker waits
+            started = time.monotonic()
+            await grpc_quotas.resume_quota(quota.quota_id)
+            response = await waiting
+            assert time.monotonic() - started < 0.4
+            assert [lease.job.job_type for lease in response.leases] == ["wakeable"]
