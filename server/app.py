@@ -14,6 +14,7 @@ import logging
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib import resources
 
 import grpc
@@ -43,6 +44,7 @@ from server.interceptors.tracing import Tracing
 from server.policy import MethodPolicy, policies_for
 from server.services.table import SERVICES, Components, register_all
 from server.storage.db import Database
+from server.storage.pruning import JobPruner
 from server.storage.repositories.secrets import get_or_create_secret
 from server.storage.store import SqlStore
 from server.storage.wakeups import Wakeups
@@ -72,6 +74,7 @@ class Application:
     http_port: int = 0
     _http: uvicorn.Server | None = None
     _http_task: asyncio.Task[None] | None = None
+    _pruner: JobPruner | None = None
     _wakeups: Wakeups | None = None
     _reaper: Reaper | None = None
 
@@ -120,6 +123,15 @@ class Application:
             gateway_config(self.settings, _proto_comments()),
         )
         await self._start_http(sock)
+        self._pruner = JobPruner(
+            self.db,
+            wall=self.clocks.wall,
+            retention=timedelta(seconds=self.settings.job_retention_seconds),
+            batch_size=self.settings.job_prune_batch_size,
+            pause=self.settings.job_prune_pause_seconds,
+            interval=self.settings.job_prune_interval_seconds,
+        )
+        self._pruner.start()
         self._reaper.start()
         log.info(
             "serving gRPC on %s:%d, HTTP on %s:%d; issuer %s (%s)",
@@ -189,6 +201,8 @@ class Application:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         if self._http is not None:
             self._http.should_exit = True
+        if self._pruner is not None:
+            await self._pruner.stop()
         if self._reaper is not None:
             await self._reaper.stop()
         await self.grpc_server.stop(grace)

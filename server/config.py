@@ -91,6 +91,27 @@ class Settings(BaseSettings):
         10_000.0, ge=0, validation_alias=_env("QUOTA_REFILL_PER_SECOND_MAX")
     )
 
+    # Jobs (issue 9): a payload larger than this, serialized as compact JSON, is
+    # INVALID_ARGUMENT naming `payload` (job.proto: 64 KiB by default).
+    job_payload_max_bytes: int = Field(
+        64 * 1024, ge=1, le=16 * 1024 * 1024, validation_alias=_env("JOB_PAYLOAD_MAX_BYTES")
+    )
+    # Finished jobs (succeeded, canceled, dead-lettered) and their events are deleted
+    # this long after they finished; 7 days by default.
+    job_retention_seconds: float = Field(
+        7 * 86_400.0, gt=0, validation_alias=_env("JOB_RETENTION_SECONDS")
+    )
+    # Pruning deletes at most this many jobs per statement, pausing between batches
+    # (seconds), and looks for more work every interval (seconds).
+    job_prune_batch_size: int = Field(
+        1000, ge=1, le=10_000, validation_alias=_env("JOB_PRUNE_BATCH_SIZE")
+    )
+    job_prune_pause_seconds: float = Field(
+        0.05, ge=0, validation_alias=_env("JOB_PRUNE_PAUSE_SECONDS")
+    )
+    job_prune_interval_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("JOB_PRUNE_INTERVAL_SECONDS")
+    )
     # The lease reaper looks for expired leases this often (seconds); an expired
     # lease is returned to the queue within this interval of its expiry.
     lease_reaper_interval_seconds: float = Field(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from server.domain.audit import AuditLog, AuditReads
     from server.domain.events import EventLog, EventReads
+    from server.domain.jobs import JobReads, JobRepository
     from server.domain.leasing import LeaseStore
     from server.domain.quotas import QuotaReads, QuotaRepository
     from server.domain.sources import SourceReads, SourceRepository
@@ -38,6 +39,9 @@ class UnitOfWork(Protocol):
     def events(self) -> EventLog: ...
 
     @property
+    def jobs(self) -> JobRepository: ...
+
+    @property
     def quotas(self) -> QuotaRepository: ...
 
 
@@ -52,6 +56,9 @@ class Store(Protocol):
 
     @property
     def events(self) -> EventReads: ...
+
+    @property
+    def jobs(self) -> JobReads: ...
 
     @property
     def quotas(self) -> QuotaReads: ...

@@ -20,6 +20,8 @@ from orchestrator.identity.v1 import oauth_service_pb2, oauth_service_pb2_grpc
 from orchestrator.jobengine.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
+    jobs_service_pb2,
+    jobs_service_pb2_grpc,
     quotas_service_pb2,
     quotas_service_pb2_grpc,
     sources_service_pb2,
@@ -28,10 +30,12 @@ from orchestrator.jobengine.v1 import (
     worker_service_pb2_grpc,
 )
 from server.config import Settings
+from server.domain.jobs import JobLimits
 from server.domain.pagination import PageTokens
 from server.domain.units import Store
 from server.identity.components import Clocks, Identity
 from server.services.audit import AuditService
+from server.services.jobs import JobsService
 from server.services.oauth import OAuthService
 from server.services.quotas import QuotasService, policy_of
 from server.services.sources import SourcesService
@@ -76,8 +80,18 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         quotas_service_pb2_grpc.add_QuotasServiceServicer_to_server,
     ),
     ServiceEntry(
+        jobs_service_pb2.DESCRIPTOR.services_by_name["JobsService"],
+        lambda c: JobsService(
+            c.store,
+            c.tokens,
+            JobLimits(payload_max_bytes=c.settings.job_payload_max_bytes),
+            c.clocks,
+        ),
+        jobs_service_pb2_grpc.add_JobsServiceServicer_to_server,
+    ),
+    ServiceEntry(
         worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"],
-        lambda c: WorkerService(c.store),
+        lambda c: WorkerService(c.store, c.settings.job_payload_max_bytes),
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server,
     ),
     ServiceEntry(

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from server.storage.db import Database
 from server.storage.repositories.audit import SqlAuditLog, SqlAuditReads
 from server.storage.repositories.events import SqlEventLog, SqlEventReads
+from server.storage.repositories.jobs import SqlJobReads, SqlJobRepository
 from server.storage.repositories.leases import SqlLeases
 from server.storage.repositories.quotas import SqlQuotaReads, SqlQuotaRepository
 from server.storage.repositories.sources import SqlSourceReads, SqlSourceRepository
@@ -26,6 +27,7 @@ class SqlUnitOfWork:
         self.sources = SqlSourceRepository(session)
         self.audit = SqlAuditLog(session)
         self.events = SqlEventLog(session)
+        self.jobs = SqlJobRepository(session)
         self.quotas = SqlQuotaRepository(session)
 
 
@@ -45,6 +47,7 @@ class SqlStore:
         self.sources = SqlSourceReads(db)
         self.audit = SqlAuditReads(db)
         self.events = SqlEventReads(db)
+        self.jobs = SqlJobReads(db)
         self.quotas = SqlQuotaReads(db)
 
     def notify_work(self, tenant_id: str, job_type: str) -> None:

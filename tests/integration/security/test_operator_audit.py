@@ -124,10 +124,74 @@ async def _quota_update(security: Security) -> Call:
     )
 
 
+JOBS = "/orchestrator.jobengine.v1.JobsService"
+
+
+async def _call_grpc(security: Security, full_method: str, fields: dict[str, Any]) -> Outcome:
+    """Call `full_method` of tenant A over gRPC with `fields`; it must succeed."""
+    method = secured(full_method)
+    headers = [
+        *security.context_headers(method),
+        ("Authorization", f"Bearer {await security.method_token(method)}"),
+    ]
+    target = Target(method, None).with_payload(fields=fields)
+    outcome = await call(target, headers, channel=security.channel, http=security.http)
+    assert outcome.code == code_pb2.OK, outcome
+    return outcome
+
+
+def _answered_job(outcome: Outcome) -> str:
+    """The job a call answered: the REST body is the job itself (response_body)."""
+    if outcome.transport == "rest":
+        return f"jobs/{outcome.body['jobId']}"
+    return f"jobs/{outcome.body.job.job_id}"
+
+
+async def _job_to_enqueue(security: Security) -> Call:
+    source = (await _existing_source(security)).fields["source_id"]
+    job = {"job_type": "audited", "source_id": source}
+    return Call(
+        fields={"job": job},
+        body={"jobType": "audited", "sourceId": source},
+        resource=_answered_job,
+    )
+
+
+async def _jobs_to_enqueue(security: Security) -> Call:
+    source = (await _existing_source(security)).fields["source_id"]
+    return Call(
+        fields={"jobs": [{"job_type": "audited", "source_id": source}] * 2},
+        body={"jobs": [{"jobType": "audited", "sourceId": source}] * 2},
+        resource=lambda _: "jobs/-",  # one entry for the batch (server/domain/jobs.py)
+    )
+
+
+async def _queued_job(security: Security) -> str:
+    prepared = await _job_to_enqueue(security)
+    outcome = await _call_grpc(security, f"{JOBS}/EnqueueJob", prepared.fields)
+    return str(outcome.body.job.job_id)
+
+
+async def _job_to_cancel(security: Security) -> Call:
+    job_id = await _queued_job(security)
+    return Call(fields={"job_id": job_id}, body=None, resource=lambda _: f"jobs/{job_id}")
+
+
+async def _job_to_replay(security: Security) -> Call:
+    """A canceled job (finished); the entry names the new job, the replay."""
+    job_id = await _queued_job(security)
+    await _call_grpc(security, f"{JOBS}/CancelJob", {"job_id": job_id})
+    return Call(fields={"job_id": job_id}, body=None, resource=_answered_job)
+
+
 RECIPES: dict[str, Recipe] = {
     f"{SOURCES}/RegisterSource": Recipe("sources.register", _register),
     f"{SOURCES}/PauseSource": Recipe("sources.pause", _existing_source),
     f"{SOURCES}/ResumeSource": Recipe("sources.resume", _existing_source),
+    f"{JOBS}/EnqueueJob": Recipe("jobs.enqueue", _job_to_enqueue),
+    f"{JOBS}/BatchEnqueueJobs": Recipe("jobs.batch_enqueue", _jobs_to_enqueue),
+    f"{JOBS}/CancelJob": Recipe("jobs.cancel", _job_to_cancel),
+    f"{JOBS}/ReplayJob": Recipe("jobs.replay", _job_to_replay),
     f"{QUOTAS}/CreateQuota": Recipe("quotas.create", _create_quota),
     f"{QUOTAS}/UpdateQuota": Recipe("quotas.update", _quota_update),
     f"{QUOTAS}/DeleteQuota": Recipe("quotas.delete", _existing_quota),
