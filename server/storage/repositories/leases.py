@@ -72,22 +72,29 @@ _quotas = table_of(QuotaRow)
 _minutes = table_of(QuotaMinuteRow)
 
 _LEASED = JobStatus.LEASED.value
+_QUOTED_MAX = 10_000
 
-# The one-statement lease (PostgreSQL). Caps come as parallel arrays, one entry per
-# quota of the asked job types; a job type without one is uncapped.
-_PG_LEASE_SQL = f"""
+# The one-statement lease under quotas (PostgreSQL), run after the quota rows are
+# locked: caps come as parallel arrays, one entry per unpaused quota of the asked job
+# types (a job type without one is uncapped; `cap_tokens` is the bucket refilled up
+# to now, NULL when the bucket is off). Candidates within their cap are leased, the
+# others throttled until their quota's `until` (plus a microsecond per place, so they
+# keep their order); the same statement takes the slots and tokens, counts the
+# minute's leases and writes the job.leased / job.throttled events.
+_PG_LEASE_SQL = """
 WITH caps AS (
     SELECT * FROM unnest(
         CAST(:cap_types AS text[]), CAST(:cap_limits AS int[]),
-        CAST(:cap_quotas AS text[]), CAST(:cap_until AS timestamptz[])
-    ) AS c(job_type, cap, quota_id, until)
+        CAST(:cap_quotas AS text[]), CAST(:cap_until AS timestamptz[]),
+        CAST(:cap_tokens AS float8[])
+    ) AS c(job_type, cap, quota_id, until, tokens)
 ),
 candidates AS MATERIALIZED (
     SELECT job_id, job_type, priority, next_eligible_at, status
     FROM jobs
-    WHERE {JOBS_READY_PREDICATE}
+    WHERE {ready}
       AND tenant_id = :tenant_id
-      AND {{type_match}}
+      AND {type_match}
       AND next_eligible_at <= :now
     ORDER BY priority DESC, next_eligible_at, job_id
     LIMIT :max_jobs
@@ -102,22 +109,65 @@ ranked AS (
                ORDER BY c.priority DESC, c.next_eligible_at, c.job_id
            ) AS position
     FROM candidates c LEFT JOIN caps q ON q.job_type = c.job_type
+),
+changed AS (
+    UPDATE jobs SET
+        status = CASE WHEN r.take THEN 'leased' ELSE 'throttled' END,
+        attempts = jobs.attempts + CASE WHEN r.take THEN 1 ELSE 0 END,
+        lease_id = CASE WHEN r.take THEN replace(gen_random_uuid()::text, '-', '')
+                        ELSE jobs.lease_id END,
+        lease_owner = CASE WHEN r.take THEN CAST(:worker_id AS text) ELSE jobs.lease_owner END,
+        lease_expires_at = CASE WHEN r.take THEN CAST(:expires_at AS timestamptz) END,
+        next_eligible_at = CASE WHEN r.take THEN NULL
+                                ELSE r.until + r.position * interval '1 microsecond' END,
+        quota_id = CASE WHEN r.take THEN r.slot_quota_id ELSE jobs.quota_id END,
+        updated_at = :now
+    FROM ranked r
+    WHERE jobs.job_id = r.job_id
+    RETURNING jobs.*, r.prior_status, r.take, r.position
+),
+taken AS (
+    SELECT quota_id, count(*) AS n FROM changed
+    WHERE take AND quota_id IS NOT NULL GROUP BY quota_id
+),
+slots AS (
+    UPDATE quotas SET
+        active = quotas.active + t.n,
+        tokens = CASE WHEN q.tokens IS NULL THEN quotas.tokens
+                      ELSE GREATEST(0, q.tokens - t.n) END,
+        tokens_at = CASE WHEN q.tokens IS NULL THEN quotas.tokens_at ELSE :now END
+    FROM taken t JOIN caps q ON q.quota_id = t.quota_id
+    WHERE quotas.quota_id = t.quota_id
+),
+minutes AS (
+    INSERT INTO quota_minutes (quota_id, minute, count)
+    SELECT quota_id, :minute, n FROM taken
+    ON CONFLICT (quota_id, minute) DO UPDATE SET count = quota_minutes.count + EXCLUDED.count
+),
+events AS (
+    INSERT INTO events (tenant_id, type, subject, data, trace_id, time)
+    SELECT :tenant_id,
+           CASE WHEN take THEN 'job.leased' ELSE 'job.throttled' END,
+           'jobs/' || job_id,
+           CASE WHEN take THEN
+               '{"attempt":' || attempts || ',"from":' || to_json(prior_status)::text
+               || ',"leaseId":' || to_json(lease_id)::text || ',"to":"leased","workerId":'
+               || to_json(CAST(:worker_id AS text))::text || '}'
+           ELSE
+               '{"from":' || to_json(prior_status)::text || ',"nextEligibleAt":"'
+               || to_char(next_eligible_at AT TIME ZONE 'UTC',
+                          CASE WHEN date_part('microseconds', next_eligible_at)::bigint
+                                    % 1000000 = 0
+                               THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+                               ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)
+               || '","to":"throttled"}'
+           END,
+           CAST(:trace_id AS text), :now
+    FROM changed
+    ORDER BY position
 )
-UPDATE jobs SET
-    status = CASE WHEN r.take THEN 'leased' ELSE 'throttled' END,
-    attempts = jobs.attempts + CASE WHEN r.take THEN 1 ELSE 0 END,
-    lease_id = CASE WHEN r.take THEN replace(gen_random_uuid()::text, '-', '')
-                    ELSE jobs.lease_id END,
-    lease_owner = CASE WHEN r.take THEN CAST(:worker_id AS text) ELSE jobs.lease_owner END,
-    lease_expires_at = CASE WHEN r.take THEN CAST(:expires_at AS timestamptz) END,
-    next_eligible_at = CASE WHEN r.take THEN NULL
-                            ELSE r.until + r.position * interval '1 microsecond' END,
-    quota_id = CASE WHEN r.take THEN r.slot_quota_id ELSE jobs.quota_id END,
-    updated_at = :now
-FROM ranked r
-WHERE jobs.job_id = r.job_id
-RETURNING jobs.*, r.prior_status, r.take, r.position
-"""
+SELECT * FROM changed ORDER BY position
+""".replace("{ready}", JOBS_READY_PREDICATE)
 
 
 # The lease of job types without a quota (PostgreSQL), the common case: one statement,
@@ -307,6 +357,8 @@ class SqlLeases:
         self._insert: Any = sqlite.insert if self._sqlite else postgresql.insert
         # Single statements that are their own transaction: no BEGIN/COMMIT round trips.
         self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # (tenant, job types) whose last lease found a quota (PostgreSQL path choice).
+        self._quoted: dict[tuple[str, tuple[str, ...]], bool] = {}
 
     def now(self) -> datetime:
         if self._clock is None:
@@ -341,6 +393,9 @@ class SqlLeases:
         expires_at = now + timedelta(seconds=request.lease_s)
         if self._sqlite:
             return await self._lease_with_quotas(request, now, expires_at)
+        asked = (request.tenant_id, request.job_types)
+        if asked in self._quoted:  # had a quota last time: lock them right away
+            return await self._lease_with_quotas(request, now, expires_at)
         free, quota_types = await self._lease_free_pg(request, now, expires_at)
         room = request.max_jobs - len(free)
         if not quota_types or room <= 0:
@@ -369,7 +424,17 @@ class SqlLeases:
             rows = result.all()
         leased = [row for row in rows if row.job_id is not None]
         quota_types = list(rows[0].quota_types or ()) if rows else []
+        self._remember(request, bool(quota_types))
         return leased, quota_types
+
+    def _remember(self, request: LeaseRequest, quoted: bool) -> None:
+        """Whether the asked job types had a quota, to choose the next lease's path;
+        only a choice of statements: both apply every quota they find."""
+        asked = (request.tenant_id, request.job_types)
+        if not quoted:
+            self._quoted.pop(asked, None)
+        elif len(self._quoted) < _QUOTED_MAX or asked in self._quoted:
+            self._quoted[asked] = True
 
     async def _lease_with_quotas(
         self, request: LeaseRequest, now: datetime, expires_at: datetime
@@ -383,6 +448,7 @@ class SqlLeases:
                     _quota_select(request.tenant_id, request.job_types, now)
                 )
             ]
+            self._remember(request, bool(quotas))
             paused = {q.job_type for q in quotas if q.paused}
             job_types = [t for t in request.job_types if t not in paused]
             if not job_types:
@@ -392,10 +458,10 @@ class SqlLeases:
                 for q in quotas
                 if not q.paused
             }
-            if self._sqlite:
-                rows = await self._lease_sqlite(conn, request, job_types, plans, now, expires_at)
-            else:
+            if not self._sqlite:  # one statement does it all
                 rows = await self._lease_pg(conn, request, job_types, plans, now, expires_at)
+                return [row for row in rows if row.take]
+            rows = await self._lease_sqlite(conn, request, job_types, plans, now, expires_at)
             if not rows:
                 return ()
             await insert_events(conn, [_lease_event(row, request, now) for row in rows])
@@ -421,15 +487,18 @@ class SqlLeases:
                 "cap_limits": [p.cap for _, p in caps],
                 "cap_quotas": [q.quota_id for q, _ in caps],
                 "cap_until": [p.until for _, p in caps],
+                "cap_tokens": [p.tokens if q.refill_per_second > 0 else None for q, p in caps],
                 "tenant_id": request.tenant_id,
                 "job_types": list(job_types),
                 "now": now,
+                "minute": _minute(now),
                 "max_jobs": request.max_jobs,
                 "worker_id": request.worker_id,
                 "expires_at": expires_at,
+                "trace_id": request.trace_id,
             },
         )
-        return sorted(result.all(), key=lambda row: row.position)
+        return list(result.all())
 
     async def _lease_sqlite(
         self,
