@@ -1,0 +1,220 @@
+"""Leasing under quotas and the lease reaper (issue 9 points 1 and 4), over gRPC on
+loopback, on SQLite and PostgreSQL: the concurrency cap, pause and resume, the token
+bucket and the last hour's count; expired leases returned by the reaper; the active
+count back at zero after workers vanish."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from clients.base import CallerHeaders
+from clients.jobs import JobsClient
+from clients.sources import SourcesClient
+from clients.transports.grpc import GrpcTransport
+from server.app import Application
+from server.storage.tables import QuotaRow, table_of
+from tests.conftest import settings_for
+from tests.integration.test_workers import Harness, WorkerCalls, aware
+from tests.support.auth import TokenFactory
+from tests.support.clock import TestClock
+from tests.support.quotas import QuotasClient
+
+_quotas = table_of(QuotaRow)
+
+
+@pytest.fixture
+async def harness(
+    app: Application, grpc_target: str, tenant: str, access_token: str
+) -> AsyncIterator[Harness]:
+    transport = GrpcTransport(grpc_target)
+    headers = CallerHeaders(tenant=tenant, access_token=access_token, operator_reason="test run")
+    try:
+        source = await SourcesClient(transport, headers).register_source("feed", "manual")
+        yield Harness(
+            app=app,
+            workers=WorkerCalls(transport, headers),
+            jobs=JobsClient(transport, headers),
+            source_id=source.source_id,
+            tenant=tenant,
+        )
+    finally:
+        await transport.close()
+
+
+@pytest.fixture
+async def quotas(
+    grpc_target: str, tenant: str, tokens: TokenFactory
+) -> AsyncIterator[QuotasClient]:
+    token = await tokens.token(tenant, ("orch:quota",), quota_reason="leasing tests")
+    transport = GrpcTransport(grpc_target)
+    headers = CallerHeaders(tenant=tenant, operator_reason="test run", access_token=token)
+    try:
+        yield QuotasClient(transport, headers)
+    finally:
+        await transport.close()
+
+
+async def quota_row(app: Application, quota_id: str) -> sa.Row[object]:
+    async with app.db.read() as conn:
+        return (await conn.execute(sa.select(_quotas).where(_quotas.c.quota_id == quota_id))).one()
+
+
+async def test_max_active_leases_up_to_the_cap_and_throttles_the_rest(
+    harness: Harness, quotas: QuotasClient
+) -> None:
+    quota = await quotas.create_quota("capped.work", max_active=2, burst=1)
+    jobs = await harness.enqueue("capped.work", 5)
+
+    leases = await harness.workers.lease(["capped.work"], max_jobs=5)
+    assert [lease.job.job_id for lease in leases] == [job.job_id for job in jobs[:2]]
+    assert (await quota_row(harness.app, quota.quota_id)).active == 2
+    throttled = [await harness.row(job.job_id) for job in jobs[2:]]
+    assert [row.status for row in throttled] == ["throttled"] * 3
+    # The busy delay, staggered by a microsecond per place so they keep their order.
+    assert [aware(row.next_eligible_at) - aware(row.updated_at) for row in throttled] == [
+        timedelta(seconds=5, microseconds=place) for place in (3, 4, 5)
+    ]
+    for row in throttled:
+        assert row.attempts == 0
+        assert row.quota_id is None
+    for lease in leases:
+        assert (await harness.row(lease.job.job_id)).quota_id == quota.quota_id
+    event = (await harness.events(jobs[2].job_id))[-1]
+    assert event[0] == "job.throttled"
+    assert event[1] == {
+        "from": "queued",
+        "to": "throttled",
+        "nextEligibleAt": aware(throttled[0].next_eligible_at).isoformat().replace("+00:00", "Z"),
+    }
+    assert await harness.workers.lease(["capped.work"], max_jobs=5) == []
+
+    (done,) = await harness.workers.complete((leases[0].token, None))
+    assert done.job_status == "succeeded"
+    assert (await quota_row(harness.app, quota.quota_id)).active == 1
+    assert (await harness.row(leases[0].job.job_id)).quota_id is None
+
+    (freed,) = await harness.workers.lease(["capped.work"], max_jobs=5)
+    assert freed.job.job_id == jobs[2].job_id
+    assert freed.token.attempt == 1
+    assert (await quota_row(harness.app, quota.quota_id)).active == 2
+    summary = await quotas.get_quota(quota.quota_id)
+    assert summary.usage.active == 2
+    assert summary.usage.last_hour == 3
+
+
+async def test_paused_quota_leases_nothing_until_resumed(
+    harness: Harness, quotas: QuotasClient
+) -> None:
+    quota = await quotas.create_quota("pausable.work", burst=1)
+    await quotas.pause_quota(quota.quota_id, "maintenance")
+    (job,) = await harness.enqueue("pausable.work")
+    other = await harness.enqueue("free.work")
+
+    leases = await harness.workers.lease(["pausable.work", "free.work"], max_jobs=5)
+    assert [lease.job.job_id for lease in leases] == [other[0].job_id]
+    row = await harness.row(job.job_id)
+    assert (row.status, row.attempts) == ("queued", 0)
+
+    await quotas.resume_quota(quota.quota_id)
+    (lease,) = await harness.workers.lease(["pausable.work"], max_jobs=5)
+    assert lease.job.job_id == job.job_id
+    assert (await quota_row(harness.app, quota.quota_id)).active == 1
+
+
+async def test_token_bucket_spaces_leases_by_the_refill_rate(
+    harness: Harness, quotas: QuotasClient
+) -> None:
+    quota = await quotas.create_quota("metered.work", burst=2, refill_per_second=2.0)
+    jobs = await harness.enqueue("metered.work", 4)
+
+    leases = await harness.workers.lease(["metered.work"], max_jobs=4)
+    assert [lease.job.job_id for lease in leases] == [job.job_id for job in jobs[:2]]
+    stored = await quota_row(harness.app, quota.quota_id)
+    waiting = [await harness.row(job.job_id) for job in jobs[2:]]
+    assert [row.status for row in waiting] == ["throttled", "throttled"]
+    # A full bucket of 2 spent: the next token in 1 / 2 s (staggered per place).
+    assert stored.tokens == 0.0
+    assert [aware(row.next_eligible_at) - aware(row.updated_at) for row in waiting] == [
+        timedelta(seconds=0.5, microseconds=place) for place in (3, 4)
+    ]
+
+    started = time.monotonic()
+    got = [lease.job.job_id for lease in await harness.workers.lease(["metered.work"], wait=5)]
+    while len(got) < 2:
+        got += [lease.job.job_id for lease in await harness.workers.lease(["metered.work"], wait=5)]
+    took = time.monotonic() - started
+    assert sorted(got) == sorted(job.job_id for job in jobs[2:])
+    # Two more tokens at 2 per second: about a second, never at once.
+    assert 0.4 <= took < 3.0, f"the throttled jobs took {took:.3f}s"
+
+
+async def test_max_per_hour_holds_jobs_until_the_window_moves(
+    harness: Harness, quotas: QuotasClient
+) -> None:
+    await quotas.create_quota("hourly.work", max_per_hour=2, burst=1)
+    jobs = await harness.enqueue("hourly.work", 3)
+    leases = await harness.workers.lease(["hourly.work"], max_jobs=3)
+    assert len(leases) == 2
+    held = await harness.row(jobs[2].job_id)
+    assert held.status == "throttled"
+    # Eligible again when the first counted minute leaves the sliding hour.
+    until = aware(held.next_eligible_at)
+    assert (until.second, until.microsecond) == (0, 3)  # a minute's start, third place
+    assert timedelta(minutes=59) <= until - aware(held.updated_at) <= timedelta(minutes=60)
+
+
+async def test_active_count_returns_to_zero_after_workers_vanish(
+    harness: Harness, quotas: QuotasClient, clock: TestClock
+) -> None:
+    quota = await quotas.create_quota("fragile.work", max_active=3, burst=1)
+    jobs = await harness.enqueue("fragile.work", 4, max_attempts=1)
+    leases = await harness.workers.lease(["fragile.work"], max_jobs=4, lease=1)
+    assert len(leases) == 3
+    assert (await quota_row(harness.app, quota.quota_id)).active == 3
+    clock.advance(2)  # the workers never heartbeat again
+    assert harness.app._reaper is not None
+    assert await harness.app._reaper.run_once() >= 3
+    assert (await quota_row(harness.app, quota.quota_id)).active == 0
+    for lease in leases:
+        row = await harness.row(lease.job.job_id)
+        assert (row.status, row.attempts, row.quota_id) == ("dead_lettered", 1, None)
+        assert json.loads(row.last_error)["code"] == "LEASE_EXPIRED"
+        assert [event[0] for event in await harness.events(lease.job.job_id)][-1] == (
+            "job.lease_expired"
+        )
+    # The job the cap held back is leased at once: the expiries freed its slot.
+    (next_lease,) = await harness.workers.lease(["fragile.work"], max_jobs=4)
+    assert next_lease.job.job_id == jobs[3].job_id
+
+
+async def test_reaper_returns_an_expired_job_within_its_interval(
+    database_url: str, clock: TestClock, harness: Harness
+) -> None:
+    """A second server on the same database with a short reaper interval: the expired
+    lease is back in the queue, its attempt counted, without anyone asking."""
+    settings = settings_for(database_url).model_copy(update={"lease_reaper_interval_seconds": 0.2})
+    reaping = Application(settings, clocks=clock.clocks())
+    await reaping.start()
+    try:
+        (job,) = await harness.enqueue("reaped.work", max_attempts=3)
+        (lease,) = await harness.workers.lease(["reaped.work"], lease=1)
+        expired_at = lease.expires_at.ToDatetime(tzinfo=UTC)
+        started = time.monotonic()
+        while (row := await harness.row(job.job_id)).status == "leased":
+            assert time.monotonic() - started < 15, "the expired lease was not reaped in 15 s"
+            await asyncio.sleep(0.05)
+        assert (row.status, row.attempts) == ("queued", 1)
+        assert aware(row.updated_at) >= expired_at
+        reaped_after = (aware(row.updated_at) - expired_at).total_seconds()
+        assert reaped_after < 15, f"reaped {reaped_after:.3f}s after expiry"
+        (again,) = await harness.workers.lease(["reaped.work"])
+        assert again.token.attempt == 2
+    finally:
+        await reaping.stop(grace=1)

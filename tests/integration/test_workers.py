@@ -1,0 +1,506 @@
+"""WorkerService over gRPC on loopback, on SQLite and PostgreSQL: leasing, heartbeats,
+completions and failures with their stored rows and events, fencing, concurrent
+workers and the long poll (worker_service.proto, issue 9 point 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from google.protobuf import duration_pb2, struct_pb2
+from google.rpc import code_pb2, error_details_pb2
+
+from clients.base import CallerHeaders, ServiceClient
+from clients.errors import ApiError
+from clients.jobs import JobsClient, new_job
+from clients.sources import SourcesClient
+from clients.transports.grpc import GrpcTransport
+from orchestrator.jobengine.v1 import job_pb2
+from orchestrator.jobengine.v1 import worker_service_pb2 as pb
+from server.app import Application
+from server.storage.tables import EventRow, JobRow, table_of
+from tests.conftest import settings_for
+from tests.support.clock import TestClock
+
+_jobs = table_of(JobRow)
+_events = table_of(EventRow)
+
+
+class WorkerCalls(ServiceClient):
+    """The WorkerService methods as they are on the wire (no SDK in between)."""
+
+    service = pb.DESCRIPTOR.services_by_name["WorkerService"]
+
+    async def lease(
+        self,
+        job_types: Sequence[str],
+        *,
+        worker_id: str = "w-1",
+        max_jobs: int = 10,
+        wait: float | None = None,
+        lease: float | None = None,
+    ) -> list[pb.Lease]:
+        request = pb.LeaseJobsRequest(worker_id=worker_id, job_types=job_types, max_jobs=max_jobs)
+        if wait is not None:
+            request.wait_timeout.CopyFrom(duration(wait))
+        if lease is not None:
+            request.lease_duration.CopyFrom(duration(lease))
+        response = await self.call("LeaseJobs", request, pb.LeaseJobsResponse)
+        return list(response.leases)
+
+    async def heartbeat(
+        self, tokens: Sequence[pb.FencingToken], *, lease: float | None = None
+    ) -> list[pb.HeartbeatResult]:
+        request = pb.HeartbeatRequest(worker_id="w-1", tokens=tokens)
+        if lease is not None:
+            request.lease_duration.CopyFrom(duration(lease))
+        return list((await self.call("Heartbeat", request, pb.HeartbeatResponse)).results)
+
+    async def complete(self, *items: tuple[pb.FencingToken, Any]) -> list[pb.JobOutcome]:
+        completions = []
+        for token, result in items:
+            completion = pb.JobCompletion(token=token)
+            if result is not None:
+                value = struct_pb2.Value()
+                value.struct_value.update(result)
+                completion.result.CopyFrom(value)
+            completions.append(completion)
+        request = pb.CompleteJobsRequest(worker_id="w-1", completions=completions)
+        return list((await self.call("CompleteJobs", request, pb.CompleteJobsResponse)).results)
+
+    async def fail(self, *failures: pb.JobFailure) -> list[pb.JobOutcome]:
+        request = pb.FailJobsRequest(worker_id="w-1", failures=failures)
+        return list((await self.call("FailJobs", request, pb.FailJobsResponse)).results)
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    whole = int(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
+
+
+@dataclass
+class Harness:
+    app: Application
+    workers: WorkerCalls
+    jobs: JobsClient
+    source_id: str
+    tenant: str
+
+    async def enqueue(self, job_type: str, n: int = 1, **fields: Any) -> list[job_pb2.Job]:
+        made = []
+        for _ in range(n):
+            response = await self.jobs.enqueue_job(new_job(job_type, self.source_id, **fields))
+            made.append(response.job)
+        return made
+
+    async def row(self, job_id: str) -> sa.Row[Any]:
+        async with self.app.db.read() as conn:
+            row = (await conn.execute(sa.select(_jobs).where(_jobs.c.job_id == job_id))).one()
+        return row
+
+    async def events(self, job_id: str) -> list[tuple[str, dict[str, Any], str | None]]:
+        async with self.app.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(_events)
+                    .where(_events.c.subject == f"jobs/{job_id}")
+                    .order_by(_events.c.event_id)
+                )
+            ).all()
+        return [(r.type, json.loads(r.data), r.tenant_id) for r in rows]
+
+
+@pytest.fixture
+async def harness(
+    app: Application, grpc_target: str, tenant: str, access_token: str
+) -> AsyncIterator[Harness]:
+    transport = GrpcTransport(grpc_target)
+    headers = CallerHeaders(tenant=tenant, access_token=access_token, operator_reason="test run")
+    try:
+        source = await SourcesClient(transport, headers).register_source("feed", "manual")
+        yield Harness(
+            app=app,
+            workers=WorkerCalls(transport, headers),
+            jobs=JobsClient(transport, headers),
+            source_id=source.source_id,
+            tenant=tenant,
+        )
+    finally:
+        await transport.close()
+
+
+def aware(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=value.tzinfo or UTC)
+
+
+def reason(status: Any) -> str:
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return str(info.reason)
+    return ""
+
+
+async def test_lease_then_complete_stores_the_result_and_the_events(harness: Harness) -> None:
+    (job,) = await harness.enqueue("scan.image", payload={"image": "a:1"}, priority=5)
+    (lease,) = await harness.workers.lease(["scan.image"], lease=30)
+
+    assert lease.job.job_id == job.job_id
+    assert lease.job.status == "leased"
+    assert lease.job.attempts == 1
+    assert lease.job.payload.struct_value["image"] == "a:1"
+    assert lease.token.job_id == job.job_id
+    assert lease.token.attempt == 1
+    assert len(lease.token.lease_id) == 32
+    leased = await harness.row(job.job_id)
+    assert leased.status == "leased"
+    assert leased.lease_id == lease.token.lease_id
+    assert leased.lease_owner == "w-1"
+    assert leased.attempts == 1
+    assert leased.next_eligible_at is None
+    assert leased.quota_id is None
+    assert aware(leased.lease_expires_at) == lease.expires_at.ToDatetime(tzinfo=UTC)
+    assert aware(leased.lease_expires_at) - aware(leased.updated_at) == timedelta(seconds=30)
+
+    (outcome,) = await harness.workers.complete((lease.token, {"ok": True}))
+    assert outcome.status.code == code_pb2.OK
+    assert outcome.job_status == "succeeded"
+    assert outcome.token == lease.token
+    done = await harness.row(job.job_id)
+    assert done.status == "succeeded"
+    assert json.loads(done.result) == {"ok": True}
+    assert done.lease_expires_at is None
+    assert done.finished_at == done.updated_at
+    assert done.attempts == 1
+    assert done.lease_id == lease.token.lease_id
+
+    lease_id = lease.token.lease_id
+    assert await harness.events(job.job_id) == [
+        ("job.enqueued", (await harness.events(job.job_id))[0][1], harness.tenant),
+        (
+            "job.leased",
+            {
+                "from": "queued",
+                "to": "leased",
+                "attempt": 1,
+                "leaseId": lease_id,
+                "workerId": "w-1",
+            },
+            harness.tenant,
+        ),
+        (
+            "job.succeeded",
+            {
+                "from": "leased",
+                "to": "succeeded",
+                "attempt": 1,
+                "leaseId": lease_id,
+                "workerId": "w-1",
+            },
+            harness.tenant,
+        ),
+    ]
+
+
+async def test_lease_order_is_priority_then_age(harness: Harness) -> None:
+    low = await harness.enqueue("order.check", 2, priority=1)
+    high = await harness.enqueue("order.check", priority=9)
+    leases = await harness.workers.lease(["order.check"], max_jobs=2)
+    assert [lease.job.job_id for lease in leases] == [high[0].job_id, low[0].job_id]
+    rest = await harness.workers.lease(["order.check"], max_jobs=5)
+    assert [lease.job.job_id for lease in rest] == [low[1].job_id]
+
+
+async def test_retryable_failure_backs_off_then_the_last_attempt_dead_letters(
+    harness: Harness,
+) -> None:
+    backoff = job_pb2.Backoff(initial_delay=duration(0.5), max_delay=duration(10), jitter=0.0)
+    (job,) = await harness.enqueue("fetch.page", max_attempts=2, backoff=backoff)
+    (first,) = await harness.workers.lease(["fetch.page"])
+    (outcome,) = await harness.workers.fail(
+        pb.JobFailure(
+            token=first.token,
+            category="dependency",
+            code="HTTP_503",
+            message="upstream down",
+            retryable=True,
+        )
+    )
+    assert outcome.status.code == code_pb2.OK
+    assert outcome.job_status == "failed"
+    failed = await harness.row(job.job_id)
+    assert failed.status == "failed"
+    assert aware(failed.next_eligible_at) - aware(failed.updated_at) == timedelta(seconds=0.5)
+    assert outcome.next_eligible_at.ToDatetime(tzinfo=UTC) == aware(failed.next_eligible_at)
+    assert failed.lease_expires_at is None
+    assert failed.finished_at is None
+    assert json.loads(failed.last_error) == {
+        "category": "dependency",
+        "code": "HTTP_503",
+        "message": "upstream down",
+        "retryable": True,
+        "attempt": 1,
+        "failedAt": aware(failed.updated_at).isoformat().replace("+00:00", "Z"),
+    }
+    assert await harness.workers.lease(["fetch.page"]) == []  # backing off
+
+    started = time.monotonic()
+    (second,) = await harness.workers.lease(["fetch.page"], wait=5)
+    waited = time.monotonic() - started
+    assert waited < 2.0, f"the retry was leased {waited:.3f}s after its backoff began"
+    assert second.token.attempt == 2
+    (final,) = await harness.workers.fail(
+        pb.JobFailure(token=second.token, category="dependency", code="HTTP_503", retryable=True)
+    )
+    assert final.job_status == "dead_lettered"
+    assert not final.HasField("next_eligible_at")
+    dead = await harness.row(job.job_id)
+    assert dead.status == "dead_lettered"
+    assert dead.next_eligible_at is None
+    assert dead.finished_at == dead.updated_at
+    assert json.loads(dead.last_error)["attempt"] == 2
+    types = [event[0] for event in await harness.events(job.job_id)]
+    assert types == ["job.enqueued", "job.leased", "job.failed", "job.leased", "job.dead_lettered"]
+    failed_event = (await harness.events(job.job_id))[2][1]
+    assert failed_event["from"] == "leased"
+    assert failed_event["to"] == "failed"
+    assert failed_event["nextEligibleAt"] == outcome.next_eligible_at.ToJsonString()
+
+
+async def test_non_retryable_failure_dead_letters_at_once(harness: Harness) -> None:
+    (job,) = await harness.enqueue("parse.doc", max_attempts=5)
+    (lease,) = await harness.workers.lease(["parse.doc"])
+    details = struct_pb2.Struct()
+    details.update({"line": 3})
+    (outcome,) = await harness.workers.fail(
+        pb.JobFailure(
+            token=lease.token,
+            category="validation",
+            code="BAD_INPUT",
+            message="x" * 5000,
+            retryable=False,
+            details=details,
+        )
+    )
+    assert outcome.job_status == "dead_lettered"
+    row = await harness.row(job.job_id)
+    assert row.status == "dead_lettered"
+    assert row.attempts == 1
+    error = json.loads(row.last_error)
+    assert (error["category"], error["code"], error["retryable"]) == (
+        "validation",
+        "BAD_INPUT",
+        False,
+    )
+    assert error["message"] == "x" * 4096
+    event = (await harness.events(job.job_id))[-1]
+    assert event[0] == "job.dead_lettered"
+    assert event[1]["details"] == {"line": 3}
+
+
+async def test_stale_token_after_expiry_and_release_changes_nothing(
+    harness: Harness, clock: TestClock
+) -> None:
+    (job,) = await harness.enqueue("render.pdf")
+    (old,) = await harness.workers.lease(["render.pdf"], worker_id="w-old", lease=1)
+    clock.advance(2)
+    assert harness.app._reaper is not None
+    assert await harness.app._reaper.run_once() >= 1
+    requeued = await harness.row(job.job_id)
+    assert requeued.status == "queued"
+    assert requeued.attempts == 1
+    assert json.loads(requeued.last_error)["code"] == "LEASE_EXPIRED"
+    (new,) = await harness.workers.lease(["render.pdf"], worker_id="w-new")
+    assert new.token.attempt == 2
+    before = await harness.row(job.job_id)
+
+    (done,) = await harness.workers.complete((old.token, {"late": True}))
+    assert done.status.code == code_pb2.FAILED_PRECONDITION
+    assert reason(done.status) == "STALE_LEASE"
+    assert done.job_status == ""
+    (failed,) = await harness.workers.fail(
+        pb.JobFailure(token=old.token, category="timeout", code="SLOW", retryable=True)
+    )
+    assert failed.status.code == code_pb2.FAILED_PRECONDITION
+    (beat,) = await harness.workers.heartbeat([old.token])
+    assert beat.status.code == code_pb2.FAILED_PRECONDITION
+    assert not beat.HasField("expires_at")
+    assert await harness.row(job.job_id) == before
+
+    (ok,) = await harness.workers.complete((new.token, None))
+    assert ok.job_status == "succeeded"
+    assert [event[0] for event in await harness.events(job.job_id)] == [
+        "job.enqueued",
+        "job.leased",
+        "job.lease_expired",
+        "job.leased",
+        "job.succeeded",
+    ]
+
+
+async def test_batch_results_are_per_item_in_request_order(harness: Harness) -> None:
+    await harness.enqueue("batch.item", 2)
+    first, second = await harness.workers.lease(["batch.item"], max_jobs=2)
+    bogus = pb.FencingToken(job_id="no-such-job", lease_id="x", attempt=1)
+    outcomes = await harness.workers.complete(
+        (first.token, None), (bogus, None), (second.token, {"n": 2}), (first.token, None)
+    )
+    assert [o.status.code for o in outcomes] == [
+        code_pb2.OK,
+        code_pb2.FAILED_PRECONDITION,
+        code_pb2.OK,
+        code_pb2.FAILED_PRECONDITION,
+    ]
+    assert [o.token for o in outcomes] == [first.token, bogus, second.token, first.token]
+    assert [o.job_status for o in outcomes] == ["succeeded", "", "succeeded", ""]
+
+
+async def test_heartbeat_extends_and_reports_cancellation(harness: Harness) -> None:
+    await harness.enqueue("long.task", 2)
+    keep, drop = await harness.workers.lease(["long.task"], max_jobs=2, lease=5)
+    await harness.jobs.cancel_job(drop.job.job_id)
+    kept, canceled = await harness.workers.heartbeat([keep.token, drop.token], lease=120)
+    assert kept.status.code == code_pb2.OK
+    assert kept.canceled is False
+    row = await harness.row(keep.job.job_id)
+    assert kept.expires_at.ToDatetime(tzinfo=UTC) == aware(row.lease_expires_at)
+    assert kept.expires_at.ToDatetime() > keep.expires_at.ToDatetime() + timedelta(seconds=100)
+    assert canceled.status.code == code_pb2.CANCELLED
+    assert canceled.canceled is True
+    assert reason(canceled.status) == "JOB_CANCELED"
+    assert not canceled.HasField("expires_at")
+    (late,) = await harness.workers.complete((drop.token, None))
+    assert late.status.code == code_pb2.FAILED_PRECONDITION
+    assert (await harness.row(drop.job.job_id)).status == "canceled"
+
+
+async def test_two_workers_never_lease_the_same_job(harness: Harness) -> None:
+    enqueued = {job.job_id for job in await harness.enqueue("share.me", 40)}
+
+    async def drain(worker_id: str) -> list[str]:
+        got: list[str] = []
+        while True:
+            leases = await harness.workers.lease(["share.me"], worker_id=worker_id, max_jobs=3)
+            if not leases:
+                return got
+            got += [lease.job.job_id for lease in leases]
+
+    a, b = await asyncio.gather(drain("w-a"), drain("w-b"))
+    assert len(a) + len(b) == 40
+    assert set(a).isdisjoint(b)
+    assert set(a) | set(b) == enqueued
+
+
+async def test_long_poll_wakes_when_work_arrives(harness: Harness) -> None:
+    job_type = f"wake.{uuid.uuid4().hex[:6]}"
+    waiting = asyncio.create_task(harness.workers.lease([job_type], wait=10))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    (job,) = await harness.enqueue(job_type)
+    enqueued_at = time.monotonic()
+    (lease,) = await waiting
+    woke = time.monotonic() - enqueued_at
+    assert lease.job.job_id == job.job_id
+    assert woke < 0.5, f"the waiting lease answered {woke * 1000:.1f} ms after the enqueue"
+
+
+async def test_long_poll_answers_empty_after_the_timeout(harness: Harness) -> None:
+    started = time.monotonic()
+    assert await harness.workers.lease(["idle.type"], wait=0.6) == []
+    waited = time.monotonic() - started
+    assert 0.6 <= waited < 1.6, f"waited {waited:.3f}s for a 0.6s timeout"
+
+
+async def test_unknown_job_types_lease_nothing(harness: Harness) -> None:
+    await harness.enqueue("known.type")
+    assert await harness.workers.lease(["never.enqueued", "NOT A SLUG"]) == []
+    assert (await harness.row((await harness.enqueue("known.type"))[0].job_id)).status == "queued"
+
+
+@pytest.mark.parametrize(
+    ("fields", "violations"),
+    [
+        ({"worker_id": " "}, {"workerId"}),
+        ({"job_types": []}, {"jobTypes"}),
+        ({"job_types": [f"t{i}" for i in range(101)]}, {"jobTypes"}),
+        ({"max_jobs": 0}, {"maxJobs"}),
+        ({"max_jobs": 1001}, {"maxJobs"}),
+        ({"wait_timeout": duration(61)}, {"waitTimeout"}),
+        ({"lease_duration": duration(0.5)}, {"leaseDuration"}),
+        ({"worker_id": "", "max_jobs": -1}, {"workerId", "maxJobs"}),
+    ],
+)
+async def test_malformed_lease_is_invalid_argument(
+    harness: Harness, fields: dict[str, Any], violations: set[str]
+) -> None:
+    request = pb.LeaseJobsRequest(worker_id="w-1", job_types=["a.b"], max_jobs=1)
+    for name, value in fields.items():
+        if isinstance(value, duration_pb2.Duration):
+            getattr(request, name).CopyFrom(value)
+        elif isinstance(value, list):
+            del getattr(request, name)[:]
+            getattr(request, name).extend(value)
+        else:
+            setattr(request, name, value)
+    with pytest.raises(ApiError) as err:
+        await harness.workers.call("LeaseJobs", request, pb.LeaseJobsResponse)
+    assert err.value.code == "INVALID_ARGUMENT"
+    assert {field for field, _ in err.value.violations} == violations
+
+
+async def test_malformed_failure_fails_only_its_item(harness: Harness) -> None:
+    await harness.enqueue("mixed.batch", 2)
+    first, second = await harness.workers.lease(["mixed.batch"], max_jobs=2)
+    bad, good = await harness.workers.fail(
+        pb.JobFailure(token=first.token, category="Not A Slug", code="X", retryable=True),
+        pb.JobFailure(token=second.token, category="timeout", code="SLOW", retryable=False),
+    )
+    assert bad.status.code == code_pb2.INVALID_ARGUMENT
+    assert good.job_status == "dead_lettered"
+    assert (await harness.row(first.job.job_id)).status == "leased"
+
+
+async def test_oversized_batches_are_refused_whole(harness: Harness) -> None:
+    tokens = [pb.FencingToken(job_id=f"j{i}", lease_id="l", attempt=1) for i in range(1001)]
+    with pytest.raises(ApiError) as err:
+        await harness.workers.heartbeat(tokens)
+    assert err.value.code == "INVALID_ARGUMENT"
+    assert err.value.violations == [("tokens", "must have at most 1000 items, got 1001")]
+
+
+async def test_long_poll_wakes_on_another_server(
+    database_url: str, clock: TestClock, harness: Harness, access_token: str
+) -> None:
+    """A worker waiting on a second server hears an enqueue made through the first: a
+    NOTIFY on PostgreSQL; on SQLite (one process per file) the poll fallback finds it."""
+    settings = settings_for(database_url).model_copy(
+        update={"public_url": harness.app.settings.public_url}
+    )
+    other = Application(settings, clocks=clock.clocks())
+    await other.start()
+    transport = GrpcTransport(f"127.0.0.1:{other.grpc_port}")
+    try:
+        headers = CallerHeaders(tenant=harness.tenant, access_token=access_token)
+        remote = WorkerCalls(transport, headers)
+        job_type = f"far.{uuid.uuid4().hex[:6]}"
+        waiting = asyncio.create_task(remote.lease([job_type], wait=10))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        (job,) = await harness.enqueue(job_type)
+        enqueued_at = time.monotonic()
+        (lease,) = await waiting
+        woke = time.monotonic() - enqueued_at
+        assert lease.job.job_id == job.job_id
+        bound = 0.5 if "postgresql" in database_url else 1.5
+        assert woke < bound, f"the other server's lease answered {woke * 1000:.1f} ms later"
+    finally:
+        await transport.close()
+        await other.stop(grace=1)
