@@ -137,8 +137,10 @@ async def harness(
         await transport.close()
 
 
-def aware(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=value.tzinfo or UTC)
+def aware(value: datetime | None) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite hands back naive ones)."""
+    assert value is not None
+    return value.replace(tzinfo=value.tzinfo or UTC)
 
 
 def reason(status: Any) -> str:
