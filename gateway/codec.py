@@ -12,7 +12,8 @@ names `body`.
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Any, Final
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -21,7 +22,7 @@ from google.rpc import code_pb2
 from gateway import json_parser, json_printer
 from gateway.errors import GatewayError, status_error
 from gateway.field_paths import FieldError
-from gateway.scalars import finite_float, finite_int
+from gateway.scalars import NumberOutOfRange, finite_float, finite_int
 
 JSON_TYPE = "application/json"
 HTTP_BODY = "google.api.HttpBody"
@@ -38,29 +39,108 @@ def dumps(value: Any) -> bytes:
     return _ENCODER.encode(value).encode()
 
 
+class _NotAJsonValue(ValueError):
+    """A constant Python's json reads and JSON has not; its text is the reason."""
+
+
 def _no_constant(name: str) -> Any:
     """RFC 8259 §6: NaN and Infinity are not JSON numbers (Python's json takes them)."""
-    raise ValueError(f"{name} is not a JSON value; send it as a string")
+    raise _NotAJsonValue(f"{name} is not a JSON value; send it as a string")
+
+
+_DECODER: Final = json.JSONDecoder(
+    parse_float=finite_float, parse_int=finite_int, parse_constant=_no_constant
+)
+_WHITESPACE: Final = re.compile(r"[ \t\r\n]*")  # RFC 8259 §2's four
+_BOM: Final = "\ufeff"
+# Python's json wording (json/decoder.py, _json.c) -> ours; the position is added.
+_SYNTAX: Final = (
+    ("Expecting value", "expected a value"),
+    ("Expecting property name", "expected a member name in double quotes"),
+    ("Expecting ':'", "expected ':' after a member name"),
+    ("Expecting ','", "expected ',' or a closing bracket"),
+    ("Unterminated string", "unterminated string starting"),
+    ("Invalid control character", "unescaped control character in a string"),
+    ("Invalid \\uXXXX", "invalid \\u escape in a string"),
+    ("Invalid \\escape", "invalid escape in a string"),
+    ("Illegal trailing comma", "a comma before a closing bracket"),
+    ("Extra data", "more data after the JSON value"),
+)
 
 
 def loads(raw: bytes) -> Any:
     """Decode a JSON document (RFC 8259): UTF-8, finite numbers, no bare NaN/Infinity.
 
-    A blank document (only whitespace) is malformed: JSON needs a value.
+    A blank document (only whitespace) is malformed: JSON needs a value. A leading
+    byte order mark is ignored (§8.1 allows it); UTF-16 and UTF-32 are refused
+    (§8.1: JSON exchanged between systems is UTF-8).
+
+    Raises GatewayError INVALID_ARGUMENT (reason INVALID_BODY, field `body`) in our
+    words with the position: `malformed JSON body: expected a value at line 1,
+    column 1`, `... not UTF-8`, `... number 1e400 is out of range`.
     """
     if not raw.strip(b" \t\r\n"):  # RFC 8259 §2: whitespace around a value, not instead
         blank = "only whitespace" if raw else "empty"
-        raise _bad_body(f"malformed JSON body: {blank}; send a JSON value or no body")
+        raise malformed_body(f"{blank}; send a JSON value or no body")
+    text = decode_text(raw)
+    value, end = decode_value(text, skip_whitespace(text, 0))
+    end = skip_whitespace(text, end)
+    if end < len(text):
+        raise malformed_body(f"more data after the JSON value at {position(text, end)}")
+    return value
+
+
+def decode_text(raw: bytes) -> str:
+    """The text of a JSON body: UTF-8 (RFC 8259 §8.1), one leading byte order mark
+    dropped. Raises GatewayError `malformed JSON body: not UTF-8`."""
     try:
-        return json.loads(
-            raw, parse_float=finite_float, parse_int=finite_int, parse_constant=_no_constant
-        )
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise _bad_body("malformed JSON body: not UTF-8") from None
+        raise malformed_body("not UTF-8") from None
+    return text[1:] if text.startswith(_BOM) else text
+
+
+def skip_whitespace(text: str, at: int) -> int:
+    """The offset of the first character at or after `at` that is not JSON whitespace."""
+    return _WHITESPACE.match(text, at).end()  # type: ignore[union-attr]  # always matches
+
+
+def decode_value(text: str, at: int) -> tuple[Any, int]:
+    """One JSON value starting at offset `at` of `text`: (value, offset after it).
+
+    Raises GatewayError (malformed_body) worded by `syntax_error` for a syntax
+    error, or saying which number or constant no field can take.
+    """
+    try:
+        value, end = _DECODER.raw_decode(text, at)
+    except json.JSONDecodeError as exc:
+        raise malformed_body(syntax_error(exc)) from None
     except RecursionError:
-        raise _bad_body("malformed JSON body: nested too deeply") from None
-    except ValueError as exc:
-        raise _bad_body(f"malformed JSON body: {exc}") from exc
+        raise malformed_body("nested too deeply") from None
+    except (_NotAJsonValue, NumberOutOfRange) as exc:
+        raise malformed_body(str(exc)) from None
+    except ValueError:  # nothing else is known to get here; Python's words never do
+        raise malformed_body("not a JSON value") from None
+    return value, end
+
+
+def syntax_error(exc: json.JSONDecodeError) -> str:
+    """Python json's syntax error in our words, with where it is: `expected a value
+    at line 1, column 1` (lines and columns count from 1, columns in characters)."""
+    words = next((ours for theirs, ours in _SYNTAX if exc.msg.startswith(theirs)), "not JSON")
+    return f"{words} at {position(exc.doc, exc.pos)}"
+
+
+def position(text: str, offset: int) -> str:
+    """`line L, column C` of a character offset, as an editor counts them."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - text.rfind("\n", 0, offset)
+    return f"line {line}, column {column}"
+
+
+def malformed_body(reason: str) -> GatewayError:
+    """400 INVALID_BODY for the document as a whole: `malformed JSON body: {reason}`."""
+    return _bad_body(f"malformed JSON body: {reason}")
 
 
 def is_http_body(message_type: Any) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 _FD = FieldDescriptor
 
@@ -58,19 +58,27 @@ def _walk(descriptor: Descriptor, dotted: str, param: str) -> tuple[FieldDescrip
     parts = dotted.split(".")
     path: list[FieldDescriptor] = []
     current: Descriptor | None = descriptor
-    for part in parts:
+    for index, part in enumerate(parts):
         if current is None:  # the previous part was not a plain singular message
             raise FieldError(
-                param, f'cannot set sub-fields of "{path[-1].name}" ({proto_type(path[-1])})'
+                param, f'cannot set sub-fields of "{path[-1].name}" ({type_words(path[-1])})'
             )
         found = lookup_field(current, part)
         if found is None:
-            raise UnknownParameter(param, f'no field "{part}" in {current.full_name}')
+            whole = index == len(parts) - 1 and param == dotted  # the param is this field
+            raise UnknownParameter(param, _unknown(part, whole=whole))
         path.append(found)
         # google.protobuf.* messages are leaves: their JSON form is not an object of fields.
         leaf = found.is_repeated or message_name(found).startswith("google.protobuf.")
         current = None if leaf else found.message_type
     return tuple(path)
+
+
+def _unknown(part: str, *, whole: bool) -> str:
+    """The parameter names the unknown field, or the reason says which part it is."""
+    if not part:
+        return "empty field name"
+    return "unknown field" if whole else f'unknown field "{part}"'
 
 
 def lookup_field(descriptor: Descriptor, part: str) -> FieldDescriptor | None:
@@ -86,17 +94,49 @@ def message_name(field: FieldDescriptor) -> str:
     return field.message_type.full_name if field.message_type is not None else ""
 
 
-def proto_type(field: FieldDescriptor) -> str:
-    """The type as a .proto file spells it, for error messages."""
+def type_words(field: FieldDescriptor) -> str:
+    """A field's type in client-facing words, for error messages: `int32`, `Color`,
+    `timestamp`, `array of string`, `map of string to Inner`.
+
+    Messages and enums go by their package-relative names, the names of their
+    OpenAPI schemas (gateway/openapi_schema.py), never a package-qualified one;
+    the JSON-scalar well-known types by what their JSON form is; a wrapper by the
+    type it wraps.
+    """
     entry = map_entry(field)
     if entry is not None:
         key, value = entry.fields_by_name["key"], entry.fields_by_name["value"]
-        return f"map<{proto_type(key)}, {proto_type(value)}>"
+        return f"map of {type_words(key)} to {type_words(value)}"
+    return f"array of {element_words(field)}" if field.is_repeated else element_words(field)
+
+
+def element_words(field: FieldDescriptor) -> str:
+    """The type of one value of `field` (one element if repeated), as type_words says."""
+    if field.message_type is not None and field.message_type.file.name == _WRAPPERS_FILE:
+        return element_words(field.message_type.fields_by_name["value"])
     named = field.message_type or field.enum_type
-    base = named.full_name if named is not None else _TYPE_NAMES.get(field.type, "group")
-    return f"repeated {base}" if field.is_repeated else base
+    return _TYPE_NAMES.get(field.type, "group") if named is None else named_words(named)
 
 
+def named_words(named: Descriptor | EnumDescriptor) -> str:
+    """A message or enum type as type_words names it: `Inner`, `Job.State`, `timestamp`."""
+    words = _WELL_KNOWN_WORDS.get(named.full_name)
+    if words is not None:
+        return words
+    package = named.file.package
+    return named.full_name[len(package) + 1 :] if package else named.full_name
+
+
+_WRAPPERS_FILE: Final = "google/protobuf/wrappers.proto"
+_WELL_KNOWN_WORDS: Final = {
+    "google.protobuf.Timestamp": "timestamp",
+    "google.protobuf.Duration": "duration",
+    "google.protobuf.FieldMask": "field mask",
+    "google.protobuf.Struct": "JSON object",
+    "google.protobuf.Value": "JSON value",
+    "google.protobuf.ListValue": "JSON array",
+    "google.protobuf.NullValue": "null",
+}
 _TYPE_NAMES: Final = {v: k[5:].lower() for k, v in vars(_FD).items() if k.startswith("TYPE_")}
 
 

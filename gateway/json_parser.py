@@ -22,7 +22,9 @@ What each field takes:
 
 Every refusal is a FieldError whose `param` is the path of the offending value in
 the request message, keys as the caller wrote them: `inner.count`, `tags[1]`,
-`labels[env]`. Nothing else escapes, whatever the document.
+`labels[env]`, and whose reason is in our words, types named as a client sees them
+(`Inner`, `timestamp`, `array of string`: field_paths.type_words). Nothing else
+escapes, whatever the document.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from gateway.field_paths import FieldError, UnknownParameter, lookup_field, map_entry, proto_type
+from gateway.field_paths import (
+    FieldError,
+    UnknownParameter,
+    element_words,
+    lookup_field,
+    map_entry,
+    type_words,
+)
 from gateway.scalars import convert_number, convert_scalar, form_of, new_message
 
 _FD = FieldDescriptor
@@ -70,7 +79,7 @@ def merge_object(message: Message, document: dict[str, Any], *, path: str = "") 
         where = _join(path, key)
         field = lookup_field(descriptor, key)
         if field is None:
-            raise UnknownParameter(where, f'no field "{key}" in {descriptor.full_name}')
+            raise UnknownParameter(where, "unknown field")
         if field.name in written:
             raise FieldError(where, f'the same field as "{written[field.name]}", given twice')
         written[field.name] = key
@@ -99,7 +108,7 @@ def _set_map(
     container: Any, field: FieldDescriptor, entry: Descriptor, value: Any, where: str
 ) -> None:
     if not isinstance(value, dict):
-        raise _wrong_type(where, f"a JSON object ({proto_type(field)})", value)
+        raise _wrong_type(where, f"a JSON object ({type_words(field)})", value)
     key_field, value_field = entry.fields_by_name["key"], entry.fields_by_name["value"]
     for key, item in value.items():
         at = f"{where}[{key}]"
@@ -117,7 +126,7 @@ def _set_map(
 
 def _set_list(container: Any, field: FieldDescriptor, value: Any, where: str) -> None:
     if not isinstance(value, list):
-        raise _wrong_type(where, f"a JSON array ({proto_type(field)})", value)
+        raise _wrong_type(where, f"a JSON array of {element_words(field)}", value)
     for index, item in enumerate(value):
         at = f"{where}[{index}]"
         if item is None and not _takes_null(field):
@@ -143,7 +152,7 @@ def _merge_message(target: Any, field: FieldDescriptor, value: Any, where: str) 
         target.SetInParent()  # `{}` still sets the field
         merge_object(target, value, path=where)
     else:
-        raise _wrong_type(where, f"a JSON object ({name})", value)
+        raise _wrong_type(where, f"a JSON object ({element_words(field)})", value)
 
 
 def _scalar(field: FieldDescriptor, value: Any, where: str) -> Any:

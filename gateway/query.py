@@ -31,10 +31,11 @@ from google.protobuf.message import Message
 from gateway.field_paths import (
     FieldError,
     UnknownParameter,
+    element_words,
     map_entry,
     message_name,
-    proto_type,
     resolve_path,
+    type_words,
 )
 from gateway.scalars import convert_scalar, new_message, subfield
 
@@ -68,7 +69,7 @@ def set_field(
     if entry is not None:
         _set_map(getattr(parent, leaf.name), entry, values, param=param, key=map_key)
     elif map_key is not None:
-        raise FieldError(param, f'"{leaf.name}" ({proto_type(leaf)}) is not a map')
+        raise FieldError(param, f'"{leaf.name}" ({type_words(leaf)}) is not a map')
     elif leaf.is_repeated:
         _append(getattr(parent, leaf.name), [convert_scalar(leaf, v, param=param) for v in values])
     else:
@@ -79,7 +80,9 @@ def _singular(field: FieldDescriptor, values: Sequence[str], param: str) -> obje
     if len(values) == 1:
         return convert_scalar(field, values[0], param=param)
     if message_name(field) != "google.protobuf.ListValue":
-        raise FieldError(param, f"given more than once, but {proto_type(field)} is not repeated")
+        raise FieldError(
+            param, f"given more than once, but the field takes a single {element_words(field)}"
+        )
     msg = new_message(field)
     element = subfield(field, "values")
     _append(msg.values, [convert_scalar(element, v, param=param) for v in values])

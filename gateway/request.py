@@ -25,7 +25,7 @@ from google.rpc import code_pb2
 from gateway import codec, json_parser
 from gateway.bindings import Binding
 from gateway.errors import GatewayError, status_error
-from gateway.field_paths import FieldError
+from gateway.field_paths import FieldError, named_words
 from gateway.json_stream import decode_stream
 from gateway.query import apply_query, set_field
 
@@ -109,7 +109,7 @@ def _apply_element(
         raise _bad_element(f'invalid body field "{exc.param}": {exc.reason}', exc.param) from exc
     except RecursionError:
         raise _bad_element("request body is nested too deeply", "body") from None
-    name = binding.method.input_type.full_name
+    name = named_words(binding.method.input_type)
     kind = _describe(element)
     if lone:
         raise _bad_element(

@@ -12,7 +12,9 @@ there goes through `convert_scalar`, a JSON number through `convert_number`, so 
 value means the same thing in a path, a query and a body. Every integer kind, enum
 numbers included (int32, protobuf's language guide), is range-checked before it is
 narrowed; nothing wraps. Error reasons are in our words: the runtime's exception
-text (strptime's, binascii's) never reaches a caller.
+text (strptime's, binascii's) never reaches a caller, and types go by the names a
+client sees (`Color`, `timestamp`; gateway/field_paths.type_words), never by a
+package-qualified proto name.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any, Final
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 
-from gateway.field_paths import FieldError, proto_type
+from gateway.field_paths import FieldError, element_words, type_words
 
 _FD = FieldDescriptor
 
@@ -78,9 +80,13 @@ def finite_int(text: str) -> int:
     return value
 
 
-def _out_of_range_number(text: str) -> ValueError:
+class NumberOutOfRange(ValueError):
+    """A JSON number no field can take; its text is the client-facing reason."""
+
+
+def _out_of_range_number(text: str) -> NumberOutOfRange:
     shown = text if len(text) <= 40 else text[:40] + "..."
-    return ValueError(f"number {shown} is out of range")
+    return NumberOutOfRange(f"number {shown} is out of range")
 
 
 def _bounds(bits: int, *, signed: bool) -> tuple[int, int]:
@@ -349,8 +355,9 @@ _WELL_KNOWN: Final[dict[str, _Converter]] = {
     "google.protobuf.Struct": _Converter("a JSON object", _json),
     "google.protobuf.Value": _Converter("a JSON value or a string", _value),
     "google.protobuf.ListValue": _Converter("a JSON array", _list_value),
+    # A wrapper reads as the value it wraps: the wrapping is the field's presence.
     **{
-        f"google.protobuf.{name}": _Converter(f"a {{type}} ({_SCALARS[kind].form})", _wrapper)
+        f"google.protobuf.{name}": _Converter(_SCALARS[kind].form, _wrapper)
         for name, kind in _WRAPPED.items()
     },
 }
@@ -415,23 +422,17 @@ def _number(field: FieldDescriptor, number: int | float) -> object:
 def form_of(field: FieldDescriptor) -> str:
     """What a valid value of `field` looks like, for error messages ("a decimal int32")."""
     try:
-        return _converter(field, field.name).form.format(type=_type_name(field))
+        return _converter(field, field.name).form.format(type=element_words(field))
     except FieldError:
-        return f"a {proto_type(field)}"
+        return f"a value of type {type_words(field)}"
 
 
 def _refusal(
     field: FieldDescriptor, converter: _Converter, shown: str, param: str, exc: ValueError
 ) -> FieldError:
-    reason = f"{shown} is not {converter.form.format(type=_type_name(field))}"
+    reason = f"{shown} is not {converter.form.format(type=element_words(field))}"
     detail = str(exc) if isinstance(exc, _Reason) else ""
     return FieldError(param, f"{reason}; {detail}" if detail else reason)
-
-
-def _type_name(field: FieldDescriptor) -> str:
-    """One value's type: `gwtest.v1.Color`, also for a repeated field's element."""
-    named = field.enum_type or field.message_type
-    return named.full_name if named is not None else proto_type(field)
 
 
 def _show_number(number: int | float) -> str:
@@ -445,14 +446,16 @@ def _converter(field: FieldDescriptor, param: str) -> _Converter:
     if field.message_type is None:
         scalar = _SCALARS.get(field.type)
         if scalar is None:
-            raise FieldError(param, f"unsupported field type {field.type}")
+            raise FieldError(param, f"a field of type {type_words(field)} cannot be set")
         return scalar
     name = field.message_type.full_name
     if name in _UNSETTABLE:
-        raise FieldError(param, f"{name} cannot be set from a query parameter")
+        raise FieldError(param, f"{element_words(field)} cannot be set from a query parameter")
     well_known = _WELL_KNOWN.get(name)
     if well_known is None:
-        raise FieldError(param, f"{name} is a message, not a single value; name its fields")
+        raise FieldError(
+            param, f"{element_words(field)} is an object, not a single value; name its fields"
+        )
     return well_known
 
 

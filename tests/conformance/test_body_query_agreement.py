@@ -91,7 +91,7 @@ async def test_accepted_alike(
         ("i32", "i32", "0x10", "is not a decimal int32"),
         ("flt", "flt", "1e39", "is not a float (decimal, NaN, Infinity or -Infinity); "
          "out of range"),
-        ("color", "color", "COLOR_BLUE", "is not a gwtest.v1.Color name or number; expected "
+        ("color", "color", "COLOR_BLUE", "is not a Color name or number; expected "
          "one of COLOR_UNSPECIFIED, COLOR_RED, COLOR_GREEN or its number"),
         ("update_mask", "updateMask", "Name!", "is not comma-separated field paths; "
          "'Name!' is not a field path"),
@@ -114,13 +114,13 @@ async def test_refused_alike_naming_the_field(
 @pytest.mark.parametrize(
     ("body", "field", "message"),
     [
-        ({"nope": 5}, "nope", 'no field "nope" in gwtest.v1.Kitchen'),
-        ({"inner": {"child": {"nope": 5}}}, "inner.child.nope", 'no field "nope" in gwtest.v1.Inner'),
+        ({"nope": 5}, "nope", "unknown field"),
+        ({"inner": {"child": {"nope": 5}}}, "inner.child.nope", "unknown field"),
         ({"at": 5}, "at", "5 is not an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"),
         ({"name": 5}, "name", "5 is not a string"),
         ({"flag": "true"}, "flag", 'expected true or false, got the string "true"'),
-        ({"tags": "x"}, "tags", 'expected a JSON array (repeated string), got the string "x"'),
-        ({"inner": [1]}, "inner", "expected a JSON object (gwtest.v1.Inner), got an array"),
+        ({"tags": "x"}, "tags", 'expected a JSON array of string, got the string "x"'),
+        ({"inner": [1]}, "inner", "expected a JSON object (Inner), got an array"),
         ({"labels": {"k": 1}}, "labels[k]", "1 is not a string"),
         ({"inners": [{"count": "x"}]}, "inners[0].count", '"x" is not a decimal int32'),
         ({"choiceA": "a", "choiceB": 1}, "choiceB", '"choiceA" of oneof "choice" is already set'),

@@ -158,7 +158,7 @@ async def test_elements_go_through_the_strict_body_parser(gateway_url: str) -> N
     ("path", "body", "message", "field"),
     [
         (COLLECT, b'{"text":"a"}\n{"nope":1}',
-         'invalid body field "[1].nope": no field "nope" in gwtest.v1.ChatMessage', "[1].nope"),
+         'invalid body field "[1].nope": unknown field', "[1].nope"),
         (COLLECT, b'[{"inner":{"count":"x"}}]',
          'invalid body field "[0].inner.count": "x" is not a decimal int32', "[0].inner.count"),
         (COLLECT, b'[{"text":1}]',
@@ -166,7 +166,7 @@ async def test_elements_go_through_the_strict_body_parser(gateway_url: str) -> N
         (INNERS, b'[{},{"count":true}]',
          'invalid body field "[1].inner.count": expected a decimal int32, got true', "[1].inner.count"),
         (INNERS, b'[{}, 5]',
-         'invalid body field "[1].inner": expected a JSON object (gwtest.v1.Inner), '
+         'invalid body field "[1].inner": expected a JSON object (Inner), '
          "got the number 5", "[1].inner"),
     ],
     ids=["unknown-field", "nested", "wrong-type", "body-field", "body-field-scalar"],
@@ -179,7 +179,9 @@ async def test_element_errors_name_the_element(
     assert response.json() == invalid(message, field)
 
 
-LONE = "a streamed request body is a JSON array of gwtest.v1.ChatMessage objects, or one object per line; got "
+LONE = (
+    "a streamed request body is a JSON array of ChatMessage objects, or one object per line; got "
+)
 
 
 @pytest.mark.parametrize(
@@ -210,9 +212,7 @@ async def test_elements_that_are_not_objects_are_refused(
     gateway_url: str, body: bytes, field: str, kind: str
 ) -> None:
     response = await _post(gateway_url, COLLECT, body)
-    message = (
-        f'invalid body field "{field}": expected a JSON object (gwtest.v1.ChatMessage), got {kind}'
-    )
+    message = f'invalid body field "{field}": expected a JSON object (ChatMessage), got {kind}'
     assert response.status_code == 400
     assert response.json() == invalid(message, field)
 
@@ -220,17 +220,17 @@ async def test_elements_that_are_not_objects_are_refused(
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b'[{"text":"a"}', "Expecting ',' delimiter: line 1 column 14 (char 13)"),
-        (b'{"text":"a"}\n{"text":', "Expecting value: line 2 column 9 (char 21)"),
+        (b'[{"text":"a"}', "expected ',' or a closing bracket at line 1, column 14"),
+        (b'{"text":"a"}\n{"text":', "expected a value at line 2, column 9"),
         (b'{"a":1}{"b":2}',
-         "Extra data: line 1 column 8 (char 7); put one JSON value per line"),
-        (b"[{}] [{}]", "Extra data: line 1 column 6 (char 5); put one JSON value per line"),
+         "more data after the JSON value at line 1, column 8; put one JSON value per line"),
+        (b"[{}] [{}]", "more data after the JSON value at line 1, column 6; put one JSON value per line"),
         (b"  ", "only whitespace; send a JSON value or no body"),
         (b"\r\n", "only whitespace; send a JSON value or no body"),
         (b'[{"count":NaN}]', "NaN is not a JSON value; send it as a string"),
         (b'[{"text":"\xff"}]', "not UTF-8"),
         (b"{'text':'a'}",
-         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+         "expected a member name in double quotes at line 1, column 2"),
     ],
     ids=["unclosed-array", "broken-line", "run-together", "arrays-on-one-line", "blank",
          "blank-crlf", "nan", "not-utf8", "single-quotes"],

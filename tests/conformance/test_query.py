@@ -135,11 +135,12 @@ CASES = [
     Case(
         "query/err-unknown",
         "bogus=1",
-        error='invalid parameter "bogus": no field "bogus" in gwtest.v1.Kitchen',
+        error='invalid parameter "bogus": unknown field',
     ),
-    Case("query/err-unknown-nested", "inner.bogus=1", error='no field "bogus" in gwtest.v1.Inner'),
-    Case("query/err-camel-case-is-not-json-name", "customJson=1", error='no field "customJson"'),
-    Case("query/err-unknown-blank-value", "bogus=", error='no field "bogus"'),
+    Case("query/err-unknown-nested", "inner.bogus=1", error="unknown field"),
+    Case("query/err-unknown-parent", "bogus.name=1", error='unknown field "bogus"'),
+    Case("query/err-camel-case-is-not-json-name", "customJson=1", error="unknown field"),
+    Case("query/err-unknown-blank-value", "bogus=", error="unknown field"),
     Case(
         "query/err-int32-overflow",
         "i32=2147483648",
@@ -164,7 +165,7 @@ CASES = [
         "color=COLOR_BLUE",
         error="expected one of COLOR_UNSPECIFIED, COLOR_RED, COLOR_GREEN",
     ),
-    Case("query/err-enum-number", "color=9", error='"9" is not a gwtest.v1.Color name or number'),
+    Case("query/err-enum-number", "color=9", error='"9" is not a Color name or number'),
     Case(
         "query/err-singular-twice",
         "name=a&name=b",
@@ -179,12 +180,12 @@ CASES = [
     Case(
         "query/err-message-field",
         "inner=x",
-        error="gwtest.v1.Inner is a message, not a single value",
+        error="Inner is an object, not a single value",
     ),
     Case(
         "query/err-repeated-message",
         "inners.label=x",
-        error='cannot set sub-fields of "inners" (repeated gwtest.v1.Inner)',
+        error='cannot set sub-fields of "inners" (array of Inner)',
     ),
     Case(
         "query/err-scalar-parent", "name.first=x", error='cannot set sub-fields of "name" (string)'
@@ -192,10 +193,10 @@ CASES = [
     Case(
         "query/err-wkt-parent",
         "at.seconds=1",
-        error='cannot set sub-fields of "at" (google.protobuf.Timestamp)',
+        error='cannot set sub-fields of "at" (timestamp)',
     ),
     Case("query/err-map-without-key", "labels=x", error="a map takes entries as labels[key]=value"),
-    Case("query/err-index-on-list", "tags[0]=x", error='"tags" (repeated string) is not a map'),
+    Case("query/err-index-on-list", "tags[0]=x", error='"tags" (array of string) is not a map'),
     Case(
         "query/err-map-key-twice",
         "labels[a]=1&labels[a]=2",
@@ -217,7 +218,7 @@ CASES = [
     Case(
         "query/err-wrapper",
         "maybe_count=ten",
-        error='"ten" is not a google.protobuf.Int64Value (a decimal int64)',
+        error='"ten" is not a decimal int64',
     ),
     Case(
         "query/err-allow-unknown-keeps-type-errors",

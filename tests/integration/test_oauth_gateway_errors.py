@@ -14,7 +14,8 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
     ("method", "path", "body", "headers", "status", "description"),
     [
         ("POST", "/oauth/token", b"grant_type=client_credentials&client_id=a&client_id=b", FORM,
-         400, "invalid parameter 'client_id': given more than once, but string is not repeated"),
+         400, "invalid parameter 'client_id': given more than once, "
+         "but the field takes a single string"),
         ("POST", "/oauth/introspect", b"<token/>", {"Content-Type": "text/xml"}, 415,
          "unsupported content type 'text/xml'; "
          "send application/json or application/x-www-form-urlencoded"),

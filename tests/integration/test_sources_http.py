@@ -289,13 +289,11 @@ MESSAGES = {
     "bad-source-type": "sourceType: must be a lowercase slug: a letter, then up to 63 letters, "
     "digits, '.', '_' or '-', got 'Not Slug'",
     "garbage-token": "continuationToken: is not a token this server issued",
-    "unknown-param": 'invalid parameter "colour": no field "colour" in '
-    "orchestrator.jobengine.v1.ListSourcesRequest",
-    "malformed-json": "malformed JSON body: Expecting property name enclosed in double quotes: "
-    "line 1 column 2 (char 1)",
+    "unknown-param": 'invalid parameter "colour": unknown field',
+    "malformed-json": "malformed JSON body: expected a member name in double quotes at line 1, "
+    "column 2",
     "wrong-type": 'invalid body field "name": 5 is not a string',
-    "unknown-field": 'invalid body field "owner": no field "owner" in '
-    "orchestrator.jobengine.v1.RegisterSourceRequest",
+    "unknown-field": 'invalid body field "owner": unknown field',
     "body-not-object": "request body must be a JSON object, got an array",
     "missing-name": "name: is required",
     "blank-reason": "X-Stella-Operator-Reason: header is required for this operation and "

@@ -31,7 +31,7 @@ def _refusal(error: GatewayError) -> tuple[str, str]:
         (b"  ", "malformed JSON body: only whitespace; send a JSON value or no body"),
         (b"\r \t\n", "malformed JSON body: only whitespace; send a JSON value or no body"),
         (b"", "malformed JSON body: empty; send a JSON value or no body"),
-        (b"\x0b", "malformed JSON body: Expecting value: line 1 column 1 (char 0)"),
+        (b"\x0b", "malformed JSON body: expected a value at line 1, column 1"),
         (b"NaN", "malformed JSON body: NaN is not a JSON value; send it as a string"),
         (b"[Infinity]", "malformed JSON body: Infinity is not a JSON value; send it as a string"),
         (b"1e400", "malformed JSON body: number 1e400 is out of range"),

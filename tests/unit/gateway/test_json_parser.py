@@ -148,15 +148,15 @@ def test_wrapping_values_are_refused_not_narrowed() -> None:
     )
     assert refusal({"level": 4294967297}) == (
         "level",
-        "4294967297 is not a jsontest.v1.Level name or number; out of range",
+        "4294967297 is not a Level name or number; out of range",
     )
     assert refusal({"level": "4294967297"}) == (
         "level",
-        '"4294967297" is not a jsontest.v1.Level name or number; out of range',
+        '"4294967297" is not a Level name or number; out of range',
     )
     assert refusal({"levels": [1, -2147483649]}) == (
         "levels[1]",
-        "-2147483649 is not a jsontest.v1.Level name or number; out of range",
+        "-2147483649 is not a Level name or number; out of range",
     )
 
 
@@ -191,7 +191,7 @@ def test_enums_by_name_number_or_number_string() -> None:
     expected = "expected one of LEVEL_UNSPECIFIED, LEVEL_HIGH, LEVEL_NEGATIVE or its number"
     assert refusal({"level": 7}) == (
         "level",
-        f"7 is not a jsontest.v1.Level name or number; {expected}",
+        f"7 is not a Level name or number; {expected}",
     )
     assert refusal({"level": "level_high"})[1].endswith(expected)
 
@@ -214,7 +214,7 @@ def test_wrappers_are_range_checked() -> None:
     assert parse({"maybe_u32": 4294967295}) == {"maybe_u32": 4294967295}
     assert refusal({"maybe_u32": -1}) == (
         "maybe_u32",
-        "-1 is not a google.protobuf.UInt32Value (a decimal uint32); out of range",
+        "-1 is not a decimal uint32; out of range",
     )
 
 
@@ -247,7 +247,7 @@ def test_bool_takes_only_true_or_false() -> None:
         assert (param, reason.split(", got")[0]) == ("maybe_flag", "expected true or false")
     assert refusal(json.loads('{"x": 1}') | {"maybe_flag": None, "x": 1}) == (
         "x",
-        'no field "x" in jsontest.v1.Numbers',
+        "unknown field",
     )
 
 
@@ -281,24 +281,25 @@ def test_kitchen_scalars_use_the_query_converters() -> None:
         ({"name": 5}, "name", "5 is not a string"),
         ({"name": "a\ud800"}, "name", "value is not valid UTF-8"),
         ({"name": ["a"]}, "name", "expected a string, got an array"),
-        ({"tags": "x"}, "tags", 'expected a JSON array (repeated string), got the string "x"'),
+        ({"tags": "x"}, "tags", 'expected a JSON array of string, got the string "x"'),
         ({"tags": ["x", None]}, "tags[1]", "null is not a list element"),
-        ({"labels": []}, "labels", "expected a JSON object (map<string, string>), got an array"),
+        ({"labels": []}, "labels",
+         "expected a JSON object (map of string to string), got an array"),
         ({"labels": {"k": None}}, "labels[k]", "null is not a map value"),
         ({"counters": {"k": "1.5"}}, "counters[k]", '"1.5" is not a decimal int32'),
         ({"inner": {"count": 3000000000}}, "inner.count",
          "3000000000 is not a decimal int32; out of range"),
         ({"inner": {"child": {"nope": 1}}}, "inner.child.nope",
-         'no field "nope" in gwtest.v1.Inner'),
-        ({"inner": "x"}, "inner", 'expected a JSON object (gwtest.v1.Inner), got the string "x"'),
+         "unknown field"),
+        ({"inner": "x"}, "inner", 'expected a JSON object (Inner), got the string "x"'),
         ({"inners": [{}, {"count": "x"}]}, "inners[1].count", '"x" is not a decimal int32'),
         ({"attrs": [1]}, "attrs", "expected a JSON object, got an array"),
         ({"listValue": {"a": 1}}, "listValue", "expected a JSON array, got an object"),
-        ({"maybeName": 5}, "maybeName", "5 is not a google.protobuf.StringValue (a string)"),
+        ({"maybeName": 5}, "maybeName", "5 is not a string"),
         ({"customName": "a", "custom_json": "b"}, "custom_json",
          'the same field as "customName", given twice'),
         ({"choiceA": "a", "choice_b": 1}, "choice_b", '"choiceA" of oneof "choice" is already set'),
-        ({"bogus": 1}, "bogus", 'no field "bogus" in gwtest.v1.Kitchen'),
+        ({"bogus": 1}, "bogus", "unknown field"),
         ({"updateMask": "a,B!"}, "updateMask", '"a,B!" is not comma-separated field paths; '
          "'B!' is not a field path"),
     ],
@@ -343,7 +344,7 @@ def test_one_field_bodies_name_paths_from_the_field() -> None:
         set_value(Kitchen(), tags, {"a": 1}, path="tags")
     assert (info.value.param, info.value.reason) == (
         "tags",
-        "expected a JSON array (repeated string), got an object",
+        "expected a JSON array of string, got an object",
     )
 
 
