@@ -94,6 +94,10 @@ class Wakeups:
         for watch in self._waiters.get(key, ()):
             watch.event.set()
 
+    def server_pid(self) -> int | None:
+        """The PostgreSQL backend of the listener, None while it is not connected."""
+        return None if self._conn is None else self._conn.get_server_pid()
+
     async def start(self) -> None:
         if self._dsn is not None:
             try:
@@ -138,7 +142,7 @@ class Wakeups:
             await asyncio.sleep(RECONNECT_DELAY_S)
             try:
                 await self._connect()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # still down: try again after the delay
                 log.debug("wake-up listener reconnect failed: %s", exc)
         # Work may have arrived unannounced meanwhile: wake everyone to look.
         for key in list(self._waiters):
@@ -163,6 +167,6 @@ class Wakeups:
                 await conn.execute(
                     "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, payloads
                 )
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # the connection broke: the others poll meanwhile
                 log.debug("wake-up notify failed: %s", exc)
                 return

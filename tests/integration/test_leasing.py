@@ -13,6 +13,7 @@ from datetime import UTC, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from clients.base import CallerHeaders
 from clients.jobs import JobsClient
@@ -20,6 +21,7 @@ from clients.sources import SourcesClient
 from clients.transports.grpc import GrpcTransport
 from server.app import Application
 from server.storage.tables import QuotaRow, table_of
+from server.storage.wakeups import Wakeups
 from tests.conftest import settings_for
 from tests.integration.test_workers import Harness, WorkerCalls, aware
 from tests.support.auth import TokenFactory
@@ -218,3 +220,40 @@ async def test_reaper_returns_an_expired_job_within_its_interval(
         assert again.token.attempt == 2
     finally:
         await reaping.stop(grace=1)
+
+
+async def test_wakeups_cross_processes_and_survive_a_dropped_listener(database_url: str) -> None:
+    """Two hubs on one database, as two servers have: on PostgreSQL a notify through one
+    wakes a waiter of the other, also after the listener's connection was killed (it
+    reconnects); on SQLite (one process per file) they do not hear each other."""
+    listener, sender = Wakeups(database_url), Wakeups(database_url)
+    await listener.start()
+    await sender.start()
+    try:
+        watch = listener.watch("t-1", ["x.y"])
+        sender.notify("t-1", "x.y")
+        heard = await watch.wait(2)
+        watch.close()
+        if "sqlite" in database_url:
+            assert heard is False
+            return
+        assert heard is True
+        old_pid = listener.server_pid()
+        assert old_pid is not None
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": old_pid})
+        finally:
+            await engine.dispose()
+        started = time.monotonic()
+        while listener.server_pid() in (None, old_pid):
+            assert time.monotonic() - started < 10, "the listener did not reconnect in 10 s"
+            await asyncio.sleep(0.05)
+        watch = listener.watch("t-1", ["x.y"])
+        sender.notify("t-1", "x.y")
+        assert await watch.wait(2) is True
+        watch.close()
+    finally:
+        await listener.close()
+        await sender.close()
