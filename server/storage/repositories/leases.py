@@ -249,11 +249,16 @@ done AS (
       AND jobs.lease_id = v.lease_id AND jobs.attempts = v.attempt
     RETURNING jobs.job_id, jobs.lease_id, jobs.attempts, old.quota_id, old.lease_owner
 ),
+counts AS (
+    SELECT quota_id, count(*) AS n FROM done WHERE quota_id IS NOT NULL GROUP BY quota_id
+),
+locked AS MATERIALIZED (  -- quota rows locked in quota_id order, as every writer does
+    SELECT quota_id FROM quotas WHERE quota_id IN (SELECT quota_id FROM counts)
+    ORDER BY quota_id FOR UPDATE
+),
 released AS (
     UPDATE quotas SET active = GREATEST(0, quotas.active - n.n)
-    FROM (
-        SELECT quota_id, count(*) AS n FROM done WHERE quota_id IS NOT NULL GROUP BY quota_id
-    ) AS n
+    FROM counts n JOIN locked USING (quota_id)
     WHERE quotas.quota_id = n.quota_id
     RETURNING quotas.quota_id, quotas.tenant_id, quotas.job_type, n.n
 ),
