@@ -506,3 +506,19 @@ async def test_long_poll_wakes_on_another_server(
     finally:
         await transport.close()
         await other.stop(grace=1)
+
+
+async def test_oversized_result_fails_only_its_item(harness: Harness) -> None:
+    await harness.enqueue("big.result", 2)
+    first, second = await harness.workers.lease(["big.result"], max_jobs=2)
+    huge, fine = await harness.workers.complete(
+        (first.token, {"blob": "x" * (64 * 1024)}), (second.token, {"n": 1})
+    )
+    assert huge.status.code == code_pb2.INVALID_ARGUMENT
+    violation = error_details_pb2.BadRequest()
+    assert any(detail.Unpack(violation) for detail in huge.status.details)
+    assert [v.field for v in violation.field_violations] == ["completions[0].result"]
+    assert huge.job_status == ""
+    assert fine.job_status == "succeeded"
+    row = await harness.row(first.job.job_id)
+    assert (row.status, row.result) == ("leased", None)
