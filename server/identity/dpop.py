@@ -11,7 +11,8 @@ in the header. `DpopVerifier.verify` performs the checks of RFC 9449 §4.3:
    signature verifies with it;
 4. `htm` is the request's method, `htu` its URL (compared after RFC 3986
    §6.2.2-6.2.3 normalization, `url_equivalence.py`; query and fragment ignored);
-5. `iat` is within [now - `max_age`, now + `future_skew`];
+5. `iat` is a NumericDate (any JSON number, a fraction included: RFC 7519 §2)
+   within [now - `max_age`, now + `future_skew`];
 6. for a resource request, `ath` is base64url(SHA-256(access token));
 7. `jti` was not seen before with this key: `DpopVerifier.first_use`, awaited by the
    caller once every other check (its own included) has passed.
@@ -41,7 +42,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
 
-from server.identity.jose import has_type, jws_registry, public_key
+from server.identity.jose import has_type, jws_registry, numeric_date, public_key
 from server.identity.replay import ReplayStore
 from server.identity.url_equivalence import normalize_url
 
@@ -64,7 +65,7 @@ class DpopProof:
     jti: str
     htm: str
     htu: str
-    iat: int
+    iat: float  # seconds since the epoch; a NumericDate may have a fraction
 
 
 def access_token_hash(access_token: str) -> str:
@@ -103,10 +104,10 @@ class DpopVerifier:
         expected = normalize_url(http_url)
         if not isinstance(htu, str) or expected is None or normalize_url(htu) != expected:
             raise DpopError("htu does not match the request URL")
-        iat = claims.get("iat")
+        iat = numeric_date(claims.get("iat"))
         now = self._clock()
-        if not isinstance(iat, int) or isinstance(iat, bool):
-            raise DpopError("iat must be an integer NumericDate")
+        if iat is None:
+            raise DpopError("iat must be a NumericDate (seconds since the epoch)")
         if not now - self._max_age <= iat <= now + self._future_skew:
             raise DpopError("iat is outside the acceptable window")
         if access_token is not None:

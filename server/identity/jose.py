@@ -20,10 +20,14 @@ tokens, RFC 9068), so each rule of the JOSE RFCs holds wherever a JWS is read:
   are advisory (RFC 7517 §4.2-4.5: "other values MAY be used"; WebCrypto exports add
   `ext` and `key_ops`). `public_key` builds the key from the members RFC 7638 §3.2
   names for its `kty` alone, the ones its thumbprint covers.
+- NumericDate claims (`iat`, `exp`, `nbf`) are JSON numbers, fractions included
+  (RFC 7519 §2: "non-integer values can be represented"); `numeric_date` reads one.
+  NaN and the infinities, which Python's json reads, are not JSON numbers.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -38,6 +42,19 @@ _KEY_MEMBERS: dict[str, tuple[str, ...]] = {
     "RSA": ("e", "n"),
     "OKP": ("crv", "x"),
 }
+
+
+def numeric_date(value: object) -> float | None:
+    """A NumericDate claim's seconds since the epoch (RFC 7519 §2: any JSON number, a
+    fraction included); None for anything else: a bool, a string, NaN, an infinity,
+    an integer too large for a double."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 def media_type(typ: object) -> str | None:

@@ -152,8 +152,10 @@ class AuthorizationServer:
         if request.revoked is not None:
             claims = request.revoked
             jti = str(claims["jti"])
+            # Kept while the token would verify (exp + leeway), or it would verify again.
+            expires_at = math.ceil(self._verifier.valid_until(claims))
             await revoke_token(
-                self._db, jti=jti, client_id=str(claims["client_id"]), expires_at=int(claims["exp"])
+                self._db, jti=jti, client_id=str(claims["client_id"]), expires_at=expires_at
             )
             self._revocations.add(jti)
 

@@ -15,6 +15,10 @@ then DPoP binding: a token with `cnf.jkt` presented as `Bearer` is refused, and 
 `DPoP` scheme needs a valid proof for this method and URL whose key thumbprint is
 the token's `cnf.jkt` and whose `ath` hashes the token.
 
+`exp`, `nbf` and `iat` are NumericDates, a fraction included (RFC 7519 §2). A token
+is valid until `exp` + the leeway (`valid_until`), and so is its revocation (the
+authorization server records it so).
+
 Verifying the ES256 signature and the claims costs ~150 µs, more than the rest of a
 cached read. A token that passed is remembered (bounded, until its `exp`), keyed by
 its exact text: the same bytes cannot verify differently later, except that time
@@ -28,7 +32,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from joserfc import jws
 from joserfc.errors import JoseError
@@ -107,8 +111,7 @@ class TokenVerifier:
         self._audience = urls.audience
         self._leeway = leeway
         self._clock = clock
-        # token text -> (claims, kid, the time it stops being valid: exp + leeway, as
-        # joserfc refuses from `exp <= now - leeway` on); insertion-ordered for eviction
+        # token text -> (claims, kid, valid_until(claims)); insertion-ordered for eviction
         self._verified: dict[str, tuple[dict[str, Any], str, float]] = {}
 
     async def verify(
@@ -161,7 +164,13 @@ class TokenVerifier:
             return
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             del self._verified[next(iter(self._verified))]  # the oldest entry
-        self._verified[token] = (claims, kid, float(claims["exp"]) + self._leeway)
+        self._verified[token] = (claims, kid, self.valid_until(claims))
+
+    def valid_until(self, claims: Mapping[str, Any]) -> float:
+        """When a token with these (validated) claims stops verifying, in seconds since
+        the epoch: `exp` + the leeway, as joserfc refuses from `exp <= now - leeway`.
+        A revocation must last that long, or the token would verify again."""
+        return float(claims["exp"]) + self._leeway
 
     def _decode(self, token: str, *, scheme: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_BYTES or not token.isascii():
@@ -198,7 +207,9 @@ class TokenVerifier:
 
     def _validate_claims(self, claims: dict[str, Any], *, scheme: str) -> None:
         registry = JWTClaimsRegistry(
-            now=lambda: int(self._clock()),
+            # joserfc types `now` as int but compares numbers: the exact time keeps a
+            # fractional exp/nbf/iat exact (int() would stretch an exp by up to 1 s).
+            now=cast(Callable[[], int], self._clock),
             leeway=self._leeway,
             iss={"essential": True, "value": self._issuer},
             aud={"essential": True, "value": self._audience},
