@@ -7,8 +7,8 @@ in the header. `DpopVerifier.verify` performs the checks of RFC 9449 §4.3:
 2. `typ` is the media type `application/dpop+jwt`, spelled `dpop+jwt` or in full,
    in any case (RFC 7515 §4.1.9); `alg` is an asymmetric algorithm of
    `DPOP_ALGORITHMS` (never `none`, never HMAC);
-3. `jwk` is a public key (no private members; its advisory members ignored) and the
-   signature verifies with it;
+3. `jwk` is a public key (no private members; its advisory members ignored; RSA of
+   at least 2048 bits, RFC 7518 §3.3 and §3.5) and the signature verifies with it;
 4. `htm` is the request's method, `htu` its URL (compared after RFC 3986
    §6.2.2-6.2.3 normalization, `url_equivalence.py`; query and fragment ignored);
 5. `iat` is a NumericDate (any JSON number, a fraction included: RFC 7519 §2)
@@ -42,7 +42,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
 
-from server.identity.jose import has_type, jws_registry, numeric_date, public_key
+from server.identity.jose import KeyTooSmall, has_type, jws_registry, numeric_date, public_key
 from server.identity.replay import ReplayStore
 from server.identity.url_equivalence import normalize_url
 
@@ -153,6 +153,8 @@ def _verified_parts(proof: str) -> tuple[Mapping[str, Any], Key]:
     try:
         key = public_key(jwk)
         valid = jws.validate_compact(obj, key, registry=_REGISTRY)
+    except KeyTooSmall as exc:
+        raise DpopError(str(exc)) from exc
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise DpopError("proof signature does not verify with its jwk") from exc
     if not valid:

@@ -20,6 +20,10 @@ tokens, RFC 9068), so each rule of the JOSE RFCs holds wherever a JWS is read:
   are advisory (RFC 7517 §4.2-4.5: "other values MAY be used"; WebCrypto exports add
   `ext` and `key_ops`). `public_key` builds the key from the members RFC 7638 §3.2
   names for its `kty` alone, the ones its thumbprint covers.
+- RSA keys have at least 2048 bits (RFC 7518 §3.3 for RS*, §3.5 for PS*: "A key of
+  size 2048 bits or larger MUST be used"); `public_key` refuses a smaller one with
+  KeyTooSmall, which names its size, before joserfc sees it (joserfc takes it with a
+  SecurityWarning).
 - NumericDate claims (`iat`, `exp`, `nbf`) are JSON numbers, fractions included
   (RFC 7519 §2: "non-integer values can be represented"); `numeric_date` reads one.
   NaN and the infinities, which Python's json reads, are not JSON numbers.
@@ -27,21 +31,28 @@ tokens, RFC 9068), so each rule of the JOSE RFCs holds wherever a JWS is read:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, Final
 
 from joserfc.errors import JoseError, UnsupportedAlgorithmError
 from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import JWKRegistry, Key
 from joserfc.jws import JWSRegistry
 
+MIN_RSA_BITS: Final = 2048  # RFC 7518 §3.3, §3.5
 # RFC 7638 §3.2: the required members of each public key type, in the thumbprint.
 _KEY_MEMBERS: dict[str, tuple[str, ...]] = {
     "EC": ("crv", "x", "y"),
     "RSA": ("e", "n"),
     "OKP": ("crv", "x"),
 }
+
+
+class KeyTooSmall(ValueError):
+    """An RSA key under MIN_RSA_BITS; the message names its size."""
 
 
 def numeric_date(value: object) -> float | None:
@@ -97,14 +108,32 @@ def jws_registry(algorithms: Collection[str], *, max_bytes: int) -> JWSRegistry:
 def public_key(jwk: Mapping[str, Any]) -> Key:
     """The public key of an EC, RSA or OKP JWK, from its RFC 7638 members only.
 
-    Raises ValueError for another `kty`, a missing or non-string member, or a value
-    joserfc cannot import (a point off the curve, an unknown curve)."""
+    Raises KeyTooSmall for an RSA modulus under 2048 bits (`jwk is a 1024-bit RSA key;
+    RSA signatures need at least 2048 bits`), ValueError for another `kty`, a missing
+    or non-string member, or a value joserfc cannot import (a point off the curve, an
+    unknown curve)."""
     members = _KEY_MEMBERS.get(str(jwk.get("kty")))
     if members is None:
         raise ValueError("jwk kty must be EC, RSA or OKP")
     if not all(isinstance(jwk.get(name), str) for name in members):
         raise ValueError(f"jwk must have string members {', '.join(members)}")
+    if jwk["kty"] == "RSA":
+        bits = _modulus_bits(jwk["n"])
+        if bits < MIN_RSA_BITS:
+            raise KeyTooSmall(
+                f"jwk is a {bits}-bit RSA key; RSA signatures need at least "
+                f"{MIN_RSA_BITS} bits (RFC 7518 sections 3.3 and 3.5)"
+            )
     try:
         return JWKRegistry.import_key({"kty": jwk["kty"], **{n: jwk[n] for n in members}})
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise ValueError("jwk is not a valid public key") from exc
+
+
+def _modulus_bits(n: str) -> int:
+    """The size in bits of an RSA modulus given as base64url (RFC 7518 §6.3.1.1)."""
+    try:
+        octets = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("jwk is not a valid public key") from exc
+    return int.from_bytes(octets, "big").bit_length()
