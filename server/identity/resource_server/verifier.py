@@ -15,9 +15,12 @@ then DPoP binding: a token with `cnf.jkt` presented as `Bearer` is refused, and 
 `DPoP` scheme needs a valid proof for this method and URL whose key thumbprint is
 the token's `cnf.jkt` and whose `ath` hashes the token.
 
-`exp`, `nbf` and `iat` are NumericDates, a fraction included (RFC 7519 §2). A token
-is valid until `exp` + the leeway (`valid_until`), and so is its revocation (the
-authorization server records it so).
+The JWS is read with our registry (server/identity/jose.py), as DPoP proofs are:
+exactly ES256, header parameters we do not know ignored unless `crit` lists them
+(RFC 7515 §4), and no size limit but `MAX_TOKEN_BYTES` on the whole token, never
+joserfc's defaults (a 512-byte header). `exp`, `nbf` and `iat` are NumericDates, a
+fraction included (RFC 7519 §2). A token is valid until `exp` + the leeway
+(`valid_until`), and so is its revocation (the authorization server records it so).
 
 Verifying the ES256 signature and the claims costs ~150 µs, more than the rest of a
 cached read. A token that passed is remembered (bounded, until its `exp`), keyed by
@@ -40,7 +43,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from server.identity.authorization_server.keys import ALGORITHM, KeyRing
 from server.identity.dpop import DPOP_ALGORITHMS, DpopError, DpopVerifier
-from server.identity.jose import has_type
+from server.identity.jose import has_type, jws_registry
 from server.identity.resource_server.principal import (
     Principal,
     TokenRejected,
@@ -55,6 +58,9 @@ ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068 §2.1; `application/at+jwt` is the same
 LEEWAY_SECONDS = 10
 _TOKEN68 = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 _SCHEMES = {"bearer": "Bearer", "dpop": "DPoP"}
+# joserfc's default registry would bound the header at 512 bytes and refuse any
+# unregistered header parameter; ours has one bound, the token's (jose.py).
+_REGISTRY = jws_registry([ALGORITHM], max_bytes=MAX_TOKEN_BYTES)
 
 __all__ = ["DPOP_ALGORITHMS", "Principal", "TokenRejected", "TokenVerifier"]
 
@@ -87,7 +93,7 @@ def parse_authorization(authorization: str | None) -> tuple[str, str]:
 def unverified_kid(token: str) -> str | None:
     """The `kid` of a compact JWS header, unverified (to pick or load the key)."""
     try:
-        kid = jws.extract_compact(token.encode()).headers().get("kid")
+        kid = jws.extract_compact(token.encode(), registry=_REGISTRY).headers().get("kid")
     except (JoseError, ValueError, TypeError, KeyError, UnicodeError):
         return None
     return kid if isinstance(kid, str) else None
@@ -176,8 +182,9 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_BYTES or not token.isascii():
             raise TokenRejected("invalid_token", "the access token is malformed", scheme=scheme)
         try:
-            obj = jws.extract_compact(token.encode())
+            obj = jws.extract_compact(token.encode(), registry=_REGISTRY)
             header = obj.headers()
+            _REGISTRY.check_header(header)  # registered members' types; `crit` understood
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise TokenRejected(
                 "invalid_token", "the access token is not a JWT", scheme=scheme
@@ -191,7 +198,7 @@ class TokenVerifier:
         if key is None:
             raise TokenRejected("invalid_token", "unknown signing key", scheme=scheme)
         try:
-            valid = jws.validate_compact(obj, key, algorithms=[ALGORITHM])
+            valid = jws.validate_compact(obj, key, registry=_REGISTRY)
             claims = json.loads(obj.payload or b"")
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise TokenRejected("invalid_token", "bad signature", scheme=scheme) from exc
