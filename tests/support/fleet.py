@@ -18,13 +18,17 @@ records read back as a `Ledger`, and the checks that every job succeeded exactly
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -350,3 +354,30 @@ async def count_status(database_url: str, tenant_id: str, status: str) -> int:
     finally:
         await conn.close()
     return int(value)
+
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(prefix: str) -> AsyncIterator[str]:
+    """A new database on the shared server (its SQLAlchemy asyncpg URL), dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin_url = os.environ.get("ORCHESTRATOR_TEST_PG_URL", PG_ADMIN_URL)
+    conn = await asyncpg.connect(admin_url, timeout=10)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield (
+            sa.make_url(admin_url)
+            .set(drivername="postgresql+asyncpg", database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        conn = await asyncpg.connect(admin_url, timeout=10)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
