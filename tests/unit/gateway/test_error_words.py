@@ -58,7 +58,8 @@ def test_nested_types_go_by_their_package_relative_name() -> None:
 def _syntax(raw: bytes) -> str:
     with pytest.raises(GatewayError) as info:
         codec.loads(raw)
-    return info.value.status.message.removeprefix("malformed JSON body: ")
+    message: str = info.value.status.message
+    return message.removeprefix("malformed JSON body: ")
 
 
 @pytest.mark.parametrize(
