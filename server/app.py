@@ -43,7 +43,7 @@ from server.interceptors.tenancy import Tenancy
 from server.interceptors.tracing import Tracing
 from server.policy import MethodPolicy, policies_for
 from server.services.table import SERVICES, Components, register_all
-from server.storage.db import Database
+from server.storage.db import Database, connection_lost
 from server.storage.pruning import JobPruner
 from server.storage.repositories.secrets import get_or_create_secret
 from server.storage.store import SqlStore
@@ -222,7 +222,7 @@ def chain_stages(policies: Mapping[str, MethodPolicy], identity: Identity) -> tu
     errors mapped; authentication, tenancy and operator audit run where its policy says."""
     return (
         Tracing(),
-        ErrorMapping(),
+        ErrorMapping(unavailable=connection_lost),
         Authentication(policies, identity.verifier, identity.urls),
         Tenancy(policies),
         OperatorAudit(policies),

@@ -30,6 +30,7 @@ _CODES: dict[type[domain.DomainError], int] = {
     domain.Unauthenticated: code_pb2.UNAUTHENTICATED,
     domain.Aborted: code_pb2.ABORTED,
     domain.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    domain.Unavailable: code_pb2.UNAVAILABLE,
     domain.DomainError: code_pb2.UNKNOWN,
 }
 

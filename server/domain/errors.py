@@ -117,3 +117,11 @@ class Aborted(DomainError):
 @dataclass
 class ResourceExhausted(DomainError):
     reason: str = "RESOURCE_EXHAUSTED"
+
+
+@dataclass
+class Unavailable(DomainError):
+    """The service cannot answer now (e.g. its database is unreachable); the same
+    call may succeed when retried with backoff (AIP-194)."""
+
+    reason: str = "UNAVAILABLE"

@@ -1,11 +1,14 @@
 """The error funnel: domain errors become one rich `google.rpc.Status`; bugs become
 INTERNAL with the trace id, logged with their traceback, which never leaves the process.
+An exception the `unavailable` predicate recognises (the database unreachable:
+`server.storage.db.connection_lost`) becomes UNAVAILABLE, which clients retry with
+backoff (AIP-194), logged as a warning without the traceback.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -13,10 +16,14 @@ from google.rpc import status_pb2
 
 from server import errors
 from server.domain.context import CallContext
-from server.domain.errors import DomainError
+from server.domain.errors import DomainError, Unavailable
 from server.interceptors.chain import Streaming, Unary
 
 log = logging.getLogger("orchestrator.errors")
+
+UNAVAILABLE = Unavailable(
+    "the service cannot reach its database; retry with backoff", reason="DATABASE_UNAVAILABLE"
+)
 
 
 async def abort_with_status(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
@@ -27,7 +34,10 @@ async def abort_with_status(context: grpc.aio.ServicerContext, status: status_pb
 
 class ErrorMapping:
     """Around everything after tracing: what leaves the chain is a status, never a
-    traceback."""
+    traceback. `unavailable(exc)` tells an outage from a bug (default: none is)."""
+
+    def __init__(self, unavailable: Callable[[BaseException], bool] | None = None) -> None:
+        self._unavailable = unavailable or (lambda _exc: False)
 
     def unary(self, method: str, inner: Unary) -> Unary:
         async def mapped(request: Any, context: grpc.aio.ServicerContext, call: CallContext) -> Any:
@@ -37,8 +47,8 @@ class ErrorMapping:
                 await abort_with_status(context, errors.to_status(exc))
             except grpc.aio.AbortError:
                 raise
-            except Exception:
-                await _internal(method, context, call)
+            except Exception as exc:
+                await self._unexpected(exc, method, context, call)
 
         return mapped
 
@@ -53,10 +63,29 @@ class ErrorMapping:
                 await abort_with_status(context, errors.to_status(exc))
             except grpc.aio.AbortError:
                 raise
-            except Exception:
-                await _internal(method, context, call)
+            except Exception as exc:
+                await self._unexpected(exc, method, context, call)
 
         return mapped
+
+    async def _unexpected(
+        self,
+        exc: Exception,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        call: CallContext,
+    ) -> None:
+        if self._unavailable(exc):
+            log.warning(
+                "%s: database unreachable (%s: %s); answering UNAVAILABLE",
+                method,
+                type(exc).__name__,
+                exc,
+                extra={"trace_id": call.trace_id},
+            )
+            await abort_with_status(context, errors.to_status(UNAVAILABLE))
+            return
+        await _internal(method, context, call)
 
 
 async def _internal(method: str, context: grpc.aio.ServicerContext, call: CallContext) -> None:

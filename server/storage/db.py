@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -53,6 +54,37 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# PostgreSQL errors that mean "no server to talk to": class 08 (connection exception)
+# and the 57P0x shutdowns (admin, crash, cannot connect now: starting up or stopping).
+_GONE = (
+    ConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` (raised from a database call) means the database is unreachable:
+    refused or reset connections, a server shutting down or starting up (SQLSTATE
+    class 08, 57P01-57P03), or a pooled connection SQLAlchemy invalidated. Such a call
+    may succeed when retried once the database is back (the pool's pre-ping replaces
+    dead connections), so callers answer UNAVAILABLE (AIP-194) instead of INTERNAL.
+    SQLAlchemy raises a connect failure bare and wraps the others, so the exception's
+    causes are searched too."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, _GONE):
+            return True
+        if isinstance(seen, sa.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def alembic_config() -> Config:
