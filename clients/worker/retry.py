@@ -5,10 +5,13 @@ Transient failures are retried with capped exponential backoff plus random jitte
 come back together: tenacity's `wait_exponential_jitter`, the Google Cloud retry
 strategy). Transient are the gRPC codes that the gRPC status-code guide
 and AIP-194 call retryable — UNAVAILABLE (the server is down or restarting, the
-usual case), RESOURCE_EXHAUSTED and ABORTED — plus DEADLINE_EXCEEDED, safe here
-because every WorkerService write is fenced (a repeated completion of a job already
-completed is refused for its item, FAILED_PRECONDITION, and changes nothing), and a
-token endpoint that cannot be reached or answers 5xx. Anything else (a refused
+usual case), RESOURCE_EXHAUSTED and ABORTED — plus DEADLINE_EXCEEDED and CANCELLED,
+safe here because every WorkerService write is fenced (a repeated completion of a job
+already completed is refused for its item, FAILED_PRECONDITION, and changes nothing),
+and a token endpoint that cannot be reached or answers 5xx. A worker never cancels a
+call itself with that status (its own cancellations are asyncio's), so a CANCELLED
+call was cut by the other side: a gRPC server shutting down cancels the calls that
+raced its shutdown (seen in tests/integration/test_faults.py). Anything else (a refused
 credential, a missing scope, a malformed request) is a mistake retrying cannot fix.
 """
 
@@ -28,7 +31,9 @@ from tenacity.stop import StopBaseT
 
 from clients.errors import ApiError
 
-TRANSIENT_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"})
+TRANSIENT_CODES = frozenset(
+    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"}
+)
 INITIAL_DELAY_SECONDS = 0.05
 MAX_DELAY_SECONDS = 5.0
 JITTER_SECONDS = 0.25

@@ -101,6 +101,8 @@ class Server:
         self._reader.join(timeout=10)
         if self.served.proc.stdout is not None:
             self.served.proc.stdout.close()
+        # Kept for a look after a failure (pytest keeps the last runs' tmp_path).
+        (self.cwd / f"server-{self.served.proc.pid}.log").write_text(self.output)
         return code
 
 

@@ -88,6 +88,7 @@ def test_job_failed_details_must_be_json() -> None:
         (ApiError("DEADLINE_EXCEEDED", "slow"), True),
         (ApiError("RESOURCE_EXHAUSTED", "busy"), True),
         (ApiError("ABORTED", "conflict"), True),
+        (ApiError("CANCELLED", "the server shut down"), True),
         (ApiError("server_error", "token endpoint", http_status=503), True),
         (ApiError("FAILED_PRECONDITION", "stale"), False),
         (ApiError("PERMISSION_DENIED", "scope"), False),
