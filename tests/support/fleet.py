@@ -316,6 +316,11 @@ def verify_exactly_once(
         if (found := lease_history_problems(record))
     }
     assert problems == {}, dict(list(problems.items())[:10])
+    # No attempt of a job was granted twice, no lease id handed out twice.
+    grants = [token for tokens in ledger.leases.values() for token in tokens]
+    attempts = Counter((job_id, attempt) for job_id, _lease, attempt in grants)
+    assert [grant for grant, n in attempts.items() if n > 1] == []
+    assert len({lease for _job, lease, _attempt in grants}) == len(grants)
     accepted = ledger.accepted()
     twice = {job_id: found for job_id, found in accepted.items() if len(found) > 1}
     assert twice == {}, twice
