@@ -303,9 +303,12 @@ class Prober:
         self._stop.set()
 
 
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_postgresql_restarted_under_load_the_server_reconnects_clients_see_unavailable(
-    tmp_path: Path, cluster: PrivateCluster
+    tmp_path: Path, cluster: PrivateCluster, mode: str
 ) -> None:
+    """`fast` ends the sessions with an admin shutdown (57P01); `immediate` drops them
+    without a word and the next start runs crash recovery."""
     deployment = Deployment(tmp_path, cluster.url)
     try:
         ids = await deployment.enqueue("fault.db", [{"n": n} for n in range(LOAD_JOBS)])
@@ -317,7 +320,7 @@ async def test_postgresql_restarted_under_load_the_server_reconnects_clients_see
         prober = Prober(deployment, ids[0])
         probing = asyncio.create_task(prober.run())
         await asyncio.sleep(0.2)
-        await asyncio.to_thread(cluster.stop, "fast")
+        await asyncio.to_thread(cluster.stop, mode)
         down_from = len(prober.grpc)
         await asyncio.sleep(2.0)
         during = Counter(prober.grpc[down_from:])
