@@ -75,8 +75,9 @@ def connection_lost(exc: BaseException) -> bool:
     """Whether `exc` (raised from a database call) means the database is unreachable:
     refused or reset connections, a server shutting down or starting up (SQLSTATE
     class 08, 57P01-57P03), or a pooled connection SQLAlchemy invalidated. Such a call
-    may succeed when retried once the database is back (the pool's pre-ping replaces
-    dead connections), so callers answer UNAVAILABLE (AIP-194) instead of INTERNAL.
+    may succeed when retried once the database is back (the failure invalidates the
+    pool; `_ping_if_idle` replaces idle dead connections), so callers answer
+    UNAVAILABLE (AIP-194) instead of INTERNAL.
     SQLAlchemy raises a connect failure bare and wraps the others, so the exception's
     causes are searched too."""
     seen: BaseException | None = exc
