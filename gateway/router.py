@@ -113,6 +113,8 @@ class _Route(Generic[T]):
     template: Template
     deep: int | None  # index of the `**` segment, if any
     captures: tuple[_Capture, ...]
+    literal: bool  # every segment a literal: no other route is more specific
+    shape: tuple[int, ...]  # per segment 0 literal, 1 `*`, 2 `**`: smaller is more specific
 
 
 class _Node(Generic[T]):
@@ -174,17 +176,21 @@ class Router(Generic[T]):
         attempts = self._attempts(raw_path)
         trie = self._tries.get(method)
         found = None if trie is None else _find(trie, attempts)
-        if found is not None:
-            route, path = found
-            return RouteMatch(route.target, route.template, _captures(route, path))
-        allowed = tuple(
-            sorted(
-                other
-                for other, node in self._tries.items()
-                if other != method and _find(node, attempts) is not None
-            )
-        )
-        if allowed:
+        if found is not None and found[0].literal:
+            return _matched(found)  # nothing is more specific than all literals
+        # The path belongs to its most specific template among every method's routes
+        # (OpenAPI 3.1 §4.8.8: concrete paths before templated ones): `/quotas/summary`
+        # of GET is not `/quotas/{id}` of DELETE, so DELETE there is 405, Allow: GET.
+        ranked = {
+            other: hit[0].shape
+            for other, node in self._tries.items()
+            if (hit := (found if other == method else _find(node, attempts))) is not None
+        }
+        if ranked:
+            best = min(ranked.values())
+            if found is not None and ranked[method] == best:
+                return _matched(found)
+            allowed = tuple(sorted(other for other, rank in ranked.items() if rank == best))
             raise MethodNotAllowed(method, raw_path, allowed)
         raise NoRoute(method, raw_path)
 
@@ -230,7 +236,16 @@ def _route(template: Template, target: T) -> _Route[T]:
         )
         for v in template.variables
     )
-    return _Route(target, template, deep, captures)
+    shape = tuple(
+        0 if isinstance(s, Literal) else 1 if isinstance(s, Wildcard) else 2
+        for s in template.segments
+    )
+    return _Route(target, template, deep, captures, not any(shape), shape)
+
+
+def _matched(found: tuple[_Route[T], _Path]) -> RouteMatch[T]:
+    route, path = found
+    return RouteMatch(route.target, route.template, _captures(route, path))
 
 
 def _find(trie: _Node[T], attempts: list[_Path]) -> tuple[_Route[T], _Path] | None:

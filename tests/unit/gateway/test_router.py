@@ -255,6 +255,39 @@ def test_method_not_allowed(request_line: str, allowed: tuple[str, ...]) -> None
     assert isinstance(caught.value, LookupError)
 
 
+@pytest.mark.parametrize(
+    ("request_line", "outcome"),
+    [
+        ("GET /v1/quotas/summary", "GET /v1/quotas/summary"),
+        ("DELETE /v1/quotas/summary", ("GET",)),
+        ("OPTIONS /v1/quotas/summary", ("GET",)),
+        ("DELETE /v1/quotas/q1", "DELETE /v1/quotas/{id}"),
+        ("OPTIONS /v1/quotas/q1", ("DELETE", "GET", "PUT")),
+    ],
+    ids=["literal", "literal-other-method", "literal-options", "variable", "variable-options"],
+)
+def test_a_literal_path_is_its_own_resource(
+    request_line: str, outcome: str | tuple[str, ...]
+) -> None:
+    """OpenAPI 3.1 §4.8.8: concrete paths before templated ones, across methods, so
+    the Allow of `/quotas/summary` lists what that path serves, not `/quotas/{id}`."""
+    router = make_router(
+        [
+            "GET /v1/quotas/summary",
+            "GET /v1/quotas/{id}",
+            "PUT /v1/quotas/{id}",
+            "DELETE /v1/quotas/{id}",
+        ]
+    )
+    if isinstance(outcome, str):
+        assert route(router, request_line)[0] == outcome
+        return
+    method, path = request_line.split(" ", 1)
+    with pytest.raises(MethodNotAllowed) as caught:
+        router.match(method, path)
+    assert caught.value.allowed == outcome
+
+
 def test_method_not_allowed_message() -> None:
     with pytest.raises(MethodNotAllowed) as caught:
         make_router(CRUD_ROUTES).match("PUT", "/v1/items")
