@@ -217,6 +217,8 @@ class Gateway:
                 code = exc.status.code
                 if code == code_pb2.ABORTED and attempt < len(condition.tags):
                     continue  # that tag did not match and nothing changed: try the next
+                if code == code_pb2.ABORTED and condition.weak_only is not None:
+                    raise condition.weak_only from None
                 raise errors.GatewayError(
                     exc.status,
                     http_status=condition.http_status(code, binding.behavior.error_status),

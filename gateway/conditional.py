@@ -68,6 +68,10 @@ class Condition:
     tags: tuple[str | None, ...] = (None,)
     conditional: bool = False
     star: bool = False
+    # An If-Match of weak tags only: it never matches, but its 412 comes where the
+    # server's would, after the server's own checks (RFC 9110 §13.2.1), so the call is
+    # made with a tag no ETag equals and `weak_only` answers its ABORTED.
+    weak_only: errors.GatewayError | None = None
 
     def http_status(self, code: int, overrides: dict[int, int]) -> int | None:
         """412 for a failed condition (RFC 9110 §13.1.1): ABORTED after a tag was
@@ -162,8 +166,9 @@ def condition(plan: EtagPlan, message: Message, if_match: str | None) -> Conditi
 
     Raises GatewayError: 400 for a malformed If-Match, for one listing more than
     MAX_IF_MATCH_TAGS strong tags, or for one that does not list the field's value;
-    412 for an If-Match of weak tags only; 428 when the method requires a
-    precondition and there is none.
+    428 when the method requires a precondition and there is none. An If-Match of
+    weak tags only is a Condition whose `weak_only` is the 412 to answer when the
+    server finds the condition false.
     """
     if plan.request is None:
         return UNCONDITIONAL  # nothing to carry it (e.g. a GET): If-Match is not evaluated
@@ -183,7 +188,7 @@ def condition(plan: EtagPlan, message: Message, if_match: str | None) -> Conditi
     if star:
         return Condition(conditional=bool(current), star=True)
     if not strong:
-        raise errors.status_error(
+        failed = errors.status_error(
             code_pb2.ABORTED,
             f"{IF_MATCH} {', '.join(weak)} lists only weak entity-tags, which never match "
             "(RFC 9110 §13.1.1)",
@@ -191,6 +196,8 @@ def condition(plan: EtagPlan, message: Message, if_match: str | None) -> Conditi
             field_name=IF_MATCH,
             reason="PRECONDITION_FAILED",
         )
+        # A weak tag as written holds DQUOTEs, which no served ETag's value has.
+        return Condition(tags=(weak[0],), conditional=True, weak_only=failed)
     if current:
         if current not in strong:
             quoted = ", ".join(f'"{tag}"' for tag in strong)

@@ -138,9 +138,10 @@ class HttpBehavior(_message.Message):
       the request: the request's own field of that name (a Delete), else the
       field of the resource the rule's `body` names (an Update). A value the
       request already carries that is not in If-Match is answered 400; weak tags
-      never match (RFC 9110 §13.1.1), so an If-Match of weak tags only is
-      answered 412 without calling the server; `*` passes the request on as it
-      is. A list of strong tags is tried in order until the server does not
+      never match (RFC 9110 §13.1.1), so an If-Match of weak tags only is 412,
+      answered where the server answers a false condition, after its own checks
+      (§13.2.1): the call carries a tag no ETag equals; `*` passes the request
+      on as it is. A list of strong tags is tried in order until the server does not
       answer ABORTED.
     - The server compares the tag and answers ABORTED on a mismatch (AIP-154);
       the gateway answers it 412 Precondition Failed when the request carried a
