@@ -134,6 +134,47 @@ def character_class(chars: Iterable[str], *, negated: bool = False) -> str:
     return f"[{'^' if negated else ''}{parts}]"
 
 
+# The gateway reads a Duration's seconds as up to 12 digits, nanoseconds as up to 9
+# (gateway/scalars.py); a pattern of a range keeps to the same shape.
+DURATION_SECONDS_DIGITS: Final = 12
+DURATION_FRACTION_DIGITS: Final = 9
+
+
+def duration_pattern(maximum: int, *, positive: bool = False) -> str:
+    """An anchored ECMA-262 pattern of the Duration JSON strings (`1.5s`) from 0s (or,
+    `positive`, just above it) to `maximum` whole seconds inclusive, leading zeros as
+    the gateway reads them: the range a check enforces, stated where JSON Schema can
+    only compare strings (proto3 JSON mapping, Duration)."""
+    digits = str(maximum)
+    frac = f"(?:\\.[0-9]{{1,{DURATION_FRACTION_DIGITS}}})?"
+    zeros = f"(?:\\.0{{1,{DURATION_FRACTION_DIGITS}}})?"
+
+    def padded(width: int, body: str) -> str:
+        return f"0{{0,{DURATION_SECONDS_DIGITS - width}}}{body}"
+
+    below: list[str] = []
+    for width in range(1, len(digits)):
+        body = "[1-9]" + (f"[0-9]{{{width - 1}}}" if width > 1 else "")
+        below.append(padded(width, body))
+    for i, digit in enumerate(digits):
+        low = 1 if i == 0 else 0  # zero is its own alternative below
+        if int(digit) > low:
+            rest = len(digits) - i - 1
+            body = digits[:i] + f"[{low}-{int(digit) - 1}]" + (f"[0-9]{{{rest}}}" if rest else "")
+            below.append(padded(len(digits), body))
+    alternatives = [f"(?:{'|'.join(below)}){frac}"] if below else []
+    if positive:  # zero seconds only with a fraction that is not all zeros
+        nonzero = "|".join(
+            f"0{{{k}}}[1-9][0-9]{{0,{DURATION_FRACTION_DIGITS - k - 1}}}"
+            for k in range(DURATION_FRACTION_DIGITS)
+        )
+        alternatives.append(f"0{{1,{DURATION_SECONDS_DIGITS}}}\\.(?:{nonzero})")
+    else:
+        alternatives.append(f"0{{1,{DURATION_SECONDS_DIGITS}}}{frac}")
+    alternatives.append(padded(len(digits), digits) + zeros)
+    return f"^(?:{'|'.join(alternatives)})s$"
+
+
 def field_behaviors(field: FieldDescriptor) -> frozenset[int]:
     found = read_extension(field.GetOptions(), field_behavior_pb2.field_behavior)
     return frozenset(found or ())

@@ -15,7 +15,7 @@ The in-process gateway (`gateway_config`, server/app.py) and `orchestrator gatew
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
@@ -24,13 +24,22 @@ from gateway.app import GatewayConfig
 from gateway.cors import CorsRules
 from gateway.metadata import DEFAULT_EXPOSE, HeaderRules
 from gateway.openapi_config import DocumentedHeader, OpenApiConfig, OperationSecurity
-from gateway.openapi_schema import character_class
+from gateway.openapi_schema import character_class, duration_pattern
 from gateway.text import CONTROL_CHARACTERS
 from orchestrator.api.v1 import options_pb2
 from orchestrator.identity.v1 import oauth_pb2
-from orchestrator.jobengine.v1 import audit_service_pb2, sources_service_pb2
+from orchestrator.jobengine.v1 import (
+    audit_service_pb2,
+    job_pb2,
+    jobs_service_pb2,
+    quota_pb2,
+    quotas_service_pb2,
+    sources_service_pb2,
+)
 from server.config import Settings
+from server.domain import jobs
 from server.domain.audit import FILTER_MAX
+from server.domain.quotas import PAUSE_REASON_MAX, QuotaPolicy
 from server.domain.sources import NAME_MAX, SOURCE_TYPE_PATTERN
 from server.identity.authorization_server.oauth2 import GRANT_TYPE
 from server.identity.urls import TOKEN_PATH
@@ -43,6 +52,7 @@ from server.interceptors.tenancy import (
 )
 from server.interceptors.tracing import TRACE_HEADER
 from server.policy import declares_policy, method_policy
+from server.services.quotas import policy_of
 
 # Lower-case prefixes of the request headers the server reads (tenancy, project,
 # operator audit, trace id), plus the gateway's explicit `Grpc-Metadata-` escape.
@@ -119,14 +129,28 @@ _NOT_CONTROL: Final = character_class(CONTROL_CHARACTERS, negated=True)
 _EDGE: Final = character_class(CONTROL_CHARACTERS | _BLANKS, negated=True)
 
 
-def _field_rules() -> dict[str, dict[str, Any]]:
+def _finite(minimum: float, maximum: float) -> dict[str, Any]:
+    """A double within [minimum, maximum]: a number, never NaN or an infinity (which
+    proto3 JSON writes as strings), as the domain's math.isfinite checks say."""
+    return {"type": "number", "format": "double", "minimum": minimum, "maximum": maximum}
+
+
+def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
     """The domain's checks of field values (server/domain/), as JSON Schema keywords by
-    the field's full name: built from the constants and patterns those checks use."""
+    the field's full name: built from the constants and patterns those checks use
+    (quota maxima from the server's `policy`)."""
     register = sources_service_pb2.RegisterSourceRequest.DESCRIPTOR
     list_sources = sources_service_pb2.ListSourcesRequest.DESCRIPTOR
     list_audit = audit_service_pb2.ListAuditEntriesRequest.DESCRIPTOR
+    list_jobs = jobs_service_pb2.ListJobsRequest.DESCRIPTOR
+    list_quotas = quotas_service_pb2.ListQuotasRequest.DESCRIPTOR
+    job = job_pb2.Job.DESCRIPTOR
+    backoff = job_pb2.Backoff.DESCRIPTOR
+    quota = quota_pb2.Quota.DESCRIPTOR
     token = oauth_pb2.TokenRequest.DESCRIPTOR
     source_type: dict[str, Any] = {"pattern": SOURCE_TYPE_PATTERN}
+    # 0 is the default page size; larger than MAX_LIMIT is coerced, not refused.
+    page_size: dict[str, Any] = {"minimum": 0}
     rules: dict[FieldDescriptor, dict[str, Any]] = {
         register.fields_by_name["name"]: {
             "minLength": 1,
@@ -135,9 +159,52 @@ def _field_rules() -> dict[str, dict[str, Any]]:
         },
         register.fields_by_name["source_type"]: source_type,
         list_sources.fields_by_name["source_type"]: source_type,
-        # 0 is the default page size; larger than MAX_LIMIT is coerced, not refused.
-        list_sources.fields_by_name["limit"]: {"minimum": 0},
-        list_audit.fields_by_name["limit"]: {"minimum": 0},
+        list_sources.fields_by_name["limit"]: page_size,
+        list_audit.fields_by_name["limit"]: page_size,
+        # Job types are the slugs source types are (jobs.validate_job_type).
+        list_jobs.fields_by_name["job_type"]: source_type,
+        list_jobs.fields_by_name["limit"]: page_size,
+        list_jobs.fields_by_name["status"]: {"enum": list(jobs.STATUSES)},
+        list_quotas.fields_by_name["job_type"]: source_type,
+        list_quotas.fields_by_name["limit"]: page_size,
+        job.fields_by_name["job_type"]: source_type,
+        job.fields_by_name["priority"]: {
+            "minimum": jobs.PRIORITY_MIN,
+            "maximum": jobs.PRIORITY_MAX,
+        },
+        # 0 is the default (MAX_ATTEMPTS_DEFAULT).
+        job.fields_by_name["max_attempts"]: {"minimum": 0, "maximum": jobs.MAX_ATTEMPTS_MAX},
+        job.fields_by_name["pack_run_id"]: {"pattern": jobs.ID_PATTERN},
+        job.fields_by_name["idempotency_key"]: {
+            "minLength": 1,
+            "maxLength": jobs.IDEMPOTENCY_KEY_MAX,
+            "pattern": f"^{_NOT_CONTROL}*{_EDGE}{_NOT_CONTROL}*$",
+        },
+        backoff.fields_by_name["max_delay"]: {
+            "pattern": duration_pattern(int(jobs.BACKOFF_MAX_LIMIT_S), positive=True)
+        },
+        # At most maxDelay, too: a rule between two fields, stated in prose.
+        backoff.fields_by_name["initial_delay"]: {
+            "pattern": duration_pattern(int(jobs.BACKOFF_MAX_LIMIT_S))
+        },
+        # 0 is the default (BACKOFF_MULTIPLIER_DEFAULT).
+        backoff.fields_by_name["multiplier"]: {
+            "anyOf": [
+                {"const": 0},
+                _finite(jobs.BACKOFF_MULTIPLIER_MIN, jobs.BACKOFF_MULTIPLIER_MAX),
+            ]
+        },
+        backoff.fields_by_name["jitter"]: {"anyOf": [_finite(0, 1)]},
+        quota.fields_by_name["job_type"]: source_type,
+        quota.fields_by_name["max_active"]: {"minimum": 0, "maximum": policy.max_active},
+        quota.fields_by_name["max_per_hour"]: {"minimum": 0, "maximum": policy.max_per_hour},
+        quota.fields_by_name["burst"]: {"minimum": 1, "maximum": policy.burst},
+        quota.fields_by_name["refill_per_second"]: {
+            "anyOf": [_finite(0, policy.refill_per_second)]
+        },
+        quotas_service_pb2.PauseQuotaRequest.DESCRIPTOR.fields_by_name["reason"]: {
+            "maxLength": PAUSE_REASON_MAX
+        },
         # The one grant served (RFC 6749 §4.4); any other is 400 unsupported_grant_type.
         token.fields_by_name["grant_type"]: {"enum": [GRANT_TYPE]},
     }
@@ -150,12 +217,21 @@ def _field_rules() -> dict[str, dict[str, Any]]:
     return {field.full_name: rule for field, rule in rules.items()}
 
 
-FIELD_RULES: Final = _field_rules()
+FIELD_RULES: Final = _field_rules(policy_of(Settings.model_construct()))
 
 
 def field_rules(field: FieldDescriptor) -> Mapping[str, Any] | None:
-    """OpenApiConfig.field_rules: the domain's checks of `field`, None when it has none."""
+    """OpenApiConfig.field_rules: the domain's checks of `field` (quota maxima at their
+    defaults), None when it has none."""
     return FIELD_RULES.get(field.full_name)
+
+
+def settings_field_rules(
+    settings: Settings,
+) -> Callable[[FieldDescriptor], Mapping[str, Any] | None]:
+    """OpenApiConfig.field_rules with the quota maxima `settings` configures."""
+    rules = _field_rules(policy_of(settings))
+    return lambda field: rules.get(field.full_name)
 
 
 def header_rules() -> HeaderRules:
@@ -185,13 +261,15 @@ def describe_security(method: MethodDescriptor) -> OperationSecurity | None:
     )
 
 
-def openapi_config() -> OpenApiConfig:
+def openapi_config(settings: Settings | None = None) -> OpenApiConfig:
+    """What the documents say about callers and field values; quota maxima from
+    `settings` (their defaults without)."""
     return OpenApiConfig(
         describe_security=describe_security,
         token_url=TOKEN_PATH,
         dpop=True,
         response_headers=(TRACE_ID,),
-        field_rules=field_rules,
+        field_rules=field_rules if settings is None else settings_field_rules(settings),
     )
 
 
@@ -203,7 +281,7 @@ def gateway_config(settings: Settings, comments: Mapping[str, str]) -> GatewayCo
         trust_forwarded_headers=settings.trust_forwarded_headers,
         comments=comments,
         headers=header_rules(),
-        openapi=openapi_config(),
+        openapi=openapi_config(settings),
     )
 
 

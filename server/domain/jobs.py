@@ -95,10 +95,11 @@ BATCH_MAX = 1000
 # answer exactly what EnqueueJob would).
 REQUEST_FIELD = "job"
 PAYLOAD_MAX_BYTES_DEFAULT = 64 * 1024
-_STATUSES = frozenset(status.value for status in JobStatus)
+STATUSES = tuple(status.value for status in JobStatus)  # in JobStatus's order
 THROTTLED = JobStatus.THROTTLED.value
 # Issued ids (uuid4 text) and the ids callers give (pack runs): the id alphabet.
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+ID_PATTERN = "^[A-Za-z0-9._:-]{1,64}$"
+_ID = re.compile(ID_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 class JobRecord(JobLike, Protocol):
@@ -464,7 +465,7 @@ def validate_enqueue(request: EnqueueRequest, limits: JobLimits) -> JobSpec:
             )
         elif has_control(key):
             violations.append(Violation("idempotencyKey", "must not contain control characters"))
-    if request.pack_run_id is not None and not _ID.match(request.pack_run_id):
+    if request.pack_run_id is not None and not _ID.fullmatch(request.pack_run_id):
         violations.append(
             Violation("packRunId", "must be 1 to 64 letters, digits, '.', '_', ':' or '-'")
         )
@@ -552,7 +553,7 @@ def request_hash(spec: JobSpec) -> str:
 def _check_job_id(job_id: str) -> None:
     """No job has an id outside the issued alphabet; refusing it early also keeps bytes
     a database refuses (NUL for PostgreSQL) away from it."""
-    if not _ID.match(job_id):
+    if not _ID.fullmatch(job_id):
         raise NotFound.of(JOB, job_id)
 
 
@@ -947,12 +948,12 @@ async def list_jobs(
     `continuationToken`."""
     tenant_id = call.require_tenant()
     violations: list[Violation] = []
-    if status and status not in _STATUSES:
+    if status and status not in STATUSES:
         names = ", ".join(s.value for s in JobStatus)
         violations.append(Violation("status", f"must be one of {names}, got {status!r}"))
     if job_type and (bad := validate_job_type(job_type)) is not None:
         violations.append(bad)
-    if source_id and not _ID.match(source_id):
+    if source_id and not _ID.fullmatch(source_id):
         violations.append(
             Violation("sourceId", "must be 1 to 64 letters, digits, '.', '_', ':' or '-'")
         )

@@ -26,12 +26,13 @@ from openapi_spec_validator import validate
 from gateway.app import Gateway
 from gateway.bindings import bindings_for
 from gateway.openapi import api_name, build_document, documents_by_api
-from gateway.openapi_schema import comments_from_files
+from gateway.openapi_schema import comments_from_files, duration_pattern
 from gateway.standalone import load_services
 from gateway.upstream import StreamCall, UnaryResult
 from server.app import SERVICES
 from server.domain.audit import FILTER_MAX
 from server.domain.errors import InvalidArgument
+from server.domain.jobs import BACKOFF_MAX_LIMIT_S, PRIORITY_MAX, PRIORITY_MIN
 from server.domain.sources import SOURCE_TYPE_PATTERN, _validate_registration
 from server.http_surface import openapi_config
 from server.identity.authorization_server.oauth2 import GRANT_TYPE
@@ -984,3 +985,39 @@ async def test_bindings_win_and_unknown_paths_fall_through(
     elif method != "HEAD":
         assert response.json()["code"] in ("NOT_FOUND", "UNIMPLEMENTED")
     assert (await _get(gateway, "/openapi.json")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("maximum", "positive", "accepted", "refused"),
+    [
+        (
+            86400,
+            True,
+            ["0.000000001s", "1s", "86399.999999999s", "86400s", "86400.000s", "000000086400s"],
+            ["0s", "0.000s", "86400.000000001s", "86401s", "-1s", "0000000086400s", "1.5"],
+        ),
+        (86400, False, ["0s", "0.0s", "00s", "300s", "86400s"], ["86401s", "-0s", "100000s"]),
+        (5, False, ["0s", "4.9s", "5s", "5.0s"], ["5.1s", "6s", "10s"]),
+    ],
+    ids=["positive-day", "day", "one-digit"],
+)
+def test_duration_pattern_is_the_range_the_gateway_reads(
+    maximum: int, positive: bool, accepted: list[str], refused: list[str]
+) -> None:
+    pattern = re.compile(duration_pattern(maximum, positive=positive))
+    assert [value for value in accepted if not pattern.search(value)] == []
+    assert [value for value in refused if pattern.search(value)] == []
+
+
+def test_job_and_quota_fields_carry_the_domain_rules() -> None:
+    document = documents_by_api(bindings_for(SERVICES), config=openapi_config())["jobengine"]
+    schemas = document["components"]["schemas"]
+    job, quota, backoff = schemas["Job"], schemas["Quota"], schemas["Backoff"]
+    assert job["properties"]["jobType"]["pattern"] == SOURCE_TYPE_PATTERN
+    assert job["properties"]["priority"]["minimum"] == PRIORITY_MIN
+    assert job["properties"]["priority"]["maximum"] == PRIORITY_MAX
+    assert backoff["properties"]["maxDelay"]["pattern"] == duration_pattern(
+        int(BACKOFF_MAX_LIMIT_S), positive=True
+    )
+    assert "burst" in quota["required"]
+    assert quota["properties"]["burst"]["minimum"] == 1

@@ -26,7 +26,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%orchestrator/jobengine/v1/quota.proto\x12\x19orchestrator.jobengine.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x03\n\x05Quota\x12\x16\n\x08quota_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08job_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nmax_active\x18\x03 \x01(\x05\x12\x14\n\x0cmax_per_hour\x18\x04 \x01(\x05\x12\r\n\x05\x62urst\x18\x05 \x01(\x05\x12\x19\n\x11refill_per_second\x18\x06 \x01(\x01\x12\x14\n\x06paused\x18\x07 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1f\n\x0cpause_reason\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12:\n\x05usage\x18\t \x01(\x0b\x32%.orchestrator.jobengine.v1.QuotaUsageB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x18\n\nupdated_by\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\r \x01(\tB\x0f\n\r_pause_reason\"?\n\nQuotaUsage\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x05\x12\x0e\n\x06tokens\x18\x02 \x01(\x01\x12\x11\n\tlast_hour\x18\x03 \x01(\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%orchestrator/jobengine/v1/quota.proto\x12\x19orchestrator.jobengine.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x03\n\x05Quota\x12\x16\n\x08quota_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08job_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nmax_active\x18\x03 \x01(\x05\x12\x14\n\x0cmax_per_hour\x18\x04 \x01(\x05\x12\x13\n\x05\x62urst\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x02\x12\x19\n\x11refill_per_second\x18\x06 \x01(\x01\x12\x14\n\x06paused\x18\x07 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1f\n\x0cpause_reason\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12:\n\x05usage\x18\t \x01(\x0b\x32%.orchestrator.jobengine.v1.QuotaUsageB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x18\n\nupdated_by\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\r \x01(\tB\x0f\n\r_pause_reason\"?\n\nQuotaUsage\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x05\x12\x0e\n\x06tokens\x18\x02 \x01(\x01\x12\x11\n\tlast_hour\x18\x03 \x01(\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUOTA'].fields_by_name['quota_id']._serialized_options = b'\342A\001\003'
   _globals['_QUOTA'].fields_by_name['job_type']._loaded_options = None
   _globals['_QUOTA'].fields_by_name['job_type']._serialized_options = b'\342A\001\002'
+  _globals['_QUOTA'].fields_by_name['burst']._loaded_options = None
+  _globals['_QUOTA'].fields_by_name['burst']._serialized_options = b'\342A\001\002'
   _globals['_QUOTA'].fields_by_name['paused']._loaded_options = None
   _globals['_QUOTA'].fields_by_name['paused']._serialized_options = b'\342A\001\003'
   _globals['_QUOTA'].fields_by_name['pause_reason']._loaded_options = None
@@ -50,7 +52,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUOTA'].fields_by_name['updated_by']._loaded_options = None
   _globals['_QUOTA'].fields_by_name['updated_by']._serialized_options = b'\342A\001\003'
   _globals['_QUOTA']._serialized_start=135
-  _globals['_QUOTA']._serialized_end=554
-  _globals['_QUOTAUSAGE']._serialized_start=556
-  _globals['_QUOTAUSAGE']._serialized_end=619
+  _globals['_QUOTA']._serialized_end=560
+  _globals['_QUOTAUSAGE']._serialized_start=562
+  _globals['_QUOTAUSAGE']._serialized_end=625
 # @@protoc_insertion_point(module_scope)
