@@ -22,7 +22,15 @@ generator respect them; the operations' descriptions state both in prose:
   this server for the same filters (AIP-158; anything else is 400
   INVALID_PAGE_TOKEN): a positive case carries none, as a first page does;
 - `until` must be after `since` (ListAuditEntries; else 400 naming `until`): a
-  positive case with both has them in that order.
+  positive case with both has them in that order;
+- an `If-Match` precondition, or an `etag` field, holds only with the resource's
+  current ETag (RFC 9110 §13.1.1, AIP-154; the two must agree): a positive case
+  carries neither, as an unconditional write does;
+- a quota's `jobType` is immutable (an update naming another is 400): a positive
+  update names the quota's current job type, read with the run's token
+  (ORCHESTRATOR_ST_TOKEN) from the server (ORCHESTRATOR_ST_BASE_URL);
+- a job's `backoff.initialDelay` is at most its `maxDelay` (300s when absent): a
+  positive case with a longer initial delay has a `maxDelay` equal to it.
 """
 
 from __future__ import annotations
@@ -33,12 +41,20 @@ import re
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import schemathesis
+
+from server.domain.jobs import BACKOFF_MAX_DEFAULT_S
 
 CLIENT_ID_VARIABLE = "ORCHESTRATOR_ST_CLIENT_ID"
 CLIENT_SECRET_VARIABLE = "ORCHESTRATOR_ST_CLIENT_SECRET"
+TOKEN_VARIABLE = "ORCHESTRATOR_ST_TOKEN"
+BASE_URL_VARIABLE = "ORCHESTRATOR_ST_BASE_URL"
+QUOTA_PATH = re.compile(r"/(?:jobengine|orchestrator)/quotas/\{quotaId\}")
 TOKEN = "continuationToken"
+ETAG = "etag"
 # The runtime's own words: protobuf's json_format, Python's exceptions and builtins,
 # Python json's syntax errors ("Expecting value: line 1 column 1 (char 0)"), and
 # package-qualified proto names ("orchestrator.jobengine.v1.ListSourcesRequest",
@@ -78,6 +94,35 @@ def _ordered_window(query: dict[str, Any]) -> None:
         query["since"], query["until"] = query["until"], query["since"]
 
 
+def _current_job_type(case: Any) -> str | None:
+    """The job type of the quota `case` updates, None when there is none to read."""
+    base, token = os.environ.get(BASE_URL_VARIABLE), os.environ.get(TOKEN_VARIABLE)
+    quota_id = (case.path_parameters or {}).get("quotaId")
+    if not base or not token or not isinstance(quota_id, str):
+        return None
+    headers = {"Authorization": f"Bearer {token}"}
+    for name, value in (case.headers or {}).items():
+        if name.lower().startswith("x-stella-") and isinstance(value, str):
+            headers[name] = value
+    path = case.path.replace("{quotaId}", quote(quota_id, safe=""))
+    try:
+        response = httpx.get(base + path, headers=headers, timeout=10)
+    except (httpx.HTTPError, UnicodeError):
+        return None
+    found = response.json().get("jobType") if response.status_code == 200 else None
+    return found if isinstance(found, str) else None
+
+
+def _backoff_within(job: Any) -> None:
+    backoff = job.get("backoff") if isinstance(job, dict) else None
+    if not isinstance(backoff, dict) or "initialDelay" not in backoff:
+        return
+    initial = float(str(backoff["initialDelay"]).removesuffix("s"))
+    maximum = float(str(backoff.get("maxDelay", f"{BACKOFF_MAX_DEFAULT_S}s")).removesuffix("s"))
+    if initial > maximum:
+        backoff["maxDelay"] = backoff["initialDelay"]
+
+
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
     meta = case.meta
@@ -85,6 +130,19 @@ def map_case(context: Any, case: Any) -> Any:
         return case
     if isinstance(case.body, dict) and case.operation.path in OAUTH_CLIENT_PATHS:
         _with_client(case.body)
+    if case.headers is not None:
+        for name in [name for name in case.headers if name.lower() == "if-match"]:
+            del case.headers[name]
+    for part in (case.body, case.query):
+        if isinstance(part, dict):
+            part.pop(ETAG, None)
+    if case.method.upper() == "PUT" and QUOTA_PATH.fullmatch(case.operation.path or ""):
+        current = _current_job_type(case)
+        if current is not None and isinstance(case.body, dict):
+            case.body["jobType"] = current
+    if isinstance(case.body, dict):
+        for job in (case.body, *(case.body.get("jobs") or ())):
+            _backoff_within(job)
     if isinstance(case.query, dict):
         if case.query.get(TOKEN):
             del case.query[TOKEN]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from server.identity.scopes import JUSTIFIED, SCOPES
 from tests.integration import schemathesis_hooks
 from tests.support.auth import TokenFactory
 
@@ -52,8 +53,10 @@ async def test_the_server_answers_as_its_document_says(
     assert {"/jobengine/sources", "/orchestrator/sources", "/oauth/token"} <= paths
     assert {"/oauth/introspect", "/oauth/revoke", "/jobengine/audit"} <= paths
 
-    client = await tokens.client(tenant)
-    token = await tokens.token(tenant)
+    # Every scope the document advertises, the justified ones with their reasons.
+    justified = {j.reason_field: "schemathesis run" for j in JUSTIFIED}
+    client = await tokens.client(tenant, SCOPES)
+    token = await tokens.token(tenant, SCOPES, **justified)
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     command = [
@@ -68,6 +71,8 @@ async def test_the_server_answers_as_its_document_says(
         "SCHEMATHESIS_HOOKS": schemathesis_hooks.__name__,
         schemathesis_hooks.CLIENT_ID_VARIABLE: client.client.client_id,
         schemathesis_hooks.CLIENT_SECRET_VARIABLE: client.client_secret,
+        schemathesis_hooks.TOKEN_VARIABLE: token,
+        schemathesis_hooks.BASE_URL_VARIABLE: http_base,
     }
     process = await asyncio.create_subprocess_exec(
         *command,
