@@ -113,10 +113,11 @@ async def test_a_revoked_token_stays_refused_while_it_would_verify(
 ) -> None:
     """A token a second and a half past its `exp` still verifies (the leeway); revoked,
     it stays refused after every replica reloads its list from the database, which
-    compares the record's end with the present (real time, as a server has)."""
+    compares the record's end with the present. `exp` is read off the server's clock,
+    which earlier tests of the session may have moved forward."""
     created = await tokens.client(tenant, ("orch:read",))
     token = await resigned(
-        app, await tokens.issue(created, scope="orch:read"), exp=time.time() - 1.5
+        app, await tokens.issue(created, scope="orch:read"), exp=clock.wall() - 1.5
     )
     headers = {"Authorization": f"Bearer {token}"}
     served = await http.get(SOURCES, headers=headers)
