@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 from starlette.requests import ClientDisconnect, Request
@@ -61,6 +62,11 @@ _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
+def admit_all(method: MethodDescriptor, headers: Mapping[str, str]) -> errors.GatewayError | None:
+    """GatewayConfig.admission's default: the server alone decides who may call."""
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Everything an API's owner may set; the defaults know no product.
@@ -81,6 +87,15 @@ class GatewayConfig:
     comments: Mapping[str, str] = field(default_factory=dict)
     # Security, scopes and the server's own headers, as the OpenAPI documents say them.
     openapi: OpenApiConfig = field(default_factory=OpenApiConfig)
+    # Whether a request carries credentials at all, asked before its body and query
+    # are read: an answer (a 401 with its challenges) is sent instead of any 400 the
+    # request's fields would earn, as RFC 6750 §3.1 wants a request without usable
+    # credentials answered, and as a gRPC server's interceptors authenticate before
+    # the servicer reads a field. None admits the request; verifying credentials stays
+    # the server's (the hook sees the method and the request headers only).
+    admission: Callable[[MethodDescriptor, Mapping[str, str]], errors.GatewayError | None] = (
+        admit_all
+    )
 
 
 class Gateway:
@@ -162,6 +177,9 @@ class Gateway:
 
     async def _call(self, request: Request, match: RouteMatch[Binding], raw_path: str) -> Response:
         binding = match.target
+        refusal = self.config.admission(binding.method, request.headers)
+        if refusal is not None:
+            raise refusal
         method, request_type, response_type = self._calls[id(binding)]
         scope = request.scope
         head = self.config.headers.read(scope, trust=self.config.trust_forwarded_headers)

@@ -22,6 +22,7 @@ from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 
 from gateway.app import GatewayConfig
 from gateway.cors import CorsRules
+from gateway.errors import GatewayError
 from gateway.metadata import DEFAULT_EXPOSE, HeaderRules
 from gateway.openapi_config import DocumentedHeader, OpenApiConfig, OperationSecurity
 from gateway.openapi_schema import character_class, duration_pattern
@@ -36,12 +37,15 @@ from orchestrator.jobengine.v1 import (
     quotas_service_pb2,
     sources_service_pb2,
 )
+from server import errors
 from server.config import Settings
 from server.domain import jobs
 from server.domain.audit import FILTER_MAX
 from server.domain.quotas import PAUSE_REASON_MAX, QuotaPolicy
 from server.domain.sources import NAME_MAX, SOURCE_TYPE_PATTERN
 from server.identity.authorization_server.oauth2 import GRANT_TYPE
+from server.identity.resource_server.principal import TokenRejected
+from server.identity.resource_server.verifier import parse_authorization
 from server.identity.urls import TOKEN_PATH
 from server.interceptors.audit import REASON_HEADER, REASON_MAX, TICKET_HEADER, TICKET_MAX
 from server.interceptors.tenancy import (
@@ -261,6 +265,27 @@ def describe_security(method: MethodDescriptor) -> OperationSecurity | None:
     )
 
 
+def admission(method: MethodDescriptor, headers: Mapping[str, str]) -> GatewayError | None:
+    """GatewayConfig.admission: a method whose policy needs a token, called without
+    credentials (no Authorization, a blank one, or a scheme but Bearer and DPoP), is
+    answered 401 with the challenges of both schemes before the gateway reads its
+    body and query (RFC 6750 §3.1, RFC 9449 §7.1), as the server's authentication
+    interceptor answers it over gRPC: the same `parse_authorization` and refusal, as
+    the same status and trailers. Tokens are never verified here; a malformed value
+    of an accepted scheme goes on to the interceptor."""
+    if not declares_policy(method) or not method_policy(method).authenticated:
+        return None
+    try:
+        parse_authorization(headers.get("authorization"))
+    except TokenRejected as rejected:
+        if rejected.status != 401:
+            return None
+        status = errors.to_status(rejected.to_domain_error())
+        trailers = header_rules().response_headers(errors.status_trailers(status))
+        return GatewayError(status, headers=dict(trailers), from_upstream=True)
+    return None
+
+
 def openapi_config(settings: Settings | None = None) -> OpenApiConfig:
     """What the documents say about callers and field values; quota maxima from
     `settings` (their defaults without)."""
@@ -282,12 +307,13 @@ def gateway_config(settings: Settings, comments: Mapping[str, str]) -> GatewayCo
         comments=comments,
         headers=header_rules(),
         openapi=openapi_config(settings),
+        admission=admission,
     )
 
 
 def proxy_config() -> GatewayConfig:
     """`orchestrator gateway`'s base configuration (the command line sets the rest)."""
-    return GatewayConfig(headers=header_rules(), openapi=openapi_config())
+    return GatewayConfig(headers=header_rules(), openapi=openapi_config(), admission=admission)
 
 
 def cors_rules() -> CorsRules:
