@@ -522,13 +522,18 @@ class SqlLeases:
         expires_at: datetime,
     ) -> list[Any]:
         j = _jobs.c
+        # The ready predicate spelled as the partial index `ix_jobs_ready` is (SQLite uses
+        # a partial index only when the query's terms imply its WHERE, which bound
+        # parameters never do: `status IN (?, ?, ?)` scanned the whole table).
         candidates = (
             await conn.execute(
                 sa.select(j.job_id, j.job_type, j.status)
                 .where(
-                    j.status.in_(READY_STATUSES),
+                    sa.text(JOBS_READY_PREDICATE),
                     j.tenant_id == request.tenant_id,
-                    j.job_type.in_(job_types),
+                    j.job_type == job_types[0]
+                    if len(job_types) == 1
+                    else j.job_type.in_(job_types),
                     j.next_eligible_at <= now,
                 )
                 .order_by(j.priority.desc(), j.next_eligible_at, j.job_id)
@@ -919,7 +924,9 @@ class SqlLeases:
             expired = (
                 await conn.execute(
                     sa.select(_jobs)
-                    .where(j.status == _LEASED, j.lease_expires_at <= now)
+                    # as `ix_jobs_lease_expiry`'s WHERE is spelled, so SQLite (and a
+                    # generic PostgreSQL plan) can use that partial index
+                    .where(sa.text("status = 'leased'"), j.lease_expires_at <= now)
                     .order_by(j.lease_expires_at, j.job_id)
                     .limit(limit)
                     .with_for_update(skip_locked=True)
