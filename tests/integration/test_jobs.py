@@ -302,7 +302,7 @@ async def test_paused_or_disabled_source_refuses_new_jobs(
         await jobs_client.enqueue_job(new_job("ingest", source_id))
     assert (err.value.code, err.value.reason) == ("FAILED_PRECONDITION", "SOURCE_PAUSED")
     assert err.value.message == f"source '{source_id}' is paused; resume it to enqueue jobs"
-    assert err.value.http_status == (400 if _rest(jobs_client) else None)
+    assert err.value.http_status == (409 if _rest(jobs_client) else None)
 
     disabled = await sources_client.register_source("off", "manual", enabled=False)
     with pytest.raises(ApiError) as err:
@@ -627,6 +627,7 @@ async def test_cancel_a_finished_job_is_failed_precondition(
         await jobs_client.cancel_job(job.job_id)
     assert (err.value.code, err.value.reason) == ("FAILED_PRECONDITION", "JOB_STATUS_CONFLICT")
     assert err.value.message == f"job is {status}; cannot cancel it"
+    assert err.value.http_status == (409 if _rest(jobs_client) else None)
     assert [t for t, _ in await _history(app, tenant, job.job_id)] == ["job.enqueued"]
 
 
@@ -685,6 +686,7 @@ async def test_replay_clones_a_finished_job(
         "FAILED_PRECONDITION",
         "job is queued; only a finished job can be replayed",
     )
+    assert err.value.http_status == (409 if _rest(jobs_client) else None)
     await _set(
         app, original.job_id, status="dead_lettered", attempts=5, finished_at=datetime.now(UTC)
     )

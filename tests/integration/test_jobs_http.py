@@ -266,7 +266,8 @@ async def test_unknown_or_paused_source(
     )
     assert pause.status_code == 200
     paused = await _enqueue(http, tenant, {"jobType": "x", "sourceId": source_id})
-    assert paused.status_code == 400  # FAILED_PRECONDITION, the gateway's one table
+    # FAILED_PRECONDITION: a conflict with the source's state (JobsService's 409)
+    assert paused.status_code == 409
     assert _error(paused) == (
         "FAILED_PRECONDITION",
         f"source '{source_id}' is paused; resume it to enqueue jobs",
@@ -385,7 +386,7 @@ async def test_unknown_job_is_404_and_finished_job_cannot_be_canceled(
             sa.update(_jobs).where(_jobs.c.job_id == job_id).values(status="succeeded")
         )
     refused = await http.post(f"/jobengine/jobs/{job_id}/cancel", json={}, headers=_headers(tenant))
-    assert refused.status_code == 400
+    assert refused.status_code == 409  # a conflict with the job's state (RFC 9110 §15.5.10)
     assert _error(refused) == (
         "FAILED_PRECONDITION",
         "job is succeeded; cannot cancel it",

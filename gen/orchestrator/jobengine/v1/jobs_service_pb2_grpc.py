@@ -36,6 +36,13 @@ class JobsServiceStub:
     transaction. Paths are served under /jobengine and, deprecated, under the
     legacy /orchestrator prefix. Workers lease and finish jobs over
     WorkerService (gRPC only).
+
+    FAILED_PRECONDITION here always means the request conflicts with the current
+    state of its target (a job that has not finished or already has, a paused or
+    disabled source), so over HTTP it is 409 Conflict (RFC 9110 §15.5.10), not the
+    gateway's default 400: the request is well formed and may succeed once the
+    state changes. Set once for every method below (a method's own error_status
+    list would replace it whole).
     """
 
     def __init__(self, channel):
@@ -92,6 +99,13 @@ class JobsServiceServicer:
     transaction. Paths are served under /jobengine and, deprecated, under the
     legacy /orchestrator prefix. Workers lease and finish jobs over
     WorkerService (gRPC only).
+
+    FAILED_PRECONDITION here always means the request conflicts with the current
+    state of its target (a job that has not finished or already has, a paused or
+    disabled source), so over HTTP it is 409 Conflict (RFC 9110 §15.5.10), not the
+    gateway's default 400: the request is well formed and may succeed once the
+    state changes. Set once for every method below (a method's own error_status
+    list would replace it whole).
     """
 
     def EnqueueJob(self, request, context):
@@ -104,8 +118,9 @@ class JobsServiceServicer:
         INVALID_ARGUMENT (a BadRequest violation per field) for a malformed job
         type, priority, maxAttempts, backoff, runAt or idempotency key, or a payload
         over the size cap; NOT_FOUND when the source is not the caller's;
-        FAILED_PRECONDITION when the source is paused or disabled; ALREADY_EXISTS
-        (HTTP 409) when the idempotency key was used with another body.
+        FAILED_PRECONDITION (HTTP 409) when the source is paused or disabled;
+        ALREADY_EXISTS (HTTP 409) when the idempotency key was used with another
+        body.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,8 +175,8 @@ class JobsServiceServicer:
         completion is then refused). Canceling a canceled job is a no-op that still
         answers the job.
 
-        Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION when
-        it already succeeded or was dead-lettered.
+        Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
+        (HTTP 409) when it already succeeded or was dead-lettered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,9 +187,9 @@ class JobsServiceServicer:
         payload, maxAttempts, backoff and pack run; no idempotency key) whose
         replayOf names the original, and answers the new job with 201.
 
-        Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION when
-        it has not finished (queued, throttled, leased or failed), or its source is
-        now paused or disabled.
+        Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
+        (HTTP 409) when it has not finished (queued, throttled, leased or failed),
+        or its source is now paused or disabled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -237,6 +252,13 @@ class JobsService:
     transaction. Paths are served under /jobengine and, deprecated, under the
     legacy /orchestrator prefix. Workers lease and finish jobs over
     WorkerService (gRPC only).
+
+    FAILED_PRECONDITION here always means the request conflicts with the current
+    state of its target (a job that has not finished or already has, a paused or
+    disabled source), so over HTTP it is 409 Conflict (RFC 9110 §15.5.10), not the
+    gateway's default 400: the request is well formed and may succeed once the
+    state changes. Set once for every method below (a method's own error_status
+    list would replace it whole).
     """
 
     @staticmethod

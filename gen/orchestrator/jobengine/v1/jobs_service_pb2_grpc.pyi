@@ -37,6 +37,13 @@ class JobsServiceStub:
     transaction. Paths are served under /jobengine and, deprecated, under the
     legacy /orchestrator prefix. Workers lease and finish jobs over
     WorkerService (gRPC only).
+
+    FAILED_PRECONDITION here always means the request conflicts with the current
+    state of its target (a job that has not finished or already has, a paused or
+    disabled source), so over HTTP it is 409 Conflict (RFC 9110 §15.5.10), not the
+    gateway's default 400: the request is well formed and may succeed once the
+    state changes. Set once for every method below (a method's own error_status
+    list would replace it whole).
     """
 
     @_typing.overload
@@ -53,8 +60,9 @@ class JobsServiceStub:
     INVALID_ARGUMENT (a BadRequest violation per field) for a malformed job
     type, priority, maxAttempts, backoff, runAt or idempotency key, or a payload
     over the size cap; NOT_FOUND when the source is not the caller's;
-    FAILED_PRECONDITION when the source is paused or disabled; ALREADY_EXISTS
-    (HTTP 409) when the idempotency key was used with another body.
+    FAILED_PRECONDITION (HTTP 409) when the source is paused or disabled;
+    ALREADY_EXISTS (HTTP 409) when the idempotency key was used with another
+    body.
     """
     BatchEnqueueJobs: _grpc.UnaryUnaryMultiCallable[_jobs_service_pb2.BatchEnqueueJobsRequest, _jobs_service_pb2.BatchEnqueueJobsResponse]
     """Enqueues up to 1,000 jobs in one statement, each as EnqueueJob would; the
@@ -89,17 +97,17 @@ class JobsServiceStub:
     completion is then refused). Canceling a canceled job is a no-op that still
     answers the job.
 
-    Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION when
-    it already succeeded or was dead-lettered.
+    Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
+    (HTTP 409) when it already succeeded or was dead-lettered.
     """
     ReplayJob: _grpc.UnaryUnaryMultiCallable[_jobs_service_pb2.ReplayJobRequest, _jobs_service_pb2.ReplayJobResponse]
     """Replays a finished job: enqueues a clone (same type, source, priority,
     payload, maxAttempts, backoff and pack run; no idempotency key) whose
     replayOf names the original, and answers the new job with 201.
 
-    Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION when
-    it has not finished (queued, throttled, leased or failed), or its source is
-    now paused or disabled.
+    Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
+    (HTTP 409) when it has not finished (queued, throttled, leased or failed),
+    or its source is now paused or disabled.
     """
 
 @_typing.type_check_only
@@ -114,6 +122,13 @@ class JobsServiceAsyncStub(JobsServiceStub):
     transaction. Paths are served under /jobengine and, deprecated, under the
     legacy /orchestrator prefix. Workers lease and finish jobs over
     WorkerService (gRPC only).
+
+    FAILED_PRECONDITION here always means the request conflicts with the current
+    state of its target (a job that has not finished or already has, a paused or
+    disabled source), so over HTTP it is 409 Conflict (RFC 9110 §15.5.10), not the
+    gateway's default 400: the request is well formed and may succeed once the
+    state changes. Set once for every method below (a method's own error_status
+    list would replace it whole).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -127,8 +142,9 @@ class JobsServiceAsyncStub(JobsServiceStub):
     INVALID_ARGUMENT (a BadRequest violation per field) for a malformed job
     type, priority, maxAttempts, backoff, runAt or idempotency key, or a payload
     over the size cap; NOT_FOUND when the source is not the caller's;
-    FAILED_PRECONDITION when the source is paused or disabled; ALREADY_EXISTS
-    (HTTP 409) when the idempotency key was used with another body.
+    FAILED_PRECONDITION (HTTP 409) when the source is paused or disabled;
+    ALREADY_EXISTS (HTTP 409) when the idempotency key was used with another
+    body.
     """
     BatchEnqueueJobs: _aio.UnaryUnaryMultiCallable[_jobs_service_pb2.BatchEnqueueJobsRequest, _jobs_service_pb2.BatchEnqueueJobsResponse]  # type: ignore[assignment]
     """Enqueues up to 1,000 jobs in one statement, each as EnqueueJob would; the
@@ -163,17 +179,17 @@ class JobsServiceAsyncStub(JobsServiceStub):
     completion is then refused). Canceling a canceled job is a no-op that still
     answers the job.
 
-    Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION when
-    it already succeeded or was dead-lettered.
+    Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
+    (HTTP 409) when it already succeeded or was dead-lettered.
     """
     ReplayJob: _aio.UnaryUnaryMultiCallable[_jobs_service_pb2.ReplayJobRequest, _jobs_service_pb2.ReplayJobResponse]  # type: ignore[assignment]
     """Replays a finished job: enqueues a clone (same type, source, priority,
     payload, maxAttempts, backoff and pack run; no idempotency key) whose
     replayOf names the original, and answers the new job with 201.
 
-    Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION when
-    it has not finished (queued, throttled, leased or failed), or its source is
-    now paused or disabled.
+    Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
+    (HTTP 409) when it has not finished (queued, throttled, leased or failed),
+    or its source is now paused or disabled.
     """
 
 class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -187,6 +203,13 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
     transaction. Paths are served under /jobengine and, deprecated, under the
     legacy /orchestrator prefix. Workers lease and finish jobs over
     WorkerService (gRPC only).
+
+    FAILED_PRECONDITION here always means the request conflicts with the current
+    state of its target (a job that has not finished or already has, a paused or
+    disabled source), so over HTTP it is 409 Conflict (RFC 9110 §15.5.10), not the
+    gateway's default 400: the request is well formed and may succeed once the
+    state changes. Set once for every method below (a method's own error_status
+    list would replace it whole).
     """
 
     @_abc_1.abstractmethod
@@ -204,8 +227,9 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         INVALID_ARGUMENT (a BadRequest violation per field) for a malformed job
         type, priority, maxAttempts, backoff, runAt or idempotency key, or a payload
         over the size cap; NOT_FOUND when the source is not the caller's;
-        FAILED_PRECONDITION when the source is paused or disabled; ALREADY_EXISTS
-        (HTTP 409) when the idempotency key was used with another body.
+        FAILED_PRECONDITION (HTTP 409) when the source is paused or disabled;
+        ALREADY_EXISTS (HTTP 409) when the idempotency key was used with another
+        body.
         """
 
     @_abc_1.abstractmethod
@@ -270,8 +294,8 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         completion is then refused). Canceling a canceled job is a no-op that still
         answers the job.
 
-        Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION when
-        it already succeeded or was dead-lettered.
+        Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
+        (HTTP 409) when it already succeeded or was dead-lettered.
         """
 
     @_abc_1.abstractmethod
@@ -284,9 +308,9 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         payload, maxAttempts, backoff and pack run; no idempotency key) whose
         replayOf names the original, and answers the new job with 201.
 
-        Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION when
-        it has not finished (queued, throttled, leased or failed), or its source is
-        now paused or disabled.
+        Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
+        (HTTP 409) when it has not finished (queued, throttled, leased or failed),
+        or its source is now paused or disabled.
         """
 
 def add_JobsServiceServicer_to_server(servicer: JobsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
