@@ -47,7 +47,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -404,16 +404,17 @@ def _sqlite_path(url: str) -> str:
 
 async def seed_pages(url: str, source_id: str, total: int) -> None:
     """Bring the tenant to `total` jobs with finished rows older than every other job,
-    1 ms apart, straight in the database."""
-    created = "2026-01-01 00:00:00"
+    1 ms apart from a day ago, straight in the database (inside the retention, so the
+    server's pruning leaves them alone)."""
+    base = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
     if url.startswith("sqlite"):
         conn = sqlite3.connect(_sqlite_path(url), timeout=60)
         (have,) = conn.execute(
             "SELECT count(*) FROM jobs WHERE tenant_id = ?", (TENANT,)
         ).fetchone()
         stamp = (
-            "printf('2026-01-01 %02d:%02d:%02d.%06d', i / 3600000, i / 60000 % 60, "
-            "i / 1000 % 60, i % 1000 * 1000)"
+            f"strftime('%Y-%m-%d %H:%M:%S', '{base:%Y-%m-%d %H:%M:%S}', "
+            "'+' || (i / 1000) || ' seconds') || printf('.%06d', i % 1000 * 1000)"
         )
         conn.execute(
             f"""
@@ -450,7 +451,7 @@ async def seed_pages(url: str, source_id: str, total: int) -> None:
             total - have,
             TENANT,
             source_id,
-            datetime.fromisoformat(created + "+00:00"),
+            base,
         )
         await conn.execute("VACUUM ANALYZE jobs")
     finally:
