@@ -37,6 +37,7 @@ import json
 import multiprocessing as mp
 import os
 import secrets
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -559,6 +560,7 @@ async def run_backend(
         finally:
             server.stop()
     finally:
+        shutil.rmtree(workdir, ignore_errors=True)
         if pg_name:
             admin = await asyncpg.connect(pg_admin)
             try:
