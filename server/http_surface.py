@@ -265,6 +265,11 @@ def describe_security(method: MethodDescriptor) -> OperationSecurity | None:
     )
 
 
+# admission's per-method answer to "does it need a token?", by descriptor, worked out
+# on the first request for the method (the options never change while serving).
+_NEEDS_TOKEN: dict[MethodDescriptor, bool] = {}
+
+
 def admission(method: MethodDescriptor, headers: Mapping[str, str]) -> GatewayError | None:
     """GatewayConfig.admission: a method whose policy needs a token, called without
     credentials (no Authorization, a blank one, or a scheme but Bearer and DPoP), is
@@ -273,10 +278,19 @@ def admission(method: MethodDescriptor, headers: Mapping[str, str]) -> GatewayEr
     interceptor answers it over gRPC: the same `parse_authorization` and refusal, as
     the same status and trailers. Tokens are never verified here; a malformed value
     of an accepted scheme goes on to the interceptor."""
-    if not declares_policy(method) or not method_policy(method).authenticated:
+    needs_token = _NEEDS_TOKEN.get(method)
+    if needs_token is None:
+        needs_token = declares_policy(method) and method_policy(method).authenticated
+        _NEEDS_TOKEN[method] = needs_token
+    if not needs_token:
+        return None
+    value = headers.get("authorization")
+    if value is not None and (value[:7].lower() == "bearer " or value[:5].lower() == "dpop "):
+        # parse_authorization's scheme ends at the first space: a Bearer or DPoP value
+        # is never its 401, whatever follows (a malformed one is the server's 400).
         return None
     try:
-        parse_authorization(headers.get("authorization"))
+        parse_authorization(value)
     except TokenRejected as rejected:
         if rejected.status != 401:
             return None
