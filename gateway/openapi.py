@@ -20,6 +20,14 @@ Rules worth knowing:
 - A bodiless success (204, 205, 304: gateway/response.py) has no `content`; an ETag
   header is documented where one is answered: the resource's etag field (gateway/
   conditional.py) or a hash of the body.
+- Links (OpenAPI 3.1 §4.8.20) say where a created resource's id goes next: from each
+  success response of an operation whose body has a scalar field F that its path does
+  not take, to every operation whose path continues the first's collection path
+  (its path without a `:verb`) and takes F as a path variable, with
+  `F: $response.body#/F` (and any variable of the first path as `$request.path.…`).
+  So `POST /v1/kitchens` answering `{"kitchenId": …}` links to `GET`, `DELETE`,
+  `POST …:close` on `/v1/kitchens/{kitchenId}`; a legacy twin links to its own
+  prefix's twins, because its paths continue only theirs.
 """
 
 from __future__ import annotations
@@ -28,11 +36,12 @@ import copy
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
 
 from google.api import field_behavior_pb2
-from google.protobuf.descriptor import Descriptor, ServiceDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
 
 from gateway.bindings import Binding
 from gateway.conditional import EtagPlan, etag_plan
@@ -95,6 +104,7 @@ def build_document(
     builder = _Builder(registry, comments or {}, config)
     for binding in bindings:
         builder.add(binding)
+    builder.link()
     document: dict[str, Any] = {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "version": version},
@@ -215,6 +225,7 @@ class _Builder:
         self._secured = False
         self._responses: dict[str, Any] = {}
         self._headers: set[str] = set()
+        self._linkable: list[_Linkable] = []
 
     def add(self, binding: Binding) -> None:
         path, variables = openapi_path(binding)
@@ -228,7 +239,39 @@ class _Builder:
             rule = f"{binding.http_method} {binding.template.source}"
             self.unrepresentable.append(f"{rule} ({binding.method.full_name})")
             return
-        item[slot] = self._operation(binding, variables, re.findall(r"\{([^}]*)\}", key))
+        names = re.findall(r"\{([^}]*)\}", key)
+        operation = self._operation(binding, variables, names)
+        item[slot] = operation
+        verb = f":{binding.template.verb}" if binding.template.verb else ""
+        self._linkable.append(
+            _Linkable(
+                operation=operation,
+                collection=key.removesuffix(verb),
+                variables=tuple(names),
+                body_fields=_body_fields(binding),
+                target=slot in _METHODS,
+            )
+        )
+
+    def link(self) -> None:
+        """Add the links (see the module docstring) once every operation is known."""
+        for source in self._linkable:
+            produced = [f for f in source.body_fields if f not in source.variables]
+            if not produced:
+                continue
+            links: dict[str, Any] = {}
+            for target in self._linkable:
+                parameters = _link_parameters(source, target, produced)
+                if parameters is not None:
+                    links[target.operation["operationId"]] = {
+                        "operationId": target.operation["operationId"],
+                        "parameters": parameters,
+                    }
+            if not links:
+                continue
+            for status, response in source.operation["responses"].items():
+                if status.startswith("2") and "content" in response:
+                    response["links"] = dict(sorted(links.items()))
 
     def components(self) -> dict[str, Any]:
         components: dict[str, Any] = {"schemas": self.registry.components()}
@@ -391,6 +434,60 @@ class _Builder:
             names += ["Deprecation", "Link"]
         self._headers.update(names)
         return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+@dataclass(frozen=True, slots=True)
+class _Linkable:
+    """What linking needs of one documented operation."""
+
+    operation: dict[str, Any]  # as it is in the document, links added in place
+    collection: str  # its path item's path without a `:verb`
+    variables: tuple[str, ...]  # its path variables, as the path item names them
+    body_fields: tuple[str, ...]  # JSON names of its success body's scalar fields
+    target: bool  # in a path item's own slot (not x-additionalOperations): linkable to
+
+
+def _body_fields(binding: Binding) -> tuple[str, ...]:
+    """JSON names of the singular scalar fields of the success body; none for a
+    bodiless success, a stream or an HttpBody, whose bodies are not one JSON object."""
+    if binding.behavior.success_status in BODILESS or binding.server_streaming:
+        return ()
+    field = binding.response_body
+    message: Descriptor | None = binding.method.output_type
+    if field is not None:
+        message = None if field.is_repeated else field.message_type
+    if message is None or message.full_name == HTTP_BODY:
+        return ()
+    return tuple(f.json_name for f in message.fields if _scalar(f))
+
+
+def _scalar(field: FieldDescriptor) -> bool:
+    return field.message_type is None and not field.is_repeated
+
+
+def _link_parameters(
+    source: _Linkable, target: _Linkable, produced: Sequence[str]
+) -> dict[str, str] | None:
+    """The link's `parameters` from `source`'s response to `target`, or None when
+    `target` does not continue `source`'s collection or takes no produced field."""
+    if not target.target or not target.collection.startswith(source.collection + "/"):
+        return None
+    if not any(name in produced for name in target.variables):
+        return None
+    parameters: dict[str, str] = {}
+    for name in target.variables:
+        if name in source.variables:
+            parameters[name] = f"$request.path.{name}"
+        elif name in produced:
+            parameters[name] = f"$response.body#/{_pointer_token(name)}"
+        else:
+            return None  # a variable neither the request nor the response gives
+    return parameters
+
+
+def _pointer_token(name: str) -> str:
+    """A JSON Pointer reference token (RFC 6901 §3)."""
+    return name.replace("~", "~0").replace("/", "~1")
 
 
 _ETAG_HEADER: Final = {

@@ -1021,3 +1021,182 @@ def test_job_and_quota_fields_carry_the_domain_rules() -> None:
     )
     assert "burst" in quota["required"]
     assert quota["properties"]["burst"]["minimum"] == 1
+
+
+# --- links (OpenAPI 3.1 §4.8.20) --------------------------------------------------------
+
+# Creators and what continues their collections: a created id (bodies with and
+# without response_body), a `:verb` creator, a nested creator whose parent id is its
+# own path's, a path under another collection, a variable nobody gives, a list, a
+# stream, a bodiless answer, and a deprecated prefix whose twins link among themselves.
+SHOP = """
+syntax = "proto3";
+package acme.shop.v1;
+
+import "google/api/annotations.proto";
+import "google/protobuf/empty.proto";
+import "gateway/v1/http.proto";
+
+service ShopService {
+  option (gateway.v1.http_defaults) = {
+    deprecated_prefixes: [{prefix: "/v0" successor: "/v1"}]
+  };
+  rpc CreateShelf(CreateShelfRequest) returns (CreateShelfResponse) {
+    option (google.api.http) = {
+      post: "/v1/shelves" body: "shelf" response_body: "shelf"
+    };
+    option (gateway.v1.http) = {success_status: 201};
+  }
+  rpc ImportShelf(Shelf) returns (Shelf) {
+    option (google.api.http) = {post: "/v1/shelves:import" body: "*"};
+  }
+  rpc ListShelves(google.protobuf.Empty) returns (ListShelvesResponse) {
+    option (google.api.http) = {get: "/v1/shelves"};
+  }
+  rpc WatchShelves(google.protobuf.Empty) returns (stream Shelf) {
+    option (google.api.http) = {get: "/v1/shelves:watch"};
+  }
+  rpc GetShelf(ShelfRef) returns (Shelf) {
+    option (google.api.http) = {get: "/v1/shelves/{shelf_id}"};
+  }
+  rpc CloseShelf(ShelfRef) returns (Shelf) {
+    option (google.api.http) = {post: "/v1/shelves/{shelf_id}:close" body: "*"};
+  }
+  rpc DeleteShelf(ShelfRef) returns (Shelf) {
+    option (google.api.http) = {delete: "/v1/shelves/{shelf_id}"};
+    option (gateway.v1.http) = {success_status: 204};
+  }
+  rpc CreateBook(Book) returns (Book) {
+    option (google.api.http) = {post: "/v1/shelves/{shelf_id}/books" body: "*"};
+  }
+  rpc GetBook(Book) returns (Book) {
+    option (google.api.http) = {get: "/v1/shelves/{shelf_id}/books/{book_id}"};
+  }
+  rpc GetCopy(Copy) returns (Copy) {
+    option (google.api.http) = {
+      get: "/v1/shelves/{shelf_id}/books/{book_id}/copies/{copy_id}"
+    };
+  }
+  rpc GetStock(ShelfRef) returns (Shelf) {
+    option (google.api.http) = {get: "/v1/stock/{shelf_id}"};
+  }
+}
+
+message Shelf {
+  string shelf_id = 1;
+  string name = 2;
+  repeated string tags = 3;
+  Book first = 4;
+}
+message ShelfRef {
+  string shelf_id = 1;
+}
+message CreateShelfRequest {
+  Shelf shelf = 1;
+}
+message CreateShelfResponse {
+  Shelf shelf = 1;
+}
+message ListShelvesResponse {
+  repeated Shelf shelves = 1;
+  string next_page_token = 2;
+}
+message Book {
+  string shelf_id = 1;
+  string book_id = 2;
+}
+message Copy {
+  string shelf_id = 1;
+  string book_id = 2;
+  string copy_id = 3;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def shop_doc(tmp: Path) -> Document:
+    source = tmp / "acme" / "shop" / "v1" / "shop.proto"
+    source.parent.mkdir(parents=True)
+    source.write_text(SHOP)
+    services = load_services(_compile(tmp, [tmp], ["acme/shop/v1/shop.proto"]))
+    return build_document(bindings_for(services), title="shop", version="v1")
+
+
+def links(document: Document) -> dict[tuple[str, str, str], dict[str, Document]]:
+    """(method, path, status) -> {operationId: parameters} of every response with links."""
+    return {
+        (method, path, status): {
+            name: {"operationId": link["operationId"], **link["parameters"]}
+            for name, link in response["links"].items()
+        }
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        for status, response in op["responses"].items()
+        if "links" in response
+    }
+
+
+def test_a_created_id_links_to_the_operations_of_its_collection(shop_doc: Document) -> None:
+    validate(shop_doc)
+    ids = {
+        (method, path): op["operationId"]
+        for path, item in shop_doc["paths"].items()
+        for method, op in item.items()
+    }
+
+    def expected(prefix: str) -> dict[tuple[str, str, str], dict[str, Document]]:
+        def to(method: str, path: str, **parameters: str) -> tuple[str, Document]:
+            target = ids[method, prefix + path]
+            return target, {"operationId": target, **parameters}
+
+        shelf = "$response.body#/shelfId"
+        from_shelf = dict(
+            [
+                to("get", "/shelves/{shelfId}", shelfId=shelf),
+                to("delete", "/shelves/{shelfId}", shelfId=shelf),
+                to("post", "/shelves/{shelfId}:close", shelfId=shelf),
+                to("post", "/shelves/{shelfId}/books", shelfId=shelf),
+            ]
+        )
+        book = dict(
+            [
+                to(
+                    "get",
+                    "/shelves/{shelfId}/books/{bookId}",
+                    shelfId="$request.path.shelfId",
+                    bookId="$response.body#/bookId",
+                )
+            ]
+        )
+        return {
+            ("post", f"{prefix}/shelves", "201"): from_shelf,
+            ("post", f"{prefix}/shelves:import", "200"): from_shelf,
+            ("post", f"{prefix}/shelves/{{shelfId}}/books", "200"): book,
+        }
+
+    assert links(shop_doc) == {**expected("/v1"), **expected("/v0")}
+    assert ids["get", "/v0/shelves/{shelfId}"] != ids["get", "/v1/shelves/{shelfId}"]
+
+
+def test_product_creators_link_to_their_resources() -> None:
+    found = links(product_doc())
+    quota = {"quotaId": "$response.body#/quotaId"}
+    for prefix, suffix in (("/jobengine", ""), ("/orchestrator", "_1")):
+        methods = ("DeleteQuota", "GetQuota", "PauseQuota", "ResumeQuota", "UpdateQuota")
+        assert found["post", f"{prefix}/quotas", "201"] == {
+            f"QuotasService_{m}{suffix}": {"operationId": f"QuotasService_{m}{suffix}", **quota}
+            for m in methods
+        }
+        job = {"jobId": "$response.body#/jobId"}
+        from_job = {
+            f"JobsService_{m}{suffix}": {"operationId": f"JobsService_{m}{suffix}", **job}
+            for m in ("CancelJob", "GetJob", "ReplayJob")
+        }
+        # 201 enqueued, 200 found by its idempotency key: the same job either way
+        assert found["post", f"{prefix}/jobs", "201"] == from_job
+        assert found["post", f"{prefix}/jobs", "200"] == from_job
+    assert {path for _, path, _ in found} == {
+        f"{prefix}/{collection}"
+        for prefix in ("/jobengine", "/orchestrator")
+        for collection in ("jobs", "quotas", "sources")
+    }
