@@ -169,6 +169,7 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
         list_jobs.fields_by_name["job_type"]: source_type,
         list_jobs.fields_by_name["limit"]: page_size,
         list_jobs.fields_by_name["status"]: {"enum": list(jobs.STATUSES)},
+        list_jobs.fields_by_name["source_id"]: {"pattern": jobs.ID_PATTERN},
         list_quotas.fields_by_name["job_type"]: source_type,
         list_quotas.fields_by_name["limit"]: page_size,
         job.fields_by_name["job_type"]: source_type,

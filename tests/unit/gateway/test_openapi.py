@@ -32,7 +32,7 @@ from gateway.upstream import StreamCall, UnaryResult
 from server.app import SERVICES
 from server.domain.audit import FILTER_MAX
 from server.domain.errors import InvalidArgument
-from server.domain.jobs import BACKOFF_MAX_LIMIT_S, PRIORITY_MAX, PRIORITY_MIN
+from server.domain.jobs import BACKOFF_MAX_LIMIT_S, ID_PATTERN, PRIORITY_MAX, PRIORITY_MIN
 from server.domain.sources import SOURCE_TYPE_PATTERN, _validate_registration
 from server.http_surface import openapi_config
 from server.identity.authorization_server.oauth2 import GRANT_TYPE
@@ -1021,6 +1021,10 @@ def test_job_and_quota_fields_carry_the_domain_rules() -> None:
     )
     assert "burst" in quota["required"]
     assert quota["properties"]["burst"]["minimum"] == 1
+    # The listing's filters are checked as the job's own fields are (jobs.list_jobs).
+    filters = params(operation(document, "get", "/jobengine/jobs"), "query")
+    assert filters["sourceId"]["schema"]["pattern"] == ID_PATTERN
+    assert filters["jobType"]["schema"]["pattern"] == SOURCE_TYPE_PATTERN
 
 
 # --- links (OpenAPI 3.1 §4.8.20) --------------------------------------------------------
