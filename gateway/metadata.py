@@ -137,6 +137,11 @@ class HeaderRules:
     _plans: dict[bytes, tuple[int, str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # Metadata key -> the response header it becomes (None: it stays here), memoized
+    # like `_plans`: a server answers with the same few keys on every call.
+    _answers: dict[str, str | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def metadata_key(self, name: str) -> str | None:
         """The metadata key an HTTP header travels under, or None when it stays here."""
@@ -208,15 +213,31 @@ class HeaderRules:
         self, metadata: Sequence[tuple[str, str | bytes]]
     ) -> list[tuple[str, str]]:
         headers: list[tuple[str, str]] = []
+        answers = self._answers
         for key, value in metadata:
-            key = key.lower()
-            if isinstance(value, bytes) or key.endswith("-bin") or _reserved(key):
+            if isinstance(value, bytes):
                 continue
-            if key in self.expose:
-                headers.append((_canonical(key), value))
-            else:
-                headers.append((f"Grpc-Metadata-{_canonical(key)}", value))
+            try:
+                name = answers[key]
+            except KeyError:
+                name = self._answer(key)
+            if name is not None:
+                headers.append((name, value))
         return headers
+
+    def _answer(self, key: str) -> str | None:
+        lowered = key.lower()
+        name: str | None
+        if lowered.endswith("-bin") or _reserved(lowered):
+            name = None
+        elif lowered in self.expose:
+            name = _canonical(lowered)
+        else:
+            name = f"Grpc-Metadata-{_canonical(lowered)}"
+        if len(self._answers) >= _PLAN_LIMIT:
+            self._answers.clear()
+        self._answers[key] = name
+        return name
 
 
 class _Forwarded:
