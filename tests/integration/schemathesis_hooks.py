@@ -15,8 +15,8 @@ has no field named … Available Fields"; item 5: Python json's "Expecting value
 column 1 (char 0)", package-qualified message names); and every operation answered a
 success at least once, so the run exercised more than refusals.
 
-Two request rules of this API cannot be said in JSON Schema, so no document makes a
-generator respect them; the operations' descriptions state both in prose:
+These request rules of this API cannot be said in JSON Schema, so no document makes a
+generator respect them; the operations' descriptions state them in prose:
 
 - a listing's `continuationToken` is valid only as a previous page's token, issued by
   this server for the same filters (AIP-158; anything else is 400
@@ -28,7 +28,12 @@ generator respect them; the operations' descriptions state both in prose:
   carries neither, as an unconditional write does;
 - a quota's `jobType` is immutable (an update naming another is 400): a positive
   update names the quota's current job type, read with the run's token
-  (ORCHESTRATOR_ST_TOKEN) from the server (ORCHESTRATOR_ST_BASE_URL);
+  (ORCHESTRATOR_ST_TOKEN) from the server (ORCHESTRATOR_ST_BASE_URL) just before
+  the update is sent;
+- a tenant has one quota per job type (a second is 409): a positive create whose
+  job type already has one names another (the generated one with a suffix), so the
+  quotas it creates exist for the operations that need one (the fuzzing phase's
+  updates and deletes of both prefixes draw from what the creates answered);
 - a job's `backoff.initialDelay` is at most its `maxDelay` (300s when absent): a
   positive case with a longer initial delay has a `maxDelay` equal to it.
 """
@@ -53,6 +58,7 @@ CLIENT_SECRET_VARIABLE = "ORCHESTRATOR_ST_CLIENT_SECRET"
 TOKEN_VARIABLE = "ORCHESTRATOR_ST_TOKEN"
 BASE_URL_VARIABLE = "ORCHESTRATOR_ST_BASE_URL"
 QUOTA_PATH = re.compile(r"/(?:jobengine|orchestrator)/quotas/\{quotaId\}")
+QUOTAS_PATH = re.compile(r"/(?:jobengine|orchestrator)/quotas")
 TOKEN = "continuationToken"
 ETAG = "etag"
 # The runtime's own words: protobuf's json_format, Python's exceptions and builtins,
@@ -94,23 +100,42 @@ def _ordered_window(query: dict[str, Any]) -> None:
         query["since"], query["until"] = query["until"], query["since"]
 
 
-def _current_job_type(case: Any) -> str | None:
-    """The job type of the quota `case` updates, None when there is none to read."""
+def _read(case: Any, path: str, params: dict[str, str] | None = None) -> Any:
+    """The JSON body of a GET of `path` with the run's token and `case`'s tenant and
+    project headers, None when it is not a 200."""
     base, token = os.environ.get(BASE_URL_VARIABLE), os.environ.get(TOKEN_VARIABLE)
-    quota_id = (case.path_parameters or {}).get("quotaId")
-    if not base or not token or not isinstance(quota_id, str):
+    if not base or not token:
         return None
     headers = {"Authorization": f"Bearer {token}"}
     for name, value in (case.headers or {}).items():
         if name.lower().startswith("x-stella-") and isinstance(value, str):
             headers[name] = value
-    path = case.path.replace("{quotaId}", quote(quota_id, safe=""))
     try:
-        response = httpx.get(base + path, headers=headers, timeout=10)
+        response = httpx.get(base + path, params=params, headers=headers, timeout=10)
     except (httpx.HTTPError, UnicodeError):
         return None
-    found = response.json().get("jobType") if response.status_code == 200 else None
-    return found if isinstance(found, str) else None
+    return response.json() if response.status_code == 200 else None
+
+
+def _current_job_type(case: Any) -> str | None:
+    """The job type of the quota `case` updates, None when there is none to read."""
+    quota_id = (case.path_parameters or {}).get("quotaId")
+    if not isinstance(quota_id, str):
+        return None
+    found = _read(case, case.path.replace("{quotaId}", quote(quota_id, safe="")))
+    job_type = found.get("jobType") if isinstance(found, dict) else None
+    return job_type if isinstance(job_type, str) else None
+
+
+def _unused_job_type(case: Any, job_type: str) -> str:
+    """`job_type`, or when the tenant has a quota for it, a job type it has none for:
+    `job_type` with a suffix, within the slug's 64 characters."""
+    for attempt in range(100):
+        candidate = job_type if attempt == 0 else f"{job_type[:60]}-{attempt}"
+        found = _read(case, case.path, {"jobType": candidate, "limit": "1"})
+        if not isinstance(found, dict) or not found.get("items"):
+            return candidate
+    return job_type
 
 
 def _backoff_within(job: Any) -> None:
@@ -123,11 +148,13 @@ def _backoff_within(job: Any) -> None:
         backoff["maxDelay"] = backoff["initialDelay"]
 
 
-@schemathesis.hook
-def map_case(context: Any, case: Any) -> Any:
+def _positive(case: Any) -> bool:
     meta = case.meta
-    if meta is None or not meta.generation.mode.is_positive:
-        return case
+    return meta is not None and bool(meta.generation.mode.is_positive)
+
+
+def _within_rules(case: Any) -> None:
+    """Keep a positive case within the rules above that need no server state."""
     if isinstance(case.body, dict) and case.operation.path in OAUTH_CLIENT_PATHS:
         _with_client(case.body)
     if case.headers is not None:
@@ -136,10 +163,6 @@ def map_case(context: Any, case: Any) -> Any:
     for part in (case.body, case.query):
         if isinstance(part, dict):
             part.pop(ETAG, None)
-    if case.method.upper() == "PUT" and QUOTA_PATH.fullmatch(case.operation.path or ""):
-        current = _current_job_type(case)
-        if current is not None and isinstance(case.body, dict):
-            case.body["jobType"] = current
     if isinstance(case.body, dict):
         for job in (case.body, *(case.body.get("jobs") or ())):
             _backoff_within(job)
@@ -147,7 +170,34 @@ def map_case(context: Any, case: Any) -> Any:
         if case.query.get(TOKEN):
             del case.query[TOKEN]
         _ordered_window(case.query)
+
+
+@schemathesis.hook
+def map_case(context: Any, case: Any) -> Any:
+    if _positive(case):
+        _within_rules(case)
     return case
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    """Again just before sending, because the stateful phase fills a case in after
+    map_case: a link's values (a quota id from one list entry, a body with another
+    entry's jobType and etag) are merged into the generated case. The quota's current
+    job type is read here, when the quota id is final."""
+    if not _positive(case):
+        return
+    _within_rules(case)
+    path, body = case.operation.path or "", case.body
+    if not isinstance(body, dict):
+        return
+    if case.method.upper() == "PUT" and QUOTA_PATH.fullmatch(path):
+        current = _current_job_type(case)
+        if current is not None:
+            body["jobType"] = current
+    job_type = body.get("jobType")
+    if case.method.upper() == "POST" and QUOTAS_PATH.fullmatch(path) and isinstance(job_type, str):
+        body["jobType"] = _unused_job_type(case, job_type)
 
 
 def error_texts(body: Any) -> list[str]:
