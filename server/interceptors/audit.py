@@ -14,7 +14,7 @@ import grpc
 
 from server.domain.context import CallContext
 from server.domain.errors import InvalidArgument
-from server.interceptors.base import invocation_value
+from server.interceptors.base import sole_value
 from server.interceptors.chain import Admission, Admit
 from server.policy import MethodPolicy
 
@@ -55,7 +55,6 @@ class OperatorAudit(Admission):
 
 async def _operator_headers(context: grpc.aio.ServicerContext, call: CallContext) -> CallContext:
     reason, ticket = resolve_operator_headers(
-        invocation_value(context, REASON_HEADER.lower()),
-        invocation_value(context, TICKET_HEADER.lower()),
+        sole_value(context, REASON_HEADER), sole_value(context, TICKET_HEADER)
     )
     return call.with_(operator_reason=reason, operator_ticket=ticket)

@@ -23,7 +23,7 @@ import grpc
 from orchestrator.api.v1 import options_pb2
 from server.domain.context import CallContext
 from server.domain.errors import InvalidArgument, PermissionDenied
-from server.interceptors.base import invocation_value
+from server.interceptors.base import sole_value
 from server.interceptors.chain import Admission, Admit
 from server.policy import MethodPolicy
 
@@ -134,9 +134,7 @@ async def _by_binding(context: grpc.aio.ServicerContext, call: CallContext) -> C
 
 async def _by_header(context: grpc.aio.ServicerContext, call: CallContext) -> CallContext:
     tenant = tenant_for(
-        call,
-        invocation_value(context, TENANT_HEADER.lower()),
-        invocation_value(context, LEGACY_TENANT_HEADER.lower()),
+        call, sole_value(context, TENANT_HEADER), sole_value(context, LEGACY_TENANT_HEADER)
     )
-    project = resolve_project(invocation_value(context, PROJECT_HEADER.lower()))
+    project = resolve_project(sole_value(context, PROJECT_HEADER))
     return call.with_(tenant_id=tenant, project_id=project)
