@@ -76,7 +76,15 @@ def status_error(
     reason: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> GatewayError:
-    """A gateway-made error; `field_name` adds a BadRequest violation naming it."""
+    """A gateway-made error; `field_name` adds a BadRequest violation naming it.
+
+    `message` and `field_name` may quote what a client sent, lone surrogates
+    included (a JSON `\\ud800` escape decodes to one): those are written as
+    `\\udXXXX` escapes (`encodable`), so the status and its body always encode.
+    """
+    message = encodable(message)
+    if field_name is not None:
+        field_name = encodable(field_name)
     status = status_pb2.Status(code=code, message=message)
     if reason is not None:
         status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain="gateway"))
@@ -86,6 +94,16 @@ def status_error(
         )
         status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[violation]))
     return GatewayError(status, http_status=http_status, headers=dict(headers or {}))
+
+
+def encodable(text: str) -> str:
+    """`text` with each character UTF-8 cannot encode (a lone surrogate, RFC 3629 §3)
+    as a `\\uXXXX` escape, e.g. `"\\ud800"` -> `"\\\\ud800"`; other text unchanged."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 def http_status_for(code: int, overrides: Mapping[int, int] | None = None) -> int:
@@ -127,7 +145,11 @@ def error_body(status: status_pb2.Status) -> bytes:
         details = [{"@type": detail.type_url} for detail in status.details]
     try:
         return json.dumps(
-            {"error": status.message, "code": code_name(status.code), "details": details},
+            {
+                "error": encodable(status.message),
+                "code": code_name(status.code),
+                "details": details,
+            },
             ensure_ascii=False,
             separators=(",", ":"),
         ).encode()

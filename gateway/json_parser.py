@@ -20,6 +20,14 @@ What each field takes:
   first, as query parameters); repeated fields: an array; maps: an object;
 - `null`: the field stays unset (for Value: JSON null), never inside arrays.
 
+No string, member name or value, may hold a lone surrogate: JSON's `\\ud800`
+escape decodes to one, and it is no Unicode character (RFC 8259 §8.2), so no
+protobuf string can carry it. Free JSON (Struct, Value, ListValue) nests at most
+MAX_FREE_DEPTH arrays and objects: upb's wire decoder takes 100 nested messages
+(json_format as many), an object costs three (Struct, its map entry, Value), an
+array two, and 30 levels leave room for the request messages around the field.
+Deeper documents once failed upstream as a 500, or said "expected a JSON value".
+
 Every refusal is a FieldError whose `param` is the path of the offending value in
 the request message, keys as the caller wrote them: `inner.count`, `tags[1]`,
 `labels[env]`, and whose reason is in our words, types named as a client sees them
@@ -36,6 +44,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from gateway.errors import encodable
 from gateway.field_paths import (
     FieldError,
     UnknownParameter,
@@ -59,6 +68,11 @@ _FREE_JSON: Final = {
     "google.protobuf.ListValue": "a JSON array",
     "google.protobuf.Any": 'a JSON object with "@type" naming a known message',
 }
+_NESTED_FREE_JSON: Final = frozenset(
+    {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
+)
+MAX_FREE_DEPTH: Final = 30
+LONE_SURROGATE: Final = "is not valid Unicode (a lone surrogate escape)"
 _NULL_TAKERS: Final = frozenset({"google.protobuf.Value", "google.protobuf.NullValue"})
 _JSON_ERRORS: Final = (
     json_format.ParseError,
@@ -76,6 +90,8 @@ def merge_object(message: Message, document: dict[str, Any], *, path: str = "") 
     descriptor = cast(Descriptor, message.DESCRIPTOR)
     written: dict[str, str] = {}  # field name -> the key that set it
     for key, value in document.items():
+        if not _is_unicode(key):
+            raise FieldError(_join(path, encodable(key)), f"member name {LONE_SURROGATE}")
         where = _join(path, key)
         field = lookup_field(descriptor, key)
         if field is None:
@@ -111,6 +127,8 @@ def _set_map(
         raise _wrong_type(where, f"a JSON object ({type_words(field)})", value)
     key_field, value_field = entry.fields_by_name["key"], entry.fields_by_name["value"]
     for key, item in value.items():
+        if not _is_unicode(key):
+            raise FieldError(f"{where}[{encodable(key)}]", f"map key {LONE_SURROGATE}")
         at = f"{where}[{key}]"
         try:
             converted = convert_scalar(key_field, key, param=at)
@@ -144,6 +162,7 @@ def _merge_message(target: Any, field: FieldDescriptor, value: Any, where: str) 
     if name in _STRING_FORMS or descriptor.file.name == _WRAPPERS_FILE:
         target.CopyFrom(_scalar(field, value, where))
     elif name in _FREE_JSON:
+        _check_free(value, where, 0 if name in _NESTED_FREE_JSON else None, root=where)
         try:
             json_format.ParseDict(value, target)
         except _JSON_ERRORS:
@@ -157,6 +176,8 @@ def _merge_message(target: Any, field: FieldDescriptor, value: Any, where: str) 
 
 def _scalar(field: FieldDescriptor, value: Any, where: str) -> Any:
     """A JSON scalar through the query's converters; JSON types as the mapping says."""
+    if isinstance(value, str) and not _is_unicode(value):
+        raise FieldError(where, f"value {LONE_SURROGATE}")
     if _kind(field) == _FD.TYPE_BOOL:
         if isinstance(value, bool):
             return _wrap(field, value)
@@ -168,6 +189,41 @@ def _scalar(field: FieldDescriptor, value: Any, where: str) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):  # bool is an int
         return convert_number(field, value, param=where)
     raise _wrong_type(where, form_of(field), value)
+
+
+def _check_free(value: Any, where: str, depth: int | None, *, root: str) -> None:
+    """Raise FieldError for a lone surrogate anywhere in free JSON (naming its path:
+    `attrs.k[2]`), or, when `depth` counts, for arrays and objects nested more than
+    MAX_FREE_DEPTH deep (naming `root`, the field). Numbers and literals pass."""
+    if isinstance(value, str):
+        if not _is_unicode(value):
+            raise FieldError(where, f"value {LONE_SURROGATE}")
+        return
+    if not isinstance(value, dict | list):
+        return
+    if depth is not None:
+        depth += 1
+        if depth > MAX_FREE_DEPTH:
+            raise FieldError(
+                root, f"nested too deeply: at most {MAX_FREE_DEPTH} levels of arrays and objects"
+            )
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_free(item, f"{where}[{index}]", depth, root=root)
+        return
+    for key, item in value.items():
+        if not _is_unicode(key):
+            raise FieldError(_join(where, encodable(key)), f"member name {LONE_SURROGATE}")
+        _check_free(item, _join(where, key), depth, root=root)
+
+
+def _is_unicode(text: str) -> bool:
+    """False when `text` holds a lone surrogate (what UTF-8 cannot encode)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _kind(field: FieldDescriptor) -> int:
@@ -216,8 +272,26 @@ def json_kind(value: Any) -> str:
     if isinstance(value, int | float):
         return f"the number {_cut(json.dumps(value))}"
     if isinstance(value, str):
-        return f"the string {_cut(json.dumps(value, ensure_ascii=False))}"
+        return f"the string {quote(value)}"
     return "an array" if isinstance(value, list) else "an object"
+
+
+def quote(text: str) -> str:
+    """`text` (its first 40 characters) as a JSON string for an error message: what
+    cannot be shown as itself (controls, lone surrogates, other non-printables such as
+    U+2028) as `\\uXXXX` escapes, so any message quoting it encodes and reads."""
+    shown = json.dumps(text[:40], ensure_ascii=False)
+    if not shown.isprintable():
+        shown = "".join(char if char.isprintable() else _escape(char) for char in shown)
+    return shown + ("..." if len(text) > 40 else "")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # RFC 8259 §7: a UTF-16 surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _cut(text: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, struct_pb2, timestamp_pb2
 
 from gateway import codec
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, encodable, error_body, status_error
 from gateway.field_paths import named_words, type_words
 from tests.support import protos
 
@@ -109,3 +109,16 @@ def test_every_python_json_error_is_worded() -> None:
 
 def test_a_byte_order_mark_is_ignored() -> None:
     assert codec.loads(b'\xef\xbb\xbf {"a": 1}') == {"a": 1}
+
+
+def test_every_error_body_encodes_what_it_quotes() -> None:
+    """A lone surrogate (from a JSON `\\ud800` escape) is written as an escape, so the
+    status and the body encode; other text, non-ASCII included, is unchanged."""
+    assert encodable("a\ud800b\udfff") == "a\\ud800b\\udfff"
+    assert encodable("é€😀") == "é€😀"
+    error = status_error(3, 'unknown "\ud800"', field_name="x.\ud800", reason="INVALID_BODY")
+    body = json.loads(error_body(error.status))
+    assert body["error"] == 'unknown "\\ud800"'
+    assert body["details"][1]["fieldViolations"] == [
+        {"field": "x.\\ud800", "description": 'unknown "\\ud800"'}
+    ]

@@ -279,7 +279,7 @@ def test_kitchen_scalars_use_the_query_converters() -> None:
         ({"ttl": "1_0s"}, "ttl", '"1_0s" is not a duration in seconds such as 1.5s'),
         ({"ttl": " 1s"}, "ttl", '" 1s" is not a duration in seconds such as 1.5s'),
         ({"name": 5}, "name", "5 is not a string"),
-        ({"name": "a\ud800"}, "name", "value is not valid UTF-8"),
+        ({"name": "a\ud800"}, "name", "value is not valid Unicode (a lone surrogate escape)"),
         ({"name": ["a"]}, "name", "expected a string, got an array"),
         ({"tags": "x"}, "tags", 'expected a JSON array of string, got the string "x"'),
         ({"tags": ["x", None]}, "tags[1]", "null is not a list element"),
@@ -300,12 +300,31 @@ def test_kitchen_scalars_use_the_query_converters() -> None:
          'the same field as "customName", given twice'),
         ({"choiceA": "a", "choice_b": 1}, "choice_b", '"choiceA" of oneof "choice" is already set'),
         ({"bogus": 1}, "bogus", "unknown field"),
+        ({"na\udc80me": 1}, "na\\udc80me",
+         "member name is not valid Unicode (a lone surrogate escape)"),
+        ({"labels": {"\ud800": "x"}}, "labels[\\ud800]",
+         "map key is not valid Unicode (a lone surrogate escape)"),
+        ({"attrs": {"k": [1, {"\udfff": 2}]}}, "attrs.k[1].\\udfff",
+         "member name is not valid Unicode (a lone surrogate escape)"),
+        ({"anyValue": {"k": "\ud800"}}, "anyValue.k",
+         "value is not valid Unicode (a lone surrogate escape)"),
+        ({"flag": "\ud800"}, "flag", "value is not valid Unicode (a lone surrogate escape)"),
+        ({"flag": "a\u2028\x00\U0001f600"}, "flag",
+         'expected true or false, got the string "a\\u2028\\u0000\U0001f600"'),
+        ({"anyValue": json.loads("[" * 31 + "]" * 31)}, "anyValue",
+         "nested too deeply: at most 30 levels of arrays and objects"),
         ({"updateMask": "a,B!"}, "updateMask", '"a,B!" is not comma-separated field paths; '
          "'B!' is not a field path"),
     ],
 )  # fmt: skip
 def test_kitchen_refusals(document: dict[str, Any], param: str, reason: str) -> None:
     assert refusal(document, Kitchen()) == (param, reason)
+
+
+def test_thirty_levels_of_free_json() -> None:
+    kitchen = Kitchen()
+    merge_object(kitchen, {"anyValue": json.loads('{"a":' * 30 + "1" + "}" * 30)})
+    assert kitchen.ByteSize() > 0
 
 
 def test_unknown_field_is_an_unknown_parameter() -> None:
