@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway.text import has_control
 from server.domain.context import CallContext
 from server.domain.errors import DomainError, FailedPrecondition, InvalidArgument, Violation
+from server.domain.sources import validate_source_type
 
 if TYPE_CHECKING:
     from server.domain.units import Store
@@ -73,7 +74,6 @@ JOB_CANCELED = "JOB_CANCELED"
 LEASE_EXPIRED_CATEGORY = "lease"
 LEASE_EXPIRED_CODE = "LEASE_EXPIRED"
 
-_JOB_TYPE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 _CATEGORY = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 
 
@@ -332,7 +332,8 @@ def validate_lease(
     """A LeaseJobs call as a LeaseRequest. Raises InvalidArgument naming every bad field
     (worker_service.proto LeaseJobs): blank or long workerId, no job types or more than
     100, maxJobs outside 1..1000, waitTimeout outside 0..60 s, leaseDuration outside
-    1 s..1 h. Job types that are not slugs lease nothing (no job has them)."""
+    1 s..1 h, a job type that is not the slug EnqueueJob accepts (`jobTypes[i]`; job
+    types are the slugs source types are, job.proto `jobType`)."""
     violations: list[Violation] = []
     if (bad := _worker_violation(worker_id)) is not None:
         violations.append(bad)
@@ -344,6 +345,9 @@ def validate_lease(
                 "jobTypes", f"must have at most {JOB_TYPES_MAX} job types, got {len(job_types)}"
             )
         )
+    for index, job_type in enumerate(job_types[:JOB_TYPES_MAX]):
+        if (bad := validate_source_type(job_type, field=f"jobTypes[{index}]")) is not None:
+            violations.append(bad)
     if not 1 <= max_jobs <= MAX_JOBS_MAX:
         violations.append(Violation("maxJobs", f"must be from 1 to {MAX_JOBS_MAX}, got {max_jobs}"))
     if (bad := _duration_violation("waitTimeout", wait_s, low=0.0, high=WAIT_MAX_S)) is not None:
@@ -354,11 +358,10 @@ def validate_lease(
         violations.append(bad)
     if violations:
         raise InvalidArgument.from_violations(violations)
-    known = tuple(dict.fromkeys(t for t in job_types if _JOB_TYPE.fullmatch(t)))
     return LeaseRequest(
         tenant_id=call.require_tenant(),
         worker_id=worker_id,
-        job_types=known,
+        job_types=tuple(dict.fromkeys(job_types)),
         max_jobs=max_jobs,
         wait_s=wait_s or 0.0,
         lease_s=LEASE_DEFAULT_S if lease_s is None else lease_s,
@@ -384,6 +387,16 @@ def validate_heartbeat_duration(lease_s: float | None) -> float:
     if bad is not None:
         raise InvalidArgument.from_violations((bad,))
     return LEASE_DEFAULT_S if lease_s is None else lease_s
+
+
+def token_violation(field_name: str, job_id: str, lease_id: str) -> InvalidArgument | None:
+    """The per-item error of a token without a job id or lease id (`completions[i].token`):
+    a malformed request, not a stale lease (worker_service.proto FencingToken)."""
+    if job_id and lease_id:
+        return None
+    return InvalidArgument.of(
+        field_name, "token is required: a jobId and leaseId from LeaseJobs", reason="TOKEN_REQUIRED"
+    )
 
 
 def failure_violation(index: int, category: str, code: str) -> InvalidArgument | None:

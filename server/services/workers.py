@@ -2,7 +2,15 @@
 
 Batch methods answer one result per item in request order; an item's error is its
 own `google.rpc.Status` (server/errors.py `to_status`), CANCELLED for a job
-canceled meanwhile (worker_service.proto).
+canceled meanwhile (worker_service.proto). An item whose token lacks a job id or
+lease id is INVALID_ARGUMENT naming it (`completions[2].token`), a stale one
+FAILED_PRECONDITION.
+
+`worker_id` on Heartbeat, CompleteJobs and FailJobs is validated like LeaseJobs's
+but not matched against the lease owner: the fencing token (job id, lease id,
+attempt) alone proves the lease, so a worker restarted under a new id, or a helper
+process of the same worker, may finish what it leased. The owner recorded at lease
+time is what events and audit show.
 """
 
 from __future__ import annotations
@@ -29,11 +37,21 @@ from server.services import convert
 _OK = status_pb2.Status(code=code_pb2.OK)
 
 
-def _seconds(message: pb.LeaseJobsRequest | pb.HeartbeatRequest, name: str) -> float | None:
-    """A Duration field in seconds, None when absent."""
+def _seconds(
+    message: pb.LeaseJobsRequest | pb.HeartbeatRequest, name: str, json_name: str
+) -> float | None:
+    """A Duration field in seconds, None when absent. Raises InvalidArgument naming
+    `json_name` when its nanos are outside -999,999,999..999,999,999 or their sign
+    differs from the seconds' (google/protobuf/duration.proto)."""
     if not message.HasField(name):  # type: ignore[arg-type]  # the callers' literal names
         return None
     value: duration_pb2.Duration = getattr(message, name)
+    if abs(value.nanos) > 999_999_999 or (value.seconds * value.nanos < 0):
+        raise InvalidArgument.of(
+            json_name,
+            "must be a valid Duration: nanos from -999999999 to 999999999 with the sign "
+            f"of seconds, got seconds={value.seconds} nanos={value.nanos}",
+        )
     return value.seconds + value.nanos / 1e9
 
 
@@ -85,8 +103,8 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             worker_id=request.worker_id,
             job_types=list(request.job_types),
             max_jobs=request.max_jobs,
-            wait_s=_seconds(request, "wait_timeout"),
-            lease_s=_seconds(request, "lease_duration"),
+            wait_s=_seconds(request, "wait_timeout", "waitTimeout"),
+            lease_s=_seconds(request, "lease_duration", "leaseDuration"),
         )
         rows = await leasing.lease_jobs(self._store, lease_request)
         return pb.LeaseJobsResponse(
@@ -107,15 +125,23 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
     ) -> pb.HeartbeatResponse:
         call = current_call()
         leasing.validate_batch(request.worker_id, len(request.tokens), "tokens")
-        lease_s = leasing.validate_heartbeat_duration(_seconds(request, "lease_duration"))
+        lease_s = leasing.validate_heartbeat_duration(
+            _seconds(request, "lease_duration", "leaseDuration")
+        )
         tenant_id = call.require_tenant()
+        tokens: list[FencingToken] = []
+        refused: dict[int, Outcome] = {}
+        for index, item in enumerate(request.tokens):
+            bad = leasing.token_violation(f"tokens[{index}]", item.job_id, item.lease_id)
+            if bad is not None:
+                refused[index] = Outcome(_token(item), error=bad)
+            else:
+                tokens.append(_token(item))
         leases = self._store.leases
         now = leases.now()
-        outcomes = await leases.heartbeat(
-            tenant_id, [_token(t) for t in request.tokens], now + timedelta(seconds=lease_s), now
-        )
+        outcomes = await leases.heartbeat(tenant_id, tokens, now + timedelta(seconds=lease_s), now)
         results = []
-        for outcome in outcomes:
+        for outcome in _merge(refused, list(outcomes)):
             result = pb.HeartbeatResult(
                 token=_token_message(outcome.token),
                 status=_status(outcome, heartbeat=True),
@@ -136,6 +162,12 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         refused: dict[int, Outcome] = {}
         for index, item in enumerate(request.completions):
             token = _token(item.token)
+            missing = leasing.token_violation(
+                f"completions[{index}].token", token.job_id, token.lease_id
+            )
+            if missing is not None:
+                refused[index] = Outcome(token, error=missing)
+                continue
             result: str | None = None
             if item.HasField("result"):
                 result = json.dumps(
@@ -166,7 +198,9 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         refused: dict[int, Outcome] = {}
         for index, item in enumerate(request.failures):
             token = _token(item.token)
-            bad: DomainError | None = leasing.failure_violation(index, item.category, item.code)
+            bad: DomainError | None = leasing.token_violation(
+                f"failures[{index}].token", token.job_id, token.lease_id
+            ) or leasing.failure_violation(index, item.category, item.code)
             if bad is not None:
                 refused[index] = Outcome(token, error=bad)
                 continue

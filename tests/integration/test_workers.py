@@ -423,7 +423,7 @@ async def test_long_poll_answers_empty_after_the_timeout(harness: Harness) -> No
 
 async def test_unknown_job_types_lease_nothing(harness: Harness) -> None:
     await harness.enqueue("known.type")
-    assert await harness.workers.lease(["never.enqueued", "NOT A SLUG"]) == []
+    assert await harness.workers.lease(["never.enqueued"]) == []
     assert (await harness.row((await harness.enqueue("known.type"))[0].job_id)).status == "queued"
 
 
@@ -438,6 +438,10 @@ async def test_unknown_job_types_lease_nothing(harness: Harness) -> None:
         ({"wait_timeout": duration(61)}, {"waitTimeout"}),
         ({"lease_duration": duration(0.5)}, {"leaseDuration"}),
         ({"worker_id": "", "max_jobs": -1}, {"workerId", "maxJobs"}),
+        ({"job_types": ["a.b", "BAD"]}, {"jobTypes[1]"}),
+        ({"job_types": ["NOT A SLUG", ""]}, {"jobTypes[0]", "jobTypes[1]"}),
+        ({"wait_timeout": duration_pb2.Duration(seconds=1, nanos=-5)}, {"waitTimeout"}),
+        ({"lease_duration": duration_pb2.Duration(seconds=2, nanos=10**9)}, {"leaseDuration"}),
     ],
 )
 async def test_malformed_lease_is_invalid_argument(
@@ -522,3 +526,70 @@ async def test_oversized_result_fails_only_its_item(harness: Harness) -> None:
     assert fine.job_status == "succeeded"
     row = await harness.row(first.job.job_id)
     assert (row.status, row.result) == ("leased", None)
+
+
+def _field_violations(status: Any) -> list[tuple[str, str]]:
+    bad = error_details_pb2.BadRequest()
+    assert any(detail.Unpack(bad) for detail in status.details)
+    return [(v.field, v.description) for v in bad.field_violations]
+
+
+_MISSING = "token is required: a jobId and leaseId from LeaseJobs"
+
+
+@pytest.mark.parametrize(
+    "blank",
+    [{"job_id": ""}, {"lease_id": ""}],
+    ids=["no-job-id", "no-lease-id"],
+)
+async def test_a_token_without_ids_is_invalid_only_for_its_item(
+    harness: Harness, blank: dict[str, str]
+) -> None:
+    """INVALID_ARGUMENT naming `completions[i].token` (a malformed request), not the
+    FAILED_PRECONDITION of a stale lease; the other items go through."""
+    await harness.enqueue("token.check", 3)
+    first, second, third = await harness.workers.lease(["token.check"], max_jobs=3)
+    empty = pb.FencingToken()
+    empty.CopyFrom(first.token)
+    for name, value in blank.items():
+        setattr(empty, name, value)
+
+    missing, done = await harness.workers.complete((empty, None), (first.token, None))
+    assert missing.status.code == code_pb2.INVALID_ARGUMENT
+    assert reason(missing.status) == "TOKEN_REQUIRED"
+    assert _field_violations(missing.status) == [("completions[0].token", _MISSING)]
+    assert missing.token == empty
+    assert done.job_status == "succeeded"
+
+    empty.job_id, empty.lease_id = second.token.job_id, second.token.lease_id
+    for name, value in blank.items():
+        setattr(empty, name, value)
+    kept, unknown = await harness.workers.heartbeat([second.token, empty])
+    assert kept.status.code == code_pb2.OK
+    assert unknown.status.code == code_pb2.INVALID_ARGUMENT
+    assert _field_violations(unknown.status) == [("tokens[1]", _MISSING)]
+
+    failed, missing = await harness.workers.fail(
+        pb.JobFailure(token=third.token, category="timeout", code="SLOW", retryable=False),
+        pb.JobFailure(token=empty, category="timeout", code="SLOW", retryable=False),
+    )
+    assert failed.job_status == "dead_lettered"
+    assert missing.status.code == code_pb2.INVALID_ARGUMENT
+    assert _field_violations(missing.status) == [("failures[1].token", _MISSING)]
+    assert (await harness.row(second.job.job_id)).status == "leased"
+
+
+async def test_a_malformed_heartbeat_duration_is_invalid_argument(harness: Harness) -> None:
+    request = pb.HeartbeatRequest(
+        worker_id="w-1", lease_duration=duration_pb2.Duration(seconds=-3, nanos=5)
+    )
+    with pytest.raises(ApiError) as err:
+        await harness.workers.call("Heartbeat", request, pb.HeartbeatResponse)
+    assert err.value.code == "INVALID_ARGUMENT"
+    assert err.value.violations == [
+        (
+            "leaseDuration",
+            "must be a valid Duration: nanos from -999999999 to 999999999 with the sign of "
+            "seconds, got seconds=-3 nanos=5",
+        )
+    ]
