@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,9 +22,27 @@ from server.dev import DEMO_TENANT, bootstrap
 from server.domain.errors import DomainError
 from server.identity.authorization_server import clients
 from server.identity.authorization_server.keys import rotate_keys
+from server.interceptors.tenancy import IDENTIFIER_PATTERN, IDENTIFIER_RULE
 from server.storage.db import Database
 from server.storage.repositories.tenants import get_tenant
 from server.storage.tables import TenantRow
+
+_TENANT_ID = re.compile(IDENTIFIER_PATTERN)
+
+
+def tenant_id(value: str) -> str:
+    """An argparse type: a tenant id as the X-Stella-Tenant header accepts it (the one
+    rule, server/interceptors/tenancy.py), so no tenant is created that no request can
+    name; argparse turns the ArgumentTypeError into usage and exit status 2."""
+    if not _TENANT_ID.fullmatch(value):
+        shown = repr(value) if len(value) <= 80 else f"{value[:20]!r}... ({len(value)} characters)"
+        raise argparse.ArgumentTypeError(f"tenant id {shown} {IDENTIFIER_RULE}")
+    return value
+
+
+def tenant_ids(value: str) -> list[str]:
+    """An argparse type: a comma-separated list of tenant ids (may be empty)."""
+    return [tenant_id(item.strip()) for item in value.split(",") if item.strip()]
 
 
 async def _serve(dev: bool) -> int:
@@ -131,7 +150,7 @@ def _print_secret(created: clients.CreatedClient, as_json: bool) -> None:
 
 async def _clients(args: argparse.Namespace, db: Database) -> int:
     if args.clients_command == "create":
-        tenants = [t.strip() for t in (args.tenants or "").split(",") if t.strip()]
+        tenants: list[str] = args.tenants or []
         created = await clients.create_client(
             db,
             scopes=args.scope,
@@ -169,8 +188,12 @@ def _add_client_commands(commands: Any) -> None:
     sub = parser.add_subparsers(dest="clients_command", required=True)
     create = sub.add_parser("create", help="register a client; prints its secret once")
     tenancy = create.add_mutually_exclusive_group(required=True)
-    tenancy.add_argument("--tenant", help="bind the client to this tenant (immutable)")
-    tenancy.add_argument("--tenants", help="operator client for these tenants (A,B; may be empty)")
+    tenancy.add_argument(
+        "--tenant", type=tenant_id, help="bind the client to this tenant (immutable)"
+    )
+    tenancy.add_argument(
+        "--tenants", type=tenant_ids, help="operator client for these tenants (A,B; may be empty)"
+    )
     create.add_argument("--scope", action="append", default=[], help="a scope; repeatable")
     create.add_argument("--permission", action="append", default=[], help="repeatable")
     create.add_argument("--require-dpop", action="store_true", help="refuse tokens without DPoP")
@@ -202,7 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     tenants = commands.add_parser("tenants", help="manage tenants")
     tenant_commands = tenants.add_subparsers(dest="tenant_command", required=True)
     create = tenant_commands.add_parser("create", help="create a tenant")
-    create.add_argument("tenant_id")
+    create.add_argument("tenant_id", type=tenant_id)
     create.add_argument("--name", default="")
     _add_client_commands(commands)
     return parser
