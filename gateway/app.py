@@ -21,7 +21,6 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
 
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
@@ -38,6 +37,7 @@ from gateway.bindings import Binding, BindingError
 from gateway.metadata import HeaderRules, RequestHead
 from gateway.openapi import Documents
 from gateway.openapi_config import OpenApiConfig
+from gateway.query import parse_form, parse_query
 from gateway.router import (
     BadPath,
     MethodNotAllowed,
@@ -185,7 +185,7 @@ class Gateway:
         head = self.config.headers.read(scope, trust=self.config.trust_forwarded_headers)
         body, content_type, form = await self._read_body(request, binding, head)
         raw_query = scope.get("query_string")
-        query = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True) if raw_query else ()
+        query = parse_query(raw_query) if raw_query else ()
         if binding.client_streaming:
             requests = request_builder.build_stream(
                 binding,
@@ -501,7 +501,7 @@ def _form_fields(body: bytes) -> list[tuple[str, str]]:
         if "=" not in piece:
             what = "is empty" if not piece else f"({_quoted(piece)}) has no '='"
             raise _bad_form(f"field {number} {what}; send name=value pairs joined by '&'")
-    return parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    return parse_form(text)
 
 
 def _quoted(text: str) -> str:

@@ -14,8 +14,10 @@ query-parameter rules in `google/api/http.proto`:
   reached one field at a time (`?inner.label=x`). Repeated messages are refused:
   "no client library can support such complicated mapping" (http.proto).
 
-Values arrive percent-decoded. A bad parameter raises FieldError, and nothing else
-escapes whatever the names and values (tests/unit/gateway/test_fields.py fuzzes it).
+Values arrive percent-decoded (`parse_query`, `parse_form`): strictly as UTF-8, as
+paths are, so `?x=%FF` is refused naming `x` rather than read as U+FFFD (urllib's
+parse_qsl replaces). A bad parameter raises FieldError, and nothing else escapes
+whatever the names and values (tests/unit/gateway/test_fields.py fuzzes it).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import unquote_to_bytes
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
+from google.rpc import code_pb2
 
+from gateway.errors import GatewayError, status_error
 from gateway.field_paths import (
     FieldError,
     UnknownParameter,
@@ -38,6 +43,59 @@ from gateway.field_paths import (
     type_words,
 )
 from gateway.scalars import convert_scalar, new_message, subfield
+
+UNDECODABLE = "percent-escapes do not decode to UTF-8"
+
+
+def parse_query(raw: bytes) -> list[tuple[str, str]]:
+    """A raw query string's name=value pairs, in order (WHATWG URL §5.1
+    application/x-www-form-urlencoded parsing: `&` separates, `+` is a space, empty
+    pieces are skipped, a piece without `=` has an empty value), decoded as UTF-8.
+
+    Raises GatewayError 400 (reason INVALID_QUERY_PARAMETER) naming the parameter,
+    as written when its name is what fails: `invalid parameter "x": percent-escapes
+    do not decode to UTF-8`.
+    """
+    return _pairs(raw.split(b"&"), "INVALID_QUERY_PARAMETER")
+
+
+def parse_form(text: str) -> list[tuple[str, str]]:
+    """An application/x-www-form-urlencoded body's pairs, as `parse_query` (the body is
+    UTF-8 already; its escapes must be too). Raises GatewayError 400 (reason
+    INVALID_FORM_FIELD) naming the field."""
+    return _pairs([piece.encode() for piece in text.split("&")], "INVALID_FORM_FIELD")
+
+
+def _pairs(pieces: Sequence[bytes], reason: str) -> list[tuple[str, str]]:
+    pairs = []
+    for piece in pieces:
+        if not piece:
+            continue
+        raw_name, _, raw_value = piece.partition(b"=")
+        name = _decode(raw_name)
+        if name is None:
+            shown = raw_name.decode("utf-8", "backslashreplace")
+            raise _undecodable(shown, reason)
+        value = _decode(raw_value)
+        if value is None:
+            raise _undecodable(name, reason)
+        pairs.append((name, value))
+    return pairs
+
+
+def _decode(part: bytes) -> str | None:
+    """`part` with `+` as a space and its percent-escapes decoded; None unless UTF-8."""
+    if b"%" in part or b"+" in part:
+        part = unquote_to_bytes(part.replace(b"+", b" "))
+    try:
+        return part.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _undecodable(name: str, reason: str) -> GatewayError:
+    error = FieldError(name, UNDECODABLE)
+    return status_error(code_pb2.INVALID_ARGUMENT, str(error), field_name=name, reason=reason)
 
 
 def set_field(

@@ -153,3 +153,51 @@ async def test_free_json_nests_at_most_thirty_levels(
         f'invalid body field "{name}": nested too deeply: at most 30 levels of arrays and objects'
     )
     assert deeper.json() == bad_request(message, "INVALID_BODY", name)
+
+
+# --- query strings and form bodies decode strictly, as paths and JSON bodies do ----
+
+UNDECODABLE = "percent-escapes do not decode to UTF-8"
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("tags=%FF", "tags"),  # was read as U+FFFD and echoed
+        ("name=%ED%A0%80", "name"),  # a UTF-16 surrogate encoded as UTF-8
+        ("id=x&inner.label=a%C3", "inner.label"),  # a truncated sequence
+        ("%FF=1", "%FF"),  # the name, as written
+        ("bogus=%C0%AF", "bogus"),  # an overlong '/', before "unknown field"
+    ],
+)
+async def test_query_escapes_must_decode_to_utf8(gateway_url: str, query: str, param: str) -> None:
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
+        response = await client.get(f"/v1/echo/x?{query}")
+    assert response.status_code == 400
+    message = f'invalid parameter "{param}": {UNDECODABLE}'
+    assert response.json() == bad_request(message, "INVALID_QUERY_PARAMETER", param)
+
+
+async def test_query_utf8_still_decodes(gateway_url: str) -> None:
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
+        response = await client.get("/v1/echo/x?tags=%C3%A9&tags=a+b&name=%F0%9F%98%80")
+    assert response.status_code == 200
+    assert (response.json()["tags"], response.json()["name"]) == (["é", "a b"], "😀")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b"name=%ED%A0%80", "name"),  # was stored as three U+FFFD
+        (b"id=x&tags=%FF", "tags"),
+        (b"%FF=1", "%FF"),
+    ],
+)
+async def test_form_escapes_must_decode_to_utf8(gateway_url: str, body: bytes, param: str) -> None:
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
+        response = await client.post(
+            "/v1/echo", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
+    assert response.status_code == 400
+    message = f'invalid parameter "{param}": {UNDECODABLE}'
+    assert response.json() == bad_request(message, "INVALID_FORM_FIELD", param)
