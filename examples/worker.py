@@ -22,10 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from clients.auth import ClientCredentials
 from clients.base import CallerHeaders
@@ -37,6 +39,25 @@ DEFAULT_TOKEN_URL = "http://127.0.0.1:5099/oauth/token"
 WORKER_SCOPE = "orch:operate"
 
 logger = logging.getLogger("examples.worker")
+
+
+def _number(
+    kind: Callable[[str], float], low: float, high: float = math.inf
+) -> Callable[[str], Any]:
+    """An argparse type: a finite `kind` from `low` to `high`; anything else is a usage
+    error (exit status 2) naming the option, not a traceback from the worker SDK."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            bound = f"from {low:g} to {high:g}" if math.isfinite(high) else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
+        return value
+
+    return parse
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -74,7 +95,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         required=True,
         help="job type to lease; repeat for several",
     )
-    parser.add_argument("--concurrency", type=int, default=4, help="jobs run at once (4)")
+    parser.add_argument(
+        "--concurrency", type=_number(int, 1, 1000), default=4, help="jobs run at once (4)"
+    )
     parser.add_argument(
         "--fail-with", metavar="CATEGORY:CODE", help="fail every job with this error"
     )
@@ -84,14 +107,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="with --fail-with: a non-retryable error (dead-letters at once)",
     )
     parser.add_argument(
-        "--work-seconds", type=float, default=0.0, help="how long each job takes (0)"
+        "--work-seconds", type=_number(float, 0), default=0.0, help="how long each job takes (0)"
     )
     parser.add_argument(
-        "--lease-duration", type=float, default=30.0, help="lease length in seconds (30)"
+        "--lease-duration",
+        type=_number(float, 1, 3600),
+        default=30.0,
+        help="lease length in seconds (30)",
     )
     parser.add_argument(
         "--grace-period",
-        type=float,
+        type=_number(float, 0),
         default=30.0,
         help="on SIGTERM, seconds running jobs get to finish (30)",
     )

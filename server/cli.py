@@ -17,7 +17,7 @@ from gateway.standalone import DescriptorSetError, serve_arguments
 from gateway.standalone import add_arguments as add_gateway_arguments
 from server import http_surface, logs
 from server.app import Application
-from server.config import load_settings
+from server.config import ConfigError, load_settings
 from server.dev import DEMO_TENANT, bootstrap
 from server.domain.errors import DomainError
 from server.identity.authorization_server import clients
@@ -54,7 +54,16 @@ async def _serve(dev: bool) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await app.start()
+    try:
+        await app.start()
+    except OSError as exc:  # the HTTP socket (server/app.py _bind)
+        where = f"{settings.host}:{settings.port}"
+        return _cannot_start(f"cannot listen on {where} (PORT): {exc.strerror or exc}")
+    except RuntimeError as exc:  # grpc's add_insecure_port: "Failed to bind to address"
+        if "bind" not in str(exc):
+            raise
+        where = f"{settings.host}:{settings.grpc_port}"
+        return _cannot_start(f"cannot listen on {where} (GRPC_PORT): address in use")
     created = await bootstrap(app.db) if dev else None
     if created is not None:
         base = app.settings.public_url  # the issuer: DPoP proofs name this URL
@@ -74,6 +83,13 @@ async def _serve(dev: bool) -> int:
     await stop.wait()
     await app.stop()
     return 0
+
+
+def _cannot_start(problem: str) -> int:
+    """Print why the server could not start and return exit status 1 (a runtime
+    failure, not a configuration error)."""
+    print(f"orchestrator: {problem}", file=sys.stderr, flush=True)
+    return 1
 
 
 async def _migrate() -> int:
@@ -232,7 +248,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a configuration error (server/config.py ConfigError) is one line
+    on stderr and exit status 2, like a usage error."""
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(f"orchestrator: configuration error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return asyncio.run(_serve(args.dev))
     if args.command == "gateway":

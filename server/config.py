@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,14 @@ from pydantic_settings import (
 )
 
 DEFAULT_CONFIG_FILE = Path("config/app.yaml")
+CONFIG_FILE_VARIABLE = "ORCHESTRATOR_CONFIG_FILE"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A setting the server cannot start with, in one line naming its environment
+    variable ("PORT: Input should be a valid integer ..., got 'abc'"): what the command
+    line prints before exiting 2, instead of a traceback."""
 
 
 def _env(*names: str) -> AliasChoices:
@@ -118,6 +126,31 @@ class Settings(BaseSettings):
         5.0, gt=0, le=15, validation_alias=_env("LEASE_REAPER_INTERVAL_SECONDS")
     )
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        """One of Python's logging level names, any case (logging §Logging Levels)."""
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        """A SQLAlchemy URL whose dialect and driver are installed (SQLAlchemy
+        "Engine Configuration"): a bogus scheme fails here, not at the first query."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(value).get_dialect()
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            raise ValueError(
+                "must be a SQLAlchemy URL such as postgresql+asyncpg://user:password@host/db "
+                "or sqlite+aiosqlite:///path"
+            ) from exc
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -127,7 +160,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = Path(os.environ.get("ORCHESTRATOR_CONFIG_FILE", DEFAULT_CONFIG_FILE))
+        config_file = Path(os.environ.get(CONFIG_FILE_VARIABLE, DEFAULT_CONFIG_FILE))
         yaml_source = _OrchestratorSection(settings_cls, yaml_file=config_file)
         return (init_settings, env_settings, yaml_source)
 
@@ -160,4 +193,36 @@ def _redact_url(url: str) -> str:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)
+    """The settings of this process. Raises ConfigError for a value that does not
+    validate (naming its environment variable, without pydantic's help URL) and for an
+    ORCHESTRATOR_CONFIG_FILE that names nothing (an explicit file is never
+    silently skipped; only the default config/app.yaml may be absent)."""
+    named = os.environ.get(CONFIG_FILE_VARIABLE)
+    if named is not None and not Path(named).exists():
+        raise ConfigError(f"{CONFIG_FILE_VARIABLE}: no such file: {named!r}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_problem(error) for error in exc.errors())) from None
+
+
+def _variable(name: str) -> str:
+    """The environment variable of a field, or of one of its other names."""
+    for field_name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else []
+        if name == field_name or name in choices:
+            first = choices[0] if choices else field_name
+            return first if isinstance(first, str) else field_name
+    return name
+
+
+def _problem(error: Any) -> str:
+    where = _variable(str(error["loc"][0])) if error.get("loc") else "configuration"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    if where == "ORCHESTRATOR_PAGE_TOKEN_SECRET":
+        value = "**redacted**"
+    elif where == "ORCHESTRATOR_DATABASE_URL" and isinstance(value, str):
+        value = _redact_url(value)
+    return f"{where}: {message}, got {value!r}"

@@ -28,7 +28,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
         "ORCHESTRATOR_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'var' / 'o.db'}",
         "PORT": "0",
         "GRPC_PORT": "0",
-        "ORCHESTRATOR_CONFIG_FILE": str(tmp_path / "absent.yaml"),
+        "ORCHESTRATOR_CONFIG_FILE": os.devnull,  # no config file: an empty one
     }
 
 

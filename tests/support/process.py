@@ -38,7 +38,7 @@ def base_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
             "ORCHESTRATOR_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'var' / 'o.db'}",
             "PORT": "0",
             "GRPC_PORT": "0",
-            "ORCHESTRATOR_CONFIG_FILE": str(tmp_path / "absent.yaml"),
+            "ORCHESTRATOR_CONFIG_FILE": os.devnull,  # no config file: an empty one
         }
     )
     env.update(overrides)

@@ -10,6 +10,7 @@ from server.config import load_settings
 @pytest.fixture
 def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "app.yaml"
+    path.write_text("")  # a named config file must exist (an absent one is a ConfigError)
     monkeypatch.setenv("ORCHESTRATOR_CONFIG_FILE", str(path))
     for name in ("PORT", "GRPC_PORT", "ORCHESTRATOR_DATABASE_URL", "ORCHESTRATOR_PEERS"):
         monkeypatch.delenv(name, raising=False)
