@@ -75,7 +75,8 @@ async def pg_url() -> AsyncIterator[str]:
 
 class QuotaSampler:
     """Reads the quota's `active` and the leased jobs of its type in one statement
-    (one snapshot) every 50 ms until stopped."""
+    (one snapshot) every 50 ms until stopped; the last sample is taken after `stop`,
+    so it shows the state the test stopped at, not one up to 50 ms older."""
 
     def __init__(self, database_url: str, quota_id: str) -> None:
         self.database_url = database_url
@@ -86,7 +87,8 @@ class QuotaSampler:
     async def run(self) -> None:
         conn = await asyncpg.connect(plain_dsn(self.database_url), timeout=10)
         try:
-            while not self._stop.is_set():
+            while True:
+                stopping = self._stop.is_set()
                 row = await conn.fetchrow(
                     "SELECT q.active, (SELECT count(*) FROM jobs j WHERE j.tenant_id = "
                     "q.tenant_id AND j.job_type = q.job_type AND j.status = 'leased') AS leased "
@@ -95,6 +97,8 @@ class QuotaSampler:
                 )
                 assert row is not None
                 self.samples.append((int(row["active"]), int(row["leased"])))
+                if stopping:
+                    break
                 await asyncio.sleep(0.05)
         finally:
             await conn.close()
