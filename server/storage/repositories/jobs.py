@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +30,7 @@ from server.domain.leasing import QuotaState
 from server.domain.resources import JOB
 from server.storage.db import Database
 from server.storage.keyset import keyset_select
-from server.storage.repositories.leases import release_slots
+from server.storage.repositories.leases import quota_state, release_slots
 from server.storage.tables import JobRow, QuotaMinuteRow, QuotaRow, SourceRow, table_of
 
 _table = table_of(JobRow)
@@ -154,11 +154,6 @@ class SqlJobReads:
         ]
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every stored time is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _time(value: datetime | str) -> datetime:
     """`max()` over a timestamp comes back as text from SQLite (the aggregate has no
     column type to convert by)."""
@@ -218,23 +213,7 @@ class SqlJobRepository:
             _quotas, last_hour.label("last_hour"), oldest.label("oldest_minute")
         ).where(_quotas.c.tenant_id == tenant_id, _quotas.c.job_type.in_(job_types))
         rows = (await (await self._conn()).execute(statement)).all()
-        return {
-            row.job_type: QuotaState(
-                quota_id=row.quota_id,
-                job_type=row.job_type,
-                paused=bool(row.paused),
-                max_active=row.max_active,
-                active=row.active,
-                max_per_hour=row.max_per_hour,
-                last_hour=int(row.last_hour or 0),
-                oldest_minute=row.oldest_minute,
-                burst=row.burst,
-                refill_per_second=row.refill_per_second,
-                tokens=row.tokens,
-                tokens_at=_aware(row.tokens_at),
-            )
-            for row in rows
-        }
+        return {row.job_type: quota_state(row) for row in rows}
 
     async def insert(self, jobs: Sequence[Job]) -> set[str]:
         if not jobs:

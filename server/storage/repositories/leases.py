@@ -337,7 +337,9 @@ def _quota_select(tenant_id: str, job_types: Sequence[str], now: datetime) -> sa
     )
 
 
-def _quota_state(row: Any) -> QuotaState:
+def quota_state(row: Any) -> QuotaState:
+    """A quota row with its last-hour sum and oldest counted minute, as the planner
+    reads it (leases and enqueue's throttled-at-start check share it)."""
     return QuotaState(
         quota_id=row.quota_id,
         job_type=row.job_type,
@@ -455,7 +457,7 @@ class SqlLeases:
         and take the slots, in one transaction."""
         async with self._transaction() as conn:
             quotas = [
-                _quota_state(row)
+                quota_state(row)
                 for row in await conn.execute(
                     _quota_select(request.tenant_id, request.job_types, now)
                 )
