@@ -338,10 +338,18 @@ def _value(message: Any) -> Any:
     return _VALUE_KINDS[kind](message) if kind is not None else None
 
 
-def _number_value(message: Any) -> float:
+_EXACT_INTEGER = 2.0**53  # every integer of smaller magnitude is exactly a double
+
+
+def _number_value(message: Any) -> float | int:
+    """A JSON number: integral values print as integers (`1`, not `1.0`), as Go's
+    protojson and every JSON producer print them, so a payload's `{"n": 1}` comes back
+    as written; beyond 2**53 a double holds no exact integer and prints as a float."""
     number = float(message.number_value)
     if not math.isfinite(number):
         raise ValueError("non-finite Value.number_value")  # json_format words the error
+    if number.is_integer() and -_EXACT_INTEGER < number < _EXACT_INTEGER:
+        return int(number)
     return number
 
 

@@ -48,7 +48,11 @@ def effective_limit(limit: int) -> int:
     if limit == 0:
         return DEFAULT_LIMIT
     if limit < 0:
-        raise InvalidArgument.of("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
+        raise InvalidArgument.of(
+            "limit",
+            f"must not be negative (0 means the default of {DEFAULT_LIMIT}; above {MAX_LIMIT}"
+            f" means {MAX_LIMIT}), got {limit}",
+        )
     return min(limit, MAX_LIMIT)
 
 

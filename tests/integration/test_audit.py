@@ -288,7 +288,9 @@ async def test_pages_are_bound_to_their_filters(
     with pytest.raises(ApiError) as negative:
         await _audit(transport, headers, limit=-1)
     assert negative.value.code == "INVALID_ARGUMENT"
-    assert negative.value.violations == [("limit", "must be between 1 and 200, got -1")]
+    assert negative.value.violations == [
+        ("limit", "must not be negative (0 means the default of 50; above 200 means 200), got -1")
+    ]
 
 
 async def test_bad_time_window_names_until(

@@ -101,7 +101,9 @@ async def test_errors_are_the_same_api_error_on_every_transport(
     with pytest.raises(ApiError) as bad:
         await sources.list_sources(limit=-1)
     assert bad.value.code == "INVALID_ARGUMENT"
-    assert bad.value.violations == [("limit", "must be between 1 and 200, got -1")]
+    assert bad.value.violations == [
+        ("limit", "must not be negative (0 means the default of 50; above 200 means 200), got -1")
+    ]
     assert bad.value.http_status == _http_status(transport, 400)
 
     with pytest.raises(ApiError) as deleted:  # DEL (0x7F) is a control character too

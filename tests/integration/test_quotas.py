@@ -418,7 +418,9 @@ async def test_page_tokens_are_bound_to_filters_and_signed(quotas: QuotasClient)
     assert err.value.violations[0][0] == "continuationToken"
     with pytest.raises(ApiError) as err:
         await quotas.list_quotas(limit=-1)
-    assert err.value.violations == [("limit", "must be between 1 and 200, got -1")]
+    assert err.value.violations == [
+        ("limit", "must not be negative (0 means the default of 50; above 200 means 200), got -1")
+    ]
     with pytest.raises(ApiError) as err:
         await quotas.list_quotas(job_type="NOT OK")
     assert [field for field, _ in err.value.violations] == ["jobType"]

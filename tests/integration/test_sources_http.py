@@ -281,7 +281,8 @@ BAD_REQUESTS = [
 # The exact message of each bad request, by case id.
 MESSAGES = {
     "missing-tenant": "X-Stella-Tenant: header is required for this operation",
-    "negative-limit": "limit: must be between 1 and 200, got -1",
+    "negative-limit": "limit: must not be negative"
+    " (0 means the default of 50; above 200 means 200), got -1",
     "limit-not-int": 'invalid parameter "limit": "ten" is not a decimal int32',
     "limit-overflow": 'invalid parameter "limit": "99999999999" is not a decimal int32; '
     "out of range",

@@ -125,7 +125,53 @@ Shuffled, Plain, Legacy = odd("Shuffled"), odd("Plain"), odd("Legacy")
 
 
 def reference(message: Message) -> Any:
-    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    """json_format's answer, with the one deliberate difference: a `Value` number that
+    is an integer of magnitude below 2**53 prints as an integer (Go's protojson `1`,
+    json_format `1.0`), so a JSON payload comes back as written."""
+    printed = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    return _integral_values(message, printed)
+
+
+_JSON_VALUES = {"google.protobuf.Value", "google.protobuf.Struct", "google.protobuf.ListValue"}
+
+
+def _ints(printed: Any) -> Any:
+    if isinstance(printed, float) and printed.is_integer() and abs(printed) < 2.0**53:
+        return int(printed)
+    if isinstance(printed, dict):
+        return {key: _ints(value) for key, value in printed.items()}
+    if isinstance(printed, list):
+        return [_ints(value) for value in printed]
+    return printed
+
+
+def _integral_values(message: Message, printed: Any) -> Any:
+    """Walk `message` beside its printed form, integer-printing `Value` numbers only."""
+    name = message.DESCRIPTOR.full_name
+    if name in _JSON_VALUES:
+        return _ints(printed)
+    if not isinstance(printed, dict) or name == "google.protobuf.Any":
+        return printed
+    for field in message.DESCRIPTOR.fields:
+        if field.message_type is None or field.json_name not in printed:
+            continue
+        value, out = getattr(message, field.name), printed[field.json_name]
+        if field.message_type.GetOptions().map_entry:
+            item = field.message_type.fields_by_name["value"]
+            if item.message_type is not None:
+                keys = {
+                    json.dumps(key) if isinstance(key, bool) else str(key): key for key in value
+                }
+                printed[field.json_name] = {
+                    k: _integral_values(value[keys[k]], v) for k, v in out.items()
+                }
+        elif field.is_repeated:
+            printed[field.json_name] = [
+                _integral_values(m, o) for m, o in zip(value, out, strict=True)
+            ]
+        else:
+            printed[field.json_name] = _integral_values(value, out)
+    return printed
 
 
 def assert_same_as_json_format(message: Message) -> None:
@@ -325,7 +371,7 @@ CASES: dict[str, tuple[Callable[[], Message], Any]] = {
                 "maybeName": "",
                 "maybeCount": "0",
                 "maybeFlag": False,
-                "attrs": {"a": [True, "s", None, 1.0, {}]},
+                "attrs": {"a": [True, "s", None, 1, {}]},
                 "anyValue": None,
                 "listValue": [],
                 "maybeDouble": "NaN",
@@ -355,9 +401,15 @@ CASES: dict[str, tuple[Callable[[], Message], Any]] = {
     "empty": (empty_pb2.Empty, {}),
     "struct, empty": (struct_pb2.Struct, {}),
     "value, unset is null": (struct_pb2.Value, None),
-    "value, number": (lambda: struct_pb2.Value(number_value=1), 1.0),
+    "value, integral number": (lambda: struct_pb2.Value(number_value=1), 1),
+    "value, fraction": (lambda: struct_pb2.Value(number_value=1.5), 1.5),
+    "value, integer at 2**53 stays a double": (
+        lambda: struct_pb2.Value(number_value=2.0**53),
+        9007199254740992.0,
+    ),
+    "value, negative integral number": (lambda: struct_pb2.Value(number_value=-42), -42),
     "value, bool": (lambda: struct_pb2.Value(bool_value=True), True),
-    "list value": (lambda: _list_value(1, "a", None, [False]), [1.0, "a", None, [False]]),
+    "list value": (lambda: _list_value(1, "a", None, [False]), [1, "a", None, [False]]),
     "int32 wrapper": (lambda: wrappers_pb2.Int32Value(value=-3), -3),
     "uint64 wrapper": (lambda: wrappers_pb2.UInt64Value(value=2**64 - 1), "18446744073709551615"),
     "float wrapper": (lambda: wrappers_pb2.FloatValue(value=0.1), 0.1),

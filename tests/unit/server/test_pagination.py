@@ -22,7 +22,11 @@ def test_negative_limit_is_invalid_naming_limit(asked: int) -> None:
     with pytest.raises(InvalidArgument) as err:
         effective_limit(asked)
     assert err.value.violations[0].field == "limit"
-    assert str(err.value) == f"limit: must be between 1 and 200, got {asked}"
+    assert (
+        str(err.value)
+        == "limit: must not be negative (0 means the default of 50; above 200 means 200),"
+        f" got {asked}"
+    )
 
 
 def test_token_round_trips_the_key() -> None:
