@@ -106,6 +106,8 @@ class HttpBehavior(_message.Message):
     ETAG_FIELD_FIELD_NUMBER: _builtins.int
     PRECONDITION_REQUIRED_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_FIELD_NUMBER: _builtins.int
+    SSE_ID_FIELD_FIELD_NUMBER: _builtins.int
+    LAST_EVENT_ID_FIELD_FIELD_NUMBER: _builtins.int
     success_status: _builtins.int
     """Status of a successful response; 200 when unset. One of 200, 201, 202, 203,
     or a bodiless one: 204 No Content and 205 Reset Content (RFC 9110 §15.3.5,
@@ -166,6 +168,20 @@ class HttpBehavior(_message.Message):
     `success_status` with a body other than 200; a method whose response has no
     such field is refused at start-up. Empty or unset: always `success_status`.
     """
+    sse_id_field: _builtins.str
+    """Name of a singular string field of a server-streaming method's response
+    message whose value becomes the `id:` line of each Server-Sent Event
+    (`Accept: text/event-stream`; WHATWG HTML §9.2 "last event ID"); a
+    message with the field empty has no `id:` line, which leaves a client's
+    last event ID as it was. Refused at start-up on a method that does not
+    stream responses or whose response has no such field.
+    """
+    last_event_id_field: _builtins.str
+    """Name of a singular string field of a server-streaming method's request
+    that a `Last-Event-ID` header (sent by an EventSource reconnecting) sets,
+    overriding the value of the query; a blank header changes nothing.
+    Refused at start-up like `sse_id_field`.
+    """
     @_builtins.property
     def error_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErrorStatus]:
         """Per-code HTTP status overrides, applied before the default table. A method's
@@ -185,10 +201,12 @@ class HttpBehavior(_message.Message):
         etag_field: _builtins.str | None = ...,
         precondition_required: _builtins.bool | None = ...,
         created_field: _builtins.str | None = ...,
+        sse_id_field: _builtins.str | None = ...,
+        last_event_id_field: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_created_field", b"_created_field", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_precondition_required", b"_precondition_required", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "created_field", b"created_field", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "etag", b"etag", "etag_field", b"etag_field", "precondition_required", b"precondition_required", "success_status", b"success_status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_created_field", b"_created_field", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_last_event_id_field", b"_last_event_id_field", "_precondition_required", b"_precondition_required", "_sse_id_field", b"_sse_id_field", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "created_field", b"created_field", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "etag", b"etag", "etag_field", b"etag_field", "last_event_id_field", b"last_event_id_field", "precondition_required", b"precondition_required", "sse_id_field", b"sse_id_field", "success_status", b"success_status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_created_field", b"_created_field", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_precondition_required", b"_precondition_required", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "created_field", b"created_field", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "error_status", b"error_status", "etag", b"etag", "etag_field", b"etag_field", "precondition_required", b"precondition_required", "success_status", b"success_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_created_field", b"_created_field", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_last_event_id_field", b"_last_event_id_field", "_precondition_required", b"_precondition_required", "_sse_id_field", b"_sse_id_field", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "created_field", b"created_field", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "error_status", b"error_status", "etag", b"etag", "etag_field", b"etag_field", "last_event_id_field", b"last_event_id_field", "precondition_required", b"precondition_required", "sse_id_field", b"sse_id_field", "success_status", b"success_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__allow_unknown_query_parameters: _TypeAlias = _typing.Literal["allow_unknown_query_parameters"]  # noqa: Y015
     _WhichOneofArgType__allow_unknown_query_parameters: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters"]  # noqa: Y015
@@ -204,8 +222,12 @@ class HttpBehavior(_message.Message):
     _WhichOneofArgType__etag: _TypeAlias = _typing.Literal["_etag", b"_etag"]  # noqa: Y015
     _WhichOneofReturnType__etag_field: _TypeAlias = _typing.Literal["etag_field"]  # noqa: Y015
     _WhichOneofArgType__etag_field: _TypeAlias = _typing.Literal["_etag_field", b"_etag_field"]  # noqa: Y015
+    _WhichOneofReturnType__last_event_id_field: _TypeAlias = _typing.Literal["last_event_id_field"]  # noqa: Y015
+    _WhichOneofArgType__last_event_id_field: _TypeAlias = _typing.Literal["_last_event_id_field", b"_last_event_id_field"]  # noqa: Y015
     _WhichOneofReturnType__precondition_required: _TypeAlias = _typing.Literal["precondition_required"]  # noqa: Y015
     _WhichOneofArgType__precondition_required: _TypeAlias = _typing.Literal["_precondition_required", b"_precondition_required"]  # noqa: Y015
+    _WhichOneofReturnType__sse_id_field: _TypeAlias = _typing.Literal["sse_id_field"]  # noqa: Y015
+    _WhichOneofArgType__sse_id_field: _TypeAlias = _typing.Literal["_sse_id_field", b"_sse_id_field"]  # noqa: Y015
     _WhichOneofReturnType__success_status: _TypeAlias = _typing.Literal["success_status"]  # noqa: Y015
     _WhichOneofArgType__success_status: _TypeAlias = _typing.Literal["_success_status", b"_success_status"]  # noqa: Y015
     @_typing.overload
@@ -223,7 +245,11 @@ class HttpBehavior(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__etag_field) -> _WhichOneofReturnType__etag_field | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_event_id_field) -> _WhichOneofReturnType__last_event_id_field | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__precondition_required) -> _WhichOneofReturnType__precondition_required | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sse_id_field) -> _WhichOneofReturnType__sse_id_field | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__success_status) -> _WhichOneofReturnType__success_status | None: ...
 
@@ -269,6 +295,7 @@ class ServiceHttpBehavior(_message.Message):
 
     DEFAULTS_FIELD_NUMBER: _builtins.int
     DEPRECATED_PREFIXES_FIELD_NUMBER: _builtins.int
+    OWNED_PREFIXES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def defaults(self) -> Global___HttpBehavior:
         """Defaults that each method's HttpBehavior refines field by field."""
@@ -277,15 +304,25 @@ class ServiceHttpBehavior(_message.Message):
     def deprecated_prefixes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeprecatedPrefix]:
         """Path prefixes that are served but deprecated."""
 
+    @_builtins.property
+    def owned_prefixes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Path prefixes the service owns (e.g. "/v1/things/"): a request under one that
+        matches no binding (404) or whose path is malformed (400) is answered with
+        the service's default error behaviour (`error_cache_control`,
+        `error_format`), as its methods' own errors are. Bindings answer their own
+        405s already. Services whose prefixes overlap must agree on that behaviour.
+        """
+
     def __init__(
         self,
         *,
         defaults: Global___HttpBehavior | None = ...,
         deprecated_prefixes: _abc.Iterable[Global___DeprecatedPrefix] | None = ...,
+        owned_prefixes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults", "deprecated_prefixes", b"deprecated_prefixes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults", "deprecated_prefixes", b"deprecated_prefixes", "owned_prefixes", b"owned_prefixes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
