@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 from gateway import codec, conditional, errors
 from gateway import request as request_builder
 from gateway import response as writer
+from gateway.behavior import HttpBehavior, owned_prefixes
 from gateway.bindings import Binding, BindingError
 from gateway.metadata import HeaderRules, RequestHead
 from gateway.openapi import Documents
@@ -128,6 +129,8 @@ class Gateway:
                 message_factory.GetMessageClass(binding.method.input_type),
                 message_factory.GetMessageClass(binding.method.output_type),
             )
+        # Prefixes whose unrouted requests answer their owner's errors, longest first.
+        self._owned = owned_prefixes({id(b.service): b.service for b in self.bindings}.values())
         # Built on the first request for one.
         self.openapi = Documents(
             self.bindings, comments=self.config.comments, config=self.config.openapi
@@ -144,6 +147,7 @@ class Gateway:
 
     async def handle(self, request: Request) -> Response:
         binding: Binding | None = None
+        owner: HttpBehavior | None = None  # the error behaviour of a path's owner
         raw_path = _raw_path(request)
         try:
             document = self._openapi_document(request, raw_path)
@@ -153,19 +157,28 @@ class Gateway:
                 match = self.router.match(request.method, raw_path)
             except MethodNotAllowed as exc:
                 binding = self._path_binding(raw_path, exc.allowed)
+                owner = self._owner(raw_path)
                 raise _route_error(exc, request.method, raw_path) from None
             except (NoRoute, BadPath) as exc:
+                owner = self._owner(raw_path)
                 raise _route_error(exc, request.method, raw_path) from None
             binding = match.target
             return await self._call(request, match, raw_path)
         except errors.GatewayError as exc:
-            return self._error(exc, binding, raw_path)
+            return self._error(exc, binding, raw_path, owner)
         except Exception:
             # A gateway bug (or a response it cannot print) is a 500 with the usual
             # body; the traceback stays in the log.
             log.exception("gateway failure on %s %s", request.method, raw_path)
             failure = errors.status_error(code_pb2.INTERNAL, "internal gateway error")
             return self._error(failure, binding, raw_path)
+
+    def _owner(self, raw_path: str) -> HttpBehavior | None:
+        """The error behaviour of the service owning `raw_path` (`owned_prefixes`)."""
+        for prefix, behavior in self._owned:
+            if raw_path.startswith(prefix) or raw_path == prefix.rstrip("/"):
+                return behavior
+        return None
 
     def _path_binding(self, raw_path: str, allowed: Iterable[str]) -> Binding | None:
         """The binding whose error behaviour a 405 on this path follows: the path's
@@ -377,13 +390,20 @@ class Gateway:
             raise _unsupported_media(media, f"{codec.JSON_TYPE} or {request_builder.FORM_TYPE}")
         return body, content_type, None
 
-    def _error(self, exc: errors.GatewayError, binding: Binding | None, raw_path: str) -> Response:
-        overrides = binding.behavior.error_status if binding is not None else None
+    def _error(
+        self,
+        exc: errors.GatewayError,
+        binding: Binding | None,
+        raw_path: str,
+        owner: HttpBehavior | None = None,
+    ) -> Response:
+        behavior = binding.behavior if binding is not None else owner
+        overrides = behavior.error_status if behavior is not None else None
         status = exc.http_status or errors.http_status_for(exc.status.code, overrides)
         headers = dict(exc.headers)
+        if behavior is not None and behavior.error_cache_control:
+            headers["Cache-Control"] = behavior.error_cache_control
         if binding is not None:
-            if binding.behavior.error_cache_control:
-                headers["Cache-Control"] = binding.behavior.error_cache_control
             deprecated = binding.deprecated_successor
             if deprecated is not None:
                 headers.update(writer.deprecation_headers(raw_path, *deprecated))
@@ -391,7 +411,7 @@ class Gateway:
             log.warning(
                 "upstream error %s: %s", errors.code_name(exc.status.code), exc.status.message
             )
-        if binding is not None and binding.behavior.oauth_errors:
+        if behavior is not None and behavior.oauth_errors:
             body = errors.oauth_error_body(
                 exc.status, http_status=status, from_upstream=exc.from_upstream
             )

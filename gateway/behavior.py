@@ -8,10 +8,11 @@ too; gateway/bindings.py synthesizes the legacy twin bindings from them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from gateway.options import OptionKind, effective_options, read_extension
 from gateway.v1 import http_pb2
@@ -65,3 +66,22 @@ def deprecated_prefixes(
         (item.prefix.rstrip("/"), item.successor.rstrip("/"))
         for item in service.deprecated_prefixes
     )
+
+
+def owned_prefixes(services: Iterable[ServiceDescriptor]) -> tuple[tuple[str, HttpBehavior], ...]:
+    """(prefix, behaviour) for every `owned_prefixes` entry of `services`, longest prefix
+    first: the error behaviour (the service's `http_defaults.defaults` alone) of a
+    request under the prefix that no binding answers (gateway/app.py)."""
+    owned: list[tuple[str, HttpBehavior]] = []
+    for service in services:
+        options = read_extension(service.GetOptions(), http_pb2.http_defaults)
+        if options is None or not options.owned_prefixes:
+            continue
+        defaults = options.defaults
+        behavior = HttpBehavior(
+            error_status={item.code: item.status for item in defaults.error_status},
+            error_cache_control=defaults.error_cache_control or None,
+            oauth_errors=defaults.error_format == http_pb2.ERROR_FORMAT_OAUTH,
+        )
+        owned += [(prefix, behavior) for prefix in options.owned_prefixes if prefix]
+    return tuple(sorted(owned, key=lambda item: len(item[0]), reverse=True))
