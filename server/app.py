@@ -70,6 +70,7 @@ class Application:
     identity: Identity = field(init=False)  # identity.verifier checks access tokens
     grpc_server: grpc.aio.Server = field(init=False)
     gateway: Gateway = field(init=False)
+    store: SqlStore = field(init=False)  # the storage the services use (engines, tests)
     grpc_port: int = 0
     http_port: int = 0
     _http: uvicorn.Server | None = None
@@ -102,7 +103,7 @@ class Application:
         self.grpc_server = grpc.aio.server(interceptors=interceptors, options=GRPC_SERVER_OPTIONS)
         self._wakeups = Wakeups(self.db.url)
         await self._wakeups.start()
-        store = SqlStore(self.db, self._wakeups, self.clocks.wall)
+        store = self.store = SqlStore(self.db, self._wakeups, self.clocks.wall)
         self._reaper = Reaper(store.leases, self.settings.lease_reaper_interval_seconds)
         components = Components(
             store=store,

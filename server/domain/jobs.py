@@ -171,6 +171,7 @@ class Job:
     finished_at: datetime | None
 
 
+    owner: str | None = None  # another engine's waiting item (domain/job_endings.py)
 # --- requests -----------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from server.domain.audit import AuditLog, AuditReads
     from server.domain.events import EventLog, EventReads
+    from server.domain.job_endings import JobEndings
     from server.domain.jobs import JobReads, JobRepository
     from server.domain.leasing import LeaseStore
     from server.domain.quotas import QuotaReads, QuotaRepository
@@ -65,6 +66,11 @@ class Store(Protocol):
 
     @property
     def leases(self) -> LeaseStore: ...
+
+    @property
+    def endings(self) -> JobEndings:
+        """Hints that owned jobs ended (`domain/job_endings.py`), after their commit."""
+        ...
 
     def notify_work(self, tenant_id: str, job_type: str) -> None:
         """Wake the workers long-polling for `job_type` in `tenant_id`: call after the

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from server.domain.job_endings import JobEnding, JobEndings
 from server.storage.db import Database
 from server.storage.repositories.audit import SqlAuditLog, SqlAuditReads
 from server.storage.repositories.events import SqlEventLog, SqlEventReads
@@ -24,10 +25,11 @@ from server.storage.wakeups import Wakeups
 class SqlUnitOfWork:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.ended: list[JobEnding] = []  # owned jobs it ended, announced after the commit
         self.sources = SqlSourceRepository(session)
         self.audit = SqlAuditLog(session)
         self.events = SqlEventLog(session)
-        self.jobs = SqlJobRepository(session)
+        self.jobs = SqlJobRepository(session, self.ended)
         self.quotas = SqlQuotaRepository(session)
 
 
@@ -43,7 +45,8 @@ class SqlStore:
     ) -> None:
         self.db = db
         self.wakeups = wakeups or Wakeups()
-        self.leases = SqlLeases(db, self.wakeups, clock)
+        self.endings = JobEndings()  # owned jobs that ended (domain/job_endings.py)
+        self.leases = SqlLeases(db, self.wakeups, clock, self.endings)
         self.sources = SqlSourceReads(db)
         self.audit = SqlAuditReads(db)
         self.events = SqlEventReads(db)
@@ -56,4 +59,6 @@ class SqlStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:
         async with self.db.transaction() as session:
-            yield SqlUnitOfWork(session)
+            uow = SqlUnitOfWork(session)
+            yield uow
+        self.endings.publish(uow.ended)  # committed: the unit of work's ended jobs

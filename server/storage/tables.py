@@ -256,6 +256,19 @@ class JobRow(SQLModel, table=True):
             postgresql_where=sa.text("finished_at IS NOT NULL"),
             sqlite_where=sa.text("finished_at IS NOT NULL"),
         ),
+        # The jobs of a pack run / of another engine's item (domain/job_endings.py).
+        sa.Index(
+            "ix_jobs_pack_run",
+            "pack_run_id",
+            postgresql_where=sa.text("pack_run_id IS NOT NULL"),
+            sqlite_where=sa.text("pack_run_id IS NOT NULL"),
+        ),
+        sa.Index(
+            "ix_jobs_owner",
+            "owner",
+            postgresql_where=sa.text("owner IS NOT NULL"),
+            sqlite_where=sa.text("owner IS NOT NULL"),
+        ),
     )
 
     job_id: str = Field(primary_key=True, max_length=64, sa_type=SortableText)
@@ -288,6 +301,8 @@ class JobRow(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     finished_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
+    # The engine item waiting for this job, "{engine}/{id}" (domain/job_endings.py).
+    owner: str | None = Field(default=None, max_length=200)
 
 # SQLite aliases an INTEGER PRIMARY KEY to the rowid (autoincrementing); PostgreSQL
 # gets a BIGINT identity.

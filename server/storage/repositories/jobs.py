@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from server.domain.errors import Aborted, NotFound
+from server.domain.job_endings import JobEnding, owned
 from server.domain.job_states import JobStatus
 from server.domain.jobs import JOB_LISTING, Job, JobQuery, SourceState, StatusCount
 from server.domain.leasing import QuotaState
@@ -38,6 +39,7 @@ _sources = table_of(SourceRow)
 _quotas = table_of(QuotaRow)
 _minutes = table_of(QuotaMinuteRow)
 _KEY_PRESENT = _table.c.idempotency_key.is_not(None)
+_CANCELED = JobStatus.CANCELED.value
 
 
 def _where(query: JobQuery) -> list[sa.ColumnElement[bool]]:
@@ -163,10 +165,12 @@ def _time(value: datetime | str) -> datetime:
 
 
 class SqlJobRepository:
-    """`JobRepository` over the session of one unit of work."""
+    """`JobRepository` over the session of one unit of work; owned jobs it cancels are
+    added to `ended`, which the store announces after the commit (job_endings.py)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, ended: list[JobEnding] | None = None) -> None:
         self._session = session
+        self._ended = ended if ended is not None else []
 
     async def _conn(self) -> AsyncConnection:
         return await self._session.connection()
@@ -254,4 +258,7 @@ class SqlJobRepository:
             )
         # After the guarded UPDATE, so a job that moved releases nothing.
         woken = await release_slots(conn, [job.quota_id], now=now)
+        if owned(job.pack_run_id, job.owner):
+            ended = JobEnding(job.tenant_id, job.job_id, _CANCELED, job.pack_run_id, job.owner)
+            self._ended.append(ended)
         return Job(**(job_values(job) | values)), woken

@@ -27,7 +27,9 @@ RETURNING per quota.
 
 Every writer locks quota rows in quota_id order, and job rows in job_id order or
 with SKIP LOCKED, so they never deadlock. After each commit the job types that
-became leasable now are announced with `Wakeups.notify`.
+became leasable now are announced with `Wakeups.notify`, and owned jobs that ended
+(succeeded, dead-lettered) with `JobEndings.publish` (`domain/job_endings.py`: the
+ownership columns come back from the statements already run, no extra round trip).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.domain.events import NewEvent
+from server.domain.job_endings import JobEnding, JobEndings, owned
 from server.domain.job_states import EVENT_TYPES, JobAction, JobStatus
 from server.domain.leasing import (
     LEASE_EXPIRED_CATEGORY,
@@ -79,6 +82,8 @@ _quotas = table_of(QuotaRow)
 _minutes = table_of(QuotaMinuteRow)
 
 _LEASED = JobStatus.LEASED.value
+_SUCCEEDED = JobStatus.SUCCEEDED.value
+_DEAD_LETTERED = JobStatus.DEAD_LETTERED.value
 _QUOTED_MAX = 10_000
 
 # The one-statement lease under quotas (PostgreSQL), run after the quota rows are
@@ -239,7 +244,7 @@ WITH v AS (
     ) AS v(job_id, lease_id, attempt, result)
 ),
 old AS MATERIALIZED (
-    SELECT j.job_id, j.quota_id, j.lease_owner
+    SELECT j.job_id, j.quota_id, j.lease_owner, j.pack_run_id, j.owner
     FROM jobs j JOIN v ON v.job_id = j.job_id
     WHERE j.tenant_id = :tenant_id AND j.status = 'leased'
       AND j.lease_id = v.lease_id AND j.attempts = v.attempt
@@ -254,7 +259,8 @@ done AS (
     WHERE jobs.job_id = v.job_id AND old.job_id = v.job_id
       AND jobs.tenant_id = :tenant_id AND jobs.status = 'leased'
       AND jobs.lease_id = v.lease_id AND jobs.attempts = v.attempt
-    RETURNING jobs.job_id, jobs.lease_id, jobs.attempts, old.quota_id, old.lease_owner
+    RETURNING jobs.job_id, jobs.lease_id, jobs.attempts, old.quota_id, old.lease_owner,
+              old.pack_run_id, old.owner
 ),
 counts AS (
     SELECT quota_id, count(*) AS n FROM done WHERE quota_id IS NOT NULL GROUP BY quota_id
@@ -279,10 +285,10 @@ events AS (
     FROM done
 )
 SELECT 'done' AS kind, job_id AS id, NULL::text AS tenant_id, NULL::text AS job_type,
-       0::bigint AS n
+       0::bigint AS n, pack_run_id, owner
 FROM done
 UNION ALL
-SELECT 'released', quota_id, tenant_id, job_type, n FROM released
+SELECT 'released', quota_id, tenant_id, job_type, n, NULL, NULL FROM released
 """
 )
 
@@ -358,14 +364,20 @@ def quota_state(row: Any) -> QuotaState:
 
 class SqlLeases:
     """`LeaseStore` over a `Database`; `wakeups` hears what became leasable, `clock`
-    gives the engine's time (seconds since the epoch)."""
+    gives the engine's time (seconds since the epoch), `endings` hears owned jobs that
+    ended (`domain/job_endings.py`: complete, dead letter by failure or expiry)."""
 
     def __init__(
-        self, db: Database, wakeups: Wakeups, clock: Callable[[], float] | None = None
+        self,
+        db: Database,
+        wakeups: Wakeups,
+        clock: Callable[[], float] | None = None,
+        endings: JobEndings | None = None,
     ) -> None:
         self._db = db
         self._sqlite = db.is_sqlite
         self._wakeups = wakeups
+        self._endings = endings or JobEndings()
         self._clock = clock
         self._lock = asyncio.Lock()
         self._insert: Any = sqlite.insert if self._sqlite else postgresql.insert
@@ -736,6 +748,14 @@ class SqlLeases:
                 )
             ).all()
             done = {row.id for row in rows if row.kind == "done"}
+            if self._endings.listening:
+                self._endings.publish(
+                    [
+                        JobEnding(tenant_id, row.id, _SUCCEEDED, row.pack_run_id, row.owner)
+                        for row in rows
+                        if row.kind == "done" and owned(row.pack_run_id, row.owner)
+                    ]
+                )
             woken: list[Key] = []
             for row in rows:  # a hint, not accounting: the freed slots' next jobs
                 if row.kind == "released":
@@ -818,6 +838,10 @@ class SqlLeases:
                     ],
                 )
         self._announce(woken)
+        if fresh and self._endings.listening:
+            self._endings.publish(
+                _endings(tenant_id, [rows[tokens[i].job_id] for i in fresh], _SUCCEEDED)
+            )
         for index in fresh:
             judged[index] = Outcome(tokens[index], status=JobStatus.SUCCEEDED.value)
         return [outcome for outcome in judged if outcome is not None]
@@ -913,6 +937,15 @@ class SqlLeases:
                 )
                 await insert_events(conn, events)
         self._announce(woken)
+        if self._endings.listening:
+            final = [
+                tokens[i].job_id
+                for i, (status, _) in decided.items()
+                if status is JobStatus.DEAD_LETTERED
+            ]
+            self._endings.publish(
+                _endings(tenant_id, [rows[job_id] for job_id in final], _DEAD_LETTERED)
+            )
         for index, (status, retry_at) in decided.items():
             judged[index] = Outcome(tokens[index], status=status.value, next_eligible_at=retry_at)
         return [outcome for outcome in judged if outcome is not None]
@@ -991,6 +1024,14 @@ class SqlLeases:
             woken += await release_slots(conn, [row.quota_id for row in expired], now=now)
             await insert_events(conn, events)
         self._announce(woken)
+        if self._endings.listening:
+            self._endings.publish(
+                [
+                    JobEnding(row.tenant_id, row.job_id, _DEAD_LETTERED, row.pack_run_id, row.owner)
+                    for row in expired
+                    if row.attempts >= row.max_attempts and owned(row.pack_run_id, row.owner)
+                ]
+            )
         return len(expired)
 
 
@@ -1082,6 +1123,16 @@ async def release_slot(
         return False
     await release_slots(conn, [quota_id], now=now or datetime.now(UTC))
     return True
+
+
+def _endings(tenant_id: str, rows: Iterable[Any], status: str) -> list[JobEnding]:
+    """The endings to announce of `rows` (jobs rows read before they ended as `status`):
+    the owned ones (`domain/job_endings.py`)."""
+    return [
+        JobEnding(tenant_id, row.job_id, status, row.pack_run_id, row.owner)
+        for row in rows
+        if owned(row.pack_run_id, row.owner)
+    ]
 
 
 def _error(
