@@ -65,6 +65,7 @@ class Job(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     BACKOFF_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    EVENT_TIME_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Output only. Server-assigned identifier."""
     job_type: _builtins.str
@@ -140,6 +141,12 @@ class Job(_message.Message):
     def result(self) -> _struct_pb2.Value:
         """Output only. The worker's result of a succeeded job, any JSON value."""
 
+    @_builtins.property
+    def event_time(self) -> _timestamp_pb2.Timestamp:
+        """The time the work is about (event time), e.g. the cron tick that enqueued
+        it or the start of a backfill slice; absent when the job has none. RFC 3339.
+        """
+
     def __init__(
         self,
         *,
@@ -162,10 +169,11 @@ class Job(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         backoff: Global___Backoff | None = ...,
         result: _struct_pb2.Value | None = ...,
+        event_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_pack_run_id", b"_pack_run_id", "_replay_of", b"_replay_of", "backoff", b"backoff", "created_at", b"created_at", "idempotency_key", b"idempotency_key", "last_error", b"last_error", "lease_expires_at", b"lease_expires_at", "next_eligible_at", b"next_eligible_at", "pack_run_id", b"pack_run_id", "payload", b"payload", "replay_of", b"replay_of", "result", b"result", "run_at", b"run_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_pack_run_id", b"_pack_run_id", "_replay_of", b"_replay_of", "backoff", b"backoff", "created_at", b"created_at", "event_time", b"event_time", "idempotency_key", b"idempotency_key", "last_error", b"last_error", "lease_expires_at", b"lease_expires_at", "next_eligible_at", b"next_eligible_at", "pack_run_id", b"pack_run_id", "payload", b"payload", "replay_of", b"replay_of", "result", b"result", "run_at", b"run_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_pack_run_id", b"_pack_run_id", "_replay_of", b"_replay_of", "attempts", b"attempts", "backoff", b"backoff", "created_at", b"created_at", "idempotency_key", b"idempotency_key", "job_id", b"job_id", "job_type", b"job_type", "last_error", b"last_error", "lease_expires_at", b"lease_expires_at", "max_attempts", b"max_attempts", "next_eligible_at", b"next_eligible_at", "pack_run_id", b"pack_run_id", "payload", b"payload", "priority", b"priority", "replay_of", b"replay_of", "result", b"result", "run_at", b"run_at", "source_id", b"source_id", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key", "_pack_run_id", b"_pack_run_id", "_replay_of", b"_replay_of", "attempts", b"attempts", "backoff", b"backoff", "created_at", b"created_at", "event_time", b"event_time", "idempotency_key", b"idempotency_key", "job_id", b"job_id", "job_type", b"job_type", "last_error", b"last_error", "lease_expires_at", b"lease_expires_at", "max_attempts", b"max_attempts", "next_eligible_at", b"next_eligible_at", "pack_run_id", b"pack_run_id", "payload", b"payload", "priority", b"priority", "replay_of", b"replay_of", "result", b"result", "run_at", b"run_at", "source_id", b"source_id", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__idempotency_key: _TypeAlias = _typing.Literal["idempotency_key"]  # noqa: Y015
     _WhichOneofArgType__idempotency_key: _TypeAlias = _typing.Literal["_idempotency_key", b"_idempotency_key"]  # noqa: Y015

@@ -23,10 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from orchestrator.jobengine.v1 import job_pb2 as orchestrator_dot_jobengine_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrator/jobengine/v1/source.proto\x12\x19orchestrator.jobengine.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x06Source\x12\x17\n\tsource_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bsource_type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\x12\x14\n\x06paused\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrator/jobengine/v1/source.proto\x12\x19orchestrator.jobengine.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orchestrator/jobengine/v1/job.proto\"\x9a\x02\n\x06Source\x12\x17\n\tsource_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bsource_type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\x12\x14\n\x06paused\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x08schedule\x18\x08 \x01(\x0b\x32#.orchestrator.jobengine.v1.Schedule\"\xfb\x01\n\x08Schedule\x12\x12\n\x04\x63ron\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12\x42\n\x0cjob_template\x18\x03 \x01(\x0b\x32&.orchestrator.jobengine.v1.JobTemplateB\x04\xe2\x41\x01\x02\x12\x16\n\x0emisfire_policy\x18\x04 \x01(\t\x12\x35\n\x0bnext_run_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0blast_run_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xab\x01\n\x0bJobTemplate\x12\x16\n\x08job_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08priority\x18\x02 \x01(\x05\x12\'\n\x07payload\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\x12\x33\n\x07\x62\x61\x63koff\x18\x05 \x01(\x0b\x32\".orchestrator.jobengine.v1.Backoffb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +47,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SOURCE'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
   _globals['_SOURCE'].fields_by_name['updated_at']._loaded_options = None
   _globals['_SOURCE'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
-  _globals['_SOURCE']._serialized_start=136
-  _globals['_SOURCE']._serialized_end=363
+  _globals['_SCHEDULE'].fields_by_name['cron']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['cron']._serialized_options = b'\342A\001\002'
+  _globals['_SCHEDULE'].fields_by_name['job_template']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['job_template']._serialized_options = b'\342A\001\002'
+  _globals['_SCHEDULE'].fields_by_name['next_run_at']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['next_run_at']._serialized_options = b'\342A\001\003'
+  _globals['_SCHEDULE'].fields_by_name['last_run_at']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['last_run_at']._serialized_options = b'\342A\001\003'
+  _globals['_JOBTEMPLATE'].fields_by_name['job_type']._loaded_options = None
+  _globals['_JOBTEMPLATE'].fields_by_name['job_type']._serialized_options = b'\342A\001\002'
+  _globals['_SOURCE']._serialized_start=203
+  _globals['_SOURCE']._serialized_end=485
+  _globals['_SCHEDULE']._serialized_start=488
+  _globals['_SCHEDULE']._serialized_end=739
+  _globals['_JOBTEMPLATE']._serialized_start=742
+  _globals['_JOBTEMPLATE']._serialized_end=913
 # @@protoc_insertion_point(module_scope)

@@ -5,7 +5,9 @@ isort:skip_file
 
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from orchestrator.jobengine.v1 import job_pb2 as _job_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -30,6 +32,7 @@ class Source(_message.Message):
     PAUSED_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
     source_id: _builtins.str
     """Output only. Server-assigned identifier."""
     name: _builtins.str
@@ -48,6 +51,12 @@ class Source(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the source last changed."""
 
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """When the source is a "scheduler": what it enqueues and when (issue 10).
+        Only a scheduler source has one; without one it enqueues nothing by itself.
+        """
+
     def __init__(
         self,
         *,
@@ -58,11 +67,121 @@ class Source(_message.Message):
         paused: _builtins.bool = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        schedule: Global___Schedule | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "schedule", b"schedule", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "enabled", b"enabled", "name", b"name", "paused", b"paused", "source_id", b"source_id", "source_type", b"source_type", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "enabled", b"enabled", "name", b"name", "paused", b"paused", "schedule", b"schedule", "source_id", b"source_id", "source_type", b"source_type", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Source: _TypeAlias = Source  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    """Schedule makes a scheduler source enqueue one job per tick of a cron
+    expression (DESIGN §9: a row with a due time, claimed with SKIP LOCKED by any
+    replica). Each tick's job has `eventTime` the tick and the idempotency key
+    "event:{sourceId}:{jobType}:{eventTime}", so no tick is enqueued twice, by two
+    replicas or by a backfill of the same window.
+
+    A tick is missed when it is found more than the server's misfire grace (60 s by
+    default) after it was due, e.g. after the server was down. `misfirePolicy` says
+    what happens to missed ticks: `skip` drops them (the next tick runs as usual),
+    `run_once` runs one job for all of them, with eventTime the latest missed tick.
+    A paused or disabled source's ticks are dropped.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CRON_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    JOB_TEMPLATE_FIELD_NUMBER: _builtins.int
+    MISFIRE_POLICY_FIELD_NUMBER: _builtins.int
+    NEXT_RUN_AT_FIELD_NUMBER: _builtins.int
+    LAST_RUN_AT_FIELD_NUMBER: _builtins.int
+    cron: _builtins.str
+    """Required. Five cron fields: minute, hour, day of month, month, day of week
+    (e.g. "*/15 * * * *"), six with a leading seconds field, or a macro
+    (@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly); read
+    by cronsim with Debian cron's semantics. At most 200 characters.
+    """
+    time_zone: _builtins.str
+    """The IANA time zone the expression is read in (e.g. "Europe/Paris"); "UTC"
+    when empty. Daylight-saving changes follow Debian cron.
+    """
+    misfire_policy: _builtins.str
+    """"skip" (the default when empty) or "run_once"."""
+    @_builtins.property
+    def job_template(self) -> Global___JobTemplate:
+        """Required. The job each tick enqueues."""
+
+    @_builtins.property
+    def next_run_at(self) -> _timestamp_pb2.Timestamp:
+        """Output only. The next tick that will enqueue a job."""
+
+    @_builtins.property
+    def last_run_at(self) -> _timestamp_pb2.Timestamp:
+        """Output only. The last tick that enqueued a job; absent until one did."""
+
+    def __init__(
+        self,
+        *,
+        cron: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        job_template: Global___JobTemplate | None = ...,
+        misfire_policy: _builtins.str = ...,
+        next_run_at: _timestamp_pb2.Timestamp | None = ...,
+        last_run_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job_template", b"job_template", "last_run_at", b"last_run_at", "next_run_at", b"next_run_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cron", b"cron", "job_template", b"job_template", "last_run_at", b"last_run_at", "misfire_policy", b"misfire_policy", "next_run_at", b"next_run_at", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class JobTemplate(_message.Message):
+    """JobTemplate is the job a schedule enqueues at every tick; the fields and
+    rules of the same fields of Job.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_TYPE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    BACKOFF_FIELD_NUMBER: _builtins.int
+    job_type: _builtins.str
+    """Required. The job type, a lowercase slug."""
+    priority: _builtins.int
+    """From -1000 to 1000; 0 by default."""
+    max_attempts: _builtins.int
+    """From 1 to 100; 3 when 0."""
+    @_builtins.property
+    def payload(self) -> _struct_pb2.Value:
+        """The payload of every tick's job, any JSON value."""
+
+    @_builtins.property
+    def backoff(self) -> _job_pb2.Backoff:
+        """How retries are spaced; the server's defaults when absent."""
+
+    def __init__(
+        self,
+        *,
+        job_type: _builtins.str = ...,
+        priority: _builtins.int = ...,
+        payload: _struct_pb2.Value | None = ...,
+        max_attempts: _builtins.int = ...,
+        backoff: _job_pb2.Backoff | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff", b"backoff", "job_type", b"job_type", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobTemplate: _TypeAlias = JobTemplate  # noqa: Y015

@@ -140,22 +140,30 @@ class RegisterSourceRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     SOURCE_TYPE_FIELD_NUMBER: _builtins.int
     ENABLED_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Required. Unique within the tenant, 1 to 200 characters."""
     source_type: _builtins.str
     """Required. A lowercase slug: a letter, then letters, digits, '.', '_' or '-'."""
     enabled: _builtins.bool
     """Whether the source may enqueue jobs; true when absent."""
+    @_builtins.property
+    def schedule(self) -> _source_pb2.Schedule:
+        """The schedule of a source of type "scheduler" (its cron expression, time
+        zone, job template and misfire policy); refused for any other type.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         source_type: _builtins.str = ...,
         enabled: _builtins.bool | None = ...,
+        schedule: _source_pb2.Schedule | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "enabled", b"enabled"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "enabled", b"enabled", "schedule", b"schedule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "enabled", b"enabled", "name", b"name", "source_type", b"source_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "enabled", b"enabled", "name", b"name", "schedule", b"schedule", "source_type", b"source_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015

@@ -97,8 +97,11 @@ class SourcesServiceServicer:
     def RegisterSource(self, request, context):
         """Registers a source and answers it with 201.
 
-        Returns INVALID_ARGUMENT for a blank or malformed name or source type, and
-        ALREADY_EXISTS when the tenant already has a source of that name.
+        Returns INVALID_ARGUMENT for a blank or malformed name or source type, a
+        schedule on a source that is not a scheduler, or a bad schedule (an
+        unknown cron syntax or time zone, a bad job template or misfire policy, each
+        named by its field, e.g. schedule.cron), and ALREADY_EXISTS when the tenant
+        already has a source of that name.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

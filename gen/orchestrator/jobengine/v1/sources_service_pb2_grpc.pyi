@@ -53,8 +53,11 @@ class SourcesServiceStub:
     RegisterSource: _grpc.UnaryUnaryMultiCallable[_sources_service_pb2.RegisterSourceRequest, _sources_service_pb2.RegisterSourceResponse]
     """Registers a source and answers it with 201.
 
-    Returns INVALID_ARGUMENT for a blank or malformed name or source type, and
-    ALREADY_EXISTS when the tenant already has a source of that name.
+    Returns INVALID_ARGUMENT for a blank or malformed name or source type, a
+    schedule on a source that is not a scheduler, or a bad schedule (an
+    unknown cron syntax or time zone, a bad job template or misfire policy, each
+    named by its field, e.g. schedule.cron), and ALREADY_EXISTS when the tenant
+    already has a source of that name.
     """
     PauseSource: _grpc.UnaryUnaryMultiCallable[_sources_service_pb2.PauseSourceRequest, _sources_service_pb2.PauseSourceResponse]
     """Pauses a source: it stays registered but may not enqueue jobs.
@@ -94,8 +97,11 @@ class SourcesServiceAsyncStub(SourcesServiceStub):
     RegisterSource: _aio.UnaryUnaryMultiCallable[_sources_service_pb2.RegisterSourceRequest, _sources_service_pb2.RegisterSourceResponse]  # type: ignore[assignment]
     """Registers a source and answers it with 201.
 
-    Returns INVALID_ARGUMENT for a blank or malformed name or source type, and
-    ALREADY_EXISTS when the tenant already has a source of that name.
+    Returns INVALID_ARGUMENT for a blank or malformed name or source type, a
+    schedule on a source that is not a scheduler, or a bad schedule (an
+    unknown cron syntax or time zone, a bad job template or misfire policy, each
+    named by its field, e.g. schedule.cron), and ALREADY_EXISTS when the tenant
+    already has a source of that name.
     """
     PauseSource: _aio.UnaryUnaryMultiCallable[_sources_service_pb2.PauseSourceRequest, _sources_service_pb2.PauseSourceResponse]  # type: ignore[assignment]
     """Pauses a source: it stays registered but may not enqueue jobs.
@@ -150,8 +156,11 @@ class SourcesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sources_service_pb2.RegisterSourceResponse, _abc.Awaitable[_sources_service_pb2.RegisterSourceResponse]]:
         """Registers a source and answers it with 201.
 
-        Returns INVALID_ARGUMENT for a blank or malformed name or source type, and
-        ALREADY_EXISTS when the tenant already has a source of that name.
+        Returns INVALID_ARGUMENT for a blank or malformed name or source type, a
+        schedule on a source that is not a scheduler, or a bad schedule (an
+        unknown cron syntax or time zone, a bad job template or misfire policy, each
+        named by its field, e.g. schedule.cron), and ALREADY_EXISTS when the tenant
+        already has a source of that name.
         """
 
     @_abc_1.abstractmethod
