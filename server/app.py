@@ -21,7 +21,7 @@ import grpc
 import uvicorn
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import ServiceDescriptor
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
@@ -29,7 +29,8 @@ from gateway.app import Gateway
 from gateway.bindings import bindings_for
 from gateway.inprocess import HandlerRegistry, InProcessUpstream
 from gateway.openapi_schema import comments_from_files
-from server.config import Settings
+from server.config import Settings, value_sources
+from server.domain.health import LoopState, Readiness, not_ready
 from server.domain.leasing import Reaper
 from server.domain.pagination import PageTokens
 from server.http_surface import gateway_config
@@ -39,12 +40,19 @@ from server.interceptors.audit import OperatorAudit
 from server.interceptors.authentication import Authentication
 from server.interceptors.chain import InterceptorChain, Stage
 from server.interceptors.errors import ErrorMapping
+from server.interceptors.metrics import CallMetrics
 from server.interceptors.tenancy import Tenancy
 from server.interceptors.tracing import Tracing
+from server.observability import metrics
+from server.observability.domain_gauges import DomainGauge, DomainGauges
+from server.observability.grpc_health import HealthReporter
+from server.observability.http_metrics import HttpMetrics
+from server.observability.operations import Operations
 from server.policy import MethodPolicy, policies_for
 from server.services.table import SERVICES, Components, register_all
 from server.storage.db import Database, connection_lost
 from server.storage.pruning import JobPruner
+from server.storage.repositories import job_gauges
 from server.storage.repositories.secrets import get_or_create_secret
 from server.storage.store import SqlStore
 from server.storage.wakeups import Wakeups
@@ -78,10 +86,17 @@ class Application:
     _pruner: JobPruner | None = None
     _wakeups: Wakeups | None = None
     _reaper: Reaper | None = None
+    # Background loops /ready and gRPC health wait for; loops register at start.
+    readiness: Readiness = field(default_factory=Readiness)
+    gauges: DomainGauges = field(default_factory=DomainGauges)  # /metrics domain gauges
+    operations: Operations = field(init=False)
+    health: HealthReporter = field(init=False)  # grpc.health.v1 following readiness
+    readiness_interval_s: float = 2.0  # how often gRPC health re-evaluates readiness
 
     async def start(self, *, http_socket: socket.socket | None = None) -> None:
         # Bound first: without ORCHESTRATOR_PUBLIC_URL the issuer is the address served.
         sock = http_socket or _bind(self.settings.host, self.settings.port)
+        sources = value_sources(self.settings)  # before anything is derived
         served_host, self.http_port = sock.getsockname()[:2]
         derived = not self.settings.public_url
         if derived:
@@ -105,12 +120,24 @@ class Application:
         await self._wakeups.start()
         store = self.store = SqlStore(self.db, self._wakeups, self.clocks.wall)
         self._reaper = Reaper(store.leases, self.settings.lease_reaper_interval_seconds)
+        self.operations = Operations(
+            settings=self.settings,
+            db=self.db,
+            readiness=self.readiness,
+            gauges=self.gauges,
+            sources=sources,
+            derived={"public_url"} if derived else set(),
+            api_versions=[service.file.package for service in SERVICES],
+            wall=self.clocks.wall(),
+        )
+        self._register_loops_and_gauges()
         components = Components(
             store=store,
             tokens=tokens,
             identity=self.identity,
             settings=self.settings,
             clocks=self.clocks,
+            operations=self.operations,
         )
         register_all(components, self.grpc_server, registry)
         chain.prepare(registry.handlers)
@@ -134,6 +161,8 @@ class Application:
         )
         self._pruner.start()
         self._reaper.start()
+        await self.health.refresh()
+        self.health.start()
         log.info(
             "serving gRPC on %s:%d, HTTP on %s:%d; issuer %s (%s)",
             self.settings.host,
@@ -168,19 +197,59 @@ class Application:
         secret = configured or await get_or_create_secret(self.db, "page_token")
         return PageTokens(secret.encode())
 
+    def _register_loops_and_gauges(self) -> None:
+        """The background loops readiness waits for and the domain gauges of /metrics
+        (server/domain/health.py, server/observability/domain_gauges.py)."""
+        self.readiness.register_task("lease-reaper", lambda: _task_of(self._reaper))
+        self.readiness.register_task("job-pruner", lambda: _task_of(self._pruner))
+        if not self.db.is_sqlite:  # SQLite wakes its watchers in process
+            self.readiness.register("wakeup-listener", self._listener_state)
+        db = self.db
+        self.gauges.register(
+            DomainGauge(
+                "orchestrator_jobs_queue_depth",
+                "Jobs waiting to be leased (queued, throttled, failed awaiting a retry).",
+                ("tenant", "job_type"),
+                read=lambda: job_gauges.waiting_jobs(db),
+            )
+        )
+        self.gauges.register(
+            DomainGauge(
+                "orchestrator_jobs_leased",
+                "Jobs leased to a worker now.",
+                ("tenant", "job_type"),
+                read=lambda: job_gauges.leased_jobs(db),
+            )
+        )
+
+    def _listener_state(self) -> LoopState:
+        if self._wakeups is not None and self._wakeups.server_pid() is not None:
+            return LoopState(True, "listening")
+        return LoopState(False, "not connected to PostgreSQL; reconnecting, polling meanwhile")
+
+    async def ready(self) -> bool:
+        """Whether /ready would answer ready now."""
+        try:
+            return not_ready(await self.operations.readiness_checks()) is None
+        except Exception:
+            log.warning("readiness evaluation failed", exc_info=True)
+            return False
+
     async def _add_health_and_reflection(self) -> None:
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.grpc_server)
         names = [service.full_name for service in SERVICES]
-        for name in ("", *names):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.health = HealthReporter(
+            health_servicer, names, self.ready, interval_s=self.readiness_interval_s
+        )
+        await self.health.set_all(False)  # SERVING once started and ready
         reflection.enable_server_reflection(
             (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc_server
         )
 
     async def _start_http(self, sock: socket.socket) -> None:
         config = uvicorn.Config(
-            self.gateway,
+            HttpMetrics(self.gateway, self.gateway.router),
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -200,6 +269,7 @@ class Application:
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        await self.health.stop()  # NOT_SERVING first: balancers stop sending calls
         if self._http is not None:
             self._http.should_exit = True
         if self._pruner is not None:
@@ -212,6 +282,8 @@ class Application:
         await self.identity.close()
         if self._wakeups is not None:
             await self._wakeups.close()
+        await self.operations.aclose()
+        metrics.mark_process_dead()
         await self.db.dispose()
 
     async def wait(self) -> None:
@@ -222,6 +294,7 @@ def chain_stages(policies: Mapping[str, MethodPolicy], identity: Identity) -> tu
     """The interceptor chain's stages, outermost first: every method is traced and has its
     errors mapped; authentication, tenancy and operator audit run where its policy says."""
     return (
+        CallMetrics(),
         Tracing(),
         ErrorMapping(unavailable=connection_lost),
         Authentication(policies, identity.verifier, identity.urls),
@@ -237,6 +310,11 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def _task_of(loop: Reaper | JobPruner | None) -> asyncio.Task[None] | None:
+    """The asyncio task a loop runs as (both keep it in `_task` while running)."""
+    return None if loop is None else loop._task
 
 
 def _bind(host: str, port: int) -> socket.socket:

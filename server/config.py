@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     lease_reaper_interval_seconds: float = Field(
         5.0, gt=0, le=15, validation_alias=_env("LEASE_REAPER_INTERVAL_SECONDS")
     )
+    # /health/system gives each dependency this long (seconds) to answer; all are
+    # checked at once, so the answer takes about this long at most.
+    health_check_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("HEALTH_CHECK_TIMEOUT_SECONDS")
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -190,6 +195,54 @@ def _redact_url(url: str) -> str:
         return url
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:**redacted**@{host}"
+
+
+def config_file() -> Path | None:
+    """The configuration file settings are read from: ORCHESTRATOR_CONFIG_FILE, else
+    config/app.yaml; None when that is not a regular file (absent, or os.devnull)."""
+    path = Path(os.environ.get(CONFIG_FILE_VARIABLE, DEFAULT_CONFIG_FILE))
+    return path if path.is_file() else None
+
+
+def value_sources(settings: Settings) -> dict[str, str]:
+    """Where each field of `settings` came from, by field name, in precedence order:
+    "override" (set by the program, e.g. `Settings(port=0)` or `model_copy`: its value
+    differs from what the environment and file give), "env" (an environment variable
+    of the field, any case, as pydantic-settings reads them), "file" (a key of the
+    configuration file or its `orchestrator:` section), else "default". Reads the
+    environment and the file now: call it when the settings are loaded."""
+    try:
+        baseline: Settings | None = Settings()
+    except ValidationError:  # the environment changed since; judge by presence alone
+        baseline = None
+    environment = {name.lower() for name in os.environ}
+    path = config_file()
+    in_file = set(_OrchestratorSection(Settings, yaml_file=path)()) if path else set()
+    sources: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        choices = (
+            [c for c in alias.choices if isinstance(c, str)]
+            if isinstance(alias, AliasChoices)
+            else []
+        )
+        names = {name, *choices}
+        if baseline is not None and getattr(settings, name) != getattr(baseline, name):
+            sources[name] = "override"
+        elif any(candidate.lower() in environment for candidate in names):
+            sources[name] = "env"
+        elif names & in_file:
+            sources[name] = "file"
+        elif name in settings.model_fields_set:
+            sources[name] = "override"
+        else:
+            sources[name] = "default"
+    return sources
+
+
+def variable_of(field_name: str) -> str:
+    """The environment variable a field is read from (its first alias), e.g. "PORT"."""
+    return _variable(field_name)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -29,14 +29,17 @@ from orchestrator.jobengine.v1 import (
     worker_service_pb2,
     worker_service_pb2_grpc,
 )
+from orchestrator.mesh.v1 import ops_service_pb2, ops_service_pb2_grpc
 from server.config import Settings
 from server.domain.jobs import JobLimits
 from server.domain.pagination import PageTokens
 from server.domain.units import Store
 from server.identity.components import Clocks, Identity
+from server.observability.operations import Operations
 from server.services.audit import AuditService
 from server.services.jobs import JobsService
 from server.services.oauth import OAuthService
+from server.services.ops import OpsService
 from server.services.quotas import QuotasService, policy_of
 from server.services.sources import SourcesService
 from server.services.workers import WorkerService
@@ -51,6 +54,8 @@ class Components:
     identity: Identity
     settings: Settings  # the process's configuration (policy maxima, size caps, ...)
     clocks: Clocks  # the process's time (tests move it); `wall` is seconds since the epoch
+    # What the operations API reports: readiness, dependencies, config, metrics
+    operations: Operations | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +100,22 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server,
     ),
     ServiceEntry(
+        ops_service_pb2.DESCRIPTOR.services_by_name["OpsService"],
+        lambda c: OpsService(_operations(c)),
+        ops_service_pb2_grpc.add_OpsServiceServicer_to_server,
+    ),
+    ServiceEntry(
         oauth_service_pb2.DESCRIPTOR.services_by_name["OAuthService"],
         lambda c: OAuthService(c.identity),
         oauth_service_pb2_grpc.add_OAuthServiceServicer_to_server,
     ),
 )
+
+def _operations(components: Components) -> Operations:
+    if components.operations is None:
+        raise RuntimeError("OpsService needs Components.operations (server/app.py builds it)")
+    return components.operations
+
 
 SERVICES: tuple[ServiceDescriptor, ...] = tuple(entry.descriptor for entry in SERVICE_TABLE)
 

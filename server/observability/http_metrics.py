@@ -1,0 +1,94 @@
+"""REST request metrics: an ASGI middleware around the gateway (the gateway itself
+stays product-neutral and knows nothing of Prometheus).
+
+Each HTTP request is counted and timed (`http_server_*`, server/observability/
+metrics.py) once its response has been sent, labelled with its method, the status
+sent and the path template of the route that matched, asked of the gateway's own
+router, so a path's identifiers never become label values: an unrouted path is
+`<unmatched>` and the OpenAPI documents are their own paths.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.openapi import DISCOVERY_PATH, DOCUMENT_PATH
+from gateway.router import BadPath, MethodNotAllowed, NoRoute, Router
+from server.observability.metrics import HTTP_IN_FLIGHT, HTTP_REQUESTS, HTTP_SECONDS
+
+UNMATCHED: Final = "<unmatched>"
+PER_API_DOCUMENT: Final = "/openapi/{api}.json"
+# RFC 9110 §9 methods plus PATCH (RFC 5789); any other is counted as OTHER, so a
+# client cannot mint label values.
+METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+
+_perf_counter = time.perf_counter
+
+
+class HttpMetrics:
+    """`app` (the gateway) measured; `router` is the gateway's router, whose templates
+    name the routes."""
+
+    def __init__(self, app: ASGIApp, router: Router[Any]) -> None:
+        self.app = app
+        self._router = router
+        self._in_flight = {method: HTTP_IN_FLIGHT.labels(method) for method in METHODS}
+        self._in_flight["OTHER"] = HTTP_IN_FLIGHT.labels("OTHER")
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in METHODS else "OTHER"
+        in_flight = self._in_flight[method]
+        status = 500  # what the server answers when the app fails before responding
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_flight.inc()
+        started = _perf_counter()
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            elapsed = _perf_counter() - started
+            in_flight.dec()
+            self._record(method, self.route(scope), status, elapsed)
+
+    def route(self, scope: Scope) -> str:
+        """The template of the route `scope`'s path matches, whatever its method."""
+        raw = scope.get("raw_path")
+        path = bytes(raw).decode("latin-1").split("?", 1)[0] if raw else scope.get("path", "/")
+        try:
+            return str(self._router.match(scope["method"], path).target.template.source)
+        except MethodNotAllowed as exc:
+            if exc.allowed:
+                found = self._router.match(exc.allowed[0], path)
+                return str(found.target.template.source)
+            return UNMATCHED
+        except (NoRoute, BadPath):
+            if path in (DOCUMENT_PATH, DISCOVERY_PATH):
+                return path
+            if path.startswith("/openapi/") and path.endswith(".json"):
+                return PER_API_DOCUMENT
+            return UNMATCHED
+
+    def _record(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (method, route, str(status))
+            children = (HTTP_REQUESTS.labels(*labels), HTTP_SECONDS.labels(*labels))
+            if route != UNMATCHED or len(self._children) < 10_000:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
