@@ -43,6 +43,7 @@ from server.interceptors.errors import ErrorMapping
 from server.interceptors.metrics import CallMetrics
 from server.interceptors.tenancy import Tenancy
 from server.interceptors.tracing import Tracing
+from server.mesh.runtime import Mesh
 from server.observability import metrics
 from server.observability.domain_gauges import DomainGauge, DomainGauges
 from server.observability.grpc_health import HealthReporter
@@ -86,6 +87,7 @@ class Application:
     _pruner: JobPruner | None = None
     _wakeups: Wakeups | None = None
     _reaper: Reaper | None = None
+    mesh: Mesh | None = None  # the registry's peers, fetcher and store
     # Background loops /ready and gRPC health wait for; loops register at start.
     readiness: Readiness = field(default_factory=Readiness)
     gauges: DomainGauges = field(default_factory=DomainGauges)  # /metrics domain gauges
@@ -131,6 +133,7 @@ class Application:
             wall=self.clocks.wall(),
         )
         self._register_loops_and_gauges()
+        self.mesh = await Mesh.start(self.settings, self.db, http_port=self.http_port)
         components = Components(
             store=store,
             tokens=tokens,
@@ -138,6 +141,7 @@ class Application:
             settings=self.settings,
             clocks=self.clocks,
             operations=self.operations,
+            mesh=self.mesh,
         )
         register_all(components, self.grpc_server, registry)
         chain.prepare(registry.handlers)
@@ -280,6 +284,8 @@ class Application:
         if self._http_task is not None:
             await self._http_task
         await self.identity.close()
+        if self.mesh is not None:
+            await self.mesh.close()
         if self._wakeups is not None:
             await self._wakeups.close()
         await self.operations.aclose()

@@ -50,7 +50,35 @@ class Settings(BaseSettings):
     # failed-secret throttle); unset, that state lives in the database.
     redis_host: str | None = Field(None, validation_alias=_env("REDIS_HOST", "redis_host"))
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT", "redis_port"))
-    peers: str | None = Field(None, validation_alias=_env("ORCHESTRATOR_PEERS", "peers"))
+    # Peer orchestrators (issue 12): comma-separated base URLs (a YAML list also works),
+    # each may carry `client_id:client_secret@` (percent-encoded) of a client the peer
+    # issued. Secret-bearing: never shown, logged or returned (server/mesh/peers.py
+    # `redact_peer_urls` shows the URLs without credentials).
+    peer_urls_secret: SecretStr = Field(
+        SecretStr(""), validation_alias=_env("ORCHESTRATOR_PEERS", "peers", "peer_urls_secret")
+    )
+    # Mesh timeouts (seconds), concurrency and the OpenAPI size cap (bytes): a poll
+    # fetches at most REGISTRY_FETCH_CONCURRENCY documents at once, each within
+    # REGISTRY_FETCH_TIMEOUT_SECONDS; a sync talks to PEER_SYNC_CONCURRENCY peers at
+    # once, each exchange within PEER_TIMEOUT_SECONDS.
+    registry_fetch_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, validation_alias=_env("REGISTRY_FETCH_TIMEOUT_SECONDS")
+    )
+    registry_fetch_concurrency: int = Field(
+        8, ge=1, le=256, validation_alias=_env("REGISTRY_FETCH_CONCURRENCY")
+    )
+    registry_openapi_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        validation_alias=_env("REGISTRY_OPENAPI_MAX_BYTES"),
+    )
+    peer_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, validation_alias=_env("PEER_TIMEOUT_SECONDS")
+    )
+    peer_sync_concurrency: int = Field(
+        8, ge=1, le=256, validation_alias=_env("PEER_SYNC_CONCURRENCY")
+    )
     reporting_url: str | None = Field(None, validation_alias=_env("REPORTING_URL", "reporting_url"))
     doc_store_url: str | None = Field(None, validation_alias=_env("DOC_STORE_URL", "doc_store_url"))
     notification_url: str | None = Field(
@@ -131,6 +159,24 @@ class Settings(BaseSettings):
         2.0, gt=0, le=60, validation_alias=_env("HEALTH_CHECK_TIMEOUT_SECONDS")
     )
 
+    @field_validator("peer_urls_secret", mode="before")
+    @classmethod
+    def _peer_list(cls, value: Any) -> Any:
+        """A YAML list of peer URLs is the comma-separated string."""
+        if isinstance(value, list):
+            return ",".join(str(item) for item in value)
+        return value
+
+    @field_validator("peer_urls_secret")
+    @classmethod
+    def _peer_urls(cls, value: SecretStr) -> SecretStr:
+        """Each peer an http(s) base URL (server/mesh/peers.py); the error never quotes
+        the value, which may hold credentials."""
+        from server.mesh.peers import parse_peers
+
+        parse_peers(value.get_secret_value())
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -174,6 +220,9 @@ class Settings(BaseSettings):
         values = self.model_dump()
         values["page_token_secret"] = "**redacted**" if self.page_token_secret else ""
         values["database_url"] = _redact_url(self.database_url)
+        from server.mesh.peers import redact_peer_urls
+
+        values["peer_urls_secret"] = redact_peer_urls(self.peer_urls_secret.get_secret_value())
         return values
 
 
@@ -274,7 +323,7 @@ def _problem(error: Any) -> str:
     where = _variable(str(error["loc"][0])) if error.get("loc") else "configuration"
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
-    if where == "ORCHESTRATOR_PAGE_TOKEN_SECRET":
+    if where in ("ORCHESTRATOR_PAGE_TOKEN_SECRET", "ORCHESTRATOR_PEERS"):
         value = "**redacted**"
     elif where == "ORCHESTRATOR_DATABASE_URL" and isinstance(value, str):
         value = _redact_url(value)

@@ -29,18 +29,25 @@ from orchestrator.jobengine.v1 import (
     worker_service_pb2,
     worker_service_pb2_grpc,
 )
-from orchestrator.mesh.v1 import ops_service_pb2, ops_service_pb2_grpc
+from orchestrator.mesh.v1 import (
+    ops_service_pb2,
+    ops_service_pb2_grpc,
+    registry_service_pb2,
+    registry_service_pb2_grpc,
+)
 from server.config import Settings
 from server.domain.jobs import JobLimits
 from server.domain.pagination import PageTokens
 from server.domain.units import Store
 from server.identity.components import Clocks, Identity
+from server.mesh.runtime import Mesh
 from server.observability.operations import Operations
 from server.services.audit import AuditService
 from server.services.jobs import JobsService
 from server.services.oauth import OAuthService
 from server.services.ops import OpsService
 from server.services.quotas import QuotasService, policy_of
+from server.services.registry import RegistryService
 from server.services.sources import SourcesService
 from server.services.workers import WorkerService
 
@@ -54,6 +61,8 @@ class Components:
     identity: Identity
     settings: Settings  # the process's configuration (policy maxima, size caps, ...)
     clocks: Clocks  # the process's time (tests move it); `wall` is seconds since the epoch
+    # The service registry's peers, fetcher and store (server/mesh/runtime.py)
+    mesh: Mesh | None = None
     # What the operations API reports: readiness, dependencies, config, metrics
     operations: Operations | None = None
 
@@ -105,6 +114,11 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         ops_service_pb2_grpc.add_OpsServiceServicer_to_server,
     ),
     ServiceEntry(
+        registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"],
+        lambda c: RegistryService(c.tokens, _mesh(c), c.clocks.wall),
+        registry_service_pb2_grpc.add_RegistryServiceServicer_to_server,
+    ),
+    ServiceEntry(
         oauth_service_pb2.DESCRIPTOR.services_by_name["OAuthService"],
         lambda c: OAuthService(c.identity),
         oauth_service_pb2_grpc.add_OAuthServiceServicer_to_server,
@@ -115,6 +129,12 @@ def _operations(components: Components) -> Operations:
     if components.operations is None:
         raise RuntimeError("OpsService needs Components.operations (server/app.py builds it)")
     return components.operations
+
+
+def _mesh(components: Components) -> Mesh:
+    if components.mesh is None:
+        raise RuntimeError("the registry service needs Components.mesh (server/mesh/runtime.py)")
+    return components.mesh
 
 
 SERVICES: tuple[ServiceDescriptor, ...] = tuple(entry.descriptor for entry in SERVICE_TABLE)

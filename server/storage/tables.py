@@ -400,3 +400,62 @@ class QuotaMinuteRow(SQLModel, table=True):
 def table_of(model: type[SQLModel]) -> sa.Table:
     """The Core table behind a row class, for the SQLAlchemy Core hot paths."""
     return model.__table__  # type: ignore[attr-defined,no-any-return]
+
+
+# --- mesh: service registry, OpenAPI snapshots, peers (issue 12) -----------------------
+
+
+class RegistryServiceRow(SQLModel, table=True):
+    """One service of the platform-wide registry (seed 002), unique by name.
+
+    `revision`, `updated_at` and `origin` are the replication key (last writer wins,
+    `server/domain/registry.py`): kept as they came when a peer's entry is applied.
+    `metadata_json` is the service's free-form metadata as compact JSON text.
+    """
+
+    __tablename__ = "registry_services"
+
+    name: str = Field(primary_key=True, max_length=64, sa_type=SortableText)
+    base_url: str = Field(max_length=2048)
+    openapi_url: str = Field(max_length=2048)
+    version: str = Field(default="", max_length=64)
+    metadata_json: str = Field(default="{}", sa_type=sa.Text)
+    revision: int = Field(sa_type=sa.BigInteger)
+    origin: str = Field(max_length=64)
+    created_at: datetime = Field(sa_type=Timestamp)
+    updated_at: datetime = Field(sa_type=Timestamp)
+
+
+class RegistrySnapshotRow(SQLModel, table=True):
+    """One fetched OpenAPI document of a registered service: its canonical JSON, its
+    digest and outline (operations and schemas with the digest of each, the input of
+    drift). The newest few per service are kept (`ix_registry_snapshots_service_time`
+    finds the latest and the ones to prune)."""
+
+    __tablename__ = "registry_snapshots"
+    __table_args__ = (
+        sa.Index("ix_registry_snapshots_service_time", "service_name", "fetched_at", "snapshot_id"),
+    )
+
+    snapshot_id: str = Field(primary_key=True, max_length=64, sa_type=SortableText)
+    service_name: str = Field(max_length=64)
+    openapi_url: str = Field(max_length=2048)
+    fetched_at: datetime = Field(sa_type=Timestamp)
+    digest: str = Field(max_length=64)
+    size_bytes: int = Field(sa_type=sa.BigInteger)
+    outline: str = Field(sa_type=sa.Text)
+    document: str = Field(sa_type=sa.Text)
+
+
+class MeshPeerRow(SQLModel, table=True):
+    """What the last sync learnt of one peer, keyed by its URL without credentials
+    (credentials are configuration, never stored)."""
+
+    __tablename__ = "mesh_peers"
+
+    url: str = Field(primary_key=True, max_length=2048)
+    status: str = Field(max_length=32)
+    last_contact_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    last_attempt_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    last_error: str | None = Field(default=None, max_length=1024)
+    registry_version: str | None = Field(default=None, max_length=64)

@@ -27,10 +27,11 @@ def test_yaml_overrides_defaults_and_env_overrides_yaml(
     config_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config_file.write_text(
-        "orchestrator:\n  PORT: 6000\n  GRPC_PORT: 6001\nORCHESTRATOR_PEERS: a,b\n"
+        "orchestrator:\n  PORT: 6000\n  GRPC_PORT: 6001\nORCHESTRATOR_PEERS: http://a,http://b\n"
     )
     settings = load_settings()
-    assert (settings.port, settings.grpc_port, settings.peers) == (6000, 6001, "a,b")
+    peers = settings.peer_urls_secret.get_secret_value()
+    assert (settings.port, settings.grpc_port, peers) == (6000, 6001, "http://a,http://b")
     monkeypatch.setenv("PORT", "7000")
     assert load_settings().port == 7000
     assert load_settings().grpc_port == 6001
