@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     job_prune_interval_seconds: float = Field(
         60.0, gt=0, validation_alias=_env("JOB_PRUNE_INTERVAL_SECONDS")
     )
+    # Dead letters (issue 10): the most pending entries one replay-pending call
+    # examines; a larger `limit` is coerced to it, a larger queue takes several calls.
+    deadletter_replay_pending_max: int = Field(
+        1000, ge=1, le=10_000, validation_alias=_env("DEADLETTER_REPLAY_PENDING_MAX")
+    )
     # The lease reaper looks for expired leases this often (seconds); an expired
     # lease is returned to the queue within this interval of its expiry.
     lease_reaper_interval_seconds: float = Field(

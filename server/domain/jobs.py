@@ -880,44 +880,60 @@ async def replay_job(store: Store, call: CallContext, *, job_id: str, now: datet
         error = _source_error(original.source_id, states.get(original.source_id))
         if error is not None:
             raise error
-        clone = replace(
-            original,
-            job_id=str(uuid.uuid4()),
-            project_id=original.project_id,
-            status=JobStatus.QUEUED.value,
-            result=None,
-            attempts=0,
-            run_at=now,
-            next_eligible_at=now,
-            lease_id=None,
-            lease_owner=None,
-            lease_expires_at=None,
-            quota_id=None,
-            last_error=None,
-            idempotency_key=None,
-            request_hash=None,
-            replay_of=original.job_id,
-            created_at=now,
-            updated_at=now,
-            finished_at=None,
-        )
+        clone = replay_clone(original, now=now)
         await uow.jobs.insert([clone])
-        await uow.events.append_many(
-            [
-                NewEvent(
-                    tenant_id=tenant_id,
-                    type=REPLAYED_EVENT,
-                    subject=JOB.name(original.job_id),
-                    data={"replayJobId": clone.job_id},
-                    trace_id=call.trace_id,
-                    time=now,
-                ),
-                _enqueued_event(clone, call),
-            ]
-        )
+        await uow.events.append_many(replay_events(original.job_id, clone, call))
         await audit.record(uow, call, JOB, before=None, after=clone)
     store.notify_work(tenant_id, clone.job_type)
     return clone
+
+
+def replay_clone(original: Job, *, now: datetime) -> Job:
+    """The replay of a finished job (ReplayJob, dead-letter replays): a new queued job
+    with the original's type, source, project, priority, payload, maxAttempts,
+    backoff and pack run, attempts re-armed to 0, no idempotency key, eligible now,
+    whose replayOf names the original."""
+    return replace(
+        original,
+        job_id=str(uuid.uuid4()),
+        status=JobStatus.QUEUED.value,
+        result=None,
+        attempts=0,
+        run_at=now,
+        next_eligible_at=now,
+        lease_id=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        quota_id=None,
+        last_error=None,
+        idempotency_key=None,
+        request_hash=None,
+        replay_of=original.job_id,
+        created_at=now,
+        updated_at=now,
+        finished_at=None,
+    )
+
+
+def replay_events(original_id: str, clone: Job, call: CallContext) -> list[NewEvent]:
+    """The events of a replay: job.replayed on the original (naming the clone) and
+    job.enqueued on the clone."""
+    replayed = NewEvent(
+        tenant_id=clone.tenant_id,
+        type=REPLAYED_EVENT,
+        subject=JOB.name(original_id),
+        data={"replayJobId": clone.job_id},
+        trace_id=call.trace_id,
+        time=clone.created_at,
+    )
+    return [replayed, _enqueued_event(clone, call)]
+
+
+def source_error(source_id: str, state: SourceState | None) -> DomainError | None:
+    """Why a job of `source_id` (in `state`, None when it is not the caller's) cannot
+    be enqueued now: NotFound (SOURCE_NOT_FOUND) or FailedPrecondition
+    (SOURCE_DISABLED, SOURCE_PAUSED); None when it can."""
+    return _source_error(source_id, state)
 
 
 # --- reading --------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from orchestrator.identity.v1 import oauth_service_pb2, oauth_service_pb2_grpc
 from orchestrator.jobengine.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
+    deadletter_service_pb2,
+    deadletter_service_pb2_grpc,
     jobs_service_pb2,
     jobs_service_pb2_grpc,
     quotas_service_pb2,
@@ -43,6 +45,7 @@ from server.identity.components import Clocks, Identity
 from server.mesh.runtime import Mesh
 from server.observability.operations import Operations
 from server.services.audit import AuditService
+from server.services.deadletter import DeadLetterService
 from server.services.jobs import JobsService
 from server.services.oauth import OAuthService
 from server.services.ops import OpsService
@@ -50,6 +53,7 @@ from server.services.quotas import QuotasService, policy_of
 from server.services.registry import RegistryService
 from server.services.sources import SourcesService
 from server.services.workers import WorkerService
+from server.storage.repositories.deadletter import dead_letter_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,16 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
             c.clocks,
         ),
         jobs_service_pb2_grpc.add_JobsServiceServicer_to_server,
+    ),
+    ServiceEntry(
+        deadletter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"],
+        lambda c: DeadLetterService(
+            dead_letter_store(c.store),
+            c.tokens,
+            c.clocks,
+            c.settings.deadletter_replay_pending_max,
+        ),
+        deadletter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server,
     ),
     ServiceEntry(
         worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"],

@@ -459,3 +459,91 @@ class MeshPeerRow(SQLModel, table=True):
     last_attempt_at: datetime | None = Field(default=None, sa_type=Timestamp)
     last_error: str | None = Field(default=None, max_length=1024)
     registry_version: str | None = Field(default=None, max_length=64)
+
+
+# Dead-letter entries (issue 10): the partial index's predicate, spelled as queries
+# spell it so SQLite and PostgreSQL match them to the index.
+DEADLETTER_PENDING_PREDICATE = "status = 'pending'"
+
+
+class DeadLetterEntryRow(SQLModel, table=True):
+    """One dead-lettered job chain (issue 10 point 1; `server/domain/deadletter.py`).
+
+    Written in the transaction that dead-letters its job (`repositories/leases.py`:
+    a final failure or a final lease expiry). `job_id` is the chain's latest
+    dead-lettered job: replaying the entry enqueues a clone of it (`replay_job_id`),
+    and when that clone is dead-lettered too the same entry turns `pending` again with
+    `job_id` = the clone. `status` is pending, replayed (a replay is queued or
+    running) or resolved (the replay succeeded). Entries outlive their jobs' pruning.
+
+    - `ix_deadletter_entries_tenant_failed`: the listing, newest first
+      (last_failed_at desc, entry_id desc), read backwards.
+    - `ix_deadletter_entries_pending` (partial, status = 'pending'): replay-pending in
+      (last_failed_at, entry_id) order, and the oldest pending entry of a tenant.
+    - `ix_deadletter_entries_replay_job`: the entry of a replay job, found when that
+      job is dead-lettered (the chain) or succeeds (resolved); not partial, so a join
+      on it (the completion statement's) can use it without proving IS NOT NULL.
+    """
+
+    __tablename__ = "deadletter_entries"
+    __table_args__ = (
+        sa.Index(
+            "ix_deadletter_entries_tenant_failed", "tenant_id", "last_failed_at", "entry_id"
+        ),
+        sa.Index(
+            "ix_deadletter_entries_pending",
+            "tenant_id",
+            "last_failed_at",
+            "entry_id",
+            postgresql_where=sa.text(DEADLETTER_PENDING_PREDICATE),
+            sqlite_where=sa.text(DEADLETTER_PENDING_PREDICATE),
+        ),
+        sa.Index("ix_deadletter_entries_replay_job", "replay_job_id"),
+        sa.Index("uq_deadletter_entries_job_id", "job_id", unique=True),
+    )
+
+    entry_id: str = Field(primary_key=True, max_length=64, sa_type=SortableText)
+    tenant_id: str = Field(max_length=64)
+    project_id: str | None = Field(default=None, max_length=64)
+    job_id: str = Field(max_length=64)
+    job_type: str = Field(max_length=64)
+    source_id: str = Field(max_length=64)
+    category: str = Field(max_length=64)
+    error_code: str = Field(max_length=128)
+    message: str = Field(sa_type=sa.Text)
+    fingerprint: str = Field(max_length=16)
+    retryable: bool
+    attempts: int
+    status: str = Field(max_length=16)
+    first_failed_at: datetime = Field(sa_type=Timestamp)
+    last_failed_at: datetime = Field(sa_type=Timestamp)
+    replay_count: int = 0
+    replay_job_id: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = Field(sa_type=Timestamp)
+
+
+class DeadLetterClusterRow(SQLModel, table=True):
+    """The counters of one error cluster (fingerprint) of a tenant and project: what
+    dead-letter stats and summary read instead of scanning entries (issue 10 point 2).
+
+    Changed in the transaction of every entry change, by deltas, with the rows
+    written in key order (so writers never deadlock): a new entry adds 1 to `total`
+    and `pending` (and `retryable` when its error was retryable); a replay takes 1
+    from `pending` (and `retryable`); a chain dead-lettered again moves the entry
+    from its old cluster's `total` to its new one's. `retryable` counts pending
+    retryable entries. `project_key` is the entries' project id, '' for none (part of
+    the primary key, so not NULL). `sample_message` is the latest message added.
+    """
+
+    __tablename__ = "deadletter_clusters"
+
+    tenant_id: str = Field(primary_key=True, max_length=64)
+    project_key: str = Field(primary_key=True, max_length=64)
+    fingerprint: str = Field(primary_key=True, max_length=16)
+    category: str = Field(max_length=64, sa_type=SortableText)
+    error_code: str = Field(max_length=128, sa_type=SortableText)
+    sample_message: str = Field(sa_type=sa.Text)
+    total: int = 0
+    pending: int = 0
+    retryable: int = 0
+    last_failed_at: datetime = Field(sa_type=Timestamp)

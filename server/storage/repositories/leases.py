@@ -66,6 +66,12 @@ from server.domain.leasing import (
     stale,
 )
 from server.storage.db import Database
+from server.storage.repositories.deadletter import (
+    DeadLettered,
+    dead_lettered,
+    record_dead_letters,
+    resolve_replays,
+)
 from server.storage.repositories.events import insert_events
 from server.storage.tables import (
     JOBS_READY_PREDICATE,
@@ -283,6 +289,10 @@ events AS (
            || '}',
            CAST(:trace_id AS text), :now
     FROM done
+),
+resolved AS (  -- dead-letter entries whose replay just succeeded (issue 10)
+    UPDATE deadletter_entries SET status = 'resolved', updated_at = :now
+    WHERE replay_job_id IN (SELECT job_id FROM done) AND status = 'replayed'
 )
 SELECT 'done' AS kind, job_id AS id, NULL::text AS tenant_id, NULL::text AS job_type,
        0::bigint AS n, pack_run_id, owner
@@ -837,6 +847,8 @@ class SqlLeases:
                         for i in fresh
                     ],
                 )
+                replays = [tokens[i].job_id for i in fresh if rows[tokens[i].job_id].replay_of]
+                await resolve_replays(conn, replays, now=now)  # dead letters (issue 10)
         self._announce(woken)
         if fresh and self._endings.listening:
             self._endings.publish(
@@ -936,6 +948,18 @@ class SqlLeases:
                     conn, [rows[tokens[i].job_id].quota_id for i in fresh], now=now
                 )
                 await insert_events(conn, events)
+                dead = [
+                    dead_lettered(
+                        rows[tokens[i].job_id],
+                        failures[i].category,
+                        failures[i].code,
+                        failures[i].message,
+                        retryable=failures[i].retryable,
+                    )
+                    for i in fresh
+                    if decided[i][0] is JobStatus.DEAD_LETTERED
+                ]
+                await record_dead_letters(conn, dead, now=now)  # their entries (issue 10)
         self._announce(woken)
         if self._endings.listening:
             final = [
@@ -971,19 +995,27 @@ class SqlLeases:
                 return 0
             params = []
             events = []
+            dead: list[DeadLettered] = []
             for row in expired:
                 final = row.attempts >= row.max_attempts
                 status = JobStatus.DEAD_LETTERED if final else JobStatus.QUEUED
                 action = JobAction.EXPIRE_FINAL if final else JobAction.EXPIRE
                 token = FencingToken(row.job_id, row.lease_id, row.attempts)
+                message = f"the lease of worker {row.lease_owner!r} expired without a completion"
                 error = _error(
                     LEASE_EXPIRED_CATEGORY,
                     LEASE_EXPIRED_CODE,
-                    f"the lease of worker {row.lease_owner!r} expired without a completion",
+                    message,
                     retryable=True,
                     attempt=row.attempts,
                     at=now,
                 )
+                if final:
+                    dead.append(
+                        dead_lettered(
+                            row, LEASE_EXPIRED_CATEGORY, LEASE_EXPIRED_CODE, message, retryable=True
+                        )
+                    )
                 params.append(
                     {
                         **self._fence_params(row.tenant_id, token),
@@ -1023,6 +1055,7 @@ class SqlLeases:
             )
             woken += await release_slots(conn, [row.quota_id for row in expired], now=now)
             await insert_events(conn, events)
+            await record_dead_letters(conn, dead, now=now)  # their entries (issue 10)
         self._announce(woken)
         if self._endings.listening:
             self._endings.publish(
