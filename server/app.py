@@ -61,6 +61,7 @@ from server.storage.wakeups import Wakeups
 log = logging.getLogger("orchestrator.server")
 
 __all__ = ["SERVICES", "Application"]  # SERVICES: the descriptors of server/services/table.py
+from server.storage.scheduler_loop import SchedulerLoop
 
 # gRPC refuses metadata over 8 KiB (soft: a random share of calls) and 16 KiB (hard)
 # with a bare RESOURCE_EXHAUSTED. Our own limits (8 KiB tokens, named 400s with a
@@ -93,6 +94,7 @@ class Application:
     gauges: DomainGauges = field(default_factory=DomainGauges)  # /metrics domain gauges
     operations: Operations = field(init=False)
     health: HealthReporter = field(init=False)  # grpc.health.v1 following readiness
+    scheduler: SchedulerLoop | None = None  # fires scheduler sources' ticks (issue 10)
     readiness_interval_s: float = 2.0  # how often gRPC health re-evaluates readiness
 
     async def start(self, *, http_socket: socket.socket | None = None) -> None:
@@ -177,6 +179,8 @@ class Application:
             "derived from the HTTP address; set ORCHESTRATOR_PUBLIC_URL to the URL clients use"
             if derived
             else "ORCHESTRATOR_PUBLIC_URL",
+        self.scheduler = SchedulerLoop.from_settings(store, self.settings, self.clocks.wall)
+        self.scheduler.start()
         )
         if derived and is_wildcard(served_host):
             log.warning(
@@ -332,6 +336,8 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)
+        if self.scheduler is not None:
+            await self.scheduler.stop()
     sock.setblocking(False)
     return sock
 

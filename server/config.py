@@ -127,6 +127,33 @@ class Settings(BaseSettings):
         10_000.0, ge=0, validation_alias=_env("QUOTA_REFILL_PER_SECOND_MAX")
     )
 
+    # --- issue 10 block: schedules and backfills (server/domain/schedules.py, backfills.py)
+    # The scheduler loop looks for due schedules this often (seconds); a tick handled
+    # more than the misfire grace (seconds) after it was due is missed (misfire policy).
+    scheduler_interval_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("SCHEDULER_INTERVAL_SECONDS")
+    )
+    schedule_misfire_grace_seconds: float = Field(
+        60.0, ge=0, validation_alias=_env("SCHEDULE_MISFIRE_GRACE_SECONDS")
+    )
+    # A backfill's window is at most this long (seconds, 31 days); a window of a source
+    # that is not a scheduler is covered by slices of this size (seconds, aligned from
+    # the Unix epoch); one backfill enqueues at most this many jobs; a request whose
+    # window overlaps a backfill of its scope finished less than this long ago
+    # (seconds) is a duplicate, as it is while that backfill is active.
+    backfill_max_window_seconds: float = Field(
+        31 * 86_400.0, gt=0, validation_alias=_env("BACKFILL_MAX_WINDOW_SECONDS")
+    )
+    backfill_slice_seconds: float = Field(
+        3600.0, ge=1, validation_alias=_env("BACKFILL_SLICE_SECONDS")
+    )
+    backfill_max_jobs: int = Field(
+        1000, ge=1, le=10_000, validation_alias=_env("BACKFILL_MAX_JOBS")
+    )
+    backfill_suppression_seconds: float = Field(
+        3600.0, ge=0, validation_alias=_env("BACKFILL_SUPPRESSION_SECONDS")
+    )
+
     # Jobs (issue 9): a payload larger than this, serialized as compact JSON, is
     # INVALID_ARGUMENT naming `payload` (job.proto: 64 KiB by default).
     job_payload_max_bytes: int = Field(

@@ -130,6 +130,8 @@ class JobRecord(JobLike, Protocol):
     @property
     def last_error(self) -> str | None: ...
     @property
+    def event_time(self) -> datetime | None: ...
+    @property
     def created_at(self) -> datetime: ...
     @property
     def updated_at(self) -> datetime: ...
@@ -169,9 +171,10 @@ class Job:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
-
-
     owner: str | None = None  # another engine's waiting item (domain/job_endings.py)
+    event_time: datetime | None = None  # the tick or slice the work is about (issue 10)
+
+
 # --- requests -----------------------------------------------------------------------
 
 
@@ -202,6 +205,7 @@ class EnqueueRequest:
     idempotency_key: str | None = None
     pack_run_id: str | None = None
     backoff: BackoffRequest | None = None
+    event_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +232,7 @@ class JobSpec:
     idempotency_key: str | None
     pack_run_id: str | None
     request_hash: str
+    event_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,6 +493,7 @@ def validate_enqueue(request: EnqueueRequest, limits: JobLimits) -> JobSpec:
         idempotency_key=key,
         pack_run_id=request.pack_run_id,
         request_hash="",
+        event_time=request.event_time,
     )
     return replace(spec, request_hash=request_hash(spec))
 
@@ -548,6 +554,8 @@ def request_hash(spec: JobSpec) -> str:
         "idempotencyKey": spec.idempotency_key,
         "packRunId": spec.pack_run_id,
     }
+    if spec.event_time is not None:  # absent from the hashes of jobs without one
+        canonical["eventTime"] = spec.event_time.isoformat()
     return hashlib.sha256(canonical_json(canonical).encode()).hexdigest()
 
 
@@ -593,6 +601,7 @@ def _new_job(spec: JobSpec, tenant_id: str, project_id: str | None, now: datetim
         created_at=now,
         updated_at=now,
         finished_at=None,
+        event_time=spec.event_time,
     )
 
 
@@ -762,6 +771,16 @@ def _repeat(existing: JobRecord, spec: JobSpec) -> BatchItem:
     if existing.request_hash != spec.request_hash:
         return BatchItem(error=_key_conflict(spec.idempotency_key or ""))
     return BatchItem(enqueued=Enqueued(job=existing, created=False))
+
+
+async def enqueue_within(
+    uow: UnitOfWork, call: CallContext, specs: Sequence[JobSpec], now: datetime
+) -> list[BatchItem]:
+    """Enqueue validated `specs` in `uow` as a batch does, in order, each on its own (an
+    existing idempotency key answers its job), with their events, but without an audit
+    entry or a wake-up: for the engines that enqueue inside their own unit of work
+    (schedules, backfills: issue 10), which audit and announce themselves."""
+    return await _enqueue(uow, call, specs, now)
 
 
 async def enqueue_job(

@@ -22,6 +22,8 @@ from server.domain.pagination import TEXT, ListingSpec, Page, PageTokens, SortKe
 from server.domain.resources import ResourceType
 
 if TYPE_CHECKING:
+    from server.domain.jobs import JobLimits
+    from server.domain.schedules import Schedule, ScheduleRequest
     from server.domain.units import Store
 
 NAME_MAX = 200
@@ -89,6 +91,10 @@ class SourceRepository(Protocol):
         tenant's or (with a project) outside the project."""
         ...
 
+    async def find_by_name(self, tenant_id: str, name: str) -> Source | None:
+        """The tenant's source named `name` (any project), or None."""
+        ...
+
     async def update(self, source: Source) -> None:
         """Store the new state of a source read with `get` in this unit of work."""
         ...
@@ -138,6 +144,30 @@ SOURCE_LISTING: ListingSpec[SourceLike, SourceQuery] = ListingSpec(
 SourcePage = Page[SourceLike]
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduledSource:
+    """A scheduler source with its schedule, as registered (issue 10)."""
+
+    source: Source
+    schedule: Schedule
+
+
+def _scheduled_snapshot(registered: ScheduledSource) -> Mapping[str, Any]:
+    from server.domain.schedules import snapshot as schedule_snapshot
+
+    return {**snapshot(registered.source), "schedule": schedule_snapshot(registered.schedule)}
+
+
+# The audited view of a scheduler source's registration: the source and its schedule.
+SCHEDULED_SOURCE: ResourceType[ScheduledSource] = ResourceType(
+    singular="source",
+    collection="sources",
+    id_field="sourceId",
+    id_of=lambda registered: registered.source.source_id,
+    snapshot=_scheduled_snapshot,
+)
+
+
 def validate_source_type(value: str, *, field: str = "sourceType") -> Violation | None:
     if not _SOURCE_TYPE.fullmatch(value):
         return Violation(
@@ -148,7 +178,7 @@ def validate_source_type(value: str, *, field: str = "sourceType") -> Violation 
     return None
 
 
-def _validate_registration(name: str, source_type: str) -> None:
+def _registration_violations(name: str, source_type: str) -> list[Violation]:
     violations: list[Violation] = []
     stripped = name.strip()
     if not stripped:
@@ -163,19 +193,54 @@ def _validate_registration(name: str, source_type: str) -> None:
         violations.append(Violation("sourceType", "is required"))
     elif (bad := validate_source_type(source_type)) is not None:
         violations.append(bad)
+    return violations
+
+
+def _validate_registration(name: str, source_type: str) -> None:
+    """Raises InvalidArgument naming every bad field of a registration's name and type."""
+    violations = _registration_violations(name, source_type)
     if violations:
         raise InvalidArgument.from_violations(violations)
 
 
 async def register_source(
-    store: Store, call: CallContext, *, name: str, source_type: str, enabled: bool
-) -> Source:
-    """Raises InvalidArgument (every bad field), AlreadyExists (SOURCE_EXISTS)."""
-    _validate_registration(name, source_type)
-    tenant_id = call.require_tenant()
+    store: Store,
+    call: CallContext,
+    *,
+    name: str,
+    source_type: str,
+    enabled: bool,
+    schedule: ScheduleRequest | None = None,
+    limits: JobLimits | None = None,
+) -> tuple[Source, Schedule | None]:
+    """Register a source; a `scheduler` source may have a schedule (issue 10), first due
+    at the tick after now (without one it enqueues nothing by itself). Raises
+    InvalidArgument (every bad field, the schedule's as `schedule.<field>`),
+    AlreadyExists (SOURCE_EXISTS)."""
+    # Imported here: schedules builds on jobs, which builds on this module.
+    from server.domain.jobs import JobLimits
+    from server.domain.schedules import SCHEDULER_SOURCE_TYPE, validate_schedule
+
     now = datetime.now(UTC)
+    source_id = str(uuid.uuid4())
+    violations = _registration_violations(name, source_type)
+    scheduled: Schedule | None = None
+    if schedule is not None and source_type != SCHEDULER_SOURCE_TYPE:
+        violations.append(
+            Violation("schedule", f"is only for a {SCHEDULER_SOURCE_TYPE!r} source")
+        )
+    elif schedule is not None:
+        try:
+            scheduled, _ = validate_schedule(
+                schedule, limits or JobLimits(), source_id=source_id, now=now
+            )
+        except InvalidArgument as error:
+            violations += error.violations
+    if violations:
+        raise InvalidArgument.from_violations(violations)
+    tenant_id = call.require_tenant()
     source = Source(
-        source_id=str(uuid.uuid4()),
+        source_id=source_id,
         tenant_id=tenant_id,
         project_id=call.project_id,
         name=name,
@@ -187,8 +252,14 @@ async def register_source(
     )
     async with store.transaction() as uow:
         await uow.sources.add(source)
-        await audit.record(uow, call, SOURCE, before=None, after=source)
-    return source
+        if scheduled is None:
+            await audit.record(uow, call, SOURCE, before=None, after=source)
+        else:
+            scheduled = replace(scheduled, tenant_id=tenant_id, project_id=call.project_id)
+            await uow.schedules.add(scheduled)
+            registered = ScheduledSource(source=source, schedule=scheduled)
+            await audit.record(uow, call, SCHEDULED_SOURCE, before=None, after=registered)
+    return source, scheduled
 
 
 async def get_source(store: Store, call: CallContext, *, source_id: str) -> SourceLike:

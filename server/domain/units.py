@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from server.domain.audit import AuditLog, AuditReads
+    from server.domain.backfills import BackfillReads, BackfillRepository
     from server.domain.events import EventLog, EventReads
     from server.domain.job_endings import JobEndings
     from server.domain.jobs import JobReads, JobRepository
     from server.domain.leasing import LeaseStore
     from server.domain.quotas import QuotaReads, QuotaRepository
     from server.domain.sources import SourceReads, SourceRepository
+    from server.domain.schedules import ScheduleReads, ScheduleRepository
 
 
 class UnitOfWork(Protocol):
@@ -46,6 +48,12 @@ class UnitOfWork(Protocol):
     def quotas(self) -> QuotaRepository: ...
 
 
+
+    @property
+    def schedules(self) -> ScheduleRepository: ...
+
+    @property
+    def backfills(self) -> BackfillRepository: ...
 class Store(Protocol):
     """Reads outside any transaction, and units of work."""
 
@@ -68,6 +76,12 @@ class Store(Protocol):
     def leases(self) -> LeaseStore: ...
 
     @property
+
+    @property
+    def schedules(self) -> ScheduleReads: ...
+
+    @property
+    def backfills(self) -> BackfillReads: ...
     def endings(self) -> JobEndings:
         """Hints that owned jobs ended (`domain/job_endings.py`), after their commit."""
         ...

@@ -162,6 +162,8 @@ def job(row: JobRecord) -> job_pb2.Job:
         message.replay_of = row.replay_of
     if row.pack_run_id is not None:
         message.pack_run_id = row.pack_run_id
+    if row.event_time is not None:
+        message.event_time.CopyFrom(timestamp(row.event_time))
     return message
 
 
@@ -205,4 +207,7 @@ def enqueue_request(message: job_pb2.Job) -> EnqueueRequest:
         idempotency_key=(message.idempotency_key if message.HasField("idempotency_key") else None),
         pack_run_id=message.pack_run_id if message.HasField("pack_run_id") else None,
         backoff=backoff,
+        event_time=datetime_of(message.event_time, field="job.eventTime")
+        if message.HasField("event_time")
+        else None,
     )

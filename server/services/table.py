@@ -20,6 +20,8 @@ from orchestrator.identity.v1 import oauth_service_pb2, oauth_service_pb2_grpc
 from orchestrator.jobengine.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
+    backfills_service_pb2,
+    backfills_service_pb2_grpc,
     deadletter_service_pb2,
     deadletter_service_pb2_grpc,
     jobs_service_pb2,
@@ -56,6 +58,7 @@ from server.services.workers import WorkerService
 from server.storage.repositories.deadletter import dead_letter_store
 
 
+from server.services.backfills import BackfillsService
 @dataclass(frozen=True, slots=True)
 class Components:
     """What servicers are built from, once per process."""
@@ -84,7 +87,7 @@ class ServiceEntry:
 SERVICE_TABLE: tuple[ServiceEntry, ...] = (
     ServiceEntry(
         sources_service_pb2.DESCRIPTOR.services_by_name["SourcesService"],
-        lambda c: SourcesService(c.store, c.tokens),
+        lambda c: SourcesService(c.store, c.tokens, c.settings.job_payload_max_bytes),  # schedules
         sources_service_pb2_grpc.add_SourcesServiceServicer_to_server,
     ),
     ServiceEntry(
@@ -115,6 +118,12 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
             c.clocks,
             c.settings.deadletter_replay_pending_max,
         ),
+    # issue 10 block: backfills
+    ServiceEntry(
+        backfills_service_pb2.DESCRIPTOR.services_by_name["BackfillsService"],
+        lambda c: BackfillsService.of(c.store, c.tokens, c.settings, c.clocks),
+        backfills_service_pb2_grpc.add_BackfillsServiceServicer_to_server,
+    ),
         deadletter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server,
     ),
     ServiceEntry(

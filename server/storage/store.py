@@ -14,11 +14,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from server.domain.job_endings import JobEnding, JobEndings
 from server.storage.db import Database
 from server.storage.repositories.audit import SqlAuditLog, SqlAuditReads
+from server.storage.repositories.backfills import SqlBackfillReads, SqlBackfillRepository
 from server.storage.repositories.events import SqlEventLog, SqlEventReads
 from server.storage.repositories.jobs import SqlJobReads, SqlJobRepository
 from server.storage.repositories.leases import SqlLeases
 from server.storage.repositories.quotas import SqlQuotaReads, SqlQuotaRepository
 from server.storage.repositories.sources import SqlSourceReads, SqlSourceRepository
+from server.storage.repositories.schedules import SqlScheduleReads, SqlScheduleRepository
 from server.storage.wakeups import Wakeups
 
 
@@ -32,6 +34,8 @@ class SqlUnitOfWork:
         self.jobs = SqlJobRepository(session, self.ended)
         self.quotas = SqlQuotaRepository(session)
 
+        self.schedules = SqlScheduleRepository(session)
+        self.backfills = SqlBackfillRepository(session)
 
 class SqlStore:
     """`wakeups` announces new work to long-polling workers (`storage/wakeups.py`);
@@ -54,6 +58,8 @@ class SqlStore:
         self.quotas = SqlQuotaReads(db)
 
     def notify_work(self, tenant_id: str, job_type: str) -> None:
+        self.schedules = SqlScheduleReads(db)
+        self.backfills = SqlBackfillReads(db)
         self.wakeups.notify(tenant_id, job_type)
 
     @asynccontextmanager

@@ -47,6 +47,95 @@ class SourceRow(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
 
 
+# --- issue 10 block: schedules and backfills --------------------------------------
+
+
+class ScheduleRow(SQLModel, table=True):
+    """The schedule of a scheduler source (issue 10; DESIGN §9: a row with a due time).
+
+    `next_run_at` is the next cron tick (UTC) the schedule fires at: the scheduler
+    loop of any replica claims due rows (`next_run_at <= now`, `ix_schedules_due`)
+    with `SELECT .. FOR UPDATE SKIP LOCKED` (SQLite serialises writers), enqueues
+    their ticks' jobs and moves `next_run_at` to the tick after now, all in one
+    transaction, so no tick fires twice; the jobs' event-time idempotency keys make
+    that true even across a lost update. `last_run_at` is the last tick that
+    enqueued a job. The job template is stored with its defaults applied (the
+    effective values `validate_enqueue` computes): every tick's job, and a
+    backfill's job for the same tick, hash to the same request.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (sa.Index("ix_schedules_due", "next_run_at"),)
+
+    source_id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(max_length=64)
+    project_id: str | None = Field(default=None, max_length=64)
+    cron: str = Field(max_length=200)
+    time_zone: str = Field(max_length=64)
+    misfire_policy: str = Field(max_length=16)
+    job_type: str = Field(max_length=64)
+    priority: int = 0
+    payload: str | None = Field(default=None, sa_type=sa.Text)
+    max_attempts: int
+    backoff_initial_s: float
+    backoff_max_s: float
+    backoff_multiplier: float
+    backoff_jitter: float
+    next_run_at: datetime = Field(sa_type=Timestamp)
+    last_run_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class BackfillRow(SQLModel, table=True):
+    """A backfill (issue 10, seed 003): a source or job type re-run over the event-time
+    window [window_start, window_end).
+
+    `scope` is what duplicate suppression compares ("source:{id}" for a scheduler
+    source, "source:{id}/jobType:{type}", "jobType:{type}"); `ix_backfills_scope`
+    finds a tenant's backfills of one scope by window. `status` is stored as active
+    or canceled; completed is read off its jobs (`backfill_jobs`). `jobs_created` and
+    `jobs_existing` count what the request found, kept when its jobs are pruned.
+    Listings run newest first over (created_at, backfill_id), read backwards.
+    """
+
+    __tablename__ = "backfills"
+    __table_args__ = (
+        sa.Index("ix_backfills_tenant_created_id", "tenant_id", "created_at", "backfill_id"),
+        sa.Index("ix_backfills_scope", "tenant_id", "scope", "window_start"),
+    )
+
+    backfill_id: str = Field(primary_key=True, max_length=64, sa_type=SortableText)
+    tenant_id: str = Field(max_length=64)
+    project_id: str | None = Field(default=None, max_length=64)
+    scope: str = Field(max_length=200)
+    source_id: str = Field(max_length=64)
+    job_type: str = Field(max_length=64)
+    window_start: datetime = Field(sa_type=Timestamp)
+    window_end: datetime = Field(sa_type=Timestamp)
+    reason: str = Field(max_length=256)
+    ticket: str | None = Field(default=None, max_length=128)
+    status: str = Field(max_length=16)
+    slice_s: float | None = None
+    jobs_created: int = 0
+    jobs_existing: int = 0
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class BackfillJobRow(SQLModel, table=True):
+    """A job covering a backfill's window (issue 10): `created` when the backfill
+    enqueued it, false when its tick or slice already had it (same event-time key).
+    Progress counts these jobs by status; cancel cancels the waiting created ones."""
+
+    __tablename__ = "backfill_jobs"
+
+    backfill_id: str = Field(primary_key=True, max_length=64)
+    job_id: str = Field(primary_key=True, max_length=64)
+    created: bool
+
+
 class AuditEntryRow(SQLModel, table=True):
     """One operator action, written in the same transaction as the change it records.
 
@@ -297,6 +386,7 @@ class JobRow(SQLModel, table=True):
     request_hash: str | None = Field(default=None, max_length=64)
     replay_of: str | None = Field(default=None, max_length=64)
     pack_run_id: str | None = Field(default=None, max_length=64)
+    event_time: datetime | None = Field(default=None, sa_type=Timestamp)  # schedules (issue 10)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     finished_at: datetime | None = Field(default=None, sa_type=Timestamp)

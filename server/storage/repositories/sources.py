@@ -96,6 +96,11 @@ class SqlSourceRepository:
             raise NotFound.of(SOURCE, source_id)
         return Source(**row._asdict())
 
+    async def find_by_name(self, tenant_id: str, name: str) -> Source | None:
+        statement = sa.select(_table).where(_table.c.tenant_id == tenant_id, _table.c.name == name)
+        row = (await (await self._session.connection()).execute(statement)).first()
+        return None if row is None else Source(**row._asdict())
+
     async def update(self, source: Source) -> None:
         values = _values(source)
         del values["source_id"], values["tenant_id"], values["created_at"]
