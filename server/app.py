@@ -55,13 +55,13 @@ from server.storage.db import Database, connection_lost
 from server.storage.pruning import JobPruner
 from server.storage.repositories import job_gauges
 from server.storage.repositories.secrets import get_or_create_secret
+from server.storage.scheduler_loop import SchedulerLoop
 from server.storage.store import SqlStore
 from server.storage.wakeups import Wakeups
 
 log = logging.getLogger("orchestrator.server")
 
 __all__ = ["SERVICES", "Application"]  # SERVICES: the descriptors of server/services/table.py
-from server.storage.scheduler_loop import SchedulerLoop
 
 # gRPC refuses metadata over 8 KiB (soft: a random share of calls) and 16 KiB (hard)
 # with a bare RESOURCE_EXHAUSTED. Our own limits (8 KiB tokens, named 400s with a
@@ -88,13 +88,13 @@ class Application:
     _pruner: JobPruner | None = None
     _wakeups: Wakeups | None = None
     _reaper: Reaper | None = None
+    scheduler: SchedulerLoop | None = None  # fires scheduler sources' ticks (issue 10)
     mesh: Mesh | None = None  # the registry's peers, fetcher and store
     # Background loops /ready and gRPC health wait for; loops register at start.
     readiness: Readiness = field(default_factory=Readiness)
     gauges: DomainGauges = field(default_factory=DomainGauges)  # /metrics domain gauges
     operations: Operations = field(init=False)
     health: HealthReporter = field(init=False)  # grpc.health.v1 following readiness
-    scheduler: SchedulerLoop | None = None  # fires scheduler sources' ticks (issue 10)
     readiness_interval_s: float = 2.0  # how often gRPC health re-evaluates readiness
 
     async def start(self, *, http_socket: socket.socket | None = None) -> None:
@@ -167,6 +167,8 @@ class Application:
         )
         self._pruner.start()
         self._reaper.start()
+        self.scheduler = SchedulerLoop.from_settings(store, self.settings, self.clocks.wall)
+        self.scheduler.start()
         await self.health.refresh()
         self.health.start()
         log.info(
@@ -179,8 +181,6 @@ class Application:
             "derived from the HTTP address; set ORCHESTRATOR_PUBLIC_URL to the URL clients use"
             if derived
             else "ORCHESTRATOR_PUBLIC_URL",
-        self.scheduler = SchedulerLoop.from_settings(store, self.settings, self.clocks.wall)
-        self.scheduler.start()
         )
         if derived and is_wildcard(served_host):
             log.warning(
@@ -284,6 +284,8 @@ class Application:
             await self._pruner.stop()
         if self._reaper is not None:
             await self._reaper.stop()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.grpc_server.stop(grace)
         if self._http_task is not None:
             await self._http_task
@@ -336,8 +338,6 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)
-        if self.scheduler is not None:
-            await self.scheduler.stop()
     sock.setblocking(False)
     return sock
 
