@@ -221,6 +221,7 @@ class Gateway:
             form=form,
         )
         if binding.server_streaming:
+            _resume_from(binding, message, request.headers.get("last-event-id"))
             timeout = _timeout(head, None)
             return await self._stream(
                 binding,
@@ -341,7 +342,7 @@ class Gateway:
         headers = dict(self.config.headers.response_headers(call.headers))
         headers.update(writer.success_headers(binding, raw_path))
         return StreamingResponse(
-            _stream_frames(call.messages, sse=sse),
+            _stream_frames(call.messages, sse=sse, id_field=binding.behavior.sse_id_field),
             status_code=binding.behavior.success_status,
             headers=headers,
             media_type="text/event-stream" if sse else "application/x-ndjson",
@@ -455,19 +456,32 @@ class Gateway:
         return True
 
 
-async def _stream_frames(messages: AsyncIterator[Message], *, sse: bool) -> AsyncIterator[bytes]:
-    """grpc-gateway's framing: `{"result": msg}` per line, `{"error": status}` at a failure."""
+async def _stream_frames(
+    messages: AsyncIterator[Message], *, sse: bool, id_field: str | None = None
+) -> AsyncIterator[bytes]:
+    """grpc-gateway's framing: `{"result": msg}` per line, `{"error": status}` at a failure.
+    As Server-Sent Events, a message's `id_field` (the method's `sse_id_field`) is the
+    event's `id:`, which a reconnecting client sends back as Last-Event-ID."""
     try:
         async for item in messages:
-            yield _frame({"result": codec.to_jsonable(item)}, sse=sse)
+            event_id = getattr(item, id_field) if sse and id_field else None
+            yield _frame({"result": codec.to_jsonable(item)}, sse=sse, event_id=event_id)
     except UpstreamError as exc:
         error = codec.loads(errors.error_body(exc.status))
         yield _frame({"error": error}, sse=sse)
 
 
-def _frame(document: object, *, sse: bool) -> bytes:
+def _frame(document: object, *, sse: bool, event_id: str | None = None) -> bytes:
     data = codec.dumps(document)
-    return b"data: " + data + b"\n\n" if sse else data + b"\n"
+    return writer.sse_frame(data, event_id) if sse else data + b"\n"
+
+
+def _resume_from(binding: Binding, message: Message, last_event_id: str | None) -> None:
+    """A Last-Event-ID header (an EventSource reconnecting, WHATWG HTML §9.2.4) into the
+    method's `last_event_id_field`, over what the query said; a blank one is ignored."""
+    name = binding.behavior.last_event_id_field
+    if name is not None and last_event_id is not None and last_event_id.strip():
+        setattr(message, name, last_event_id.strip())
 
 
 def _raw_path(request: Request) -> str:

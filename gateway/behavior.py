@@ -35,6 +35,8 @@ class HttpBehavior:
     etag_field: str | None = None  # the AIP-154 etag field (gateway/conditional.py)
     precondition_required: bool = False  # 428 without If-Match or etag (RFC 6585 §3)
     created_field: str | None = None  # a bool response field; false answers 200 (AIP-133)
+    sse_id_field: str | None = None  # a string response field: each SSE event's `id:`
+    last_event_id_field: str | None = None  # a string request field Last-Event-ID sets
 
 
 def http_behavior(method: MethodDescriptor) -> HttpBehavior:
@@ -53,6 +55,8 @@ def http_behavior(method: MethodDescriptor) -> HttpBehavior:
         etag_field=merged.etag_field or None,
         precondition_required=merged.precondition_required,
         created_field=merged.created_field or None,
+        sse_id_field=merged.sse_id_field or None,
+        last_event_id_field=merged.last_event_id_field or None,
     )
 
 

@@ -46,6 +46,40 @@ def check_success_status(binding: Binding) -> None:
             binding.method, source, f"success_status {status} on a server-streaming method"
         )
     check_created_field(binding)
+    check_sse_fields(binding)
+
+
+def check_sse_fields(binding: Binding) -> None:
+    """Raise BindingError for an `sse_id_field` (`last_event_id_field`) on a method that
+    does not stream responses, or that names no singular string field of its response
+    (request) message."""
+    behavior = binding.behavior
+    options = (
+        ("sse_id_field", behavior.sse_id_field, binding.method.output_type),
+        ("last_event_id_field", behavior.last_event_id_field, binding.method.input_type),
+    )
+    for option, name, message in options:
+        if name is None:
+            continue
+        source = binding.template.source
+        if not binding.server_streaming:
+            raise BindingError(binding.method, source, f"{option} on a method that does not stream")
+        field = message.fields_by_name.get(name)
+        if field is None or field.is_repeated or field.type != FieldDescriptor.TYPE_STRING:
+            raise BindingError(
+                binding.method,
+                source,
+                f"{option} {name!r} names no singular string field of {message.full_name}",
+            )
+
+
+def sse_frame(data: bytes, event_id: str | None) -> bytes:
+    """One Server-Sent Event (WHATWG HTML §9.2.6): an `id:` line when `event_id` is a
+    non-empty value the format can carry (no CR, LF or NUL: such an id would end the
+    line early or be ignored by the client, so none is written), then `data:`."""
+    if event_id and not any(c in event_id for c in "\r\n\0"):
+        return b"id: " + event_id.encode() + b"\ndata: " + data + b"\n\n"
+    return b"data: " + data + b"\n\n"
 
 
 def check_created_field(binding: Binding) -> None:

@@ -56,8 +56,10 @@ from server.storage.pruning import JobPruner
 from server.storage.repositories import job_gauges
 from server.storage.repositories.secrets import get_or_create_secret
 from server.storage.scheduler_loop import SchedulerLoop
+from server.storage.event_publisher import EventHub, EventPublication, RedisOutbox
 from server.storage.store import SqlStore
 from server.storage.wakeups import Wakeups
+from server.storage.repositories.events import SqlEventFeed
 
 log = logging.getLogger("orchestrator.server")
 
@@ -102,6 +104,7 @@ class Application:
         sock = http_socket or _bind(self.settings.host, self.settings.port)
         sources = value_sources(self.settings)  # before anything is derived
         served_host, self.http_port = sock.getsockname()[:2]
+    _events: EventPublication | None = None
         derived = not self.settings.public_url
         if derived:
             public_url = served_url(served_host, self.http_port)
@@ -141,6 +144,8 @@ class Application:
             tokens=tokens,
             identity=self.identity,
             settings=self.settings,
+        self._events = self._event_publication()
+        await self._events.start()
             clocks=self.clocks,
             operations=self.operations,
             mesh=self.mesh,
@@ -148,6 +153,7 @@ class Application:
         register_all(components, self.grpc_server, registry)
         chain.prepare(registry.handlers)
         await self._add_health_and_reflection()
+            events=self._events,
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         self.grpc_port = self.grpc_server.add_insecure_port(address)
         await self.grpc_server.start()
@@ -207,6 +213,26 @@ class Application:
 
     def _register_loops_and_gauges(self) -> None:
         """The background loops readiness waits for and the domain gauges of /metrics
+    def _event_publication(self) -> EventPublication:
+        """Watchers' fan-out, and the Redis stream outbox when REDIS_HOST is set."""
+        feed = SqlEventFeed(self.db)
+        interval = self.settings.events_poll_interval_seconds
+        grace = self.settings.events_gap_grace_seconds
+        hub = EventHub(feed, poll_interval=interval, gap_grace=grace)
+        redis = self._redis()
+        outbox = None
+        if redis is not None:
+            outbox = RedisOutbox(
+                feed,
+                self.db,
+                redis,
+                stream=self.settings.events_stream,
+                maxlen=self.settings.events_stream_maxlen,
+                poll_interval=interval,
+                gap_grace=grace,
+            )
+        return EventPublication(feed, hub, outbox)
+
         (server/domain/health.py, server/observability/domain_gauges.py)."""
         self.readiness.register_task("lease-reaper", lambda: _task_of(self._reaper))
         self.readiness.register_task("job-pruner", lambda: _task_of(self._pruner))
@@ -304,6 +330,8 @@ class Application:
 
 def chain_stages(policies: Mapping[str, MethodPolicy], identity: Identity) -> tuple[Stage, ...]:
     """The interceptor chain's stages, outermost first: every method is traced and has its
+        if self._events is not None:
+            self._events.close_watches()
     errors mapped; authentication, tenancy and operator audit run where its policy says."""
     return (
         CallMetrics(),
@@ -320,6 +348,8 @@ class _QuietServer(uvicorn.Server):
     gRPC and HTTP together, then exits 0 instead of re-raising the signal."""
 
     @contextlib.contextmanager
+        if self._events is not None:
+            await self._events.stop()
     def capture_signals(self) -> Iterator[None]:
         yield
 

@@ -185,6 +185,26 @@ class Settings(BaseSettings):
     lease_reaper_interval_seconds: float = Field(
         5.0, gt=0, le=15, validation_alias=_env("LEASE_REAPER_INTERVAL_SECONDS")
     )
+    # Events publication (issue 12, storage/event_publisher.py): how often (seconds)
+    # the watchers' fan-out and the Redis outbox read new events; how long (seconds) an
+    # id missing below committed ones is waited for (a transaction committing late)
+    # before it counts as rolled back; the Redis stream (REDIS_HOST set) and its
+    # approximate length cap; the WatchEvents heartbeat (seconds).
+    events_poll_interval_seconds: float = Field(
+        0.2, gt=0, le=10, validation_alias=_env("EVENTS_POLL_INTERVAL_SECONDS")
+    )
+    events_gap_grace_seconds: float = Field(
+        10.0, gt=0, le=3600, validation_alias=_env("EVENTS_GAP_GRACE_SECONDS")
+    )
+    events_stream: str = Field(
+        "orchestrator:events", min_length=1, max_length=200, validation_alias=_env("EVENTS_STREAM")
+    )
+    events_stream_maxlen: int = Field(
+        1_000_000, ge=1, validation_alias=_env("EVENTS_STREAM_MAXLEN")
+    )
+    events_watch_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=300, validation_alias=_env("EVENTS_WATCH_HEARTBEAT_SECONDS")
+    )
     # /health/system gives each dependency this long (seconds) to answer; all are
     # checked at once, so the answer takes about this long at most.
     health_check_timeout_seconds: float = Field(

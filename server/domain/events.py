@@ -20,6 +20,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from server.domain import job_states
+
+# Every event type the server writes, by the module that writes it: what filters of
+# `/infrastructure/events/*` accept (`domain/event_feed.py`); a filter naming another
+# type is a caller's mistake (INVALID_ARGUMENT naming it), not an empty answer. A
+# module that writes a new type adds it here.
+EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        *job_states.EVENT_TYPES.values(),
+        job_states.REPLAYED_EVENT,
+        "quota.created",  # domain/quotas.py
+        "quota.updated",
+        "quota.deleted",
+        "quota.paused",
+        "quota.resumed",
+    }
+)
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -77,6 +95,15 @@ class EventLog(Protocol):
 
     async def history(self, tenant_id: str, subject: str) -> Sequence[EventLike]:
         """`subject`'s events in the tenant, oldest first (event_id order)."""
+        ...
+
+    async def clear(
+        self, *, tenant_id: str | None, older_than: datetime, keep_above: int | None
+    ) -> tuple[int, int]:
+        """Delete the events written before `older_than` (one tenant's, every tenant's
+        for None) except those with `event_id > keep_above` (None: no such limit), in
+        this unit of work: (deleted, kept because of `keep_above`). Issue 12's
+        ClearEvents (`domain/event_feed.py`)."""
         ...
 
 

@@ -34,6 +34,8 @@ from orchestrator.jobengine.v1 import (
     worker_service_pb2_grpc,
 )
 from orchestrator.mesh.v1 import (
+    events_service_pb2,
+    events_service_pb2_grpc,
     ops_service_pb2,
     ops_service_pb2_grpc,
     registry_service_pb2,
@@ -48,6 +50,7 @@ from server.mesh.runtime import Mesh
 from server.observability.operations import Operations
 from server.services.audit import AuditService
 from server.services.deadletter import DeadLetterService
+from server.services.events import EventsService
 from server.services.jobs import JobsService
 from server.services.oauth import OAuthService
 from server.services.ops import OpsService
@@ -55,6 +58,7 @@ from server.services.quotas import QuotasService, policy_of
 from server.services.registry import RegistryService
 from server.services.sources import SourcesService
 from server.services.workers import WorkerService
+from server.storage.event_publisher import EventPublication
 from server.storage.repositories.deadletter import dead_letter_store
 
 
@@ -68,6 +72,8 @@ class Components:
     identity: Identity
     settings: Settings  # the process's configuration (policy maxima, size caps, ...)
     clocks: Clocks  # the process's time (tests move it); `wall` is seconds since the epoch
+    # Who events are published to: watchers, the Redis stream (storage/event_publisher.py)
+    events: EventPublication | None = None
     # The service registry's peers, fetcher and store (server/mesh/runtime.py)
     mesh: Mesh | None = None
     # What the operations API reports: readiness, dependencies, config, metrics
@@ -132,6 +138,11 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server,
     ),
     ServiceEntry(
+        events_service_pb2.DESCRIPTOR.services_by_name["EventsService"],
+        lambda c: _events_service(c),
+        events_service_pb2_grpc.add_EventsServiceServicer_to_server,
+    ),
+    ServiceEntry(
         ops_service_pb2.DESCRIPTOR.services_by_name["OpsService"],
         lambda c: OpsService(_operations(c)),
         ops_service_pb2_grpc.add_OpsServiceServicer_to_server,
@@ -147,6 +158,13 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         oauth_service_pb2_grpc.add_OAuthServiceServicer_to_server,
     ),
 )
+
+def _events_service(c: Components) -> EventsService:
+    if c.events is None:
+        raise RuntimeError("EventsService needs Components.events (server/app.py starts it)")
+    heartbeat = c.settings.events_watch_heartbeat_seconds
+    return EventsService(c.store, c.events.feed, c.events, c.tokens, c.clocks, heartbeat)
+
 
 def _operations(components: Components) -> Operations:
     if components.operations is None:

@@ -412,7 +412,15 @@ class EventRow(SQLModel, table=True):
     """
 
     __tablename__ = "events"
-    __table_args__ = (sa.Index("ix_events_tenant_subject_id", "tenant_id", "subject", "event_id"),)
+    __table_args__ = (
+        sa.Index("ix_events_tenant_subject_id", "tenant_id", "subject", "event_id"),
+        # A tenant's events in id order: history pages, watch backlogs, replay ranges
+        # (issue 12, `repositories/events.py`).
+        sa.Index("ix_events_tenant_id", "tenant_id", "event_id"),
+        # SQLite: AUTOINCREMENT, so ids deleted at the top (a clear, pruning) are never
+        # reused: publisher cursors and watch positions name one event for good.
+        {"sqlite_autoincrement": True},
+    )
 
     event_id: int | None = Field(default=None, primary_key=True, sa_type=EventId)
     tenant_id: str | None = Field(default=None, max_length=64)
@@ -421,6 +429,19 @@ class EventRow(SQLModel, table=True):
     data: str = Field(default="{}", sa_type=sa.Text)
     trace_id: str | None = Field(default=None, max_length=64)
     time: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class EventCursorRow(SQLModel, table=True):
+    """How far one outbox publisher of the events table has published (issue 12;
+    `storage/event_publisher.py`): every event with `event_id <= position` is published
+    (or was never committed). Written once per published batch, never per event; a
+    clear keeps the events above it (`repositories/events.py`)."""
+
+    __tablename__ = "event_cursors"
+
+    name: str = Field(primary_key=True, max_length=200)  # e.g. "redis:orchestrator:events"
+    position: int = Field(default=0, sa_type=sa.BigInteger)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
 
 
 class QuotaRow(SQLModel, table=True):

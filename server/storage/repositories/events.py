@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,9 +18,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from server.domain.event_feed import EventQuery
 from server.domain.events import NewEvent
 from server.storage.db import Database
-from server.storage.tables import EventRow, table_of
+from server.storage.tables import EventCursorRow, EventRow, table_of
 
 _table = table_of(EventRow)
 # Executed with a list of rows: one multi-row statement per 1,000 ("insertmanyvalues")
@@ -81,6 +83,25 @@ async def read_history(
     return rows
 
 
+async def clear_events(
+    conn: AsyncConnection, *, tenant_id: str | None, older_than: datetime, keep_above: int | None
+) -> tuple[int, int]:
+    """Delete the events written before `older_than` (one tenant's; every tenant's for
+    None) with `event_id <= keep_above` (None: any), in `conn`'s transaction, so the
+    deletion and its audit entry commit together; (deleted, old events kept above
+    `keep_above`)."""
+    old: list[sa.ColumnElement[bool]] = [_table.c.time < older_than]
+    if tenant_id is not None:
+        old.append(_table.c.tenant_id == tenant_id)
+    deletable = [*old] if keep_above is None else [*old, _table.c.event_id <= keep_above]
+    deleted = (await conn.execute(sa.delete(_table).where(*deletable))).rowcount or 0
+    kept = 0
+    if keep_above is not None:
+        count = sa.select(sa.func.count()).select_from(_table).where(*old)
+        kept = int((await conn.execute(count)).scalar_one())
+    return deleted, kept
+
+
 class SqlEventLog:
     """`EventLog` over the session of one unit of work."""
 
@@ -106,6 +127,16 @@ class SqlEventLog:
     async def history(self, tenant_id: str, subject: str) -> Sequence[sa.Row[Any]]:
         return await read_history(await self._session.connection(), tenant_id, subject)
 
+    async def clear(
+        self, *, tenant_id: str | None, older_than: datetime, keep_above: int | None
+    ) -> tuple[int, int]:
+        return await clear_events(
+            await self._session.connection(),
+            tenant_id=tenant_id,
+            older_than=older_than,
+            keep_above=keep_above,
+        )
+
 
 class SqlEventReads:
     """`EventReads`: each call one connection from the pool, returned at once."""
@@ -116,3 +147,116 @@ class SqlEventReads:
     async def history(self, tenant_id: str, subject: str) -> Sequence[sa.Row[Any]]:
         async with self._db.read() as conn:
             return await read_history(conn, tenant_id, subject)
+
+
+# --- the events API (issue 12): history pages, ranges, clearing, outbox cursors -------
+
+_cursors = table_of(EventCursorRow)
+
+
+def _feed_where(query: EventQuery) -> list[sa.ColumnElement[bool]]:
+    clauses: list[sa.ColumnElement[bool]] = [_table.c.tenant_id == query.tenant_id]
+    for column, value in (
+        (_table.c.type, query.type),
+        (_table.c.subject, query.subject),
+        (_table.c.trace_id, query.trace_id),
+    ):
+        if value is not None:
+            clauses.append(column == value)
+    if query.since is not None:
+        clauses.append(_table.c.time >= query.since)
+    if query.until is not None:
+        clauses.append(_table.c.time < query.until)
+    if query.through_event_id is not None:
+        clauses.append(_table.c.event_id <= query.through_event_id)
+    return clauses
+
+
+class SqlEventFeed:
+    """`EventFeedReads` (`domain/event_feed.py`) and the outbox's reads: pages in id order
+    over `ix_events_tenant_id` (tenant_id, event_id), never OFFSET."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def page(
+        self, query: EventQuery, after: tuple[Any, ...] | None, limit: int
+    ) -> Sequence[sa.Row[Any]]:
+        clauses = _feed_where(query)
+        if after is not None:
+            clauses.append(_table.c.event_id > after[0])
+        statement = sa.select(_table).where(*clauses).order_by(_table.c.event_id)
+        async with self._db.read() as conn:
+            rows: Sequence[sa.Row[Any]] = (await conn.execute(statement.limit(limit + 1))).all()
+        return rows
+
+    async def oldest_event_id(self) -> int | None:
+        """The lowest event id stored (None: no events)."""
+        async with self._db.read() as conn:
+            value = (await conn.execute(sa.select(sa.func.min(_table.c.event_id)))).scalar()
+        return None if value is None else int(value)
+
+    async def newest_event_id(self) -> int:
+        """The highest event id stored (0: no events)."""
+        async with self._db.read() as conn:
+            value = (await conn.execute(sa.select(sa.func.max(_table.c.event_id)))).scalar()
+        return 0 if value is None else int(value)
+
+    async def after(self, event_id: int, limit: int) -> Sequence[sa.Row[Any]]:
+        """Every tenant's events above `event_id`, in id order, at most `limit`."""
+        statement = (
+            sa.select(_table)
+            .where(_table.c.event_id > event_id)
+            .order_by(_table.c.event_id)
+            .limit(limit)
+        )
+        async with self._db.read() as conn:
+            rows: Sequence[sa.Row[Any]] = (await conn.execute(statement)).all()
+        return rows
+
+    async def with_ids(self, event_ids: Sequence[int]) -> Sequence[sa.Row[Any]]:
+        """The events of those ids that are stored (now visible), in id order."""
+        if not event_ids:
+            return []
+        statement = (
+            sa.select(_table)
+            .where(_table.c.event_id.in_(sorted(event_ids)))
+            .order_by(_table.c.event_id)
+        )
+        async with self._db.read() as conn:
+            rows: Sequence[sa.Row[Any]] = (await conn.execute(statement)).all()
+        return rows
+
+
+async def read_cursor(db: Database, name: str) -> int | None:
+    """The position of publisher `name` (None: it never published)."""
+    async with db.read() as conn:
+        value = (
+            await conn.execute(sa.select(_cursors.c.position).where(_cursors.c.name == name))
+        ).scalar()
+    return None if value is None else int(value)
+
+
+async def write_cursor(db: Database, name: str, position: int) -> None:
+    """Move publisher `name`'s cursor forward to `position` (never back: replicas
+    publishing at once may report in any order)."""
+    now = datetime.now(UTC)
+    async with db.transaction() as session:
+        conn = await session.connection()
+        moved = await conn.execute(
+            sa.update(_cursors)
+            .where(_cursors.c.name == name)
+            .values(
+                position=sa.case(
+                    (_cursors.c.position < position, position), else_=_cursors.c.position
+                ),
+                updated_at=now,
+            )
+        )
+        if not moved.rowcount:
+            insert = (
+                postgresql.insert(_cursors).on_conflict_do_nothing()
+                if conn.dialect.name == "postgresql"
+                else sa.insert(_cursors).prefix_with("OR IGNORE")
+            )
+            await conn.execute(insert.values(name=name, position=position, updated_at=now))
