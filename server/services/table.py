@@ -49,6 +49,7 @@ from server.identity.components import Clocks, Identity
 from server.mesh.runtime import Mesh
 from server.observability.operations import Operations
 from server.services.audit import AuditService
+from server.services.backfills import BackfillsService
 from server.services.deadletter import DeadLetterService
 from server.services.events import EventsService
 from server.services.jobs import JobsService
@@ -62,7 +63,6 @@ from server.storage.event_publisher import EventPublication
 from server.storage.repositories.deadletter import dead_letter_store
 
 
-from server.services.backfills import BackfillsService
 @dataclass(frozen=True, slots=True)
 class Components:
     """What servicers are built from, once per process."""
@@ -106,6 +106,12 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         lambda c: QuotasService(c.store, c.tokens, policy_of(c.settings), c.clocks.wall),
         quotas_service_pb2_grpc.add_QuotasServiceServicer_to_server,
     ),
+    # issue 10 block: backfills
+    ServiceEntry(
+        backfills_service_pb2.DESCRIPTOR.services_by_name["BackfillsService"],
+        lambda c: BackfillsService.of(c.store, c.tokens, c.settings, c.clocks),
+        backfills_service_pb2_grpc.add_BackfillsServiceServicer_to_server,
+    ),
     ServiceEntry(
         jobs_service_pb2.DESCRIPTOR.services_by_name["JobsService"],
         lambda c: JobsService(
@@ -124,12 +130,6 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
             c.clocks,
             c.settings.deadletter_replay_pending_max,
         ),
-    # issue 10 block: backfills
-    ServiceEntry(
-        backfills_service_pb2.DESCRIPTOR.services_by_name["BackfillsService"],
-        lambda c: BackfillsService.of(c.store, c.tokens, c.settings, c.clocks),
-        backfills_service_pb2_grpc.add_BackfillsServiceServicer_to_server,
-    ),
         deadletter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server,
     ),
     ServiceEntry(
