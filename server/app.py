@@ -52,14 +52,14 @@ from server.observability.operations import Operations
 from server.policy import MethodPolicy, policies_for
 from server.services.table import SERVICES, Components, register_all
 from server.storage.db import Database, connection_lost
+from server.storage.event_publisher import EventHub, EventPublication, RedisOutbox
 from server.storage.pruning import JobPruner
 from server.storage.repositories import job_gauges
+from server.storage.repositories.events import SqlEventFeed
 from server.storage.repositories.secrets import get_or_create_secret
 from server.storage.scheduler_loop import SchedulerLoop
-from server.storage.event_publisher import EventHub, EventPublication, RedisOutbox
 from server.storage.store import SqlStore
 from server.storage.wakeups import Wakeups
-from server.storage.repositories.events import SqlEventFeed
 
 log = logging.getLogger("orchestrator.server")
 
@@ -90,6 +90,7 @@ class Application:
     _pruner: JobPruner | None = None
     _wakeups: Wakeups | None = None
     _reaper: Reaper | None = None
+    _events: EventPublication | None = None
     scheduler: SchedulerLoop | None = None  # fires scheduler sources' ticks (issue 10)
     mesh: Mesh | None = None  # the registry's peers, fetcher and store
     # Background loops /ready and gRPC health wait for; loops register at start.
@@ -104,7 +105,6 @@ class Application:
         sock = http_socket or _bind(self.settings.host, self.settings.port)
         sources = value_sources(self.settings)  # before anything is derived
         served_host, self.http_port = sock.getsockname()[:2]
-    _events: EventPublication | None = None
         derived = not self.settings.public_url
         if derived:
             public_url = served_url(served_host, self.http_port)
@@ -127,6 +127,8 @@ class Application:
         await self._wakeups.start()
         store = self.store = SqlStore(self.db, self._wakeups, self.clocks.wall)
         self._reaper = Reaper(store.leases, self.settings.lease_reaper_interval_seconds)
+        self._events = self._event_publication()
+        await self._events.start()
         self.operations = Operations(
             settings=self.settings,
             db=self.db,
@@ -144,16 +146,14 @@ class Application:
             tokens=tokens,
             identity=self.identity,
             settings=self.settings,
-        self._events = self._event_publication()
-        await self._events.start()
             clocks=self.clocks,
+            events=self._events,
             operations=self.operations,
             mesh=self.mesh,
         )
         register_all(components, self.grpc_server, registry)
         chain.prepare(registry.handlers)
         await self._add_health_and_reflection()
-            events=self._events,
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         self.grpc_port = self.grpc_server.add_insecure_port(address)
         await self.grpc_server.start()
@@ -195,24 +195,6 @@ class Application:
                 self.settings.public_url,
             )
 
-    def _redis(self) -> Redis | None:
-        """The Redis replicas share per-request state in (REDIS_HOST), or None."""
-        if not self.settings.redis_host:
-            return None
-        return Redis(
-            host=self.settings.redis_host,
-            port=self.settings.redis_port,
-            socket_connect_timeout=5,
-            socket_timeout=5,
-        )
-
-    async def _page_tokens(self) -> PageTokens:
-        configured = self.settings.page_token_secret.get_secret_value()
-        secret = configured or await get_or_create_secret(self.db, "page_token")
-        return PageTokens(secret.encode())
-
-    def _register_loops_and_gauges(self) -> None:
-        """The background loops readiness waits for and the domain gauges of /metrics
     def _event_publication(self) -> EventPublication:
         """Watchers' fan-out, and the Redis stream outbox when REDIS_HOST is set."""
         feed = SqlEventFeed(self.db)
@@ -233,6 +215,24 @@ class Application:
             )
         return EventPublication(feed, hub, outbox)
 
+    def _redis(self) -> Redis | None:
+        """The Redis replicas share per-request state in (REDIS_HOST), or None."""
+        if not self.settings.redis_host:
+            return None
+        return Redis(
+            host=self.settings.redis_host,
+            port=self.settings.redis_port,
+            socket_connect_timeout=5,
+            socket_timeout=5,
+        )
+
+    async def _page_tokens(self) -> PageTokens:
+        configured = self.settings.page_token_secret.get_secret_value()
+        secret = configured or await get_or_create_secret(self.db, "page_token")
+        return PageTokens(secret.encode())
+
+    def _register_loops_and_gauges(self) -> None:
+        """The background loops readiness waits for and the domain gauges of /metrics
         (server/domain/health.py, server/observability/domain_gauges.py)."""
         self.readiness.register_task("lease-reaper", lambda: _task_of(self._reaper))
         self.readiness.register_task("job-pruner", lambda: _task_of(self._pruner))
@@ -306,6 +306,8 @@ class Application:
         await self.health.stop()  # NOT_SERVING first: balancers stop sending calls
         if self._http is not None:
             self._http.should_exit = True
+        if self._events is not None:
+            self._events.close_watches()
         if self._pruner is not None:
             await self._pruner.stop()
         if self._reaper is not None:
@@ -316,6 +318,8 @@ class Application:
         if self._http_task is not None:
             await self._http_task
         await self.identity.close()
+        if self._events is not None:
+            await self._events.stop()
         if self.mesh is not None:
             await self.mesh.close()
         if self._wakeups is not None:
@@ -330,8 +334,6 @@ class Application:
 
 def chain_stages(policies: Mapping[str, MethodPolicy], identity: Identity) -> tuple[Stage, ...]:
     """The interceptor chain's stages, outermost first: every method is traced and has its
-        if self._events is not None:
-            self._events.close_watches()
     errors mapped; authentication, tenancy and operator audit run where its policy says."""
     return (
         CallMetrics(),
@@ -348,8 +350,6 @@ class _QuietServer(uvicorn.Server):
     gRPC and HTTP together, then exits 0 instead of re-raising the signal."""
 
     @contextlib.contextmanager
-        if self._events is not None:
-            await self._events.stop()
     def capture_signals(self) -> Iterator[None]:
         yield
 
