@@ -32,6 +32,8 @@ from gateway.openapi_schema import comments_from_files
 from server.config import Settings, value_sources
 from server.domain.health import LoopState, Readiness, not_ready
 from server.domain.leasing import Reaper
+from server.domain.orchestra.definitions import ModelCache
+from server.domain.orchestra.runner import OrchestraRunner
 from server.domain.pagination import PageTokens
 from server.http_surface import gateway_config
 from server.identity.components import Clocks, Identity
@@ -50,6 +52,7 @@ from server.observability.grpc_health import HealthReporter
 from server.observability.http_metrics import HttpMetrics
 from server.observability.operations import Operations
 from server.policy import MethodPolicy, policies_for
+from server.services.orchestra import limits_of, orchestra_store
 from server.services.table import SERVICES, Components, register_all
 from server.storage.db import Database, connection_lost
 from server.storage.event_publisher import EventHub, EventPublication, RedisOutbox
@@ -90,6 +93,7 @@ class Application:
     _pruner: JobPruner | None = None
     _wakeups: Wakeups | None = None
     _reaper: Reaper | None = None
+    orchestra: OrchestraRunner | None = None  # due timers, ended service-task jobs (issue 11)
     _events: EventPublication | None = None
     scheduler: SchedulerLoop | None = None  # fires scheduler sources' ticks (issue 10)
     mesh: Mesh | None = None  # the registry's peers, fetcher and store
@@ -173,6 +177,14 @@ class Application:
         )
         self._pruner.start()
         self._reaper.start()
+        self.orchestra = OrchestraRunner(
+            orchestra_store(store),
+            ModelCache(),
+            limits_of(self.settings),
+            self.clocks.wall,
+            self.settings.orchestra_poll_seconds,
+        )
+        self.orchestra.start()
         self.scheduler = SchedulerLoop.from_settings(store, self.settings, self.clocks.wall)
         self.scheduler.start()
         await self.health.refresh()
@@ -236,6 +248,9 @@ class Application:
         (server/domain/health.py, server/observability/domain_gauges.py)."""
         self.readiness.register_task("lease-reaper", lambda: _task_of(self._reaper))
         self.readiness.register_task("job-pruner", lambda: _task_of(self._pruner))
+        self.readiness.register_task(
+            "orchestra-runner", lambda: self.orchestra._task if self.orchestra else None
+        )
         if not self.db.is_sqlite:  # SQLite wakes its watchers in process
             self.readiness.register("wakeup-listener", self._listener_state)
         db = self.db
@@ -312,6 +327,8 @@ class Application:
             await self._pruner.stop()
         if self._reaper is not None:
             await self._reaper.stop()
+        if self.orchestra is not None:
+            await self.orchestra.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         await self.grpc_server.stop(grace)

@@ -1,4 +1,5 @@
-"""`orchestrator` command line: serve, migrate, tenants, clients, keys (DESIGN.md §6)."""
+"""`orchestrator` command line: serve, migrate, tenants, clients, keys, definitions
+(DESIGN.md §6)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gateway.standalone import DescriptorSetError, serve_arguments
 from gateway.standalone import add_arguments as add_gateway_arguments
 from server import http_surface, logs
 from server.app import Application
+from server.cli_definitions import add_definitions_commands, load_definition
 from server.config import ConfigError, load_settings
 from server.dev import DEMO_TENANT, bootstrap
 from server.domain.errors import DomainError
@@ -244,6 +246,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("tenant_id", type=tenant_id)
     create.add_argument("--name", default="")
     _add_client_commands(commands)
+    add_definitions_commands(commands)
     return parser
 
 
@@ -271,6 +274,8 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_with_db(lambda db: _clients(args, db)))
     if args.command == "keys":
         return asyncio.run(_with_db(_keys))
+    if args.command == "definitions":
+        return asyncio.run(_with_db(lambda db: load_definition(args, db)))
     return 2
 
 

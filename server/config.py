@@ -180,6 +180,18 @@ class Settings(BaseSettings):
     deadletter_replay_pending_max: int = Field(
         1000, ge=1, le=10_000, validation_alias=_env("DEADLETTER_REPLAY_PENDING_MAX")
     )
+    # Orchestra (issue 11): the most an instance's variables may take as compact JSON
+    # (a start, signal or set over it is INVALID_ARGUMENT); how often (seconds) the
+    # engine looks for due timers and ended service-task jobs when no hint wakes it.
+    orchestra_variables_max_bytes: int = Field(
+        256 * 1024,
+        ge=1,
+        le=16 * 1024 * 1024,
+        validation_alias=_env("ORCHESTRA_VARIABLES_MAX_BYTES"),
+    )
+    orchestra_poll_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("ORCHESTRA_POLL_SECONDS")
+    )
     # The lease reaper looks for expired leases this often (seconds); an expired
     # lease is returned to the queue within this interval of its expiry.
     lease_reaper_interval_seconds: float = Field(

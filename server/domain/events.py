@@ -35,6 +35,18 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "quota.deleted",
         "quota.paused",
         "quota.resumed",
+        "orchestra.instance.started",  # domain/orchestra/instances.py EVENT_TYPES
+        "orchestra.instance.completed",
+        "orchestra.instance.failed",
+        "orchestra.instance.canceled",
+        "orchestra.variables.set",
+        "orchestra.token.entered",
+        "orchestra.token.parked",
+        "orchestra.token.waiting",
+        "orchestra.token.signalled",
+        "orchestra.token.timer_fired",
+        "orchestra.token.job_ended",
+        "orchestra.incident",
     }
 )
 

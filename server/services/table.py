@@ -41,8 +41,15 @@ from orchestrator.mesh.v1 import (
     registry_service_pb2,
     registry_service_pb2_grpc,
 )
+from orchestrator.orchestra.v1 import (
+    definitions_service_pb2,
+    definitions_service_pb2_grpc,
+    orchestra_service_pb2,
+    orchestra_service_pb2_grpc,
+)
 from server.config import Settings
 from server.domain.jobs import JobLimits
+from server.domain.orchestra.definitions import ModelCache
 from server.domain.pagination import PageTokens
 from server.domain.units import Store
 from server.identity.components import Clocks, Identity
@@ -55,6 +62,8 @@ from server.services.events import EventsService
 from server.services.jobs import JobsService
 from server.services.oauth import OAuthService
 from server.services.ops import OpsService
+from server.services.orchestra import OrchestraService, limits_of, orchestra_store
+from server.services.orchestra_admin import DefinitionsService
 from server.services.quotas import QuotasService, policy_of
 from server.services.registry import RegistryService
 from server.services.sources import SourcesService
@@ -151,6 +160,18 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"],
         lambda c: RegistryService(c.tokens, _mesh(c), c.clocks.wall),
         registry_service_pb2_grpc.add_RegistryServiceServicer_to_server,
+    ),
+    ServiceEntry(
+        orchestra_service_pb2.DESCRIPTOR.services_by_name["OrchestraService"],  # issue 11
+        lambda c: OrchestraService(
+            orchestra_store(c.store), ModelCache(), limits_of(c.settings), c.clocks.wall
+        ),
+        orchestra_service_pb2_grpc.add_OrchestraServiceServicer_to_server,
+    ),
+    ServiceEntry(
+        definitions_service_pb2.DESCRIPTOR.services_by_name["DefinitionsService"],
+        lambda c: DefinitionsService(orchestra_store(c.store), c.tokens, c.clocks.wall),
+        definitions_service_pb2_grpc.add_DefinitionsServiceServicer_to_server,
     ),
     ServiceEntry(
         oauth_service_pb2.DESCRIPTOR.services_by_name["OAuthService"],

@@ -658,3 +658,100 @@ class DeadLetterClusterRow(SQLModel, table=True):
     pending: int = 0
     retryable: int = 0
     last_failed_at: datetime = Field(sa_type=Timestamp)
+
+
+# Orchestra (issue 11): predicates of the tokens' partial indexes, spelled as the
+# queries spell them so both backends match the query to its index.
+ORCHESTRA_JOB_WAIT_PREDICATE = "status = 'waiting' AND job_id IS NOT NULL"
+ORCHESTRA_TIMER_PREDICATE = "status = 'waiting' AND due_at IS NOT NULL"
+
+
+class OrchestraDefinitionRow(SQLModel, table=True):
+    """One immutable version of a process definition (DESIGN §4.3).
+
+    `document` is the file format as compact JSON (`domain/orchestra/model.py`
+    DefinitionSpec.document); `tenant_id` NULL means shared by every tenant, and all
+    versions of one id share it. Never updated or deleted: instances name the
+    version they run on.
+    """
+
+    __tablename__ = "orchestra_definitions"
+
+    definition_id: str = Field(primary_key=True, max_length=64, sa_type=SortableText)
+    version: int = Field(primary_key=True)
+    tenant_id: str | None = Field(default=None, max_length=64)
+    document: str = Field(sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    created_by: str = Field(max_length=200)
+
+
+class OrchestraInstanceRow(SQLModel, table=True):
+    """One process instance. `status`: running, completed, failed or canceled;
+    `variables` compact JSON text of an object; `incident` compact JSON of why it
+    failed. The cross-site list reads `ix_orchestra_instances_tenant_created`
+    backwards (newest first), or `..._definition` with a definition filter. Each step
+    locks the row first (FOR UPDATE on PostgreSQL, the write lock on SQLite), so
+    the steps of one instance never interleave.
+    """
+
+    __tablename__ = "orchestra_instances"
+    __table_args__ = (
+        sa.Index(
+            "ix_orchestra_instances_tenant_created", "tenant_id", "created_at", "instance_id"
+        ),
+        sa.Index(
+            "ix_orchestra_instances_tenant_definition",
+            "tenant_id",
+            "definition_id",
+            "created_at",
+            "instance_id",
+        ),
+    )
+
+    instance_id: str = Field(primary_key=True, max_length=64, sa_type=SortableText)
+    tenant_id: str = Field(max_length=64)
+    definition_id: str = Field(max_length=64, sa_type=SortableText)
+    definition_version: int
+    status: str = Field(max_length=16)
+    variables: str = Field(default="{}", sa_type=sa.Text)
+    incident: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    ended_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class OrchestraTokenRow(SQLModel, table=True):
+    """One live token: `parked` on a user task, or `waiting` for its job (`job_id`),
+    its timer (`due_at`) or a join. A token that moves on is deleted in the step's
+    transaction (its history is events), so a second signal, a second timer firing
+    or a second job ending finds nothing to take: every take is a conditional
+    DELETE. `ix_orchestra_tokens_job` finds tokens whose job has ended,
+    `ix_orchestra_tokens_due` timers that are due (claimed with SKIP LOCKED on
+    PostgreSQL by any replica).
+    """
+
+    __tablename__ = "orchestra_tokens"
+    __table_args__ = (
+        sa.Index("ix_orchestra_tokens_instance", "instance_id", "created_at"),
+        sa.Index(
+            "ix_orchestra_tokens_job",
+            "job_id",
+            postgresql_where=sa.text(ORCHESTRA_JOB_WAIT_PREDICATE),
+            sqlite_where=sa.text(ORCHESTRA_JOB_WAIT_PREDICATE),
+        ),
+        sa.Index(
+            "ix_orchestra_tokens_due",
+            "due_at",
+            postgresql_where=sa.text(ORCHESTRA_TIMER_PREDICATE),
+            sqlite_where=sa.text(ORCHESTRA_TIMER_PREDICATE),
+        ),
+    )
+
+    token_id: str = Field(primary_key=True, max_length=64)
+    instance_id: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    node_id: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    job_id: str | None = Field(default=None, max_length=64)
+    due_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)

@@ -1,0 +1,110 @@
+"""CEL conditions of exclusive gateways (DESIGN §9), with cel-python: never `eval`.
+
+A condition is compiled once, when its definition is loaded (`compile_condition`):
+a syntax error or a call of a function CEL does not define is refused then, naming
+the expression. At run time (`Condition.evaluate`) every instance variable is a CEL
+variable of its name (JSON values as CEL values: maps, lists, strings, doubles,
+ints, bools, null). A runtime error (an undeclared variable, a type mismatch, a
+division by zero) or a result that is not a bool is a `ConditionError` with a
+one-line message, which the engine turns into an incident: it never escapes as a
+server error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import celpy
+import lark
+from celpy import celtypes, evaluation
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+
+MAX_LENGTH: Final = 2000  # characters of one condition
+# Functions the standard environment defines, and the macros the parser expands.
+KNOWN_FUNCTIONS: Final = frozenset(
+    name for name in evaluation.base_functions if name.isidentifier() and name != "_in_"
+) | {"has", "all", "exists", "exists_one", "map", "filter"}
+
+_ENVIRONMENT = celpy.Environment()
+# cel-python logs every evaluation error at ERROR; ours become incidents instead.
+logging.getLogger("celpy").setLevel(logging.CRITICAL)
+logging.getLogger("Evaluator").setLevel(logging.CRITICAL)
+
+
+class ConditionError(ValueError):
+    """A condition that does not compile, or failed at run time; the message is one
+    line meant for an error body or an incident."""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A compiled condition: `text` as written, `program` cel-python's runner."""
+
+    text: str
+    program: Any
+
+    def evaluate(self, variables: Mapping[str, Any]) -> bool:
+        """The condition's value over `variables` (JSON values). Raises ConditionError
+        for a runtime error or a result that is not a bool."""
+        try:
+            activation = {name: json_to_cel(value) for name, value in variables.items()}
+            result = self.program.evaluate(activation)
+        except Exception as exc:  # cel-python raises CELEvalError and Python errors alike
+            raise ConditionError(f"condition {self.text!r} failed: {_brief(exc)}") from None
+        if isinstance(result, evaluation.CELEvalError):
+            raise ConditionError(f"condition {self.text!r} failed: {_brief(result)}")
+        if not isinstance(result, celtypes.BoolType):
+            raise ConditionError(
+                f"condition {self.text!r} evaluated to {_kind(result)}, not a bool"
+            )
+        return bool(result)
+
+
+def compile_condition(text: str) -> Condition:
+    """Parse and check `text`. Raises ConditionError for an empty or over-long
+    expression, a syntax error (with the column), or a call of an unknown function."""
+    if not text.strip():
+        raise ConditionError("condition must not be empty")
+    if len(text) > MAX_LENGTH:
+        raise ConditionError(f"condition must be at most {MAX_LENGTH} characters")
+    try:
+        tree = _ENVIRONMENT.compile(text)
+    except CELParseError as exc:
+        where = f" at column {exc.column}" if getattr(exc, "column", None) else ""
+        raise ConditionError(f"condition {text!r} does not compile{where}") from None
+    except Exception as exc:  # a parser failure of another kind: still the caller's text
+        raise ConditionError(f"condition {text!r} does not compile: {_brief(exc)}") from None
+    unknown = sorted({name for name in _called(tree) if name not in KNOWN_FUNCTIONS})
+    if unknown:
+        names = ", ".join(f"{name}()" for name in unknown)
+        raise ConditionError(f"condition {text!r} calls undefined functions: {names}")
+    try:
+        program = _ENVIRONMENT.program(tree)
+    except Exception as exc:
+        raise ConditionError(f"condition {text!r} does not compile: {_brief(exc)}") from None
+    return Condition(text=text, program=program)
+
+
+def _called(tree: lark.Tree[Any]) -> Iterator[str]:
+    """Names of the functions and methods the expression calls."""
+    for node in tree.iter_subtrees():
+        if node.data == "ident_arg" and node.children:
+            yield str(node.children[0])
+        elif node.data == "member_dot_arg" and len(node.children) > 1:
+            yield str(node.children[1])
+
+
+def _brief(exc: BaseException) -> str:
+    """cel-python's error text without the activation dump it appends."""
+    text = str(exc.args[0]) if exc.args else type(exc).__name__
+    return text.split(" (in activation", 1)[0].strip() or type(exc).__name__
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return type(value).__name__.removesuffix("Type").lower()

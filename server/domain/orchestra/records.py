@@ -1,0 +1,293 @@
+"""What the Orchestra domain reads and writes, and what it asks of storage (Protocols).
+
+Rows come back from storage as anything with these attributes (Core rows or the
+dataclasses here); the domain writes the dataclasses. `OrchestraStore` wraps the
+product's `Store`: its units of work carry the Orchestra repository beside the
+product's own (`base`), in one transaction, so a step, the jobs it enqueues, its
+events and an audit entry commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from server.domain.resources import ResourceType
+
+if TYPE_CHECKING:
+    from server.domain.units import Store, UnitOfWork
+
+RUNNING, COMPLETED, FAILED, CANCELED = "running", "completed", "failed", "canceled"
+INSTANCE_STATUSES: Final = (RUNNING, COMPLETED, FAILED, CANCELED)
+
+
+class DefinitionRecord(Protocol):
+    @property
+    def definition_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def tenant_id(self) -> str | None: ...
+    @property
+    def document(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def created_by(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDefinition:
+    """A definition version as written (`document`: the file format, compact JSON)."""
+
+    definition_id: str
+    version: int
+    tenant_id: str | None
+    document: str
+    created_at: datetime
+    created_by: str
+
+
+class InstanceSummaryRecord(Protocol):
+    """An item of the instance list."""
+
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def definition_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
+class InstanceRecord(Protocol):
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def definition_id(self) -> str: ...
+    @property
+    def definition_version(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def variables(self) -> str: ...
+    @property
+    def incident(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    instance_id: str
+    tenant_id: str
+    definition_id: str
+    definition_version: int
+    status: str
+    variables: str  # compact JSON of an object
+    incident: str | None
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+
+
+class TokenRecord(Protocol):
+    @property
+    def token_id(self) -> str: ...
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def job_id(self) -> str | None: ...
+    @property
+    def due_at(self) -> datetime | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    token_id: str
+    instance_id: str
+    tenant_id: str
+    node_id: str
+    status: str
+    job_id: str | None
+    due_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A token the engine itself moves on: a due timer, or a token whose job ended
+    (`job_status` the job's terminal status)."""
+
+    tenant_id: str
+    instance_id: str
+    token_id: str
+    job_id: str | None = None
+    job_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionQuery:
+    """The admin listing's narrowing; `tenant_id` is the listing's binding ("-": the
+    platform, definitions are not tenant-owned)."""
+
+    tenant_id: str = "-"
+    definition_id: str | None = None
+
+
+class OrchestraRepository(Protocol):
+    """Orchestra rows inside a unit of work."""
+
+    async def definition(self, definition_id: str, version: int | None) -> DefinitionRecord | None:
+        """The version (the latest when None), or None."""
+        ...
+
+    async def insert_definition(self, definition: StoredDefinition) -> bool:
+        """Insert unless the (id, version) exists; whether it was inserted."""
+        ...
+
+    async def insert_instance(self, instance: Instance) -> None: ...
+
+    async def lock_instance(
+        self, tenant_id: str, instance_id: str, *, skip_locked: bool = False
+    ) -> InstanceRecord | None:
+        """The tenant's instance, locked for this transaction (FOR UPDATE on
+        PostgreSQL, the database write lock on SQLite); None when absent, another
+        tenant's, or (with `skip_locked`) locked by another transaction."""
+        ...
+
+    async def update_instance(
+        self,
+        instance_id: str,
+        *,
+        status: str,
+        variables: str,
+        incident: str | None,
+        now: datetime,
+    ) -> None:
+        """Write the instance's state; `ended_at` is set when `status` is not running."""
+        ...
+
+    async def token(self, tenant_id: str, token_id: str) -> TokenRecord | None: ...
+
+    async def tokens(self, instance_id: str) -> Sequence[TokenRecord]:
+        """The instance's live tokens, oldest first."""
+        ...
+
+    async def take_token(self, token_id: str, status: str) -> bool:
+        """Delete the token if it is still in `status`: whether this call took it (the
+        one claim that makes a signal, a timer or a job ending count once)."""
+        ...
+
+    async def insert_tokens(self, tokens: Sequence[Token]) -> None: ...
+
+    async def delete_tokens(self, token_ids: Sequence[str]) -> None: ...
+
+    async def delete_instance_tokens(self, instance_id: str) -> None: ...
+
+    async def own_jobs(self, owners: Mapping[str, str]) -> None:
+        """Set the `owner` of the jobs just enqueued in this unit of work (job id ->
+        owner), so their endings are announced (domain/job_endings.py)."""
+        ...
+
+    async def service_source(self, tenant_id: str, now: datetime) -> str:
+        """The id of the tenant's source of service-task jobs (named "orchestra",
+        type "orchestra"), created on first use."""
+        ...
+
+
+class OrchestraReads(Protocol):
+    """Orchestra rows outside a transaction: one round trip each."""
+
+    async def definition(
+        self, definition_id: str, version: int | None
+    ) -> DefinitionRecord | None: ...
+
+    async def definitions_page(
+        self, query: DefinitionQuery, after: tuple[Any, ...] | None, limit: int
+    ) -> Sequence[DefinitionRecord]: ...
+
+    async def instance(self, tenant_id: str, instance_id: str) -> InstanceRecord | None: ...
+
+    async def token(self, tenant_id: str, token_id: str) -> TokenRecord | None: ...
+
+    async def instance_with_tokens(
+        self, tenant_id: str, instance_id: str
+    ) -> tuple[InstanceRecord, Sequence[TokenRecord]] | None: ...
+
+    async def instances(
+        self, tenant_id: str, *, definition_id: str | None, status: str | None
+    ) -> Sequence[InstanceSummaryRecord]:
+        """The tenant's instances, newest first (created_at, instance_id descending)."""
+        ...
+
+    async def due_timers(self, now: datetime, limit: int) -> Sequence[Pending]:
+        """Timer tokens due at `now`, earliest first."""
+        ...
+
+    async def ended_jobs(self, limit: int) -> Sequence[Pending]:
+        """Tokens waiting for a job that has ended (succeeded, dead_lettered, canceled)."""
+        ...
+
+
+class OrchestraUnit(Protocol):
+    @property
+    def base(self) -> UnitOfWork: ...
+
+    @property
+    def orchestra(self) -> OrchestraRepository: ...
+
+
+class OrchestraStore(Protocol):
+    @property
+    def base(self) -> Store: ...
+
+    @property
+    def orchestra(self) -> OrchestraReads: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[OrchestraUnit]: ...
+
+
+def _definition_snapshot(definition: DefinitionRecord) -> dict[str, Any]:
+    return {
+        "id": definition.definition_id,
+        "version": definition.version,
+        "tenant": definition.tenant_id,
+    }
+
+
+DEFINITION: ResourceType[DefinitionRecord] = ResourceType(
+    singular="process definition",
+    collection="orchestra-definitions",
+    id_field="definition_id",
+    id_of=lambda d: f"{d.definition_id}/versions/{d.version}",
+    snapshot=_definition_snapshot,
+)
+INSTANCE: ResourceType[InstanceRecord] = ResourceType(
+    singular="instance",
+    collection="orchestra-instances",
+    id_field="instance_id",
+    id_of=lambda i: i.instance_id,
+    snapshot=lambda i: {"id": i.instance_id, "status": i.status},
+)
+TOKEN: ResourceType[TokenRecord] = ResourceType(
+    singular="token",
+    collection="orchestra-tokens",
+    id_field="token_id",
+    id_of=lambda t: t.token_id,
+    snapshot=lambda t: {"id": t.token_id, "node_id": t.node_id, "status": t.status},
+)

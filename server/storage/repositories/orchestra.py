@@ -1,0 +1,390 @@
+"""Orchestra in SQL (`server/domain/orchestra/records.py`): definitions, instances and
+tokens with SQLAlchemy Core, inside the product's units of work.
+
+`SqlOrchestraStore` wraps the `SqlStore`: its transaction is the store's (one
+session), with `SqlOrchestraRepository` beside the product's repositories, so a step
+and the jobs, events and audit entry it writes commit together.
+
+Locking. `lock_instance` is the first statement of every step: on PostgreSQL a
+`SELECT .. FOR UPDATE` (with SKIP LOCKED for the engine's own moves, so replicas
+pass over instances another one is moving); on SQLite an UPDATE that takes the
+database's write lock before anything is read (pysqlite begins the transaction at
+the first write, so no stale snapshot can be upgraded). Tokens are taken with a
+conditional DELETE whose row count says who won.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, uuid5
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from server.domain.orchestra.definitions import DEFINITION_LISTING
+from server.domain.orchestra.instances import JOB_ENDED
+from server.domain.orchestra.records import (
+    RUNNING,
+    DefinitionQuery,
+    Instance,
+    Pending,
+    StoredDefinition,
+    Token,
+)
+from server.storage.db import Database
+from server.storage.keyset import keyset_select
+from server.storage.store import SqlStore, SqlUnitOfWork
+from server.storage.tables import (
+    JobRow,
+    OrchestraDefinitionRow,
+    OrchestraInstanceRow,
+    OrchestraTokenRow,
+    SourceRow,
+    table_of,
+)
+
+_definitions = table_of(OrchestraDefinitionRow)
+_instances = table_of(OrchestraInstanceRow)
+_tokens = table_of(OrchestraTokenRow)
+_jobs = table_of(JobRow)
+_sources = table_of(SourceRow)
+SERVICE_SOURCE_NAME = "orchestra"
+SERVICE_SOURCE_TYPE = "orchestra"
+# Literal, not bound: a query matches a partial index only when its WHERE spells the
+# index's predicate (tables.ORCHESTRA_*_PREDICATE) with constants.
+_WAITING: sa.ColumnElement[str] = sa.literal_column("'waiting'")
+_SOURCE_NAMESPACE = uuid5(NAMESPACE_URL, "orchestrator:orchestra-service-source")
+
+
+def _definition(definition_id: str, version: int | None) -> sa.Select[Any]:
+    statement = sa.select(_definitions).where(_definitions.c.definition_id == definition_id)
+    if version is not None:
+        return statement.where(_definitions.c.version == version)
+    return statement.order_by(_definitions.c.version.desc()).limit(1)
+
+
+def _tokens_of(instance_id: str) -> sa.Select[Any]:
+    return (
+        sa.select(_tokens)
+        .where(_tokens.c.instance_id == instance_id)
+        .order_by(_tokens.c.created_at, _tokens.c.token_id)
+    )
+
+
+def _instance(tenant_id: str, instance_id: str) -> sa.Select[Any]:
+    return sa.select(_instances).where(
+        _instances.c.instance_id == instance_id, _instances.c.tenant_id == tenant_id
+    )
+
+
+def _instance_values(instance: Instance) -> dict[str, Any]:
+    return {
+        "instance_id": instance.instance_id,
+        "tenant_id": instance.tenant_id,
+        "definition_id": instance.definition_id,
+        "definition_version": instance.definition_version,
+        "status": instance.status,
+        "variables": instance.variables,
+        "incident": instance.incident,
+        "created_at": instance.created_at,
+        "updated_at": instance.updated_at,
+        "ended_at": instance.ended_at,
+    }
+
+
+def _token_values(token: Token) -> dict[str, Any]:
+    return {
+        "token_id": token.token_id,
+        "instance_id": token.instance_id,
+        "tenant_id": token.tenant_id,
+        "node_id": token.node_id,
+        "status": token.status,
+        "job_id": token.job_id,
+        "due_at": token.due_at,
+        "created_at": token.created_at,
+    }
+
+
+class SqlOrchestraRepository:
+    """`OrchestraRepository` on a unit of work's session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def _conn(self) -> AsyncConnection:
+        return await self._session.connection()
+
+    async def definition(self, definition_id: str, version: int | None) -> sa.Row[Any] | None:
+        conn = await self._conn()
+        row: sa.Row[Any] | None = (await conn.execute(_definition(definition_id, version))).first()
+        return row
+
+    async def insert_definition(self, definition: StoredDefinition) -> bool:
+        conn = await self._conn()
+        values = {
+            "definition_id": definition.definition_id,
+            "version": definition.version,
+            "tenant_id": definition.tenant_id,
+            "document": definition.document,
+            "created_at": definition.created_at,
+            "created_by": definition.created_by,
+        }
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        result = await conn.execute(insert(_definitions).values(**values).on_conflict_do_nothing())
+        return bool(result.rowcount == 1)
+
+    async def insert_instance(self, instance: Instance) -> None:
+        conn = await self._conn()
+        await conn.execute(sa.insert(_instances).values(**_instance_values(instance)))
+
+    async def lock_instance(
+        self, tenant_id: str, instance_id: str, *, skip_locked: bool = False
+    ) -> sa.Row[Any] | None:
+        conn = await self._conn()
+        statement = _instance(tenant_id, instance_id)
+        if conn.dialect.name == "postgresql":
+            statement = statement.with_for_update(skip_locked=skip_locked)
+        else:  # take SQLite's write lock before reading (see the module docstring)
+            await conn.execute(
+                sa.update(_instances)
+                .where(_instances.c.instance_id == instance_id)
+                .values(updated_at=_instances.c.updated_at)
+            )
+        row: sa.Row[Any] | None = (await conn.execute(statement)).first()
+        return row
+
+    async def update_instance(
+        self,
+        instance_id: str,
+        *,
+        status: str,
+        variables: str,
+        incident: str | None,
+        now: datetime,
+    ) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            sa.update(_instances)
+            .where(_instances.c.instance_id == instance_id)
+            .values(
+                status=status,
+                variables=variables,
+                incident=incident,
+                updated_at=now,
+                ended_at=None if status == RUNNING else now,
+            )
+        )
+
+    async def token(self, tenant_id: str, token_id: str) -> sa.Row[Any] | None:
+        conn = await self._conn()
+        return await _token(conn, tenant_id, token_id)
+
+    async def tokens(self, instance_id: str) -> Sequence[sa.Row[Any]]:
+        conn = await self._conn()
+        rows: Sequence[sa.Row[Any]] = (await conn.execute(_tokens_of(instance_id))).all()
+        return rows
+
+    async def take_token(self, token_id: str, status: str) -> bool:
+        conn = await self._conn()
+        result = await conn.execute(
+            sa.delete(_tokens).where(_tokens.c.token_id == token_id, _tokens.c.status == status)
+        )
+        return bool(result.rowcount == 1)
+
+    async def insert_tokens(self, tokens: Sequence[Token]) -> None:
+        if tokens:
+            conn = await self._conn()
+            await conn.execute(sa.insert(_tokens), [_token_values(token) for token in tokens])
+
+    async def delete_tokens(self, token_ids: Sequence[str]) -> None:
+        if token_ids:
+            conn = await self._conn()
+            await conn.execute(sa.delete(_tokens).where(_tokens.c.token_id.in_(token_ids)))
+
+    async def delete_instance_tokens(self, instance_id: str) -> None:
+        conn = await self._conn()
+        await conn.execute(sa.delete(_tokens).where(_tokens.c.instance_id == instance_id))
+
+    async def own_jobs(self, owners: Mapping[str, str]) -> None:
+        conn = await self._conn()
+        for job_id, owner in owners.items():
+            await conn.execute(sa.update(_jobs).where(_jobs.c.job_id == job_id).values(owner=owner))
+
+    async def service_source(self, tenant_id: str, now: datetime) -> str:
+        conn = await self._conn()
+        found = await _source_id(conn, tenant_id)
+        if found is not None:
+            return found
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        await conn.execute(
+            insert(_sources)
+            .values(
+                source_id=str(uuid5(_SOURCE_NAMESPACE, tenant_id)),
+                tenant_id=tenant_id,
+                project_id=None,
+                name=SERVICE_SOURCE_NAME,
+                source_type=SERVICE_SOURCE_TYPE,
+                enabled=True,
+                paused=False,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
+        created = await _source_id(conn, tenant_id)
+        assert created is not None  # inserted, or a concurrent call's row
+        return created
+
+
+async def _source_id(conn: AsyncConnection, tenant_id: str) -> str | None:
+    found: str | None = (
+        await conn.execute(
+            sa.select(_sources.c.source_id).where(
+                _sources.c.tenant_id == tenant_id, _sources.c.name == SERVICE_SOURCE_NAME
+            )
+        )
+    ).scalar()
+    return found
+
+
+async def _token(conn: AsyncConnection, tenant_id: str, token_id: str) -> sa.Row[Any] | None:
+    row: sa.Row[Any] | None = (
+        await conn.execute(
+            sa.select(_tokens).where(
+                _tokens.c.token_id == token_id, _tokens.c.tenant_id == tenant_id
+            )
+        )
+    ).first()
+    return row
+
+
+class SqlOrchestraReads:
+    """`OrchestraReads`: each call one pooled connection, returned at once."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def definition(self, definition_id: str, version: int | None) -> sa.Row[Any] | None:
+        async with self._db.read() as conn:
+            row: sa.Row[Any] | None = (
+                await conn.execute(_definition(definition_id, version))
+            ).first()
+        return row
+
+    async def definitions_page(
+        self, query: DefinitionQuery, after: tuple[Any, ...] | None, limit: int
+    ) -> Sequence[sa.Row[Any]]:
+        where = []
+        if query.definition_id is not None:
+            where.append(_definitions.c.definition_id == query.definition_id)
+        statement = keyset_select(_definitions, DEFINITION_LISTING, where, after=after, limit=limit)
+        async with self._db.read() as conn:
+            rows: Sequence[sa.Row[Any]] = (await conn.execute(statement)).all()
+        return rows
+
+    async def instance(self, tenant_id: str, instance_id: str) -> sa.Row[Any] | None:
+        async with self._db.read() as conn:
+            row: sa.Row[Any] | None = (
+                await conn.execute(_instance(tenant_id, instance_id))
+            ).first()
+        return row
+
+    async def instance_with_tokens(
+        self, tenant_id: str, instance_id: str
+    ) -> tuple[sa.Row[Any], Sequence[sa.Row[Any]]] | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(_instance(tenant_id, instance_id))).first()
+            if row is None:
+                return None
+            tokens = (await conn.execute(_tokens_of(instance_id))).all()
+        return row, tokens
+
+    async def token(self, tenant_id: str, token_id: str) -> sa.Row[Any] | None:
+        async with self._db.read() as conn:
+            return await _token(conn, tenant_id, token_id)
+
+    async def instances(
+        self, tenant_id: str, *, definition_id: str | None, status: str | None
+    ) -> Sequence[sa.Row[Any]]:
+        columns = (
+            _instances.c.instance_id,
+            _instances.c.definition_id,
+            _instances.c.status,
+            _instances.c.created_at,
+        )
+        statement: sa.Select[Any] = sa.select(*columns).where(_instances.c.tenant_id == tenant_id)
+        if definition_id is not None:
+            statement = statement.where(_instances.c.definition_id == definition_id)
+        if status is not None:
+            statement = statement.where(_instances.c.status == status)
+        statement = statement.order_by(
+            _instances.c.created_at.desc(), _instances.c.instance_id.desc()
+        )
+        async with self._db.read() as conn:
+            rows: Sequence[sa.Row[Any]] = (await conn.execute(statement)).all()
+        return rows
+
+    async def due_timers(self, now: datetime, limit: int) -> list[Pending]:
+        statement = (
+            sa.select(_tokens.c.tenant_id, _tokens.c.instance_id, _tokens.c.token_id)
+            .where(
+                _tokens.c.status == _WAITING,
+                _tokens.c.due_at.is_not(None),
+                _tokens.c.due_at <= sa.literal(now, _tokens.c.due_at.type),
+            )
+            .order_by(_tokens.c.due_at)
+            .limit(limit)
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [Pending(row.tenant_id, row.instance_id, row.token_id) for row in rows]
+
+    async def ended_jobs(self, limit: int) -> list[Pending]:
+        statement = (
+            sa.select(
+                _tokens.c.tenant_id,
+                _tokens.c.instance_id,
+                _tokens.c.token_id,
+                _tokens.c.job_id,
+                _jobs.c.status,
+            )
+            .join(_jobs, _jobs.c.job_id == _tokens.c.job_id)
+            .where(
+                _tokens.c.status == _WAITING,
+                _tokens.c.job_id.is_not(None),
+                _jobs.c.status.in_([sa.literal_column(f"'{status}'") for status in JOB_ENDED]),
+            )
+            .limit(limit)
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [
+            Pending(row.tenant_id, row.instance_id, row.token_id, row.job_id, row.status)
+            for row in rows
+        ]
+
+
+class SqlOrchestraUnit:
+    """The product's unit of work (`base`) with the Orchestra repository on its session."""
+
+    def __init__(self, base: SqlUnitOfWork) -> None:
+        self.base = base
+        self.orchestra = SqlOrchestraRepository(base.session)
+
+
+class SqlOrchestraStore:
+    """`OrchestraStore` over the product's `SqlStore` (`base`)."""
+
+    def __init__(self, base: SqlStore) -> None:
+        self.base = base
+        self.orchestra = SqlOrchestraReads(base.db)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlOrchestraUnit]:
+        async with self.base.transaction() as uow:
+            yield SqlOrchestraUnit(uow)
