@@ -91,6 +91,10 @@ class DomainGauges:
     def names(self) -> tuple[str, ...]:
         return tuple(self._gauges)
 
+    def invalidate(self) -> None:
+        """Forget the last reading: the next scrape reads the database."""
+        self._read_at = None
+
     async def families(self) -> list[GaugeMetricFamily]:
         """The gauges' families, read now unless the last reading is fresh."""
         async with self._lock:

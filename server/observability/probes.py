@@ -20,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from server.config import Settings
 from server.domain.health import Dependency, DependencyDown
@@ -119,6 +121,7 @@ class _RedisPing:
             port=self._settings.redis_port,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # one attempt: a health check reports, never retries
         )
         try:
             if not await client.ping():
