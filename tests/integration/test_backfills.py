@@ -441,7 +441,8 @@ async def test_get_and_list_with_progress_caching_and_keyset_pages(
         assert got.headers["Cache-Control"] == CACHE
         assert got.json()["progress"] == progress(total=1, created=1, queued=1)
         cached = await http.get(
-            f"{prefix}/backfills/{ids[0]}", headers={**headers, "If-None-Match": got.headers["ETag"]}
+            f"{prefix}/backfills/{ids[0]}",
+            headers={**headers, "If-None-Match": got.headers["ETag"]},
         )
         assert cached.status_code == 304
     first = await http.get("/jobengine/backfills?limit=2", headers=headers)
@@ -484,9 +485,7 @@ async def test_creating_needs_orch_backfill_and_is_audited_with_the_token_claims
         "ticket": "OWN-1",
     }
     plain = await tokens.headers(tenant)  # orch:read orch:operate
-    refused = await _backfill(
-        http, {**plain, "X-Stella-Operator-Reason": "no scope"}, body
-    )
+    refused = await _backfill(http, {**plain, "X-Stella-Operator-Reason": "no scope"}, body)
     assert refused.status_code == 403
     no_reason = await _backfill(
         http, {k: v for k, v in headers.items() if k != "X-Stella-Operator-Reason"}, body
@@ -495,9 +494,7 @@ async def test_creating_needs_orch_backfill_and_is_audited_with_the_token_claims
     created = await _backfill(http, {**headers, "X-Stella-Operator-Ticket": "OPS-9"}, body)
     assert created.status_code == 201, created.text
     assert (created.json()["reason"], created.json()["ticket"]) == ("own reason", "OWN-1")
-    [entry] = [
-        e for e in await _rows(app, _audit, tenant) if e.action == "backfills.create"
-    ]
+    [entry] = [e for e in await _rows(app, _audit, tenant) if e.action == "backfills.create"]
     assert entry.resource == f"backfills/{created.json()['backfillId']}"
     assert (entry.reason, entry.ticket) == ("backfill test", "OPS-9")
     assert (entry.backfill_reason, entry.backfill_ticket) == ("re-run the missed feed", "BF-7")

@@ -11,9 +11,11 @@ no audited method goes untested by omission.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -184,7 +186,51 @@ async def _job_to_replay(security: Security) -> Call:
     return Call(fields={"job_id": job_id}, body=None, resource=_answered_job)
 
 
+BACKFILLS = "/orchestrator.jobengine.v1.BackfillsService"
+
+
+def _backfill_window() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A past one-hour event-time window (issue 10): gRPC fields and REST body."""
+    start = (int(time.time()) // 3600 - 3) * 3600
+    fields = {"window_start": {"seconds": start}, "window_end": {"seconds": start + 3600}}
+    body = {
+        "windowStart": datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "windowEnd": datetime.fromtimestamp(start + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return fields, body
+
+
+def _created_backfill(outcome: Outcome) -> str:
+    if outcome.transport == "rest":
+        return f"backfills/{outcome.body['backfillId']}"
+    return f"backfills/{outcome.body.backfill.backfill_id}"
+
+
+async def _backfill_to_create(security: Security) -> Call:
+    """A job-type backfill of its own scope (a fresh job type: never a duplicate)."""
+    job_type = f"audited-{uuid.uuid4().hex[:10]}"
+    fields, body = _backfill_window()
+    return Call(
+        fields={"job_type": job_type, **fields},
+        body={"jobType": job_type, **body},
+        resource=_created_backfill,
+    )
+
+
+async def _backfill_to_cancel(security: Security) -> Call:
+    prepared = await _backfill_to_create(security)
+    outcome = await _call_grpc(security, f"{BACKFILLS}/CreateBackfill", prepared.fields)
+    backfill_id = str(outcome.body.backfill.backfill_id)
+    return Call(
+        fields={"backfill_id": backfill_id},
+        body=None,
+        resource=lambda _: f"backfills/{backfill_id}",
+    )
+
+
 RECIPES: dict[str, Recipe] = {
+    f"{BACKFILLS}/CreateBackfill": Recipe("backfills.create", _backfill_to_create),
+    f"{BACKFILLS}/CancelBackfill": Recipe("backfills.cancel", _backfill_to_cancel),
     f"{SOURCES}/RegisterSource": Recipe("sources.register", _register),
     f"{SOURCES}/PauseSource": Recipe("sources.pause", _existing_source),
     f"{SOURCES}/ResumeSource": Recipe("sources.resume", _existing_source),
