@@ -20,6 +20,7 @@ from gateway.router import BadPath, MethodNotAllowed, NoRoute, Router
 from server.observability.metrics import HTTP_IN_FLIGHT, HTTP_REQUESTS, HTTP_SECONDS
 
 UNMATCHED: Final = "<unmatched>"
+LITERAL_ROUTES_MAX: Final = 1024
 PER_API_DOCUMENT: Final = "/openapi/{api}.json"
 # RFC 9110 §9 methods plus PATCH (RFC 5789); any other is counted as OTHER, so a
 # client cannot mint label values.
@@ -40,6 +41,9 @@ class HttpMetrics:
         self._in_flight = {method: HTTP_IN_FLIGHT.labels(method) for method in METHODS}
         self._in_flight["OTHER"] = HTTP_IN_FLIGHT.labels("OTHER")
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # (method, path) -> template of the routes without variables (/health, /metrics),
+        # so the busiest paths skip the router; paths with identifiers always ask it.
+        self._literal_routes: dict[tuple[str, str], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,8 +72,12 @@ class HttpMetrics:
         """The template of the route `scope`'s path matches, whatever its method."""
         raw = scope.get("raw_path")
         path = bytes(raw).decode("latin-1").split("?", 1)[0] if raw else scope.get("path", "/")
+        key = (scope["method"], path)
+        known = self._literal_routes.get(key)
+        if known is not None:
+            return known
         try:
-            return str(self._router.match(scope["method"], path).target.template.source)
+            match = self._router.match(scope["method"], path)
         except MethodNotAllowed as exc:
             if exc.allowed:
                 found = self._router.match(exc.allowed[0], path)
@@ -81,6 +89,11 @@ class HttpMetrics:
             if path.startswith("/openapi/") and path.endswith(".json"):
                 return PER_API_DOCUMENT
             return UNMATCHED
+        route = str(match.target.template.source)
+        if not match.captures and len(self._literal_routes) < LITERAL_ROUTES_MAX:
+            # A path without variables is its template: remembered (a few per route).
+            self._literal_routes[key] = route
+        return route
 
     def _record(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)

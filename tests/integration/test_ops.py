@@ -249,6 +249,9 @@ async def test_metrics_are_open_prometheus_text_counting_rest_and_grpc(
         assert (await http.get("/health")).status_code == 200
     assert (await http.get("/info")).status_code == 401
     assert (await http.get("/no/such/path/123")).status_code == 404
+    for source_id in ("a1", "b2"):  # identifiers never become label values
+        assert (await http.get(f"/jobengine/sources/{source_id}")).status_code == 401
+    assert (await http.delete("/health")).status_code == 405
     async with grpc.aio.insecure_channel(grpc_target) as channel:
         stub = ops_service_pb2_grpc.OpsServiceStub(channel)
         await stub.GetHealth(ops_service_pb2.GetHealthRequest())
@@ -267,6 +270,10 @@ async def test_metrics_are_open_prometheus_text_counting_rest_and_grpc(
     assert delta("http_server_requests_total", method="GET", route="/info", code="401") == 1
     unmatched = {"method": "GET", "route": "<unmatched>", "code": "404"}
     assert delta("http_server_requests_total", **unmatched) == 1
+    source = {"method": "GET", "route": "/jobengine/sources/{source_id}", "code": "401"}
+    assert delta("http_server_requests_total", **source) == 2
+    not_allowed = {"method": "DELETE", "route": "/health", "code": "405"}
+    assert delta("http_server_requests_total", **not_allowed) == 1
     # The scrape before is counted once it was answered.
     scraped = {"method": "GET", "route": "/metrics", "code": "200"}
     assert delta("http_server_requests_total", **scraped) == 1
