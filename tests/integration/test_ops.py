@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orchestrator.jobengine.v1 import worker_service_pb2, worker_service_pb2_grpc
@@ -21,6 +22,8 @@ from orchestrator.mesh.v1 import ops_service_pb2, ops_service_pb2_grpc
 from server.app import SERVICES, Application
 from server.domain.health import LoopState
 from server.interceptors.audit import REASON_HEADER
+from server.storage.db import Database
+from server.storage.repositories import job_gauges
 from server.storage.schema_state import head_revisions
 from tests.support.auth import TokenFactory
 
@@ -355,3 +358,25 @@ async def test_concurrent_scrapes_share_one_read(app: Application, http: httpx.A
     answers = await asyncio.gather(*(http.get("/metrics") for _ in range(5)))
     assert [a.status_code for a in answers] == [200] * 5
     assert app.gauges.reads == reads + 1
+
+
+async def test_sqlite_gauge_queries_read_only_the_partial_indexes(tmp_path: Path) -> None:
+    """The plans SQLite runs for the job gauges: the partial indexes' entries, never a
+    scan of every job (server/storage/repositories/job_gauges.py)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'plans.db'}")
+    await db.migrate()
+    try:
+        async with db.read() as conn:
+            plans = []
+            for statement in (
+                job_gauges.waiting_statement(sqlite=True),
+                job_gauges.leased_statement(sqlite=True),
+            ):
+                rows = await conn.execute(sa.text(f"EXPLAIN QUERY PLAN {statement.text}"))
+                plans.append([str(row[-1]) for row in rows])
+    finally:
+        await db.dispose()
+    assert plans == [
+        ["SCAN jobs USING INDEX ix_jobs_ready"],
+        ["SCAN jobs USING INDEX ix_jobs_lease_expiry", "USE TEMP B-TREE FOR GROUP BY"],
+    ]
