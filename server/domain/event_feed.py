@@ -401,8 +401,9 @@ async def clear_events(
     now: datetime,
 ) -> ClearResult:
     """Delete events written before `older_than`, in one unit of work with its audit
-    entry ("events.clear", resource "events/{tenantId}" or "events/-" for all tenants;
-    the entry's tenant is the one cleared).
+    entry ("events.clear", resource "events/{tenantId}" or "events/-" for all tenants).
+    As every platform-level action's (the registry's too), the entry has no tenant: the
+    tenant cleared is its resource and its `after.tenantId`.
 
     Raises InvalidArgument naming `olderThan` (missing or in the future),
     PermissionDenied (`clear_scope`)."""
@@ -419,7 +420,7 @@ async def clear_events(
             tenant_id=scope, older_than=older_than, keep_above=keep_above
         )
         result = ClearResult(scope, older_than, deleted, kept)
-        await record(uow, call.with_(tenant_id=scope), EVENT_CLEAR, before=None, after=result)
+        await record(uow, call, EVENT_CLEAR, before=None, after=result)
     return result
 
 

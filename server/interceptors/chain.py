@@ -90,15 +90,33 @@ def _serve_unary(behavior: Behavior) -> Unary:
 
 
 def _serve_streaming(behavior: StreamBehavior) -> Streaming:
+    """The call context is set around each step of the handler, not across its yields:
+    a stream is resumed, and closed when its client goes away, from whatever task
+    consumes it (the in-process gateway's response writer), where a context variable
+    set in another task's context cannot be reset."""
+
     async def serve(
         request: Any, context: grpc.aio.ServicerContext, call: CallContext
     ) -> AsyncIterator[Any]:
-        token = set_current_call(call)
+        iterator = behavior(request, context).__aiter__()
         try:
-            async for item in behavior(request, context):
+            while True:
+                token = set_current_call(call)
+                try:
+                    item = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    reset_current_call(token)
                 yield item
         finally:
-            reset_current_call(token)
+            closing = getattr(iterator, "aclose", None)
+            if closing is not None:
+                token = set_current_call(call)
+                try:
+                    await closing()
+                finally:
+                    reset_current_call(token)
 
     return serve
 

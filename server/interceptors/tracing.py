@@ -60,10 +60,13 @@ class Tracing:
             token = set_current_call(call)
             try:
                 await context.send_initial_metadata(((TRACE_HEADER, call.trace_id),))
-                async for item in inner(request, context, call):
-                    yield item
             finally:
                 reset_current_call(token)
+            # Not held across yields: a stream is resumed and closed from whatever task
+            # consumes it, whose context cannot reset this one's token; the chain's last
+            # stage publishes the call around each step of the handler (chain.py).
+            async for item in inner(request, context, call):
+                yield item
 
         return traced
 

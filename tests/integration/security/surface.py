@@ -308,20 +308,46 @@ async def call_grpc(
     channel: grpc.aio.Channel,
     request: Message | None = None,
 ) -> Outcome:
+    metadata = tuple((name.lower(), value) for name, value in headers)
+    message = request if request is not None else method.grpc_request()
+    if method.descriptor.server_streaming:  # admitted once its first message arrives
+        return await _first_of_stream(method, message, metadata, channel)
     stub = channel.unary_unary(
         method.full_method,
         request_serializer=method.request_class.SerializeToString,
         response_deserializer=method.response_class.FromString,
     )
-    metadata = tuple((name.lower(), value) for name, value in headers)
     try:
-        response = await stub(
-            request if request is not None else method.grpc_request(),
-            metadata=metadata,
-            timeout=10,
-        )
+        response = await stub(message, metadata=metadata, timeout=10)
     except grpc.aio.AioRpcError as error:
         return _grpc_outcome(error)
+    return _grpc_success(response)
+
+
+async def _first_of_stream(
+    method: SecuredMethod,
+    request: Message,
+    metadata: tuple[tuple[str, str], ...],
+    channel: grpc.aio.Channel,
+) -> Outcome:
+    """A server-streaming call (which may never end by itself, e.g. a watch): its error,
+    or its first message, after which it is canceled."""
+    stub = channel.unary_stream(
+        method.full_method,
+        request_serializer=method.request_class.SerializeToString,
+        response_deserializer=method.response_class.FromString,
+    )
+    call = stub(request, metadata=metadata, timeout=10)
+    try:
+        response = await call.read()
+    except grpc.aio.AioRpcError as error:
+        return _grpc_outcome(error)
+    finally:
+        call.cancel()
+    return _grpc_success(response)
+
+
+def _grpc_success(response: Any) -> Outcome:
     return Outcome(
         transport="grpc",
         http_status=None,
@@ -344,12 +370,17 @@ async def call_rest(
 ) -> Outcome:
     takes_body = binding.body_all or binding.body is not None
     payload = (body if body is not None else {}) if takes_body else None
-    response = await http.request(
-        binding.http_method,
-        path if path is not None else fill_template(binding.template),
-        headers=list(headers),
-        json=payload,
-    )
+    url = path if path is not None else fill_template(binding.template)
+    if binding.server_streaming:  # admitted once its first line arrives
+        async with http.stream(
+            binding.http_method, url, headers=list(headers), json=payload
+        ) as streamed:
+            if streamed.status_code >= 400:
+                await streamed.aread()
+                return _rest_outcome(streamed)
+            first = await anext(streamed.aiter_lines(), "null")
+        return replace(_rest_outcome(httpx.Response(streamed.status_code)), body=json.loads(first))
+    response = await http.request(binding.http_method, url, headers=list(headers), json=payload)
     return _rest_outcome(response)
 
 

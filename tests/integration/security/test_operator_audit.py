@@ -228,7 +228,30 @@ async def _backfill_to_cancel(security: Security) -> Call:
     )
 
 
+EVENTS = "/orchestrator.mesh.v1.EventsService"
+
+
+async def _event_range(security: Security) -> Call:
+    """Any id range: replay re-publishes what tenant A has in it (maybe nothing)."""
+    return Call(
+        fields={"from_event_id": "1", "to_event_id": "2"},
+        body={"fromEventId": "1", "toEventId": "2"},
+        resource=lambda _: "events/1-2",
+    )
+
+
+async def _events_to_clear(security: Security) -> Call:
+    """A clear by a client bound to tenant A: its own events written before 2001."""
+    return Call(
+        fields={"older_than": {"seconds": 978_307_200}},
+        body={"olderThan": "2001-01-01T00:00:00Z"},
+        resource=lambda _: f"events/{security.tenant_a}",
+    )
+
+
 RECIPES: dict[str, Recipe] = {
+    f"{EVENTS}/ReplayEvents": Recipe("events.replay", _event_range),
+    f"{EVENTS}/ClearEvents": Recipe("events.clear", _events_to_clear),
     f"{BACKFILLS}/CreateBackfill": Recipe("backfills.create", _backfill_to_create),
     f"{BACKFILLS}/CancelBackfill": Recipe("backfills.cancel", _backfill_to_cancel),
     f"{SOURCES}/RegisterSource": Recipe("sources.register", _register),
