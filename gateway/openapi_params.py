@@ -155,8 +155,9 @@ def header_parameters(
     binding: Binding, security: OperationSecurity | None
 ) -> Iterator[dict[str, Any]]:
     """If-None-Match where a GET answers ETags, If-Match where the request carries an
-    etag field (required where the method requires a precondition), then the headers
-    `security` names (a required one may not be empty)."""
+    etag field (required where the method requires a precondition), Last-Event-ID where
+    a stream resumes from it (`last_event_id_field`), then the headers `security` names
+    (a required one may not be empty)."""
     plan = etag_plan(binding)
     if binding.http_method == "GET" and answers_etag(binding, plan):
         yield parameter("If-None-Match", "header", {"type": "string"})
@@ -168,6 +169,14 @@ def header_parameters(
         required = plan.required
         schema: Schema = {"type": "string", "minLength": 1} if required else {"type": "string"}
         yield parameter(IF_MATCH, "header", schema, required=required, notes=[note])
+    resume = binding.behavior.last_event_id_field
+    if resume is not None:
+        field = binding.method.input_type.fields_by_name[resume]
+        note = (
+            "Sent by an EventSource reconnecting (`Accept: text/event-stream`): the `id:` "
+            f"of the last event it received; sets `{field.json_name}`, over the query."
+        )
+        yield parameter("Last-Event-ID", "header", {"type": "string"}, notes=[note])
     for header in security.headers if security is not None else ():
         yield parameter(
             header.name,

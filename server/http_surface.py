@@ -37,10 +37,13 @@ from orchestrator.jobengine.v1 import (
     quotas_service_pb2,
     sources_service_pb2,
 )
+from orchestrator.mesh.v1 import events_service_pb2
 from server import errors
 from server.config import Settings
 from server.domain import jobs
 from server.domain.audit import FILTER_MAX
+from server.domain.event_feed import FILTER_MAX as EVENT_FILTER_MAX
+from server.domain.events import EVENT_TYPES
 from server.domain.quotas import PAUSE_REASON_MAX, QuotaPolicy
 from server.domain.sources import NAME_MAX, SOURCE_TYPE_PATTERN
 from server.identity.authorization_server.oauth2 import GRANT_TYPE
@@ -219,7 +222,34 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
                 "maxLength": FILTER_MAX[field.json_name],
                 "pattern": f"^{_NOT_CONTROL}*$",
             }
+    rules.update(_event_rules())
     return {field.full_name: rule for field, rule in rules.items()}
+
+
+def _event_rules() -> dict[FieldDescriptor, dict[str, Any]]:
+    """The events API's checks (server/domain/event_feed.py): known event types, text
+    filters' sizes, decimal event ids (up to 18 digits: all the server hands out)."""
+    listing = events_service_pb2.ListEventsRequest.DESCRIPTOR
+    watch = events_service_pb2.WatchEventsRequest.DESCRIPTOR
+    replay = events_service_pb2.ReplayEventsRequest.DESCRIPTOR
+    clear = events_service_pb2.ClearEventsRequest.DESCRIPTOR
+    event_id = {"pattern": "^[0-9]{1,18}$"}
+    rules: dict[FieldDescriptor, dict[str, Any]] = {
+        listing.fields_by_name["limit"]: {"minimum": 0},
+        watch.fields_by_name["after_event_id"]: {"pattern": "^([0-9]{1,18})?$"},
+        replay.fields_by_name["from_event_id"]: event_id,
+        replay.fields_by_name["to_event_id"]: event_id,
+        clear.fields_by_name["tenant_id"]: {"pattern": f"^({IDENTIFIER_PATTERN[1:-1]})?$"},
+    }
+    for message in (listing, watch):
+        rules[message.fields_by_name["type"]] = {"enum": ["", *sorted(EVENT_TYPES)]}
+        for field in message.fields:
+            if field.json_name in EVENT_FILTER_MAX:
+                rules[field] = {
+                    "maxLength": EVENT_FILTER_MAX[field.json_name],
+                    "pattern": f"^{_NOT_CONTROL}*$",
+                }
+    return rules
 
 
 FIELD_RULES: Final = _field_rules(policy_of(Settings.model_construct()))
@@ -261,6 +291,9 @@ def describe_security(method: MethodDescriptor) -> OperationSecurity | None:
     if policy.permissions:
         needs = ", ".join(f"`{p}`" for p in policy.permissions)
         note = f"Requires the role permission {needs}."
+    if policy.tenant_mode == options_pb2.TENANT_MODE_PLATFORM:
+        operators = "Platform level: needs an operator client (one bound to no tenant)."
+        note = f"{note} {operators}".strip()
     return OperationSecurity(
         authenticated=policy.authenticated, scopes=policy.scopes, headers=headers, note=note
     )

@@ -35,7 +35,16 @@ generator respect them; the operations' descriptions state them in prose:
   quotas it creates exist for the operations that need one (the fuzzing phase's
   updates and deletes of both prefixes draw from what the creates answered);
 - a job's `backoff.initialDelay` is at most its `maxDelay` (300s when absent): a
-  positive case with a longer initial delay has a `maxDelay` equal to it.
+  positive case with a longer initial delay has a `maxDelay` equal to it;
+- an event replay's `toEventId` is not before its `fromEventId` and at most 9999
+  after it (else 400 naming `toEventId`): a positive case replays its first id only;
+- an events clear's `olderThan` is not in the future, and a client bound to a tenant
+  names no other `tenantId` (400, 403): a positive case clears its own events before
+  2001.
+
+The events watch never ends by itself (a live stream): every case of it, positive or
+not, carries `X-Server-Timeout: 0.2`, so a stream that opens ends with a deadline
+frame instead of holding the run.
 """
 
 from __future__ import annotations
@@ -74,6 +83,9 @@ RUNTIME_WORDS = re.compile(
 # What a client sent, quoted back to it ("x.v1.Y" is not a decimal int32): its words.
 QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'')
 OAUTH_CLIENT_PATHS = frozenset({"/oauth/token", "/oauth/introspect", "/oauth/revoke"})
+EVENTS_REPLAY_PATH = "/infrastructure/events/replay"
+EVENTS_CLEAR_PATH = "/infrastructure/events/clear"
+EVENTS_WATCH_PATH = "/infrastructure/events/watch"
 
 
 def _instant(value: object) -> datetime | None:
@@ -166,6 +178,10 @@ def _within_rules(case: Any) -> None:
     if isinstance(case.body, dict):
         for job in (case.body, *(case.body.get("jobs") or ())):
             _backoff_within(job)
+        if case.operation.path == EVENTS_REPLAY_PATH and "fromEventId" in case.body:
+            case.body["toEventId"] = case.body["fromEventId"]
+        if case.operation.path == EVENTS_CLEAR_PATH:
+            case.body.update({"olderThan": "2001-01-01T00:00:00Z", "tenantId": ""})
     if isinstance(case.query, dict):
         if case.query.get(TOKEN):
             del case.query[TOKEN]
@@ -185,6 +201,10 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     map_case: a link's values (a quota id from one list entry, a body with another
     entry's jobType and etag) are merged into the generated case. The quota's current
     job type is read here, when the quota id is final."""
+    if case.operation.path == EVENTS_WATCH_PATH:
+        headers = kwargs.setdefault("headers", {})
+        if isinstance(headers, dict):
+            headers["X-Server-Timeout"] = "0.2"
     if not _positive(case):
         return
     _within_rules(case)

@@ -224,13 +224,19 @@ async def _server(database_url: str, redis_port: int, stream: str) -> Applicatio
     return app
 
 
+async def _entries(redis: Redis, stream: str) -> list[dict[str, str]]:
+    """The stream's entries' fields, oldest first."""
+    found: Any = await redis.xrange(stream)
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in found]
+
+
 async def _stream_ids(redis: Redis, stream: str, count: int) -> list[str]:
     """The eventId of every entry, once the stream holds `count` entries."""
     async with asyncio.timeout(WAIT):
         while True:
-            entries = await redis.xrange(stream)
+            entries = await _entries(redis, stream)
             if len(entries) >= count:
-                return [fields[b"eventId"].decode() for _, fields in entries]
+                return [fields["eventId"] for fields in entries]
             await asyncio.sleep(0.05)
 
 
@@ -257,8 +263,7 @@ async def test_every_event_is_published_to_the_real_redis_once_with_its_fields(
         ]
         ids = await append(app, made)
         assert await _stream_ids(redis, stream, 2) == [str(i) for i in ids]
-        [_, (_, fields)] = await redis.xrange(stream)
-        assert {k.decode(): v.decode() for k, v in fields.items()} == {
+        assert (await _entries(redis, stream))[1] == {
             "eventId": str(ids[1]),
             "tenantId": tenant,
             "type": "job.leased",
