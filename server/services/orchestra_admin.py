@@ -34,14 +34,15 @@ def definition_message(record: DefinitionRecord) -> definition_pb2.ProcessDefini
         version=record.version,
         nodes=[definition_pb2.Node(**node) for node in document["nodes"]],
         flows=[
-            definition_pb2.Flow(
-                from_node=flow["from"], to_node=flow["to"], condition=flow.get("condition", "")
-            )
+            definition_pb2.Flow(from_node=flow["from"], to_node=flow["to"])
             for flow in document["flows"]
         ],
         created_at=timestamp(record.created_at),
         created_by=record.created_by,
     )
+    for flow, written in zip(message.flows, document["flows"], strict=True):
+        if written.get("condition"):
+            flow.condition = written["condition"]
     if record.tenant_id is not None:
         message.tenant = record.tenant_id
     return message

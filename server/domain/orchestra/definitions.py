@@ -5,7 +5,8 @@ A put validates the whole definition first (`validation.compile_definition`: eve
 violation at once, naming its node or flow), then, in one unit of work with its
 audit entry, stores it as a new version:
 
-- `version` 0 stores the next version (1 for a new id);
+- `version` 0 stores the next version (1 for a new id), unless the latest version
+  has the same content: then that version is answered unchanged (`created` false);
 - an existing version with the same content (everything but the version, compared
   as canonical JSON) is answered unchanged (`created` false); with other content it
   is ALREADY_EXISTS: a stored version never changes, so running instances never
@@ -110,6 +111,9 @@ async def put_definition(
                 reason="DEFINITION_SCOPE_CHANGED",
                 metadata={"definition_id": spec.id},
             )
+        if not spec.version and latest is not None:
+            if spec_of(latest).content() == spec.content():
+                return Stored(latest, created=False)  # a repeated put of the latest content
         version = spec.version or (latest.version + 1 if latest is not None else 1)
         spec = replace(spec, version=version)
         repeat = await _repeat(unit.orchestra, spec)

@@ -249,7 +249,27 @@ async def _events_to_clear(security: Security) -> Call:
     )
 
 
+ORCHESTRA_DEFINITIONS = "/orchestrator.orchestra.v1.DefinitionsService"
+
+
+async def _definition_to_put(security: Security) -> Call:
+    """Version 1 of a new process definition (issue 11): start -> end."""
+    definition_id = f"audited_{uuid.uuid4().hex[:10]}"
+    nodes = [{"id": "start", "type": "start"}, {"id": "done", "type": "end"}]
+    return Call(
+        fields={
+            "definition_id": definition_id,
+            "definition": {"nodes": nodes, "flows": [{"from_node": "start", "to_node": "done"}]},
+        },
+        body={"nodes": nodes, "flows": [{"from": "start", "to": "done"}]},
+        resource=lambda _: f"orchestra-definitions/{definition_id}/versions/1",
+    )
+
+
 RECIPES: dict[str, Recipe] = {
+    f"{ORCHESTRA_DEFINITIONS}/PutDefinition": Recipe(
+        "orchestra-definitions.put_definition", _definition_to_put
+    ),
     f"{EVENTS}/ReplayEvents": Recipe("events.replay", _event_range),
     f"{EVENTS}/ClearEvents": Recipe("events.clear", _events_to_clear),
     f"{BACKFILLS}/CreateBackfill": Recipe("backfills.create", _backfill_to_create),

@@ -12,10 +12,10 @@ import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 11):
-    from typing import TypeAlias as _TypeAlias, Never as _Never
+if sys.version_info >= (3, 10):
+    from typing import TypeAlias as _TypeAlias
 else:
-    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+    from typing_extensions import TypeAlias as _TypeAlias
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -133,16 +133,31 @@ class Node(_message.Message):
         *,
         id: _builtins.str = ...,
         type: _builtins.str = ...,
-        job_type: _builtins.str = ...,
-        compensation: _builtins.str = ...,
-        default: _builtins.str = ...,
-        duration: _builtins.str = ...,
+        job_type: _builtins.str | None = ...,
+        compensation: _builtins.str | None = ...,
+        default: _builtins.str | None = ...,
+        duration: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_compensation", b"_compensation", "_default", b"_default", "_duration", b"_duration", "_job_type", b"_job_type", "compensation", b"compensation", "default", b"default", "duration", b"duration", "job_type", b"job_type"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compensation", b"compensation", "default", b"default", "duration", b"duration", "id", b"id", "job_type", b"job_type", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_compensation", b"_compensation", "_default", b"_default", "_duration", b"_duration", "_job_type", b"_job_type", "compensation", b"compensation", "default", b"default", "duration", b"duration", "id", b"id", "job_type", b"job_type", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__compensation: _TypeAlias = _typing.Literal["compensation"]  # noqa: Y015
+    _WhichOneofArgType__compensation: _TypeAlias = _typing.Literal["_compensation", b"_compensation"]  # noqa: Y015
+    _WhichOneofReturnType__default: _TypeAlias = _typing.Literal["default"]  # noqa: Y015
+    _WhichOneofArgType__default: _TypeAlias = _typing.Literal["_default", b"_default"]  # noqa: Y015
+    _WhichOneofReturnType__duration: _TypeAlias = _typing.Literal["duration"]  # noqa: Y015
+    _WhichOneofArgType__duration: _TypeAlias = _typing.Literal["_duration", b"_duration"]  # noqa: Y015
+    _WhichOneofReturnType__job_type: _TypeAlias = _typing.Literal["job_type"]  # noqa: Y015
+    _WhichOneofArgType__job_type: _TypeAlias = _typing.Literal["_job_type", b"_job_type"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__compensation) -> _WhichOneofReturnType__compensation | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default) -> _WhichOneofReturnType__default | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__duration) -> _WhichOneofReturnType__duration | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__job_type) -> _WhichOneofReturnType__job_type | None: ...
 
 Global___Node: _TypeAlias = Node  # noqa: Y015
 
@@ -169,12 +184,14 @@ class Flow(_message.Message):
         *,
         from_node: _builtins.str = ...,
         to_node: _builtins.str = ...,
-        condition: _builtins.str = ...,
+        condition: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_condition", b"_condition", "condition", b"condition"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "from_node", b"from_node", "to_node", b"to_node"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_condition", b"_condition", "condition", b"condition", "from_node", b"from_node", "to_node", b"to_node"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__condition: _TypeAlias = _typing.Literal["condition"]  # noqa: Y015
+    _WhichOneofArgType__condition: _TypeAlias = _typing.Literal["_condition", b"_condition"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__condition) -> _WhichOneofReturnType__condition | None: ...
 
 Global___Flow: _TypeAlias = Flow  # noqa: Y015

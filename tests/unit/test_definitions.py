@@ -1,0 +1,415 @@
+"""Process definitions on load (issue 11 point 1, Bad input): the file format, every
+validation rule with the node or flow its error names, CEL conditions, ISO 8601
+durations, and one engine step (pure: no database)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from server.domain.errors import InvalidArgument
+from server.domain.orchestra import engine
+from server.domain.orchestra.cel_conditions import ConditionError, compile_condition
+from server.domain.orchestra.durations import DurationError, parse_duration
+from server.domain.orchestra.validation import compile_definition, parse_document
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def _document(**changes: Any) -> dict[str, Any]:
+    """DESIGN.md §4.3's example, valid."""
+    document: dict[str, Any] = {
+        "id": "approve_order",
+        "version": 1,
+        "tenant": None,
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "review", "type": "user_task"},
+            {"id": "route", "type": "exclusive_gateway", "default": "reject"},
+            {
+                "id": "ship",
+                "type": "service_task",
+                "job_type": "ship.order",
+                "compensation": "unship.order",
+            },
+            {"id": "fork", "type": "parallel_gateway"},
+            {"id": "wait", "type": "timer", "duration": "PT5M"},
+            {"id": "reject", "type": "end"},
+            {"id": "done", "type": "end"},
+        ],
+        "flows": [
+            {"from": "start", "to": "review"},
+            {"from": "review", "to": "route"},
+            {"from": "route", "to": "ship", "condition": "amount < 1000"},
+            {"from": "route", "to": "reject"},
+            {"from": "ship", "to": "fork"},
+            {"from": "fork", "to": "wait"},
+            {"from": "fork", "to": "done"},
+            {"from": "wait", "to": "done"},
+        ],
+    }
+    document.update(changes)
+    return document
+
+
+def _violations(document: Any) -> list[tuple[str, str]]:
+    with pytest.raises(InvalidArgument) as refused:
+        compile_definition(parse_document(document))
+    assert refused.value.reason == "DEFINITION_INVALID"
+    return [(v.field, v.description) for v in refused.value.violations]
+
+
+def test_the_design_example_compiles() -> None:
+    model = compile_definition(parse_document(_document()))
+    assert model.start == "start"
+    assert model.nodes["route"].outgoing[0].to_node == "ship"
+    assert model.nodes["route"].outgoing[-1].to_node == "reject"  # the default, last
+    assert model.nodes["wait"].duration == timedelta(minutes=5)
+    assert model.nodes["done"].incoming == 2
+    assert not model.nodes["done"].joins
+    assert model.nodes["fork"].outgoing and not model.nodes["fork"].joins
+
+
+def test_document_round_trips() -> None:
+    spec = parse_document(_document())
+    again = parse_document(spec.document())
+    assert again == spec
+    assert spec.content() == replace(spec, version=9).content()
+    assert spec.content() != replace(spec, tenant="acme").content()
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ([], [("definition", "must be an object, got a list")]),
+        (
+            {"id": "x", "nodes": "no", "flows": [], "color": 1},
+            [
+                (
+                    "color",
+                    "is not a field of a definition (fields: id, version, tenant, nodes, flows)",
+                ),
+                ("nodes", "must be a list of nodes, got a string"),
+            ],
+        ),
+        (
+            {
+                "id": "x",
+                "version": "1",
+                "nodes": [5, {"id": "a", "type": "start", "when": 1}],
+                "flows": [{"from": ["a"]}],
+            },
+            [
+                ("version", "must be an integer, got a string"),
+                ("nodes[0]", "must be an object, got a number"),
+                (
+                    "nodes[1].when",
+                    "is not a field of a node (fields: id, type, job_type, compensation,"
+                    " default, duration)",
+                ),
+                ("flows[0].from", "must be a string, got a list"),
+            ],
+        ),
+        ({"nodes": [], "flows": []}, [("id", "is required")]),
+    ],
+)
+def test_shapes_are_refused_by_field(document: Any, expected: list[tuple[str, str]]) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        parse_document(document)
+    assert [(v.field, v.description) for v in refused.value.violations] == expected
+
+
+def test_unknown_node_type_names_the_node() -> None:
+    document = _document()
+    document["nodes"][1] = {"id": "review", "type": "usertask"}
+    assert _violations(document) == [
+        (
+            "nodes[1].type",
+            "node 'review': unknown type 'usertask'; known types: start, end, user_task,"
+            " service_task, exclusive_gateway, parallel_gateway, timer",
+        )
+    ]
+
+
+def test_cycle_that_never_reaches_an_end() -> None:
+    document = {
+        "id": "loop",
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "a", "type": "user_task"},
+            {"id": "b", "type": "user_task"},
+            {"id": "done", "type": "end"},
+        ],
+        "flows": [{"from": "start", "to": "a"}, {"from": "a", "to": "b"}, {"from": "b", "to": "a"}],
+    }
+    assert _violations(document) == [
+        (
+            "nodes[0]",
+            "node 'start': no path leads from it to an end node (a cycle that never ends, or a"
+            " dead end)",
+        ),
+        (
+            "nodes[1]",
+            "node 'a': no path leads from it to an end node (a cycle that never ends, or a dead"
+            " end)",
+        ),
+        (
+            "nodes[2]",
+            "node 'b': no path leads from it to an end node (a cycle that never ends, or a dead"
+            " end)",
+        ),
+        ("nodes[3]", "node 'done': is not reachable from the start node 'start'"),
+    ]
+
+
+def test_unreachable_node_and_dangling_flows() -> None:
+    document = _document()
+    document["nodes"].append({"id": "orphan", "type": "user_task"})
+    document["flows"].append({"from": "orphan", "to": "done"})
+    assert _violations(document) == [
+        ("nodes[8]", "node 'orphan': is not reachable from the start node 'start'")
+    ]
+    document = _document()
+    document["flows"].append({"from": "review", "to": "nowhere"})
+    document["flows"].append({"to": "done"})
+    assert _violations(document) == [
+        ("flows[8].to", "flow review -> nowhere: names no node 'nowhere'"),
+        ("flows[9].from", "flow ? -> done: 'from' is required"),
+    ]
+
+
+def test_start_and_end_rules() -> None:
+    document = _document()
+    document["nodes"].append({"id": "start2", "type": "start"})
+    document["flows"].append({"from": "start2", "to": "review"})
+    assert _violations(document) == [
+        ("nodes", "must have exactly one start node, found 'start', 'start2'")
+    ]
+    document = _document()
+    document["flows"].append({"from": "done", "to": "review"})
+    document["flows"].append({"from": "review", "to": "start"})
+    assert _violations(document) == [
+        ("nodes[0]", "node 'start': the start node cannot have incoming flows"),
+        ("nodes[1]", "node 'review': a user_task needs exactly one outgoing flow, has 2"),
+        ("nodes[7]", "node 'done': an end node cannot have outgoing flows"),
+    ]
+
+
+def test_node_fields_by_type() -> None:
+    document = _document()
+    document["nodes"][1] = {"id": "review", "type": "user_task", "duration": "PT1M"}
+    document["nodes"][3] = {"id": "ship", "type": "service_task", "job_type": "Bad Type!"}
+    document["nodes"][5] = {"id": "wait", "type": "timer", "duration": "P1M"}
+    violations = _violations(document)
+    assert violations[0] == (
+        "nodes[1].duration",
+        "node 'review': a user_task node takes no duration",
+    )
+    assert violations[1][0] == "nodes[3].job_type"
+    assert violations[1][1].startswith("node 'ship': job_type ")
+    assert violations[2] == (
+        "nodes[5].duration",
+        "node 'wait': duration 'P1M': years and months are not fixed lengths; use days (e.g. P30D)",
+    )
+    document = _document()
+    document["nodes"][3] = {"id": "ship", "type": "service_task"}
+    document["nodes"][1]["id"] = "ship"
+    found = _violations(document)
+    assert ("nodes[3].id", "node 'ship': id already used by nodes[1]") in found
+    assert ("nodes[3].job_type", "node 'ship': a service_task needs a job_type") in found
+
+
+def test_conditions_compile_and_call_known_functions_only() -> None:
+    for condition, message in (
+        ("amount <", "condition 'amount <' does not compile at column 8"),
+        ("launch(amount)", "condition 'launch(amount)' calls undefined functions: launch()"),
+        (
+            "name.shout() == 'x'",
+            "condition \"name.shout() == 'x'\" calls undefined functions: shout()",
+        ),
+    ):
+        document = _document()
+        document["flows"][2]["condition"] = condition
+        assert _violations(document) == [
+            ("flows[2].condition", f"flow route -> ship (node 'route'): {message}")
+        ]
+
+
+def test_condition_placement() -> None:
+    document = _document()
+    del document["flows"][2]["condition"]
+    document["flows"][0]["condition"] = "true"
+    document["flows"][3]["condition"] = "false"
+    assert _violations(document) == [
+        (
+            "flows[0].condition",
+            "flow start -> review: only flows leaving an exclusive_gateway take a condition",
+        ),
+        (
+            "flows[2].condition",
+            "flow route -> ship: leaves exclusive_gateway 'route' and is not its default, so it"
+            " needs a condition",
+        ),
+        (
+            "flows[3].condition",
+            "flow route -> reject: the default flow of node 'route' takes no condition",
+        ),
+    ]
+    document = _document()
+    document["nodes"][2]["default"] = "done"
+    assert (
+        "nodes[2].default",
+        "node 'route': default 'done' is not the target of one of its flows",
+    ) in _violations(document)
+
+
+def test_ids_and_scope() -> None:
+    assert _violations(_document(id="9lives")) == [
+        ("id", "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter")
+    ]
+    assert _violations(_document(tenant="bad tenant")) == [
+        ("tenant", "must be null (shared) or a tenant id: 1-64 letters, digits, '.', '_' or '-'")
+    ]
+    assert _violations(_document(version=-1)) == [
+        ("version", "must be from 0 (the next version) to 2147483647, got -1")
+    ]
+
+
+def test_prefix_names_the_api_field() -> None:
+    document = _document()
+    document["nodes"][1]["type"] = "nope"
+    with pytest.raises(InvalidArgument) as refused:
+        compile_definition(parse_document(document), prefix="definition.")
+    assert refused.value.violations[0].field == "definition.nodes[1].type"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("PT5M", timedelta(minutes=5)),
+        ("P1DT2H", timedelta(days=1, hours=2)),
+        ("PT0.5S", timedelta(seconds=0.5)),
+        ("P2W", timedelta(weeks=2)),
+        ("PT1H30M15S", timedelta(hours=1, minutes=30, seconds=15)),
+    ],
+)
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "P", "PT", "5M", "PT-1S", "P1M", "P1Y", "PT0S", "P367D", "P1DT", "pt5m", "P99999999999D"],
+)
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(DurationError):
+        parse_duration(text)
+
+
+def test_condition_evaluation() -> None:
+    condition = compile_condition("amount < 1000 && customer.tier in ['gold', 'silver']")
+    assert condition.evaluate({"amount": 5, "customer": {"tier": "gold"}}) is True
+    assert condition.evaluate({"amount": 5, "customer": {"tier": "bronze"}}) is False
+    with pytest.raises(ConditionError) as missing:
+        compile_condition("amount < 1000").evaluate({})
+    assert (
+        str(missing.value) == "condition 'amount < 1000' failed: undeclared reference to 'amount'"
+    )
+    with pytest.raises(ConditionError, match="evaluated to int, not a bool"):
+        compile_condition("1 + 1").evaluate({})
+    with pytest.raises(ConditionError, match="failed: modulus or divide by zero"):
+        compile_condition("1 / zero == 1").evaluate({"zero": 0})
+
+
+def _step(model: Any, live: list[Any], arrivals: list[str], **values: Any) -> engine.StepOutcome:
+    counter = itertools.count(1)
+    return engine.advance(
+        model, values, live, arrivals, now=NOW, new_id=lambda: f"t{next(counter)}"
+    )
+
+
+def test_one_step_of_the_example() -> None:
+    model = compile_definition(parse_document(_document()))
+    outcome = _step(model, [], [model.start])
+    assert outcome.resting == [engine.Resting("t2", "review", "parked")]
+    assert [data["node_id"] for _, data in outcome.events] == ["start", "review"]
+    assert not outcome.finished
+    outcome = _step(model, [], ["route"], amount=10)
+    assert [(r.node_id, r.status, r.job_type) for r in outcome.resting] == [
+        ("ship", "waiting", "ship.order")
+    ]
+    outcome = _step(model, [], ["route"], amount=5000)
+    assert outcome.resting == [] and outcome.finished
+    outcome = _step(model, [], ["fork"])
+    assert [(r.node_id, r.due_at) for r in outcome.resting] == [
+        ("wait", NOW + timedelta(minutes=5))
+    ]
+    assert not outcome.finished
+    failed = _step(model, [], ["route"], amount="x")
+    assert failed.incident is not None
+    assert (failed.incident.kind, failed.incident.node_id) == ("condition_error", "route")
+
+
+def test_join_waits_for_every_branch() -> None:
+    model = compile_definition(
+        parse_document(
+            {
+                "id": "join",
+                "nodes": [
+                    {"id": "start", "type": "start"},
+                    {"id": "fork", "type": "parallel_gateway"},
+                    {"id": "a", "type": "user_task"},
+                    {"id": "b", "type": "user_task"},
+                    {"id": "join", "type": "parallel_gateway"},
+                    {"id": "done", "type": "end"},
+                ],
+                "flows": [
+                    {"from": "start", "to": "fork"},
+                    {"from": "fork", "to": "a"},
+                    {"from": "fork", "to": "b"},
+                    {"from": "a", "to": "join"},
+                    {"from": "b", "to": "join"},
+                    {"from": "join", "to": "done"},
+                ],
+            }
+        )
+    )
+    assert model.nodes["join"].joins
+    forked = _step(model, [], [model.start])
+    assert [(r.node_id, r.status) for r in forked.resting] == [("a", "parked"), ("b", "parked")]
+    # a is signalled: its token waits at the join while b is parked.
+    first = _step(model, [forked.resting[1]], ["join"])
+    assert [(r.node_id, r.status) for r in first.resting] == [("join", "waiting")]
+    assert not first.finished
+    # b is signalled: the join consumes the waiting token and the instance ends.
+    second = _step(model, [first.resting[0]], ["join"])
+    assert second.consumed == [first.resting[0].token_id]
+    assert second.resting == [] and second.finished
+
+
+def test_a_loop_that_never_rests_is_an_incident() -> None:
+    model = compile_definition(
+        parse_document(
+            {
+                "id": "spin",
+                "nodes": [
+                    {"id": "start", "type": "start"},
+                    {"id": "check", "type": "exclusive_gateway", "default": "done"},
+                    {"id": "done", "type": "end"},
+                ],
+                "flows": [
+                    {"from": "start", "to": "check"},
+                    {"from": "check", "to": "check", "condition": "true"},
+                    {"from": "check", "to": "done"},
+                ],
+            }
+        )
+    )
+    outcome = _step(model, [], [model.start])
+    assert outcome.incident is not None
+    assert outcome.incident.kind == "step_limit"
+    assert outcome.incident.node_id == "check"
