@@ -25,7 +25,7 @@ from orchestrator.orchestra.v1 import orchestra_service_pb2_grpc as pb_grpc
 from server.config import Settings
 from server.domain.context import current_call
 from server.domain.errors import InvalidArgument
-from server.domain.orchestra import instances
+from server.domain.orchestra import instances, variables
 from server.domain.orchestra.definitions import ModelCache
 from server.domain.orchestra.instances import InstanceView, OrchestraLimits
 from server.domain.orchestra.records import OrchestraStore
@@ -33,8 +33,6 @@ from server.domain.units import Store
 from server.services.convert import timestamp
 from server.storage.repositories.orchestra import SqlOrchestraStore
 from server.storage.store import SqlStore
-
-_EXACT = 2**53
 
 
 def orchestra_store(store: Store) -> SqlOrchestraStore:
@@ -51,35 +49,26 @@ def limits_of(settings: Settings) -> OrchestraLimits:
     )
 
 
-def plain(value: Any) -> Any:
-    """A JSON value from a protobuf Struct/Value (Python form), integral doubles as ints."""
-    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT:
-        return int(value)
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
-
-
-def from_value(value: struct_pb2.Value) -> Any:
+def from_value(value: struct_pb2.Value, field: str = "value") -> Any:
+    """A JSON value; InvalidArgument naming `field` (its path) for NaN or an infinity,
+    which a gRPC caller can put in a Value and JSON cannot carry."""
     kind = value.WhichOneof("kind")
     if kind == "struct_value":
-        return from_struct(value.struct_value)
+        return from_struct(value.struct_value, field)
     if kind == "list_value":
-        return [from_value(item) for item in value.list_value.values]
+        return [from_value(item, f"{field}[{i}]") for i, item in enumerate(value.list_value.values)]
     if kind == "number_value":
         number = value.number_value
         if not math.isfinite(number):
-            raise InvalidArgument.of("value", "must be JSON: NaN and infinities are not")
-        return plain(number)
+            raise InvalidArgument.of(field, "must be JSON: NaN and infinities are not")
+        return variables.normalize(number)
     if kind in ("string_value", "bool_value"):
         return getattr(value, kind)
     return None
 
 
-def from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return {key: from_value(item) for key, item in struct.fields.items()}
+def from_struct(struct: struct_pb2.Struct, field: str) -> dict[str, Any]:
+    return {key: from_value(item, f"{field}.{key}") for key, item in struct.fields.items()}
 
 
 def to_struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
@@ -142,7 +131,9 @@ class OrchestraService(pb_grpc.OrchestraServiceServicer):
     async def StartProcess(
         self, request: pb.StartProcessRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartProcessResponse:
-        initial = from_struct(request.variables) if request.HasField("variables") else None
+        initial = (
+            from_struct(request.variables, "variables") if request.HasField("variables") else None
+        )
         instance_id = await instances.start_process(
             self._store,
             self._models,
@@ -181,7 +172,9 @@ class OrchestraService(pb_grpc.OrchestraServiceServicer):
     async def SignalToken(
         self, request: pb.SignalTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.SignalTokenResponse:
-        merge = from_struct(request.variables) if request.HasField("variables") else None
+        merge = (
+            from_struct(request.variables, "variables") if request.HasField("variables") else None
+        )
         status = await instances.signal_token(
             self._store,
             self._models,

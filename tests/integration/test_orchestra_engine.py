@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -200,9 +201,18 @@ async def test_service_task_job_result_merges(
             "nodes": [
                 {"id": "start", "type": "start"},
                 {"id": "double", "type": "service_task", "job_type": job_type},
+                {"id": "route", "type": "exclusive_gateway", "default": "big"},
                 {"id": "done", "type": "end"},
+                {"id": "big", "type": "end"},
             ],
-            "flows": [{"from": "start", "to": "double"}, {"from": "double", "to": "done"}],
+            "flows": [
+                {"from": "start", "to": "double"},
+                {"from": "double", "to": "route"},
+                # The result's numbers arrive as protobuf doubles: 42 must stay an int
+                # for CEL to compare it with 100.
+                {"from": "route", "to": "done", "condition": "doubled < 100"},
+                {"from": "route", "to": "big"},
+            ],
         },
     )
     instance_id = await orchestra.start(definition_id, {"n": 21})
@@ -225,6 +235,10 @@ async def test_service_task_job_result_merges(
     assert state.status == "completed"
     assert await orchestra.variables(instance_id) == {"n": 22, "doubled": 42}
     events = await _events_of(app, instance_id)
+    assert (
+        "orchestra.token.entered",
+        {"token_id": ANY, "node_id": "done", "node_type": "end"},
+    ) in events
     ended = [data for kind, data in events if kind == "orchestra.token.job_ended"]
     assert ended == [
         {

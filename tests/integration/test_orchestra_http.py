@@ -443,3 +443,13 @@ async def test_condition_runtime_error_fails_the_instance_not_the_server(
     assert state["incident"]["message"] == (
         "condition 'amount < 1000' failed: undeclared reference to 'amount'"
     )
+
+
+async def test_a_client_with_the_permission_and_no_scope_is_served(
+    http: httpx.AsyncClient, tokens: TokenFactory, tenant: str, approval: str
+) -> None:
+    token = await tokens.token(tenant, (), permissions=[ORCHESTRA_PERMISSION])
+    headers = {"Authorization": f"Bearer {token}"}
+    instance_id = await _start(http, headers, approval)
+    response = await http.get("/orchestra-api/instances", headers=headers)
+    assert [item["id"] for item in response.json()] == [instance_id]

@@ -111,9 +111,8 @@ async def put_definition(
                 reason="DEFINITION_SCOPE_CHANGED",
                 metadata={"definition_id": spec.id},
             )
-        if not spec.version and latest is not None:
-            if spec_of(latest).content() == spec.content():
-                return Stored(latest, created=False)  # a repeated put of the latest content
+        if not spec.version and latest is not None and spec_of(latest).content() == spec.content():
+            return Stored(latest, created=False)  # a repeated put of the latest content
         version = spec.version or (latest.version + 1 if latest is not None else 1)
         spec = replace(spec, version=version)
         repeat = await _repeat(unit.orchestra, spec)

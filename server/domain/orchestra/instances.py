@@ -382,19 +382,13 @@ async def _release(
         )
         if instance is None or instance.status != RUNNING:
             return False  # busy elsewhere (retried on the next pass) or already over
-        token = next(
-            (
-                t
-                for t in await unit.orchestra.tokens(instance.instance_id)
-                if t.token_id == pending.token_id
-            ),
-            None,
-        )
+        tokens = await unit.orchestra.tokens(instance.instance_id)
+        token = next((t for t in tokens if t.token_id == pending.token_id), None)
         if token is None or not await unit.orchestra.take_token(pending.token_id, status):
             return False
         model = await _model(unit, models, instance)
         values: dict[str, Any] = json.loads(instance.variables)
-        live = await unit.orchestra.tokens(instance.instance_id)
+        live = [t for t in tokens if t.token_id != pending.token_id]
         node = model.nodes[token.node_id]
         events: list[NewEvent] = []
         incident: IncidentInfo | None = None
@@ -463,7 +457,7 @@ async def _job_outcome(
             ),
             [],
         )
-    result = json.loads(job.result) if job.result else None
+    result = variables.normalize(json.loads(job.result)) if job.result else None
     if result is None:
         return None, []
     merged = result if isinstance(result, dict) else {"result": result}

@@ -23,6 +23,7 @@ NAME_RULE: Final = (
     " (no path characters such as '/', '.' or '[')"
 )
 MAX_BYTES_DEFAULT: Final = 256 * 1024
+_EXACT: Final = 2**53
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -67,3 +68,17 @@ def encode(variables: Mapping[str, Any], max_bytes: int, field: str) -> str:
             reason="VARIABLES_TOO_LARGE",
         )
     return text
+
+
+def normalize(value: Any) -> Any:
+    """`value` with integral doubles within 2^53 as integers, recursively. Protobuf's
+    Value carries every JSON number as a double (`1` arrives as `1.0`); CEL compares an
+    int with an int but never with a double, so `amount < 1000` needs `amount` to be
+    the integer the caller wrote."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: normalize(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [normalize(item) for item in value]
+    return value
