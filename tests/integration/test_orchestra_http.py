@@ -453,3 +453,37 @@ async def test_a_client_with_the_permission_and_no_scope_is_served(
     instance_id = await _start(http, headers, approval)
     response = await http.get("/orchestra-api/instances", headers=headers)
     assert [item["id"] for item in response.json()] == [instance_id]
+
+
+async def test_signal_merges_variables_and_refuses_bad_ones(
+    http: httpx.AsyncClient, app: Application, consumer: dict[str, str], tenant: str
+) -> None:
+    definition_id = f"mine_{uuid.uuid4().hex[:8]}"
+    await load_definition(app, {**_approval(definition_id), "tenant": tenant})  # scoped to us
+    instance_id = await _start(http, consumer, definition_id, variables={"amount": 5000})
+    state = (await http.get(f"/orchestra-api/instance/{instance_id}", headers=consumer)).json()
+    path = f"/orchestra-api/token/{state['tokens'][0]['id']}/signal"
+    for body, field in (
+        ({"variables": {"bad name": 1}}, "variables.bad name"),
+        ({"variables": {"note": "x" * (300 * 1024)}}, "variables"),
+    ):
+        refused = await http.post(path, json=body, headers=consumer)
+        assert refused.status_code == 400, refused.text
+        _no_store(refused)
+        assert refused.json()["error"].startswith(f"{field}: ")
+    # Refused signals changed nothing: the token is still parked, then routes on `amount`.
+    signalled = await http.post(path, json={"variables": {"amount": 10}}, headers=consumer)
+    assert signalled.status_code == 200, signalled.text
+    assert signalled.json() == {"status": "signalled"}
+    variables = await http.get(f"/orchestra-api/instance/{instance_id}/variables", headers=consumer)
+    assert variables.json() == {"amount": 10}
+    async with app.db.read() as conn:
+        entered = (
+            await conn.execute(
+                sa.select(_events.c.data).where(
+                    _events.c.subject == f"orchestra-instances/{instance_id}",
+                    _events.c.type == "orchestra.token.entered",
+                )
+            )
+        ).scalars()
+        assert any('"node_id":"done"' in data for data in entered)
