@@ -10,6 +10,8 @@ interceptor runs first and puts it on the call context):
   and must name one of the client's tenants (else PERMISSION_DENIED);
 - binding mode (the Orchestra cross-site API): the header is never read; the tenant
   is the client's binding, and an operator client, having none, is refused.
+- platform mode (the platform's configuration and dependencies, issue 12 §7): no
+  tenant; only operator clients may call, a client bound to a tenant is refused.
 """
 
 from __future__ import annotations
@@ -125,11 +127,23 @@ class Tenancy(Admission):
             return _by_binding
         if mode == options_pb2.TENANT_MODE_HEADER:
             return _by_header
+        if mode == options_pb2.TENANT_MODE_PLATFORM:
+            return _operators_only
         return None
 
 
 async def _by_binding(context: grpc.aio.ServicerContext, call: CallContext) -> CallContext:
     return call.with_(tenant_id=bound_tenant_of(call))
+
+
+async def _operators_only(context: grpc.aio.ServicerContext, call: CallContext) -> CallContext:
+    if call.bound_tenant is not None:
+        raise PermissionDenied(
+            "this operation is platform level: it needs an operator client, not one bound "
+            "to a tenant",
+            reason="OPERATOR_CLIENT_REQUIRED",
+        )
+    return call
 
 
 async def _by_header(context: grpc.aio.ServicerContext, call: CallContext) -> CallContext:

@@ -187,7 +187,12 @@ async def test_effective_config_needs_orch_admin_and_gives_sources(
     reader = await tokens.token(tenant, ["orch:read"])
     refused = await http.get("/config/effective", headers={"Authorization": f"Bearer {reader}"})
     assert refused.status_code == 403
-    admin = await tokens.token(tenant, ["orch:admin"])
+    # Platform level: a client bound to a tenant is refused whatever its scopes.
+    tenant_admin = await tokens.token(tenant, ["orch:admin"])
+    bound = await http.get("/config/effective", headers={"Authorization": f"Bearer {tenant_admin}"})
+    assert bound.status_code == 403
+    assert bound.json()["details"][0]["reason"] == "OPERATOR_CLIENT_REQUIRED"
+    admin = await tokens.token(None, ["orch:admin"])  # an operator client of no tenant
     response = await http.get("/config/effective", headers={"Authorization": f"Bearer {admin}"})
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == NO_STORE

@@ -21,7 +21,7 @@ from server.config import Settings
 from server.domain.health import DOWN, UP, check_dependencies
 from server.observability.probes import Probes
 from server.storage.db import Database
-from tests.support.auth import TokenFactory
+from tests.support.auth import TokenFactory, ensure_tenant
 
 TIMEOUT_S = 0.5
 
@@ -102,17 +102,22 @@ def _without_latency(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_every_dependency_is_checked_at_once_within_the_timeout(
-    ops_app: tuple[Application, int], dependencies: Dependencies, tenant: str
+    ops_app: tuple[Application, int], dependencies: Dependencies
 ) -> None:
     app, closed = ops_app
     base = f"http://127.0.0.1:{app.http_port}"
     tokens = TokenFactory(app, base)
-    admin = await tokens.token(tenant, ["orch:admin"])
-    reader = await tokens.token(tenant, ["orch:read"])
+    admin = await tokens.token(None, ["orch:admin"])  # an operator client of no tenant
+    reader = await tokens.token(None, ["orch:read"])
+    tenant_admin = await tokens.token(await ensure_tenant(app, "ops-sys"), ["orch:admin"])
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
         assert (await http.get("/health/system")).status_code == 401
         refused = await http.get("/health/system", headers={"Authorization": f"Bearer {reader}"})
         assert refused.status_code == 403
+        bound = {"Authorization": f"Bearer {tenant_admin}"}
+        refused = await http.get("/health/system", headers=bound)
+        assert refused.status_code == 403
+        assert refused.json()["details"][0]["reason"] == "OPERATOR_CLIENT_REQUIRED"
         started = time.perf_counter()
         response = await http.get("/health/system", headers={"Authorization": f"Bearer {admin}"})
         elapsed = time.perf_counter() - started

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey
 
+from orchestrator.api.v1 import options_pb2
 from server.app import Application
 from server.identity.authorization_server import clients
 from server.identity.authorization_server.clients import CreatedClient
@@ -62,7 +63,7 @@ class Security:
     _tokens: dict[tuple[object, ...], str] = field(default_factory=dict)
     _dpop: dict[tuple[object, ...], DpopToken] = field(default_factory=dict)
     _revoked: dict[str, tuple[str, float]] = field(default_factory=dict)
-    _disabled: tuple[str, float] | None = None
+    _disabled: dict[bool, tuple[str, float]] | None = None  # by platform, see is_platform
 
     @property
     def public_url(self) -> str:
@@ -77,8 +78,11 @@ class Security:
         tenant: str | None = None,
         tenants: Sequence[str] = (),
         permissions: Sequence[str] = (),
+        platform: bool = False,
     ) -> CreatedClient:
-        bound = self.tenant_a if tenant is None and not tenants else tenant
+        """Bound to `tenant` (default A), an operator of `tenants`, or with `platform` an
+        operator of no tenant (what platform-level methods need)."""
+        bound = None if platform else self.tenant_a if tenant is None and not tenants else tenant
         return await self.tokens.client(
             bound, tuple(scopes), tenants=tuple(tenants), permissions=tuple(permissions)
         )
@@ -90,13 +94,15 @@ class Security:
         tenant: str | None = None,
         tenants: Sequence[str] = (),
         permissions: Sequence[str] = (),
+        platform: bool = False,
     ) -> str:
-        """A cached real token: bound to `tenant` (default A), or an operator of `tenants`."""
-        key = (tuple(scopes), tenant, tuple(tenants), tuple(permissions))
+        """A cached real token: bound to `tenant` (default A), an operator of `tenants`, or
+        with `platform` an operator of no tenant."""
+        key = (tuple(scopes), tenant, tuple(tenants), tuple(permissions), platform)
         token = self._tokens.get(key)
         if token is None:
             created = await self.client(
-                scopes, tenant=tenant, tenants=tenants, permissions=permissions
+                scopes, tenant=tenant, tenants=tenants, permissions=permissions, platform=platform
             )
             form = justification(scopes)
             if scopes:
@@ -106,9 +112,13 @@ class Security:
         return token
 
     async def method_token(self, method: SecuredMethod, *, tenant: str | None = None) -> str:
-        """A token with exactly what `method` requires, bound to `tenant` (default A)."""
+        """A token with exactly what `method` requires, bound to `tenant` (default A); for
+        a platform-level method (without `tenant`), an operator client's of no tenant."""
         policy = method.policy
-        return await self.token(policy.scopes, tenant=tenant, permissions=policy.permissions)
+        platform = tenant is None and is_platform(method)
+        return await self.token(
+            policy.scopes, tenant=tenant, permissions=policy.permissions, platform=platform
+        )
 
     async def operator_token(self, method: SecuredMethod) -> str:
         """What `method` requires, for an operator client allowed tenant A only."""
@@ -120,12 +130,16 @@ class Security:
     async def dpop_token(self, method: SecuredMethod) -> DpopToken:
         """A DPoP-bound token (RFC 9449 §5) with what `method` requires."""
         policy = method.policy
-        cache_key = (policy.scopes, policy.permissions)
+        platform = is_platform(method)
+        cache_key = (policy.scopes, policy.permissions, platform)
         found = self._dpop.get(cache_key)
         if found is None:
-            created = await self.client(policy.scopes, permissions=policy.permissions)
+            created = await self.client(
+                policy.scopes, permissions=policy.permissions, platform=platform
+            )
             key = client_key()
-            proof = make_proof(key, htu=self.app.identity.urls.endpoint(TOKEN_PATH))
+            token_url = self.app.identity.urls.endpoint(TOKEN_PATH)
+            proof = make_proof(key, htu=token_url, iat=self.server_now())
             form = token_form(created, **justification(policy.scopes))
             if policy.scopes:
                 form["scope"] = " ".join(policy.scopes)
@@ -139,7 +153,19 @@ class Security:
     def proof(self, dpop: DpopToken, target: Target, *, path: str | None = None) -> str:
         """A fresh proof for one call of `target` (proofs are single use)."""
         url = self.public_url + (path if path is not None else target.path)
-        return make_proof(dpop.key, htm=target.http_method, htu=url, access_token=dpop.token)
+        return make_proof(
+            dpop.key,
+            htm=target.http_method,
+            htu=url,
+            access_token=dpop.token,
+            iat=self.server_now(),
+        )
+
+    def server_now(self) -> int:
+        """The server's time (seconds since the epoch), which tests move forward (the
+        revocation cases do, by MAX_AGE_SECONDS per method): proofs dated by it stay in
+        the 60 s DPoP window however far the suite has moved the clock."""
+        return int(self.app.clocks.wall())
 
     async def revoked_token(self, method: SecuredMethod) -> tuple[str, float]:
         """A fresh token with what `method` requires, revoked through POST /oauth/revoke
@@ -147,7 +173,9 @@ class Security:
         found = self._revoked.get(method.full_method)
         if found is None:
             policy = method.policy
-            created = await self.client(policy.scopes, permissions=policy.permissions)
+            created = await self.client(
+                policy.scopes, permissions=policy.permissions, platform=is_platform(method)
+            )
             form = justification(policy.scopes)
             if policy.scopes:
                 form["scope"] = " ".join(policy.scopes)
@@ -163,27 +191,38 @@ class Security:
             self._revoked[method.full_method] = found
         return found
 
-    async def disabled_client_token(self) -> tuple[str, float]:
+    async def disabled_client_token(self, method: SecuredMethod) -> tuple[str, float]:
         """A token of a client of its own holding every scope and permission the surface
         requires, disabled afterwards (as `orchestrator clients disable` does, from
-        another process); and when (time.monotonic) it was disabled. One client for
-        every method, so the suite waits for one revocation-list reload, not one each."""
+        another process); and when (time.monotonic) it was disabled. One client bound to
+        tenant A for every method and one operator client of no tenant for the
+        platform-level ones, disabled together, so the suite waits for one
+        revocation-list reload, not one each."""
         if self._disabled is None:
             scopes = tuple(s for s in SCOPES if any(s in m.policy.scopes for m in SURFACE))
             permissions = tuple(sorted({p for m in SURFACE for p in m.policy.permissions}))
             await ensure_tenant(self.app, self.tenant_a)
-            created = await clients.create_client(
-                self.app.db, scopes=scopes, tenant=self.tenant_a, permissions=permissions
-            )
             form = justification(scopes)
             if scopes:
                 form["scope"] = " ".join(scopes)
-            token = await self.tokens.issue(created, **form)
-            for method in SURFACE:  # remembered as verified, then the client is disabled
-                await self.accepted(method, token)
-            await clients.disable_client(self.app.db, client_id=created.client.client_id)
-            self._disabled = (token, time.monotonic())
-        return self._disabled
+            created: dict[bool, CreatedClient] = {}
+            tokens: dict[bool, str] = {}
+            for platform in (False, True):
+                created[platform] = await clients.create_client(
+                    self.app.db,
+                    scopes=scopes,
+                    tenant=None if platform else self.tenant_a,
+                    permissions=permissions,
+                )
+                tokens[platform] = await self.tokens.issue(created[platform], **form)
+            for each in SURFACE:  # remembered as verified, then the clients are disabled
+                await self.accepted(each, tokens[is_platform(each)])
+            for platform in (False, True):
+                client_id = created[platform].client.client_id
+                await clients.disable_client(self.app.db, client_id=client_id)
+            disabled_at = time.monotonic()
+            self._disabled = {platform: (tokens[platform], disabled_at) for platform in tokens}
+        return self._disabled[is_platform(method)]
 
     async def accepted(self, method: SecuredMethod, token: str) -> None:
         """Use `token` once on `method` (over REST), asserting it gets past authentication."""
@@ -210,6 +249,11 @@ class Security:
         if method.policy.operator_audit:
             headers.append((REASON_HEADER, "security tests"))
         return headers
+
+
+def is_platform(method: SecuredMethod) -> bool:
+    """Whether only operator clients (bound to no tenant) may call `method`."""
+    return method.policy.tenant_mode == options_pb2.TENANT_MODE_PLATFORM
 
 
 @pytest.fixture(scope="session")

@@ -169,7 +169,7 @@ async def _revoked(security: Security, method: SecuredMethod, target: Target) ->
 
 
 async def _client_disabled(security: Security, method: SecuredMethod, target: Target) -> Headers:
-    token, _ = await security.disabled_client_token()
+    token, _ = await security.disabled_client_token(method)
     return _with(security, method, _bearer(token))
 
 
@@ -635,7 +635,7 @@ async def _refusal_within_deadline(
     if case.name == "revoked":
         await security.revoked_token(method)
     else:
-        await security.disabled_client_token()
+        await security.disabled_client_token(method)
         clock.advance(MAX_AGE_SECONDS)
 
 

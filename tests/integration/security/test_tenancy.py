@@ -15,8 +15,16 @@ from google.rpc import code_pb2
 from orchestrator.jobengine.v1 import audit_service_pb2, sources_service_pb2
 from server.interceptors.audit import REASON_HEADER
 from server.interceptors.tenancy import TENANT_HEADER
-from tests.integration.security.conftest import Headers, Security
-from tests.integration.security.surface import Outcome, SecuredMethod, call_grpc, call_rest, secured
+from tests.integration.security.conftest import Headers, Security, is_platform
+from tests.integration.security.surface import (
+    SURFACE,
+    Outcome,
+    SecuredMethod,
+    call,
+    call_grpc,
+    call_rest,
+    secured,
+)
 
 SOURCES = "/orchestrator.jobengine.v1.SourcesService"
 LIST = secured(f"{SOURCES}/ListSources")
@@ -258,3 +266,46 @@ async def test_another_tenants_continuation_token_is_refused(
         )
         for name in (b_source.source["name"], second.source["name"]):
             assert name not in str(outcome.body)
+
+
+PLATFORM = [method for method in SURFACE if is_platform(method)]
+
+
+@pytest.mark.parametrize("method", PLATFORM, ids=lambda m: m.name)
+async def test_platform_methods_refuse_clients_bound_to_a_tenant(
+    security: Security, method: SecuredMethod
+) -> None:
+    """Platform-level methods (TENANT_MODE_PLATFORM, issue 12 §7) need an operator client:
+    a client bound to a tenant is refused 403/PERMISSION_DENIED OPERATOR_CLIENT_REQUIRED
+    over gRPC and every binding, whatever scopes it holds; an operator client, of no
+    tenant or of some, is let through."""
+    bound = await security.method_token(method, tenant=security.tenant_a)
+    headers = [*security.context_headers(method), ("Authorization", f"Bearer {bound}")]
+    for target in method.targets:
+        outcome = await call(target, headers, channel=security.channel, http=security.http)
+        assert outcome.code == code_pb2.PERMISSION_DENIED, (target.label, outcome)
+        assert outcome.http_status in (None, 403), (target.label, outcome)
+        assert outcome.reason == "OPERATOR_CLIENT_REQUIRED", (target.label, outcome)
+        assert outcome.message == (
+            "this operation is platform level: it needs an operator client, not one bound "
+            "to a tenant"
+        )
+    policy = method.policy
+    for operator in (
+        await security.method_token(method),
+        await security.token(
+            policy.scopes, tenants=(security.tenant_a,), permissions=policy.permissions
+        ),
+    ):
+        headers = [*security.context_headers(method), ("Authorization", f"Bearer {operator}")]
+        for target in method.targets:
+            outcome = await call(target, headers, channel=security.channel, http=security.http)
+            assert outcome.code == code_pb2.OK, (target.label, outcome)
+
+
+def test_the_platform_methods_are_the_ones_the_protos_say() -> None:
+    """A guard against the table above going empty unnoticed."""
+    assert {method.name for method in PLATFORM} >= {
+        "orchestrator.mesh.v1.OpsService.GetEffectiveConfig",
+        "orchestrator.mesh.v1.OpsService.GetSystemHealth",
+    }

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!orchestrator/api/v1/options.proto\x12\x13orchestrator.api.v1\x1a google/protobuf/descriptor.proto\"\x9d\x02\n\x0cMethodPolicy\x12@\n\x0e\x61uthentication\x18\x01 \x01(\x0e\x32#.orchestrator.api.v1.AuthenticationH\x00\x88\x01\x01\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x34\n\x06tenant\x18\x03 \x01(\x0e\x32\x1f.orchestrator.api.v1.TenantModeH\x01\x88\x01\x01\x12?\n\x0eoperator_audit\x18\x04 \x01(\x0e\x32\".orchestrator.api.v1.OperatorAuditH\x02\x88\x01\x01\x12\x13\n\x0bpermissions\x18\x05 \x03(\tB\x11\n\x0f_authenticationB\t\n\x07_tenantB\x11\n\x0f_operator_audit*f\n\x0e\x41uthentication\x12\x1e\n\x1a\x41UTHENTICATION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41UTHENTICATION_REQUIRED\x10\x01\x12\x17\n\x13\x41UTHENTICATION_NONE\x10\x02*p\n\nTenantMode\x12\x1b\n\x17TENANT_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10TENANT_MODE_NONE\x10\x01\x12\x16\n\x12TENANT_MODE_HEADER\x10\x02\x12\x17\n\x13TENANT_MODE_BINDING\x10\x03*e\n\rOperatorAudit\x12\x1e\n\x1aOPERATOR_AUDIT_UNSPECIFIED\x10\x00\x12\x17\n\x13OPERATOR_AUDIT_NONE\x10\x01\x12\x1b\n\x17OPERATOR_AUDIT_REQUIRED\x10\x02:S\n\x06policy\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32!.orchestrator.api.v1.MethodPolicy:]\n\x0fpolicy_defaults\x12\x1f.google.protobuf.ServiceOptions\x18\xd1\x86\x03 \x01(\x0b\x32!.orchestrator.api.v1.MethodPolicyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!orchestrator/api/v1/options.proto\x12\x13orchestrator.api.v1\x1a google/protobuf/descriptor.proto\"\x9d\x02\n\x0cMethodPolicy\x12@\n\x0e\x61uthentication\x18\x01 \x01(\x0e\x32#.orchestrator.api.v1.AuthenticationH\x00\x88\x01\x01\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x34\n\x06tenant\x18\x03 \x01(\x0e\x32\x1f.orchestrator.api.v1.TenantModeH\x01\x88\x01\x01\x12?\n\x0eoperator_audit\x18\x04 \x01(\x0e\x32\".orchestrator.api.v1.OperatorAuditH\x02\x88\x01\x01\x12\x13\n\x0bpermissions\x18\x05 \x03(\tB\x11\n\x0f_authenticationB\t\n\x07_tenantB\x11\n\x0f_operator_audit*f\n\x0e\x41uthentication\x12\x1e\n\x1a\x41UTHENTICATION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41UTHENTICATION_REQUIRED\x10\x01\x12\x17\n\x13\x41UTHENTICATION_NONE\x10\x02*\x8a\x01\n\nTenantMode\x12\x1b\n\x17TENANT_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10TENANT_MODE_NONE\x10\x01\x12\x16\n\x12TENANT_MODE_HEADER\x10\x02\x12\x17\n\x13TENANT_MODE_BINDING\x10\x03\x12\x18\n\x14TENANT_MODE_PLATFORM\x10\x04*e\n\rOperatorAudit\x12\x1e\n\x1aOPERATOR_AUDIT_UNSPECIFIED\x10\x00\x12\x17\n\x13OPERATOR_AUDIT_NONE\x10\x01\x12\x1b\n\x17OPERATOR_AUDIT_REQUIRED\x10\x02:S\n\x06policy\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32!.orchestrator.api.v1.MethodPolicy:]\n\x0fpolicy_defaults\x12\x1f.google.protobuf.ServiceOptions\x18\xd1\x86\x03 \x01(\x0b\x32!.orchestrator.api.v1.MethodPolicyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUTHENTICATION']._serialized_start=380
   _globals['_AUTHENTICATION']._serialized_end=482
-  _globals['_TENANTMODE']._serialized_start=484
-  _globals['_TENANTMODE']._serialized_end=596
-  _globals['_OPERATORAUDIT']._serialized_start=598
-  _globals['_OPERATORAUDIT']._serialized_end=699
+  _globals['_TENANTMODE']._serialized_start=485
+  _globals['_TENANTMODE']._serialized_end=623
+  _globals['_OPERATORAUDIT']._serialized_start=625
+  _globals['_OPERATORAUDIT']._serialized_end=726
   _globals['_METHODPOLICY']._serialized_start=93
   _globals['_METHODPOLICY']._serialized_end=378
 # @@protoc_insertion_point(module_scope)

@@ -69,6 +69,11 @@ class _TenantModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TenantMode
     """The tenant is named by the X-Stella-Tenant header (legacy X-StellaOps-Tenant)."""
     TENANT_MODE_BINDING: _TenantMode.ValueType  # 3
     """The tenant is the caller's immutable binding; headers are never read."""
+    TENANT_MODE_PLATFORM: _TenantMode.ValueType  # 4
+    """Platform level (not tenant scoped) and for operator clients only: a client
+    bound to a tenant is refused PERMISSION_DENIED (OPERATOR_CLIENT_REQUIRED),
+    whatever scopes it holds. Tenant headers are not read.
+    """
 
 class TenantMode(_TenantMode, metaclass=_TenantModeEnumTypeWrapper):
     """TenantMode says where a method's tenant comes from."""
@@ -81,6 +86,11 @@ TENANT_MODE_HEADER: TenantMode.ValueType  # 2
 """The tenant is named by the X-Stella-Tenant header (legacy X-StellaOps-Tenant)."""
 TENANT_MODE_BINDING: TenantMode.ValueType  # 3
 """The tenant is the caller's immutable binding; headers are never read."""
+TENANT_MODE_PLATFORM: TenantMode.ValueType  # 4
+"""Platform level (not tenant scoped) and for operator clients only: a client
+bound to a tenant is refused PERMISSION_DENIED (OPERATOR_CLIENT_REQUIRED),
+whatever scopes it holds. Tenant headers are not read.
+"""
 Global___TenantMode: _TypeAlias = TenantMode  # noqa: Y015
 
 class _OperatorAudit:

@@ -34,7 +34,8 @@ class OpsServiceStub:
     are open (probes and scrapers carry no token; restrict them at the network,
     since metric labels name tenants and job types); the build information needs
     orch:read; the effective configuration and the dependencies' health are
-    platform level and need orch:admin. No method is tenant scoped. Every answer
+    platform level: they need an operator client (bound to no tenant) with
+    orch:admin. No method is tenant scoped. Every answer
     is `Cache-Control: no-store`: each describes this instant.
     """
 
@@ -85,7 +86,8 @@ class OpsServiceServicer:
     are open (probes and scrapers carry no token; restrict them at the network,
     since metric labels name tenants and job types); the build information needs
     orch:read; the effective configuration and the dependencies' health are
-    platform level and need orch:admin. No method is tenant scoped. Every answer
+    platform level: they need an operator client (bound to no tenant) with
+    orch:admin. No method is tenant scoped. Every answer
     is `Cache-Control: no-store`: each describes this instant.
     """
 
@@ -121,7 +123,8 @@ class OpsServiceServicer:
         concurrently, each within HEALTH_CHECK_TIMEOUT_SECONDS, so the answer takes
         at most about that long however many dependencies hang.
 
-        Always OK when authorized: a dependency that is down is a `down` entry.
+        Returns PERMISSION_DENIED (OPERATOR_CLIENT_REQUIRED) to a client bound to a
+        tenant. Otherwise OK: a dependency that is down is a `down` entry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,7 +147,8 @@ class OpsServiceServicer:
         key or credential, and the credentials inside any URL (userinfo, and query
         parameters named like a secret), read `**redacted**`.
 
-        Always OK when authorized.
+        Returns PERMISSION_DENIED (OPERATOR_CLIENT_REQUIRED) to a client bound to a
+        tenant.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -216,7 +220,8 @@ class OpsService:
     are open (probes and scrapers carry no token; restrict them at the network,
     since metric labels name tenants and job types); the build information needs
     orch:read; the effective configuration and the dependencies' health are
-    platform level and need orch:admin. No method is tenant scoped. Every answer
+    platform level: they need an operator client (bound to no tenant) with
+    orch:admin. No method is tenant scoped. Every answer
     is `Cache-Control: no-store`: each describes this instant.
     """
 

@@ -35,7 +35,8 @@ class OpsServiceStub:
     are open (probes and scrapers carry no token; restrict them at the network,
     since metric labels name tenants and job types); the build information needs
     orch:read; the effective configuration and the dependencies' health are
-    platform level and need orch:admin. No method is tenant scoped. Every answer
+    platform level: they need an operator client (bound to no tenant) with
+    orch:admin. No method is tenant scoped. Every answer
     is `Cache-Control: no-store`: each describes this instant.
     """
 
@@ -67,7 +68,8 @@ class OpsServiceStub:
     concurrently, each within HEALTH_CHECK_TIMEOUT_SECONDS, so the answer takes
     at most about that long however many dependencies hang.
 
-    Always OK when authorized: a dependency that is down is a `down` entry.
+    Returns PERMISSION_DENIED (OPERATOR_CLIENT_REQUIRED) to a client bound to a
+    tenant. Otherwise OK: a dependency that is down is a `down` entry.
     """
     GetInfo: _grpc.UnaryUnaryMultiCallable[_ops_service_pb2.GetInfoRequest, _ops_service_pb2.GetInfoResponse]
     """What this server is: version, git revision, start time, uptime, the API
@@ -82,7 +84,8 @@ class OpsServiceStub:
     key or credential, and the credentials inside any URL (userinfo, and query
     parameters named like a secret), read `**redacted**`.
 
-    Always OK when authorized.
+    Returns PERMISSION_DENIED (OPERATOR_CLIENT_REQUIRED) to a client bound to a
+    tenant.
     """
     GetMetrics: _grpc.UnaryUnaryMultiCallable[_ops_service_pb2.GetMetricsRequest, _ops_service_pb2.GetMetricsResponse]
     """Metrics in the Prometheus text exposition format 0.0.4: request counts and
@@ -107,7 +110,8 @@ class OpsServiceAsyncStub(OpsServiceStub):
     are open (probes and scrapers carry no token; restrict them at the network,
     since metric labels name tenants and job types); the build information needs
     orch:read; the effective configuration and the dependencies' health are
-    platform level and need orch:admin. No method is tenant scoped. Every answer
+    platform level: they need an operator client (bound to no tenant) with
+    orch:admin. No method is tenant scoped. Every answer
     is `Cache-Control: no-store`: each describes this instant.
     """
 
@@ -136,7 +140,8 @@ class OpsServiceAsyncStub(OpsServiceStub):
     concurrently, each within HEALTH_CHECK_TIMEOUT_SECONDS, so the answer takes
     at most about that long however many dependencies hang.
 
-    Always OK when authorized: a dependency that is down is a `down` entry.
+    Returns PERMISSION_DENIED (OPERATOR_CLIENT_REQUIRED) to a client bound to a
+    tenant. Otherwise OK: a dependency that is down is a `down` entry.
     """
     GetInfo: _aio.UnaryUnaryMultiCallable[_ops_service_pb2.GetInfoRequest, _ops_service_pb2.GetInfoResponse]  # type: ignore[assignment]
     """What this server is: version, git revision, start time, uptime, the API
@@ -151,7 +156,8 @@ class OpsServiceAsyncStub(OpsServiceStub):
     key or credential, and the credentials inside any URL (userinfo, and query
     parameters named like a secret), read `**redacted**`.
 
-    Always OK when authorized.
+    Returns PERMISSION_DENIED (OPERATOR_CLIENT_REQUIRED) to a client bound to a
+    tenant.
     """
     GetMetrics: _aio.UnaryUnaryMultiCallable[_ops_service_pb2.GetMetricsRequest, _ops_service_pb2.GetMetricsResponse]  # type: ignore[assignment]
     """Metrics in the Prometheus text exposition format 0.0.4: request counts and
@@ -175,7 +181,8 @@ class OpsServiceServicer(metaclass=_abc_1.ABCMeta):
     are open (probes and scrapers carry no token; restrict them at the network,
     since metric labels name tenants and job types); the build information needs
     orch:read; the effective configuration and the dependencies' health are
-    platform level and need orch:admin. No method is tenant scoped. Every answer
+    platform level: they need an operator client (bound to no tenant) with
+    orch:admin. No method is tenant scoped. Every answer
     is `Cache-Control: no-store`: each describes this instant.
     """
 
@@ -220,7 +227,8 @@ class OpsServiceServicer(metaclass=_abc_1.ABCMeta):
         concurrently, each within HEALTH_CHECK_TIMEOUT_SECONDS, so the answer takes
         at most about that long however many dependencies hang.
 
-        Always OK when authorized: a dependency that is down is a `down` entry.
+        Returns PERMISSION_DENIED (OPERATOR_CLIENT_REQUIRED) to a client bound to a
+        tenant. Otherwise OK: a dependency that is down is a `down` entry.
         """
 
     @_abc_1.abstractmethod
@@ -247,7 +255,8 @@ class OpsServiceServicer(metaclass=_abc_1.ABCMeta):
         key or credential, and the credentials inside any URL (userinfo, and query
         parameters named like a secret), read `**redacted**`.
 
-        Always OK when authorized.
+        Returns PERMISSION_DENIED (OPERATOR_CLIENT_REQUIRED) to a client bound to a
+        tenant.
         """
 
     @_abc_1.abstractmethod
