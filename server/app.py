@@ -32,6 +32,7 @@ from gateway.openapi_schema import comments_from_files
 from server.config import Settings, value_sources
 from server.domain.health import LoopState, Readiness, not_ready
 from server.domain.leasing import Reaper
+from server.domain.pack_runs import PackRunEngine
 from server.domain.orchestra.definitions import ModelCache
 from server.domain.orchestra.runner import OrchestraRunner
 from server.domain.pagination import PageTokens
@@ -93,6 +94,7 @@ class Application:
     _pruner: JobPruner | None = None
     _wakeups: Wakeups | None = None
     _reaper: Reaper | None = None
+    pack_runs: PackRunEngine | None = None  # advances pack runs whose jobs ended (issue 10)
     orchestra: OrchestraRunner | None = None  # due timers, ended service-task jobs (issue 11)
     _events: EventPublication | None = None
     scheduler: SchedulerLoop | None = None  # fires scheduler sources' ticks (issue 10)
@@ -177,6 +179,10 @@ class Application:
         )
         self._pruner.start()
         self._reaper.start()
+        self.pack_runs = PackRunEngine(
+            store, self.settings.pack_run_advance_interval_seconds, self.clocks.wall
+        )
+        self.pack_runs.start()
         self.orchestra = OrchestraRunner(
             orchestra_store(store),
             ModelCache(),
@@ -248,6 +254,9 @@ class Application:
         (server/domain/health.py, server/observability/domain_gauges.py)."""
         self.readiness.register_task("lease-reaper", lambda: _task_of(self._reaper))
         self.readiness.register_task("job-pruner", lambda: _task_of(self._pruner))
+        self.readiness.register_task(
+            "pack-run-engine", lambda: self.pack_runs._task if self.pack_runs else None
+        )
         self.readiness.register_task(
             "orchestra-runner", lambda: self.orchestra._task if self.orchestra else None
         )
@@ -327,6 +336,8 @@ class Application:
             await self._pruner.stop()
         if self._reaper is not None:
             await self._reaper.stop()
+        if self.pack_runs is not None:
+            await self.pack_runs.stop()
         if self.orchestra is not None:
             await self.orchestra.stop()
         if self.scheduler is not None:

@@ -197,6 +197,11 @@ class Settings(BaseSettings):
     lease_reaper_interval_seconds: float = Field(
         5.0, gt=0, le=15, validation_alias=_env("LEASE_REAPER_INTERVAL_SECONDS")
     )
+    # Pack runs (issue 10, domain/pack_runs.py): how often (seconds) each replica looks
+    # for runs whose jobs ended; a job ending in this process advances its run at once.
+    pack_run_advance_interval_seconds: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("PACK_RUN_ADVANCE_INTERVAL_SECONDS")
+    )
     # Events publication (issue 12, storage/event_publisher.py): how often (seconds)
     # the watchers' fan-out and the Redis outbox read new events; how long (seconds) an
     # id missing below committed ones is waited for (a transaction committing late)

@@ -35,6 +35,13 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "quota.deleted",
         "quota.paused",
         "quota.resumed",
+        "pack_run.created",  # domain/pack_runs.py EVENT_TYPE_NAMES
+        "pack_run.job_started",
+        "pack_run.job_finished",
+        "pack_run.succeeded",
+        "pack_run.failed",
+        "pack_run.canceled",
+        "pack_run.retried",
         "orchestra.instance.started",  # domain/orchestra/instances.py EVENT_TYPES
         "orchestra.instance.completed",
         "orchestra.instance.failed",

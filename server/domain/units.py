@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from server.domain.job_endings import JobEndings
     from server.domain.jobs import JobReads, JobRepository
     from server.domain.leasing import LeaseStore
+    from server.domain.pack_runs import PackRunReads, PackRunRepository
     from server.domain.quotas import QuotaReads, QuotaRepository
-    from server.domain.sources import SourceReads, SourceRepository
     from server.domain.schedules import ScheduleReads, ScheduleRepository
+    from server.domain.sources import SourceReads, SourceRepository
 
 
 class UnitOfWork(Protocol):
@@ -47,13 +48,16 @@ class UnitOfWork(Protocol):
     @property
     def quotas(self) -> QuotaRepository: ...
 
-
+    @property
+    def pack_runs(self) -> PackRunRepository: ...
 
     @property
     def schedules(self) -> ScheduleRepository: ...
 
     @property
     def backfills(self) -> BackfillRepository: ...
+
+
 class Store(Protocol):
     """Reads outside any transaction, and units of work."""
 
@@ -73,15 +77,18 @@ class Store(Protocol):
     def quotas(self) -> QuotaReads: ...
 
     @property
-    def leases(self) -> LeaseStore: ...
-
-    @property
+    def pack_runs(self) -> PackRunReads: ...
 
     @property
     def schedules(self) -> ScheduleReads: ...
 
     @property
     def backfills(self) -> BackfillReads: ...
+
+    @property
+    def leases(self) -> LeaseStore: ...
+
+    @property
     def endings(self) -> JobEndings:
         """Hints that owned jobs ended (`domain/job_endings.py`), after their commit."""
         ...

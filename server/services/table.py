@@ -26,6 +26,8 @@ from orchestrator.jobengine.v1 import (
     deadletter_service_pb2_grpc,
     jobs_service_pb2,
     jobs_service_pb2_grpc,
+    pack_runs_service_pb2,
+    pack_runs_service_pb2_grpc,
     quotas_service_pb2,
     quotas_service_pb2_grpc,
     sources_service_pb2,
@@ -64,6 +66,7 @@ from server.services.oauth import OAuthService
 from server.services.ops import OpsService
 from server.services.orchestra import OrchestraService, limits_of, orchestra_store
 from server.services.orchestra_admin import DefinitionsService
+from server.services.pack_runs import PackRunsService
 from server.services.quotas import QuotasService, policy_of
 from server.services.registry import RegistryService
 from server.services.sources import SourcesService
@@ -140,6 +143,16 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
             c.settings.deadletter_replay_pending_max,
         ),
         deadletter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server,
+    ),
+    ServiceEntry(
+        pack_runs_service_pb2.DESCRIPTOR.services_by_name["PackRunsService"],
+        lambda c: PackRunsService(
+            c.store,
+            c.tokens,
+            JobLimits(payload_max_bytes=c.settings.job_payload_max_bytes),
+            c.clocks,
+        ),
+        pack_runs_service_pb2_grpc.add_PackRunsServiceServicer_to_server,
     ),
     ServiceEntry(
         worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"],

@@ -18,9 +18,10 @@ from server.storage.repositories.backfills import SqlBackfillReads, SqlBackfillR
 from server.storage.repositories.events import SqlEventLog, SqlEventReads
 from server.storage.repositories.jobs import SqlJobReads, SqlJobRepository
 from server.storage.repositories.leases import SqlLeases
+from server.storage.repositories.pack_runs import SqlPackRunReads, SqlPackRunRepository
 from server.storage.repositories.quotas import SqlQuotaReads, SqlQuotaRepository
-from server.storage.repositories.sources import SqlSourceReads, SqlSourceRepository
 from server.storage.repositories.schedules import SqlScheduleReads, SqlScheduleRepository
+from server.storage.repositories.sources import SqlSourceReads, SqlSourceRepository
 from server.storage.wakeups import Wakeups
 
 
@@ -33,9 +34,10 @@ class SqlUnitOfWork:
         self.events = SqlEventLog(session)
         self.jobs = SqlJobRepository(session, self.ended)
         self.quotas = SqlQuotaRepository(session)
-
+        self.pack_runs = SqlPackRunRepository(session)
         self.schedules = SqlScheduleRepository(session)
         self.backfills = SqlBackfillRepository(session)
+
 
 class SqlStore:
     """`wakeups` announces new work to long-polling workers (`storage/wakeups.py`);
@@ -56,10 +58,11 @@ class SqlStore:
         self.events = SqlEventReads(db)
         self.jobs = SqlJobReads(db)
         self.quotas = SqlQuotaReads(db)
-
-    def notify_work(self, tenant_id: str, job_type: str) -> None:
+        self.pack_runs = SqlPackRunReads(db)
         self.schedules = SqlScheduleReads(db)
         self.backfills = SqlBackfillReads(db)
+
+    def notify_work(self, tenant_id: str, job_type: str) -> None:
         self.wakeups.notify(tenant_id, job_type)
 
     @asynccontextmanager

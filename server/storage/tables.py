@@ -508,6 +508,76 @@ class QuotaMinuteRow(SQLModel, table=True):
     count: int = 0
 
 
+# --- issue 10 block: pack runs (server/domain/pack_runs.py) ----------------------------
+
+# The pack jobs the engine watches: enqueued, their job not yet taken into account.
+PACK_RUN_JOB_RUNNING_PREDICATE = "status = 'running'"
+
+
+class PackRunRow(SQLModel, table=True):
+    """One run of a task pack (pack_run.proto). `status` (running, succeeded, failed,
+    canceled) is derived from its jobs and stored in the transaction that changes
+    them; `version` grows with every change, and the UPDATE that bumps it is the
+    run's lock (row lock on PostgreSQL, write lock on SQLite) for whoever advances,
+    cancels or retries it. `retry_of`/`retried_by` link a retry and its run.
+    Listings read `ix_pack_runs_tenant_created_id` backwards (newest first)."""
+
+    __tablename__ = "pack_runs"
+    __table_args__ = (
+        sa.Index("ix_pack_runs_tenant_created_id", "tenant_id", "created_at", "pack_run_id"),
+    )
+
+    pack_run_id: str = Field(primary_key=True, max_length=64, sa_type=SortableText)
+    tenant_id: str = Field(max_length=64)
+    project_id: str | None = Field(default=None, max_length=64)
+    pack_name: str = Field(max_length=200, sa_type=SortableText)
+    status: str = Field(max_length=16)
+    retry_of: str | None = Field(default=None, max_length=64)
+    retried_by: str | None = Field(default=None, max_length=64)
+    version: int = 1
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    finished_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class PackRunJobRow(SQLModel, table=True):
+    """One job of a run, in the pack's order (`position`): its validated spec (as
+    `jobs` stores one: payload compact JSON text, backoff in seconds), `depends_on`
+    (JSON text of the names it waits for), its status in the run (pending, running,
+    succeeded, failed, canceled, skipped) and, once enqueued, `job_id`.
+    `ix_pack_run_jobs_running` (partial: running only) is what the engine joins to
+    `jobs` by primary key to find the runs whose jobs ended."""
+
+    __tablename__ = "pack_run_jobs"
+    __table_args__ = (
+        sa.Index(
+            "ix_pack_run_jobs_running",
+            "job_id",
+            postgresql_where=sa.text(PACK_RUN_JOB_RUNNING_PREDICATE),
+            sqlite_where=sa.text(PACK_RUN_JOB_RUNNING_PREDICATE),
+        ),
+    )
+
+    pack_run_id: str = Field(primary_key=True, max_length=64)
+    position: int = Field(primary_key=True)
+    tenant_id: str = Field(max_length=64)
+    name: str = Field(max_length=64)
+    job_type: str = Field(max_length=64)
+    source_id: str = Field(max_length=64)
+    priority: int = 0
+    payload: str | None = Field(default=None, sa_type=sa.Text)
+    max_attempts: int
+    backoff_initial_s: float
+    backoff_max_s: float
+    backoff_multiplier: float
+    backoff_jitter: float
+    depends_on: str = Field(default="[]", sa_type=sa.Text)
+    status: str = Field(max_length=16)
+    job_id: str | None = Field(default=None, max_length=64)
+    started_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    finished_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
 def table_of(model: type[SQLModel]) -> sa.Table:
     """The Core table behind a row class, for the SQLAlchemy Core hot paths."""
     return model.__table__  # type: ignore[attr-defined,no-any-return]

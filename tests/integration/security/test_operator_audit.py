@@ -266,7 +266,51 @@ async def _definition_to_put(security: Security) -> Call:
     )
 
 
+PACK_RUNS = "/orchestrator.jobengine.v1.PackRunsService"
+
+
+def _created_pack_run(outcome: Outcome) -> str:
+    """The run CreatePackRun answered: the REST body is the run itself (response_body)."""
+    if outcome.transport == "rest":
+        return f"packRuns/{outcome.body['packRunId']}"
+    return f"packRuns/{outcome.body.pack_run.pack_run_id}"
+
+
+async def _pack_run_to_create(security: Security) -> Call:
+    """A two-job pack (b after a) of a fresh source of tenant A (issue 10)."""
+    source = (await _existing_source(security)).fields["source_id"]
+    a = {"name": "a", "job_type": "audited", "source_id": source}
+    b = {**a, "name": "b", "depends_on": ["a"]}
+    rest = [
+        {"name": "a", "jobType": "audited", "sourceId": source},
+        {"name": "b", "jobType": "audited", "sourceId": source, "dependsOn": ["a"]},
+    ]
+    return Call(
+        fields={"pack_run": {"pack_name": "audited", "jobs": [a, b]}},
+        body={"packName": "audited", "jobs": rest},
+        resource=_created_pack_run,
+    )
+
+
+async def _running_pack_run(security: Security) -> Call:
+    prepared = await _pack_run_to_create(security)
+    outcome = await _call_grpc(security, f"{PACK_RUNS}/CreatePackRun", prepared.fields)
+    resource = _created_pack_run(outcome)
+    pack_run_id = resource.removeprefix("packRuns/")
+    return Call(fields={"pack_run_id": pack_run_id}, body=None, resource=lambda _: resource)
+
+
+async def _canceled_pack_run(security: Security) -> Call:
+    """A canceled run: retrying it audits the retried run (its retriedBy changes)."""
+    prepared = await _running_pack_run(security)
+    await _call_grpc(security, f"{PACK_RUNS}/CancelPackRun", prepared.fields)
+    return prepared
+
+
 RECIPES: dict[str, Recipe] = {
+    f"{PACK_RUNS}/CreatePackRun": Recipe("packRuns.create", _pack_run_to_create),
+    f"{PACK_RUNS}/CancelPackRun": Recipe("packRuns.cancel", _running_pack_run),
+    f"{PACK_RUNS}/RetryPackRun": Recipe("packRuns.retry", _canceled_pack_run),
     f"{ORCHESTRA_DEFINITIONS}/PutDefinition": Recipe(
         "orchestra-definitions.put_definition", _definition_to_put
     ),
