@@ -32,9 +32,9 @@ from gateway.openapi_schema import comments_from_files
 from server.config import Settings, value_sources
 from server.domain.health import LoopState, Readiness, not_ready
 from server.domain.leasing import Reaper
-from server.domain.pack_runs import PackRunEngine
 from server.domain.orchestra.definitions import ModelCache
 from server.domain.orchestra.runner import OrchestraRunner
+from server.domain.pack_runs import PackRunEngine
 from server.domain.pagination import PageTokens
 from server.http_surface import gateway_config
 from server.identity.components import Clocks, Identity

@@ -394,6 +394,7 @@ class JobRow(SQLModel, table=True):
     # The engine item waiting for this job, "{engine}/{id}" (domain/job_endings.py).
     owner: str | None = Field(default=None, max_length=200)
 
+
 # SQLite aliases an INTEGER PRIMARY KEY to the rowid (autoincrementing); PostgreSQL
 # gets a BIGINT identity.
 EventId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
