@@ -62,7 +62,7 @@ def _optional(claims: Mapping[str, Any], name: str) -> str | None:
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     """The principal of validated claims; TypeError when a claim has the wrong shape."""
-    scope = claims.get("scope") or ""
+    scope = claims.get("scope", "")  # absent is no scope; any non-string (even []) is malformed
     if not isinstance(scope, str):
         raise TypeError("scope must be a space-separated string")
     cnf = claims.get("cnf")
