@@ -331,11 +331,14 @@ def value_sources(settings: Settings) -> dict[str, str]:
     environment and the file now: call it when the settings are loaded."""
     try:
         baseline: Settings | None = Settings()
-    except ValidationError:  # the environment changed since; judge by presence alone
+    except Exception:  # the environment or file changed since: judge by presence alone
         baseline = None
     environment = {name.lower() for name in os.environ}
     path = config_file()
-    in_file = set(_OrchestratorSection(Settings, yaml_file=path)()) if path else set()
+    try:
+        in_file = set(_OrchestratorSection(Settings, yaml_file=path)()) if path else set()
+    except Exception:  # unreadable now: it was read when the settings were loaded
+        in_file = set()
     sources: dict[str, str] = {}
     for name, info in Settings.model_fields.items():
         alias = info.validation_alias
