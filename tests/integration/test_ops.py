@@ -20,8 +20,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from orchestrator.jobengine.v1 import worker_service_pb2, worker_service_pb2_grpc
 from orchestrator.mesh.v1 import ops_service_pb2, ops_service_pb2_grpc
 from server.app import SERVICES, Application
-from server.domain.health import LoopState
+from server.config import Settings
+from server.domain.health import Check, LoopState, Readiness
 from server.interceptors.audit import REASON_HEADER
+from server.observability.domain_gauges import DomainGauges
+from server.observability.operations import Operations
 from server.storage.db import Database
 from server.storage.repositories import job_gauges
 from server.storage.schema_state import head_revisions
@@ -385,3 +388,52 @@ async def test_sqlite_gauge_queries_read_only_the_partial_indexes(tmp_path: Path
         ["SCAN jobs USING INDEX ix_jobs_ready"],
         ["SCAN jobs USING INDEX ix_jobs_lease_expiry", "USE TEMP B-TREE FOR GROUP BY"],
     ]
+
+
+def _operations(db: Database) -> Operations:
+    settings = Settings(database_url=str(db.url), HEALTH_CHECK_TIMEOUT_SECONDS=1)
+    return Operations(
+        settings=settings,
+        db=db,
+        readiness=Readiness(),
+        gauges=DomainGauges(),
+        sources={},
+        derived=(),
+        api_versions=(),
+        wall=0.0,
+    )
+
+
+async def test_a_schema_behind_this_build_is_not_ready(app: Application) -> None:
+    """The database answers but its schema is at an older revision than this build's."""
+    head = head_revisions()[0]
+    async with app.db.engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+    operations = _operations(app.db)
+    try:
+        checks = await operations.readiness_checks()
+    finally:
+        async with app.db.engine.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE alembic_version SET version_num = :head"), {"head": head}
+            )
+        await operations.aclose()
+    assert checks == [
+        Check("database", True, "reachable"),
+        Check("migrations", False, f"at 0001, expected {head}"),
+    ]
+
+
+async def test_an_unreachable_database_is_not_ready() -> None:
+    """Nothing listens where the database should be: both database checks fail, named."""
+    db = Database("postgresql+asyncpg://orch:pw@127.0.0.1:1/none")
+    operations = _operations(db)
+    try:
+        checks = await operations.readiness_checks()
+    finally:
+        await operations.aclose()
+        await db.dispose()
+    assert [(c.name, c.ready) for c in checks] == [("database", False), ("migrations", False)]
+    assert checks[0].detail.startswith("unreachable: ")
+    assert "pw" not in checks[0].detail
+    assert checks[1].detail == "unknown: the database did not answer"
