@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import httpx
 
@@ -31,6 +32,11 @@ class ClientCredentials:
     extra: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 10.0
     clock: Callable[[], float] = time.monotonic
+    # How the client authenticates at the token endpoint (RFC 6749 §2.3.1): HTTP Basic,
+    # or "client_secret_post" (client_id and client_secret in the form, as seed 004 has).
+    client_authentication: Literal["client_secret_basic", "client_secret_post"] = (
+        "client_secret_basic"
+    )
     _token: str | None = field(default=None, init=False, repr=False)
     _expires_at: float = field(default=0.0, init=False, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
@@ -42,18 +48,27 @@ class ClientCredentials:
                 await self._refresh()
             return f"Bearer {self._token}"
 
-    def invalidate(self) -> None:
-        """Forget the token (e.g. after the server refused it as revoked)."""
-        self._token = None
+    def invalidate(self, authorization: str | None = None) -> None:
+        """Forget the token (e.g. after the server refused it as revoked); with
+        `authorization` (the value a refused call sent) only if it is still that one,
+        so calls refused together cost one refresh."""
+        if authorization is None or authorization == f"Bearer {self._token}":
+            self._token = None
 
     async def _refresh(self) -> None:
         form = {"grant_type": "client_credentials", **self.extra}
         if self.scopes:
             form["scope"] = " ".join(self.scopes)
+        basic = self.client_authentication == "client_secret_basic"
+        if not basic:
+            form.update(client_id=self.client_id, client_secret=self.client_secret)
         async with httpx.AsyncClient(timeout=self.timeout) as http:
-            response = await http.post(
-                self.token_url, data=form, auth=(self.client_id, self.client_secret)
-            )
+            if basic:
+                response = await http.post(
+                    self.token_url, data=form, auth=(self.client_id, self.client_secret)
+                )
+            else:
+                response = await http.post(self.token_url, data=form)
         body = _json(response)
         token, lifetime = body.get("access_token"), body.get("expires_in")
         if response.status_code != 200 or not isinstance(token, str):

@@ -84,11 +84,22 @@ def _render(template: Template, request: Message) -> tuple[str, set[str]]:
         for name in variable.field_path:
             value = getattr(value, name)
         single = variable.end - variable.start == 1
-        parts[variable.start : variable.end] = [quote(str(value), safe="" if single else "/")]
+        parts[variable.start : variable.end] = [_segments(str(value), single)]
         top = request.DESCRIPTOR.fields_by_name[variable.field_path[0]]
         used.add(top.json_name)
     path = "/" + "/".join(parts)
     return (f"{path}:{template.verb}" if template.verb else path), used
+
+
+def _segments(value: str, single: bool) -> str:
+    """`value` percent-encoded for the path (http.proto: a single-segment variable
+    encodes `/` too); a segment that is `.` or `..` is written `%2E` / `%2E%2E`, or
+    the URL's dot-segment removal (RFC 3986 §5.2.4) would change the path."""
+    encoded = quote(value, safe="" if single else "/")
+    return "/".join(
+        segment.replace(".", "%2E") if segment in (".", "..") else segment
+        for segment in encoded.split("/")
+    )
 
 
 def _query(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
