@@ -78,6 +78,10 @@ class ModelCache:
         self._models: dict[tuple[str, int], ProcessModel] = {}
         self._capacity = capacity
 
+    def cached(self, definition_id: str, version: int) -> ProcessModel | None:
+        """The model of a version compiled before, without reading it again."""
+        return self._models.get((definition_id, version))
+
     def model(self, record: DefinitionRecord) -> ProcessModel:
         key = (record.definition_id, record.version)
         model = self._models.get(key)

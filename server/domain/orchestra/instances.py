@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -152,25 +152,24 @@ async def start_process(
     initial = dict(initial or {})
     variables.check_names(initial, "variables")
     text = variables.encode(initial, limits.variables_max_bytes, "variables")
-    record = None
-    if valid_definition_id(definition_id):
-        record = await store.orchestra.definition(definition_id, None)
-    if record is None or not available_to(record, tenant_id):
-        raise NotFound.of(DEFINITION, definition_id)
-    model = models.model(record)
-    instance = Instance(
-        instance_id=_new_id(),
-        tenant_id=tenant_id,
-        definition_id=record.definition_id,
-        definition_version=record.version,
-        status=RUNNING,
-        variables=text,
-        incident=None,
-        created_at=now,
-        updated_at=now,
-    )
     async with store.transaction() as unit:
-        await unit.orchestra.insert_instance(instance)
+        record = None
+        if valid_definition_id(definition_id):
+            record = await unit.orchestra.definition(definition_id, None)
+        if record is None or not available_to(record, tenant_id):
+            raise NotFound.of(DEFINITION, definition_id)
+        model = models.model(record)
+        instance = Instance(
+            instance_id=_new_id(),
+            tenant_id=tenant_id,
+            definition_id=record.definition_id,
+            definition_version=record.version,
+            status=RUNNING,
+            variables=text,
+            incident=None,
+            created_at=now,
+            updated_at=now,
+        )
         events = [
             _event(
                 instance,
@@ -183,7 +182,7 @@ async def start_process(
         if initial:
             events.append(_event(instance, call, VARIABLES_EVENT, {"names": sorted(initial)}, now))
         wake = await _step(
-            unit, call, model, instance, initial, [], [model.start], events, limits, now
+            unit, call, model, instance, initial, [], [model.start], events, limits, now, new=True
         )
     _announce(store, wake)
     return instance.instance_id
@@ -279,13 +278,12 @@ async def signal_token(
     tenant_id = call.require_tenant()
     merge = dict(merge or {})
     variables.check_names(merge, "variables")
-    token = await store.orchestra.token(tenant_id, token_id) if _usable_id(token_id) else None
-    if token is None:
-        raise NotFound.of(TOKEN, token_id)
-    if token.status != engine.PARKED:
-        raise _not_parked(token_id, f"it is {token.status} at node {token.node_id!r}")
-    wake: list[tuple[str, str]] = []
     async with store.transaction() as unit:
+        token = await unit.orchestra.token(tenant_id, token_id) if _usable_id(token_id) else None
+        if token is None:
+            raise NotFound.of(TOKEN, token_id)
+        if token.status != engine.PARKED:
+            raise _not_parked(token_id, f"it is {token.status} at node {token.node_id!r}")
         instance = await unit.orchestra.lock_instance(tenant_id, token.instance_id)
         if instance is None or instance.status != RUNNING:
             status = instance.status if instance is not None else "gone"
@@ -494,9 +492,12 @@ async def _step(
     events: list[NewEvent],
     limits: OrchestraLimits,
     now: datetime,
+    *,
+    new: bool = False,
 ) -> list[tuple[str, str]]:
     """Run `engine.advance` from `arrivals` and write what it did (module docstring);
-    the (tenant, job type) pairs whose workers to wake after the commit."""
+    the (tenant, job type) pairs whose workers to wake after the commit. A `new`
+    instance is inserted as the step leaves it (one statement, not two)."""
     outcome = engine.advance(model, values, live, arrivals, now=now, new_id=_new_id)
     events += [_event(instance, call, kind, data, now) for kind, data in outcome.events]
     incident = outcome.incident
@@ -504,7 +505,7 @@ async def _step(
     if incident is None:
         jobs, incident = await _enqueue(unit, call, instance, outcome, values, limits, now)
     if incident is not None:
-        await _fail(unit, call, instance, values, incident, events, now)
+        await _fail(unit, call, instance, values, incident, events, now, new=new)
         return []
     tokens = [
         Token(
@@ -532,13 +533,7 @@ async def _step(
     status = COMPLETED if outcome.finished else RUNNING
     if status == COMPLETED:
         events.append(_event(instance, call, COMPLETED_EVENT, {}, now))
-    await unit.orchestra.update_instance(
-        instance.instance_id,
-        status=status,
-        variables=variables.dumps(values),
-        incident=None,
-        now=now,
-    )
+    await _write(unit, instance, new, status=status, values=values, incident=None, now=now)
     await unit.base.events.append_many(events)
     return sorted({(instance.tenant_id, job_type) for job_type in _job_types(outcome)})
 
@@ -604,6 +599,8 @@ async def _fail(
     incident: IncidentInfo,
     events: list[NewEvent],
     now: datetime,
+    *,
+    new: bool = False,
 ) -> None:
     """Fail the instance with `incident`: every token dropped, the incident stored."""
     record: dict[str, Any] = {
@@ -617,21 +614,50 @@ async def _fail(
         record["job_id"] = incident.job_id
     events.append(_event(instance, call, INCIDENT_EVENT, record, now))
     events.append(_event(instance, call, FAILED_EVENT, {"kind": incident.kind}, now))
-    await unit.orchestra.delete_instance_tokens(instance.instance_id)
-    await unit.orchestra.update_instance(
-        instance.instance_id,
-        status=FAILED,
-        variables=variables.dumps(values),
-        incident=json.dumps(record, sort_keys=True, separators=(",", ":")),
-        now=now,
-    )
+    if not new:
+        await unit.orchestra.delete_instance_tokens(instance.instance_id)
+    incident_text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    await _write(unit, instance, new, status=FAILED, values=values, incident=incident_text, now=now)
     await unit.base.events.append_many(events)
+
+
+async def _write(
+    unit: OrchestraUnit,
+    instance: InstanceRecord | Instance,
+    new: bool,
+    *,
+    status: str,
+    values: Mapping[str, Any],
+    incident: str | None,
+    now: datetime,
+) -> None:
+    """Insert a new instance in its state after the step, or update a stored one."""
+    text = variables.dumps(values)
+    if new:
+        assert isinstance(instance, Instance)
+        await unit.orchestra.insert_instance(
+            replace(
+                instance,
+                status=status,
+                variables=text,
+                incident=incident,
+                updated_at=now,
+                ended_at=None if status == RUNNING else now,
+            )
+        )
+    else:
+        await unit.orchestra.update_instance(
+            instance.instance_id, status=status, variables=text, incident=incident, now=now
+        )
 
 
 # --- helpers --------------------------------------------------------------------------
 
 
 async def _model(unit: OrchestraUnit, models: ModelCache, instance: InstanceRecord) -> ProcessModel:
+    cached = models.cached(instance.definition_id, instance.definition_version)
+    if cached is not None:  # versions are immutable: no need to read it again
+        return cached
     record = await unit.orchestra.definition(instance.definition_id, instance.definition_version)
     if record is None:  # versions are never deleted
         raise FailedPrecondition(

@@ -146,14 +146,15 @@ class SqlOrchestraRepository:
         self, tenant_id: str, instance_id: str, *, skip_locked: bool = False
     ) -> sa.Row[Any] | None:
         conn = await self._conn()
-        statement = _instance(tenant_id, instance_id)
+        statement: sa.Executable
         if conn.dialect.name == "postgresql":
-            statement = statement.with_for_update(skip_locked=skip_locked)
-        else:  # take SQLite's write lock before reading (see the module docstring)
-            await conn.execute(
+            statement = _instance(tenant_id, instance_id).with_for_update(skip_locked=skip_locked)
+        else:  # takes SQLite's write lock as it reads (see the module docstring)
+            statement = (
                 sa.update(_instances)
-                .where(_instances.c.instance_id == instance_id)
+                .where(_instances.c.instance_id == instance_id, _instances.c.tenant_id == tenant_id)
                 .values(updated_at=_instances.c.updated_at)
+                .returning(*_instances.c)
             )
         row: sa.Row[Any] | None = (await conn.execute(statement)).first()
         return row
