@@ -15,7 +15,7 @@ from unittest.mock import ANY
 import httpx
 import pytest
 import sqlalchemy as sa
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 
 from clients.base import CallerHeaders, ServiceClient
 from clients.errors import ApiError
@@ -98,8 +98,6 @@ class Worker(ServiceClient):
 
 
 def _struct(message: struct_pb2.Struct) -> dict[str, Any]:
-    from google.protobuf import json_format
-
     value: dict[str, Any] = json_format.MessageToDict(message)
     return value
 
