@@ -4,6 +4,8 @@ into a request field (WHATWG HTML §9.2), and bad uses are refused at start-up."
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from google.api import annotations_pb2
 from google.api import http_pb2 as rule_pb2
@@ -44,7 +46,7 @@ def _service(*, streaming: bool = True, **options: object) -> ServiceDescriptor:
     return pool.FindServiceByName("made.v1.Feed")
 
 
-def _binding(**options: object) -> Binding:
+def _binding(**options: Any) -> Binding:
     (binding,) = bindings_for([_service(**options)])
     return binding
 
