@@ -29,6 +29,7 @@ class HttpBehavior:
     etag: bool = False
     error_status: dict[int, int] = field(default_factory=dict)  # google.rpc code -> HTTP
     allow_unknown_query: bool = False
+    allow_unknown_body: bool = False  # top-level body members naming no field are ignored
     error_cache_control: str | None = None
     deprecated_prefixes: tuple[tuple[str, str], ...] = ()  # (legacy prefix, successor)
     oauth_errors: bool = False  # RFC 6749 error bodies instead of the status shape
@@ -49,6 +50,7 @@ def http_behavior(method: MethodDescriptor) -> HttpBehavior:
         etag=merged.etag,
         error_status={item.code: item.status for item in merged.error_status},
         allow_unknown_query=merged.allow_unknown_query_parameters,
+        allow_unknown_body=merged.allow_unknown_body_fields,
         error_cache_control=merged.error_cache_control or None,
         oauth_errors=merged.error_format == http_pb2.ERROR_FORMAT_OAUTH,
         deprecated_prefixes=deprecated_prefixes(service),

@@ -21,7 +21,7 @@ from google.rpc import code_pb2
 
 from gateway import json_parser, json_printer
 from gateway.errors import GatewayError, status_error
-from gateway.field_paths import FieldError
+from gateway.field_paths import FieldError, lookup_field
 from gateway.scalars import NumberOutOfRange, finite_float, finite_int
 
 JSON_TYPE = "application/json"
@@ -147,8 +147,12 @@ def is_http_body(message_type: Any) -> bool:
     return getattr(message_type, "full_name", None) == HTTP_BODY
 
 
-def parse_into(message: Message, value: Any, *, field: FieldDescriptor | None) -> None:
+def parse_into(
+    message: Message, value: Any, *, field: FieldDescriptor | None, allow_unknown: bool = False
+) -> None:
     """Merge decoded JSON into `message`, or into its `field` when the body is one field.
+    With `allow_unknown`, members of the body's own object that name no field of its
+    message are left out (`allow_unknown_body_fields`); nested ones are still checked.
 
     Raises GatewayError INVALID_ARGUMENT (reason INVALID_BODY) naming the field path
     in the request message, e.g. `invalid body field "inner.count": 3000000000 is not
@@ -156,6 +160,8 @@ def parse_into(message: Message, value: Any, *, field: FieldDescriptor | None) -
     """
     if field is None and not isinstance(value, dict):
         raise _bad_body(f"request body must be a JSON object, got {json_parser.json_kind(value)}")
+    if allow_unknown and isinstance(value, dict):
+        value = _known_members(message.DESCRIPTOR if field is None else field.message_type, value)
     try:
         if field is None:
             json_parser.merge_object(message, value)
@@ -165,6 +171,16 @@ def parse_into(message: Message, value: Any, *, field: FieldDescriptor | None) -
         raise _bad_body(f'invalid body field "{exc.param}": {exc.reason}', exc.param) from exc
     except RecursionError:
         raise _bad_body("request body is nested too deeply") from None
+
+
+def _known_members(descriptor: Any, value: dict[str, Any]) -> dict[str, Any]:
+    """`value` without the members that name no field of `descriptor` (a message that is
+    not free JSON; anything else is returned as it is)."""
+    if descriptor is None or descriptor.full_name.startswith("google.protobuf."):
+        return value
+    if descriptor.GetOptions().map_entry:
+        return value
+    return {key: item for key, item in value.items() if lookup_field(descriptor, key) is not None}
 
 
 def _bad_body(message: str, field_name: str = "body") -> GatewayError:

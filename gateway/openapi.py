@@ -349,10 +349,14 @@ class _Builder:
             return None
         if target is not None and target.full_name == HTTP_BODY:
             return {"required": True, "content": _binary()}
+        open_body = binding.behavior.allow_unknown_body  # unknown members are ignored
         if binding.body is not None:
-            schema = self.registry.field(binding.body)
-        elif exclude and target is not None:
-            schema = self.registry.object_schema(target, exclude)
+            if open_body and target is not None and _plain_message(target):
+                schema = self.registry.object_schema(target, closed=False)
+            else:
+                schema = self.registry.field(binding.body)
+        elif (exclude or open_body) and target is not None:
+            schema = self.registry.object_schema(target, exclude, closed=not open_body)
         else:
             schema = self.registry.message(binding.method.input_type)
         if binding.client_streaming:  # one schema per message, see gateway/json_stream.py
@@ -568,6 +572,13 @@ def _error_statuses(binding: Binding, plan: EtagPlan | None) -> list[int]:
     if binding.body_all or binding.body is not None:
         statuses.update(BODY_STATUSES)
     return sorted(statuses)
+
+
+def _plain_message(descriptor: Descriptor) -> bool:
+    """A message whose JSON is an object of its fields (not free JSON, not a map entry)."""
+    return not descriptor.full_name.startswith("google.protobuf.") and not (
+        descriptor.GetOptions().map_entry
+    )
 
 
 def _flat(message: Descriptor, exclude: Sequence[str]) -> bool:

@@ -206,7 +206,9 @@ def _apply_body(
     if not body:  # absent; a blank body is malformed JSON (codec.loads says so)
         return None
     decoded = codec.loads(body)
-    codec.parse_into(message, decoded, field=binding.body)
+    codec.parse_into(
+        message, decoded, field=binding.body, allow_unknown=binding.behavior.allow_unknown_body
+    )
     return decoded
 
 

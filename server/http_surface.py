@@ -38,6 +38,7 @@ from orchestrator.jobengine.v1 import (
     sources_service_pb2,
 )
 from orchestrator.mesh.v1 import events_service_pb2
+from orchestrator.orchestra.v1 import definitions_service_pb2, orchestra_service_pb2
 from server import errors
 from server.config import Settings
 from server.domain import jobs
@@ -223,7 +224,24 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
                 "pattern": f"^{_NOT_CONTROL}*$",
             }
     rules.update(_event_rules())
+    rules.update(_orchestra_rules())
     return {field.full_name: rule for field, rule in rules.items()}
+
+
+def _orchestra_rules() -> dict[FieldDescriptor, dict[str, Any]]:
+    """Orchestra's checks (server/domain/orchestra/): `variables` is a JSON object (seed
+    004; a google.protobuf.Value so that null is refused, not read as absent), page
+    sizes and versions are not negative."""
+    start = orchestra_service_pb2.StartProcessRequest.DESCRIPTOR
+    signal = orchestra_service_pb2.SignalTokenRequest.DESCRIPTOR
+    listing = definitions_service_pb2.ListDefinitionsRequest.DESCRIPTOR
+    get = definitions_service_pb2.GetDefinitionRequest.DESCRIPTOR
+    return {
+        start.fields_by_name["variables"]: {"type": "object"},
+        signal.fields_by_name["variables"]: {"type": "object"},
+        listing.fields_by_name["limit"]: {"minimum": 0},
+        get.fields_by_name["version"]: {"minimum": 0},
+    }
 
 
 def _event_rules() -> dict[FieldDescriptor, dict[str, Any]]:

@@ -26,21 +26,21 @@ from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor
 from google.rpc import code_pb2 as google_dot_rpc_dot_code__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gateway/v1/http.proto\x12\ngateway.v1\x1a google/protobuf/descriptor.proto\x1a\x15google/rpc/code.proto\"=\n\x0b\x45rrorStatus\x12\x1e\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x10.google.rpc.Code\x12\x0e\n\x06status\x18\x02 \x01(\x05\"\x80\x05\n\x0cHttpBehavior\x12\x1b\n\x0esuccess_status\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1a\n\rcache_control\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x11\n\x04\x65tag\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12-\n\x0c\x65rror_status\x18\x04 \x03(\x0b\x32\x17.gateway.v1.ErrorStatus\x12+\n\x1e\x61llow_unknown_query_parameters\x18\x05 \x01(\x08H\x03\x88\x01\x01\x12 \n\x13\x65rror_cache_control\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x32\n\x0c\x65rror_format\x18\x07 \x01(\x0e\x32\x17.gateway.v1.ErrorFormatH\x05\x88\x01\x01\x12\x17\n\netag_field\x18\x08 \x01(\tH\x06\x88\x01\x01\x12\"\n\x15precondition_required\x18\t \x01(\x08H\x07\x88\x01\x01\x12\x1a\n\rcreated_field\x18\n \x01(\tH\x08\x88\x01\x01\x12\x19\n\x0csse_id_field\x18\x0b \x01(\tH\t\x88\x01\x01\x12 \n\x13last_event_id_field\x18\x0c \x01(\tH\n\x88\x01\x01\x42\x11\n\x0f_success_statusB\x10\n\x0e_cache_controlB\x07\n\x05_etagB!\n\x1f_allow_unknown_query_parametersB\x16\n\x14_error_cache_controlB\x0f\n\r_error_formatB\r\n\x0b_etag_fieldB\x18\n\x16_precondition_requiredB\x10\n\x0e_created_fieldB\x0f\n\r_sse_id_fieldB\x16\n\x14_last_event_id_field\"5\n\x10\x44\x65precatedPrefix\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tsuccessor\x18\x02 \x01(\t\"\x94\x01\n\x13ServiceHttpBehavior\x12*\n\x08\x64\x65\x66\x61ults\x18\x01 \x01(\x0b\x32\x18.gateway.v1.HttpBehavior\x12\x39\n\x13\x64\x65precated_prefixes\x18\x02 \x03(\x0b\x32\x1c.gateway.v1.DeprecatedPrefix\x12\x16\n\x0eowned_prefixes\x18\x03 \x03(\t*\\\n\x0b\x45rrorFormat\x12\x1c\n\x18\x45RROR_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45RROR_FORMAT_STATUS\x10\x01\x12\x16\n\x12\x45RROR_FORMAT_OAUTH\x10\x02:H\n\x04http\x12\x1e.google.protobuf.MethodOptions\x18\xb5\x87\x03 \x01(\x0b\x32\x18.gateway.v1.HttpBehavior:Y\n\rhttp_defaults\x12\x1f.google.protobuf.ServiceOptions\x18\xb6\x87\x03 \x01(\x0b\x32\x1f.gateway.v1.ServiceHttpBehaviorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gateway/v1/http.proto\x12\ngateway.v1\x1a google/protobuf/descriptor.proto\x1a\x15google/rpc/code.proto\"=\n\x0b\x45rrorStatus\x12\x1e\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x10.google.rpc.Code\x12\x0e\n\x06status\x18\x02 \x01(\x05\"\xc6\x05\n\x0cHttpBehavior\x12\x1b\n\x0esuccess_status\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1a\n\rcache_control\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x11\n\x04\x65tag\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12-\n\x0c\x65rror_status\x18\x04 \x03(\x0b\x32\x17.gateway.v1.ErrorStatus\x12+\n\x1e\x61llow_unknown_query_parameters\x18\x05 \x01(\x08H\x03\x88\x01\x01\x12 \n\x13\x65rror_cache_control\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x32\n\x0c\x65rror_format\x18\x07 \x01(\x0e\x32\x17.gateway.v1.ErrorFormatH\x05\x88\x01\x01\x12\x17\n\netag_field\x18\x08 \x01(\tH\x06\x88\x01\x01\x12\"\n\x15precondition_required\x18\t \x01(\x08H\x07\x88\x01\x01\x12\x1a\n\rcreated_field\x18\n \x01(\tH\x08\x88\x01\x01\x12\x19\n\x0csse_id_field\x18\x0b \x01(\tH\t\x88\x01\x01\x12 \n\x13last_event_id_field\x18\x0c \x01(\tH\n\x88\x01\x01\x12&\n\x19\x61llow_unknown_body_fields\x18\r \x01(\x08H\x0b\x88\x01\x01\x42\x11\n\x0f_success_statusB\x10\n\x0e_cache_controlB\x07\n\x05_etagB!\n\x1f_allow_unknown_query_parametersB\x16\n\x14_error_cache_controlB\x0f\n\r_error_formatB\r\n\x0b_etag_fieldB\x18\n\x16_precondition_requiredB\x10\n\x0e_created_fieldB\x0f\n\r_sse_id_fieldB\x16\n\x14_last_event_id_fieldB\x1c\n\x1a_allow_unknown_body_fields\"5\n\x10\x44\x65precatedPrefix\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tsuccessor\x18\x02 \x01(\t\"\x94\x01\n\x13ServiceHttpBehavior\x12*\n\x08\x64\x65\x66\x61ults\x18\x01 \x01(\x0b\x32\x18.gateway.v1.HttpBehavior\x12\x39\n\x13\x64\x65precated_prefixes\x18\x02 \x03(\x0b\x32\x1c.gateway.v1.DeprecatedPrefix\x12\x16\n\x0eowned_prefixes\x18\x03 \x03(\t*\\\n\x0b\x45rrorFormat\x12\x1c\n\x18\x45RROR_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45RROR_FORMAT_STATUS\x10\x01\x12\x16\n\x12\x45RROR_FORMAT_OAUTH\x10\x02:H\n\x04http\x12\x1e.google.protobuf.MethodOptions\x18\xb5\x87\x03 \x01(\x0b\x32\x18.gateway.v1.HttpBehavior:Y\n\rhttp_defaults\x12\x1f.google.protobuf.ServiceOptions\x18\xb6\x87\x03 \x01(\x0b\x32\x1f.gateway.v1.ServiceHttpBehaviorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.v1.http_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORFORMAT']._serialized_start=1006
-  _globals['_ERRORFORMAT']._serialized_end=1098
+  _globals['_ERRORFORMAT']._serialized_start=1076
+  _globals['_ERRORFORMAT']._serialized_end=1168
   _globals['_ERRORSTATUS']._serialized_start=94
   _globals['_ERRORSTATUS']._serialized_end=155
   _globals['_HTTPBEHAVIOR']._serialized_start=158
-  _globals['_HTTPBEHAVIOR']._serialized_end=798
-  _globals['_DEPRECATEDPREFIX']._serialized_start=800
-  _globals['_DEPRECATEDPREFIX']._serialized_end=853
-  _globals['_SERVICEHTTPBEHAVIOR']._serialized_start=856
-  _globals['_SERVICEHTTPBEHAVIOR']._serialized_end=1004
+  _globals['_HTTPBEHAVIOR']._serialized_end=868
+  _globals['_DEPRECATEDPREFIX']._serialized_start=870
+  _globals['_DEPRECATEDPREFIX']._serialized_end=923
+  _globals['_SERVICEHTTPBEHAVIOR']._serialized_start=926
+  _globals['_SERVICEHTTPBEHAVIOR']._serialized_end=1074
 # @@protoc_insertion_point(module_scope)

@@ -108,6 +108,7 @@ class HttpBehavior(_message.Message):
     CREATED_FIELD_FIELD_NUMBER: _builtins.int
     SSE_ID_FIELD_FIELD_NUMBER: _builtins.int
     LAST_EVENT_ID_FIELD_FIELD_NUMBER: _builtins.int
+    ALLOW_UNKNOWN_BODY_FIELDS_FIELD_NUMBER: _builtins.int
     success_status: _builtins.int
     """Status of a successful response; 200 when unset. One of 200, 201, 202, 203,
     or a bodiless one: 204 No Content and 205 Reset Content (RFC 9110 §15.3.5,
@@ -182,6 +183,14 @@ class HttpBehavior(_message.Message):
     overriding the value of the query; a blank header changes nothing.
     Refused at start-up like `sse_id_field`.
     """
+    allow_unknown_body_fields: _builtins.bool
+    """Ignore members of a JSON request body that name no field of the message the
+    body is (the request for `body: "*"`, else the message the rule's `body`
+    field holds), instead of answering 400; members of nested messages are
+    still checked. For a contract whose request schemas allow additional
+    properties (OpenAPI `type: object` without `additionalProperties: false`);
+    OpenAPI then documents the body open.
+    """
     @_builtins.property
     def error_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErrorStatus]:
         """Per-code HTTP status overrides, applied before the default table. A method's
@@ -203,11 +212,14 @@ class HttpBehavior(_message.Message):
         created_field: _builtins.str | None = ...,
         sse_id_field: _builtins.str | None = ...,
         last_event_id_field: _builtins.str | None = ...,
+        allow_unknown_body_fields: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_created_field", b"_created_field", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_last_event_id_field", b"_last_event_id_field", "_precondition_required", b"_precondition_required", "_sse_id_field", b"_sse_id_field", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "created_field", b"created_field", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "etag", b"etag", "etag_field", b"etag_field", "last_event_id_field", b"last_event_id_field", "precondition_required", b"precondition_required", "sse_id_field", b"sse_id_field", "success_status", b"success_status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_body_fields", b"_allow_unknown_body_fields", "_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_created_field", b"_created_field", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_last_event_id_field", b"_last_event_id_field", "_precondition_required", b"_precondition_required", "_sse_id_field", b"_sse_id_field", "_success_status", b"_success_status", "allow_unknown_body_fields", b"allow_unknown_body_fields", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "created_field", b"created_field", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "etag", b"etag", "etag_field", b"etag_field", "last_event_id_field", b"last_event_id_field", "precondition_required", b"precondition_required", "sse_id_field", b"sse_id_field", "success_status", b"success_status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_created_field", b"_created_field", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_last_event_id_field", b"_last_event_id_field", "_precondition_required", b"_precondition_required", "_sse_id_field", b"_sse_id_field", "_success_status", b"_success_status", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "created_field", b"created_field", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "error_status", b"error_status", "etag", b"etag", "etag_field", b"etag_field", "last_event_id_field", b"last_event_id_field", "precondition_required", b"precondition_required", "sse_id_field", b"sse_id_field", "success_status", b"success_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_unknown_body_fields", b"_allow_unknown_body_fields", "_allow_unknown_query_parameters", b"_allow_unknown_query_parameters", "_cache_control", b"_cache_control", "_created_field", b"_created_field", "_error_cache_control", b"_error_cache_control", "_error_format", b"_error_format", "_etag", b"_etag", "_etag_field", b"_etag_field", "_last_event_id_field", b"_last_event_id_field", "_precondition_required", b"_precondition_required", "_sse_id_field", b"_sse_id_field", "_success_status", b"_success_status", "allow_unknown_body_fields", b"allow_unknown_body_fields", "allow_unknown_query_parameters", b"allow_unknown_query_parameters", "cache_control", b"cache_control", "created_field", b"created_field", "error_cache_control", b"error_cache_control", "error_format", b"error_format", "error_status", b"error_status", "etag", b"etag", "etag_field", b"etag_field", "last_event_id_field", b"last_event_id_field", "precondition_required", b"precondition_required", "sse_id_field", b"sse_id_field", "success_status", b"success_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__allow_unknown_body_fields: _TypeAlias = _typing.Literal["allow_unknown_body_fields"]  # noqa: Y015
+    _WhichOneofArgType__allow_unknown_body_fields: _TypeAlias = _typing.Literal["_allow_unknown_body_fields", b"_allow_unknown_body_fields"]  # noqa: Y015
     _WhichOneofReturnType__allow_unknown_query_parameters: _TypeAlias = _typing.Literal["allow_unknown_query_parameters"]  # noqa: Y015
     _WhichOneofArgType__allow_unknown_query_parameters: _TypeAlias = _typing.Literal["_allow_unknown_query_parameters", b"_allow_unknown_query_parameters"]  # noqa: Y015
     _WhichOneofReturnType__cache_control: _TypeAlias = _typing.Literal["cache_control"]  # noqa: Y015
@@ -230,6 +242,8 @@ class HttpBehavior(_message.Message):
     _WhichOneofArgType__sse_id_field: _TypeAlias = _typing.Literal["_sse_id_field", b"_sse_id_field"]  # noqa: Y015
     _WhichOneofReturnType__success_status: _TypeAlias = _typing.Literal["success_status"]  # noqa: Y015
     _WhichOneofArgType__success_status: _TypeAlias = _typing.Literal["_success_status", b"_success_status"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__allow_unknown_body_fields) -> _WhichOneofReturnType__allow_unknown_body_fields | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__allow_unknown_query_parameters) -> _WhichOneofReturnType__allow_unknown_query_parameters | None: ...
     @_typing.overload

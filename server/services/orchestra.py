@@ -71,6 +71,24 @@ def from_struct(struct: struct_pb2.Struct, field: str) -> dict[str, Any]:
     return {key: from_value(item, f"{field}.{key}") for key, item in struct.fields.items()}
 
 
+def variables_of(value: struct_pb2.Value) -> dict[str, Any]:
+    """A request's `variables`: a JSON object; InvalidArgument naming `variables` for
+    null or any other JSON value (seed 004: `variables` is an object)."""
+    if value.WhichOneof("kind") != "struct_value":
+        kind = _KINDS.get(value.WhichOneof("kind") or "", "nothing")
+        raise InvalidArgument.of("variables", f"must be a JSON object of variables, got {kind}")
+    return from_struct(value.struct_value, "variables")
+
+
+_KINDS = {
+    "null_value": "null",
+    "number_value": "a number",
+    "string_value": "a string",
+    "bool_value": "a boolean",
+    "list_value": "an array",
+}
+
+
 def to_struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
     struct.update(values)
@@ -131,9 +149,7 @@ class OrchestraService(pb_grpc.OrchestraServiceServicer):
     async def StartProcess(
         self, request: pb.StartProcessRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartProcessResponse:
-        initial = (
-            from_struct(request.variables, "variables") if request.HasField("variables") else None
-        )
+        initial = variables_of(request.variables) if request.HasField("variables") else None
         instance_id = await instances.start_process(
             self._store,
             self._models,
@@ -172,9 +188,7 @@ class OrchestraService(pb_grpc.OrchestraServiceServicer):
     async def SignalToken(
         self, request: pb.SignalTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.SignalTokenResponse:
-        merge = (
-            from_struct(request.variables, "variables") if request.HasField("variables") else None
-        )
+        merge = variables_of(request.variables) if request.HasField("variables") else None
         status = await instances.signal_token(
             self._store,
             self._models,

@@ -39,7 +39,7 @@ class Orchestra(ServiceClient):
     async def start(self, definition_id: str, variables: dict[str, Any] | None = None) -> str:
         request = pb.StartProcessRequest(definition_id=definition_id)
         if variables is not None:
-            request.variables.update(variables)
+            request.variables.struct_value.update(variables)
         response = await self.call("StartProcess", request, pb.StartProcessResponse)
         return response.instance_id
 
@@ -50,7 +50,7 @@ class Orchestra(ServiceClient):
     async def signal(self, token_id: str, variables: dict[str, Any] | None = None) -> str:
         request = pb.SignalTokenRequest(token_id=token_id)
         if variables is not None:
-            request.variables.update(variables)
+            request.variables.struct_value.update(variables)
         return (await self.call("SignalToken", request, pb.SignalTokenResponse)).status
 
     async def variables(self, instance_id: str) -> dict[str, Any]:

@@ -135,7 +135,21 @@ async def test_start_without_a_body_and_with_a_malformed_one(
 ) -> None:
     response = await http.post(f"/orchestra-api/process/{approval}/start", headers=consumer)
     assert response.status_code == 201, response.text
-    for content in (b"{", b"[1]", b'{"variables": 5}', b'{"variables": {"a": 1}, "x": 1}'):
+    # The seed's schemas allow additional properties, and list no other parameters.
+    extra = await http.post(
+        f"/orchestra-api/process/{approval}/start",
+        params={"unknown": "1"},
+        json={"variables": {"a": 1}, "x": 1},
+        headers=consumer,
+    )
+    assert extra.status_code == 201, extra.text
+    for content in (
+        b"{",
+        b"[1]",
+        b'{"variables": 5}',
+        b'{"variables": null}',
+        b'{"variables": []}',
+    ):
         response = await http.post(
             f"/orchestra-api/process/{approval}/start",
             content=content,

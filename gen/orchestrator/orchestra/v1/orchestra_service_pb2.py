@@ -30,7 +30,7 @@ from orchestrator.api.v1 import options_pb2 as orchestrator_dot_api_dot_v1_dot_o
 from orchestrator.orchestra.v1 import instance_pb2 as orchestrator_dot_orchestra_dot_v1_dot_instance__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1orchestrator/orchestra/v1/orchestra_service.proto\x12\x19orchestrator.orchestra.v1\x1a\x15gateway/v1/http.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a!orchestrator/api/v1/options.proto\x1a(orchestrator/orchestra/v1/instance.proto\"x\n\x13StartProcessRequest\x12*\n\rdefinition_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\rdefinition_id\x12\x35\n\tvariables\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructR\tvariables\"8\n\x14StartProcessResponse\x12 \n\x0binstance_id\x18\x01 \x01(\tR\x0binstance_id\"T\n\x14ListInstancesRequest\x12$\n\rdefinition_id\x18\x01 \x01(\tR\rdefinition_id\x12\x16\n\x06status\x18\x02 \x01(\tR\x06status\"a\n\x15ListInstancesResponse\x12H\n\tinstances\x18\x01 \x03(\x0b\x32*.orchestrator.orchestra.v1.InstanceSummaryR\tinstances\"<\n\x12GetInstanceRequest\x12&\n\x0binstance_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0binstance_id\"[\n\x13GetInstanceResponse\x12\x44\n\x08instance\x18\x01 \x01(\x0b\x32(.orchestrator.orchestra.v1.InstanceStateR\x08instance\"m\n\x12SignalTokenRequest\x12 \n\x08token_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08token_id\x12\x35\n\tvariables\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructR\tvariables\"-\n\x13SignalTokenResponse\x12\x16\n\x06status\x18\x01 \x01(\tR\x06status\"=\n\x13GetVariablesRequest\x12&\n\x0binstance_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0binstance_id\"M\n\x14GetVariablesResponse\x12\x35\n\tvariables\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructR\tvariables\"\x8a\x01\n\x12SetVariableRequest\x12&\n\x0binstance_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0binstance_id\x12\x18\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12\x32\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueB\x04\xe2\x41\x01\x02R\x05value\"-\n\x13SetVariableResponse\x12\x16\n\x06status\x18\x01 \x01(\tR\x06status\"W\n\x15\x43\x61ncelInstanceRequest\x12&\n\x0binstance_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0binstance_id\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"^\n\x16\x43\x61ncelInstanceResponse\x12\x44\n\x08instance\x18\x01 \x01(\x0b\x32(.orchestrator.orchestra.v1.InstanceStateR\x08instance2\x8f\n\n\x10OrchestraService\x12\xbd\x01\n\x0cStartProcess\x12..orchestrator.orchestra.v1.StartProcessRequest\x1a/.orchestrator.orchestra.v1.StartProcessResponse\"L\xaa\xbb\x18\x11\x08\xc9\x01\"\x05\x08\x05\x10\xa6\x03\"\x05\x08\t\x10\xa6\x03\x82\xd3\xe4\x93\x02\x31\",/orchestra-api/process/{definition_id}/start:\x01*\x12\x9f\x01\n\rListInstances\x12/.orchestrator.orchestra.v1.ListInstancesRequest\x1a\x30.orchestrator.orchestra.v1.ListInstancesResponse\"+\x82\xd3\xe4\x93\x02%\x12\x18/orchestra-api/instancesb\tinstances\x12\xa5\x01\n\x0bGetInstance\x12-.orchestrator.orchestra.v1.GetInstanceRequest\x1a..orchestrator.orchestra.v1.GetInstanceResponse\"7\x82\xd3\xe4\x93\x02\x31\x12%/orchestra-api/instance/{instance_id}b\x08instance\x12\xb1\x01\n\x0bSignalToken\x12-.orchestrator.orchestra.v1.SignalTokenRequest\x1a..orchestrator.orchestra.v1.SignalTokenResponse\"C\xaa\xbb\x18\x0e\"\x05\x08\x05\x10\xa6\x03\"\x05\x08\t\x10\xa6\x03\x82\xd3\xe4\x93\x02+\"&/orchestra-api/token/{token_id}/signal:\x01*\x12\xb3\x01\n\x0cGetVariables\x12..orchestrator.orchestra.v1.GetVariablesRequest\x1a/.orchestrator.orchestra.v1.GetVariablesResponse\"B\x82\xd3\xe4\x93\x02<\x12//orchestra-api/instance/{instance_id}/variablesb\tvariables\x12\xc0\x01\n\x0bSetVariable\x12-.orchestrator.orchestra.v1.SetVariableRequest\x1a..orchestrator.orchestra.v1.SetVariableResponse\"R\xaa\xbb\x18\x0e\"\x05\x08\x05\x10\xa6\x03\"\x05\x08\t\x10\xa6\x03\x82\xd3\xe4\x93\x02:\x1a\x35/orchestra-api/instance/{instance_id}/variable/{name}:\x01*\x12w\n\x0e\x43\x61ncelInstance\x12\x30.orchestrator.orchestra.v1.CancelInstanceRequest\x1a\x31.orchestrator.orchestra.v1.CancelInstanceResponse\"\x00\x1aK\x8a\xb5\x18\x1a\x08\x01\x18\x03*\x14\x61\x63\x63\x65ss orchestra api\xb2\xbb\x18)\n\x16\x12\x08no-store2\x08no-store8\x01\x1a\x0f/orchestra-api/b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1orchestrator/orchestra/v1/orchestra_service.proto\x12\x19orchestrator.orchestra.v1\x1a\x15gateway/v1/http.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a!orchestrator/api/v1/options.proto\x1a(orchestrator/orchestra/v1/instance.proto\"w\n\x13StartProcessRequest\x12*\n\rdefinition_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\rdefinition_id\x12\x34\n\tvariables\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueR\tvariables\"8\n\x14StartProcessResponse\x12 \n\x0binstance_id\x18\x01 \x01(\tR\x0binstance_id\"T\n\x14ListInstancesRequest\x12$\n\rdefinition_id\x18\x01 \x01(\tR\rdefinition_id\x12\x16\n\x06status\x18\x02 \x01(\tR\x06status\"a\n\x15ListInstancesResponse\x12H\n\tinstances\x18\x01 \x03(\x0b\x32*.orchestrator.orchestra.v1.InstanceSummaryR\tinstances\"<\n\x12GetInstanceRequest\x12&\n\x0binstance_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0binstance_id\"[\n\x13GetInstanceResponse\x12\x44\n\x08instance\x18\x01 \x01(\x0b\x32(.orchestrator.orchestra.v1.InstanceStateR\x08instance\"l\n\x12SignalTokenRequest\x12 \n\x08token_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08token_id\x12\x34\n\tvariables\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueR\tvariables\"-\n\x13SignalTokenResponse\x12\x16\n\x06status\x18\x01 \x01(\tR\x06status\"=\n\x13GetVariablesRequest\x12&\n\x0binstance_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0binstance_id\"M\n\x14GetVariablesResponse\x12\x35\n\tvariables\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructR\tvariables\"\x8a\x01\n\x12SetVariableRequest\x12&\n\x0binstance_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0binstance_id\x12\x18\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12\x32\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueB\x04\xe2\x41\x01\x02R\x05value\"-\n\x13SetVariableResponse\x12\x16\n\x06status\x18\x01 \x01(\tR\x06status\"W\n\x15\x43\x61ncelInstanceRequest\x12&\n\x0binstance_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0binstance_id\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"^\n\x16\x43\x61ncelInstanceResponse\x12\x44\n\x08instance\x18\x01 \x01(\x0b\x32(.orchestrator.orchestra.v1.InstanceStateR\x08instance2\x93\n\n\x10OrchestraService\x12\xbd\x01\n\x0cStartProcess\x12..orchestrator.orchestra.v1.StartProcessRequest\x1a/.orchestrator.orchestra.v1.StartProcessResponse\"L\xaa\xbb\x18\x11\x08\xc9\x01\"\x05\x08\x05\x10\xa6\x03\"\x05\x08\t\x10\xa6\x03\x82\xd3\xe4\x93\x02\x31\",/orchestra-api/process/{definition_id}/start:\x01*\x12\x9f\x01\n\rListInstances\x12/.orchestrator.orchestra.v1.ListInstancesRequest\x1a\x30.orchestrator.orchestra.v1.ListInstancesResponse\"+\x82\xd3\xe4\x93\x02%\x12\x18/orchestra-api/instancesb\tinstances\x12\xa5\x01\n\x0bGetInstance\x12-.orchestrator.orchestra.v1.GetInstanceRequest\x1a..orchestrator.orchestra.v1.GetInstanceResponse\"7\x82\xd3\xe4\x93\x02\x31\x12%/orchestra-api/instance/{instance_id}b\x08instance\x12\xb1\x01\n\x0bSignalToken\x12-.orchestrator.orchestra.v1.SignalTokenRequest\x1a..orchestrator.orchestra.v1.SignalTokenResponse\"C\xaa\xbb\x18\x0e\"\x05\x08\x05\x10\xa6\x03\"\x05\x08\t\x10\xa6\x03\x82\xd3\xe4\x93\x02+\"&/orchestra-api/token/{token_id}/signal:\x01*\x12\xb3\x01\n\x0cGetVariables\x12..orchestrator.orchestra.v1.GetVariablesRequest\x1a/.orchestrator.orchestra.v1.GetVariablesResponse\"B\x82\xd3\xe4\x93\x02<\x12//orchestra-api/instance/{instance_id}/variablesb\tvariables\x12\xc0\x01\n\x0bSetVariable\x12-.orchestrator.orchestra.v1.SetVariableRequest\x1a..orchestrator.orchestra.v1.SetVariableResponse\"R\xaa\xbb\x18\x0e\"\x05\x08\x05\x10\xa6\x03\"\x05\x08\t\x10\xa6\x03\x82\xd3\xe4\x93\x02:\x1a\x35/orchestra-api/instance/{instance_id}/variable/{name}:\x01*\x12w\n\x0e\x43\x61ncelInstance\x12\x30.orchestrator.orchestra.v1.CancelInstanceRequest\x1a\x31.orchestrator.orchestra.v1.CancelInstanceResponse\"\x00\x1aO\x8a\xb5\x18\x1a\x08\x01\x18\x03*\x14\x61\x63\x63\x65ss orchestra api\xb2\xbb\x18-\n\x1a\x12\x08no-store(\x01\x32\x08no-store8\x01h\x01\x1a\x0f/orchestra-api/b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,7 +54,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCELINSTANCEREQUEST'].fields_by_name['instance_id']._loaded_options = None
   _globals['_CANCELINSTANCEREQUEST'].fields_by_name['instance_id']._serialized_options = b'\342A\001\002'
   _globals['_ORCHESTRASERVICE']._loaded_options = None
-  _globals['_ORCHESTRASERVICE']._serialized_options = b'\212\265\030\032\010\001\030\003*\024access orchestra api\262\273\030)\n\026\022\010no-store2\010no-store8\001\032\017/orchestra-api/'
+  _globals['_ORCHESTRASERVICE']._serialized_options = b'\212\265\030\032\010\001\030\003*\024access orchestra api\262\273\030-\n\032\022\010no-store(\0012\010no-store8\001h\001\032\017/orchestra-api/'
   _globals['_ORCHESTRASERVICE'].methods_by_name['StartProcess']._loaded_options = None
   _globals['_ORCHESTRASERVICE'].methods_by_name['StartProcess']._serialized_options = b'\252\273\030\021\010\311\001\"\005\010\005\020\246\003\"\005\010\t\020\246\003\202\323\344\223\0021\",/orchestra-api/process/{definition_id}/start:\001*'
   _globals['_ORCHESTRASERVICE'].methods_by_name['ListInstances']._loaded_options = None
@@ -68,33 +68,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORCHESTRASERVICE'].methods_by_name['SetVariable']._loaded_options = None
   _globals['_ORCHESTRASERVICE'].methods_by_name['SetVariable']._serialized_options = b'\252\273\030\016\"\005\010\005\020\246\003\"\005\010\t\020\246\003\202\323\344\223\002:\0325/orchestra-api/instance/{instance_id}/variable/{name}:\001*'
   _globals['_STARTPROCESSREQUEST']._serialized_start=273
-  _globals['_STARTPROCESSREQUEST']._serialized_end=393
-  _globals['_STARTPROCESSRESPONSE']._serialized_start=395
-  _globals['_STARTPROCESSRESPONSE']._serialized_end=451
-  _globals['_LISTINSTANCESREQUEST']._serialized_start=453
-  _globals['_LISTINSTANCESREQUEST']._serialized_end=537
-  _globals['_LISTINSTANCESRESPONSE']._serialized_start=539
-  _globals['_LISTINSTANCESRESPONSE']._serialized_end=636
-  _globals['_GETINSTANCEREQUEST']._serialized_start=638
-  _globals['_GETINSTANCEREQUEST']._serialized_end=698
-  _globals['_GETINSTANCERESPONSE']._serialized_start=700
-  _globals['_GETINSTANCERESPONSE']._serialized_end=791
-  _globals['_SIGNALTOKENREQUEST']._serialized_start=793
-  _globals['_SIGNALTOKENREQUEST']._serialized_end=902
-  _globals['_SIGNALTOKENRESPONSE']._serialized_start=904
-  _globals['_SIGNALTOKENRESPONSE']._serialized_end=949
-  _globals['_GETVARIABLESREQUEST']._serialized_start=951
-  _globals['_GETVARIABLESREQUEST']._serialized_end=1012
-  _globals['_GETVARIABLESRESPONSE']._serialized_start=1014
-  _globals['_GETVARIABLESRESPONSE']._serialized_end=1091
-  _globals['_SETVARIABLEREQUEST']._serialized_start=1094
-  _globals['_SETVARIABLEREQUEST']._serialized_end=1232
-  _globals['_SETVARIABLERESPONSE']._serialized_start=1234
-  _globals['_SETVARIABLERESPONSE']._serialized_end=1279
-  _globals['_CANCELINSTANCEREQUEST']._serialized_start=1281
-  _globals['_CANCELINSTANCEREQUEST']._serialized_end=1368
-  _globals['_CANCELINSTANCERESPONSE']._serialized_start=1370
-  _globals['_CANCELINSTANCERESPONSE']._serialized_end=1464
-  _globals['_ORCHESTRASERVICE']._serialized_start=1467
-  _globals['_ORCHESTRASERVICE']._serialized_end=2762
+  _globals['_STARTPROCESSREQUEST']._serialized_end=392
+  _globals['_STARTPROCESSRESPONSE']._serialized_start=394
+  _globals['_STARTPROCESSRESPONSE']._serialized_end=450
+  _globals['_LISTINSTANCESREQUEST']._serialized_start=452
+  _globals['_LISTINSTANCESREQUEST']._serialized_end=536
+  _globals['_LISTINSTANCESRESPONSE']._serialized_start=538
+  _globals['_LISTINSTANCESRESPONSE']._serialized_end=635
+  _globals['_GETINSTANCEREQUEST']._serialized_start=637
+  _globals['_GETINSTANCEREQUEST']._serialized_end=697
+  _globals['_GETINSTANCERESPONSE']._serialized_start=699
+  _globals['_GETINSTANCERESPONSE']._serialized_end=790
+  _globals['_SIGNALTOKENREQUEST']._serialized_start=792
+  _globals['_SIGNALTOKENREQUEST']._serialized_end=900
+  _globals['_SIGNALTOKENRESPONSE']._serialized_start=902
+  _globals['_SIGNALTOKENRESPONSE']._serialized_end=947
+  _globals['_GETVARIABLESREQUEST']._serialized_start=949
+  _globals['_GETVARIABLESREQUEST']._serialized_end=1010
+  _globals['_GETVARIABLESRESPONSE']._serialized_start=1012
+  _globals['_GETVARIABLESRESPONSE']._serialized_end=1089
+  _globals['_SETVARIABLEREQUEST']._serialized_start=1092
+  _globals['_SETVARIABLEREQUEST']._serialized_end=1230
+  _globals['_SETVARIABLERESPONSE']._serialized_start=1232
+  _globals['_SETVARIABLERESPONSE']._serialized_end=1277
+  _globals['_CANCELINSTANCEREQUEST']._serialized_start=1279
+  _globals['_CANCELINSTANCEREQUEST']._serialized_end=1366
+  _globals['_CANCELINSTANCERESPONSE']._serialized_start=1368
+  _globals['_CANCELINSTANCERESPONSE']._serialized_end=1462
+  _globals['_ORCHESTRASERVICE']._serialized_start=1465
+  _globals['_ORCHESTRASERVICE']._serialized_end=2764
 # @@protoc_insertion_point(module_scope)

@@ -31,14 +31,16 @@ class StartProcessRequest(_message.Message):
     definition_id: _builtins.str
     """Required. The definition's machine name."""
     @_builtins.property
-    def variables(self) -> _struct_pb2.Struct:
-        """Initial variables, keyed by name; any JSON values."""
+    def variables(self) -> _struct_pb2.Value:
+        """Initial variables: a JSON object of name to any JSON value (null, a number or
+        an array is INVALID_ARGUMENT naming `variables`; absent means none).
+        """
 
     def __init__(
         self,
         *,
         definition_id: _builtins.str = ...,
-        variables: _struct_pb2.Struct | None = ...,
+        variables: _struct_pb2.Value | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["variables", b"variables"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -179,16 +181,17 @@ class SignalTokenRequest(_message.Message):
     token_id: _builtins.str
     """Required. The parked token's id."""
     @_builtins.property
-    def variables(self) -> _struct_pb2.Struct:
-        """Variables to merge into the instance before the token moves on (an
-        extension of the seed, which sends no body).
+    def variables(self) -> _struct_pb2.Value:
+        """Variables to merge into the instance before the token moves on, a JSON
+        object as StartProcessRequest.variables (an extension of the seed, which
+        sends no body).
         """
 
     def __init__(
         self,
         *,
         token_id: _builtins.str = ...,
-        variables: _struct_pb2.Struct | None = ...,
+        variables: _struct_pb2.Value | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["variables", b"variables"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

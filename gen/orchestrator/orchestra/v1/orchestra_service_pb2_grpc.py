@@ -39,7 +39,9 @@ class OrchestraServiceStub:
     `{"error": message, "code": ..., "details": [...]}`. Where the seed answers
     422 (an unknown definition, a token that is not parked or not ours, a
     variable of an instance that is not ours or no longer running) the gRPC code
-    is NOT_FOUND or FAILED_PRECONDITION, mapped per method.
+    is NOT_FOUND or FAILED_PRECONDITION, mapped per method. The seed's request
+    schemas allow additional properties and its operations take no other query
+    parameters: unknown body members and query parameters are ignored.
     """
 
     def __init__(self, channel):
@@ -99,7 +101,9 @@ class OrchestraServiceServicer:
     `{"error": message, "code": ..., "details": [...]}`. Where the seed answers
     422 (an unknown definition, a token that is not parked or not ours, a
     variable of an instance that is not ours or no longer running) the gRPC code
-    is NOT_FOUND or FAILED_PRECONDITION, mapped per method.
+    is NOT_FOUND or FAILED_PRECONDITION, mapped per method. The seed's request
+    schemas allow additional properties and its operations take no other query
+    parameters: unknown body members and query parameters are ignored.
     """
 
     def StartProcess(self, request, context):
@@ -249,7 +253,9 @@ class OrchestraService:
     `{"error": message, "code": ..., "details": [...]}`. Where the seed answers
     422 (an unknown definition, a token that is not parked or not ours, a
     variable of an instance that is not ours or no longer running) the gRPC code
-    is NOT_FOUND or FAILED_PRECONDITION, mapped per method.
+    is NOT_FOUND or FAILED_PRECONDITION, mapped per method. The seed's request
+    schemas allow additional properties and its operations take no other query
+    parameters: unknown body members and query parameters are ignored.
     """
 
     @staticmethod

@@ -40,7 +40,9 @@ class OrchestraServiceStub:
     `{"error": message, "code": ..., "details": [...]}`. Where the seed answers
     422 (an unknown definition, a token that is not parked or not ours, a
     variable of an instance that is not ours or no longer running) the gRPC code
-    is NOT_FOUND or FAILED_PRECONDITION, mapped per method.
+    is NOT_FOUND or FAILED_PRECONDITION, mapped per method. The seed's request
+    schemas allow additional properties and its operations take no other query
+    parameters: unknown body members and query parameters are ignored.
     """
 
     @_typing.overload
@@ -122,7 +124,9 @@ class OrchestraServiceAsyncStub(OrchestraServiceStub):
     `{"error": message, "code": ..., "details": [...]}`. Where the seed answers
     422 (an unknown definition, a token that is not parked or not ours, a
     variable of an instance that is not ours or no longer running) the gRPC code
-    is NOT_FOUND or FAILED_PRECONDITION, mapped per method.
+    is NOT_FOUND or FAILED_PRECONDITION, mapped per method. The seed's request
+    schemas allow additional properties and its operations take no other query
+    parameters: unknown body members and query parameters are ignored.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -200,7 +204,9 @@ class OrchestraServiceServicer(metaclass=_abc_1.ABCMeta):
     `{"error": message, "code": ..., "details": [...]}`. Where the seed answers
     422 (an unknown definition, a token that is not parked or not ours, a
     variable of an instance that is not ours or no longer running) the gRPC code
-    is NOT_FOUND or FAILED_PRECONDITION, mapped per method.
+    is NOT_FOUND or FAILED_PRECONDITION, mapped per method. The seed's request
+    schemas allow additional properties and its operations take no other query
+    parameters: unknown body members and query parameters are ignored.
     """
 
     @_abc_1.abstractmethod
