@@ -25,7 +25,7 @@ from google.rpc import code_pb2
 from server.interceptors.audit import REASON_HEADER, TICKET_HEADER
 from server.interceptors.tenancy import TENANT_HEADER
 from server.interceptors.tracing import TRACE_HEADER
-from server.storage.tables import AuditEntryRow, table_of
+from server.storage.tables import AuditEntryRow, DeadLetterEntryRow, table_of
 from tests.integration.security import forge
 from tests.integration.security.conftest import Security
 from tests.integration.security.surface import ALL_POLICIES, SURFACE, Outcome, Target, call, secured
@@ -307,7 +307,66 @@ async def _canceled_pack_run(security: Security) -> Call:
     return prepared
 
 
+WORKERS = "/orchestrator.jobengine.v1.WorkerService"
+DEAD_LETTERS = "/orchestrator.jobengine.v1.DeadLetterService"
+
+
+async def _dead_letter(security: Security) -> tuple[str, str]:
+    """A job of tenant A of a job type of its own, failed for good by a worker over
+    gRPC: (its job type, its dead-letter entry id)."""
+    job_type = f"audited-{uuid.uuid4().hex[:10]}"
+    source = (await _existing_source(security)).fields["source_id"]
+    job = {"job_type": job_type, "source_id": source, "max_attempts": 1}
+    await _call_grpc(security, f"{JOBS}/EnqueueJob", {"job": job})
+    lease = {"worker_id": "w-audit", "job_types": [job_type], "max_jobs": 1}
+    leased = await _call_grpc(security, f"{WORKERS}/LeaseJobs", lease)
+    [held] = leased.body.leases
+    token = {"job_id": held.token.job_id, "lease_id": held.token.lease_id}
+    token["attempt"] = held.token.attempt
+    failure = {"token": token, "category": "timeout", "code": "T", "retryable": False}
+    await _call_grpc(security, f"{WORKERS}/FailJobs", {"worker_id": "w", "failures": [failure]})
+    entries = table_of(DeadLetterEntryRow)
+    async with security.app.db.read() as conn:
+        statement = sa.select(entries.c.entry_id).where(entries.c.job_id == held.token.job_id)
+        entry_id = str((await conn.execute(statement)).scalar_one())
+    return job_type, entry_id
+
+
+async def _entry_to_replay(security: Security) -> Call:
+    _, entry_id = await _dead_letter(security)
+    return Call(
+        fields={"entry_id": entry_id},
+        body=None,
+        resource=lambda _: f"deadLetterEntries/{entry_id}",
+    )
+
+
+async def _entries_to_replay(security: Security) -> Call:
+    _, entry_id = await _dead_letter(security)
+    return Call(
+        fields={"entry_ids": [entry_id]},
+        body={"entryIds": [entry_id]},
+        resource=lambda _: "deadLetterEntries/-",  # one entry per call, listing the ids
+    )
+
+
+async def _pending_to_replay(security: Security) -> Call:
+    job_type, _ = await _dead_letter(security)
+    return Call(
+        fields={"job_type": job_type},
+        body={"jobType": job_type},
+        resource=lambda _: "deadLetterEntries/-",
+    )
+
+
 RECIPES: dict[str, Recipe] = {
+    f"{DEAD_LETTERS}/ReplayDeadLetterEntry": Recipe("deadLetterEntries.replay", _entry_to_replay),
+    f"{DEAD_LETTERS}/BatchReplayDeadLetterEntries": Recipe(
+        "deadLetterEntries.batch_replay", _entries_to_replay
+    ),
+    f"{DEAD_LETTERS}/ReplayPendingDeadLetterEntries": Recipe(
+        "deadLetterEntries.replay_pending", _pending_to_replay
+    ),
     f"{PACK_RUNS}/CreatePackRun": Recipe("packRuns.create", _pack_run_to_create),
     f"{PACK_RUNS}/CancelPackRun": Recipe("packRuns.cancel", _running_pack_run),
     f"{PACK_RUNS}/RetryPackRun": Recipe("packRuns.retry", _canceled_pack_run),
