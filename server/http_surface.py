@@ -33,6 +33,8 @@ from orchestrator.jobengine.v1 import (
     audit_service_pb2,
     job_pb2,
     jobs_service_pb2,
+    pack_run_pb2,
+    pack_runs_service_pb2,
     quota_pb2,
     quotas_service_pb2,
     sources_service_pb2,
@@ -41,10 +43,11 @@ from orchestrator.mesh.v1 import events_service_pb2
 from orchestrator.orchestra.v1 import definitions_service_pb2, orchestra_service_pb2
 from server import errors
 from server.config import Settings
-from server.domain import jobs
+from server.domain import jobs, pack_runs
 from server.domain.audit import FILTER_MAX
 from server.domain.event_feed import FILTER_MAX as EVENT_FILTER_MAX
 from server.domain.events import EVENT_TYPES
+from server.domain.orchestra.validation import DEFINITION_ID_PATTERN
 from server.domain.quotas import PAUSE_REASON_MAX, QuotaPolicy
 from server.domain.sources import NAME_MAX, SOURCE_TYPE_PATTERN
 from server.identity.authorization_server.oauth2 import GRANT_TYPE
@@ -224,6 +227,7 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
                 "pattern": f"^{_NOT_CONTROL}*$",
             }
     rules.update(_event_rules())
+    rules.update(_pack_run_rules())
     rules.update(_orchestra_rules())
     return {field.full_name: rule for field, rule in rules.items()}
 
@@ -236,12 +240,54 @@ def _orchestra_rules() -> dict[FieldDescriptor, dict[str, Any]]:
     signal = orchestra_service_pb2.SignalTokenRequest.DESCRIPTOR
     listing = definitions_service_pb2.ListDefinitionsRequest.DESCRIPTOR
     get = definitions_service_pb2.GetDefinitionRequest.DESCRIPTOR
+    put = definitions_service_pb2.PutDefinitionRequest.DESCRIPTOR
     return {
         start.fields_by_name["variables"]: {"type": "object"},
         signal.fields_by_name["variables"]: {"type": "object"},
         listing.fields_by_name["limit"]: {"minimum": 0},
         get.fields_by_name["version"]: {"minimum": 0},
+        get.fields_by_name["definition_id"]: {"pattern": DEFINITION_ID_PATTERN},
+        put.fields_by_name["definition_id"]: {"pattern": DEFINITION_ID_PATTERN},
     }
+
+
+def _pack_run_rules() -> dict[FieldDescriptor, dict[str, Any]]:
+    """Pack runs' checks (server/domain/pack_runs.py): a pack's jobs as EnqueueJob checks
+    a job (their backoff is job.proto's Backoff, ruled above), job names and dependsOn
+    entries as slugs, the pack name, the listing's page size and status, run ids."""
+    run = pack_run_pb2.PackRun.DESCRIPTOR
+    pack_job = pack_run_pb2.PackJob.DESCRIPTOR
+    listing = pack_runs_service_pb2.ListPackRunsRequest.DESCRIPTOR
+    name = {"pattern": pack_runs.JOB_NAME_PATTERN}
+    rules: dict[FieldDescriptor, dict[str, Any]] = {
+        run.fields_by_name["pack_name"]: {
+            "minLength": 1,
+            "maxLength": pack_runs.PACK_NAME_MAX,
+            "pattern": f"^{_NOT_CONTROL}*{_EDGE}{_NOT_CONTROL}*$",
+        },
+        pack_job.fields_by_name["name"]: name,
+        pack_job.fields_by_name["depends_on"]: name,  # each entry
+        pack_job.fields_by_name["job_type"]: {"pattern": SOURCE_TYPE_PATTERN},
+        pack_job.fields_by_name["source_id"]: {"pattern": jobs.ID_PATTERN},
+        pack_job.fields_by_name["priority"]: {
+            "minimum": jobs.PRIORITY_MIN,
+            "maximum": jobs.PRIORITY_MAX,
+        },
+        pack_job.fields_by_name["max_attempts"]: {"minimum": 0, "maximum": jobs.MAX_ATTEMPTS_MAX},
+        listing.fields_by_name["limit"]: {"minimum": 0},
+        listing.fields_by_name["status"]: {"enum": list(pack_runs.RUN_STATUSES)},
+        listing.fields_by_name["pack_name"]: {
+            "maxLength": pack_runs.PACK_NAME_MAX,
+            "pattern": f"^{_NOT_CONTROL}*$",
+        },
+    }
+    for request in (
+        pack_runs_service_pb2.GetPackRunRequest,
+        pack_runs_service_pb2.CancelPackRunRequest,
+        pack_runs_service_pb2.RetryPackRunRequest,
+    ):
+        rules[request.DESCRIPTOR.fields_by_name["pack_run_id"]] = {"pattern": jobs.ID_PATTERN}
+    return rules
 
 
 def _event_rules() -> dict[FieldDescriptor, dict[str, Any]]:
@@ -257,7 +303,11 @@ def _event_rules() -> dict[FieldDescriptor, dict[str, Any]]:
         watch.fields_by_name["after_event_id"]: {"pattern": "^([0-9]{1,18})?$"},
         replay.fields_by_name["from_event_id"]: event_id,
         replay.fields_by_name["to_event_id"]: event_id,
-        clear.fields_by_name["tenant_id"]: {"pattern": f"^({IDENTIFIER_PATTERN[1:-1]})?$"},
+        # null is proto3 JSON's "unset": every tenant (operator) or the caller's own.
+        clear.fields_by_name["tenant_id"]: {
+            "type": ["string", "null"],
+            "pattern": f"^({IDENTIFIER_PATTERN[1:-1]})?$",
+        },
     }
     for message in (listing, watch):
         rules[message.fields_by_name["type"]] = {"enum": ["", *sorted(EVENT_TYPES)]}

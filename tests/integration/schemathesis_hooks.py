@@ -36,6 +36,11 @@ generator respect them; the operations' descriptions state them in prose:
   updates and deletes of both prefixes draw from what the creates answered);
 - a job's `backoff.initialDelay` is at most its `maxDelay` (300s when absent): a
   positive case with a longer initial delay has a `maxDelay` equal to it;
+- a pack run's jobs have unique names, depend only on jobs of the pack and name
+  sources of the tenant that may enqueue: a positive create names its jobs job0,
+  job1, ... without dependencies, all of one usable source (read, or registered);
+- only a failed or canceled pack run can be retried (else 409): a positive retry of
+  a running run cancels it first;
 - an event replay's `toEventId` is not before its `fromEventId` and at most 9999
   after it (else 400 naming `toEventId`): a positive case replays its first id only;
 - an events clear's `olderThan` is not in the future, and a client bound to a tenant
@@ -68,6 +73,8 @@ TOKEN_VARIABLE = "ORCHESTRATOR_ST_TOKEN"
 BASE_URL_VARIABLE = "ORCHESTRATOR_ST_BASE_URL"
 QUOTA_PATH = re.compile(r"/(?:jobengine|orchestrator)/quotas/\{quotaId\}")
 QUOTAS_PATH = re.compile(r"/(?:jobengine|orchestrator)/quotas")
+PACK_RUNS_PATH = re.compile(r"/(?:jobengine|orchestrator)/pack-runs")
+PACK_RUN_RETRY_PATH = re.compile(r"/(?:jobengine|orchestrator)/pack-runs/\{packRunId\}/retry")
 TOKEN = "continuationToken"
 ETAG = "etag"
 # The runtime's own words: protobuf's json_format, Python's exceptions and builtins,
@@ -86,6 +93,31 @@ OAUTH_CLIENT_PATHS = frozenset({"/oauth/token", "/oauth/introspect", "/oauth/rev
 EVENTS_REPLAY_PATH = "/infrastructure/events/replay"
 EVENTS_CLEAR_PATH = "/infrastructure/events/clear"
 EVENTS_WATCH_PATH = "/infrastructure/events/watch"
+DEFINITION_PATH = "/orchestra-admin/definitions/{definitionId}"
+OPERATOR_REASON = {"X-Stella-Operator-Reason": "schemathesis run"}
+
+
+def _minimal_definition() -> dict[str, Any]:
+    """A process definition every validation rule accepts: start -> end."""
+    return {
+        "nodes": [{"id": "start", "type": "start"}, {"id": "done", "type": "end"}],
+        "flows": [{"from": "start", "to": "done"}],
+    }
+
+
+def _ensure_definition(case: Any) -> None:
+    """Store the definition a positive read names (a minimal one, if it is new), so the
+    read finds it; with the run's token (orch:admin among its scopes)."""
+    base, token = os.environ.get(BASE_URL_VARIABLE), os.environ.get(TOKEN_VARIABLE)
+    definition_id = (case.path_parameters or {}).get("definitionId")
+    if not base or not token or not isinstance(definition_id, str):
+        return
+    headers = {"Authorization": f"Bearer {token}", **OPERATOR_REASON}
+    path = DEFINITION_PATH.replace("{definitionId}", quote(definition_id, safe=""))
+    try:
+        httpx.put(base + path, json=_minimal_definition(), headers=headers, timeout=10)
+    except (httpx.HTTPError, UnicodeError):
+        return
 
 
 def _instant(value: object) -> datetime | None:
@@ -127,6 +159,59 @@ def _read(case: Any, path: str, params: dict[str, str] | None = None) -> Any:
     except (httpx.HTTPError, UnicodeError):
         return None
     return response.json() if response.status_code == 200 else None
+
+
+def _send(case: Any, method: str, path: str, body: Any = None) -> Any:
+    """`method` `path` with the run's token, `case`'s X-Stella-* headers and an operator
+    reason; the JSON body of a 2xx answer, else None."""
+    base, token = os.environ.get(BASE_URL_VARIABLE), os.environ.get(TOKEN_VARIABLE)
+    if not base or not token:
+        return None
+    headers = {"Authorization": f"Bearer {token}", "X-Stella-Operator-Reason": "schemathesis run"}
+    for name, value in (case.headers or {}).items():
+        if name.lower().startswith("x-stella-") and isinstance(value, str):
+            headers[name] = value
+    try:
+        response = httpx.request(method, base + path, json=body, headers=headers, timeout=10)
+    except (httpx.HTTPError, UnicodeError):
+        return None
+    return response.json() if 200 <= response.status_code < 300 else None
+
+
+def _usable_source(case: Any) -> str | None:
+    """A source of the case's tenant (and project) that may enqueue: an enabled, unpaused
+    one listed, else one registered now; None when neither works."""
+    page = _read(case, "/jobengine/sources", {"limit": "200"}) or {}
+    for source in page.get("items") or []:
+        if source.get("enabled") and not source.get("paused"):
+            return str(source["sourceId"])
+    made = _send(case, "POST", "/jobengine/sources", {"name": "packs", "sourceType": "manual"})
+    return str(made["sourceId"]) if isinstance(made, dict) and "sourceId" in made else None
+
+
+def _runnable_pack(case: Any, body: dict[str, Any]) -> None:
+    """A pack's jobs have unique names, depend only on jobs of the pack (between items:
+    no schema says it) and name sources that exist: a positive create has 1 to 100
+    jobs named job0, job1, ..., without dependencies, of a usable source."""
+    jobs = [job for job in body.get("jobs") or [] if isinstance(job, dict)][:100]
+    body["jobs"] = jobs or [{"jobType": "pack.work"}]
+    source = _usable_source(case)
+    for i, job in enumerate(body["jobs"]):
+        job["name"], job["dependsOn"] = f"job{i}", []
+        if source is not None:
+            job["sourceId"] = source
+
+
+def _retryable_run(case: Any) -> None:
+    """Only a failed or canceled run can be retried: a positive retry of a running run
+    cancels it first."""
+    run_id = (case.path_parameters or {}).get("packRunId")
+    if not isinstance(run_id, str):
+        return
+    path = f"/jobengine/pack-runs/{quote(run_id, safe='')}"
+    run = _read(case, path)
+    if isinstance(run, dict) and run.get("status") == "running":
+        _send(case, "POST", f"{path}/cancel", {})
 
 
 def _current_job_type(case: Any) -> str | None:
@@ -182,14 +267,25 @@ def _within_rules(case: Any) -> None:
             case.body["toEventId"] = case.body["fromEventId"]
         if case.operation.path == EVENTS_CLEAR_PATH:
             case.body.update({"olderThan": "2001-01-01T00:00:00Z", "tenantId": ""})
+    if case.operation.path == DEFINITION_PATH and case.method.upper() == "PUT":
+        case.body = _minimal_definition()  # the graph rules cannot be said in JSON Schema
     if isinstance(case.query, dict):
         if case.query.get(TOKEN):
             del case.query[TOKEN]
         _ordered_window(case.query)
 
 
+def _ends_soon(case: Any) -> None:
+    """The live watch: a deadline (gateway X-Server-Timeout) ends its stream."""
+    if case.headers is None:
+        case.headers = {}
+    case.headers["X-Server-Timeout"] = "0.2"
+
+
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
+    if case.operation.path == EVENTS_WATCH_PATH:
+        _ends_soon(case)
     if _positive(case):
         _within_rules(case)
     return case
@@ -201,20 +297,26 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     map_case: a link's values (a quota id from one list entry, a body with another
     entry's jobType and etag) are merged into the generated case. The quota's current
     job type is read here, when the quota id is final."""
-    if case.operation.path == EVENTS_WATCH_PATH:
-        headers = kwargs.setdefault("headers", {})
-        if isinstance(headers, dict):
-            headers["X-Server-Timeout"] = "0.2"
+    if case.operation.path == EVENTS_WATCH_PATH:  # every case, also the stateful phase's
+        _ends_soon(case)
     if not _positive(case):
         return
     _within_rules(case)
     path, body = case.operation.path or "", case.body
     if not isinstance(body, dict):
         return
+    if case.method.upper() == "GET" and path == DEFINITION_PATH:
+        _ensure_definition(case)
+        if isinstance(case.query, dict):
+            case.query.pop("version", None)  # the latest, which exists
     if case.method.upper() == "PUT" and QUOTA_PATH.fullmatch(path):
         current = _current_job_type(case)
         if current is not None:
             body["jobType"] = current
+    if case.method.upper() == "POST" and PACK_RUNS_PATH.fullmatch(path):
+        _runnable_pack(case, body)
+    if case.method.upper() == "POST" and PACK_RUN_RETRY_PATH.fullmatch(path):
+        _retryable_run(case)
     job_type = body.get("jobType")
     if case.method.upper() == "POST" and QUOTAS_PATH.fullmatch(path) and isinstance(job_type, str):
         body["jobType"] = _unused_job_type(case, job_type)
