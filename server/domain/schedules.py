@@ -25,6 +25,7 @@ months and weekdays), plus the macros `@yearly`, `@annually`, `@monthly`, `@week
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -47,6 +48,8 @@ from server.domain.jobs import (
 
 if TYPE_CHECKING:
     from server.domain.units import Store
+
+log = logging.getLogger("orchestrator.scheduler")
 
 SCHEDULER_SOURCE_TYPE = "scheduler"
 SKIP, RUN_ONCE = "skip", "run_once"
@@ -447,7 +450,7 @@ async def fire_due(
             enqueued = skipped = 0
             for schedule in due:
                 chosen = plan(schedule, now, grace)
-                specs = [validate_enqueue(tick_request(schedule, t), limits) for t in chosen.ticks]
+                specs = _specs(schedule, chosen.ticks, limits)
                 call = CallContext(
                     method="scheduler",
                     trace_id="",
@@ -458,7 +461,9 @@ async def fire_due(
                 items = await enqueue_within(uow, call, specs, now) if specs else []
                 created = [i.enqueued.job for i in items if i.enqueued and i.enqueued.created]
                 enqueued += len(created)
-                failed = any(item.error is not None for item in items)
+                failed = any(item.error is not None for item in items) or len(specs) < len(
+                    chosen.ticks
+                )
                 skipped += 1 if failed or (chosen.missed and schedule.misfire_policy == SKIP) else 0
                 woken |= {(job.tenant_id, job.job_type) for job in created}
                 await uow.schedules.advance(
@@ -476,6 +481,18 @@ async def fire_due(
         )
         if len(due) < batch:
             return report
+
+
+def _specs(schedule: ScheduleLike, chosen: Sequence[datetime], limits: JobLimits) -> list[JobSpec]:
+    """The ticks' job specs. A template the server's limits refuse now (e.g. a payload
+    over a JOB_PAYLOAD_MAX_BYTES lowered since registration) drops its ticks with a
+    warning instead of failing the pass, which would hold back every schedule claimed
+    with it."""
+    try:
+        return [validate_enqueue(tick_request(schedule, tick), limits) for tick in chosen]
+    except InvalidArgument as error:
+        log.warning("schedule of source %s skips its ticks: %s", schedule.source_id, error)
+        return []
 
 
 def _aware(value: datetime) -> datetime:
