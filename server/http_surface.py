@@ -40,7 +40,11 @@ from orchestrator.jobengine.v1 import (
     sources_service_pb2,
 )
 from orchestrator.mesh.v1 import events_service_pb2
-from orchestrator.orchestra.v1 import definitions_service_pb2, orchestra_service_pb2
+from orchestrator.orchestra.v1 import (
+    definition_pb2,
+    definitions_service_pb2,
+    orchestra_service_pb2,
+)
 from server import errors
 from server.config import Settings
 from server.domain import jobs, pack_runs
@@ -235,12 +239,13 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
 def _orchestra_rules() -> dict[FieldDescriptor, dict[str, Any]]:
     """Orchestra's checks (server/domain/orchestra/): `variables` is a JSON object (seed
     004; a google.protobuf.Value so that null is refused, not read as absent), page
-    sizes and versions are not negative."""
+    sizes and versions are not negative, definition ids have their pattern."""
     start = orchestra_service_pb2.StartProcessRequest.DESCRIPTOR
     signal = orchestra_service_pb2.SignalTokenRequest.DESCRIPTOR
     listing = definitions_service_pb2.ListDefinitionsRequest.DESCRIPTOR
     get = definitions_service_pb2.GetDefinitionRequest.DESCRIPTOR
     put = definitions_service_pb2.PutDefinitionRequest.DESCRIPTOR
+    definition = definition_pb2.ProcessDefinition.DESCRIPTOR
     return {
         start.fields_by_name["variables"]: {"type": "object"},
         signal.fields_by_name["variables"]: {"type": "object"},
@@ -248,6 +253,11 @@ def _orchestra_rules() -> dict[FieldDescriptor, dict[str, Any]]:
         get.fields_by_name["version"]: {"minimum": 0},
         get.fields_by_name["definition_id"]: {"pattern": DEFINITION_ID_PATTERN},
         put.fields_by_name["definition_id"]: {"pattern": DEFINITION_ID_PATTERN},
+        # In a put's body null is as absent: the path's id, the next version (as 0), a
+        # definition shared by every tenant.
+        definition.fields_by_name["id"]: {"type": ["string", "null"]},
+        definition.fields_by_name["version"]: {"type": ["integer", "null"], "minimum": 0},
+        definition.fields_by_name["tenant"]: {"type": ["string", "null"]},
     }
 
 

@@ -40,6 +40,7 @@ SEED = 20261130
 TIMEOUT = 240  # seconds; the run takes ~40 s on 2 cores
 SCENARIOS = 100  # at most, in the stateful phase (which reads the run's max-examples)
 FUZZ_EXAMPLES = 15  # per operation in the fuzzing phase
+SEEDED_PREFIX = "/orchestra-api/"  # covered with the seed's document (see the test)
 # One schemathesis.toml for the run. Without examples in the document the examples
 # phase would be skipped: fill it in.
 CONFIG = f"""\
@@ -62,8 +63,18 @@ async def test_the_server_answers_as_its_document_says(
     tmp_path: Path,
 ) -> None:
     document = (await http.get("/openapi.json")).json()
-    operations = sum(
+    # /orchestra-api/ is seed 004's: tests/integration/test_orchestra_schemathesis.py runs
+    # schemathesis with the seed's own document there (the literal contract, its rules and a
+    # client holding `access orchestra api`); this run covers the rest of this document.
+    total = sum(
         1 for item in document["paths"].values() for method in item if method != "parameters"
+    )
+    operations = sum(
+        1
+        for path, item in document["paths"].items()
+        if not path.startswith(SEEDED_PREFIX)
+        for method in item
+        if method != "parameters"
     )
     paths = set(document["paths"])
     assert {"/jobengine/sources", "/orchestrator/sources", "/oauth/token"} <= paths
@@ -78,7 +89,7 @@ async def test_the_server_answers_as_its_document_says(
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color"),
         *("run", f"{http_base}/openapi.json", "--checks", "all", "--phases", ",".join(PHASES)),
-        *("--seed", str(SEED)),
+        *("--seed", str(SEED), "--exclude-path-regex", f"^{SEEDED_PREFIX}"),
         *("--generation-database", "none", "--header", f"Authorization: Bearer {token}"),
     ]
     environment = {
@@ -105,7 +116,7 @@ async def test_the_server_answers_as_its_document_says(
     report = output.decode(errors="replace").replace(token, "<token>")
 
     assert process.returncode == 0, report
-    assert f"Selected: {operations}/{operations}" in report, report
+    assert f"Selected: {operations}/{total}" in report, report
     assert f"Tested: {operations}" in report, report
     for phase in PHASES:  # each ran and passed; a skipped phase is marked otherwise
         assert re.search(rf"✅ {phase.capitalize()}\b", report), report

@@ -26,15 +26,13 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*orchestrator/orchestra/v1/definition.proto\x12\x19orchestrator.orchestra.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x02\n\x11ProcessDefinition\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x18\n\x07version\x18\x02 \x01(\x05R\x07version\x12\x1b\n\x06tenant\x18\x03 \x01(\tH\x00R\x06tenant\x88\x01\x01\x12;\n\x05nodes\x18\x04 \x03(\x0b\x32\x1f.orchestrator.orchestra.v1.NodeB\x04\xe2\x41\x01\x02R\x05nodes\x12;\n\x05\x66lows\x18\x05 \x03(\x0b\x32\x1f.orchestrator.orchestra.v1.FlowB\x04\xe2\x41\x01\x02R\x05\x66lows\x12@\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreated_at\x12$\n\ncreated_by\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03R\ncreated_byB\t\n\x07_tenant\"\xf7\x01\n\x04Node\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x18\n\x04type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x04type\x12\x1f\n\x08job_type\x18\x03 \x01(\tH\x00R\x08job_type\x88\x01\x01\x12\'\n\x0c\x63ompensation\x18\x04 \x01(\tH\x01R\x0c\x63ompensation\x88\x01\x01\x12\x1d\n\x07\x64\x65\x66\x61ult\x18\x05 \x01(\tH\x02R\x07\x64\x65\x66\x61ult\x88\x01\x01\x12\x1f\n\x08\x64uration\x18\x06 \x01(\tH\x03R\x08\x64uration\x88\x01\x01\x42\x0b\n\t_job_typeB\x0f\n\r_compensationB\n\n\x08_defaultB\x0b\n\t_duration\"q\n\x04\x46low\x12\x1d\n\tfrom_node\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04\x66rom\x12\x19\n\x07to_node\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x02to\x12!\n\tcondition\x18\x03 \x01(\tH\x00R\tcondition\x88\x01\x01\x42\x0c\n\n_conditionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*orchestrator/orchestra/v1/definition.proto\x12\x19orchestrator.orchestra.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x02\n\x11ProcessDefinition\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n\x07version\x18\x02 \x01(\x05R\x07version\x12\x1b\n\x06tenant\x18\x03 \x01(\tH\x00R\x06tenant\x88\x01\x01\x12;\n\x05nodes\x18\x04 \x03(\x0b\x32\x1f.orchestrator.orchestra.v1.NodeB\x04\xe2\x41\x01\x02R\x05nodes\x12;\n\x05\x66lows\x18\x05 \x03(\x0b\x32\x1f.orchestrator.orchestra.v1.FlowB\x04\xe2\x41\x01\x02R\x05\x66lows\x12@\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreated_at\x12$\n\ncreated_by\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03R\ncreated_byB\t\n\x07_tenant\"\xf7\x01\n\x04Node\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x18\n\x04type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x04type\x12\x1f\n\x08job_type\x18\x03 \x01(\tH\x00R\x08job_type\x88\x01\x01\x12\'\n\x0c\x63ompensation\x18\x04 \x01(\tH\x01R\x0c\x63ompensation\x88\x01\x01\x12\x1d\n\x07\x64\x65\x66\x61ult\x18\x05 \x01(\tH\x02R\x07\x64\x65\x66\x61ult\x88\x01\x01\x12\x1f\n\x08\x64uration\x18\x06 \x01(\tH\x03R\x08\x64uration\x88\x01\x01\x42\x0b\n\t_job_typeB\x0f\n\r_compensationB\n\n\x08_defaultB\x0b\n\t_duration\"q\n\x04\x46low\x12\x1d\n\tfrom_node\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04\x66rom\x12\x19\n\x07to_node\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x02to\x12!\n\tcondition\x18\x03 \x01(\tH\x00R\tcondition\x88\x01\x01\x42\x0c\n\n_conditionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orchestrator.orchestra.v1.definition_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROCESSDEFINITION'].fields_by_name['id']._loaded_options = None
-  _globals['_PROCESSDEFINITION'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_PROCESSDEFINITION'].fields_by_name['nodes']._loaded_options = None
   _globals['_PROCESSDEFINITION'].fields_by_name['nodes']._serialized_options = b'\342A\001\002'
   _globals['_PROCESSDEFINITION'].fields_by_name['flows']._loaded_options = None
@@ -52,9 +50,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLOW'].fields_by_name['to_node']._loaded_options = None
   _globals['_FLOW'].fields_by_name['to_node']._serialized_options = b'\342A\001\002'
   _globals['_PROCESSDEFINITION']._serialized_start=140
-  _globals['_PROCESSDEFINITION']._serialized_end=473
-  _globals['_NODE']._serialized_start=476
-  _globals['_NODE']._serialized_end=723
-  _globals['_FLOW']._serialized_start=725
-  _globals['_FLOW']._serialized_end=838
+  _globals['_PROCESSDEFINITION']._serialized_end=467
+  _globals['_NODE']._serialized_start=470
+  _globals['_NODE']._serialized_end=717
+  _globals['_FLOW']._serialized_start=719
+  _globals['_FLOW']._serialized_end=832
 # @@protoc_insertion_point(module_scope)

@@ -42,8 +42,9 @@ class ProcessDefinition(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Required. The machine name used in /orchestra-api/process/{definition_id}/start:
-    1-64 letters, digits, '_', '.' or '-', starting with a letter.
+    """The machine name used in /orchestra-api/process/{definition_id}/start: 1-64
+    letters, digits, '_', '.' or '-', starting with a letter. Required in a
+    file; a put may leave it out (the path names it) or must repeat the path's.
     """
     version: _builtins.int
     """The version, from 1. 0 or absent on a put: the next version. A put of an
