@@ -300,7 +300,7 @@ class _Builder:
                 for variable, name in zip(variables, names, strict=True)
             ),
             *query_parameters(binding, self.registry, self.comments),
-            *header_parameters(binding, security),
+            *header_parameters(binding, security, self.registry),
         ]
         if parameters:
             operation["parameters"] = parameters

@@ -152,7 +152,9 @@ def query_parameters(
 
 
 def header_parameters(
-    binding: Binding, security: OperationSecurity | None
+    binding: Binding,
+    security: OperationSecurity | None,
+    registry: SchemaRegistry | None = None,
 ) -> Iterator[dict[str, Any]]:
     """If-None-Match where a GET answers ETags, If-Match where the request carries an
     etag field (required where the method requires a precondition), Last-Event-ID where
@@ -176,7 +178,9 @@ def header_parameters(
             "Sent by an EventSource reconnecting (`Accept: text/event-stream`): the `id:` "
             f"of the last event it received; sets `{field.json_name}`, over the query."
         )
-        yield parameter("Last-Event-ID", "header", {"type": "string"}, notes=[note])
+        # The field's own schema (the owner's rules included): the header is its value.
+        schema = registry.field(field) if registry is not None else {"type": "string"}
+        yield parameter("Last-Event-ID", "header", schema, notes=[note])
     for header in security.headers if security is not None else ():
         yield parameter(
             header.name,
