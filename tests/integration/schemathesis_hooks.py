@@ -118,31 +118,6 @@ def _ensure_definition(case: Any) -> None:
         httpx.put(base + path, json=_minimal_definition(), headers=headers, timeout=10)
     except (httpx.HTTPError, UnicodeError):
         return
-DEFINITION_PATH = "/orchestra-admin/definitions/{definitionId}"
-OPERATOR_REASON = {"X-Stella-Operator-Reason": "schemathesis run"}
-
-
-def _minimal_definition() -> dict[str, Any]:
-    """A process definition every validation rule accepts: start -> end."""
-    return {
-        "nodes": [{"id": "start", "type": "start"}, {"id": "done", "type": "end"}],
-        "flows": [{"from": "start", "to": "done"}],
-    }
-
-
-def _ensure_definition(case: Any) -> None:
-    """Store the definition a positive read names (a minimal one, if it is new), so the
-    read finds it; with the run's token (orch:admin among its scopes)."""
-    base, token = os.environ.get(BASE_URL_VARIABLE), os.environ.get(TOKEN_VARIABLE)
-    definition_id = (case.path_parameters or {}).get("definitionId")
-    if not base or not token or not isinstance(definition_id, str):
-        return
-    headers = {"Authorization": f"Bearer {token}", **OPERATOR_REASON}
-    path = DEFINITION_PATH.replace("{definitionId}", quote(definition_id, safe=""))
-    try:
-        httpx.put(base + path, json=_minimal_definition(), headers=headers, timeout=10)
-    except (httpx.HTTPError, UnicodeError):
-        return
 
 
 def _instant(value: object) -> datetime | None:
@@ -296,8 +271,6 @@ def _within_rules(case: Any) -> None:
         # The graph rules cannot be said in JSON Schema: a valid graph of the path's id.
         definition_id = (case.path_parameters or {}).get("definitionId")
         case.body = {"id": definition_id, **_minimal_definition()}
-    if case.operation.path == DEFINITION_PATH and case.method.upper() == "PUT":
-        case.body = _minimal_definition()  # the graph rules cannot be said in JSON Schema
     if isinstance(case.query, dict):
         if case.query.get(TOKEN):
             del case.query[TOKEN]
@@ -334,10 +307,6 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     path, body = case.operation.path or "", case.body
     if not isinstance(body, dict):
         return
-    if case.method.upper() == "GET" and path == DEFINITION_PATH:
-        _ensure_definition(case)
-        if isinstance(case.query, dict):
-            case.query.pop("version", None)  # the latest, which exists
     if case.method.upper() == "GET" and path == DEFINITION_PATH:
         _ensure_definition(case)
         if isinstance(case.query, dict):
