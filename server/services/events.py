@@ -5,26 +5,32 @@ stream) is `server/storage/event_publisher.py`'s; times come from the process cl
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import grpc
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
 
 from orchestrator.mesh.v1 import events_service_pb2 as pb
 from orchestrator.mesh.v1 import events_service_pb2_grpc as pb_grpc
 from server.domain import event_feed
 from server.domain.context import current_call
+from server.domain.errors import InvalidArgument
 from server.domain.events import EventLike
 from server.domain.pagination import PageTokens
 from server.domain.units import Store
 from server.identity.components import Clocks
+from server.interceptors.tenancy import IDENTIFIER_PATTERN, IDENTIFIER_RULE
 from server.services import convert
 
 _HEARTBEAT = pb.WatchEventsResponse(heartbeat=True)
+_TENANT = re.compile(IDENTIFIER_PATTERN)
 
 
 def event(row: EventLike) -> pb.Event:
+    """An events-table row as the API's Event (`data` parsed from its JSON text)."""
     message = pb.Event(
         event_id=str(row.event_id),
         tenant_id=row.tenant_id or "",
@@ -37,8 +43,10 @@ def event(row: EventLike) -> pb.Event:
     return message
 
 
-def _time(request: object, name: str, api_name: str) -> datetime | None:
-    if not request.HasField(name):  # type: ignore[attr-defined]
+def _time(request: Message, name: str, api_name: str) -> datetime | None:
+    """The request's Timestamp field `name` as an aware UTC datetime, None when unset;
+    out of RFC 3339's range is INVALID_ARGUMENT naming `api_name`."""
+    if not request.HasField(name):
         return None
     value: timestamp_pb2.Timestamp = getattr(request, name)
     return convert.datetime_of(value, field=api_name)
@@ -99,6 +107,8 @@ class EventsService(pb_grpc.EventsServiceServicer):
     async def ClearEvents(
         self, request: pb.ClearEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClearEventsResponse:
+        if request.tenant_id and not _TENANT.fullmatch(request.tenant_id):
+            raise InvalidArgument.of("tenantId", IDENTIFIER_RULE)  # the X-Stella-Tenant rule
         result = await event_feed.clear_events(
             self._store,
             self._publication,

@@ -496,8 +496,13 @@ async def test_clearing_a_jobs_events_empties_its_history(
     [
         ({}, "olderThan", "is required: the time before which to delete"),
         ({"olderThan": "2999-01-01T00:00:00Z"}, "olderThan", None),
+        (
+            {"olderThan": "2001-01-01T00:00:00Z", "tenantId": "Bad Tenant!"},
+            "tenantId",
+            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        ),
     ],
-    ids=("missing", "future"),
+    ids=("missing", "future", "bad-tenant"),
 )
 async def test_bad_clear_requests_are_400_naming_the_field(
     http: httpx.AsyncClient,
