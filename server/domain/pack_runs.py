@@ -6,11 +6,11 @@ the pack name, 1 to `PACK_JOBS_MAX` jobs each valid as EnqueueJob would have it
 (`jobs.validate_enqueue`, violations renamed from `job.x` to `jobs[i].x`), unique
 job names, dependencies that name other jobs of the pack, at most once, and no
 cycle (Kahn's algorithm; a cycle is named by its path). Every source is then read
-in the unit of work: an unknown one is INVALID_ARGUMENT naming `jobs[i].sourceId`
-(reason SOURCE_NOT_FOUND), a disabled or paused one FAILED_PRECONDITION naming the
-source. Then, in the same transaction: the run, one row per job (its validated
-spec), the jobs without dependencies enqueued (their `packRunId` set), the events
-and the audit entry. A failure anywhere leaves nothing behind.
+in the unit of work: an unknown one is NOT_FOUND naming the source and the job (as
+EnqueueJob answers it), a disabled or paused one FAILED_PRECONDITION naming both.
+Then, in the same transaction: the run, one row per job (its validated spec), the
+jobs without dependencies enqueued (their `packRunId` set), the events and the audit
+entry. A failure anywhere leaves nothing behind.
 
 Advancing. `advance` is the one step that moves a run forward, in one unit of work
 that first locks the run (an UPDATE of its version: the row lock on PostgreSQL,
@@ -357,6 +357,13 @@ def validate_pack(
 
     steps: list[PackStep] = []
     for i, item in enumerate(jobs):
+        if item.job.source_id and not _ID.fullmatch(item.job.source_id):
+            violations.append(
+                Violation(
+                    f"jobs[{i}].sourceId", "must be 1 to 64 letters, digits, '.', '_', ':' or '-'"
+                )
+            )
+            continue
         request = replace(item.job, pack_run_id=None, idempotency_key=None)
         try:
             spec = validate_enqueue(request, limits)
@@ -636,10 +643,11 @@ async def _check_sources(
     *,
     retry_of: str | None,
 ) -> None:
-    """Every job's source exists and may enqueue now. Raises InvalidArgument naming each
-    `jobs[i].sourceId` that names no source of the caller (reason SOURCE_NOT_FOUND;
-    FailedPrecondition when retrying `retry_of`, whose caller named no source),
-    FailedPrecondition for a disabled or paused one (SOURCE_DISABLED, SOURCE_PAUSED)."""
+    """Every job's source exists and may enqueue now. Raises NotFound (SOURCE_NOT_FOUND,
+    naming the first job whose source is not the caller's, as EnqueueJob answers an
+    unknown source; FailedPrecondition when retrying `retry_of`, whose caller named no
+    source), FailedPrecondition for a disabled or paused one (SOURCE_DISABLED,
+    SOURCE_PAUSED)."""
     states: Mapping[str, SourceState] = await uow.jobs.source_states(
         tenant_id, sorted({step.source_id for step in steps}), project_id=project_id
     )
@@ -651,15 +659,12 @@ async def _check_sources(
             reason="SOURCE_NOT_FOUND",
             metadata={"sourceId": gone.source_id, "job": gone.name},
         )
-    missing = [
-        Violation(
-            f"jobs[{step.position}].sourceId", f"names no source of the tenant: {step.source_id!r}"
+    if gone is not None:  # as EnqueueJob answers an unknown source
+        raise NotFound(
+            f"source {gone.source_id!r} of jobs[{gone.position}] not found",
+            reason="SOURCE_NOT_FOUND",
+            metadata={"sourceId": gone.source_id, "job": gone.name},
         )
-        for step in steps
-        if step.source_id not in states
-    ]
-    if missing:
-        raise InvalidArgument.from_violations(missing, reason="SOURCE_NOT_FOUND")
     for step in steps:
         state = states[step.source_id]
         if not state.enabled or state.paused:
@@ -730,8 +735,8 @@ async def create_pack_run(
 ) -> PackRunView:
     """Start a run of the pack: validated whole (`validate_pack`), sources checked, then
     the run, its jobs without dependencies enqueued, events and audit in one unit of
-    work. Raises InvalidArgument (every bad field), FailedPrecondition (SOURCE_PAUSED,
-    SOURCE_DISABLED)."""
+    work. Raises InvalidArgument (every bad field), NotFound (SOURCE_NOT_FOUND),
+    FailedPrecondition (SOURCE_PAUSED, SOURCE_DISABLED)."""
     tenant_id = call.require_tenant()
     steps = validate_pack(pack_name, jobs, limits)
     async with store.transaction() as uow:

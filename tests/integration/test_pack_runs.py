@@ -518,10 +518,13 @@ async def test_bad_packs_are_400_naming_the_field_and_write_nothing(scene: Scene
     assert violations(many) == [("jobs", "must list at most 100 jobs, got 101")]
 
     unknown = await _refused(scene, "p", [job("a", t, s), job("b", t, "no-such-source")])
-    assert unknown.code == "INVALID_ARGUMENT"
-    assert violations(unknown) == [
-        ("jobs[1].sourceId", "names no source of the tenant: 'no-such-source'")
-    ]
+    assert unknown.code == "NOT_FOUND"  # as EnqueueJob answers an unknown source
+    assert unknown.message == "source 'no-such-source' of jobs[1] not found"
+    info = unknown.detail("ErrorInfo")
+    assert info is not None and info["reason"] == "SOURCE_NOT_FOUND"
+    assert info["metadata"] == {"sourceId": "no-such-source", "job": "b"}
+    if unknown.http_status is not None:
+        assert unknown.http_status == 404
     assert await _tenant_rows(scene) == (0, 0, 0)
 
 

@@ -71,9 +71,10 @@ class PackRun(_message.Message):
     """Output only. The run that retried this one."""
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PackJob]:
-        """Required. The pack's jobs, in the pack's order: 1 to 100. Listings leave
-        them out (counts says how far the run is); GetPackRun gives each job's
-        progress.
+        """The pack's jobs, in the pack's order: 1 to 100 when creating (none is
+        INVALID_ARGUMENT naming jobs). Listings leave them out (counts says how far
+        the run is); GetPackRun gives each job's progress. Not marked REQUIRED for
+        that reason: a listed run has none.
         """
 
     @_builtins.property
