@@ -394,7 +394,7 @@ class _ServiceOrchestraClient(ServiceClient):
     ) -> str:
         request = pb.StartProcessRequest(definition_id=_required(definition_id, "definition_id"))
         if variables is not None:
-            request.variables.CopyFrom(_struct(variables, "variables"))
+            request.variables.struct_value.CopyFrom(_struct(variables, "variables"))
         response = await self.call("StartProcess", request, pb.StartProcessResponse)
         return response.instance_id
 
@@ -418,7 +418,7 @@ class _ServiceOrchestraClient(ServiceClient):
     ) -> None:
         request = pb.SignalTokenRequest(token_id=_required(token_id, "token_id"))
         if variables is not None:
-            request.variables.CopyFrom(_struct(variables, "variables"))
+            request.variables.struct_value.CopyFrom(_struct(variables, "variables"))
         await self.call("SignalToken", request, pb.SignalTokenResponse)
 
     async def get_variables(self, instance_id: str) -> dict[str, JsonValue]:
