@@ -34,8 +34,9 @@ generator respect them; the operations' descriptions state them in prose:
   job type already has one names another (the generated one with a suffix), so the
   quotas it creates exist for the operations that need one (the fuzzing phase's
   updates and deletes of both prefixes draw from what the creates answered);
-- a job's `backoff.initialDelay` is at most its `maxDelay` (300s when absent): a
-  positive case with a longer initial delay has a `maxDelay` equal to it;
+- a job's `backoff.initialDelay` (1s when absent) is at most its `maxDelay` (300s
+  when absent): a positive case with a longer initial delay has a `maxDelay` equal
+  to it;
 - a pack run's jobs have unique names, depend only on jobs of the pack and name
   sources of the tenant that may enqueue: a positive create names its jobs job0,
   job1, ... without dependencies, all of one usable source (read, or registered);
@@ -65,7 +66,7 @@ from urllib.parse import quote
 import httpx
 import schemathesis
 
-from server.domain.jobs import BACKOFF_MAX_DEFAULT_S
+from server.domain.jobs import BACKOFF_INITIAL_DEFAULT_S, BACKOFF_MAX_DEFAULT_S
 
 CLIENT_ID_VARIABLE = "ORCHESTRATOR_ST_CLIENT_ID"
 CLIENT_SECRET_VARIABLE = "ORCHESTRATOR_ST_CLIENT_SECRET"
@@ -237,12 +238,14 @@ def _unused_job_type(case: Any, job_type: str) -> str:
 
 def _backoff_within(job: Any) -> None:
     backoff = job.get("backoff") if isinstance(job, dict) else None
-    if not isinstance(backoff, dict) or "initialDelay" not in backoff:
+    if not isinstance(backoff, dict):
         return
-    initial = float(str(backoff["initialDelay"]).removesuffix("s"))
+    # an absent initialDelay is the default (1 s), which a shorter maxDelay refuses too
+    initial_delay = str(backoff.get("initialDelay", f"{BACKOFF_INITIAL_DEFAULT_S}s"))
+    initial = float(initial_delay.removesuffix("s"))
     maximum = float(str(backoff.get("maxDelay", f"{BACKOFF_MAX_DEFAULT_S}s")).removesuffix("s"))
     if initial > maximum:
-        backoff["maxDelay"] = backoff["initialDelay"]
+        backoff["maxDelay"] = initial_delay
 
 
 def _positive(case: Any) -> bool:
