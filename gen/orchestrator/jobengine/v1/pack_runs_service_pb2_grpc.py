@@ -113,10 +113,10 @@ class PackRunsServiceServicer:
         missing or malformed pack name, no jobs or more than 100, a malformed job (as
         EnqueueJob would refuse it), a name used twice, a dependency on an unknown
         name, on itself or twice on one name, a dependency cycle (named by its path,
-        e.g. "a -> c -> b -> a"), or a source that is not the caller's (reason
-        SOURCE_NOT_FOUND, naming "jobs[i].sourceId"); FAILED_PRECONDITION (HTTP 409,
-        reason SOURCE_PAUSED or SOURCE_DISABLED) when a job's source is paused or
-        disabled.
+        e.g. "a -> c -> b -> a"); NOT_FOUND (reason SOURCE_NOT_FOUND, metadata
+        sourceId and job) when a job's source is not the caller's, as EnqueueJob
+        answers it; FAILED_PRECONDITION (HTTP 409, reason SOURCE_PAUSED or
+        SOURCE_DISABLED) when a job's source is paused or disabled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -62,10 +62,10 @@ class PackRunsServiceStub:
     missing or malformed pack name, no jobs or more than 100, a malformed job (as
     EnqueueJob would refuse it), a name used twice, a dependency on an unknown
     name, on itself or twice on one name, a dependency cycle (named by its path,
-    e.g. "a -> c -> b -> a"), or a source that is not the caller's (reason
-    SOURCE_NOT_FOUND, naming "jobs[i].sourceId"); FAILED_PRECONDITION (HTTP 409,
-    reason SOURCE_PAUSED or SOURCE_DISABLED) when a job's source is paused or
-    disabled.
+    e.g. "a -> c -> b -> a"); NOT_FOUND (reason SOURCE_NOT_FOUND, metadata
+    sourceId and job) when a job's source is not the caller's, as EnqueueJob
+    answers it; FAILED_PRECONDITION (HTTP 409, reason SOURCE_PAUSED or
+    SOURCE_DISABLED) when a job's source is paused or disabled.
     """
     ListPackRuns: _grpc.UnaryUnaryMultiCallable[_pack_runs_service_pb2.ListPackRunsRequest, _pack_runs_service_pb2.ListPackRunsResponse]
     """Lists the tenant's runs, newest first: ordered by (createdAt descending,
@@ -141,10 +141,10 @@ class PackRunsServiceAsyncStub(PackRunsServiceStub):
     missing or malformed pack name, no jobs or more than 100, a malformed job (as
     EnqueueJob would refuse it), a name used twice, a dependency on an unknown
     name, on itself or twice on one name, a dependency cycle (named by its path,
-    e.g. "a -> c -> b -> a"), or a source that is not the caller's (reason
-    SOURCE_NOT_FOUND, naming "jobs[i].sourceId"); FAILED_PRECONDITION (HTTP 409,
-    reason SOURCE_PAUSED or SOURCE_DISABLED) when a job's source is paused or
-    disabled.
+    e.g. "a -> c -> b -> a"); NOT_FOUND (reason SOURCE_NOT_FOUND, metadata
+    sourceId and job) when a job's source is not the caller's, as EnqueueJob
+    answers it; FAILED_PRECONDITION (HTTP 409, reason SOURCE_PAUSED or
+    SOURCE_DISABLED) when a job's source is paused or disabled.
     """
     ListPackRuns: _aio.UnaryUnaryMultiCallable[_pack_runs_service_pb2.ListPackRunsRequest, _pack_runs_service_pb2.ListPackRunsResponse]  # type: ignore[assignment]
     """Lists the tenant's runs, newest first: ordered by (createdAt descending,
@@ -223,10 +223,10 @@ class PackRunsServiceServicer(metaclass=_abc_1.ABCMeta):
         missing or malformed pack name, no jobs or more than 100, a malformed job (as
         EnqueueJob would refuse it), a name used twice, a dependency on an unknown
         name, on itself or twice on one name, a dependency cycle (named by its path,
-        e.g. "a -> c -> b -> a"), or a source that is not the caller's (reason
-        SOURCE_NOT_FOUND, naming "jobs[i].sourceId"); FAILED_PRECONDITION (HTTP 409,
-        reason SOURCE_PAUSED or SOURCE_DISABLED) when a job's source is paused or
-        disabled.
+        e.g. "a -> c -> b -> a"); NOT_FOUND (reason SOURCE_NOT_FOUND, metadata
+        sourceId and job) when a job's source is not the caller's, as EnqueueJob
+        answers it; FAILED_PRECONDITION (HTTP 409, reason SOURCE_PAUSED or
+        SOURCE_DISABLED) when a job's source is paused or disabled.
         """
 
     @_abc_1.abstractmethod
