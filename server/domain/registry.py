@@ -265,18 +265,23 @@ class SelfAddresses:
 
 
 def url_problem(value: str) -> str | None:
-    """Why `value` is not an absolute http(s) URL without credentials; None when it is."""
+    """Why `value` is not an absolute http(s) URL without credentials; None when it is.
+    The answer never quotes the value, which may hold credentials."""
     if len(value) > URL_MAX:
         return f"must be at most {URL_MAX} characters"
     if has_control(value) or any(c.isspace() for c in value):
         return "must not contain spaces or control characters"
+    absolute = "must be an absolute http(s) URL such as https://host:port/path"
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError:
-        return f"must be an absolute http(s) URL, got {value!r}"
-    if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
-        return f"must be an absolute http(s) URL, got {value!r}"
+        return f"{absolute} (the host or port is malformed)"
+    scheme = parts.scheme.lower()
+    if scheme and scheme not in _DEFAULT_PORTS and parts.netloc:
+        return f"must use http or https, not {scheme!r}"
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return absolute
     if "@" in parts.netloc:
         return "must not carry credentials (user:password@)"
     if port == 0:

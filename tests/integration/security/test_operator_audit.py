@@ -22,13 +22,22 @@ import pytest
 import sqlalchemy as sa
 from google.rpc import code_pb2
 
+from orchestrator.api.v1 import options_pb2
 from server.interceptors.audit import REASON_HEADER, TICKET_HEADER
 from server.interceptors.tenancy import TENANT_HEADER
 from server.interceptors.tracing import TRACE_HEADER
 from server.storage.tables import AuditEntryRow, DeadLetterEntryRow, table_of
 from tests.integration.security import forge
 from tests.integration.security.conftest import Security
-from tests.integration.security.surface import ALL_POLICIES, SURFACE, Outcome, Target, call, secured
+from tests.integration.security.surface import (
+    ALL_POLICIES,
+    SURFACE,
+    Outcome,
+    SecuredMethod,
+    Target,
+    call,
+    secured,
+)
 
 SOURCES = "/orchestrator.jobengine.v1.SourcesService"
 QUOTAS = "/orchestrator.jobengine.v1.QuotasService"
@@ -359,7 +368,70 @@ async def _pending_to_replay(security: Security) -> Call:
     )
 
 
+REGISTRY = "/orchestrator.mesh.v1.RegistryService"
+
+
+def _service_name() -> str:
+    return f"audited-{uuid.uuid4().hex[:10]}"
+
+
+async def _register_service(security: Security) -> Call:
+    name = _service_name()
+    return Call(
+        fields={"name": name, "base_url": "http://127.0.0.1:9"},
+        body={"name": name, "baseUrl": "http://127.0.0.1:9"},
+        resource=lambda _: f"services/{name}",
+    )
+
+
+async def _service_to_poll(security: Security) -> Call:
+    """A registered service whose document is unreachable (port 9, refused at once):
+    the poll succeeds and reports the failure for that service only."""
+    prepared = await _register_service(security)
+    await _call_grpc(security, f"{REGISTRY}/RegisterService", prepared.fields)
+    name = prepared.fields["name"]
+    return Call(fields={"names": [name]}, body={"names": [name]}, resource=lambda _: "registry/-")
+
+
+async def _sync(security: Security) -> Call:
+    return Call(fields={}, body={}, resource=lambda _: "registry/-")
+
+
+async def _replicated(security: Security) -> Call:
+    name = _service_name()
+    when = {"seconds": 1_790_000_000}
+    entry = {
+        "name": name,
+        "base_url": "http://127.0.0.1:9",
+        "openapi_url": "http://127.0.0.1:9/openapi.json",
+        "revision": 1,
+        "origin": "peer-audit",
+        "created_at": when,
+        "updated_at": when,
+    }
+    body = {
+        "origin": "peer-audit",
+        "services": [
+            {
+                "name": name,
+                "baseUrl": "http://127.0.0.1:9",
+                "openapiUrl": "http://127.0.0.1:9/openapi.json",
+                "revision": "1",
+                "origin": "peer-audit",
+                "createdAt": "2026-09-21T13:46:40Z",
+                "updatedAt": "2026-09-21T13:46:40Z",
+            }
+        ],
+    }
+    fields = {"origin": "peer-audit", "services": [entry]}
+    return Call(fields=fields, body=body, resource=lambda _: "registry/-")
+
+
 RECIPES: dict[str, Recipe] = {
+    f"{REGISTRY}/RegisterService": Recipe("services.register", _register_service),
+    f"{REGISTRY}/PollOpenApi": Recipe("registry.poll_open_api", _service_to_poll),
+    f"{REGISTRY}/SyncPeers": Recipe("registry.sync_peers", _sync),
+    f"{REGISTRY}/ReplicateServices": Recipe("registry.replicate_services", _replicated),
     f"{DEAD_LETTERS}/ReplayDeadLetterEntry": Recipe("deadLetterEntries.replay", _entry_to_replay),
     f"{DEAD_LETTERS}/BatchReplayDeadLetterEntries": Recipe(
         "deadLetterEntries.batch_replay", _entries_to_replay
@@ -398,9 +470,18 @@ def test_every_audited_method_has_a_recipe() -> None:
     assert {method.full_method for method in AUDITED} == audited  # all need a token
 
 
-async def _tenant_entries(security: Security) -> int:
+def _entry_tenant(security: Security, method: SecuredMethod) -> str | None:
+    """The tenant an entry records: tenant A's for tenant-scoped methods, none for
+    platform-level ones (TENANT_MODE_NONE, e.g. the service registry)."""
+    header_mode = method.policy.tenant_mode == options_pb2.TENANT_MODE_HEADER
+    return security.tenant_a if header_mode else None
+
+
+async def _tenant_entries(security: Security, tenant: str | None) -> int:
+    column = _entries.c.tenant_id
     async with security.app.db.read() as conn:
-        query = sa.select(sa.func.count()).where(_entries.c.tenant_id == security.tenant_a)
+        where = column.is_(None) if tenant is None else column == tenant
+        query = sa.select(sa.func.count()).where(where)
         return int((await conn.execute(query.select_from(_entries))).scalar_one())
 
 
@@ -421,19 +502,21 @@ async def test_one_successful_call_writes_exactly_one_entry(
         (TRACE_HEADER, trace_id),
         ("Authorization", f"Bearer {token}"),
     ]
-    before = await _tenant_entries(security)
+    tenant = _entry_tenant(security, method)
+    before = await _tenant_entries(security, tenant)
     concrete = target.with_payload(fields=prepared.fields, body=prepared.body)
     outcome = await call(concrete, headers, channel=security.channel, http=security.http)
     assert outcome.code == code_pb2.OK, outcome
 
-    assert await _tenant_entries(security) == before + 1
+    if tenant is not None:  # platform entries may come from other tests running alongside
+        assert await _tenant_entries(security, tenant) == before + 1
     async with security.app.db.read() as conn:
         rows = (
             await conn.execute(sa.select(_entries).where(_entries.c.trace_id == trace_id))
         ).all()
     assert len(rows) == 1
     [row] = rows
-    assert row.tenant_id == security.tenant_a
+    assert row.tenant_id == tenant
     assert row.action == recipe.action
     assert row.resource == prepared.resource(outcome)
     assert row.actor == forge.claims_of(token)["client_id"]
