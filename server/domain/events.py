@@ -54,6 +54,15 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "orchestra.token.timer_fired",
         "orchestra.token.job_ended",
         "orchestra.incident",
+        "service.registered",  # domain/registry.py (platform-wide: no tenant)
+        "service.updated",
+        "service.replicated",
+        "service.openapi_initial",
+        "service.openapi_unchanged",
+        "service.openapi_drifted",
+        "service.openapi_failed",
+        "peer.synced",
+        "peer.sync_failed",
     }
 )
 
