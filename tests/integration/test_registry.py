@@ -288,3 +288,62 @@ async def test_policy_operator_scope_reason(
     )
     assert listed.status_code == 200
     assert listed.json() == {"items": []}
+
+
+def _entry(name: str, revision: int, when: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "baseUrl": "http://replicated.internal",
+        "openapiUrl": "http://replicated.internal/openapi.json",
+        "revision": str(revision),
+        "origin": "peer-x",
+        "createdAt": "2026-11-01T00:00:00Z",
+        "updatedAt": when,
+        **extra,
+    }
+
+
+async def test_replicated_entries_apply_by_last_writer_wins_and_idempotently(
+    admin: httpx.AsyncClient, prefix: str
+) -> None:
+    name = f"{prefix}r"
+    first = {"origin": "peer-x", "services": [_entry(name, 2, "2026-11-02T00:00:00Z")]}
+    applied = await admin.post("/registry/replicate", json=first)
+    assert applied.status_code == 200, applied.text
+    assert applied.json()["accepted"] == 1
+    again = await admin.post("/registry/replicate", json=first)
+    assert again.json()["accepted"] == 0
+    assert again.json()["registryVersion"] == applied.json()["registryVersion"]
+    older = {"origin": "peer-x", "services": [_entry(name, 1, "2026-11-30T00:00:00Z")]}
+    assert (await admin.post("/registry/replicate", json=older)).json()["accepted"] == 0
+    [stored] = (await admin.get("/registry", params={"namePrefix": prefix})).json()["items"]
+    assert stored == {**_entry(name, 2, "2026-11-02T00:00:00Z"), "version": "", "metadata": {}}
+    # A local change after seeing it takes the next revision and this server's origin.
+    changed = await _register(admin, {"name": name, "baseUrl": "http://local.internal"})
+    assert changed.status_code == 200
+    assert (changed.json()["revision"], changed.json()["origin"]) != ("2", "peer-x")
+    assert changed.json()["revision"] == "3"
+
+
+async def test_bad_replicated_entries_are_named_and_nothing_is_applied(
+    admin: httpx.AsyncClient, prefix: str
+) -> None:
+    when = "2026-11-02T00:00:00Z"
+    body = {
+        "services": [
+            _entry(f"{prefix}ok", 1, when),
+            _entry(f"{prefix}zero", 0, when),
+            _entry(f"{prefix}ftp", 1, when, baseUrl="ftp://x"),
+            _entry(f"{prefix}ok", 1, when),
+        ]
+    }
+    response = await admin.post("/registry/replicate", json=body)
+    assert response.status_code == 400
+    assert _fields(response) == [
+        "origin",
+        "services[1].revision",
+        "services[2].baseUrl",
+        "services[3].name",
+    ]
+    listed = await admin.get("/registry", params={"namePrefix": prefix})
+    assert listed.json() == {"items": []}
