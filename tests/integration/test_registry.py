@@ -276,6 +276,14 @@ async def test_policy_operator_scope_reason(
     )
     assert refused.status_code == 403
     assert refused.json()["details"][0]["reason"] == "insufficient_scope"
+    bound_admin = await tokens.token(tenant, ADMIN)
+    bound = await http.post(
+        "/registry/register",
+        json=body,
+        headers={"Authorization": f"Bearer {bound_admin}", "X-Stella-Operator-Reason": "x"},
+    )
+    assert bound.status_code == 403
+    assert bound.json()["details"][0]["reason"] == "OPERATOR_CLIENT_REQUIRED"
     admin = await tokens.token(None, ADMIN)
     unexplained = await http.post(
         "/registry/register", json=body, headers={"Authorization": f"Bearer {admin}"}

@@ -300,7 +300,9 @@ async def test_platform_methods_refuse_clients_bound_to_a_tenant(
         headers = [*security.context_headers(method), ("Authorization", f"Bearer {operator}")]
         for target in method.targets:
             outcome = await call(target, headers, channel=security.channel, http=security.http)
-            assert outcome.code == code_pb2.OK, (target.label, outcome)
+            # Let through: an empty request may still be refused as bad input
+            # (RegisterService needs a name), but not for who is calling.
+            assert not outcome.refused_by_authentication, (target.label, outcome)
 
 
 def test_the_platform_methods_are_the_ones_the_protos_say() -> None:

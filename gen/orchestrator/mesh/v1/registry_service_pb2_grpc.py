@@ -30,7 +30,8 @@ class RegistryServiceStub:
     replication to peer orchestrators (seed 002, DESIGN.md §4.4, issue 12).
 
     The registry is platform-wide, not per tenant: no method reads X-Stella-Tenant,
-    and every method needs the platform scope orch:admin (an operator's client).
+    and every method needs an operator client (bound to no tenant; a bound client is
+    refused PERMISSION_DENIED OPERATOR_CLIENT_REQUIRED) holding orch:admin.
     Mutations need X-Stella-Operator-Reason and write an operator audit entry
     (tenant empty) in the change's transaction. Peers are the base URLs of
     ORCHESTRATOR_PEERS (or `orchestrator.peers` in config/app.yaml); their
@@ -80,7 +81,8 @@ class RegistryServiceServicer:
     replication to peer orchestrators (seed 002, DESIGN.md §4.4, issue 12).
 
     The registry is platform-wide, not per tenant: no method reads X-Stella-Tenant,
-    and every method needs the platform scope orch:admin (an operator's client).
+    and every method needs an operator client (bound to no tenant; a bound client is
+    refused PERMISSION_DENIED OPERATOR_CLIENT_REQUIRED) holding orch:admin.
     Mutations need X-Stella-Operator-Reason and write an operator audit entry
     (tenant empty) in the change's transaction. Peers are the base URLs of
     ORCHESTRATOR_PEERS (or `orchestrator.peers` in config/app.yaml); their
@@ -210,7 +212,8 @@ class RegistryService:
     replication to peer orchestrators (seed 002, DESIGN.md §4.4, issue 12).
 
     The registry is platform-wide, not per tenant: no method reads X-Stella-Tenant,
-    and every method needs the platform scope orch:admin (an operator's client).
+    and every method needs an operator client (bound to no tenant; a bound client is
+    refused PERMISSION_DENIED OPERATOR_CLIENT_REQUIRED) holding orch:admin.
     Mutations need X-Stella-Operator-Reason and write an operator audit entry
     (tenant empty) in the change's transaction. Peers are the base URLs of
     ORCHESTRATOR_PEERS (or `orchestrator.peers` in config/app.yaml); their

@@ -31,7 +31,8 @@ class RegistryServiceStub:
     replication to peer orchestrators (seed 002, DESIGN.md §4.4, issue 12).
 
     The registry is platform-wide, not per tenant: no method reads X-Stella-Tenant,
-    and every method needs the platform scope orch:admin (an operator's client).
+    and every method needs an operator client (bound to no tenant; a bound client is
+    refused PERMISSION_DENIED OPERATOR_CLIENT_REQUIRED) holding orch:admin.
     Mutations need X-Stella-Operator-Reason and write an operator audit entry
     (tenant empty) in the change's transaction. Peers are the base URLs of
     ORCHESTRATOR_PEERS (or `orchestrator.peers` in config/app.yaml); their
@@ -102,7 +103,8 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     replication to peer orchestrators (seed 002, DESIGN.md §4.4, issue 12).
 
     The registry is platform-wide, not per tenant: no method reads X-Stella-Tenant,
-    and every method needs the platform scope orch:admin (an operator's client).
+    and every method needs an operator client (bound to no tenant; a bound client is
+    refused PERMISSION_DENIED OPERATOR_CLIENT_REQUIRED) holding orch:admin.
     Mutations need X-Stella-Operator-Reason and write an operator audit entry
     (tenant empty) in the change's transaction. Peers are the base URLs of
     ORCHESTRATOR_PEERS (or `orchestrator.peers` in config/app.yaml); their
@@ -169,7 +171,8 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     replication to peer orchestrators (seed 002, DESIGN.md §4.4, issue 12).
 
     The registry is platform-wide, not per tenant: no method reads X-Stella-Tenant,
-    and every method needs the platform scope orch:admin (an operator's client).
+    and every method needs an operator client (bound to no tenant; a bound client is
+    refused PERMISSION_DENIED OPERATOR_CLIENT_REQUIRED) holding orch:admin.
     Mutations need X-Stella-Operator-Reason and write an operator audit entry
     (tenant empty) in the change's transaction. Peers are the base URLs of
     ORCHESTRATOR_PEERS (or `orchestrator.peers` in config/app.yaml); their
