@@ -510,6 +510,7 @@ def test_source_schema() -> None:
             "paused": {"type": "boolean", "readOnly": True},
             "createdAt": {"type": "string", "format": "date-time", "readOnly": True},
             "updatedAt": {"type": "string", "format": "date-time", "readOnly": True},
+            "schedule": {"$ref": "#/components/schemas/Schedule"},  # scheduler sources
         },
         "required": ["name", "sourceType"],
         "additionalProperties": False,
@@ -527,6 +528,7 @@ def test_security_schemes_and_error_schema() -> None:
         "clientCredentials": {
             "tokenUrl": "/oauth/token",
             "scopes": {
+                "orch:backfill": "The `orch:backfill` scope.",
                 "orch:operate": "The `orch:operate` scope.",
                 "orch:quota": "The `orch:quota` scope.",
                 "orch:read": "The `orch:read` scope.",
@@ -1199,8 +1201,16 @@ def test_product_creators_link_to_their_resources() -> None:
         # 201 enqueued, 200 found by its idempotency key: the same job either way
         assert found["post", f"{prefix}/jobs", "201"] == from_job
         assert found["post", f"{prefix}/jobs", "200"] == from_job
+        backfill = {"backfillId": "$response.body#/backfillId"}
+        assert found["post", f"{prefix}/backfills", "201"] == {
+            f"BackfillsService_{m}{suffix}": {
+                "operationId": f"BackfillsService_{m}{suffix}",
+                **backfill,
+            }
+            for m in ("CancelBackfill", "GetBackfill")
+        }
     assert {path for _, path, _ in found} == {
         f"{prefix}/{collection}"
         for prefix in ("/jobengine", "/orchestrator")
-        for collection in ("jobs", "quotas", "sources")
+        for collection in ("backfills", "jobs", "quotas", "sources")
     }
