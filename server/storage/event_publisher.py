@@ -7,10 +7,15 @@ publisher that is down delays publication and never loses an event:
 - `Tailer` reads events in `event_id` order. Ids are handed out at insert, not at
   commit, so on PostgreSQL a transaction holding a lower id can commit after one
   holding a higher id. The tailer tracks such gaps: an event above a gap is held
-  back until the gap fills, or until `gap_grace` seconds pass (the id belonged to a
-  rolled-back transaction: a hole). Holes are watched a while longer (`hole_keep`);
-  an event that commits into one after all is handed out as `late`. SQLite serialises
-  writers, so it has no gaps (AUTOINCREMENT: ids are never reused either).
+  back until the gap fills or the id is known to be a hole (its transaction rolled
+  back): on PostgreSQL once every transaction that was running when the gap was
+  noticed has ended (`pg_current_snapshot()`: the oldest running xid passed the next
+  xid of that moment) and the id is still not visible, usually the next poll; failing
+  that after `gap_grace` seconds. Holes are watched a while longer (`hole_keep`); an
+  event that commits into one after all is handed out as `late`. SQLite serialises
+  writers: an id missing below a committed one is a hole at once (rolled back, or
+  deleted by a clear or pruning before the tailer read it; AUTOINCREMENT never reuses
+  an id).
 - `EventHub` fans the released events out to this process's watchers
   (`domain/event_feed.py` `watch_events`), in id order, one bounded queue each; a
   watcher that falls behind is told to re-read the gap from the table.
@@ -92,6 +97,8 @@ class Tailer:
         self._top = start  # the highest id read
         self._pending: dict[int, Any] = {}  # read, waiting for a gap below to fill
         self._gaps: dict[int, float] = {}  # missing id -> when first noticed
+        # missing id -> the first transaction not yet begun when it was noticed (horizon)
+        self._gap_xids: dict[int, int] = {}
         self._holes: dict[int, float] = {}  # given-up id -> when given up
         self._gap_grace = gap_grace
         self._hole_keep = hole_keep
@@ -108,18 +115,26 @@ class Tailer:
         """(events released in id order, late events, whether the read was full)."""
         now = self._clock()
         rows = await self._feed.after(self._top, TAIL_BATCH)
+        noticed: list[int] = []
         for row in rows:
             event_id = int(row.event_id)
             for missing in range(max(self._top + 1, event_id - MAX_TRACKED_GAP), event_id):
                 self._gaps[missing] = now
+                noticed.append(missing)
             self._pending[event_id] = row
             self._top = event_id
         if self._gaps:
-            for row in await self._feed.with_ids(list(self._gaps)):
+            settled_below, assigned_below = await self._feed.horizon()
+            for missing in noticed:
+                self._gap_xids[missing] = assigned_below
+            for row in await self._feed.with_ids(list(self._gaps)):  # read after the horizon
                 event_id = int(row.event_id)
                 del self._gaps[event_id]
+                self._gap_xids.pop(event_id, None)
                 self._pending[event_id] = row
-        released = self._release(now)
+        else:
+            settled_below = 0
+        released = self._release(now, settled_below)
         late: list[Any] = []
         if self._holes:
             for row in await self._feed.with_ids(list(self._holes)):
@@ -130,7 +145,11 @@ class Tailer:
                     del self._holes[hole]
         return released, late, len(rows) == TAIL_BATCH
 
-    def _release(self, now: float) -> list[Any]:
+    def _release(self, now: float, settled_below: int) -> list[Any]:
+        """Hand out pending events in id order; a gap is given up when the transaction
+        that took its id must have ended (PostgreSQL: the oldest running xid is past every
+        xid assigned when the gap was noticed, and the id is still not visible) or, where
+        that cannot be known, after `gap_grace` seconds."""
         released: list[Any] = []
         while self.released < self._top:
             following = self.released + 1
@@ -138,9 +157,12 @@ class Tailer:
             if row is not None:
                 released.append(row)
             elif following in self._gaps:
-                if now - self._gaps[following] < self._gap_grace:
+                assigned_below = self._gap_xids.get(following)
+                ended = assigned_below is not None and settled_below >= assigned_below
+                if not ended and now - self._gaps[following] < self._gap_grace:
                     break
                 del self._gaps[following]
+                self._gap_xids.pop(following, None)
                 self._holes[following] = now
             # else: beyond MAX_TRACKED_GAP of a jump, never tracked
             self.released = following

@@ -132,6 +132,54 @@ async def test_tailer_gives_up_on_a_rolled_back_id_and_hands_out_a_late_commit(
     assert tailer.low_water() == tailer.released
 
 
+async def test_tailer_gives_up_on_a_rolled_back_id_without_waiting_for_the_grace(
+    app: Application, tenant: str
+) -> None:
+    """PostgreSQL: once no transaction that was running when the gap was seen is left,
+    the missing id is a hole (pg_current_snapshot); the grace (an hour here) is only the
+    fallback. SQLite has no gap to wait for."""
+    feed = SqlEventFeed(app.db)
+    tailer = Tailer(
+        feed, start=await feed.newest_event_id(), gap_grace=3600.0, hole_keep=60.0, clock=_Clock()
+    )
+    async with app.db.engine.connect() as conn:
+        tx = await conn.begin()
+        await _insert(conn, tenant, 0)
+        await tx.rollback()
+    after = await append(app, [event(tenant, minute=1)])
+    released: list[int] = []
+    for _ in range(20):  # the server's own short transactions may be running: poll again
+        found, late, _ = await tailer.poll()
+        released += _mine(found, tenant)
+        assert late == []
+        if released:
+            break
+        await asyncio.sleep(0.05)
+    assert released == after
+
+
+async def test_an_id_cleared_before_the_tailer_read_it_holds_nothing_back(
+    app: Application, tenant: str
+) -> None:
+    """A clear (or pruning) may delete events no publisher has read yet: their ids are
+    gone for good, not a transaction still running, so nothing waits for the grace."""
+    feed = SqlEventFeed(app.db)
+    tailer = Tailer(
+        feed, start=await feed.newest_event_id(), gap_grace=3600.0, hole_keep=60.0, clock=_Clock()
+    )
+    first, cleared, last = await append(app, [event(tenant, minute=m) for m in range(3)])
+    async with app.db.engine.begin() as conn:
+        await conn.execute(sa.text("DELETE FROM events WHERE event_id = :i"), {"i": cleared})
+    released: list[int] = []
+    for _ in range(20):  # the server's own short transactions may be running: poll again
+        found, _, _ = await tailer.poll()
+        released += _mine(found, tenant)
+        if last in released:
+            break
+        await asyncio.sleep(0.05)
+    assert released == [first, last]
+
+
 # --- Redis -------------------------------------------------------------------------------
 
 

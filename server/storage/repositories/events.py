@@ -152,6 +152,10 @@ class SqlEventReads:
 # --- the events API (issue 12): history pages, ranges, clearing, outbox cursors -------
 
 _cursors = table_of(EventCursorRow)
+_HORIZON = sa.text(
+    "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint "
+    "FROM pg_current_snapshot() AS s"
+)
 
 
 def _feed_where(query: EventQuery) -> list[sa.ColumnElement[bool]]:
@@ -213,6 +217,18 @@ class SqlEventFeed:
         async with self._db.read() as conn:
             rows: Sequence[sa.Row[Any]] = (await conn.execute(statement)).all()
         return rows
+
+    async def horizon(self) -> tuple[int, int]:
+        """(the oldest transaction still running, the first not yet begun) of a snapshot
+        taken now: every transaction below the first has ended. PostgreSQL: xids of
+        `pg_current_snapshot()` (PostgreSQL 13+). SQLite: (0, 0), nothing is running for
+        a reader to wait on: one writer at a time, so an id below a committed one that is
+        not visible never will be (rolled back, or deleted by a clear or pruning)."""
+        if self._db.is_sqlite:
+            return 0, 0
+        async with self._db.read() as conn:
+            row = (await conn.execute(_HORIZON)).one()
+        return int(row[0]), int(row[1])
 
     async def with_ids(self, event_ids: Sequence[int]) -> Sequence[sa.Row[Any]]:
         """The events of those ids that are stored (now visible), in id order."""
