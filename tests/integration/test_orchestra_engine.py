@@ -422,3 +422,65 @@ async def test_a_new_version_never_changes_running_instances(
     new_nodes = [data.get("node_id") for kind, data in await _events_of(app, new)]
     assert "old_end" in old_nodes and "new_end" not in old_nodes
     assert "new_end" in new_nodes and "old_end" not in new_nodes
+
+
+async def test_cancel_and_failure_cancel_the_jobs_of_dropped_tokens(
+    app: Application, orchestra: Orchestra, worker: Worker
+) -> None:
+    """A canceled instance's service-task job is canceled with it (nobody would take its
+    result), as is a parallel branch's job when another branch fails the instance."""
+    job_type = f"dropped.{uuid.uuid4().hex[:6]}"
+    failing = f"failing.{uuid.uuid4().hex[:6]}"
+    definition_id = _unique("dropped")
+    await load_definition(
+        app,
+        {
+            "id": definition_id,
+            "nodes": [
+                {"id": "start", "type": "start"},
+                {"id": "fork", "type": "parallel_gateway"},
+                {"id": "slow", "type": "service_task", "job_type": job_type},
+                {"id": "fails", "type": "service_task", "job_type": failing},
+                {"id": "join", "type": "parallel_gateway"},
+                {"id": "done", "type": "end"},
+            ],
+            "flows": [
+                {"from": "start", "to": "fork"},
+                {"from": "fork", "to": "slow"},
+                {"from": "fork", "to": "fails"},
+                {"from": "slow", "to": "join"},
+                {"from": "fails", "to": "join"},
+                {"from": "join", "to": "done"},
+            ],
+        },
+    )
+
+    async def job_of(instance_id: str, node_id: str) -> Any:
+        state = await orchestra.get(instance_id)
+        job_id = next(t.job_id for t in state.tokens if t.node_id == node_id)
+        async with app.db.read() as conn:
+            return (await conn.execute(sa.select(_jobs).where(_jobs.c.job_id == job_id))).one()
+
+    canceled = await orchestra.start(definition_id)
+    slow = await job_of(canceled, "slow")
+    await orchestra.cancel(canceled, reason="not needed")
+    async with app.db.read() as conn:
+        after = (await conn.execute(sa.select(_jobs).where(_jobs.c.job_id == slow.job_id))).one()
+        kinds = (
+            await conn.execute(
+                sa.select(_events.c.type).where(_events.c.subject == f"jobs/{slow.job_id}")
+            )
+        ).scalars()
+        assert "job.canceled" in list(kinds)
+    assert after.status == "canceled"
+
+    failed = await orchestra.start(definition_id)
+    slow = await job_of(failed, "slow")
+    [lease] = await worker.lease(failing)
+    await worker.fail(lease.token)
+    state = await orchestra.wait(failed, "failed")
+    assert state.incident.node_id == "fails"
+    async with app.db.read() as conn:
+        after = (await conn.execute(sa.select(_jobs).where(_jobs.c.job_id == slow.job_id))).one()
+    assert after.status == "canceled"
+    assert await worker.lease(job_type, wait=0.2) == []

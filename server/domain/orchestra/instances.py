@@ -39,8 +39,16 @@ from datetime import datetime
 from typing import Any, Final
 
 from server.domain.context import CallContext
-from server.domain.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
+from server.domain.errors import (
+    Aborted,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from server.domain.events import NewEvent
+from server.domain.job_states import EVENT_TYPES as JOB_EVENT_TYPES
+from server.domain.job_states import FINISHED, JobAction, JobStatus
 from server.domain.jobs import EnqueueRequest, JobLimits, enqueue_within, validate_enqueue
 from server.domain.orchestra import engine, variables
 from server.domain.orchestra.definitions import ModelCache, available_to
@@ -64,6 +72,7 @@ from server.domain.orchestra.records import (
     TokenRecord,
 )
 from server.domain.orchestra.validation import valid_definition_id
+from server.domain.resources import JOB
 
 SIGNALLED: Final = "signalled"
 SET: Final = "set"
@@ -321,11 +330,13 @@ async def cancel_instance(
     tenant_id = call.require_tenant()
     if not _usable_id(instance_id):
         raise _no_instance(instance_id)
+    wake: list[tuple[str, str]] = []
     async with store.transaction() as unit:
         instance = await unit.orchestra.lock_instance(tenant_id, instance_id)
         if instance is None:
             raise _no_instance(instance_id)
         if instance.status == RUNNING:
+            wake = await _cancel_jobs(unit, call, instance_id, now)
             await unit.orchestra.delete_instance_tokens(instance_id)
             await unit.orchestra.update_instance(
                 instance_id, status=CANCELED, variables=instance.variables, incident=None, now=now
@@ -334,6 +345,7 @@ async def cancel_instance(
             await unit.base.events.append_many([_event(instance, call, CANCELED_EVENT, data, now)])
         elif instance.status != CANCELED:
             _require_running(instance)
+    _announce(store, wake)
     return await get_instance(store, call, instance_id)
 
 
@@ -615,10 +627,41 @@ async def _fail(
     events.append(_event(instance, call, INCIDENT_EVENT, record, now))
     events.append(_event(instance, call, FAILED_EVENT, {"kind": incident.kind}, now))
     if not new:
+        await _cancel_jobs(unit, call, instance.instance_id, now)
         await unit.orchestra.delete_instance_tokens(instance.instance_id)
     incident_text = json.dumps(record, sort_keys=True, separators=(",", ":"))
     await _write(unit, instance, new, status=FAILED, values=values, incident=incident_text, now=now)
     await unit.base.events.append_many(events)
+
+
+async def _cancel_jobs(
+    unit: OrchestraUnit, call: CallContext, instance_id: str, now: datetime
+) -> list[tuple[str, str]]:
+    """Cancel the unfinished jobs the instance's tokens wait for, as CancelJob does (a
+    leased job's worker learns it at its next heartbeat, its quota slot is released),
+    with their job.canceled events: a dropped token's job has no one to report to.
+    A job that finished meanwhile is left as it is. The (tenant, job type) pairs whose
+    throttled jobs the freed slots made leasable."""
+    woken: list[tuple[str, str]] = []
+    for token in await unit.orchestra.tokens(instance_id):
+        if token.job_id is None:
+            continue
+        job = await unit.base.jobs.get(token.tenant_id, token.job_id, project_id=None, lock=True)
+        if JobStatus(job.status) in FINISHED:
+            continue
+        try:
+            after, freed = await unit.base.jobs.cancel(job, now=now)
+        except Aborted:  # it moved since it was read (SQLite): it is finishing on its own
+            continue
+        await unit.base.events.append(
+            job.tenant_id,
+            JOB_EVENT_TYPES[JobAction.CANCEL],
+            JOB.name(job.job_id),
+            {"from": job.status, "to": after.status, "attempt": job.attempts},
+            call.trace_id or None,
+        )
+        woken.extend(freed)
+    return woken
 
 
 async def _write(
