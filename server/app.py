@@ -255,6 +255,9 @@ class Application:
         self.readiness.register_task("lease-reaper", lambda: _task_of(self._reaper))
         self.readiness.register_task("job-pruner", lambda: _task_of(self._pruner))
         self.readiness.register_task(
+            "scheduler", lambda: self.scheduler.task if self.scheduler else None
+        )
+        self.readiness.register_task(
             "pack-run-engine", lambda: self.pack_runs._task if self.pack_runs else None
         )
         self.readiness.register_task(
