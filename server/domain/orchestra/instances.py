@@ -26,7 +26,8 @@ and nothing moves twice.
 Incidents (a condition's runtime error, no flow to take, a dead-lettered job, a job
 the job engine refused, a result that cannot be merged, a step that never rests)
 fail the instance: status `failed`, the incident recorded on it, every token
-dropped. They never fail the call that caused them.
+dropped and the unfinished jobs they waited for canceled (so does a cancel). They
+never fail the call that caused them.
 """
 
 from __future__ import annotations

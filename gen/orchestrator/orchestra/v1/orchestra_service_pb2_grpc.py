@@ -182,9 +182,9 @@ class OrchestraServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelInstance(self, request, context):
-        """Cancels a running instance (gRPC only): its tokens are dropped, their jobs
-        and timers no longer move it. Canceling a canceled instance answers it
-        unchanged.
+        """Cancels a running instance (gRPC only): its tokens are dropped and the
+        unfinished jobs they waited for canceled. Canceling a canceled instance
+        answers it unchanged.
 
         Returns NOT_FOUND when the instance does not exist or is another tenant's;
         FAILED_PRECONDITION when it already completed or failed.

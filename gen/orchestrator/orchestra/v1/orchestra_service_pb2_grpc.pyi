@@ -101,9 +101,9 @@ class OrchestraServiceStub:
     no longer running.
     """
     CancelInstance: _grpc.UnaryUnaryMultiCallable[_orchestra_service_pb2.CancelInstanceRequest, _orchestra_service_pb2.CancelInstanceResponse]
-    """Cancels a running instance (gRPC only): its tokens are dropped, their jobs
-    and timers no longer move it. Canceling a canceled instance answers it
-    unchanged.
+    """Cancels a running instance (gRPC only): its tokens are dropped and the
+    unfinished jobs they waited for canceled. Canceling a canceled instance
+    answers it unchanged.
 
     Returns NOT_FOUND when the instance does not exist or is another tenant's;
     FAILED_PRECONDITION when it already completed or failed.
@@ -182,9 +182,9 @@ class OrchestraServiceAsyncStub(OrchestraServiceStub):
     no longer running.
     """
     CancelInstance: _aio.UnaryUnaryMultiCallable[_orchestra_service_pb2.CancelInstanceRequest, _orchestra_service_pb2.CancelInstanceResponse]  # type: ignore[assignment]
-    """Cancels a running instance (gRPC only): its tokens are dropped, their jobs
-    and timers no longer move it. Canceling a canceled instance answers it
-    unchanged.
+    """Cancels a running instance (gRPC only): its tokens are dropped and the
+    unfinished jobs they waited for canceled. Canceling a canceled instance
+    answers it unchanged.
 
     Returns NOT_FOUND when the instance does not exist or is another tenant's;
     FAILED_PRECONDITION when it already completed or failed.
@@ -302,9 +302,9 @@ class OrchestraServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orchestra_service_pb2.CancelInstanceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orchestra_service_pb2.CancelInstanceResponse, _abc.Awaitable[_orchestra_service_pb2.CancelInstanceResponse]]:
-        """Cancels a running instance (gRPC only): its tokens are dropped, their jobs
-        and timers no longer move it. Canceling a canceled instance answers it
-        unchanged.
+        """Cancels a running instance (gRPC only): its tokens are dropped and the
+        unfinished jobs they waited for canceled. Canceling a canceled instance
+        answers it unchanged.
 
         Returns NOT_FOUND when the instance does not exist or is another tenant's;
         FAILED_PRECONDITION when it already completed or failed.
