@@ -56,6 +56,11 @@ class SchedulerLoop:
             grace=timedelta(seconds=settings.schedule_misfire_grace_seconds),
         )
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The running loop's task (None when stopped): what readiness watches."""
+        return self._task
+
     async def run_once(self) -> FireReport:
         now = datetime.fromtimestamp(self._wall(), UTC)
         return await fire_due(self._store, self._limits, now=now, grace=self._grace)
