@@ -226,9 +226,7 @@ async def register_source(
     violations = _registration_violations(name, source_type)
     scheduled: Schedule | None = None
     if schedule is not None and source_type != SCHEDULER_SOURCE_TYPE:
-        violations.append(
-            Violation("schedule", f"is only for a {SCHEDULER_SOURCE_TYPE!r} source")
-        )
+        violations.append(Violation("schedule", f"is only for a {SCHEDULER_SOURCE_TYPE!r} source"))
     elif schedule is not None:
         try:
             scheduled, _ = validate_schedule(
