@@ -665,8 +665,11 @@ def view(backfill: BackfillLike, counts: JobCounts | None) -> BackfillView:
         status = ACTIVE
     else:
         status = COMPLETED
+        # Never before it was requested: a backfill whose jobs all existed and had
+        # finished long before finishes when it is requested.
         last = counts.last_finished_at if counts is not None else None
-        finished_at = _aware(last) if last is not None else _aware(backfill.created_at)
+        created = _aware(backfill.created_at)
+        finished_at = max(_aware(last), created) if last is not None else created
     progress = Progress(
         total=backfill.jobs_created + backfill.jobs_existing,
         created=backfill.jobs_created,
