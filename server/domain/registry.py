@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import posixpath
 import re
 import time
@@ -66,6 +67,7 @@ DEFAULT_OPENAPI_PATH = "/openapi.json"
 LOOP_PATHS = ("/registry", "/peers")
 PLATFORM = "*"  # the "tenant" a registry listing's page token is bound to
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+log = logging.getLogger("orchestrator.mesh")
 
 
 class ConcurrentChange(Aborted):
@@ -586,7 +588,10 @@ async def sync_peers(
     Never raises for a peer's failure: it is that peer's result."""
     local = {entry.name: entry for entry in await store.entries()}
     gate = asyncio.Semaphore(max(1, limits.concurrency))
-    reason = f"sync-peers from {origin}: {call.operator_reason or 'no reason given'}"[:1024]
+    # Forwarded as the peer's X-Stella-Operator-Reason: an HTTP header is ASCII.
+    said = call.operator_reason or "no reason given"
+    said = said.encode("ascii", "backslashreplace").decode("ascii")
+    reason = f"sync-peers from {origin}: {said}"[:1024]
 
     async def exchange(link: PeerLink) -> PeerResult:
         result = PeerResult(url=link.url)
@@ -613,6 +618,9 @@ async def sync_peers(
             result.message = f"no answer within {limits.timeout:g} s"
         except PeerFailure as failure:
             result.status, result.message = failure.status, str(failure)
+        except Exception as exc:  # one peer's surprise must not fail the whole sync
+            log.exception("sync with %s failed", link.url)
+            result.status, result.message = "failed", f"unexpected {type(exc).__name__}"
         if result.status != "synced":
             result.pulled, result.received, result.sent = (), 0, 0
         result.duration_ms = int((time.monotonic() - started) * 1000)
@@ -635,10 +643,10 @@ async def sync_peers(
                         call.trace_id,
                     )
                 await audit.record(uow, call, REGISTRY, before=None, after=_outcome(results))
-            break
+            return results, await current_version(store)
         except ConcurrentChange:
             continue
-    return results, await current_version(store)
+    raise ConcurrentChange("the registry kept changing; try again")
 
 
 def _winners(entries: Sequence[ServiceEntry]) -> list[ServiceEntry]:
@@ -760,6 +768,10 @@ async def poll_openapi(
                 return entry, await fetch(entry.openapi_url), at
             except FetchFailure as failure:
                 return entry, failure, at
+            except Exception as exc:  # one service's surprise must not fail the poll
+                log.exception("fetching %s failed", entry.openapi_url)
+                message = f"GET {entry.openapi_url} failed: {type(exc).__name__}"
+                return entry, FetchFailure("UNREACHABLE", message), at
 
     fetched = await asyncio.gather(*(one(entry) for entry in entries))
     for _ in range(RETRIES):
