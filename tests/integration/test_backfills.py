@@ -6,6 +6,7 @@ prefixes, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -630,3 +631,19 @@ async def test_a_paused_source_cannot_be_backfilled(
     assert response.status_code == 409
     assert _error(response)[3] == ["SOURCE_PAUSED"]
     assert await _rows(app, _backfills, tenant) == []
+
+
+async def test_two_identical_requests_at_once_make_one_backfill_and_one_409(
+    http: httpx.AsyncClient, headers: dict[str, str], app: Application, tenant: str, base: datetime
+) -> None:
+    """The suppression check and the insert are serialised per (tenant, scope): an
+    advisory lock on PostgreSQL, the single writer on SQLite."""
+    body = {
+        "jobType": "raced",
+        "windowStart": stamp(base),
+        "windowEnd": stamp(base + timedelta(hours=2)),
+    }
+    responses = await asyncio.gather(*(_backfill(http, headers, body) for _ in range(4)))
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409]
+    assert len(await _rows(app, _backfills, tenant)) == 1
+    assert len(await _rows(app, _jobs, tenant)) == 2
