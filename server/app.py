@@ -56,7 +56,7 @@ from server.policy import MethodPolicy, policies_for
 from server.services.orchestra import limits_of, orchestra_store
 from server.services.table import SERVICES, Components, register_all
 from server.storage.db import Database, connection_lost
-from server.storage.event_publisher import EventHub, EventPublication, RedisOutbox
+from server.storage.event_publisher import EventHub, EventPublication, RedisOutbox, outbox_redis
 from server.storage.pruning import JobPruner
 from server.storage.repositories import job_gauges
 from server.storage.repositories.events import SqlEventFeed
@@ -219,13 +219,12 @@ class Application:
         interval = self.settings.events_poll_interval_seconds
         grace = self.settings.events_gap_grace_seconds
         hub = EventHub(feed, poll_interval=interval, gap_grace=grace)
-        redis = self._redis()
         outbox = None
-        if redis is not None:
+        if self.settings.redis_host:
             outbox = RedisOutbox(
                 feed,
                 self.db,
-                redis,
+                outbox_redis(self.settings.redis_host, self.settings.redis_port),
                 stream=self.settings.events_stream,
                 maxlen=self.settings.events_stream_maxlen,
                 poll_interval=interval,

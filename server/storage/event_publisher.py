@@ -45,6 +45,8 @@ from datetime import UTC
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from server.domain.errors import Unavailable
@@ -329,6 +331,19 @@ def _stream_fields(event: EventLike) -> list[str]:
         event.trace_id or "",
         moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     ]
+
+
+def outbox_redis(host: str, port: int) -> Redis:
+    """A Redis client for the outbox: a call fails at once when Redis is unreachable (no
+    client-side retries, 2 s socket timeouts), since the outbox retries on its own
+    schedule and a replay answers UNAVAILABLE rather than hold its caller."""
+    return Redis(
+        host=host,
+        port=port,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 class RedisOutbox:
