@@ -647,3 +647,37 @@ async def test_two_identical_requests_at_once_make_one_backfill_and_one_409(
     assert sorted(r.status_code for r in responses) == [201, 409, 409, 409]
     assert len(await _rows(app, _backfills, tenant)) == 1
     assert len(await _rows(app, _jobs, tenant)) == 2
+
+
+async def test_a_tick_enqueued_under_an_older_template_counts_as_existing(
+    http: httpx.AsyncClient, headers: dict[str, str], app: Application, tenant: str, base: datetime
+) -> None:
+    """The tick's key is held by a job of another body (the template changed since):
+    that job covers the tick; nothing is enqueued for it and nothing fails."""
+    source_id = await _scheduler(http, headers)
+    older = await http.post(
+        "/jobengine/jobs",
+        json={
+            "jobType": "ingest",
+            "sourceId": source_id,
+            "payload": {"feed": "prices", "version": 1},
+            "eventTime": stamp(base),
+            "idempotencyKey": f"event:{source_id}:ingest:{stamp(base)}",
+        },
+        headers=headers,
+    )
+    assert older.status_code == 201, older.text
+    response = await _backfill(
+        http,
+        headers,
+        {
+            "sourceId": source_id,
+            "windowStart": stamp(base),
+            "windowEnd": stamp(base + timedelta(hours=2)),
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["progress"] == progress(total=2, created=1, existing=1, queued=2)
+    links = dict(await _links_of(app, response.json()["backfillId"]))
+    assert links[older.json()["jobId"]] is False
+    assert len(await _rows(app, _jobs, tenant)) == 2
