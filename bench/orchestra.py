@@ -141,8 +141,8 @@ class Counts:
     inprocess: int  # timed in-process starts (and signals)
 
 
-FULL = Counts(starts=2000, service_tasks=500, instances=5000, list_fetches=15, inprocess=2000)
-QUICK = Counts(starts=300, service_tasks=100, instances=1000, list_fetches=3, inprocess=300)
+FULL = Counts(starts=2000, service_tasks=500, instances=4000, list_fetches=15, inprocess=2000)
+QUICK = Counts(starts=250, service_tasks=100, instances=600, list_fetches=3, inprocess=250)
 
 
 # --- set-up -----------------------------------------------------------------------------
