@@ -31,12 +31,14 @@ from orchestrator.api.v1 import options_pb2
 from orchestrator.identity.v1 import oauth_pb2
 from orchestrator.jobengine.v1 import (
     audit_service_pb2,
+    backfills_service_pb2,
     job_pb2,
     jobs_service_pb2,
     pack_run_pb2,
     pack_runs_service_pb2,
     quota_pb2,
     quotas_service_pb2,
+    source_pb2,
     sources_service_pb2,
 )
 from orchestrator.mesh.v1 import events_service_pb2
@@ -47,7 +49,7 @@ from orchestrator.orchestra.v1 import (
 )
 from server import errors
 from server.config import Settings
-from server.domain import jobs, pack_runs
+from server.domain import backfills, jobs, pack_runs, schedules
 from server.domain.audit import FILTER_MAX
 from server.domain.event_feed import FILTER_MAX as EVENT_FILTER_MAX
 from server.domain.events import EVENT_TYPES
@@ -232,6 +234,7 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
             }
     rules.update(_event_rules())
     rules.update(_pack_run_rules())
+    rules.update(_backfill_rules())
     rules.update(_orchestra_rules())
     return {field.full_name: rule for field, rule in rules.items()}
 
@@ -259,6 +262,52 @@ def _orchestra_rules() -> dict[FieldDescriptor, dict[str, Any]]:
         definition.fields_by_name["version"]: {"type": ["integer", "null"], "minimum": 0},
         definition.fields_by_name["tenant"]: {"type": ["string", "null"]},
     }
+
+
+def _backfill_rules() -> dict[FieldDescriptor, dict[str, Any]]:
+    """Schedules' and backfills' checks (server/domain/schedules.py, backfills.py): the
+    schedule's cron length, misfire policies and job template as EnqueueJob checks a
+    job; backfill scopes, reason and ticket lengths, page sizes and backfill ids. Cron
+    syntax, time zones and window order are rules the schema cannot say (prose)."""
+    schedule = source_pb2.Schedule.DESCRIPTOR
+    template = source_pb2.JobTemplate.DESCRIPTOR
+    create = backfills_service_pb2.CreateBackfillRequest.DESCRIPTOR
+    listing = backfills_service_pb2.ListBackfillsRequest.DESCRIPTOR
+    slug = {"pattern": SOURCE_TYPE_PATTERN}
+    source_id = {"pattern": jobs.ID_PATTERN}
+    rules: dict[FieldDescriptor, dict[str, Any]] = {
+        schedule.fields_by_name["cron"]: {
+            "minLength": 1,
+            "maxLength": schedules.CRON_MAX,
+            "pattern": f"^{_NOT_CONTROL}*{_EDGE}{_NOT_CONTROL}*$",
+        },
+        schedule.fields_by_name["misfire_policy"]: {"enum": ["", *schedules.MISFIRE_POLICIES]},
+        template.fields_by_name["job_type"]: slug,
+        template.fields_by_name["priority"]: {
+            "minimum": jobs.PRIORITY_MIN,
+            "maximum": jobs.PRIORITY_MAX,
+        },
+        template.fields_by_name["max_attempts"]: {"minimum": 0, "maximum": jobs.MAX_ATTEMPTS_MAX},
+        create.fields_by_name["source_id"]: source_id,
+        create.fields_by_name["job_type"]: slug,
+        create.fields_by_name["reason"]: {
+            "maxLength": backfills.REASON_MAX,
+            "pattern": f"^{_NOT_CONTROL}*$",
+        },
+        create.fields_by_name["ticket"]: {
+            "maxLength": backfills.TICKET_MAX,
+            "pattern": f"^{_NOT_CONTROL}*$",
+        },
+        listing.fields_by_name["limit"]: {"minimum": 0},
+        listing.fields_by_name["source_id"]: source_id,
+        listing.fields_by_name["job_type"]: slug,
+    }
+    for request in (
+        backfills_service_pb2.GetBackfillRequest,
+        backfills_service_pb2.CancelBackfillRequest,
+    ):
+        rules[request.DESCRIPTOR.fields_by_name["backfill_id"]] = source_id
+    return rules
 
 
 def _pack_run_rules() -> dict[FieldDescriptor, dict[str, Any]]:

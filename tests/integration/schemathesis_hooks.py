@@ -42,11 +42,26 @@ generator respect them; the operations' descriptions state them in prose:
   job1, ... without dependencies, all of one usable source (read, or registered);
 - only a failed or canceled pack run can be retried (else 409): a positive retry of
   a running run cancels it first;
+- a schedule is only for a `scheduler` source and its cron and time zone are ones
+  cronsim and the IANA database know (else 400 naming `schedule.*`): a positive
+  registration of a scheduler has an hourly UTC schedule with the generated job
+  template, any other type none;
+- a backfill's window is in the past, its end after its start, and a scheduler
+  source's backfill names no other job type (else 400): a positive create backfills a
+  job type of its own over a past hour (issue 10);
 - an event replay's `toEventId` is not before its `fromEventId` and at most 9999
   after it (else 400 naming `toEventId`): a positive case replays its first id only;
 - an events clear's `olderThan` is not in the future, and a client bound to a tenant
   names no other `tenantId` (400, 403): a positive case clears its own events before
   2001.
+
+Platform-level operations (policy TENANT_MODE_PLATFORM in the proto options: the
+platform's configuration, health, registry and peers, the events clear) refuse a
+client bound to a tenant whatever its scopes (403 OPERATOR_CLIENT_REQUIRED): every
+case of them, positive or not, carries the token of an operator client bound to no
+tenant (ORCHESTRATOR_ST_OPERATOR_TOKEN) instead. Which operations those are is read
+from the methods' policies (`platform_operations`), the operation ids the document
+gives them (`Service_Method`, `_N` for an additional binding).
 
 The events watch never ends by itself (a live stream): every case of it, positive or
 not, carries `X-Server-Timeout: 0.2`, so a stream that opens ends with a deadline
@@ -58,22 +73,29 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from collections.abc import Collection
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import schemathesis
 
+from orchestrator.api.v1 import options_pb2
 from server.domain.jobs import BACKOFF_INITIAL_DEFAULT_S, BACKOFF_MAX_DEFAULT_S
+from server.policy import method_policy
+from server.services.table import SERVICES
 
 CLIENT_ID_VARIABLE = "ORCHESTRATOR_ST_CLIENT_ID"
 CLIENT_SECRET_VARIABLE = "ORCHESTRATOR_ST_CLIENT_SECRET"
 TOKEN_VARIABLE = "ORCHESTRATOR_ST_TOKEN"
+OPERATOR_TOKEN_VARIABLE = "ORCHESTRATOR_ST_OPERATOR_TOKEN"
 BASE_URL_VARIABLE = "ORCHESTRATOR_ST_BASE_URL"
 QUOTA_PATH = re.compile(r"/(?:jobengine|orchestrator)/quotas/\{quotaId\}")
 QUOTAS_PATH = re.compile(r"/(?:jobengine|orchestrator)/quotas")
+SOURCES_PATH = re.compile(r"/(?:jobengine|orchestrator)/sources")
+BACKFILLS_PATH = re.compile(r"/(?:jobengine|orchestrator)/backfills")
 PACK_RUNS_PATH = re.compile(r"/(?:jobengine|orchestrator)/pack-runs")
 PACK_RUN_RETRY_PATH = re.compile(r"/(?:jobengine|orchestrator)/pack-runs/\{packRunId\}/retry")
 TOKEN = "continuationToken"
@@ -96,6 +118,44 @@ EVENTS_CLEAR_PATH = "/infrastructure/events/clear"
 EVENTS_WATCH_PATH = "/infrastructure/events/watch"
 DEFINITION_PATH = "/orchestra-admin/definitions/{definitionId}"
 OPERATOR_REASON = {"X-Stella-Operator-Reason": "schemathesis run"}
+
+
+def platform_operations() -> frozenset[str]:
+    """`Service_Method` of every platform-level method (operator clients only)."""
+    return frozenset(
+        f"{service.name}_{method.name}"
+        for service in SERVICES
+        for method in service.methods
+        if method_policy(method).tenant_mode == options_pb2.TENANT_MODE_PLATFORM
+    )
+
+
+PLATFORM_OPERATIONS = platform_operations()
+
+
+def _platform(case: Any) -> bool:
+    raw = getattr(getattr(case.operation, "definition", None), "raw", None)
+    operation_id = raw.get("operationId") if isinstance(raw, dict) else None
+    if not isinstance(operation_id, str):
+        return False
+    name, _, index = operation_id.rpartition("_")
+    return operation_id in PLATFORM_OPERATIONS or (index.isdigit() and name in PLATFORM_OPERATIONS)
+
+
+def _as_operator(case: Any, kwargs: dict[str, Any]) -> None:
+    """A platform-level case is sent with the operator client's token."""
+    token = os.environ.get(OPERATOR_TOKEN_VARIABLE)
+    if not token or not _platform(case):
+        return
+    headers = {
+        name: value
+        for name, value in (kwargs.get("headers") or {}).items()
+        if name.lower() != "authorization"
+    }
+    kwargs["headers"] = {**headers, "Authorization": f"Bearer {token}"}
+    if case.headers is not None:
+        for name in [name for name in case.headers if name.lower() == "authorization"]:
+            del case.headers[name]
 
 
 def _minimal_definition() -> dict[str, Any]:
@@ -248,6 +308,30 @@ def _backoff_within(job: Any) -> None:
         backoff["maxDelay"] = initial_delay
 
 
+def _scheduled_or_not(body: dict[str, Any]) -> None:
+    """A scheduler gets a valid schedule around its generated job template; any other
+    source type none."""
+    if body.get("sourceType") != "scheduler":
+        body.pop("schedule", None)
+        return
+    schedule = body.get("schedule")
+    template = schedule.get("jobTemplate") if isinstance(schedule, dict) else None
+    if not isinstance(template, dict):
+        template = {"jobType": "scheduled"}
+    _backoff_within(template)
+    body["schedule"] = {"cron": "0 * * * *", "timeZone": "UTC", "jobTemplate": template}
+
+
+def _past_window(body: dict[str, Any]) -> None:
+    """A job type of its own (no source: each type is a scope of its own) over a past
+    hour; reason and ticket as generated."""
+    hour = int(datetime.now(UTC).timestamp()) // 3600 * 3600 - 7200
+    body.pop("sourceId", None)
+    body["jobType"] = f"st-{uuid.uuid4().hex[:12]}"
+    body["windowStart"] = datetime.fromtimestamp(hour, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body["windowEnd"] = datetime.fromtimestamp(hour + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _positive(case: Any) -> bool:
     meta = case.meta
     return meta is not None and bool(meta.generation.mode.is_positive)
@@ -304,6 +388,7 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     job type is read here, when the quota id is final."""
     if case.operation.path == EVENTS_WATCH_PATH:  # every case, also the stateful phase's
         _ends_soon(case)
+    _as_operator(case, kwargs)
     if not _positive(case):
         return
     _within_rules(case)
@@ -322,6 +407,10 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         _runnable_pack(case, body)
     if case.method.upper() == "POST" and PACK_RUN_RETRY_PATH.fullmatch(path):
         _retryable_run(case)
+    if case.method.upper() == "POST" and SOURCES_PATH.fullmatch(path):
+        _scheduled_or_not(body)
+    if case.method.upper() == "POST" and BACKFILLS_PATH.fullmatch(path):
+        _past_window(body)
     job_type = body.get("jobType")
     if case.method.upper() == "POST" and QUOTAS_PATH.fullmatch(path) and isinstance(job_type, str):
         body["jobType"] = _unused_job_type(case, job_type)
