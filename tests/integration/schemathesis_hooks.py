@@ -55,14 +55,6 @@ generator respect them; the operations' descriptions state them in prose:
   names no other `tenantId` (400, 403): a positive case clears its own events before
   2001.
 
-Platform-level operations (policy TENANT_MODE_PLATFORM in the proto options: the
-platform's configuration, health, registry and peers, the events clear) refuse a
-client bound to a tenant whatever its scopes (403 OPERATOR_CLIENT_REQUIRED): every
-case of them, positive or not, carries the token of an operator client bound to no
-tenant (ORCHESTRATOR_ST_OPERATOR_TOKEN) instead. Which operations those are is read
-from the methods' policies (`platform_operations`), the operation ids the document
-gives them (`Service_Method`, `_N` for an additional binding).
-
 The events watch never ends by itself (a live stream): every case of it, positive or
 not, carries `X-Server-Timeout: 0.2`, so a stream that opens ends with a deadline
 frame instead of holding the run.
@@ -82,15 +74,11 @@ from urllib.parse import quote
 import httpx
 import schemathesis
 
-from orchestrator.api.v1 import options_pb2
 from server.domain.jobs import BACKOFF_INITIAL_DEFAULT_S, BACKOFF_MAX_DEFAULT_S
-from server.policy import method_policy
-from server.services.table import SERVICES
 
 CLIENT_ID_VARIABLE = "ORCHESTRATOR_ST_CLIENT_ID"
 CLIENT_SECRET_VARIABLE = "ORCHESTRATOR_ST_CLIENT_SECRET"
 TOKEN_VARIABLE = "ORCHESTRATOR_ST_TOKEN"
-OPERATOR_TOKEN_VARIABLE = "ORCHESTRATOR_ST_OPERATOR_TOKEN"
 BASE_URL_VARIABLE = "ORCHESTRATOR_ST_BASE_URL"
 QUOTA_PATH = re.compile(r"/(?:jobengine|orchestrator)/quotas/\{quotaId\}")
 QUOTAS_PATH = re.compile(r"/(?:jobengine|orchestrator)/quotas")
@@ -118,44 +106,6 @@ EVENTS_CLEAR_PATH = "/infrastructure/events/clear"
 EVENTS_WATCH_PATH = "/infrastructure/events/watch"
 DEFINITION_PATH = "/orchestra-admin/definitions/{definitionId}"
 OPERATOR_REASON = {"X-Stella-Operator-Reason": "schemathesis run"}
-
-
-def platform_operations() -> frozenset[str]:
-    """`Service_Method` of every platform-level method (operator clients only)."""
-    return frozenset(
-        f"{service.name}_{method.name}"
-        for service in SERVICES
-        for method in service.methods
-        if method_policy(method).tenant_mode == options_pb2.TENANT_MODE_PLATFORM
-    )
-
-
-PLATFORM_OPERATIONS = platform_operations()
-
-
-def _platform(case: Any) -> bool:
-    raw = getattr(getattr(case.operation, "definition", None), "raw", None)
-    operation_id = raw.get("operationId") if isinstance(raw, dict) else None
-    if not isinstance(operation_id, str):
-        return False
-    name, _, index = operation_id.rpartition("_")
-    return operation_id in PLATFORM_OPERATIONS or (index.isdigit() and name in PLATFORM_OPERATIONS)
-
-
-def _as_operator(case: Any, kwargs: dict[str, Any]) -> None:
-    """A platform-level case is sent with the operator client's token."""
-    token = os.environ.get(OPERATOR_TOKEN_VARIABLE)
-    if not token or not _platform(case):
-        return
-    headers = {
-        name: value
-        for name, value in (kwargs.get("headers") or {}).items()
-        if name.lower() != "authorization"
-    }
-    kwargs["headers"] = {**headers, "Authorization": f"Bearer {token}"}
-    if case.headers is not None:
-        for name in [name for name in case.headers if name.lower() == "authorization"]:
-            del case.headers[name]
 
 
 def _minimal_definition() -> dict[str, Any]:
@@ -388,7 +338,6 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     job type is read here, when the quota id is final."""
     if case.operation.path == EVENTS_WATCH_PATH:  # every case, also the stateful phase's
         _ends_soon(case)
-    _as_operator(case, kwargs)
     if not _positive(case):
         return
     _within_rules(case)
