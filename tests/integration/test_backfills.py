@@ -40,7 +40,7 @@ _jobs = table_of(JobRow)
 _sources = table_of(SourceRow)
 _audit = table_of(AuditEntryRow)
 _events = table_of(EventRow)
-HOURLY = "0 * * * *"
+DAILY = "0 0 * * *"  # its next tick is at midnight UTC: not during a test run
 
 
 PROGRESS = (
@@ -77,9 +77,10 @@ async def headers(tokens: TokenFactory, tenant: str) -> dict[str, str]:
 
 @pytest.fixture
 def base(clock: TestClock) -> datetime:
-    """A whole UTC hour ten to eleven hours ago: windows after it are in the past."""
+    """Midnight UTC ten days ago: windows after it are in the past (the scheduler
+    sources' ticks are daily, the slices hourly)."""
     now = datetime.fromtimestamp(clock.wall(), UTC)
-    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=10)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=10)
 
 
 async def _source(
@@ -99,7 +100,7 @@ async def _scheduler(http: httpx.AsyncClient, headers: dict[str, str], name: str
             "name": name,
             "sourceType": "scheduler",
             "schedule": {
-                "cron": HOURLY,
+                "cron": DAILY,
                 "jobTemplate": {"jobType": "ingest", "payload": {"feed": "prices"}},
             },
         },
@@ -151,7 +152,7 @@ async def test_a_scheduler_source_backfill_enqueues_one_job_per_tick(
     prefix: str,
 ) -> None:
     source_id = await _scheduler(http, headers)
-    window = {"windowStart": stamp(base), "windowEnd": stamp(base + timedelta(hours=4))}
+    window = {"windowStart": stamp(base), "windowEnd": stamp(base + timedelta(days=4))}
     response = await _backfill(http, headers, {"sourceId": source_id, **window}, prefix)
 
     assert response.status_code == 201, response.text
@@ -175,7 +176,7 @@ async def test_a_scheduler_source_backfill_enqueues_one_job_per_tick(
         "updatedAt": body["createdAt"],
     }
     jobs = await _tenant_jobs(app, tenant)
-    ticks = [base + timedelta(hours=i) for i in range(4)]
+    ticks = [base + timedelta(days=i) for i in range(4)]
     assert [_aware(job.event_time) for job in jobs] == ticks
     assert [job.idempotency_key for job in jobs] == [
         f"event:{source_id}:ingest:{stamp(tick)}" for tick in ticks
@@ -210,7 +211,7 @@ async def test_ticks_already_enqueued_are_answered_not_repeated(
     """The job the scheduler loop enqueued for a tick (the same request: template,
     eventTime, event-time key) is the backfill's job for that tick, counted existing."""
     source_id = await _scheduler(http, headers)
-    tick = base + timedelta(hours=1)
+    tick = base + timedelta(days=1)
     done = await http.post(
         "/jobengine/jobs",
         json={
@@ -229,7 +230,7 @@ async def test_ticks_already_enqueued_are_answered_not_repeated(
         {
             "sourceId": source_id,
             "windowStart": stamp(base),
-            "windowEnd": stamp(base + timedelta(hours=3)),
+            "windowEnd": stamp(base + timedelta(days=3)),
         },
     )
     assert response.status_code == 201, response.text
@@ -291,7 +292,7 @@ async def test_duplicate_overlapping_backfill_is_409_naming_it_and_writes_nothin
         {
             "sourceId": source_id,
             "windowStart": stamp(base),
-            "windowEnd": stamp(base + timedelta(hours=3)),
+            "windowEnd": stamp(base + timedelta(days=3)),
         },
     )
     backfill_id = first.json()["backfillId"]
@@ -302,8 +303,8 @@ async def test_duplicate_overlapping_backfill_is_409_naming_it_and_writes_nothin
             headers,
             {
                 "sourceId": source_id,
-                "windowStart": stamp(base + timedelta(hours=2)),
-                "windowEnd": stamp(base + timedelta(hours=5)),
+                "windowStart": stamp(base + timedelta(days=2)),
+                "windowEnd": stamp(base + timedelta(days=5)),
             },
             prefix,
         )
@@ -313,7 +314,7 @@ async def test_duplicate_overlapping_backfill_is_409_naming_it_and_writes_nothin
         assert reasons == ["BACKFILL_DUPLICATE"]
         assert message == (
             f"backfill {backfill_id!r} (active) already covers [{stamp(base)}, "
-            f"{stamp(base + timedelta(hours=3))}) for this scope, overlapping the requested "
+            f"{stamp(base + timedelta(days=3))}) for this scope, overlapping the requested "
             "window; wait for it, or cancel it first"
         )
     after = (len(await _rows(app, _jobs, tenant)), len(await _rows(app, _audit, tenant)))
@@ -325,8 +326,8 @@ async def test_duplicate_overlapping_backfill_is_409_naming_it_and_writes_nothin
         headers,
         {
             "sourceId": source_id,
-            "windowStart": stamp(base + timedelta(hours=3)),
-            "windowEnd": stamp(base + timedelta(hours=4)),
+            "windowStart": stamp(base + timedelta(days=3)),
+            "windowEnd": stamp(base + timedelta(days=4)),
         },
     )
     assert adjacent.status_code == 201, adjacent.text
@@ -336,7 +337,7 @@ async def test_a_finished_backfill_suppresses_within_the_window_a_canceled_one_d
     http: httpx.AsyncClient, headers: dict[str, str], app: Application, tenant: str, base: datetime
 ) -> None:
     source_id = await _scheduler(http, headers)
-    window = {"windowStart": stamp(base), "windowEnd": stamp(base + timedelta(hours=2))}
+    window = {"windowStart": stamp(base), "windowEnd": stamp(base + timedelta(days=2))}
     first = (await _backfill(http, headers, {"sourceId": source_id, **window})).json()
     for job_id, _ in await _links_of(app, first["backfillId"]):  # its jobs finish
         canceled = await http.post(f"/jobengine/jobs/{job_id}/cancel", headers=headers)
@@ -360,7 +361,7 @@ async def test_a_finished_backfill_suppresses_within_the_window_a_canceled_one_d
         source_id=source_id,
         job_type="",
         window_start=base,
-        window_end=base + timedelta(hours=2),
+        window_end=base + timedelta(days=2),
         reason="after the window",
         ticket="",
     )
@@ -385,7 +386,7 @@ async def test_cancel_cancels_its_waiting_jobs_and_is_idempotent(
         {
             "sourceId": source_id,
             "windowStart": stamp(base),
-            "windowEnd": stamp(base + timedelta(hours=3)),
+            "windowEnd": stamp(base + timedelta(days=3)),
         },
     )
     backfill_id = created.json()["backfillId"]
@@ -518,7 +519,7 @@ BAD_WINDOWS = [
         id="empty",
     ),
     pytest.param(
-        {"start": -24 * 40, "end": 0},
+        {"start": -40, "end": 0},
         ["windowEnd"],
         "windowEnd: must be at most 2.6784e+06s after windowStart (the server's maximum window)"
         ", got a window of 3.456e+06s",
@@ -548,7 +549,7 @@ async def test_bad_windows_are_400_naming_the_field_and_write_nothing(
     body: dict[str, Any] = {"sourceId": source_id}
     start = end = base
     if "start" in window:
-        start, end = base + timedelta(hours=window["start"]), base + timedelta(hours=window["end"])
+        start, end = base + timedelta(days=window["start"]), base + timedelta(days=window["end"])
         body |= {"windowStart": stamp(start), "windowEnd": stamp(end)}
     for prefix in PREFIXES:
         response = await _backfill(http, headers, body, prefix)
@@ -591,7 +592,8 @@ async def test_bad_scopes_are_400_or_404_and_write_nothing(
         {
             "name": "minutely",
             "sourceType": "scheduler",
-            "schedule": {"cron": "* * * * *", "jobTemplate": {"jobType": "tick"}},
+            # Every minute of January 1st: never during a test run, 1440 ticks that day.
+            "schedule": {"cron": "* * 1 1 *", "jobTemplate": {"jobType": "tick"}},
         },
     )
     many = await _backfill(
@@ -599,8 +601,8 @@ async def test_bad_scopes_are_400_or_404_and_write_nothing(
         headers,
         {
             "sourceId": minutely["sourceId"],
-            "windowStart": stamp(base - timedelta(days=1)),
-            "windowEnd": stamp(base),
+            "windowStart": "2026-01-01T00:00:00Z",
+            "windowEnd": "2026-01-02T00:00:00Z",
         },
     )
     assert many.status_code == 400
@@ -673,7 +675,7 @@ async def test_a_tick_enqueued_under_an_older_template_counts_as_existing(
         {
             "sourceId": source_id,
             "windowStart": stamp(base),
-            "windowEnd": stamp(base + timedelta(hours=2)),
+            "windowEnd": stamp(base + timedelta(days=2)),
         },
     )
     assert response.status_code == 201, response.text
