@@ -174,7 +174,11 @@ async def test_worker_processes_run_a_pack_in_dependency_order(
                 for i, (name, deps) in enumerate(graph.items())
             ],
         )
-        run = await bench.until(run.pack_run_id, lambda r: r.status != "running")
+        try:
+            run = await bench.until(run.pack_run_id, lambda r: r.status != "running")
+        except AssertionError as stuck:  # say what the workers saw
+            logs = "\n".join(f"--- {w.worker_id}\n{w.output[-4000:]}" for w in workers)
+            raise AssertionError(f"{stuck}\n{logs}") from None
     finally:
         codes = [await worker.stop() for worker in workers]
     assert codes == [0, 0], [w.output for w in workers]
