@@ -56,7 +56,6 @@ from gateway.text import has_control
 from server.domain import audit
 from server.domain.context import CallContext
 from server.domain.errors import (
-    DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -1018,8 +1017,10 @@ class PackRunEngine:
                 try:
                     if await advance(self.store, tenant_id, pack_run_id, now=self._now()):
                         moved += 1
-                except DomainError:
-                    log.exception("pack run %s could not advance", pack_run_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one run's trouble (a deadlock victim, ...) stops no other
+                    log.exception("pack run %s could not advance; retried next pass", pack_run_id)
             changed += moved
             if len(runs) < ADVANCE_BATCH or moved == 0:
                 return changed
