@@ -12,7 +12,7 @@ GOOGLE_PROTOS := google/api/annotations.proto google/api/http.proto google/api/h
                  google/rpc/error_details.proto
 
 .DEFAULT_GOAL := help
-.PHONY: help serve test check lint generate check-generate breaking bench wrk clean
+.PHONY: help serve test check lint generate check-generate breaking bench wrk samples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ wrk: ## install wrk, the HTTP load generator of bench/transcoding.py (Debian pac
 	  echo "  sudo apt-get install -y wrk" >&2; \
 	  exit 1; \
 	fi
+
+samples: $(STAMP) ## record docs/api/gateway/samples/ from a running server (scripts/record_samples.py)
+	$(BIN)/python scripts/record_samples.py
 
 clean: ## remove the virtualenv, caches and the local database
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
