@@ -32,7 +32,8 @@ and calls the operation the standard client-credentials grant, whose standard (R
 6749 §5.2) answers a request with a missing or unsupported parameter 400 with an
 error code (`invalid_request`, `unsupported_grant_type`, ...). So the operation may
 answer 200 with a token, 401 `invalid_client`, or 400 with one of §5.2's codes;
-nothing else.
+nothing else, save 415 for a body that is not a form (RFC 9110 §15.5.16: the
+operation takes `application/x-www-form-urlencoded` only).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ DEFINITION_VARIABLE = "ORCHESTRA_ST_DEFINITION"
 INSTANCE_VARIABLE = "ORCHESTRA_ST_INSTANCE"
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 TOKEN_PATH = "/oauth/token"
+FORM = "application/x-www-form-urlencoded"  # the only body the seed's token operation has
 # RFC 6749 §5.2's error codes a client-credentials token request can get with a 400.
 OAUTH_400_CODES = frozenset(
     {"invalid_request", "invalid_grant", "unauthorized_client", "unsupported_grant_type"}
@@ -146,6 +148,9 @@ def token_answers_as_rfc_6749(ctx: Any, response: Any, case: Any) -> bool | None
     if case.operation.path != TOKEN_PATH or case.method.upper() != "POST":
         return None  # another method's 405 is the unsupported-method check's business
     status = response.status_code
+    media_type = str((case.headers or {}).get("Content-Type") or case.media_type or "")
+    if status == 415 and not media_type.startswith(FORM):
+        return None  # a body the operation does not take (RFC 9110 §15.5.16), not §5.2's
     try:
         body = json.loads(response.content)
     except ValueError:
