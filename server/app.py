@@ -52,6 +52,7 @@ from server.observability.domain_gauges import DomainGauge, DomainGauges
 from server.observability.grpc_health import HealthReporter
 from server.observability.http_metrics import HttpMetrics
 from server.observability.operations import Operations
+from server.observability.product_gauges import register_product_gauges
 from server.policy import MethodPolicy, policies_for
 from server.services.orchestra import limits_of, orchestra_store
 from server.services.table import SERVICES, Components, register_all
@@ -281,6 +282,7 @@ class Application:
                 read=lambda: job_gauges.leased_jobs(db),
             )
         )
+        register_product_gauges(self.gauges, db)  # dead-letter entries, Orchestra instances
 
     def _listener_state(self) -> LoopState:
         if self._wakeups is not None and self._wakeups.server_pid() is not None:
