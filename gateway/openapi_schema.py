@@ -31,6 +31,9 @@ Schema = dict[str, Any]
 Comments = Mapping[str, str]  # full name (fields: `pkg.Message.field`) -> comment
 REF_PREFIX: Final = "#/components/schemas/"
 HTTP_BODY: Final = "google.api.HttpBody"
+# In a repeated field's rules (OpenApiConfig.field_rules), the keywords for the list
+# itself; the others are each value's.
+LIST_RULES: Final = "list"
 
 _FD = FieldDescriptor
 _INT32: Final[Schema] = {
@@ -299,9 +302,16 @@ class SchemaRegistry:
 
     def ruled(self, field: FieldDescriptor, schema: Schema) -> Schema:
         """`schema` (one value of `field`) with the API owner's rules for the field
-        (OpenApiConfig.field_rules) merged in."""
+        (OpenApiConfig.field_rules) merged in; those under LIST_RULES are the list's."""
         rules = self._rules(field) if self._rules is not None else None
-        return {**schema, **copy.deepcopy(dict(rules))} if rules else schema
+        values = {k: v for k, v in (rules or {}).items() if k != LIST_RULES}
+        return {**schema, **copy.deepcopy(values)} if values else schema
+
+    def _listed(self, field: FieldDescriptor, schema: Schema) -> Schema:
+        """A repeated field's array `schema` with the owner's rules for the list."""
+        rules = self._rules(field) if self._rules is not None else None
+        listed = (rules or {}).get(LIST_RULES)
+        return {**schema, **copy.deepcopy(dict(listed))} if listed else schema
 
     def components(self) -> dict[str, Schema]:
         return {name: self._schemas[name] for name in sorted(self._schemas)}
@@ -392,7 +402,8 @@ class SchemaRegistry:
         if value is not None:
             return {"type": "object", "additionalProperties": self.single(value)}
         if field.is_repeated:
-            return {"type": "array", "items": self.ruled(field, self.single(field))}
+            array = {"type": "array", "items": self.ruled(field, self.single(field))}
+            return self._listed(field, array)
         return self.ruled(field, self.single(field))
 
     def single(self, field: FieldDescriptor) -> Schema:

@@ -204,6 +204,7 @@ def apply_query(
     *,
     bound: Collection[tuple[str, ...]] = (),
     allow_unknown: bool = False,
+    empty_items: bool = False,
 ) -> None:
     """Apply query parameters, in order, to `message`.
 
@@ -212,7 +213,9 @@ def apply_query(
     A parameter at or under a `bound` path (proto names, set from the path or the
     body) is ignored, like grpc-gateway's filter trie. A known field given once
     with an empty value is left unset: grpc-gateway's DefaultQueryParser drops such
-    keys, so form-style clients can send `?page_size=`.
+    keys, so form-style clients can send `?page_size=`. With `empty_items` (a form
+    body, whose schema is the JSON body's) a repeated field given once empty is one
+    empty item, as in JSON `[""]`, and its items' checks apply.
     """
     # The stubs type DESCRIPTOR as a union with upb's class, which is a Descriptor.
     descriptor = cast(Descriptor, message.DESCRIPTOR)
@@ -225,7 +228,9 @@ def apply_query(
             key = (tuple(f.name for f in path), map_key)
             groups.setdefault(key, _Group(name, path, map_key, [])).values.append(value)
     for group in groups.values():
-        if group.values != [""]:
+        leaf = group.path[-1]
+        listed = empty_items and leaf.is_repeated and map_entry(leaf) is None
+        if group.values != [""] or listed:
             set_field(message, group.path, group.values, param=group.param, map_key=group.map_key)
 
 

@@ -216,7 +216,9 @@ def _apply_form(binding: Binding, message: Message, form: Sequence[tuple[str, st
     """Form bodies map like query parameters, onto the body's target message."""
     target = getattr(message, binding.body.name) if binding.body is not None else message
     try:
-        apply_query(target, form, allow_unknown=binding.behavior.allow_unknown_query)
+        apply_query(
+            target, form, allow_unknown=binding.behavior.allow_unknown_query, empty_items=True
+        )
     except FieldError as exc:
         raise status_error(
             code_pb2.INVALID_ARGUMENT, str(exc), field_name=exc.param, reason="INVALID_FORM_FIELD"

@@ -25,13 +25,14 @@ from gateway.cors import CorsRules
 from gateway.errors import GatewayError
 from gateway.metadata import DEFAULT_EXPOSE, HeaderRules
 from gateway.openapi_config import DocumentedHeader, OpenApiConfig, OperationSecurity
-from gateway.openapi_schema import character_class, duration_pattern
+from gateway.openapi_schema import LIST_RULES, character_class, duration_pattern
 from gateway.text import CONTROL_CHARACTERS
 from orchestrator.api.v1 import options_pb2
 from orchestrator.identity.v1 import oauth_pb2
 from orchestrator.jobengine.v1 import (
     audit_service_pb2,
     backfills_service_pb2,
+    deadletter_service_pb2,
     job_pb2,
     jobs_service_pb2,
     pack_run_pb2,
@@ -41,7 +42,7 @@ from orchestrator.jobengine.v1 import (
     source_pb2,
     sources_service_pb2,
 )
-from orchestrator.mesh.v1 import events_service_pb2
+from orchestrator.mesh.v1 import events_service_pb2, registry_service_pb2
 from orchestrator.orchestra.v1 import (
     definition_pb2,
     definitions_service_pb2,
@@ -49,10 +50,12 @@ from orchestrator.orchestra.v1 import (
 )
 from server import errors
 from server.config import Settings
-from server.domain import backfills, jobs, pack_runs, schedules
+from server.domain import backfills, deadletter, jobs, pack_runs, registry, schedules
 from server.domain.audit import FILTER_MAX
 from server.domain.event_feed import FILTER_MAX as EVENT_FILTER_MAX
 from server.domain.events import EVENT_TYPES
+from server.domain.fingerprint import PATTERN as FINGERPRINT_PATTERN
+from server.domain.leasing import CODE_MAX
 from server.domain.orchestra.validation import DEFINITION_ID_PATTERN
 from server.domain.quotas import PAUSE_REASON_MAX, QuotaPolicy
 from server.domain.sources import NAME_MAX, SOURCE_TYPE_PATTERN
@@ -144,6 +147,7 @@ AUDIT_HEADERS: Final = (
 _BLANKS: Final = frozenset(chr(code) for code in range(0x10000) if chr(code).isspace())
 _NOT_CONTROL: Final = character_class(CONTROL_CHARACTERS, negated=True)
 _EDGE: Final = character_class(CONTROL_CHARACTERS | _BLANKS, negated=True)
+_EDGE_NOT_SLASH: Final = character_class(CONTROL_CHARACTERS | _BLANKS | {"/"}, negated=True)
 
 
 def _finite(minimum: float, maximum: float) -> dict[str, Any]:
@@ -235,6 +239,8 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
     rules.update(_event_rules())
     rules.update(_pack_run_rules())
     rules.update(_backfill_rules())
+    rules.update(_deadletter_rules())
+    rules.update(_registry_rules())
     rules.update(_orchestra_rules())
     return {field.full_name: rule for field, rule in rules.items()}
 
@@ -307,6 +313,89 @@ def _backfill_rules() -> dict[FieldDescriptor, dict[str, Any]]:
         backfills_service_pb2.CancelBackfillRequest,
     ):
         rules[request.DESCRIPTOR.fields_by_name["backfill_id"]] = source_id
+    return rules
+
+
+def _deadletter_rules() -> dict[FieldDescriptor, dict[str, Any]]:
+    """The dead-letter API's checks (server/domain/deadletter.py): entry statuses,
+    categories as slugs (the job types' alphabet), error codes' length, job types, source
+    ids, 16-hex-digit fingerprints, page sizes and entry ids. A batch's size (1 to
+    BATCH_MAX ids) and failedBefore after failedAfter are said in prose."""
+    listing = deadletter_service_pb2.ListDeadLetterEntriesRequest.DESCRIPTOR
+    pending = deadletter_service_pb2.ReplayPendingDeadLetterEntriesRequest.DESCRIPTOR
+    entry_id = {"pattern": jobs.ID_PATTERN}
+    rules: dict[FieldDescriptor, dict[str, Any]] = {
+        listing.fields_by_name["status"]: {"enum": list(deadletter.STATUSES)},
+        deadletter_service_pb2.ReplayDeadLetterEntryRequest.DESCRIPTOR.fields_by_name[
+            "entry_id"
+        ]: entry_id,
+        # each entry
+        deadletter_service_pb2.BatchReplayDeadLetterEntriesRequest.DESCRIPTOR.fields_by_name[
+            "entry_ids"
+        ]: entry_id,
+    }
+    for message in (listing, pending):
+        fields = message.fields_by_name
+        rules[fields["category"]] = {"pattern": SOURCE_TYPE_PATTERN}
+        rules[fields["error_code"]] = {"maxLength": CODE_MAX, "pattern": f"^{_NOT_CONTROL}*$"}
+        rules[fields["job_type"]] = {"pattern": SOURCE_TYPE_PATTERN}
+        rules[fields["source_id"]] = {"pattern": jobs.ID_PATTERN}
+        rules[fields["fingerprint"]] = {"pattern": FINGERPRINT_PATTERN.pattern}
+        rules[fields["limit"]] = {"minimum": 0}  # 0 is the default; larger ones are capped
+    return rules
+
+
+# An absolute http(s) URL without credentials, spaces or control characters, whose port
+# (if any) is 1-65535, as registry.url_problem takes it; a host of RFC 3986 reg-name
+# characters (an IP literal, which the server takes too, is left to prose).
+_PORT: Final = (
+    "(?::(?:0*(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}"
+    "|655[0-2][0-9]|6553[0-5]))?)?"
+)
+_HTTP_URL: Final = f"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~!$&'()*+,;=%-]+{_PORT}(?:[/?#]{_EDGE}*)?"
+
+
+def _registry_rules() -> dict[FieldDescriptor, dict[str, Any]]:
+    """The service registry's checks (server/domain/registry.py): service names, base and
+    OpenAPI URLs (absolute http(s), or for an OpenAPI URL a path on the base URL or none),
+    versions, the listing's name prefix and page size, a replica batch's origin. URLs
+    pointing at this server's own registry and metadata over METADATA_MAX_BYTES are
+    said in prose."""
+    service = registry_service_pb2.RegisteredService.DESCRIPTOR
+    register = registry_service_pb2.RegisterServiceRequest.DESCRIPTOR
+    listing = registry_service_pb2.ListServicesRequest.DESCRIPTOR
+    url = {"maxLength": registry.URL_MAX, "pattern": f"^{_HTTP_URL}$"}
+    rules: dict[FieldDescriptor, dict[str, Any]] = {
+        listing.fields_by_name["name_prefix"]: {"maxLength": 64, "pattern": f"^{_NOT_CONTROL}*$"},
+        listing.fields_by_name["limit"]: {"minimum": 0},
+        # each entry; null is proto3 JSON's "unset" (gateway/json_parser.py): every service
+        registry_service_pb2.PollOpenApiRequest.DESCRIPTOR.fields_by_name["names"]: {
+            "pattern": registry.NAME_PATTERN,
+            LIST_RULES: {"type": ["array", "null"]},
+        },
+        registry_service_pb2.ReplicateServicesRequest.DESCRIPTOR.fields_by_name["origin"]: {
+            "pattern": jobs.ID_PATTERN
+        },
+        # null: an empty batch
+        registry_service_pb2.ReplicateServicesRequest.DESCRIPTOR.fields_by_name["services"]: {
+            LIST_RULES: {"type": ["array", "null"]}
+        },
+        # stored absolute (the registration's resolved URL), as a replica carries it
+        service.fields_by_name["openapi_url"]: url,
+        register.fields_by_name["openapi_url"]: {
+            "maxLength": registry.URL_MAX,
+            "pattern": f"^(?:|/(?:{_EDGE_NOT_SLASH}{_EDGE}*)?|{_HTTP_URL})$",
+        },
+    }
+    for message in (service, register):
+        # null is proto3 JSON's "unset" (gateway/json_parser.py): no metadata.
+        rules[message.fields_by_name["metadata"]] = {"type": ["object", "null"]}
+        rules[message.fields_by_name["name"]] = {"pattern": registry.NAME_PATTERN}
+        rules[message.fields_by_name["base_url"]] = url
+        rules[message.fields_by_name["version"]] = {
+            "maxLength": registry.VERSION_MAX,
+            "pattern": f"^{_NOT_CONTROL}*$",
+        }
     return rules
 
 

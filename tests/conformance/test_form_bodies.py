@@ -66,3 +66,15 @@ async def test_a_well_formed_form_is_served(gateway_url: str) -> None:
         "",
         3,
     )
+
+
+async def test_a_repeated_field_given_once_empty_is_one_empty_item(gateway_url: str) -> None:
+    """A form body's schema is the JSON body's: `tags=` is `"tags": [""]` there (one empty
+    item, whose checks apply), not an absent list as `?tags=` is in a query string."""
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
+        response = await client.post("/v1/echo", content=b"name=a&tags=", headers=FORM)
+        query = await client.get("/v1/echo/a?tags=")
+    assert response.status_code == 200
+    assert response.json()["tags"] == [""]
+    assert query.status_code == 200
+    assert query.json()["tags"] == []

@@ -49,15 +49,45 @@ generator respect them; the operations' descriptions state them in prose:
 - a backfill's window is in the past, its end after its start, and a scheduler
   source's backfill names no other job type (else 400): a positive create backfills a
   job type of its own over a past hour (issue 10);
+- a registered service's OpenAPI URL, as resolved against its base URL (the base URL
+  plus /openapi.json when none is given), is at most 2048 characters (else 400 naming
+  `baseUrl` or `openapiUrl`): a positive registration whose resolved URL is longer
+  names an absolute OpenAPI URL of its own;
+- a replicated entry carries its replication key, a revision of at least 1 and its
+  origin (read-only fields of RegisteredService, which a peer copies from its own
+  registry), and its resolved, absolute OpenAPI URL; a batch names each service once
+  (else 400 naming `services[i]`): a positive replication sends revision 1, the
+  batch's origin and the base URL's default OpenAPI URL when it has none, each name
+  once;
+- a dead-letter entry exists only when a job failed for good: the test dead-letters a
+  few jobs before the run, and a positive replay of one entry names one of them (a
+  pending one while there are some; a replayed one answers its result `skipped`);
+- a pending replay's `failedBefore` is after its `failedAfter` (else 400 naming
+  `failedBefore`): a positive case with both has them in that order;
 - an event replay's `toEventId` is not before its `fromEventId` and at most 9999
   after it (else 400 naming `toEventId`): a positive case replays its first id only;
 - an events clear's `olderThan` is not in the future, and a client bound to a tenant
   names no other `tenantId` (400, 403): a positive case clears its own events before
   2001.
 
+Platform-level operations (policy TENANT_MODE_PLATFORM in the proto options: the
+platform's configuration, system health, registry and peers) refuse a
+client bound to a tenant whatever its scopes (403 OPERATOR_CLIENT_REQUIRED): every
+case of them, positive or not, carries the token of an operator client bound to no
+tenant (ORCHESTRATOR_ST_OPERATOR_TOKEN), every other case the tenant's client's
+(ORCHESTRATOR_ST_TOKEN), both through schemathesis auth providers (so its
+authentication checks know them as the run's credentials). Which operations are
+platform level is read from the methods' policies (`platform_operations`), by the
+operation ids the document gives them (`Service_Method`, `_N` for an additional
+binding).
+
 The events watch never ends by itself (a live stream): every case of it, positive or
 not, carries `X-Server-Timeout: 0.2`, so a stream that opens ends with a deadline
-frame instead of holding the run.
+frame instead of holding the run. Its newline-delimited JSON answer (one
+`{"result": ...}` or `{"error": ...}` object a line, the document's schema of one
+line) is read by a deserializer handing schemathesis the first line to validate, and
+a check validates every line against that schema. /metrics answers an HttpBody (any
+media type, a string of bytes in the document): nothing to deserialize.
 """
 
 from __future__ import annotations
@@ -72,13 +102,19 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import jsonschema_rs
 import schemathesis
 
+from orchestrator.api.v1 import options_pb2
 from server.domain.jobs import BACKOFF_INITIAL_DEFAULT_S, BACKOFF_MAX_DEFAULT_S
+from server.domain.registry import URL_MAX, effective_openapi_url
+from server.policy import method_policy
+from server.services.table import SERVICES
 
 CLIENT_ID_VARIABLE = "ORCHESTRATOR_ST_CLIENT_ID"
 CLIENT_SECRET_VARIABLE = "ORCHESTRATOR_ST_CLIENT_SECRET"
 TOKEN_VARIABLE = "ORCHESTRATOR_ST_TOKEN"
+OPERATOR_TOKEN_VARIABLE = "ORCHESTRATOR_ST_OPERATOR_TOKEN"
 BASE_URL_VARIABLE = "ORCHESTRATOR_ST_BASE_URL"
 QUOTA_PATH = re.compile(r"/(?:jobengine|orchestrator)/quotas/\{quotaId\}")
 QUOTAS_PATH = re.compile(r"/(?:jobengine|orchestrator)/quotas")
@@ -105,7 +141,57 @@ EVENTS_REPLAY_PATH = "/infrastructure/events/replay"
 EVENTS_CLEAR_PATH = "/infrastructure/events/clear"
 EVENTS_WATCH_PATH = "/infrastructure/events/watch"
 DEFINITION_PATH = "/orchestra-admin/definitions/{definitionId}"
+REGISTER_PATH = "/registry/register"
+PENDING_REPLAY_PATH = re.compile(r"/(?:jobengine|orchestrator)/deadletter/replay/pending")
+ENTRY_REPLAY_PATH = re.compile(r"/(?:jobengine|orchestrator)/deadletter/\{entryId\}/replay")
+REPLICATE_PATH = "/registry/replicate"
 OPERATOR_REASON = {"X-Stella-Operator-Reason": "schemathesis run"}
+
+
+def platform_operations() -> frozenset[str]:
+    """`Service_Method` of every platform-level method (operator clients only)."""
+    return frozenset(
+        f"{service.name}_{method.name}"
+        for service in SERVICES
+        for method in service.methods
+        if method_policy(method).tenant_mode == options_pb2.TENANT_MODE_PLATFORM
+    )
+
+
+PLATFORM_OPERATIONS = platform_operations()
+
+
+# `Service_Method`, or `Service_Method_N` for an additional binding (gateway/openapi.py).
+PLATFORM_OPERATION_IDS = (
+    "^(?:" + "|".join(re.escape(name) for name in sorted(PLATFORM_OPERATIONS)) + r")(?:_\d+)?$"
+)
+
+
+class _BearerToken:
+    """An access token from the environment, sent as `Authorization: Bearer`."""
+
+    variable = TOKEN_VARIABLE
+
+    def get(self, case: Any, context: Any) -> str | None:
+        return os.environ.get(self.variable) or None
+
+    def set(self, case: Any, data: str, context: Any) -> None:
+        if case.headers is None:
+            case.headers = {}
+        case.headers["Authorization"] = f"Bearer {data}"
+
+
+if os.environ.get(OPERATOR_TOKEN_VARIABLE):  # only in test_schemathesis.py's run
+
+    @schemathesis.auth(refresh_interval=None).apply_to(operation_id_regex=PLATFORM_OPERATION_IDS)
+    class OperatorToken(_BearerToken):
+        """Platform-level operations: the operator client's token."""
+
+        variable = OPERATOR_TOKEN_VARIABLE
+
+    @schemathesis.auth(refresh_interval=None).skip_for(operation_id_regex=PLATFORM_OPERATION_IDS)
+    class TenantToken(_BearerToken):
+        """Every other operation: the token of the client bound to the test's tenant."""
 
 
 def _minimal_definition() -> dict[str, Any]:
@@ -145,14 +231,16 @@ def _with_client(body: dict[str, Any]) -> None:
         body["client_id"], body["client_secret"] = client_id, secret
 
 
-def _ordered_window(query: dict[str, Any]) -> None:
-    since, until = _instant(query.get("since")), _instant(query.get("until"))
-    if since is None or until is None or since.tzinfo is None or until.tzinfo is None:
+def _ordered_window(query: dict[str, Any], since_key: str = "since", until: str = "until") -> None:
+    """`query[until]` after `query[since_key]` when both are given: swapped, or the
+    later one dropped when they are equal."""
+    start, end = _instant(query.get(since_key)), _instant(query.get(until))
+    if start is None or end is None or start.tzinfo is None or end.tzinfo is None:
         return
-    if until == since:
-        del query["until"]
-    elif until < since:
-        query["since"], query["until"] = query["until"], query["since"]
+    if end == start:
+        del query[until]
+    elif end < start:
+        query[since_key], query[until] = query[until], query[since_key]
 
 
 def _read(case: Any, path: str, params: dict[str, str] | None = None) -> Any:
@@ -225,6 +313,17 @@ def _retryable_run(case: Any) -> None:
         _send(case, "POST", f"{path}/cancel", {})
 
 
+def _existing_entry(case: Any) -> None:
+    """A positive replay of one entry names an entry of the tenant (the test made a few
+    dead letters before the run): the oldest listed, pending ones first."""
+    for status in ("pending", ""):
+        page = _read(case, "/jobengine/deadletter", {"status": status, "limit": "200"}) or {}
+        items = page.get("items") or []
+        if items:
+            case.path_parameters = {**(case.path_parameters or {}), "entryId": items[-1]["entryId"]}
+            return
+
+
 def _current_job_type(case: Any) -> str | None:
     """The job type of the quota `case` updates, None when there is none to read."""
     quota_id = (case.path_parameters or {}).get("quotaId")
@@ -282,6 +381,39 @@ def _past_window(body: dict[str, Any]) -> None:
     body["windowEnd"] = datetime.fromtimestamp(hour + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+SHORT_OPENAPI_URL = "https://registry.example/openapi.json"
+
+
+def _short(url: str) -> str:
+    return url if len(url) <= URL_MAX else SHORT_OPENAPI_URL
+
+
+def _resolvable(body: dict[str, Any]) -> None:
+    """A registration whose resolved OpenAPI URL is too long names a short one."""
+    base, openapi = body.get("baseUrl"), body.get("openapiUrl", "")
+    if not isinstance(base, str) or not isinstance(openapi, str):
+        return
+    if len(effective_openapi_url(base, openapi)) > URL_MAX:
+        body["openapiUrl"] = SHORT_OPENAPI_URL
+
+
+def _replicas(body: dict[str, Any]) -> None:
+    """Each service once, with revision 1, the batch's origin and an OpenAPI URL (its
+    base URL's default one when it has none)."""
+    services = body.get("services")
+    if not isinstance(services, list):
+        return
+    kept: dict[object, dict[str, Any]] = {}
+    for service in services:
+        if isinstance(service, dict) and service.get("name") not in kept:
+            kept[service.get("name")] = service
+            service.update({"revision": "1", "origin": body.get("origin")})
+            base = service.get("baseUrl")
+            if not service.get("openapiUrl") and isinstance(base, str):
+                service["openapiUrl"] = _short(effective_openapi_url(base, ""))
+    body["services"] = list(kept.values())
+
+
 def _positive(case: Any) -> bool:
     meta = case.meta
     return meta is not None and bool(meta.generation.mode.is_positive)
@@ -302,15 +434,22 @@ def _within_rules(case: Any) -> None:
             _backoff_within(job)
         if case.operation.path == EVENTS_REPLAY_PATH and "fromEventId" in case.body:
             case.body["toEventId"] = case.body["fromEventId"]
+        if PENDING_REPLAY_PATH.fullmatch(case.operation.path):
+            _ordered_window(case.body, "failedAfter", "failedBefore")
+        if case.operation.path == REGISTER_PATH:
+            _resolvable(case.body)
+        if case.operation.path == REPLICATE_PATH:
+            _replicas(case.body)
         if case.operation.path == EVENTS_CLEAR_PATH:
             case.body.update({"olderThan": "2001-01-01T00:00:00Z", "tenantId": ""})
     if case.operation.path == DEFINITION_PATH and case.method.upper() == "PUT":
         # The graph rules cannot be said in JSON Schema: a valid graph of the path's id.
         definition_id = (case.path_parameters or {}).get("definitionId")
         case.body = {"id": definition_id, **_minimal_definition()}
+    for part in (case.query, case.body):  # a listing's query, a pending replay's body
+        if isinstance(part, dict) and part.get(TOKEN):
+            del part[TOKEN]
     if isinstance(case.query, dict):
-        if case.query.get(TOKEN):
-            del case.query[TOKEN]
         _ordered_window(case.query)
 
 
@@ -342,6 +481,8 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         return
     _within_rules(case)
     path, body = case.operation.path or "", case.body
+    if case.method.upper() == "POST" and ENTRY_REPLAY_PATH.fullmatch(path):
+        _existing_entry(case)
     if not isinstance(body, dict):
         return
     if case.method.upper() == "GET" and path == DEFINITION_PATH:
@@ -419,6 +560,50 @@ def error_texts_in_product_words(ctx: Any, response: Any, case: Any) -> bool | N
         found = runtime_words(text, names)
         if found is not None:
             raise AssertionError(f"error text uses the runtime's words ({found!r}): {text}")
+    return None
+
+
+NDJSON = "application/x-ndjson"
+
+
+def ndjson_lines(content: bytes) -> list[Any]:
+    """The JSON values of a newline-delimited JSON body, one a non-empty line; raises
+    ValueError naming the line that is not JSON."""
+    values = []
+    for number, line in enumerate(content.decode().splitlines(), 1):
+        if line.strip():
+            try:
+                values.append(json.loads(line))
+            except ValueError as error:
+                raise ValueError(f"line {number} is not JSON: {error}") from None
+    return values
+
+
+@schemathesis.deserializer(NDJSON)
+def first_ndjson_line(ctx: Any, response: Any) -> Any:
+    """A stream's first line (schemathesis validates one value; the check below, all)."""
+    lines = ndjson_lines(response.content)
+    if not lines:
+        raise ValueError("an empty stream: not even the ending frame")
+    return lines[0]
+
+
+@schemathesis.check
+def every_ndjson_line_matches(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Every line of a newline-delimited JSON answer matches the document's schema of
+    one line (its $refs resolved in the document)."""
+    media_type = (response.headers.get("content-type") or [""])[0].split(";")[0]
+    if response.status_code >= 300 or media_type.strip().lower() != NDJSON:
+        return None
+    raw = case.operation.schema.raw_schema
+    answer = case.operation.definition.raw["responses"][str(response.status_code)]
+    line_schema = answer["content"][NDJSON]["schema"]
+    # The document's components beside it, so its "#/components/..." $refs resolve.
+    validator = jsonschema_rs.validator_for({**line_schema, "components": raw["components"]})
+    for number, line in enumerate(ndjson_lines(response.content), 1):
+        error = next(iter(validator.iter_errors(line)), None)
+        if error is not None:
+            raise AssertionError(f"stream line {number} does not match its schema: {error.message}")
     return None
 
 
