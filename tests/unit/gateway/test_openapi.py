@@ -528,6 +528,7 @@ def test_security_schemes_and_error_schema() -> None:
         "clientCredentials": {
             "tokenUrl": "/oauth/token",
             "scopes": {
+                "orch:admin": "The `orch:admin` scope.",
                 "orch:backfill": "The `orch:backfill` scope.",
                 "orch:operate": "The `orch:operate` scope.",
                 "orch:quota": "The `orch:quota` scope.",
@@ -1209,8 +1210,16 @@ def test_product_creators_link_to_their_resources() -> None:
             }
             for m in ("CancelBackfill", "GetBackfill")
         }
+        pack_run = {"packRunId": "$response.body#/packRunId"}
+        assert found["post", f"{prefix}/pack-runs", "201"] == {
+            f"PackRunsService_{m}{suffix}": {
+                "operationId": f"PackRunsService_{m}{suffix}",
+                **pack_run,
+            }
+            for m in ("CancelPackRun", "GetPackRun", "RetryPackRun")
+        }
     assert {path for _, path, _ in found} == {
         f"{prefix}/{collection}"
         for prefix in ("/jobengine", "/orchestrator")
-        for collection in ("backfills", "jobs", "quotas", "sources")
+        for collection in ("backfills", "jobs", "pack-runs", "quotas", "sources")
     }
