@@ -76,7 +76,7 @@ check: lint check-generate breaking ## everything CI checks before the tests
 # Each bench runs with its defaults: bench/jobs.py's full run (1,000,000 rows for the
 # page ratio, SQLite and PostgreSQL at ORCHESTRATOR_BENCH_PG_URL) takes about three
 # minutes on the 2-core box; `bench/jobs.py --quick` is the same shape in about 80 s.
-# bench/orchestra.py's full run takes about four minutes; `--quick` under 90 s.
+# bench/orchestra.py's full run takes about five minutes; `--quick` about 60 s.
 bench: $(STAMP) wrk ## run the benchmarks in bench/ (installs wrk first when missing)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
