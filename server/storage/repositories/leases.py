@@ -290,9 +290,11 @@ events AS (
            CAST(:trace_id AS text), :now
     FROM done
 ),
-resolved AS (  -- dead-letter entries whose replay just succeeded (issue 10)
+resolved AS (  -- dead-letter entries whose replay just succeeded (issue 10); = ANY of
+    -- an array, so an index scan of ix_deadletter_entries_replay_job whatever the
+    -- planner guesses of done's size
     UPDATE deadletter_entries SET status = 'resolved', updated_at = :now
-    WHERE replay_job_id IN (SELECT job_id FROM done) AND status = 'replayed'
+    WHERE replay_job_id = ANY(ARRAY(SELECT job_id FROM done)) AND status = 'replayed'
 )
 SELECT 'done' AS kind, job_id AS id, NULL::text AS tenant_id, NULL::text AS job_type,
        0::bigint AS n, pack_run_id, owner
