@@ -383,6 +383,7 @@ def _registry_rules() -> dict[FieldDescriptor, dict[str, Any]]:
         # stored absolute (the registration's resolved URL), as a replica carries it
         service.fields_by_name["openapi_url"]: url,
         register.fields_by_name["openapi_url"]: {
+            "type": ["string", "null"],  # null: none, as ""
             "maxLength": registry.URL_MAX,
             "pattern": f"^(?:|/(?:{_EDGE_NOT_SLASH}{_EDGE}*)?|{_HTTP_URL})$",
         },
@@ -393,6 +394,7 @@ def _registry_rules() -> dict[FieldDescriptor, dict[str, Any]]:
         rules[message.fields_by_name["name"]] = {"pattern": registry.NAME_PATTERN}
         rules[message.fields_by_name["base_url"]] = url
         rules[message.fields_by_name["version"]] = {
+            "type": ["string", "null"],  # null: none, as ""
             "maxLength": registry.VERSION_MAX,
             "pattern": f"^{_NOT_CONTROL}*$",
         }
