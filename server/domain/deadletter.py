@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -317,14 +317,6 @@ class DeadLetterReads(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A pending entry to mark replayed by the clone `job_id`."""
-
-    entry_id: str
-    job_id: str
-
-
 class DeadLetterRepository(Protocol):
     """Entries inside a unit of work."""
 
@@ -345,10 +337,12 @@ class DeadLetterRepository(Protocol):
         """The tenant's jobs among `job_ids` (pruned ones are missing), by id."""
         ...
 
-    async def claim(self, tenant_id: str, claims: Sequence[Claim], *, now: datetime) -> set[str]:
-        """Mark the claimed entries replayed (replayCount + 1, replayJobId = the claim's
-        job) only where still pending, taking them off their clusters' pending and
-        retryable counts; the entry ids this call changed."""
+    async def claim(
+        self, tenant_id: str, entry_ids: Sequence[str], *, now: datetime
+    ) -> Mapping[str, str]:
+        """Mark the tenant's entries among `entry_ids` replayed (replayCount + 1, a new
+        replayJobId) only where still pending, taking them off their clusters' pending
+        and retryable counts: the replay job id of each entry this call changed."""
         ...
 
 
@@ -597,13 +591,13 @@ async def _replay(
             )
             continue
         clones[entry.entry_id] = jobs.replay_clone(original, now=now)
-    claimed = await unit.deadletter.claim(
-        tenant_id, [Claim(entry_id, clone.job_id) for entry_id, clone in clones.items()], now=now
-    )
-    won = [clones[entry_id] for entry_id in clones if entry_id in claimed]
+    # the claim names each clone (storage draws the ids: a uuid4, as the clone's own)
+    claimed = await unit.deadletter.claim(tenant_id, list(clones), now=now)
+    won: list[Job] = []
     for entry_id, clone in clones.items():
         if entry_id in claimed:
-            results[entry_id] = ReplayResult(entry_id, Outcome.REPLAYED, job_id=clone.job_id)
+            won.append(replace(clone, job_id=claimed[entry_id]))
+            results[entry_id] = ReplayResult(entry_id, Outcome.REPLAYED, job_id=claimed[entry_id])
         else:  # a concurrent call claimed it first
             results[entry_id] = ReplayResult(
                 entry_id,
