@@ -784,12 +784,13 @@ async def cancel_pack_run(
         events: list[NewEvent] = []
         canceled_jobs = canceled_pending = 0
         for step in steps:
-            status = step.status
+            status, job_status = step.status, step.job_status
             if step.status == PENDING:
                 status = CANCELED
                 canceled_pending += 1
             elif step.status == RUNNING and step.job_id is not None:
                 job = await uow.jobs.get(tenant_id, step.job_id, project_id=None, lock=True)
+                job_status = job.status
                 if job.status in OUTCOMES:  # finished, not yet advanced: its outcome
                     status = OUTCOMES[job.status]
                 else:
@@ -811,11 +812,11 @@ async def cancel_pack_run(
                             time=now,
                         )
                     )
-                    status = CANCELED
+                    status, job_status = CANCELED, JobStatus.CANCELED.value
                     canceled_jobs += 1
             if status != step.status:
                 await uow.pack_runs.move_step(step, status=status, now=now)
-                step = replace(step, status=status, finished_at=now)
+                step = replace(step, status=status, job_status=job_status, finished_at=now)
             after.append(step)
         await uow.pack_runs.update_run(pack_run_id, now=now, status=CANCELED)
         events.append(

@@ -312,6 +312,12 @@ async def test_cancel_mid_run(scene: Scene) -> None:
     run = answer.pack_run
     assert run.status == "canceled"
     assert statuses(run) == {"leased": "canceled", "queued": "canceled", "later": "canceled"}
+    # the answer shows the jobs it canceled as canceled, not as read before the cancel
+    assert {j.name: j.job_status for j in run.jobs} == {
+        "leased": "canceled",
+        "queued": "canceled",
+        "later": "",
+    }
     assert counts(run)["canceled"] == 3
     assert run.HasField("finished_at")
     rows = {r.job_id: r for r in await scene.rows(_jobs, _jobs.c.pack_run_id == run.pack_run_id)}
