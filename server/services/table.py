@@ -193,6 +193,7 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
     ),
 )
 
+
 def _events_service(c: Components) -> EventsService:
     if c.events is None:
         raise RuntimeError("EventsService needs Components.events (server/app.py starts it)")

@@ -669,9 +669,7 @@ class DeadLetterEntryRow(SQLModel, table=True):
 
     __tablename__ = "deadletter_entries"
     __table_args__ = (
-        sa.Index(
-            "ix_deadletter_entries_tenant_failed", "tenant_id", "last_failed_at", "entry_id"
-        ),
+        sa.Index("ix_deadletter_entries_tenant_failed", "tenant_id", "last_failed_at", "entry_id"),
         sa.Index(
             "ix_deadletter_entries_pending",
             "tenant_id",
@@ -767,9 +765,7 @@ class OrchestraInstanceRow(SQLModel, table=True):
 
     __tablename__ = "orchestra_instances"
     __table_args__ = (
-        sa.Index(
-            "ix_orchestra_instances_tenant_created", "tenant_id", "created_at", "instance_id"
-        ),
+        sa.Index("ix_orchestra_instances_tenant_created", "tenant_id", "created_at", "instance_id"),
         sa.Index(
             "ix_orchestra_instances_tenant_definition",
             "tenant_id",
