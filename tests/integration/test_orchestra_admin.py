@@ -41,7 +41,8 @@ def _definition(definition_id: str, *, end: str = "done", **extra: Any) -> dict[
 
 @pytest.fixture
 async def admin(tokens: TokenFactory, tenant: str) -> dict[str, str]:
-    token = await tokens.token(tenant, ("orch:admin",))
+    """An operator client's token (bound to no tenant): definitions are platform level."""
+    token = await tokens.token(None, ("orch:admin",), tenants=(tenant,))
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -30,8 +30,10 @@ class DefinitionsServiceStub:
     the admin API behind `/orchestra-admin/definitions`, doing what `orchestrator
     definitions load FILE` does from the command line.
 
-    Platform level: scope orch:admin, no tenant (a definition's own `tenant`
-    field scopes it). Storing a version is an audited operator mutation
+    Platform level: scope orch:admin from an operator client bound to no tenant
+    (a client bound to one tenant is refused, 403 OPERATOR_CLIENT_REQUIRED: a
+    definition may be shared by every tenant or belong to another one; its own
+    `tenant` field scopes it). Storing a version is an audited operator mutation
     (X-Stella-Operator-Reason). Versions are immutable: a new version never
     changes the instances running on an older one.
     """
@@ -64,8 +66,10 @@ class DefinitionsServiceServicer:
     the admin API behind `/orchestra-admin/definitions`, doing what `orchestrator
     definitions load FILE` does from the command line.
 
-    Platform level: scope orch:admin, no tenant (a definition's own `tenant`
-    field scopes it). Storing a version is an audited operator mutation
+    Platform level: scope orch:admin from an operator client bound to no tenant
+    (a client bound to one tenant is refused, 403 OPERATOR_CLIENT_REQUIRED: a
+    definition may be shared by every tenant or belong to another one; its own
+    `tenant` field scopes it). Storing a version is an audited operator mutation
     (X-Stella-Operator-Reason). Versions are immutable: a new version never
     changes the instances running on an older one.
     """
@@ -137,8 +141,10 @@ class DefinitionsService:
     the admin API behind `/orchestra-admin/definitions`, doing what `orchestrator
     definitions load FILE` does from the command line.
 
-    Platform level: scope orch:admin, no tenant (a definition's own `tenant`
-    field scopes it). Storing a version is an audited operator mutation
+    Platform level: scope orch:admin from an operator client bound to no tenant
+    (a client bound to one tenant is refused, 403 OPERATOR_CLIENT_REQUIRED: a
+    definition may be shared by every tenant or belong to another one; its own
+    `tenant` field scopes it). Storing a version is an audited operator mutation
     (X-Stella-Operator-Reason). Versions are immutable: a new version never
     changes the instances running on an older one.
     """

@@ -31,8 +31,10 @@ class DefinitionsServiceStub:
     the admin API behind `/orchestra-admin/definitions`, doing what `orchestrator
     definitions load FILE` does from the command line.
 
-    Platform level: scope orch:admin, no tenant (a definition's own `tenant`
-    field scopes it). Storing a version is an audited operator mutation
+    Platform level: scope orch:admin from an operator client bound to no tenant
+    (a client bound to one tenant is refused, 403 OPERATOR_CLIENT_REQUIRED: a
+    definition may be shared by every tenant or belong to another one; its own
+    `tenant` field scopes it). Storing a version is an audited operator mutation
     (X-Stella-Operator-Reason). Versions are immutable: a new version never
     changes the instances running on an older one.
     """
@@ -72,8 +74,10 @@ class DefinitionsServiceAsyncStub(DefinitionsServiceStub):
     the admin API behind `/orchestra-admin/definitions`, doing what `orchestrator
     definitions load FILE` does from the command line.
 
-    Platform level: scope orch:admin, no tenant (a definition's own `tenant`
-    field scopes it). Storing a version is an audited operator mutation
+    Platform level: scope orch:admin from an operator client bound to no tenant
+    (a client bound to one tenant is refused, 403 OPERATOR_CLIENT_REQUIRED: a
+    definition may be shared by every tenant or belong to another one; its own
+    `tenant` field scopes it). Storing a version is an audited operator mutation
     (X-Stella-Operator-Reason). Versions are immutable: a new version never
     changes the instances running on an older one.
     """
@@ -109,8 +113,10 @@ class DefinitionsServiceServicer(metaclass=_abc_1.ABCMeta):
     the admin API behind `/orchestra-admin/definitions`, doing what `orchestrator
     definitions load FILE` does from the command line.
 
-    Platform level: scope orch:admin, no tenant (a definition's own `tenant`
-    field scopes it). Storing a version is an audited operator mutation
+    Platform level: scope orch:admin from an operator client bound to no tenant
+    (a client bound to one tenant is refused, 403 OPERATOR_CLIENT_REQUIRED: a
+    definition may be shared by every tenant or belong to another one; its own
+    `tenant` field scopes it). Storing a version is an audited operator mutation
     (X-Stella-Operator-Reason). Versions are immutable: a new version never
     changes the instances running on an older one.
     """
