@@ -246,6 +246,16 @@ class Settings(BaseSettings):
         parse_peers(value.get_secret_value())
         return value
 
+    @field_validator("page_token_secret")
+    @classmethod
+    def _long_enough_secret(cls, value: SecretStr) -> SecretStr:
+        """Empty (the database's own secret) or at least 16 bytes: a shorter HMAC key
+        would make continuation tokens guessable (RFC 2104 §3: not shorter than L/2)."""
+        length = len(value.get_secret_value().encode())
+        if 0 < length < 16:
+            raise ValueError(f"must be at least 16 bytes or empty, not {length} bytes")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

@@ -55,11 +55,16 @@ def serve(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[st
             "got 'bogus://user:**redacted**@x/db'",
         ),
         (
+            {"ORCHESTRATOR_PAGE_TOKEN_SECRET": "PAGESECRET123"},
+            "ORCHESTRATOR_PAGE_TOKEN_SECRET: must be at least 16 bytes or empty, not 13 bytes, "
+            "got '**redacted**'",
+        ),
+        (
             {"ORCHESTRATOR_CONFIG_FILE": "/nonexistent.yaml"},
             "ORCHESTRATOR_CONFIG_FILE: no such file: '/nonexistent.yaml'",
         ),
     ],
-    ids=["port", "grpc-port", "log-level", "database-url", "config-file"],
+    ids=["port", "grpc-port", "log-level", "database-url", "page-token-secret", "config-file"],
 )
 def test_a_bad_setting_is_one_line_and_exit_2(
     env: dict[str, str], line: str, tmp_path: Path
