@@ -391,25 +391,53 @@ def test_join_waits_for_every_branch() -> None:
     assert second.resting == [] and second.finished
 
 
-def test_a_loop_that_never_rests_is_an_incident() -> None:
+def test_a_loop_that_never_rests_is_refused_at_load() -> None:
+    """Gateways only around a loop: a token would spin until the step limit (each
+    pass a step and its events), so the definition is refused, naming the loop's nodes."""
+    document = {
+        "id": "spin",
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "check", "type": "exclusive_gateway", "default": "done"},
+            {"id": "again", "type": "exclusive_gateway", "default": "check"},
+            {"id": "done", "type": "end"},
+        ],
+        "flows": [
+            {"from": "start", "to": "check"},
+            {"from": "check", "to": "again", "condition": "true"},
+            {"from": "check", "to": "done"},
+            {"from": "again", "to": "check"},
+        ],
+    }
+    loop = (
+        "is on a loop with no user task, service task or timer"
+        " (a token would move around it without ever waiting)"
+    )
+    assert _violations(document) == [
+        ("nodes[1]", f"node 'check': {loop}"),
+        ("nodes[2]", f"node 'again': {loop}"),
+    ]
+
+
+def test_a_loop_through_a_waiting_node_is_accepted() -> None:
+    """A review loop (rework until approved) rests on its user task each pass."""
     model = compile_definition(
         parse_document(
             {
-                "id": "spin",
+                "id": "rework",
                 "nodes": [
                     {"id": "start", "type": "start"},
+                    {"id": "review", "type": "user_task"},
                     {"id": "check", "type": "exclusive_gateway", "default": "done"},
                     {"id": "done", "type": "end"},
                 ],
                 "flows": [
-                    {"from": "start", "to": "check"},
-                    {"from": "check", "to": "check", "condition": "true"},
+                    {"from": "start", "to": "review"},
+                    {"from": "review", "to": "check"},
+                    {"from": "check", "to": "review", "condition": "rework"},
                     {"from": "check", "to": "done"},
                 ],
             }
         )
     )
-    outcome = _step(model, [], [model.start])
-    assert outcome.incident is not None
-    assert outcome.incident.kind == "step_limit"
-    assert outcome.incident.node_id == "check"
+    assert set(model.nodes) == {"start", "review", "check", "done"}

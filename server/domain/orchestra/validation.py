@@ -38,6 +38,7 @@ from server.domain.orchestra.model import (
     SERVICE_TASK,
     START,
     TIMER,
+    USER_TASK,
     DefinitionSpec,
     FlowSpec,
     Node,
@@ -231,6 +232,8 @@ def compile_definition(spec: DefinitionSpec, *, prefix: str = "") -> ProcessMode
 
     if len(starts) == 1 and not violations:
         _check_paths(spec, starts[0], outgoing, bad)
+    if not violations:
+        _check_busy_loops(spec, outgoing, bad)
     if violations:
         raise InvalidArgument.from_violations(violations, reason="DEFINITION_INVALID")
     return ProcessModel(
@@ -368,6 +371,41 @@ def _check_paths(
                 f"nodes[{i}]",
                 f"node {node.id!r}: no path leads from it to an end node"
                 " (a cycle that never ends, or a dead end)",
+            )
+
+
+_WAITING: Final = frozenset({USER_TASK, SERVICE_TASK, TIMER})
+
+
+def _check_busy_loops(
+    spec: DefinitionSpec, outgoing: Mapping[str, list[tuple[int, FlowSpec]]], bad: Any
+) -> None:
+    """No loop made only of gateways: a token on one would move without ever waiting
+    (each pass a step and its events) until the step limit fails the instance. A loop
+    through a user task, service task or timer is a legitimate retry or review loop."""
+    busy = {node.id for node in spec.nodes if node.type not in _WAITING}
+    successors = {
+        node_id: {flow.to_node for _, flow in outgoing[node_id] if flow.to_node in busy}
+        for node_id in busy
+    }
+    # Peel nodes that start or end no busy path; what is left lies on or between loops.
+    left = set(busy)
+    changed = True
+    while changed:
+        entered = {nxt for node_id in left for nxt in successors[node_id] if nxt in left}
+        kept = {n for n in left if n in entered and successors[n] & left}
+        changed, left = kept != left, kept
+    looped = {
+        node_id
+        for node_id in left
+        if node_id in _closure(sorted(successors[node_id] & left), lambda n: successors[n] & left)
+    }
+    for i, node in enumerate(spec.nodes):
+        if node.id in looped:
+            bad(
+                f"nodes[{i}]",
+                f"node {node.id!r}: is on a loop with no user task, service task or timer"
+                " (a token would move around it without ever waiting)",
             )
 
 
