@@ -19,6 +19,10 @@ async def test_product_gateway_answers_random_requests_without_5xx(
     token = await tokens.token("t1")
     auth = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=auth) as client:
-        statuses = await fuzz(client, app.gateway, seed=2, count=3000)
+        # A watch (server streaming, e.g. GET /infrastructure/events/watch) never ends by
+        # itself: it has its own tests; a request/response fuzz would wait on it forever.
+        statuses = await fuzz(
+            client, app.gateway, seed=2, count=3000, skip=lambda b: b.server_streaming
+        )
     assert sum(statuses.values()) == 3000
     assert statuses.get(200, 0) + statuses.get(201, 0) > 10
