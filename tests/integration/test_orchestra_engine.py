@@ -23,7 +23,10 @@ from clients.transports.grpc import GrpcTransport
 from orchestrator.jobengine.v1 import worker_service_pb2 as wpb
 from orchestrator.orchestra.v1 import orchestra_service_pb2 as pb
 from server.app import Application
+from server.domain.context import CallContext
+from server.domain.orchestra.instances import LIST_MAX, list_instances
 from server.identity.scopes import ORCHESTRA_PERMISSION
+from server.storage.repositories.orchestra import SqlOrchestraStore
 from server.storage.tables import EventRow, JobRow, SourceRow, table_of
 from tests.support.auth import TokenFactory
 from tests.support.orchestra import load_definition
@@ -484,3 +487,30 @@ async def test_cancel_and_failure_cancel_the_jobs_of_dropped_tokens(
         after = (await conn.execute(sa.select(_jobs).where(_jobs.c.job_id == slow.job_id))).one()
     assert after.status == "canceled"
     assert await worker.lease(job_type, wait=0.2) == []
+
+
+async def test_the_instance_list_is_bounded_newest_first(
+    app: Application, orchestra: Orchestra, tenant: str
+) -> None:
+    """The seed's bare array has no paging: the domain answers at most `limit` (LIST_MAX
+    over the API) instances, the newest, in order."""
+    definition_id = _unique("bounded")
+    await load_definition(
+        app,
+        {
+            "id": definition_id,
+            "nodes": [
+                {"id": "start", "type": "start"},
+                {"id": "task", "type": "user_task"},
+                {"id": "done", "type": "end"},
+            ],
+            "flows": [{"from": "start", "to": "task"}, {"from": "task", "to": "done"}],
+        },
+    )
+    started = [await orchestra.start(definition_id) for _ in range(3)]
+    call = CallContext(method="ListInstances", trace_id="0" * 32, tenant_id=tenant)
+    listed = await list_instances(
+        SqlOrchestraStore(app.store), call, definition_id=definition_id, status="", limit=2
+    )
+    assert [row.instance_id for row in listed] == [started[2], started[1]]
+    assert LIST_MAX == 10_000

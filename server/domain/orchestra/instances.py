@@ -198,13 +198,25 @@ async def start_process(
     return instance.instance_id
 
 
+LIST_MAX = 10_000  # seed 004's list has no paging: one answer stays bounded (~2 MB)
+
+
 async def list_instances(
-    store: OrchestraStore, call: CallContext, *, definition_id: str, status: str
+    store: OrchestraStore,
+    call: CallContext,
+    *,
+    definition_id: str,
+    status: str,
+    limit: int = LIST_MAX,
 ) -> Sequence[InstanceSummaryRecord]:
-    """The tenant's instances, newest first; exact filters, a value no instance has
+    """The tenant's `limit` newest instances (at most LIST_MAX: the seed's bare array
+    has no paging, so the filters narrow it); exact filters, a value no instance has
     matches nothing."""
     return await store.orchestra.instances(
-        call.require_tenant(), definition_id=definition_id or None, status=status or None
+        call.require_tenant(),
+        definition_id=definition_id or None,
+        status=status or None,
+        limit=limit,
     )
 
 

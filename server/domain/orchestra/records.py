@@ -230,9 +230,9 @@ class OrchestraReads(Protocol):
     ) -> tuple[InstanceRecord, Sequence[TokenRecord]] | None: ...
 
     async def instances(
-        self, tenant_id: str, *, definition_id: str | None, status: str | None
+        self, tenant_id: str, *, definition_id: str | None, status: str | None, limit: int
     ) -> Sequence[InstanceSummaryRecord]:
-        """The tenant's instances, newest first (created_at, instance_id descending)."""
+        """The tenant's `limit` newest instances (created_at, instance_id descending)."""
         ...
 
     async def due_timers(self, now: datetime, limit: int) -> Sequence[Pending]:

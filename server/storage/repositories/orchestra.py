@@ -310,7 +310,7 @@ class SqlOrchestraReads:
             return await _token(conn, tenant_id, token_id)
 
     async def instances(
-        self, tenant_id: str, *, definition_id: str | None, status: str | None
+        self, tenant_id: str, *, definition_id: str | None, status: str | None, limit: int
     ) -> Sequence[sa.Row[Any]]:
         columns = (
             _instances.c.instance_id,
@@ -325,7 +325,7 @@ class SqlOrchestraReads:
             statement = statement.where(_instances.c.status == status)
         statement = statement.order_by(
             _instances.c.created_at.desc(), _instances.c.instance_id.desc()
-        )
+        ).limit(limit)
         async with self._db.read() as conn:
             rows: Sequence[sa.Row[Any]] = (await conn.execute(statement)).all()
         return rows

@@ -126,7 +126,8 @@ class OrchestraServiceServicer:
         descending), as a bare array.
 
         Filters are exact; a value no instance has (an unknown status too) matches
-        nothing. Returns no error of its own.
+        nothing. At most the 10,000 newest: the seed's bare array has no paging, so
+        narrow it with the filters. Returns no error of its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -65,7 +65,8 @@ class OrchestraServiceStub:
     descending), as a bare array.
 
     Filters are exact; a value no instance has (an unknown status too) matches
-    nothing. Returns no error of its own.
+    nothing. At most the 10,000 newest: the seed's bare array has no paging, so
+    narrow it with the filters. Returns no error of its own.
     """
     GetInstance: _grpc.UnaryUnaryMultiCallable[_orchestra_service_pb2.GetInstanceRequest, _orchestra_service_pb2.GetInstanceResponse]
     """Returns one instance with its live tokens.
@@ -146,7 +147,8 @@ class OrchestraServiceAsyncStub(OrchestraServiceStub):
     descending), as a bare array.
 
     Filters are exact; a value no instance has (an unknown status too) matches
-    nothing. Returns no error of its own.
+    nothing. At most the 10,000 newest: the seed's bare array has no paging, so
+    narrow it with the filters. Returns no error of its own.
     """
     GetInstance: _aio.UnaryUnaryMultiCallable[_orchestra_service_pb2.GetInstanceRequest, _orchestra_service_pb2.GetInstanceResponse]  # type: ignore[assignment]
     """Returns one instance with its live tokens.
@@ -236,7 +238,8 @@ class OrchestraServiceServicer(metaclass=_abc_1.ABCMeta):
         descending), as a bare array.
 
         Filters are exact; a value no instance has (an unknown status too) matches
-        nothing. Returns no error of its own.
+        nothing. At most the 10,000 newest: the seed's bare array has no paging, so
+        narrow it with the filters. Returns no error of its own.
         """
 
     @_abc_1.abstractmethod
