@@ -334,7 +334,12 @@ async def test_duplicate_overlapping_backfill_is_409_naming_it_and_writes_nothin
 
 
 async def test_a_finished_backfill_suppresses_within_the_window_a_canceled_one_does_not(
-    http: httpx.AsyncClient, headers: dict[str, str], app: Application, tenant: str, base: datetime
+    http: httpx.AsyncClient,
+    headers: dict[str, str],
+    app: Application,
+    tenant: str,
+    base: datetime,
+    clock: TestClock,
 ) -> None:
     source_id = await _scheduler(http, headers)
     window = {"windowStart": stamp(base), "windowEnd": stamp(base + timedelta(days=2))}
@@ -371,7 +376,8 @@ async def test_a_finished_backfill_suppresses_within_the_window_a_canceled_one_d
         request,
         BackfillLimits(suppression_s=0),
         JobLimits(),
-        now=datetime.now(UTC) + timedelta(seconds=1),
+        # the server's clock (earlier tests move it), not the wall's: past the finish
+        now=datetime.fromtimestamp(clock.wall(), UTC) + timedelta(seconds=1),
     )
     assert (later.progress.created, later.progress.existing) == (0, 2)
 

@@ -33,6 +33,7 @@ from server.app import Application
 from server.identity.authorization_server.clients import CreatedClient
 from server.identity.scopes import ORCHESTRA_PERMISSION
 from tests.support.auth import TokenFactory
+from tests.support.clock import TestClock
 from tests.support.orchestra import load_definition
 
 KINDS = ("local", "grpc", "remote")
@@ -131,9 +132,10 @@ async def test_each_implementation_is_an_orchestra_client(orchestra: OrchestraCl
 
 
 async def test_start_read_signal_until_completed(
-    orchestra: OrchestraClient, approval: str, tenant: str
+    orchestra: OrchestraClient, approval: str, tenant: str, clock: TestClock
 ) -> None:
-    before = datetime.now(UTC) - timedelta(seconds=1)
+    # the server's clock (earlier tests move it forward), not the wall's
+    before = datetime.fromtimestamp(clock.wall(), UTC) - timedelta(seconds=1)
     variables = {"amount": 500, "who": "ann", "tags": ["a", 1, None], "deep": {"x": [True]}}
     instance_id = await orchestra.start_process(approval, variables)
     uuid.UUID(instance_id)
@@ -152,7 +154,8 @@ async def test_start_read_signal_until_completed(
         incident=None,
     )
     assert state.created_at is not None and state.updated_at is not None
-    assert before <= state.created_at <= state.updated_at <= datetime.now(UTC)
+    assert before <= state.created_at <= state.updated_at
+    assert state.updated_at <= datetime.fromtimestamp(clock.wall(), UTC)
     assert await orchestra.get_variables(instance_id) == variables
     assert await orchestra.list_instances() == [
         InstanceSummary(id=instance_id, definition_id=approval, status="running")
