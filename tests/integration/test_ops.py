@@ -155,7 +155,8 @@ async def test_info_needs_orch_read_and_says_what_runs(
 ) -> None:
     assert (await http.get("/info")).status_code == 401
     token = await tokens.token(tenant, ["orch:read"])
-    before = datetime.now(UTC)
+    # the server's wall clock (startTime is read from it; earlier tests move it forward)
+    before = datetime.fromtimestamp(app.clocks.wall(), UTC)
     response = await http.get("/info", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == NO_STORE
@@ -181,7 +182,8 @@ async def test_info_needs_orch_read_and_says_what_runs(
     started = datetime.fromisoformat(body["startTime"].replace("Z", "+00:00"))
     assert started <= before
     uptime = float(body["uptime"].removesuffix("s"))
-    assert 0 < uptime <= (datetime.now(UTC) - started).total_seconds() + 1
+    now = datetime.fromtimestamp(app.clocks.wall(), UTC)
+    assert 0 < uptime <= (now - started).total_seconds() + 1
 
 
 async def test_effective_config_needs_orch_admin_and_gives_sources(

@@ -126,12 +126,12 @@ def test_effective_config_hides_every_secret(config_file: Path) -> None:
     )
     settings = load_settings(
         database_url="postgresql+asyncpg://orch:db-secret@db/o",
-        page_token_secret="page-secret",
+        page_token_secret="page-secret-of-16-bytes",
         reporting_url="https://user:report-secret@reporting:5030/x?token=query-secret",
     )
     entries = {entry.name: entry for entry in effective_config(settings, value_sources(settings))}
     shown = repr([(e.name, e.value) for e in entries.values()])
-    for secret in ("peer-secret", "peer-id", "db-secret", "page-secret", "report-secret"):
+    for secret in ("peer-secret", "peer-id", "db-secret", "page-secret-of", "report-secret"):
         assert secret not in shown
     assert "query-secret" not in shown
     database = entries["ORCHESTRATOR_DATABASE_URL"]
