@@ -253,8 +253,11 @@ def instance_state(message: instance_pb2.InstanceState) -> InstanceState:
 
 
 def _struct(variables: Mapping[str, object], field: str) -> struct_pb2.Struct:
-    """`variables` as a Struct; raises InvalidArgument naming the first value JSON
+    """`variables` as a Struct; raises InvalidArgument when `variables` is not a
+    mapping (the seed's variables are a JSON object), naming the first value JSON
     cannot hold (`field.name`) or a key that is not a string."""
+    if not isinstance(variables, Mapping):
+        raise _refused(field, "must be an object mapping variable names to values")
     struct = struct_pb2.Struct()
     for name, value in variables.items():
         if not isinstance(name, str):

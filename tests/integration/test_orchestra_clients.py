@@ -337,6 +337,8 @@ async def test_bad_input_is_invalid_argument_naming_the_field(
         (orchestra.set_variable(instance_id, "n", float("nan")), "value"),
         (orchestra.start_process(approval, {"when": datetime.now(UTC)}), "variables.when"),
         (orchestra.start_process(""), "definition_id"),
+        (orchestra.start_process(approval, [1]), "variables"),  # type: ignore[arg-type]
+        (orchestra.signal_token("t", "x"), "variables"),  # type: ignore[arg-type]
         (orchestra.get_instance(""), "instance_id"),
         (orchestra.signal_token(""), "token_id"),
         (orchestra.set_variable(instance_id, "", 1), "name"),
