@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
+from server.domain import audit
 from server.domain.context import CallContext
 from server.domain.errors import (
     Aborted,
@@ -73,7 +74,7 @@ from server.domain.orchestra.records import (
     TokenRecord,
 )
 from server.domain.orchestra.validation import valid_definition_id
-from server.domain.resources import JOB
+from server.domain.resources import JOB, ResourceType
 
 SIGNALLED: Final = "signalled"
 SET: Final = "set"
@@ -153,9 +154,12 @@ async def start_process(
     limits: OrchestraLimits,
     *,
     now: datetime,
+    audit_as: ResourceType[Any] | None = None,
 ) -> str:
     """Start an instance of the latest version of `definition_id` available to the
-    caller's tenant and run it until it rests; the instance id. Raises NotFound
+    caller's tenant and run it until it rests; the instance id. With `audit_as`, the
+    start is audited as creating that resource (the new `Instance`) in the same unit
+    of work (an operator action such as POST /workflows/run). Raises NotFound
     (PROCESS_DEFINITION_NOT_FOUND: absent or another tenant's) and InvalidArgument
     (variable names, size cap)."""
     tenant_id = call.require_tenant()
@@ -194,6 +198,8 @@ async def start_process(
         wake = await _step(
             unit, call, model, instance, initial, [], [model.start], events, limits, now, new=True
         )
+        if audit_as is not None:
+            await audit.record(unit.base, call, audit_as, before=None, after=instance)
     _announce(store, wake)
     return instance.instance_id
 
