@@ -47,6 +47,7 @@ from gateway.text import has_control
 from server.domain import audit
 from server.domain.context import CallContext
 from server.domain.errors import Aborted, InvalidArgument, NotFound, Violation
+from server.domain.hosts import canonical_host, is_loopback
 from server.domain.openapi_drift import Drift, Outline, drift
 from server.domain.pagination import TEXT, ListingSpec, Page, PageTokens, SortKey, micros
 from server.domain.resources import ResourceType
@@ -247,15 +248,22 @@ class SelfAddresses:
     brackets. A URL with one of them is this server."""
 
     pairs: frozenset[tuple[str, int]] = frozenset()
+    # Ports this server listens on at loopback or every interface: there, any loopback
+    # spelling (127.0.0.0/8, ::1, localhost, 0.0.0.0) is this server too.
+    loopback_ports: frozenset[int] = frozenset()
 
     def includes(self, url: str) -> bool:
+        """Whether `url` reaches this server, hosts compared in their canonical spelling
+        (`domain/hosts.py`: `127.1`, `[::ffff:127.0.0.1]` and `127.0.0.1.` are one)."""
         parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
+        host = canonical_host(parts.hostname or "")
         try:
             port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 0)
         except ValueError:
             return False
-        return (host, port) in self.pairs
+        if port in self.loopback_ports and is_loopback(host):
+            return True
+        return (host, port) in {(canonical_host(h), p) for h, p in self.pairs}
 
     def loops(self, url: str) -> bool:
         """Whether `url` is this server's own registry or peer endpoint."""

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 
 from orchestrator.mesh.v1 import registry_service_pb2 as pb
 from server.domain.errors import InvalidArgument
+from server.domain.hosts import canonical_host
 from server.domain.registry import PeerFailure, Pushed, ServiceEntry
 from server.mesh import wire
 
@@ -46,6 +47,9 @@ class PeerConfig:
     url: str
     client_id: str | None = None
     client_secret: SecretStr | None = field(default=None, repr=False)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _bad(position: int, problem: str) -> ValueError:
@@ -74,9 +78,15 @@ def parse_peers(value: str | None) -> list[PeerConfig]:
         if port == 0:
             raise _bad(position, "must not name port 0")
         client_id, secret = _userinfo(position, parts)
-        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        # One spelling per address (domain/hosts.py) and no default port, so the same
+        # peer written twice (`127.1` and `127.0.0.1`, `:80` and none) is a repeat.
+        scheme = parts.scheme.lower()
+        canonical = canonical_host(parts.hostname)
+        host = canonical if ":" not in canonical else f"[{canonical}]"
+        if port == _DEFAULT_PORTS[scheme]:
+            port = None
         netloc = host + (f":{port}" if port is not None else "")
-        url = urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
+        url = urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
         if any(peer.url == url for peer in peers):
             raise _bad(position, f"repeats {url}")
         peers.append(PeerConfig(url, client_id, secret))

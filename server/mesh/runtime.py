@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from server.config import Settings
+from server.domain.hosts import canonical_host, is_loopback
 from server.domain.registry import SelfAddresses, SyncLimits
 from server.identity.urls import is_wildcard
 from server.mesh.openapi_fetch import OpenApiFetcher
@@ -24,7 +25,6 @@ from server.storage.repositories.registry import SqlRegistryStore
 from server.storage.repositories.secrets import get_or_create_secret
 
 ORIGIN_SECRET = "mesh_origin"  # server_secrets row holding the orchestrator id
-_LOOPBACK = ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::")
 
 
 def self_addresses(settings: Settings, http_port: int) -> SelfAddresses:
@@ -37,11 +37,12 @@ def self_addresses(settings: Settings, http_port: int) -> SelfAddresses:
         pairs.add((public.hostname.lower(), port))
     host = settings.host.strip("[]").lower()
     pairs.add((host, http_port))
-    if is_wildcard(settings.host) or host in _LOOPBACK:
-        pairs.update((name, http_port) for name in _LOOPBACK)
+    loopback_ports: set[int] = set()
+    if is_wildcard(settings.host) or is_loopback(canonical_host(host)):
+        loopback_ports.add(http_port)
     if is_wildcard(settings.host):
         pairs.add((socket.gethostname().lower(), http_port))
-    return SelfAddresses(frozenset(pairs))
+    return SelfAddresses(frozenset(pairs), frozenset(loopback_ports))
 
 
 @dataclass

@@ -202,6 +202,22 @@ def _bad_cases(port: int) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
             },
             {"openapiUrl": "would call themselves in a loop"},
         ),
+        *(
+            (
+                f"own registry spelled {host}",
+                {"name": "n", "baseUrl": f"http://{host}:{port}/registry"},
+                {"baseUrl": "would call themselves in a loop"},
+            )
+            for host in (
+                "127.1",
+                "0x7f.0.0.1",
+                "2130706433",
+                "127.0.0.1.",
+                "[::ffff:127.0.0.1]",
+                "LOCALHOST.",
+                "127.0.0.2",
+            )
+        ),
         (
             "own peers, dot segments",
             {"name": "n", "baseUrl": f"{own}/a/../peers"},

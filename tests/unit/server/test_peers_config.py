@@ -36,6 +36,12 @@ def test_peers_parse_with_percent_decoded_credentials() -> None:
         ("http://id@x", "peer 1: credentials must be client_id:client_secret@"),
         ("http://x:99999", "peer 1: is not a URL (bad host or port)"),
         ("http://a:1/, http://A:1", "peer 2: repeats http://a:1"),
+        ("http://127.1:5099, http://127.0.0.1:5099", "peer 2: repeats http://127.0.0.1:5099"),
+        ("http://a.example:80, http://A.example.", "peer 2: repeats http://a.example"),
+        (
+            "https://[::ffff:10.0.0.1]:443/x, https://10.0.0.1/x/",
+            "peer 2: repeats https://10.0.0.1/x",
+        ),
     ],
 )
 def test_bad_peer_lists_name_the_peer_never_the_secret(value: str, message: str) -> None:
