@@ -6,90 +6,28 @@ down and up again."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlmodel import SQLModel
 
-from server.storage.db import Database, alembic_config
+from server.storage.db import Database
 from server.storage.tables import DEADLETTER_PENDING_PREDICATE, DeadLetterEntryRow, table_of
+from tests.conftest import BACKENDS
+from tests.support.migrations import differences, index_sql, migrated, run_alembic, table_names
 
-PG_ADMIN_URL = os.environ.get(
-    "ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 TABLES = {"deadletter_entries", "deadletter_clusters"}
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 
-async def _admin(statement: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A fresh database of its own, migrated to head."""
-    if request.param == "sqlite":
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'migrate.db'}")
-        try:
-            await database.migrate()
-            yield database
-        finally:
-            await database.dispose()
-        return
-    name = f"orch_migrate_{uuid.uuid4().hex[:12]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(PG_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
-    database = Database(url.render_as_string(hide_password=False))
-    try:
-        await database.migrate()
+    async with migrated(request.param, tmp_path) as database:
         yield database
-    finally:
-        await database.dispose()
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _differences(connection: sa.Connection) -> list[object]:
-    context = MigrationContext.configure(connection)
-    return [
-        diff
-        for diff in compare_metadata(context, SQLModel.metadata)
-        if any(f"'{table}'" in repr(diff) or f"name='{table}'" in repr(diff) for table in TABLES)
-    ]
-
-
-def _tables(connection: sa.Connection) -> set[str]:
-    return set(sa.inspect(connection).get_table_names())
-
-
-def _index_sql(connection: sa.Connection) -> dict[str, str]:
-    if connection.dialect.name == "postgresql":
-        rows = connection.execute(
-            sa.text(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'deadletter_entries'"
-            )
-        )
-    else:
-        rows = connection.execute(
-            sa.text(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
-                " AND tbl_name = 'deadletter_entries' AND sql IS NOT NULL"
-            )
-        )
-    return {str(name): str(sql) for name, sql in rows}
 
 
 def _entry(entry_id: str, **values: Any) -> dict[str, Any]:
@@ -117,9 +55,9 @@ def _entry(entry_id: str, **values: Any) -> dict[str, Any]:
 
 async def test_the_migration_builds_what_the_rows_declare(db: Database) -> None:
     async with db.engine.connect() as conn:
-        assert await conn.run_sync(_tables) >= TABLES
-        assert await conn.run_sync(_differences) == []
-        indexes = await conn.run_sync(_index_sql)
+        assert await conn.run_sync(table_names) >= TABLES
+        assert await conn.run_sync(differences, TABLES) == []
+        indexes = await conn.run_sync(index_sql, "deadletter_entries")
     expected = (
         "WHERE ((status)::text = 'pending'::text)"
         if db.engine.dialect.name == "postgresql"
@@ -160,15 +98,10 @@ async def test_oldest_pending_and_the_sweep_read_the_pending_index(db: Database)
 
 
 async def test_the_migration_goes_down_and_up(db: Database) -> None:
-    def downgrade(connection: sa.Connection) -> None:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0005")
-
     async with db.engine.begin() as conn:
-        await conn.run_sync(downgrade)
-        assert TABLES.isdisjoint(await conn.run_sync(_tables))
+        await conn.run_sync(run_alembic, "downgrade", "0005")
+        assert TABLES.isdisjoint(await conn.run_sync(table_names))
     await db.migrate()
     async with db.engine.connect() as conn:
-        assert await conn.run_sync(_tables) >= TABLES
-        assert await conn.run_sync(_differences) == []
+        assert await conn.run_sync(table_names) >= TABLES
+        assert await conn.run_sync(differences, TABLES) == []

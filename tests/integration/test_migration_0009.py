@@ -5,102 +5,35 @@ use them, and a way down and up again."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlmodel import SQLModel
 
-from server.storage.db import Database, alembic_config
+from server.storage.db import Database
+from tests.conftest import BACKENDS
+from tests.support.migrations import differences, index_sql, migrated, run_alembic, table_names
 
-PG_ADMIN_URL = os.environ.get(
-    "ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 TABLES = {"orchestra_definitions", "orchestra_instances", "orchestra_tokens"}
 
 
-async def _admin(statement: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'migrate.db'}")
-        try:
-            await database.migrate()
-            yield database
-        finally:
-            await database.dispose()
-        return
-    name = f"orch_migrate_{uuid.uuid4().hex[:12]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(PG_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
-    database = Database(url.render_as_string(hide_password=False))
-    try:
-        await database.migrate()
+    """A fresh database of its own, migrated to head."""
+    async with migrated(request.param, tmp_path) as database:
         yield database
-    finally:
-        await database.dispose()
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _differences(connection: sa.Connection) -> list[object]:
-    context = MigrationContext.configure(connection)
-    return [
-        diff
-        for diff in compare_metadata(context, SQLModel.metadata)
-        if any(f"'{table}'" in repr(diff) or f"name='{table}'" in repr(diff) for table in TABLES)
-    ]
-
-
-def _tables(connection: sa.Connection) -> set[str]:
-    return set(sa.inspect(connection).get_table_names())
-
-
-def _index_sql(connection: sa.Connection) -> dict[str, str]:
-    if connection.dialect.name == "postgresql":
-        rows = connection.execute(
-            sa.text(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'orchestra_tokens'"
-            )
-        )
-    else:
-        rows = connection.execute(
-            sa.text(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
-                " AND tbl_name = 'orchestra_tokens' AND sql IS NOT NULL"
-            )
-        )
-    return {str(name): str(sql) for name, sql in rows}
-
-
-def _alembic(connection: sa.Connection, action: str, revision: str) -> None:
-    cfg = alembic_config()
-    cfg.attributes["connection"] = connection
-    getattr(command, action)(cfg, revision)
 
 
 async def test_the_migration_builds_what_the_rows_declare(db: Database) -> None:
     async with db.engine.connect() as conn:
-        assert await conn.run_sync(_tables) >= TABLES
-        assert await conn.run_sync(_differences) == []
+        assert await conn.run_sync(table_names) >= TABLES
+        assert await conn.run_sync(differences, TABLES) == []
 
 
 async def test_partial_indexes_carry_their_predicates(db: Database) -> None:
     async with db.engine.connect() as conn:
-        indexes = await conn.run_sync(_index_sql)
+        indexes = await conn.run_sync(index_sql, "orchestra_tokens")
     if db.engine.dialect.name == "postgresql":
         expected = {
             "ix_orchestra_tokens_job": "WHERE (((status)::text = 'waiting'::text) AND "
@@ -140,7 +73,7 @@ async def test_sqlite_plans_use_the_partial_indexes(db: Database) -> None:
 
 async def test_down_and_up_again(db: Database) -> None:
     async with db.engine.begin() as conn:
-        await conn.run_sync(_alembic, "downgrade", "0008")
-        assert not (await conn.run_sync(_tables)) & TABLES
-        await conn.run_sync(_alembic, "upgrade", "0009")
-        assert await conn.run_sync(_tables) >= TABLES
+        await conn.run_sync(run_alembic, "downgrade", "0008")
+        assert not (await conn.run_sync(table_names)) & TABLES
+        await conn.run_sync(run_alembic, "upgrade", "0009")
+        assert await conn.run_sync(table_names) >= TABLES

@@ -13,13 +13,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlmodel import SQLModel
 
-from server.storage.db import Database, alembic_config
-from tests.conftest import BACKENDS, _create_pg_database, _drop_pg_database
+from server.storage.db import Database
+from tests.conftest import BACKENDS
+from tests.support.migrations import differences, migrated, run_alembic
 
 TABLES = {"schedules", "backfills", "backfill_jobs"}
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -28,35 +25,8 @@ T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 @pytest.fixture(params=BACKENDS)
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A fresh database of its own, migrated to head."""
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'migrate.db'}"
-    else:
-        name, url = await _create_pg_database()
-    database = Database(url)
-    try:
-        await database.migrate()
+    async with migrated(request.param, tmp_path) as database:
         yield database
-    finally:
-        await database.dispose()
-        if name is not None:
-            await _drop_pg_database(name)
-
-
-def _differences(connection: sa.Connection) -> list[object]:
-    context = MigrationContext.configure(connection)
-    return [
-        diff
-        for diff in compare_metadata(context, SQLModel.metadata)
-        if any(f"'{table}'" in repr(diff) or f"name='{table}'" in repr(diff) for table in TABLES)
-        or "event_time" in repr(diff)
-    ]
-
-
-def _alembic(connection: sa.Connection, action: str, revision: str) -> None:
-    cfg = alembic_config()
-    cfg.attributes["connection"] = connection
-    getattr(command, action)(cfg, revision)
 
 
 def _shape(connection: sa.Connection) -> tuple[set[str], set[str], set[str]]:
@@ -96,7 +66,7 @@ async def test_the_migration_builds_what_the_rows_declare(db: Database) -> None:
         assert tables >= TABLES
         assert "event_time" in job_columns
         assert "ix_schedules_due" in schedule_indexes
-        assert await conn.run_sync(_differences) == []
+        assert await conn.run_sync(differences, TABLES, columns=("event_time",)) == []
 
 
 @pytest.mark.parametrize(
@@ -135,7 +105,7 @@ async def test_a_claimed_schedule_is_skipped_by_a_second_claimer(db: Database) -
 
 async def test_the_migration_goes_down_and_up(db: Database) -> None:
     async with db.engine.begin() as conn:
-        await conn.run_sync(_alembic, "downgrade", "0007")
+        await conn.run_sync(run_alembic, "downgrade", "0007")
         tables, job_columns, _ = await conn.run_sync(_shape)
         assert TABLES.isdisjoint(tables)
         assert "event_time" not in job_columns
@@ -144,4 +114,4 @@ async def test_the_migration_goes_down_and_up(db: Database) -> None:
         tables, job_columns, _ = await conn.run_sync(_shape)
         assert tables >= TABLES
         assert "event_time" in job_columns
-        assert await conn.run_sync(_differences) == []
+        assert await conn.run_sync(differences, TABLES, columns=("event_time",)) == []
