@@ -78,7 +78,7 @@ check: lint check-generate breaking ## everything CI checks before the tests
 # minutes on the 2-core box; `bench/jobs.py --quick` is the same shape in about 80 s.
 # bench/orchestra.py's full run takes about five minutes; `--quick` about 60 s.
 bench: $(STAMP) wrk ## run the benchmarks in bench/ (installs wrk first when missing)
-	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in bench/[!_]*.py; do $(BIN)/python $$b || exit 1; done
 
 # bench/transcoding.py drives HTTP load with wrk in its own process. As root with apt
 # the Debian package is installed; otherwise the one command that does is printed.

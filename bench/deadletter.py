@@ -33,14 +33,9 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,24 +43,18 @@ from typing import Any
 import asyncpg
 import httpx
 import sqlalchemy as sa
+from _shared import ServerProcess, p50_p99
 
 from server.identity.authorization_server import clients
 from server.storage.db import Database
 from server.storage.tables import SourceRow, TenantRow, table_of
 
-ROOT = Path(__file__).resolve().parent.parent
 TENANT = "bench"
 JOB_TYPE = "bench.replay"
 CLUSTERS = 200
 CATEGORIES = ("dependency", "lease", "timeout", "validation", "worker")
 REPLAY_LIMIT = 1000
 TARGETS = {"stats_p50_ms": "<= 50", "replay_entries_per_s": ">= 5000"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _dsn(url: str) -> str:
@@ -162,50 +151,6 @@ async def seed(url: str, source_id: str, entries: int, pending: int) -> float:
     return time.perf_counter() - started
 
 
-class Server:
-    """`orchestrator serve` in a child process."""
-
-    def __init__(self, db_url: str, workdir: Path, profile: str = "") -> None:
-        self.http_port, self.grpc_port = _free_port(), _free_port()
-        env = {
-            **os.environ,
-            "ORCHESTRATOR_DATABASE_URL": db_url,
-            "PORT": str(self.http_port),
-            "GRPC_PORT": str(self.grpc_port),
-            "LOG_LEVEL": "WARNING",
-            "DEADLETTER_REPLAY_PENDING_MAX": str(REPLAY_LIMIT),
-            # the code of this checkout, whatever the virtualenv's install points at
-            "PYTHONPATH": os.pathsep.join((str(ROOT), str(ROOT / "gen"))),
-        }
-        exe = Path(sys.executable).with_name("orchestrator")
-        command = [str(exe), "serve"]
-        if profile:  # cProfile writes the server's profile when it exits
-            command = [sys.executable, "-m", "cProfile", "-o", profile, *command]
-        self.proc = subprocess.Popen(command, cwd=workdir, env=env)
-        self.base = f"http://127.0.0.1:{self.http_port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{self.base}/.well-known/jwks.json", timeout=1)
-                return
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.proc.kill()
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.1)
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 async def token(http: httpx.AsyncClient, client_id: str, secret: str, scope: str) -> str:
     form = {"grant_type": "client_credentials", "scope": scope}
     if scope == "orch:backfill":
@@ -213,12 +158,6 @@ async def token(http: httpx.AsyncClient, client_id: str, secret: str, scope: str
     response = await http.post("/oauth/token", data=form, auth=(client_id, secret))
     response.raise_for_status()
     return str(response.json()["access_token"])
-
-
-def _cuts(samples: Sequence[float]) -> tuple[float, float]:
-    """p50 and p99 in milliseconds."""
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return cuts[49] * 1000, cuts[98] * 1000
 
 
 async def timed_gets(
@@ -256,7 +195,7 @@ async def replay_all(http: httpx.AsyncClient, headers: dict[str, str]) -> dict[s
             break
         body["continuationToken"] = token
     elapsed = time.perf_counter() - started
-    p50, p99 = _cuts(per_call) if len(per_call) > 1 else (per_call[0] * 1000,) * 2
+    p50, p99 = p50_p99(per_call) if len(per_call) > 1 else (per_call[0] * 1000,) * 2
     return {
         "replayed": replayed,
         "skipped": skipped,
@@ -280,12 +219,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     url = sa.make_url(args.pg_url).set(drivername="postgresql+asyncpg", database=name)
     db_url = url.render_as_string(hide_password=False)
     result: dict[str, Any] = {"entries": entries, "pending": pending}
-    server: Server | None = None
+    server: ServerProcess | None = None
     try:
         source_id, client_id, secret = await prepare(db_url)
         result["seed_seconds"] = round(await seed(db_url, source_id, entries, pending), 1)
         with tempfile.TemporaryDirectory() as workdir:
-            server = Server(db_url, Path(workdir), args.profile)
+            server = ServerProcess(
+                db_url,
+                Path(workdir),
+                env={"DEADLETTER_REPLAY_PENDING_MAX": str(REPLAY_LIMIT)},
+                profile=args.profile,
+            )
             async with httpx.AsyncClient(base_url=server.base, timeout=600) as http:
                 operate = await token(http, client_id, secret, "orch:operate")
                 backfill = await token(http, client_id, secret, "orch:backfill")
@@ -296,9 +240,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 document = (await http.get("/jobengine/deadletter/stats", headers=read)).json()
                 assert document["totals"]["total"] == str(entries), document["totals"]
                 assert document["totals"]["pending"] == str(pending), document["totals"]
-                p50, p99 = _cuts(stats)
+                p50, p99 = p50_p99(stats)
                 result |= {"stats_p50_ms": round(p50, 2), "stats_p99_ms": round(p99, 2)}
-                p50, p99 = _cuts(summary)
+                p50, p99 = p50_p99(summary)
                 result |= {"summary_p50_ms": round(p50, 2), "summary_p99_ms": round(p99, 2)}
                 replay = {
                     "Authorization": f"Bearer {backfill}",

@@ -38,10 +38,8 @@ import multiprocessing as mp
 import os
 import secrets
 import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +54,7 @@ import asyncpg
 import grpc
 import httpx
 import sqlalchemy as sa
+from _shared import ServerProcess, p50_p99
 from google.protobuf import duration_pb2
 
 from orchestrator.jobengine.v1 import job_pb2
@@ -223,12 +222,6 @@ class Workers:
 # --- setup ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def prepare(url: str) -> tuple[str, str, str]:
     """Schema, tenant, an enabled source and a client bound to the tenant with
     orch:read and orch:operate: the source id, client id and secret."""
@@ -256,66 +249,14 @@ async def prepare(url: str) -> tuple[str, str, str]:
     return source_id, created.client.client_id, created.client_secret
 
 
-class Server:
-    """`orchestrator serve` in a child process."""
-
-    def __init__(self, db_url: str, workdir: Path, page_secret: str) -> None:
-        self.http_port, self.grpc_port = _free_port(), _free_port()
-        env = {
-            **os.environ,
-            "ORCHESTRATOR_DATABASE_URL": db_url,
-            "PORT": str(self.http_port),
-            "GRPC_PORT": str(self.grpc_port),
-            "LOG_LEVEL": "WARNING",
-            "ORCHESTRATOR_PAGE_TOKEN_SECRET": page_secret,
-        }
-        exe = Path(sys.executable).with_name("orchestrator")
-        self.proc = subprocess.Popen([str(exe), "serve"], cwd=workdir, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{self.http_port}/jobengine/jobs", timeout=1)
-                return
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.proc.kill()
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.1)
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time the server process used so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def peak_rss_mib(self) -> float:
-        """VmHWM (the resident set's high-water mark) of the server process."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM in /proc status")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 # --- measurements -----------------------------------------------------------------------
-
-
-def _cuts(samples: Sequence[float]) -> tuple[float, float]:
-    """p50 and p99 in milliseconds."""
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return cuts[49] * 1000, cuts[98] * 1000
 
 
 class Bench:
     def __init__(
         self,
         channel: grpc.aio.Channel,
-        server: Server,
+        server: ServerProcess,
         target: str,
         metadata: Sequence[tuple[str, str]],
     ) -> None:
@@ -542,7 +483,7 @@ async def run_backend(
     secret = secrets.token_hex(32)
     try:
         source_id, client_id, client_secret = await prepare(url)
-        server = Server(url, workdir, secret)
+        server = ServerProcess(url, workdir, env={"ORCHESTRATOR_PAGE_TOKEN_SECRET": secret})
         log(f"{backend}: server pid {server.proc.pid}")
         try:
             return await _measure(
@@ -572,7 +513,7 @@ async def run_backend(
 async def _measure(
     backend: str,
     url: str,
-    server: Server,
+    server: ServerProcess,
     source_id: str,
     credentials: tuple[str, str],
     counts: Counts,
@@ -621,13 +562,13 @@ async def _measure(
             seconds = await bench.batch_enqueue("bench.enqueue", counts.batch_enqueue)
             figures["batch_enqueue_jobs_per_s"] = counts.batch_enqueue / seconds
             log(f"{backend}: batch enqueue {figures['batch_enqueue_jobs_per_s']:.0f} jobs/s")
-            p50, p99 = _cuts(await bench.single_enqueue("bench.single", counts.single_enqueue))
+            p50, p99 = p50_p99(await bench.single_enqueue("bench.single", counts.single_enqueue))
             figures["enqueue_p50_ms"], figures["enqueue_p99_ms"] = p50, p99
             log(f"{backend}: enqueue p50 {p50:.2f} ms p99 {p99:.2f} ms")
         if "latency" in phases:
-            p50, p99 = _cuts(await bench.lease_latency("bench.latency", counts.lease_latency))
+            p50, p99 = p50_p99(await bench.lease_latency("bench.latency", counts.lease_latency))
             figures["lease_latency_p50_ms"], figures["lease_latency_p99_ms"] = p50, p99
-            after = _cuts(bench.after_answer)
+            after = p50_p99(bench.after_answer)
             log(
                 f"{backend}: enqueue->lease p50 {p50:.2f} ms p99 {p99:.2f} ms (from the "
                 f"enqueue's answer: p50 {after[0]:.2f} ms p99 {after[1]:.2f} ms)"

@@ -56,14 +56,12 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,6 +70,7 @@ from typing import Any
 import asyncpg
 import httpx
 import sqlalchemy as sa
+from _shared import ServerProcess, p50_p99
 
 from clients.auth import ClientCredentials
 from clients.orchestra import LocalOrchestraClient
@@ -148,12 +147,6 @@ QUICK = Counts(starts=250, service_tasks=100, instances=600, list_fetches=3, inp
 # --- set-up -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def prepare(url: str) -> tuple[str, str]:
     """Schema, tenant, the two definitions (stored as `orchestrator definitions load`
     stores them), 2 x LIST_MATCHING instances for the list (one half `bulk_a` running,
@@ -198,39 +191,6 @@ async def prepare(url: str) -> tuple[str, str]:
     )
     await db.dispose()
     return created.client.client_id, created.client_secret
-
-
-class Server:
-    """`orchestrator serve` in a child process."""
-
-    def __init__(self, db_url: str, workdir: Path) -> None:
-        self.http_port, self.grpc_port = _free_port(), _free_port()
-        env = {
-            **os.environ,
-            "ORCHESTRATOR_DATABASE_URL": db_url,
-            "PORT": str(self.http_port),
-            "GRPC_PORT": str(self.grpc_port),
-            "LOG_LEVEL": "WARNING",
-        }
-        exe = Path(sys.executable).with_name("orchestrator")
-        self.proc = subprocess.Popen([str(exe), "serve"], cwd=workdir, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{self.http_port}/health", timeout=1)
-                return
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.proc.kill()
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 async def access_token(base: str, client_id: str, secret: str) -> str:
@@ -318,12 +278,6 @@ class Workers:
 # --- measurements -----------------------------------------------------------------------
 
 
-def _cuts(samples: Sequence[float]) -> tuple[float, float]:
-    """p50 and p99 in milliseconds of samples in seconds."""
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return cuts[49] * 1000, cuts[98] * 1000
-
-
 async def _timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
     started = time.perf_counter()
     result = await call()
@@ -366,7 +320,7 @@ async def rest_latencies(http: httpx.AsyncClient, counts: Counts) -> dict[str, f
     final = _ok(await http.get(f"/orchestra-api/instance/{instances[-1]}"))
     if final["status"] != "completed":
         raise RuntimeError(f"a signalled instance is {final['status']}")
-    (start_p50, start_p99), (signal_p50, signal_p99) = _cuts(starts), _cuts(signals)
+    (start_p50, start_p99), (signal_p50, signal_p99) = p50_p99(starts), p50_p99(signals)
     return {
         "start_rest_p50_ms": start_p50,
         "start_rest_p99_ms": start_p99,
@@ -432,7 +386,7 @@ async def service_task_round_trips(
         elif json.loads(row.data).get("node_id") == "done":
             advanced[row.subject] = row.time
     samples = [(advanced[s] - waiting[s]).total_seconds() for s in subjects]
-    p50, p99 = _cuts(samples)
+    p50, p99 = p50_p99(samples)
     return {"service_task_p50_ms": p50, "service_task_p99_ms": p99}
 
 
@@ -504,7 +458,7 @@ async def inprocess_latencies(
         await orchestra.close()
     finally:
         await app.stop(grace=1)
-    (start_p50, start_p99), (signal_p50, signal_p99) = _cuts(starts), _cuts(signals)
+    (start_p50, start_p99), (signal_p50, signal_p99) = p50_p99(starts), p50_p99(signals)
     return {
         "start_inprocess_p50_ms": start_p50,
         "start_inprocess_p99_ms": start_p99,
@@ -533,7 +487,7 @@ async def run_backend(backend: str, counts: Counts, pg_admin: str, log: Any) -> 
     results: dict[str, float] = {}
     try:
         client_id, secret = await prepare(url)
-        server = Server(url, workdir)
+        server = ServerProcess(url, workdir)
         base = f"http://127.0.0.1:{server.http_port}"
         log(f"{backend}: server pid {server.proc.pid}")
         try:
