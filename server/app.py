@@ -14,7 +14,7 @@ import logging
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 
 import grpc
@@ -56,6 +56,7 @@ from server.observability.product_gauges import register_product_gauges
 from server.policy import MethodPolicy, policies_for
 from server.services.orchestra import limits_of, orchestra_store
 from server.services.table import SERVICES, Components, register_all
+from server.shipped_definitions import install_shipped_definitions
 from server.storage.db import Database, connection_lost
 from server.storage.event_publisher import EventHub, EventPublication, RedisOutbox, outbox_redis
 from server.storage.pruning import JobPruner
@@ -136,6 +137,9 @@ class Application:
         self._reaper = Reaper(store.leases, self.settings.lease_reaper_interval_seconds)
         self._events = self._event_publication()
         await self._events.start()
+        # The shipped workflows (issue 13): POST /workflows/run must work on a fresh server.
+        now = datetime.fromtimestamp(self.clocks.wall(), UTC)
+        await install_shipped_definitions(orchestra_store(store), now=now)
         self.operations = Operations(
             settings=self.settings,
             db=self.db,

@@ -42,7 +42,7 @@ from orchestrator.jobengine.v1 import (
     source_pb2,
     sources_service_pb2,
 )
-from orchestrator.mesh.v1 import events_service_pb2, registry_service_pb2
+from orchestrator.mesh.v1 import events_service_pb2, registry_service_pb2, workflows_service_pb2
 from orchestrator.orchestra.v1 import (
     definition_pb2,
     definitions_service_pb2,
@@ -50,12 +50,13 @@ from orchestrator.orchestra.v1 import (
 )
 from server import errors
 from server.config import Settings
-from server.domain import backfills, deadletter, jobs, pack_runs, registry, schedules
+from server.domain import backfills, deadletter, ingestion, jobs, pack_runs, registry, schedules
 from server.domain.audit import FILTER_MAX
 from server.domain.event_feed import FILTER_MAX as EVENT_FILTER_MAX
 from server.domain.events import EVENT_TYPES
 from server.domain.fingerprint import PATTERN as FINGERPRINT_PATTERN
 from server.domain.leasing import CODE_MAX
+from server.domain.orchestra.records import INSTANCE_STATUSES
 from server.domain.orchestra.validation import DEFINITION_ID_PATTERN
 from server.domain.quotas import PAUSE_REASON_MAX, QuotaPolicy
 from server.domain.sources import NAME_MAX, SOURCE_TYPE_PATTERN
@@ -242,6 +243,7 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
     rules.update(_deadletter_rules())
     rules.update(_registry_rules())
     rules.update(_orchestra_rules())
+    rules.update(_workflow_rules())
     return {field.full_name: rule for field, rule in rules.items()}
 
 
@@ -267,6 +269,35 @@ def _orchestra_rules() -> dict[FieldDescriptor, dict[str, Any]]:
         definition.fields_by_name["id"]: {"type": ["string", "null"]},
         definition.fields_by_name["version"]: {"type": ["integer", "null"], "minimum": 0},
         definition.fields_by_name["tenant"]: {"type": ["string", "null"]},
+    }
+
+
+def _workflow_rules() -> dict[FieldDescriptor, dict[str, Any]]:
+    """The mesh ingestion and workflows' checks (server/domain/ingestion.py,
+    workflows.py): the known sources, scope and correlation id lengths without control
+    characters, run statuses, definition ids (empty: any, or the shipped one) and page
+    sizes. That a definition exists is a rule of the server's state (404, prose)."""
+    ingest = workflows_service_pb2.IngestRequest.DESCRIPTOR
+    run = workflows_service_pb2.RunWorkflowRequest.DESCRIPTOR
+    listing = workflows_service_pb2.ListWorkflowsRequest.DESCRIPTOR
+    history = workflows_service_pb2.ListWorkflowRunsRequest.DESCRIPTOR
+    optional_id = {"pattern": f"^$|{DEFINITION_ID_PATTERN}"}
+    return {
+        ingest.fields_by_name["source"]: {"enum": list(ingestion.KNOWN_SOURCES)},
+        ingest.fields_by_name["scope"]: {
+            "maxLength": ingestion.SCOPE_MAX,
+            "pattern": f"^{_NOT_CONTROL}*$",
+        },
+        ingest.fields_by_name["correlation_id"]: {
+            "maxLength": ingestion.CORRELATION_ID_MAX,
+            "pattern": f"^{_NOT_CONTROL}*$",
+        },
+        run.fields_by_name["definition_id"]: optional_id,
+        run.fields_by_name["variables"]: {"type": "object"},
+        listing.fields_by_name["limit"]: {"minimum": 0},
+        history.fields_by_name["limit"]: {"minimum": 0},
+        history.fields_by_name["definition_id"]: optional_id,
+        history.fields_by_name["status"]: {"enum": ["", *INSTANCE_STATUSES]},
     }
 
 

@@ -42,6 +42,8 @@ from orchestrator.mesh.v1 import (
     ops_service_pb2_grpc,
     registry_service_pb2,
     registry_service_pb2_grpc,
+    workflows_service_pb2,
+    workflows_service_pb2_grpc,
 )
 from orchestrator.orchestra.v1 import (
     definitions_service_pb2,
@@ -71,6 +73,7 @@ from server.services.quotas import QuotasService, policy_of
 from server.services.registry import RegistryService
 from server.services.sources import SourcesService
 from server.services.workers import WorkerService
+from server.services.workflows import build_workflows_service
 from server.storage.event_publisher import EventPublication
 from server.storage.repositories.deadletter import dead_letter_store
 
@@ -185,6 +188,11 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         definitions_service_pb2.DESCRIPTOR.services_by_name["DefinitionsService"],
         lambda c: DefinitionsService(orchestra_store(c.store), c.tokens, c.clocks.wall),
         definitions_service_pb2_grpc.add_DefinitionsServiceServicer_to_server,
+    ),
+    ServiceEntry(  # issue 13: POST /ingest, GET /workflows, POST /workflows/run, history
+        workflows_service_pb2.DESCRIPTOR.services_by_name["WorkflowsService"],
+        lambda c: build_workflows_service(c.store, c.tokens, c.settings, c.clocks.wall),
+        workflows_service_pb2_grpc.add_WorkflowsServiceServicer_to_server,
     ),
     ServiceEntry(
         oauth_service_pb2.DESCRIPTOR.services_by_name["OAuthService"],

@@ -70,7 +70,10 @@ generator respect them; the operations' descriptions state them in prose:
   after it (else 400 naming `toEventId`): a positive case replays its first id only;
 - an events clear's `olderThan` is not in the future, and a client bound to a tenant
   names no other `tenantId` (400, 403): a positive case clears its own events before
-  2001.
+  2001;
+- a workflow run names a definition that exists and variables whose names are
+  variable names (else 404, 400): a positive run starts the shipped workflow, with
+  its generated variables when their names are valid.
 
 Platform-level operations (policy TENANT_MODE_PLATFORM in the proto options: the
 platform's configuration, system health, registry and peers) refuse a
@@ -109,6 +112,7 @@ import schemathesis
 
 from orchestrator.api.v1 import options_pb2
 from server.domain.jobs import BACKOFF_INITIAL_DEFAULT_S, BACKOFF_MAX_DEFAULT_S
+from server.domain.orchestra.variables import NAME_PATTERN
 from server.domain.registry import URL_MAX, effective_openapi_url
 from server.policy import method_policy
 from server.services.table import SERVICES
@@ -147,6 +151,8 @@ REGISTER_PATH = "/registry/register"
 PENDING_REPLAY_PATH = re.compile(r"/(?:jobengine|orchestrator)/deadletter/replay/pending")
 ENTRY_REPLAY_PATH = re.compile(r"/(?:jobengine|orchestrator)/deadletter/\{entryId\}/replay")
 REPLICATE_PATH = "/registry/replicate"
+WORKFLOW_RUN_PATH = "/workflows/run"
+VARIABLE_NAME = re.compile(NAME_PATTERN)
 OPERATOR_REASON = {"X-Stella-Operator-Reason": "schemathesis run"}
 
 
@@ -444,6 +450,8 @@ def _within_rules(case: Any) -> None:
             _replicas(case.body)
         if case.operation.path == EVENTS_CLEAR_PATH:
             case.body.update({"olderThan": "2001-01-01T00:00:00Z", "tenantId": ""})
+        if case.operation.path == WORKFLOW_RUN_PATH:
+            _runnable_workflow(case.body)
     if case.operation.path == DEFINITION_PATH and case.method.upper() == "PUT":
         # The graph rules cannot be said in JSON Schema: a valid graph of the path's id.
         definition_id = (case.path_parameters or {}).get("definitionId")
@@ -453,6 +461,16 @@ def _within_rules(case: Any) -> None:
             del part[TOKEN]
     if isinstance(case.query, dict):
         _ordered_window(case.query)
+
+
+def _runnable_workflow(body: dict[str, Any]) -> None:
+    """A positive workflow run starts the shipped workflow (a generated definition id
+    names none that exists: 404) with variables only when their names are variable
+    names (a rule on an object's keys the schema does not state)."""
+    body.pop("definitionId", None)
+    variables = body.get("variables")
+    if isinstance(variables, dict) and not all(VARIABLE_NAME.fullmatch(k) for k in variables):
+        body.pop("variables")
 
 
 def _ends_soon(case: Any) -> None:

@@ -427,7 +427,33 @@ async def _replicated(security: Security) -> Call:
     return Call(fields=fields, body=body, resource=lambda _: "registry/-")
 
 
+WORKFLOWS = "/orchestrator.mesh.v1.WorkflowsService"
+
+
+def _ingested_job(outcome: Outcome) -> str:
+    if outcome.transport == "rest":
+        return f"jobs/{outcome.body['job_id']}"
+    return f"jobs/{outcome.body.job_id}"
+
+
+async def _ingestion(security: Security) -> Call:
+    """An ingestion from GitHub (issue 13): a job in tenant A's built-in mesh source."""
+    return Call(fields={"source": "github"}, body={"source": "github"}, resource=_ingested_job)
+
+
+def _started_run(outcome: Outcome) -> str:
+    run_id = outcome.body["runId"] if outcome.transport == "rest" else outcome.body.run_id
+    return f"workflows/multi_source_ingestion/runs/{run_id}"
+
+
+async def _workflow_run(security: Security) -> Call:
+    """A run of the shipped multi-source ingestion workflow (issue 13)."""
+    return Call(fields={}, body={}, resource=_started_run)
+
+
 RECIPES: dict[str, Recipe] = {
+    f"{WORKFLOWS}/Ingest": Recipe("jobs.ingest", _ingestion),
+    f"{WORKFLOWS}/RunWorkflow": Recipe("workflows.run", _workflow_run),
     f"{REGISTRY}/RegisterService": Recipe("services.register", _register_service),
     f"{REGISTRY}/PollOpenApi": Recipe("registry.poll_open_api", _service_to_poll),
     f"{REGISTRY}/SyncPeers": Recipe("registry.sync_peers", _sync),
