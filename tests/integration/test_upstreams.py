@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
+from orchestrator.mesh.v1 import upstream_proxy_service_pb2, upstream_proxy_service_pb2_grpc
 from server.app import Application
 from server.config import Settings
 from server.observability.config_report import effective_config
@@ -498,6 +500,18 @@ async def test_unset_upstreams_are_503_and_the_breaker_opens_and_recovers(
             )
             retry = next(d for d in opened.json()["details"] if d["@type"].endswith("RetryInfo"))
             assert 0 < float(retry["retryDelay"].removesuffix("s")) <= 1.0
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+                proxies = upstream_proxy_service_pb2_grpc.UpstreamProxyServiceStub(channel)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await proxies.RequestReport(
+                        upstream_proxy_service_pb2.RequestReportRequest(kind="generate"),
+                        metadata=(
+                            ("authorization", f"Bearer {token}"),
+                            ("x-stella-tenant", tenant),
+                        ),
+                    )
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert dict(refused.value.trailing_metadata() or ())["retry-after"] == "1"
             assert len(stub.hits) == 3  # the open circuit sent nothing
 
             stub.reset()  # the upstream recovers
