@@ -433,6 +433,24 @@ async def test_failing_notifications_are_retried_then_dead_lettered(
 # --- configuration -----------------------------------------------------------------------
 
 
+async def test_health_system_checks_every_upstream(served: Served, tenant: str) -> None:
+    admin = await served.tokens.token(None, ("orch:admin",))
+    response = await served.http.get("/health/system", headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 200, response.text
+    services = [
+        (d["name"], d["target"], d["status"])
+        for d in response.json()["dependencies"]
+        if d["kind"] == "service"
+    ]
+    health = served.stub.url + "/health"
+    assert services == [
+        ("REPORTING_URL", health, "up"),
+        ("DOC_STORE_URL", health, "up"),
+        ("SECURE_ANALYZER_URL", health, "up"),
+        ("NOTIFICATION_URL", health, "up"),
+    ]
+
+
 def test_effective_config_hides_upstream_credentials() -> None:
     settings = Settings(
         doc_store_url="https://svc:s3cret@docs.example/api",
