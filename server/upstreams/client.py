@@ -54,6 +54,10 @@ from tenacity.stop import stop_base
 from server.domain.errors import DeadlineExceeded, Unavailable, UpstreamFailed
 
 RETRY_STATUSES = frozenset({502, 503, 504})
+# JSON nesting an answer may have: as a google.protobuf.Value each JSON level is three
+# message levels (Value, Struct, entry) and protobuf decodes at most 100.
+MAX_DEPTH = 32
+DOUBLE_MAX = 1.7976931348623157e308
 BACKOFF_INITIAL_S = 0.1
 BACKOFF_MAX_S = 2.0
 BACKOFF_JITTER_S = 0.1
@@ -240,8 +244,8 @@ class UpstreamClient:
         if not expect_json:
             return None
         try:
-            return json.loads(body, parse_constant=_refuse_constant)
-        except (ValueError, UnicodeDecodeError):
+            value = json.loads(body, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
             raise _AttemptFailed(
                 UpstreamFailed(
                     f"{where} answered HTTP {response.status_code} with a body that is not "
@@ -252,6 +256,18 @@ class UpstreamClient:
                 counts=True,
                 retry=False,
             ) from None
+        problem = uncarriable(value)
+        if problem is not None:
+            raise _AttemptFailed(
+                UpstreamFailed(
+                    f"{where} answered JSON this server cannot pass on: {problem}",
+                    reason="UPSTREAM_GARBAGE",
+                    metadata={"upstream": self.config.name},
+                ),
+                counts=True,
+                retry=False,
+            )
+        return value
 
     async def _read(self, response: httpx.Response, where: str) -> bytes:
         cap = self.config.max_bytes
@@ -278,6 +294,36 @@ class UpstreamClient:
             counts=True,
             retry=False,
         )
+
+
+def uncarriable(value: Any) -> str | None:
+    """Why a decoded JSON value cannot become a google.protobuf.Value, or None: nested
+    deeper than MAX_DEPTH (protobuf's recursion limit), an integer beyond a double's
+    range, a string holding a lone surrogate (a `\\ud800` escape: not UTF-8)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                return f"nested deeper than {MAX_DEPTH} levels"
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in children:
+                if isinstance(key, str) and _lone_surrogate(key):
+                    return "a member name with a lone surrogate (not UTF-8)"
+                stack.append((child, depth + 1))
+        elif isinstance(item, str) and _lone_surrogate(item):
+            return "a string with a lone surrogate (not UTF-8)"
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > DOUBLE_MAX:
+            return "an integer beyond the range of a double"
+    return None
+
+
+def _lone_surrogate(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _refuse_constant(name: str) -> Any:

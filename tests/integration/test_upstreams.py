@@ -308,6 +308,41 @@ async def test_garbage_is_502(served: Served, tenant: str) -> None:
     assert message.endswith("answered HTTP 200 with a body that is not JSON (17 bytes)")
 
 
+def _nested(depth: int) -> bytes:
+    return b'{"a":' * (depth - 1) + b"[1]" + b"}" * (depth - 1)
+
+
+async def test_json_that_cannot_be_passed_on_is_502(served: Served, tenant: str) -> None:
+    headers = await served.headers(tenant)
+    for body, problem in (
+        (_nested(33), "nested deeper than 32 levels"),
+        (b'{"n": 1' + b"0" * 400 + b"}", "an integer beyond the range of a double"),
+        (b'{"s": "\\ud800"}', "a string with a lone surrogate (not UTF-8)"),
+        (b'{"n": NaN}', None),
+    ):
+        served.stub.answer("/reports/generate", Reply(body=body))
+        response = await served.http.post(
+            "/report/request", json={"kind": "generate"}, headers=headers
+        )
+        assert response.status_code == 502, body
+        _, message, info = _error(response)
+        assert info["reason"] == "UPSTREAM_GARBAGE"
+        if problem is None:
+            assert "not JSON" in message
+        else:
+            assert message.endswith(f"answered JSON this server cannot pass on: {problem}")
+    served.stub.answer("/reports/generate", Reply(body=_nested(32)))
+    deep = await served.http.post("/report/request", json={"kind": "generate"}, headers=headers)
+    assert deep.status_code == 200 and deep.content == _nested(32)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{served.app.grpc_port}") as channel:
+        proxies = upstream_proxy_service_pb2_grpc.UpstreamProxyServiceStub(channel)
+        answer = await proxies.RequestReport(  # a gRPC client decodes the deepest answer
+            upstream_proxy_service_pb2.RequestReportRequest(kind="generate"),
+            metadata=[(name.lower(), value) for name, value in headers.items()],
+        )
+    assert answer.result.struct_value.fields["a"].HasField("struct_value")
+
+
 async def test_bodies_over_the_cap_are_502_naming_it(served: Served, tenant: str) -> None:
     headers = await served.headers(tenant)
     for reply, what in (
