@@ -47,7 +47,7 @@ from server.interceptors.metrics import CallMetrics
 from server.interceptors.tenancy import Tenancy
 from server.interceptors.tracing import Tracing
 from server.mesh.runtime import Mesh
-from server.observability import metrics
+from server.observability import log_shipping, metrics
 from server.observability.domain_gauges import DomainGauge, DomainGauges
 from server.observability.grpc_health import HealthReporter
 from server.observability.http_metrics import HttpMetrics
@@ -66,8 +66,6 @@ from server.storage.repositories.secrets import get_or_create_secret
 from server.storage.scheduler_loop import SchedulerLoop
 from server.storage.store import SqlStore
 from server.storage.wakeups import Wakeups
-from server.upstreams import Upstreams
-from server.upstreams.notify_delivery import NotifyDelivery
 
 log = logging.getLogger("orchestrator.server")
 
@@ -103,16 +101,23 @@ class Application:
     _events: EventPublication | None = None
     scheduler: SchedulerLoop | None = None  # fires scheduler sources' ticks (issue 10)
     mesh: Mesh | None = None  # the registry's peers, fetcher and store
-    upstreams: Upstreams | None = None  # the services this server calls (issue 13)
-    notify: NotifyDelivery | None = None  # delivers notify.consolidation jobs (issue 13)
     # Background loops /ready and gRPC health wait for; loops register at start.
     readiness: Readiness = field(default_factory=Readiness)
     gauges: DomainGauges = field(default_factory=DomainGauges)  # /metrics domain gauges
     operations: Operations = field(init=False)
     health: HealthReporter = field(init=False)  # grpc.health.v1 following readiness
     readiness_interval_s: float = 2.0  # how often gRPC health re-evaluates readiness
+    log_shipper: log_shipping.LogShipper | None = None  # LOG_COLLECTOR_URL set (issue 13)
 
     async def start(self, *, http_socket: socket.socket | None = None) -> None:
+        if self.settings.log_collector_url:  # first, so start-up lines are shipped too
+            self.log_shipper = log_shipping.install(
+                self.settings.log_collector_url,
+                queue_max=self.settings.log_shipping_queue_max,
+                batch_max=self.settings.log_shipping_batch_max,
+                interval=self.settings.log_shipping_interval_seconds,
+                timeout=self.settings.log_shipping_timeout_seconds,
+            )
         # Bound first: without ORCHESTRATOR_PUBLIC_URL the issuer is the address served.
         sock = http_socket or _bind(self.settings.host, self.settings.port)
         sources = value_sources(self.settings)  # before anything is derived
@@ -165,7 +170,6 @@ class Application:
             events=self._events,
             operations=self.operations,
             mesh=self.mesh,
-            upstreams=self._upstreams(),
         )
         register_all(components, self.grpc_server, registry)
         chain.prepare(registry.handlers)
@@ -203,14 +207,6 @@ class Application:
         self.orchestra.start()
         self.scheduler = SchedulerLoop.from_settings(store, self.settings, self.clocks.wall)
         self.scheduler.start()
-        self.notify = NotifyDelivery(
-            store,
-            self.db,
-            self._upstreams().notification,
-            interval=self.settings.notify_poll_seconds,
-            concurrency=self.settings.notify_concurrency,
-        )
-        self.notify.start()  # not when NOTIFICATION_URL is unset: the jobs wait
         await self.health.refresh()
         self.health.start()
         log.info(
@@ -230,11 +226,6 @@ class Application:
                 "and DPoP proofs will not match it; set ORCHESTRATOR_PUBLIC_URL",
                 self.settings.public_url,
             )
-
-    def _upstreams(self) -> Upstreams:
-        if self.upstreams is None:
-            self.upstreams = Upstreams.from_settings(self.settings)
-        return self.upstreams
 
     def _event_publication(self) -> EventPublication:
         """Watchers' fan-out, and the Redis stream outbox when REDIS_HOST is set."""
@@ -368,8 +359,6 @@ class Application:
             await self.orchestra.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
-        if self.notify is not None:
-            await self.notify.stop()
         await self.grpc_server.stop(grace)
         if self._http_task is not None:
             await self._http_task
@@ -378,13 +367,16 @@ class Application:
             await self._events.stop()
         if self.mesh is not None:
             await self.mesh.close()
-        if self.upstreams is not None:
-            await self.upstreams.close()
         if self._wakeups is not None:
             await self._wakeups.close()
         await self.operations.aclose()
         metrics.mark_process_dead()
         await self.db.dispose()
+        if self.log_shipper is not None:  # last, so the lines of the stop are shipped too
+            shipper, self.log_shipper = self.log_shipper, None
+            await log_shipping.uninstall(
+                shipper, timeout=self.settings.log_shipping_timeout_seconds
+            )
 
     async def wait(self) -> None:
         await self.grpc_server.wait_for_termination()

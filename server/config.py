@@ -84,42 +84,23 @@ class Settings(BaseSettings):
     notification_url: str | None = Field(
         None, validation_alias=_env("NOTIFICATION_URL", "notification_url")
     )
-    # --- issue 13 block: upstreams (server/upstreams/). Base URLs; unset = not configured
-    # (their proxy methods answer 503 naming the setting; notification jobs wait). Per
-    # attempt: connect and read timeouts (seconds); idempotent calls are retried
-    # UPSTREAM_RETRIES times with exponential backoff and jitter; a breaker per upstream
-    # opens after UPSTREAM_BREAKER_FAILURES consecutive failures for
-    # UPSTREAM_BREAKER_RESET_SECONDS; an answer over UPSTREAM_MAX_BODY_BYTES is a 502.
-    secure_analyzer_url: str | None = Field(
-        None, validation_alias=_env("SECURE_ANALYZER_URL", "secure_analyzer_url")
-    )
-    upstream_connect_timeout_seconds: float = Field(
-        2.0, gt=0, le=60, validation_alias=_env("UPSTREAM_CONNECT_TIMEOUT_SECONDS")
-    )
-    upstream_read_timeout_seconds: float = Field(
-        5.0, gt=0, le=300, validation_alias=_env("UPSTREAM_READ_TIMEOUT_SECONDS")
-    )
-    upstream_retries: int = Field(2, ge=0, le=10, validation_alias=_env("UPSTREAM_RETRIES"))
-    upstream_breaker_failures: int = Field(
-        5, ge=1, le=1000, validation_alias=_env("UPSTREAM_BREAKER_FAILURES")
-    )
-    upstream_breaker_reset_seconds: float = Field(
-        30.0, gt=0, le=3600, validation_alias=_env("UPSTREAM_BREAKER_RESET_SECONDS")
-    )
-    upstream_max_body_bytes: int = Field(
-        4 * 1024 * 1024,
-        ge=1024,
-        le=256 * 1024 * 1024,
-        validation_alias=_env("UPSTREAM_MAX_BODY_BYTES"),
-    )
-    # How often (seconds) the notification delivery loop looks for notify.consolidation
-    # jobs while none are waiting, and how many it delivers at once per tenant.
-    notify_poll_seconds: float = Field(
-        1.0, gt=0, le=60, validation_alias=_env("NOTIFY_POLL_SECONDS")
-    )
-    notify_concurrency: int = Field(8, ge=1, le=256, validation_alias=_env("NOTIFY_CONCURRENCY"))
     log_collector_url: str | None = Field(
         None, validation_alias=_env("LOG_COLLECTOR_URL", "log_collector_url")
+    )
+    # Log shipping to LOG_COLLECTOR_URL (issue 13, server/observability/log_shipping.py):
+    # lines waiting at most (more are dropped and counted), lines per POST, seconds
+    # between drains, seconds a POST (and the flush at shutdown) may take.
+    log_shipping_queue_max: int = Field(
+        10_000, ge=1, le=1_000_000, validation_alias=_env("LOG_SHIPPING_QUEUE_MAX")
+    )
+    log_shipping_batch_max: int = Field(
+        500, ge=1, le=10_000, validation_alias=_env("LOG_SHIPPING_BATCH_MAX")
+    )
+    log_shipping_interval_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("LOG_SHIPPING_INTERVAL_SECONDS")
+    )
+    log_shipping_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, validation_alias=_env("LOG_SHIPPING_TIMEOUT_SECONDS")
     )
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL", "log_level"))
     shutdown_grace_seconds: float = Field(
@@ -290,6 +271,20 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least 16 bytes or empty, not {length} bytes")
         return value
 
+    @field_validator("log_collector_url")
+    @classmethod
+    def _collector_url(cls, value: str | None) -> str | None:
+        """Unset, or an absolute http(s) URL the log lines are POSTed to (its password
+        is redacted wherever the value is shown)."""
+        if not value:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -333,6 +328,8 @@ class Settings(BaseSettings):
         values = self.model_dump()
         values["page_token_secret"] = "**redacted**" if self.page_token_secret else ""
         values["database_url"] = _redact_url(self.database_url)
+        if self.log_collector_url:
+            values["log_collector_url"] = _redact_url(self.log_collector_url)
         from server.mesh.peers import redact_peer_urls
 
         values["peer_urls_secret"] = redact_peer_urls(self.peer_urls_secret.get_secret_value())
@@ -441,6 +438,6 @@ def _problem(error: Any) -> str:
     value = error.get("input")
     if where in ("ORCHESTRATOR_PAGE_TOKEN_SECRET", "ORCHESTRATOR_PEERS"):
         value = "**redacted**"
-    elif where == "ORCHESTRATOR_DATABASE_URL" and isinstance(value, str):
+    elif where in ("ORCHESTRATOR_DATABASE_URL", "LOG_COLLECTOR_URL") and isinstance(value, str):
         value = _redact_url(value)
     return f"{where}: {message}, got {value!r}"

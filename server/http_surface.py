@@ -243,27 +243,9 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
     rules.update(_deadletter_rules())
     rules.update(_registry_rules())
     rules.update(_orchestra_rules())
-    rules.update(_upstream_rules())
     rules.update(_workflow_rules())
+    rules.update(_cross_service_job_rules())
     return {field.full_name: rule for field, rule in rules.items()}
-
-
-def _upstream_rules() -> dict[FieldDescriptor, dict[str, Any]]:
-    """The upstream proxies' checks (server/upstreams/proxy.py): report kinds and
-    format, non-blank summarization content, the demo's format and log limit."""
-    from orchestrator.mesh.v1 import upstream_proxy_service_pb2 as upstream
-    from server.upstreams import proxy
-
-    report = upstream.RequestReportRequest.DESCRIPTOR
-    demo = upstream.RunDemoRequest.DESCRIPTOR
-    suggest = upstream.SuggestSummarizationRequest.DESCRIPTOR
-    return {
-        report.fields_by_name["kind"]: {"enum": list(proxy.REPORT_PATHS)},
-        report.fields_by_name["format"]: {"maxLength": proxy.FORMAT_MAX},
-        suggest.fields_by_name["content"]: {"minLength": 1, "pattern": "\\S"},
-        demo.fields_by_name["format"]: {"enum": ["", *proxy.DEMO_FORMATS]},
-        demo.fields_by_name["log_limit"]: {"minimum": 0, "maximum": proxy.LOG_LIMIT_MAX},
-    }
 
 
 def _orchestra_rules() -> dict[FieldDescriptor, dict[str, Any]]:
@@ -318,6 +300,43 @@ def _workflow_rules() -> dict[FieldDescriptor, dict[str, Any]]:
         history.fields_by_name["definition_id"]: optional_id,
         history.fields_by_name["status"]: {"enum": ["", *INSTANCE_STATUSES]},
     }
+
+
+def _cross_service_job_rules() -> dict[FieldDescriptor, dict[str, Any]]:
+    """The cross-service jobs' checks (server/domain/cross_service_jobs.py): lengths,
+    no control characters, not blank when given; document ids and channels per item
+    and per list; the message may hold line breaks; priorities as a job's."""
+    from orchestrator.mesh.v1 import cross_service_jobs_service_pb2 as cross
+    from server.domain import cross_service_jobs as rules_of
+
+    optional = f"^(?:{_NOT_CONTROL}*{_EDGE}{_NOT_CONTROL}*)?$"
+    message_text = character_class(CONTROL_CHARACTERS - {"\t", "\n", "\r"}, negated=True)
+    found: dict[FieldDescriptor, dict[str, Any]] = {}
+    for request in (cross.RecalcQualityRequest, cross.NotifyConsolidationRequest):
+        fields = request.DESCRIPTOR.fields_by_name
+        found[fields["scope"]] = {"maxLength": rules_of.SCOPE_MAX, "pattern": optional}
+        found[fields["correlation_id"]] = {
+            "maxLength": rules_of.CORRELATION_ID_MAX,
+            "pattern": optional,
+        }
+        found[fields["idempotency_key"]] = {
+            "maxLength": jobs.IDEMPOTENCY_KEY_MAX,
+            "pattern": optional,
+        }
+        found[fields["priority"]] = {"minimum": jobs.PRIORITY_MIN, "maximum": jobs.PRIORITY_MAX}
+        found[fields["document_ids"]] = {
+            "minLength": 1,
+            "maxLength": rules_of.DOCUMENT_ID_MAX,
+            "pattern": f"^{_NOT_CONTROL}*{_EDGE}{_NOT_CONTROL}*$",
+            LIST_RULES: {"maxItems": rules_of.DOCUMENT_IDS_MAX},
+        }
+    notify = cross.NotifyConsolidationRequest.DESCRIPTOR.fields_by_name
+    found[notify["message"]] = {"maxLength": rules_of.MESSAGE_MAX, "pattern": f"^{message_text}*$"}
+    found[notify["channels"]] = {
+        "pattern": rules_of.CHANNEL_PATTERN,
+        LIST_RULES: {"maxItems": rules_of.CHANNELS_MAX, "uniqueItems": True},
+    }
+    return found
 
 
 def _backfill_rules() -> dict[FieldDescriptor, dict[str, Any]]:

@@ -12,6 +12,12 @@ from server.domain.context import _current
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.entry(record), ensure_ascii=False, default=str)
+
+    def entry(self, record: logging.LogRecord) -> dict[str, object]:
+        """The line as an object: time (RFC 3339 UTC, milliseconds), level, logger,
+        message, and trace_id and exception when there are any. Read in the caller's
+        context (the trace id of the call being served)."""
         entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -24,7 +30,7 @@ class JsonFormatter(logging.Formatter):
             entry["trace_id"] = trace_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return entry
 
 
 def configure(level: str = "INFO") -> None:

@@ -36,14 +36,14 @@ from orchestrator.jobengine.v1 import (
     worker_service_pb2_grpc,
 )
 from orchestrator.mesh.v1 import (
+    cross_service_jobs_service_pb2,
+    cross_service_jobs_service_pb2_grpc,
     events_service_pb2,
     events_service_pb2_grpc,
     ops_service_pb2,
     ops_service_pb2_grpc,
     registry_service_pb2,
     registry_service_pb2_grpc,
-    upstream_proxy_service_pb2,
-    upstream_proxy_service_pb2_grpc,
     workflows_service_pb2,
     workflows_service_pb2_grpc,
 )
@@ -63,6 +63,7 @@ from server.mesh.runtime import Mesh
 from server.observability.operations import Operations
 from server.services.audit import AuditService
 from server.services.backfills import BackfillsService
+from server.services.cross_service_jobs import CrossServiceJobsService
 from server.services.deadletter import DeadLetterService
 from server.services.events import EventsService
 from server.services.jobs import JobsService
@@ -74,12 +75,10 @@ from server.services.pack_runs import PackRunsService
 from server.services.quotas import QuotasService, policy_of
 from server.services.registry import RegistryService
 from server.services.sources import SourcesService
-from server.services.upstream_proxy import UpstreamProxyService
 from server.services.workers import WorkerService
 from server.services.workflows import build_workflows_service
 from server.storage.event_publisher import EventPublication
 from server.storage.repositories.deadletter import dead_letter_store
-from server.upstreams import Upstreams
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +96,6 @@ class Components:
     mesh: Mesh | None = None
     # What the operations API reports: readiness, dependencies, config, metrics
     operations: Operations | None = None
-    # The services this server calls (server/upstreams/, issue 13): their HTTP clients
-    upstreams: Upstreams | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +197,12 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         lambda c: build_workflows_service(c.store, c.tokens, c.settings, c.clocks.wall),
         workflows_service_pb2_grpc.add_WorkflowsServiceServicer_to_server,
     ),
-    ServiceEntry(  # issue 13: the doc store, reporting and analyzer proxies
-        upstream_proxy_service_pb2.DESCRIPTOR.services_by_name["UpstreamProxyService"],
-        lambda c: _upstream_proxy(c),
-        upstream_proxy_service_pb2_grpc.add_UpstreamProxyServiceServicer_to_server,
+    ServiceEntry(  # issue 13: POST /jobs/recalc-quality, /jobs/notify-consolidation
+        cross_service_jobs_service_pb2.DESCRIPTOR.services_by_name["CrossServiceJobsService"],
+        lambda c: CrossServiceJobsService(
+            c.store, JobLimits(payload_max_bytes=c.settings.job_payload_max_bytes), c.clocks
+        ),
+        cross_service_jobs_service_pb2_grpc.add_CrossServiceJobsServiceServicer_to_server,
     ),
     ServiceEntry(
         oauth_service_pb2.DESCRIPTOR.services_by_name["OAuthService"],
@@ -211,12 +210,6 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         oauth_service_pb2_grpc.add_OAuthServiceServicer_to_server,
     ),
 )
-
-
-def _upstream_proxy(c: Components) -> UpstreamProxyService:
-    if c.upstreams is None:
-        raise RuntimeError("UpstreamProxyService needs Components.upstreams (server/app.py)")
-    return UpstreamProxyService(c.upstreams, c.store)
 
 
 def _events_service(c: Components) -> EventsService:

@@ -65,7 +65,11 @@ generator respect them; the operations' descriptions state them in prose:
   few jobs before the run, and a positive replay of one entry names one of them (a
   pending one while there are some; a replayed one answers its result `skipped`);
 - a pending replay's `failedBefore` is after its `failedAfter` (else 400 naming
-  `failedBefore`): a positive case with both has them in that order;
+  `failedBefore`): a positive case with both has them in that order (also under the
+  mesh path POST /infrastructure/dlq/retry, the same method);
+- an idempotency key is the tenant's, across every way to enqueue: reused with
+  another body it is 409; a positive cross-service job (POST /jobs/recalc-quality,
+  /jobs/notify-consolidation) that has one gets a fresh one;
 - an event replay's `toEventId` is not before its `fromEventId` and at most 9999
   after it (else 400 naming `toEventId`): a positive case replays its first id only;
 - an events clear's `olderThan` is not in the future, and a client bound to a tenant
@@ -148,7 +152,10 @@ EVENTS_CLEAR_PATH = "/infrastructure/events/clear"
 EVENTS_WATCH_PATH = "/infrastructure/events/watch"
 DEFINITION_PATH = "/orchestra-admin/definitions/{definitionId}"
 REGISTER_PATH = "/registry/register"
-PENDING_REPLAY_PATH = re.compile(r"/(?:jobengine|orchestrator)/deadletter/replay/pending")
+PENDING_REPLAY_PATH = re.compile(
+    r"/(?:jobengine|orchestrator)/deadletter/replay/pending|/infrastructure/dlq/retry"
+)
+CROSS_SERVICE_JOB_PATHS = frozenset({"/jobs/recalc-quality", "/jobs/notify-consolidation"})
 ENTRY_REPLAY_PATH = re.compile(r"/(?:jobengine|orchestrator)/deadletter/\{entryId\}/replay")
 REPLICATE_PATH = "/registry/replicate"
 WORKFLOW_RUN_PATH = "/workflows/run"
@@ -452,6 +459,8 @@ def _within_rules(case: Any) -> None:
             case.body.update({"olderThan": "2001-01-01T00:00:00Z", "tenantId": ""})
         if case.operation.path == WORKFLOW_RUN_PATH:
             _runnable_workflow(case.body)
+        if case.operation.path in CROSS_SERVICE_JOB_PATHS and case.body.get("idempotency_key"):
+            case.body["idempotency_key"] = f"st-{uuid.uuid4().hex}"
     if case.operation.path == DEFINITION_PATH and case.method.upper() == "PUT":
         # The graph rules cannot be said in JSON Schema: a valid graph of the path's id.
         definition_id = (case.path_parameters or {}).get("definitionId")

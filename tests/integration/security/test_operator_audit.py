@@ -451,17 +451,31 @@ async def _workflow_run(security: Security) -> Call:
     return Call(fields={}, body={}, resource=_started_run)
 
 
-UPSTREAMS = "/orchestrator.mesh.v1.UpstreamProxyService"
+CROSS_SERVICE_JOBS = "/orchestrator.mesh.v1.CrossServiceJobsService"
 
 
-async def _document_to_save(security: Security) -> Call:
-    """Saved in the session's stub doc store, which answers no id: "documents/-"."""
-    document = {"title": "audited", "n": 1}
-    return Call(fields={"document": document}, body=document, resource=lambda _: "documents/-")
+def _accepted_job(outcome: Outcome) -> str:
+    """The job a cross-service call enqueued (issue 13): its answer's job_id."""
+    if outcome.transport == "rest":
+        return f"jobs/{outcome.body['job_id']}"
+    return f"jobs/{outcome.body.job_id}"
+
+
+async def _quality_recalc(security: Security) -> Call:
+    body = {"scope": "audited", "document_ids": ["d-1"]}
+    return Call(fields=body, body=body, resource=_accepted_job)
+
+
+async def _consolidation_notice(security: Security) -> Call:
+    body = {"scope": "audited", "message": "merged", "channels": ["email"]}
+    return Call(fields=body, body=body, resource=_accepted_job)
 
 
 RECIPES: dict[str, Recipe] = {
-    f"{UPSTREAMS}/SaveDocument": Recipe("documents.save", _document_to_save),
+    f"{CROSS_SERVICE_JOBS}/RecalcQuality": Recipe("jobs.recalc_quality", _quality_recalc),
+    f"{CROSS_SERVICE_JOBS}/NotifyConsolidation": Recipe(
+        "jobs.notify_consolidation", _consolidation_notice
+    ),
     f"{WORKFLOWS}/Ingest": Recipe("jobs.ingest", _ingestion),
     f"{WORKFLOWS}/RunWorkflow": Recipe("workflows.run", _workflow_run),
     f"{REGISTRY}/RegisterService": Recipe("services.register", _register_service),

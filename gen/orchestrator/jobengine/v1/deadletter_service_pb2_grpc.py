@@ -36,7 +36,9 @@ class DeadLetterServiceStub:
     optional backfill_ticket) claims, and X-Stella-Operator-Reason, and write one
     audit entry per call listing the entries replayed, skipped and failed, in the
     replay's transaction. Paths are served under /jobengine and, deprecated, under
-    the legacy /orchestrator prefix.
+    the legacy /orchestrator prefix; the stats and the pending replay also at the
+    mesh API's root paths /infrastructure/dlq/stats and /infrastructure/dlq/retry
+    (additional bindings: one implementation, two paths).
 
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue
@@ -92,7 +94,9 @@ class DeadLetterServiceServicer:
     optional backfill_ticket) claims, and X-Stella-Operator-Reason, and write one
     audit entry per call listing the entries replayed, skipped and failed, in the
     replay's transaction. Paths are served under /jobengine and, deprecated, under
-    the legacy /orchestrator prefix.
+    the legacy /orchestrator prefix; the stats and the pending replay also at the
+    mesh API's root paths /infrastructure/dlq/stats and /infrastructure/dlq/retry
+    (additional bindings: one implementation, two paths).
 
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue
@@ -119,6 +123,9 @@ class DeadLetterServiceServicer:
 
         Read from counters kept in the transaction of every entry change and from an
         index, never by scanning entries. Returns no error of its own.
+
+        Also served at the mesh API's root path GET /infrastructure/dlq/stats (seed
+        002, DESIGN §4.4): the same method, policy and answer (no legacy twin there).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -171,6 +178,10 @@ class DeadLetterServiceServicer:
         Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
         failedBefore, a negative limit, or a continuation token that is forged or
         was issued for other filters.
+
+        Also served at the mesh API's root path POST /infrastructure/dlq/retry (seed
+        002 "DLQ retry", DESIGN §4.4): the same method, policy, audit entry and
+        answer; an empty body retries the tenant's pending entries, oldest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,7 +239,9 @@ class DeadLetterService:
     optional backfill_ticket) claims, and X-Stella-Operator-Reason, and write one
     audit entry per call listing the entries replayed, skipped and failed, in the
     replay's transaction. Paths are served under /jobengine and, deprecated, under
-    the legacy /orchestrator prefix.
+    the legacy /orchestrator prefix; the stats and the pending replay also at the
+    mesh API's root paths /infrastructure/dlq/stats and /infrastructure/dlq/retry
+    (additional bindings: one implementation, two paths).
 
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue

@@ -37,7 +37,9 @@ class DeadLetterServiceStub:
     optional backfill_ticket) claims, and X-Stella-Operator-Reason, and write one
     audit entry per call listing the entries replayed, skipped and failed, in the
     replay's transaction. Paths are served under /jobengine and, deprecated, under
-    the legacy /orchestrator prefix.
+    the legacy /orchestrator prefix; the stats and the pending replay also at the
+    mesh API's root paths /infrastructure/dlq/stats and /infrastructure/dlq/retry
+    (additional bindings: one implementation, two paths).
 
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue
@@ -64,6 +66,9 @@ class DeadLetterServiceStub:
 
     Read from counters kept in the transaction of every entry change and from an
     index, never by scanning entries. Returns no error of its own.
+
+    Also served at the mesh API's root path GET /infrastructure/dlq/stats (seed
+    002, DESIGN §4.4): the same method, policy and answer (no legacy twin there).
     """
     GetDeadLetterSummary: _grpc.UnaryUnaryMultiCallable[_deadletter_service_pb2.GetDeadLetterSummaryRequest, _deadletter_service_pb2.GetDeadLetterSummaryResponse]
     """Entries grouped by (category, errorCode), ordered by category then errorCode
@@ -100,6 +105,10 @@ class DeadLetterServiceStub:
     Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
     failedBefore, a negative limit, or a continuation token that is forged or
     was issued for other filters.
+
+    Also served at the mesh API's root path POST /infrastructure/dlq/retry (seed
+    002 "DLQ retry", DESIGN §4.4): the same method, policy, audit entry and
+    answer; an empty body retries the tenant's pending entries, oldest first.
     """
 
 @_typing.type_check_only
@@ -114,7 +123,9 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     optional backfill_ticket) claims, and X-Stella-Operator-Reason, and write one
     audit entry per call listing the entries replayed, skipped and failed, in the
     replay's transaction. Paths are served under /jobengine and, deprecated, under
-    the legacy /orchestrator prefix.
+    the legacy /orchestrator prefix; the stats and the pending replay also at the
+    mesh API's root paths /infrastructure/dlq/stats and /infrastructure/dlq/retry
+    (additional bindings: one implementation, two paths).
 
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue
@@ -138,6 +149,9 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
 
     Read from counters kept in the transaction of every entry change and from an
     index, never by scanning entries. Returns no error of its own.
+
+    Also served at the mesh API's root path GET /infrastructure/dlq/stats (seed
+    002, DESIGN §4.4): the same method, policy and answer (no legacy twin there).
     """
     GetDeadLetterSummary: _aio.UnaryUnaryMultiCallable[_deadletter_service_pb2.GetDeadLetterSummaryRequest, _deadletter_service_pb2.GetDeadLetterSummaryResponse]  # type: ignore[assignment]
     """Entries grouped by (category, errorCode), ordered by category then errorCode
@@ -174,6 +188,10 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
     failedBefore, a negative limit, or a continuation token that is forged or
     was issued for other filters.
+
+    Also served at the mesh API's root path POST /infrastructure/dlq/retry (seed
+    002 "DLQ retry", DESIGN §4.4): the same method, policy, audit entry and
+    answer; an empty body retries the tenant's pending entries, oldest first.
     """
 
 class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -187,7 +205,9 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
     optional backfill_ticket) claims, and X-Stella-Operator-Reason, and write one
     audit entry per call listing the entries replayed, skipped and failed, in the
     replay's transaction. Paths are served under /jobengine and, deprecated, under
-    the legacy /orchestrator prefix.
+    the legacy /orchestrator prefix; the stats and the pending replay also at the
+    mesh API's root paths /infrastructure/dlq/stats and /infrastructure/dlq/retry
+    (additional bindings: one implementation, two paths).
 
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue
@@ -221,6 +241,9 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Read from counters kept in the transaction of every entry change and from an
         index, never by scanning entries. Returns no error of its own.
+
+        Also served at the mesh API's root path GET /infrastructure/dlq/stats (seed
+        002, DESIGN §4.4): the same method, policy and answer (no legacy twin there).
         """
 
     @_abc_1.abstractmethod
@@ -281,6 +304,10 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
         Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
         failedBefore, a negative limit, or a continuation token that is forged or
         was issued for other filters.
+
+        Also served at the mesh API's root path POST /infrastructure/dlq/retry (seed
+        002 "DLQ retry", DESIGN §4.4): the same method, policy, audit entry and
+        answer; an empty body retries the tenant's pending entries, oldest first.
         """
 
 def add_DeadLetterServiceServicer_to_server(servicer: DeadLetterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
