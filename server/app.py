@@ -66,6 +66,8 @@ from server.storage.repositories.secrets import get_or_create_secret
 from server.storage.scheduler_loop import SchedulerLoop
 from server.storage.store import SqlStore
 from server.storage.wakeups import Wakeups
+from server.upstreams import Upstreams
+from server.upstreams.notify_delivery import NotifyDelivery
 
 log = logging.getLogger("orchestrator.server")
 
@@ -101,6 +103,8 @@ class Application:
     _events: EventPublication | None = None
     scheduler: SchedulerLoop | None = None  # fires scheduler sources' ticks (issue 10)
     mesh: Mesh | None = None  # the registry's peers, fetcher and store
+    upstreams: Upstreams | None = None  # the services this server calls (issue 13)
+    notify: NotifyDelivery | None = None  # delivers notify.consolidation jobs (issue 13)
     # Background loops /ready and gRPC health wait for; loops register at start.
     readiness: Readiness = field(default_factory=Readiness)
     gauges: DomainGauges = field(default_factory=DomainGauges)  # /metrics domain gauges
@@ -170,6 +174,7 @@ class Application:
             events=self._events,
             operations=self.operations,
             mesh=self.mesh,
+            upstreams=self._upstreams(),
         )
         register_all(components, self.grpc_server, registry)
         chain.prepare(registry.handlers)
@@ -207,6 +212,14 @@ class Application:
         self.orchestra.start()
         self.scheduler = SchedulerLoop.from_settings(store, self.settings, self.clocks.wall)
         self.scheduler.start()
+        self.notify = NotifyDelivery(
+            store,
+            self.db,
+            self._upstreams().notification,
+            interval=self.settings.notify_poll_seconds,
+            concurrency=self.settings.notify_concurrency,
+        )
+        self.notify.start()  # not when NOTIFICATION_URL is unset: the jobs wait
         await self.health.refresh()
         self.health.start()
         log.info(
@@ -226,6 +239,11 @@ class Application:
                 "and DPoP proofs will not match it; set ORCHESTRATOR_PUBLIC_URL",
                 self.settings.public_url,
             )
+
+    def _upstreams(self) -> Upstreams:
+        if self.upstreams is None:
+            self.upstreams = Upstreams.from_settings(self.settings)
+        return self.upstreams
 
     def _event_publication(self) -> EventPublication:
         """Watchers' fan-out, and the Redis stream outbox when REDIS_HOST is set."""
@@ -359,6 +377,8 @@ class Application:
             await self.orchestra.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.notify is not None:
+            await self.notify.stop()
         await self.grpc_server.stop(grace)
         if self._http_task is not None:
             await self._http_task
@@ -367,6 +387,8 @@ class Application:
             await self._events.stop()
         if self.mesh is not None:
             await self.mesh.close()
+        if self.upstreams is not None:
+            await self.upstreams.close()
         if self._wakeups is not None:
             await self._wakeups.close()
         await self.operations.aclose()

@@ -84,6 +84,40 @@ class Settings(BaseSettings):
     notification_url: str | None = Field(
         None, validation_alias=_env("NOTIFICATION_URL", "notification_url")
     )
+    # --- issue 13 block: upstreams (server/upstreams/). Base URLs; unset = not configured
+    # (their proxy methods answer 503 naming the setting; notification jobs wait). Per
+    # attempt: connect and read timeouts (seconds); idempotent calls are retried
+    # UPSTREAM_RETRIES times with exponential backoff and jitter; a breaker per upstream
+    # opens after UPSTREAM_BREAKER_FAILURES consecutive failures for
+    # UPSTREAM_BREAKER_RESET_SECONDS; an answer over UPSTREAM_MAX_BODY_BYTES is a 502.
+    secure_analyzer_url: str | None = Field(
+        None, validation_alias=_env("SECURE_ANALYZER_URL", "secure_analyzer_url")
+    )
+    upstream_connect_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("UPSTREAM_CONNECT_TIMEOUT_SECONDS")
+    )
+    upstream_read_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, validation_alias=_env("UPSTREAM_READ_TIMEOUT_SECONDS")
+    )
+    upstream_retries: int = Field(2, ge=0, le=10, validation_alias=_env("UPSTREAM_RETRIES"))
+    upstream_breaker_failures: int = Field(
+        5, ge=1, le=1000, validation_alias=_env("UPSTREAM_BREAKER_FAILURES")
+    )
+    upstream_breaker_reset_seconds: float = Field(
+        30.0, gt=0, le=3600, validation_alias=_env("UPSTREAM_BREAKER_RESET_SECONDS")
+    )
+    upstream_max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        validation_alias=_env("UPSTREAM_MAX_BODY_BYTES"),
+    )
+    # How often (seconds) the notification delivery loop looks for notify.consolidation
+    # jobs while none are waiting, and how many it delivers at once per tenant.
+    notify_poll_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("NOTIFY_POLL_SECONDS")
+    )
+    notify_concurrency: int = Field(8, ge=1, le=256, validation_alias=_env("NOTIFY_CONCURRENCY"))
     log_collector_url: str | None = Field(
         None, validation_alias=_env("LOG_COLLECTOR_URL", "log_collector_url")
     )

@@ -8,7 +8,7 @@ transport read the same details.
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from server.domain import errors as domain
@@ -19,6 +19,10 @@ DETAILS_METADATA_KEY = "grpc-status-details-bin"
 # leaves as the `www-authenticate` trailer, which the gateway exposes as a header.
 CHALLENGE_METADATA_KEY = "wwwAuthenticate"
 CHALLENGE_TRAILER = "www-authenticate"
+# An Unavailable error's wait leaves as a google.rpc.RetryInfo detail and as this
+# trailer (whole seconds, rounded up), which the gateway exposes as Retry-After
+# (RFC 9110 §10.2.3).
+RETRY_AFTER_TRAILER = "retry-after"
 
 # Most specific class first; the walk over the MRO picks the nearest entry.
 _CODES: dict[type[domain.DomainError], int] = {
@@ -31,6 +35,8 @@ _CODES: dict[type[domain.DomainError], int] = {
     domain.Aborted: code_pb2.ABORTED,
     domain.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     domain.Unavailable: code_pb2.UNAVAILABLE,
+    domain.UpstreamFailed: code_pb2.UNKNOWN,
+    domain.DeadlineExceeded: code_pb2.DEADLINE_EXCEEDED,
     domain.DomainError: code_pb2.UNKNOWN,
 }
 
@@ -61,6 +67,10 @@ def to_status(error: domain.DomainError) -> status_pb2.Status:
             ]
         )
         status.details.append(_pack(bad))
+    if isinstance(error, domain.Unavailable) and error.retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(max(0.0, error.retry_after_s) * 1e9))
+        status.details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status
 
 
@@ -82,7 +92,20 @@ def status_trailers(status: status_pb2.Status) -> tuple[tuple[str, str | bytes],
     challenge = _challenge(status)
     if challenge is not None:
         trailers += ((CHALLENGE_TRAILER, challenge),)
+    retry_after = _retry_after(status)
+    if retry_after is not None:
+        trailers += ((RETRY_AFTER_TRAILER, retry_after),)
     return trailers
+
+
+def _retry_after(status: status_pb2.Status) -> str | None:
+    """A RetryInfo's delay as Retry-After's delay-seconds: whole seconds, rounded up."""
+    for detail in status.details:
+        info = error_details_pb2.RetryInfo()
+        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+            nanos = info.retry_delay.ToNanoseconds()
+            return str(max(0, -(-nanos // 1_000_000_000)))
+    return None
 
 
 def _challenge(status: status_pb2.Status) -> str | None:
@@ -93,7 +116,11 @@ def _challenge(status: status_pb2.Status) -> str | None:
     return None
 
 
-def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:
+def _pack(
+    message: error_details_pb2.ErrorInfo
+    | error_details_pb2.BadRequest
+    | error_details_pb2.RetryInfo,
+) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed

@@ -243,9 +243,28 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
     rules.update(_deadletter_rules())
     rules.update(_registry_rules())
     rules.update(_orchestra_rules())
+    rules.update(_upstream_rules())
     rules.update(_workflow_rules())
     rules.update(_cross_service_job_rules())
     return {field.full_name: rule for field, rule in rules.items()}
+
+
+def _upstream_rules() -> dict[FieldDescriptor, dict[str, Any]]:
+    """The upstream proxies' checks (server/upstreams/proxy.py): report kinds and
+    format, non-blank summarization content, the demo's format and log limit."""
+    from orchestrator.mesh.v1 import upstream_proxy_service_pb2 as upstream
+    from server.upstreams import proxy
+
+    report = upstream.RequestReportRequest.DESCRIPTOR
+    demo = upstream.RunDemoRequest.DESCRIPTOR
+    suggest = upstream.SuggestSummarizationRequest.DESCRIPTOR
+    return {
+        report.fields_by_name["kind"]: {"enum": list(proxy.REPORT_PATHS)},
+        report.fields_by_name["format"]: {"maxLength": proxy.FORMAT_MAX},
+        suggest.fields_by_name["content"]: {"minLength": 1, "pattern": "\\S"},
+        demo.fields_by_name["format"]: {"enum": ["", *proxy.DEMO_FORMATS]},
+        demo.fields_by_name["log_limit"]: {"minimum": 0, "maximum": proxy.LOG_LIMIT_MAX},
+    }
 
 
 def _orchestra_rules() -> dict[FieldDescriptor, dict[str, Any]]:

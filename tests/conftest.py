@@ -27,6 +27,7 @@ from server.app import Application
 from server.config import Settings
 from tests.support.auth import TokenFactory
 from tests.support.clock import TestClock
+from tests.support.stub_upstream import StubUpstream, stub_upstream
 
 PG_ADMIN_URL = os.environ.get(
     "ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -103,8 +104,25 @@ def clock() -> TestClock:
 
 
 @pytest.fixture(scope="session")
-async def app(database_url: str, clock: TestClock) -> AsyncIterator[Application]:
-    application = Application(settings_for(database_url), clocks=clock.clocks())
+async def upstream_stub() -> AsyncIterator[StubUpstream]:
+    """A real HTTP server standing in for the doc store, reporting and the analyzer, so
+    the proxies of the session's server answer 2xx (security suite, schemathesis)."""
+    async with stub_upstream() as stub:
+        yield stub
+
+
+@pytest.fixture(scope="session")
+async def app(
+    database_url: str, clock: TestClock, upstream_stub: StubUpstream
+) -> AsyncIterator[Application]:
+    # Not NOTIFICATION_URL: other tests' notify.consolidation jobs stay queued.
+    upstreams = {
+        "doc_store_url": upstream_stub.url,
+        "reporting_url": upstream_stub.url,
+        "secure_analyzer_url": upstream_stub.url,
+    }
+    settings = settings_for(database_url).model_copy(update=upstreams)
+    application = Application(settings, clocks=clock.clocks())
     await application.start()
     try:
         yield application

@@ -125,3 +125,23 @@ class Unavailable(DomainError):
     call may succeed when retried with backoff (AIP-194)."""
 
     reason: str = "UNAVAILABLE"
+    # When known, how long (seconds) until a retry may succeed: the status carries a
+    # google.rpc.RetryInfo and the `retry-after` trailer (HTTP Retry-After).
+    retry_after_s: float | None = None
+
+
+@dataclass
+class UpstreamFailed(DomainError):
+    """A service this server calls failed: answered an error status, garbage or too
+    much, or could not be reached. Code UNKNOWN (the failure is the upstream's, in its
+    own error space); the proxy methods answer it 502 Bad Gateway over HTTP (their
+    `error_status` option)."""
+
+    reason: str = "UPSTREAM_FAILED"
+
+
+@dataclass
+class DeadlineExceeded(DomainError):
+    """Something this server waited on did not answer in time (504 over HTTP)."""
+
+    reason: str = "DEADLINE_EXCEEDED"

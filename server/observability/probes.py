@@ -3,8 +3,9 @@
 - the database: one `SELECT 1`;
 - Redis, when REDIS_HOST is set: PING on a connection of its own;
 - each peer of ORCHESTRATOR_PEERS and each configured service URL (REPORTING_URL,
-  DOC_STORE_URL, NOTIFICATION_URL, LOG_COLLECTOR_URL): `GET {url}/health`, up on any
-  2xx (every service of the mesh serves /health, seed 002). A peer's credentials
+  DOC_STORE_URL, SECURE_ANALYZER_URL, NOTIFICATION_URL, LOG_COLLECTOR_URL):
+  `GET {url}/health`, up on any 2xx (every service of the mesh serves /health,
+  seed 002). A peer's credentials
   (`client_id:client_secret@`) are for its token endpoint: they are taken off the URL
   before the request and never shown.
 
@@ -33,6 +34,7 @@ from server.storage.schema_state import ping
 SERVICE_URLS: Final = (
     ("REPORTING_URL", "reporting_url"),
     ("DOC_STORE_URL", "doc_store_url"),
+    ("SECURE_ANALYZER_URL", "secure_analyzer_url"),
     ("NOTIFICATION_URL", "notification_url"),
     ("LOG_COLLECTOR_URL", "log_collector_url"),
 )

@@ -44,6 +44,8 @@ from orchestrator.mesh.v1 import (
     ops_service_pb2_grpc,
     registry_service_pb2,
     registry_service_pb2_grpc,
+    upstream_proxy_service_pb2,
+    upstream_proxy_service_pb2_grpc,
     workflows_service_pb2,
     workflows_service_pb2_grpc,
 )
@@ -75,10 +77,12 @@ from server.services.pack_runs import PackRunsService
 from server.services.quotas import QuotasService, policy_of
 from server.services.registry import RegistryService
 from server.services.sources import SourcesService
+from server.services.upstream_proxy import UpstreamProxyService
 from server.services.workers import WorkerService
 from server.services.workflows import build_workflows_service
 from server.storage.event_publisher import EventPublication
 from server.storage.repositories.deadletter import dead_letter_store
+from server.upstreams import Upstreams
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,8 @@ class Components:
     mesh: Mesh | None = None
     # What the operations API reports: readiness, dependencies, config, metrics
     operations: Operations | None = None
+    # The services this server calls (server/upstreams/, issue 13): their HTTP clients
+    upstreams: Upstreams | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +203,11 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         lambda c: build_workflows_service(c.store, c.tokens, c.settings, c.clocks.wall),
         workflows_service_pb2_grpc.add_WorkflowsServiceServicer_to_server,
     ),
+    ServiceEntry(  # issue 13: the doc store, reporting and analyzer proxies
+        upstream_proxy_service_pb2.DESCRIPTOR.services_by_name["UpstreamProxyService"],
+        lambda c: _upstream_proxy(c),
+        upstream_proxy_service_pb2_grpc.add_UpstreamProxyServiceServicer_to_server,
+    ),
     ServiceEntry(  # issue 13: POST /jobs/recalc-quality, /jobs/notify-consolidation
         cross_service_jobs_service_pb2.DESCRIPTOR.services_by_name["CrossServiceJobsService"],
         lambda c: CrossServiceJobsService(
@@ -210,6 +221,12 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         oauth_service_pb2_grpc.add_OAuthServiceServicer_to_server,
     ),
 )
+
+
+def _upstream_proxy(c: Components) -> UpstreamProxyService:
+    if c.upstreams is None:
+        raise RuntimeError("UpstreamProxyService needs Components.upstreams (server/app.py)")
+    return UpstreamProxyService(c.upstreams, c.store)
 
 
 def _events_service(c: Components) -> EventsService:

@@ -239,10 +239,17 @@ async def test_effective_config_needs_orch_admin_and_gives_sources(
         "source": "default",
         "redacted": False,
     }
-    assert values["REPORTING_URL"] == {
-        "name": "REPORTING_URL",
+    assert values["NOTIFICATION_URL"] == {
+        "name": "NOTIFICATION_URL",
         "value": None,
         "source": "default",
+        "redacted": False,
+    }
+    # The session's server calls a stub reporting service (tests/conftest.py).
+    assert values["REPORTING_URL"] == {
+        "name": "REPORTING_URL",
+        "value": app.settings.reporting_url,
+        "source": "override",
         "redacted": False,
     }
 

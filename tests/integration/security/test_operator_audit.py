@@ -451,6 +451,15 @@ async def _workflow_run(security: Security) -> Call:
     return Call(fields={}, body={}, resource=_started_run)
 
 
+UPSTREAMS = "/orchestrator.mesh.v1.UpstreamProxyService"
+
+
+async def _document_to_save(security: Security) -> Call:
+    """Saved in the session's stub doc store, which answers no id: "documents/-"."""
+    document = {"title": "audited", "n": 1}
+    return Call(fields={"document": document}, body=document, resource=lambda _: "documents/-")
+
+
 CROSS_SERVICE_JOBS = "/orchestrator.mesh.v1.CrossServiceJobsService"
 
 
@@ -476,6 +485,7 @@ RECIPES: dict[str, Recipe] = {
     f"{CROSS_SERVICE_JOBS}/NotifyConsolidation": Recipe(
         "jobs.notify_consolidation", _consolidation_notice
     ),
+    f"{UPSTREAMS}/SaveDocument": Recipe("documents.save", _document_to_save),
     f"{WORKFLOWS}/Ingest": Recipe("jobs.ingest", _ingestion),
     f"{WORKFLOWS}/RunWorkflow": Recipe("workflows.run", _workflow_run),
     f"{REGISTRY}/RegisterService": Recipe("services.register", _register_service),
