@@ -54,6 +54,12 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "orchestra.token.timer_fired",
         "orchestra.token.job_ended",
         "orchestra.incident",
+        "orchestra.instance.compensating",  # domain/orchestra/sagas.py EVENT_TYPES
+        "orchestra.instance.compensated",
+        "orchestra.compensation.started",
+        "orchestra.compensation.completed",
+        "orchestra.compensation.failed",
+        "orchestra.compensation.canceled",
         "service.registered",  # domain/registry.py (platform-wide: no tenant)
         "service.updated",
         "service.replicated",

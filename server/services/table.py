@@ -44,6 +44,8 @@ from orchestrator.mesh.v1 import (
     ops_service_pb2_grpc,
     registry_service_pb2,
     registry_service_pb2_grpc,
+    sagas_service_pb2,
+    sagas_service_pb2_grpc,
     upstream_proxy_service_pb2,
     upstream_proxy_service_pb2_grpc,
     workflows_service_pb2,
@@ -76,6 +78,7 @@ from server.services.orchestra_admin import DefinitionsService
 from server.services.pack_runs import PackRunsService
 from server.services.quotas import QuotasService, policy_of
 from server.services.registry import RegistryService
+from server.services.sagas import SagasService
 from server.services.sources import SourcesService
 from server.services.upstream_proxy import UpstreamProxyService
 from server.services.workers import WorkerService
@@ -197,6 +200,11 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         definitions_service_pb2.DESCRIPTOR.services_by_name["DefinitionsService"],
         lambda c: DefinitionsService(orchestra_store(c.store), c.tokens, c.clocks.wall),
         definitions_service_pb2_grpc.add_DefinitionsServiceServicer_to_server,
+    ),
+    ServiceEntry(  # issue 13: GET /infrastructure/saga/stats, /infrastructure/saga/{sagaId}
+        sagas_service_pb2.DESCRIPTOR.services_by_name["SagasService"],
+        lambda c: SagasService(orchestra_store(c.store)),
+        sagas_service_pb2_grpc.add_SagasServiceServicer_to_server,
     ),
     ServiceEntry(  # issue 13: POST /ingest, GET /workflows, POST /workflows/run, history
         workflows_service_pb2.DESCRIPTOR.services_by_name["WorkflowsService"],

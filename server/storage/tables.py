@@ -733,6 +733,8 @@ class DeadLetterClusterRow(SQLModel, table=True):
 # queries spell them so both backends match the query to its index.
 ORCHESTRA_JOB_WAIT_PREDICATE = "status = 'waiting' AND job_id IS NOT NULL"
 ORCHESTRA_TIMER_PREDICATE = "status = 'waiting' AND due_at IS NOT NULL"
+ORCHESTRA_SAGA_PREDICATE = "saga"
+ORCHESTRA_COMPENSATING_PREDICATE = "compensation_status = 'running'"
 
 
 class OrchestraDefinitionRow(SQLModel, table=True):
@@ -755,12 +757,16 @@ class OrchestraDefinitionRow(SQLModel, table=True):
 
 
 class OrchestraInstanceRow(SQLModel, table=True):
-    """One process instance. `status`: running, completed, failed or canceled;
-    `variables` compact JSON text of an object; `incident` compact JSON of why it
-    failed. The cross-site list reads `ix_orchestra_instances_tenant_created`
-    backwards (newest first), or `..._definition` with a definition filter. Each step
-    locks the row first (FOR UPDATE on PostgreSQL, the write lock on SQLite), so
-    the steps of one instance never interleave.
+    """One process instance. `status`: running, completed, failed or canceled, and
+    for sagas compensating or compensated; `variables` compact JSON text of an
+    object; `incident` compact JSON of why it failed (a saga's: why it compensated).
+    `saga` is set at start when the definition version declares a compensation
+    (domain/orchestra/sagas.py); `ix_orchestra_instances_saga` (partial, saga rows
+    only) serves the saga statistics. The cross-site list reads
+    `ix_orchestra_instances_tenant_created` backwards (newest first), or
+    `..._definition` with a definition filter. Each step locks the row first (FOR
+    UPDATE on PostgreSQL, the write lock on SQLite), so the steps of one instance
+    never interleave.
     """
 
     __tablename__ = "orchestra_instances"
@@ -772,6 +778,16 @@ class OrchestraInstanceRow(SQLModel, table=True):
             "definition_id",
             "created_at",
             "instance_id",
+        ),
+        sa.Index(
+            "ix_orchestra_instances_saga",
+            "tenant_id",
+            "definition_id",
+            "status",
+            "created_at",
+            "ended_at",
+            postgresql_where=sa.text(ORCHESTRA_SAGA_PREDICATE),
+            sqlite_where=sa.text(ORCHESTRA_SAGA_PREDICATE),
         ),
     )
 
@@ -785,6 +801,7 @@ class OrchestraInstanceRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     ended_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    saga: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class OrchestraTokenRow(SQLModel, table=True):
@@ -822,3 +839,52 @@ class OrchestraTokenRow(SQLModel, table=True):
     job_id: str | None = Field(default=None, max_length=64)
     due_at: datetime | None = Field(default=None, sa_type=Timestamp)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class OrchestraSagaStepRow(SQLModel, table=True):
+    """One service-task step of a saga instance and its compensation (issue 13 point 2;
+    domain/orchestra/sagas.py).
+
+    A row is inserted when the step's job is enqueued (`step_id` is the token's id,
+    `position` the order the instance's steps started in, from 1) and updated as the
+    job ends (`status` running -> completed | failed | canceled, `ended_at` the job's
+    own finishing time, `result` its result JSON, `error` why it did not complete).
+    When the saga compensates, each completed step with a `compensation` job type gets
+    `compensation_order` (1 first: reverse order of completion) and
+    `compensation_status` pending -> running (`compensation_job_id` enqueued) ->
+    succeeded | failed | canceled, or skipped when an earlier compensation failed.
+    `ix_orchestra_saga_steps_compensation` (partial: running compensations) is how
+    the engine finds compensation jobs that ended; rows are claimed with a
+    conditional UPDATE on `compensation_status`, so an ending counts once.
+    """
+
+    __tablename__ = "orchestra_saga_steps"
+    __table_args__ = (
+        sa.UniqueConstraint("instance_id", "position", name="uq_orchestra_saga_steps_position"),
+        sa.Index(
+            "ix_orchestra_saga_steps_compensation",
+            "compensation_job_id",
+            postgresql_where=sa.text(ORCHESTRA_COMPENSATING_PREDICATE),
+            sqlite_where=sa.text(ORCHESTRA_COMPENSATING_PREDICATE),
+        ),
+    )
+
+    step_id: str = Field(primary_key=True, max_length=64)
+    instance_id: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    position: int
+    node_id: str = Field(max_length=64)
+    job_type: str = Field(max_length=64)
+    job_id: str | None = Field(default=None, max_length=64)
+    compensation: str | None = Field(default=None, max_length=64)
+    status: str = Field(max_length=16)
+    result: str | None = Field(default=None, sa_type=sa.Text)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    started_at: datetime = Field(sa_type=Timestamp)
+    ended_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    compensation_order: int | None = None
+    compensation_status: str | None = Field(default=None, max_length=16)
+    compensation_job_id: str | None = Field(default=None, max_length=64)
+    compensation_started_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    compensation_ended_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    compensation_error: str | None = Field(default=None, sa_type=sa.Text)

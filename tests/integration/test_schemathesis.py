@@ -44,10 +44,12 @@ from clients.jobs import JobsClient, new_job
 from clients.sources import SourcesClient
 from clients.transports.grpc import GrpcTransport
 from orchestrator.jobengine.v1 import worker_service_pb2
+from server.app import Application
 from server.identity.scopes import JUSTIFIED, SCOPES
 from tests.integration import schemathesis_hooks
 from tests.integration.test_workers import WorkerCalls
 from tests.support.auth import TokenFactory
+from tests.support.orchestra import start_saga
 
 REPO = Path(__file__).resolve().parents[2]
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
@@ -120,6 +122,7 @@ async def dead_letter(grpc_target: str, tenant: str, token: str, count: int) -> 
 
 
 async def test_the_server_answers_as_its_document_says(
+    app: Application,
     http: httpx.AsyncClient,
     http_base: str,
     grpc_target: str,
@@ -153,6 +156,7 @@ async def test_the_server_answers_as_its_document_says(
     # An operator client of the tenant, bound to none, for the platform-level operations.
     operator = await tokens.token(None, SCOPES, tenants=(tenant,), **justified)
     await dead_letter(grpc_target, tenant, token, DEAD_LETTERS)
+    saga_id = await start_saga(app, tenant)  # GET /infrastructure/saga/{sagaId} reads it
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG + positive_only(document))
     command = [
@@ -171,6 +175,7 @@ async def test_the_server_answers_as_its_document_says(
         schemathesis_hooks.TOKEN_VARIABLE: token,
         schemathesis_hooks.OPERATOR_TOKEN_VARIABLE: operator,
         schemathesis_hooks.BASE_URL_VARIABLE: http_base,
+        schemathesis_hooks.SAGA_ID_VARIABLE: saga_id,
     }
     process = await asyncio.create_subprocess_exec(
         *command,

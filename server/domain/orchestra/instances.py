@@ -52,11 +52,12 @@ from server.domain.events import NewEvent
 from server.domain.job_states import EVENT_TYPES as JOB_EVENT_TYPES
 from server.domain.job_states import FINISHED, JobAction, JobStatus
 from server.domain.jobs import EnqueueRequest, JobLimits, enqueue_within, validate_enqueue
-from server.domain.orchestra import engine, variables
+from server.domain.orchestra import engine, sagas, variables
 from server.domain.orchestra.definitions import ModelCache, available_to
 from server.domain.orchestra.engine import IncidentInfo, StepOutcome
 from server.domain.orchestra.model import ProcessModel
 from server.domain.orchestra.records import (
+    ACTIVE_STATUSES,
     CANCELED,
     COMPLETED,
     DEFINITION,
@@ -109,6 +110,7 @@ EVENT_TYPES: Final = frozenset(
         JOB_EVENT,
         INCIDENT_EVENT,
         engine.ENTERED_EVENT,
+        *sagas.EVENT_TYPES,
     }
 )
 
@@ -183,6 +185,7 @@ async def start_process(
             incident=None,
             created_at=now,
             updated_at=now,
+            saga=model.saga,
         )
         events = [
             _event(
@@ -344,8 +347,10 @@ async def cancel_instance(
     store: OrchestraStore, call: CallContext, instance_id: str, reason: str, *, now: datetime
 ) -> InstanceView:
     """Cancel a running instance: every token dropped, status canceled. A canceled
-    instance is answered unchanged. Raises NotFound (INSTANCE_NOT_FOUND) and
-    FailedPrecondition (INSTANCE_NOT_RUNNING: completed or failed)."""
+    instance is answered unchanged. A compensating saga stops compensating: its
+    running compensation's job is canceled, the compensations not finished are
+    canceled (domain/orchestra/sagas.py). Raises NotFound (INSTANCE_NOT_FOUND) and
+    FailedPrecondition (INSTANCE_NOT_RUNNING: completed, compensated or failed)."""
     tenant_id = call.require_tenant()
     if not _usable_id(instance_id):
         raise _no_instance(instance_id)
@@ -354,14 +359,27 @@ async def cancel_instance(
         instance = await unit.orchestra.lock_instance(tenant_id, instance_id)
         if instance is None:
             raise _no_instance(instance_id)
-        if instance.status == RUNNING:
-            wake = await _cancel_jobs(unit, call, instance_id, now)
-            await unit.orchestra.delete_instance_tokens(instance_id)
+        if instance.status in ACTIVE_STATUSES:
+            events: list[NewEvent] = []
+            incident = None
+            if instance.status == RUNNING:
+                wake = await _cancel_jobs(unit, call, instance_id, now)
+                if instance.saga:
+                    await sagas.settle_steps(unit, instance_id, now)
+                await unit.orchestra.delete_instance_tokens(instance_id)
+            else:  # compensating: the incident it compensates for stays on it
+                events, wake = await sagas.cancel(unit, call, instance, now)
+                incident = instance.incident
             await unit.orchestra.update_instance(
-                instance_id, status=CANCELED, variables=instance.variables, incident=None, now=now
+                instance_id,
+                status=CANCELED,
+                variables=instance.variables,
+                incident=incident,
+                now=now,
             )
             data: dict[str, Any] = {"reason": reason} if reason else {}
-            await unit.base.events.append_many([_event(instance, call, CANCELED_EVENT, data, now)])
+            events.append(_event(instance, call, CANCELED_EVENT, data, now))
+            await unit.base.events.append_many(events)
         elif instance.status != CANCELED:
             _require_running(instance)
     _announce(store, wake)
@@ -390,6 +408,34 @@ async def reconcile_job_endings(
     for pending in await store.orchestra.ended_jobs(limit):
         if await _release(store, models, limits, pending, engine.WAITING, now=now):
             moved += 1
+    return moved
+
+
+async def reconcile_compensation_endings(
+    store: OrchestraStore, limits: OrchestraLimits, *, now: datetime, limit: int
+) -> int:
+    """Move on up to `limit` compensating sagas whose running compensation's job has
+    ended (domain/orchestra/sagas.py); how many this call moved."""
+    moved = 0
+    job_limits = JobLimits(limits.job_payload_max_bytes)
+    for ending in await store.orchestra.ended_compensations(limit):
+        call = engine_call(ending.tenant_id)
+        async with store.transaction() as unit:
+            outcome = await sagas.compensation_ended(unit, call, ending, job_limits, now)
+            if outcome is None:
+                continue
+            instance = await unit.orchestra.lock_instance(ending.tenant_id, ending.instance_id)
+            assert instance is not None  # locked by compensation_ended
+            await unit.orchestra.update_instance(
+                instance.instance_id,
+                status=outcome.status,
+                variables=instance.variables,
+                incident=outcome.incident,
+                now=now,
+            )
+            await unit.base.events.append_many(outcome.events)
+        _announce(store, outcome.wake)
+        moved += 1
     return moved
 
 
@@ -432,7 +478,9 @@ async def _release(
                 )
             )
         else:
-            incident, result_names = await _job_outcome(unit, pending, token, values, limits)
+            incident, result_names = await _job_outcome(
+                unit, instance, pending, token, values, limits, now
+            )
             data: dict[str, Any] = {
                 "token_id": token.token_id,
                 "node_id": node.id,
@@ -443,7 +491,7 @@ async def _release(
             if result_names:
                 events.append(_event(instance, call, VARIABLES_EVENT, {"names": result_names}, now))
         if incident is not None:
-            await _fail(unit, call, instance, values, incident, events, now)
+            wake = await _fail(unit, call, instance, values, incident, events, limits, now)
         else:
             arrivals = [flow.to_node for flow in node.outgoing]
             wake = await _step(
@@ -455,15 +503,26 @@ async def _release(
 
 async def _job_outcome(
     unit: OrchestraUnit,
+    instance: InstanceRecord,
     pending: Pending,
     token: TokenRecord,
     values: dict[str, Any],
     limits: OrchestraLimits,
+    now: datetime,
 ) -> tuple[IncidentInfo | None, list[str]]:
     """Merge a succeeded job's result into `values` (the names merged), or the incident
-    a dead-lettered or canceled job is."""
+    a dead-lettered or canceled job is. A saga records how its step ended."""
     assert pending.job_id is not None
     job = await unit.base.jobs.get(pending.tenant_id, pending.job_id, project_id=None)
+    if instance.saga:
+        await sagas.record_ending(
+            unit,
+            token.token_id,
+            job.status,
+            result=job.result,
+            error=f"job {job.job_id!r} was {job.status}: {_error_text(job.last_error)}",
+            ended_at=sagas.utc(job.finished_at) if job.finished_at is not None else now,
+        )
     if job.status == "dead_lettered":
         return (
             IncidentInfo(
@@ -534,10 +593,9 @@ async def _step(
     incident = outcome.incident
     jobs: dict[str, str] = {}
     if incident is None:
-        jobs, incident = await _enqueue(unit, call, instance, outcome, values, limits, now)
+        jobs, incident = await _enqueue(unit, call, model, instance, outcome, values, limits, now)
     if incident is not None:
-        await _fail(unit, call, instance, values, incident, events, now, new=new)
-        return []
+        return await _fail(unit, call, instance, values, incident, events, limits, now, new=new)
     tokens = [
         Token(
             token_id=rest.token_id,
@@ -576,7 +634,8 @@ def _job_types(outcome: StepOutcome) -> set[str]:
 async def _enqueue(
     unit: OrchestraUnit,
     call: CallContext,
-    instance: InstanceRecord,
+    model: ProcessModel,
+    instance: InstanceRecord | Instance,
     outcome: StepOutcome,
     values: Mapping[str, Any],
     limits: OrchestraLimits,
@@ -584,7 +643,7 @@ async def _enqueue(
 ) -> tuple[dict[str, str], IncidentInfo | None]:
     """Enqueue the job of each service-task token (payload: the variables) through the
     job engine in this unit of work; the job id per token, or the incident of a job
-    the job engine refused."""
+    the job engine refused. A saga records them as its steps."""
     waiting = [rest for rest in outcome.resting if rest.job_type]
     if not waiting:
         return {}, None
@@ -610,6 +669,17 @@ async def _enqueue(
         jobs[rest.token_id] = item.enqueued.job.job_id
     # Owned, so the job engine announces their endings (domain/job_endings.py).
     await unit.orchestra.own_jobs({job: f"{OWNER_PREFIX}/{token}" for token, job in jobs.items()})
+    if instance.saga:
+        started = [
+            (rest.token_id, rest.node_id, rest.job_type or "", jobs[rest.token_id])
+            for rest in waiting
+        ]
+        await sagas.record_steps(
+            unit,
+            instance,
+            [(*step, model.nodes[step[1]].compensation or None) for step in started],
+            now,
+        )
     return jobs, None
 
 
@@ -625,15 +695,18 @@ def _refused(rest: engine.Resting, why: str) -> IncidentInfo:
 async def _fail(
     unit: OrchestraUnit,
     call: CallContext,
-    instance: InstanceRecord,
+    instance: InstanceRecord | Instance,
     values: Mapping[str, Any],
     incident: IncidentInfo,
     events: list[NewEvent],
+    limits: OrchestraLimits,
     now: datetime,
     *,
     new: bool = False,
-) -> None:
-    """Fail the instance with `incident`: every token dropped, the incident stored."""
+) -> list[tuple[str, str]]:
+    """Fail the instance with `incident`: every token dropped, the incident stored. A
+    saga compensates instead (domain/orchestra/sagas.py); the (tenant, job type)
+    pairs whose workers to wake after the commit (its first compensation's)."""
     record: dict[str, Any] = {
         "kind": incident.kind,
         "node_id": incident.node_id,
@@ -644,6 +717,19 @@ async def _fail(
     if incident.job_id is not None:
         record["job_id"] = incident.job_id
     events.append(_event(instance, call, INCIDENT_EVENT, record, now))
+    if instance.saga:
+        if not new:
+            await _cancel_jobs(unit, call, instance.instance_id, now)
+            await sagas.settle_steps(unit, instance.instance_id, now)
+            await unit.orchestra.delete_instance_tokens(instance.instance_id)
+        job_limits = JobLimits(limits.job_payload_max_bytes)
+        saga = await sagas.begin(unit, call, instance, record, values, job_limits, now)
+        events += saga.events
+        await _write(
+            unit, instance, new, status=saga.status, values=values, incident=saga.incident, now=now
+        )
+        await unit.base.events.append_many(events)
+        return saga.wake
     events.append(_event(instance, call, FAILED_EVENT, {"kind": incident.kind}, now))
     if not new:
         await _cancel_jobs(unit, call, instance.instance_id, now)
@@ -651,6 +737,7 @@ async def _fail(
     incident_text = json.dumps(record, sort_keys=True, separators=(",", ":"))
     await _write(unit, instance, new, status=FAILED, values=values, incident=incident_text, now=now)
     await unit.base.events.append_many(events)
+    return []
 
 
 async def _cancel_jobs(
@@ -704,7 +791,7 @@ async def _write(
                 variables=text,
                 incident=incident,
                 updated_at=now,
-                ended_at=None if status == RUNNING else now,
+                ended_at=None if status in ACTIVE_STATUSES else now,
             )
         )
     else:
@@ -774,13 +861,4 @@ def _not_parked(token_id: str, why: str) -> FailedPrecondition:
 
 
 def _error_text(last_error: str | None) -> str:
-    if not last_error:
-        return "no error recorded"
-    try:
-        error = json.loads(last_error)
-    except ValueError:
-        return last_error
-    if isinstance(error, dict):
-        parts = [str(error.get(key)) for key in ("category", "code", "message") if error.get(key)]
-        return " ".join(parts) or last_error
-    return str(error)
+    return sagas.error_text(last_error)

@@ -141,6 +141,7 @@ class Node:
     id: str
     type: str
     job_type: str = ""
+    compensation: str = ""  # service task: the job type that undoes it (sagas)
     default: str = ""  # exclusive gateway: the target node of its default flow
     duration: timedelta | None = None  # timer
     incoming: int = 0
@@ -169,3 +170,9 @@ class ProcessModel:
     tenant: str | None
     start: str  # the start node's id
     nodes: Mapping[str, Node]
+
+    @property
+    def saga(self) -> bool:
+        """Whether its instances are sagas: some service task declares a compensation
+        (domain/orchestra/sagas.py)."""
+        return any(node.compensation for node in self.nodes.values())

@@ -21,7 +21,11 @@ if TYPE_CHECKING:
     from server.domain.units import Store, UnitOfWork
 
 RUNNING, COMPLETED, FAILED, CANCELED = "running", "completed", "failed", "canceled"
-INSTANCE_STATUSES: Final = (RUNNING, COMPLETED, FAILED, CANCELED)
+# Sagas only (domain/orchestra/sagas.py): running its compensations, and rolled back.
+COMPENSATING, COMPENSATED = "compensating", "compensated"
+INSTANCE_STATUSES: Final = (RUNNING, COMPENSATING, COMPLETED, COMPENSATED, FAILED, CANCELED)
+# Not ended: `ended_at` stays unset.
+ACTIVE_STATUSES: Final = (RUNNING, COMPENSATING)
 
 
 class DefinitionRecord(Protocol):
@@ -81,6 +85,8 @@ class InstanceRecord(Protocol):
     def created_at(self) -> datetime: ...
     @property
     def updated_at(self) -> datetime: ...
+    @property
+    def saga(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,7 @@ class Instance:
     created_at: datetime
     updated_at: datetime
     ended_at: datetime | None = None
+    saga: bool = False  # the definition version declares a compensation
 
 
 class TokenRecord(Protocol):
@@ -138,6 +145,94 @@ class Pending:
     token_id: str
     job_id: str | None = None
     job_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SagaStep:
+    """A saga step as it starts: its service task's job was just enqueued."""
+
+    step_id: str  # the token's id
+    instance_id: str
+    tenant_id: str
+    node_id: str
+    job_type: str
+    job_id: str
+    compensation: str | None  # the job type that undoes it; None: nothing to undo
+    started_at: datetime
+
+
+class SagaStepRecord(Protocol):
+    """A stored saga step with its compensation (storage/tables.py
+    OrchestraSagaStepRow)."""
+
+    @property
+    def step_id(self) -> str: ...
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def job_type(self) -> str: ...
+    @property
+    def job_id(self) -> str | None: ...
+    @property
+    def compensation(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def result(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+    @property
+    def compensation_order(self) -> int | None: ...
+    @property
+    def compensation_status(self) -> str | None: ...
+    @property
+    def compensation_job_id(self) -> str | None: ...
+    @property
+    def compensation_started_at(self) -> datetime | None: ...
+    @property
+    def compensation_ended_at(self) -> datetime | None: ...
+    @property
+    def compensation_error(self) -> str | None: ...
+
+
+class SagaInstanceRecord(InstanceRecord, Protocol):
+    @property
+    def ended_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationEnding:
+    """A running compensation whose job has ended (`job_status` its terminal status)."""
+
+    tenant_id: str
+    instance_id: str
+    step_id: str
+    job_id: str
+    job_status: str
+
+
+class SagaCountRecord(Protocol):
+    """One group of the saga statistics: the tenant's sagas of one definition in one
+    status, and the sum of their durations in seconds (None when none has ended)."""
+
+    @property
+    def definition_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def instances(self) -> int: ...
+    @property
+    def seconds(self) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +304,57 @@ class OrchestraRepository(Protocol):
         type "orchestra"), created on first use."""
         ...
 
+    # --- sagas (domain/orchestra/sagas.py) ---
+
+    async def insert_saga_steps(self, steps: Sequence[SagaStep]) -> None:
+        """Insert steps of one instance, `position` after the instance's last one in
+        the order given; status running."""
+        ...
+
+    async def saga_steps(self, instance_id: str) -> Sequence[SagaStepRecord]:
+        """The instance's steps by position."""
+        ...
+
+    async def end_saga_step(
+        self,
+        step_id: str,
+        *,
+        status: str,
+        ended_at: datetime,
+        result: str | None,
+        error: str | None,
+    ) -> bool:
+        """Record how a running step's job ended; whether it was still running."""
+        ...
+
+    async def plan_compensations(self, orders: Mapping[str, int]) -> None:
+        """Give each step (id -> order) its compensation order, status pending."""
+        ...
+
+    async def start_compensation(self, step_id: str, job_id: str, now: datetime) -> None:
+        """A pending compensation's job was enqueued: status running."""
+        ...
+
+    async def end_compensation(
+        self,
+        step_id: str,
+        *,
+        expect: str,
+        status: str,
+        error: str | None,
+        started_at: datetime | None,
+        ended_at: datetime | None,
+    ) -> bool:
+        """Move a compensation from `expect` to `status`; whether it was in `expect`
+        (the claim that makes a compensation job's ending count once). `started_at`
+        is written when the compensation never started (None keeps the stored one)."""
+        ...
+
+    async def end_pending_compensations(self, instance_id: str, status: str) -> int:
+        """Every pending compensation of the instance to `status` (skipped, canceled);
+        how many."""
+        ...
+
 
 class OrchestraReads(Protocol):
     """Orchestra rows outside a transaction: one round trip each."""
@@ -241,6 +387,21 @@ class OrchestraReads(Protocol):
 
     async def ended_jobs(self, limit: int) -> Sequence[Pending]:
         """Tokens waiting for a job that has ended (succeeded, dead_lettered, canceled)."""
+        ...
+
+    async def ended_compensations(self, limit: int) -> Sequence[CompensationEnding]:
+        """Running compensations whose job has ended."""
+        ...
+
+    async def saga(
+        self, tenant_id: str, instance_id: str
+    ) -> tuple[SagaInstanceRecord, Sequence[SagaStepRecord]] | None:
+        """The tenant's saga instance with its steps by position; None when absent,
+        another tenant's or not a saga."""
+        ...
+
+    async def saga_counts(self, tenant_id: str) -> Sequence[SagaCountRecord]:
+        """The tenant's sagas grouped by (definition, status) with their durations."""
         ...
 
 
@@ -290,4 +451,11 @@ TOKEN: ResourceType[TokenRecord] = ResourceType(
     id_field="token_id",
     id_of=lambda t: t.token_id,
     snapshot=lambda t: {"id": t.token_id, "node_id": t.node_id, "status": t.status},
+)
+SAGA: ResourceType[SagaInstanceRecord] = ResourceType(
+    singular="saga",
+    collection="sagas",
+    id_field="sagaId",
+    id_of=lambda i: i.instance_id,
+    snapshot=lambda i: {"id": i.instance_id, "status": i.status},
 )

@@ -1,7 +1,8 @@
 """The engine's background loop: due timers and ended jobs (DESIGN §9; issue 11).
 
 One loop per server process (every replica runs one). Each pass fires the timers
-that are due and moves the tokens whose service-task job has ended, in batches,
+that are due, moves the tokens whose service-task job has ended and the sagas whose
+compensation job has ended (domain/orchestra/sagas.py), in batches,
 then sleeps `interval_s` or until woken: the job engine's ending hints of owned
 jobs (`domain/job_endings.py`) wake it at once, and so does a timer due before the
 interval ends. Everything a pass does is claimed (SKIP LOCKED on the instance, a
@@ -19,17 +20,20 @@ from datetime import UTC, datetime
 from typing import Final
 
 from server.domain.job_endings import JobEnding
+from server.domain.orchestra import sagas
 from server.domain.orchestra.definitions import ModelCache
 from server.domain.orchestra.instances import (
     OWNER_PREFIX,
     OrchestraLimits,
     fire_due_timers,
+    reconcile_compensation_endings,
     reconcile_job_endings,
 )
 from server.domain.orchestra.records import OrchestraStore
 
 log = logging.getLogger("orchestrator.orchestra")
 BATCH: Final = 100
+_OWNERS: Final = (f"{OWNER_PREFIX}/", f"{sagas.OWNER_PREFIX}/")
 
 
 class OrchestraRunner:
@@ -73,7 +77,7 @@ class OrchestraRunner:
         self._wake.set()
 
     def _on_endings(self, endings: Sequence[JobEnding]) -> None:
-        if any((ending.owner or "").startswith(f"{OWNER_PREFIX}/") for ending in endings):
+        if any((ending.owner or "").startswith(_OWNERS) for ending in endings):
             self._wake.set()
 
     async def run_once(self) -> int:
@@ -87,6 +91,9 @@ class OrchestraRunner:
             )
             moved += await fire_due_timers(
                 self._store, self._models, self._limits, now=now, limit=BATCH
+            )
+            moved += await reconcile_compensation_endings(
+                self._store, self._limits, now=now, limit=BATCH
             )
             total += moved
             if moved < BATCH:

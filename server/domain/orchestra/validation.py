@@ -335,6 +335,7 @@ def _compile_node(
         id=spec.id,
         type=spec.type,
         job_type=spec.job_type,
+        compensation=spec.compensation if spec.type == SERVICE_TASK else "",
         default=spec.default,
         duration=parse_duration(spec.duration)
         if spec.type == TIMER and _parses(spec.duration)

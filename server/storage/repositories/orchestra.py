@@ -29,13 +29,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from server.domain.orchestra.definitions import DEFINITION_LISTING
 from server.domain.orchestra.instances import JOB_ENDED
 from server.domain.orchestra.records import (
-    RUNNING,
+    ACTIVE_STATUSES,
+    CompensationEnding,
     DefinitionQuery,
     Instance,
     Pending,
+    SagaStep,
     StoredDefinition,
     Token,
 )
+from server.domain.orchestra.sagas import PENDING
 from server.storage.db import Database
 from server.storage.keyset import keyset_select
 from server.storage.store import SqlStore, SqlUnitOfWork
@@ -43,6 +46,7 @@ from server.storage.tables import (
     JobRow,
     OrchestraDefinitionRow,
     OrchestraInstanceRow,
+    OrchestraSagaStepRow,
     OrchestraTokenRow,
     SourceRow,
     table_of,
@@ -51,6 +55,7 @@ from server.storage.tables import (
 _definitions = table_of(OrchestraDefinitionRow)
 _instances = table_of(OrchestraInstanceRow)
 _tokens = table_of(OrchestraTokenRow)
+_steps = table_of(OrchestraSagaStepRow)
 _jobs = table_of(JobRow)
 _sources = table_of(SourceRow)
 SERVICE_SOURCE_NAME = "orchestra"
@@ -58,6 +63,9 @@ SERVICE_SOURCE_TYPE = "orchestra"
 # Literal, not bound: a query matches a partial index only when its WHERE spells the
 # index's predicate (tables.ORCHESTRA_*_PREDICATE) with constants.
 _WAITING: sa.ColumnElement[str] = sa.literal_column("'waiting'")
+_COMPENSATING: sa.ColumnElement[str] = sa.literal_column("'running'")
+_SAGA: sa.ColumnElement[bool] = sa.literal_column("orchestra_instances.saga", sa.Boolean)
+_JOB_ENDED: list[sa.ColumnElement[Any]] = [sa.literal_column(f"'{status}'") for status in JOB_ENDED]
 _SOURCE_NAMESPACE = uuid5(NAMESPACE_URL, "orchestrator:orchestra-service-source")
 
 
@@ -94,6 +102,7 @@ def _instance_values(instance: Instance) -> dict[str, Any]:
         "created_at": instance.created_at,
         "updated_at": instance.updated_at,
         "ended_at": instance.ended_at,
+        "saga": instance.saga,
     }
 
 
@@ -177,7 +186,7 @@ class SqlOrchestraRepository:
                 variables=variables,
                 incident=incident,
                 updated_at=now,
-                ended_at=None if status == RUNNING else now,
+                ended_at=None if status in ACTIVE_STATUSES else now,
             )
         )
 
@@ -240,6 +249,129 @@ class SqlOrchestraRepository:
         created = await _source_id(conn, tenant_id)
         assert created is not None  # inserted, or a concurrent call's row
         return created
+
+    # --- sagas ---
+
+    async def insert_saga_steps(self, steps: Sequence[SagaStep]) -> None:
+        if not steps:
+            return
+        conn = await self._conn()
+        instance_id = steps[0].instance_id
+        last = (
+            await conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(_steps.c.position), 0)).where(
+                    _steps.c.instance_id == instance_id
+                )
+            )
+        ).scalar_one()
+        await conn.execute(
+            sa.insert(_steps),
+            [
+                {
+                    "step_id": step.step_id,
+                    "instance_id": step.instance_id,
+                    "tenant_id": step.tenant_id,
+                    "position": last + i,
+                    "node_id": step.node_id,
+                    "job_type": step.job_type,
+                    "job_id": step.job_id,
+                    "compensation": step.compensation,
+                    "status": "running",
+                    "started_at": step.started_at,
+                }
+                for i, step in enumerate(steps, 1)
+            ],
+        )
+
+    async def saga_steps(self, instance_id: str) -> Sequence[sa.Row[Any]]:
+        conn = await self._conn()
+        rows: Sequence[sa.Row[Any]] = (await conn.execute(_steps_of(instance_id))).all()
+        return rows
+
+    async def end_saga_step(
+        self,
+        step_id: str,
+        *,
+        status: str,
+        ended_at: datetime,
+        result: str | None,
+        error: str | None,
+    ) -> bool:
+        conn = await self._conn()
+        outcome = await conn.execute(
+            sa.update(_steps)
+            .where(_steps.c.step_id == step_id, _steps.c.status == "running")
+            .values(status=status, ended_at=ended_at, result=result, error=error)
+        )
+        return bool(outcome.rowcount == 1)
+
+    async def plan_compensations(self, orders: Mapping[str, int]) -> None:
+        conn = await self._conn()
+        for step_id, order in orders.items():
+            await conn.execute(
+                sa.update(_steps)
+                .where(_steps.c.step_id == step_id)
+                .values(compensation_order=order, compensation_status=PENDING)
+            )
+
+    async def start_compensation(self, step_id: str, job_id: str, now: datetime) -> None:
+        conn = await self._conn()
+        await conn.execute(
+            sa.update(_steps)
+            .where(_steps.c.step_id == step_id, _steps.c.compensation_status == PENDING)
+            .values(
+                compensation_status="running",
+                compensation_job_id=job_id,
+                compensation_started_at=now,
+            )
+        )
+
+    async def end_compensation(
+        self,
+        step_id: str,
+        *,
+        expect: str,
+        status: str,
+        error: str | None,
+        started_at: datetime | None,
+        ended_at: datetime | None,
+    ) -> bool:
+        conn = await self._conn()
+        values: dict[str, Any] = {
+            "compensation_status": status,
+            "compensation_error": error,
+            "compensation_ended_at": ended_at,
+        }
+        if started_at is not None:
+            values["compensation_started_at"] = started_at
+        outcome = await conn.execute(
+            sa.update(_steps)
+            .where(_steps.c.step_id == step_id, _steps.c.compensation_status == expect)
+            .values(**values)
+        )
+        return bool(outcome.rowcount == 1)
+
+    async def end_pending_compensations(self, instance_id: str, status: str) -> int:
+        conn = await self._conn()
+        outcome = await conn.execute(
+            sa.update(_steps)
+            .where(_steps.c.instance_id == instance_id, _steps.c.compensation_status == PENDING)
+            .values(compensation_status=status)
+        )
+        return int(outcome.rowcount)
+
+
+def _steps_of(instance_id: str) -> sa.Select[Any]:
+    return sa.select(_steps).where(_steps.c.instance_id == instance_id).order_by(_steps.c.position)
+
+
+def _seconds(conn: AsyncConnection) -> sa.ColumnElement[Any]:
+    """A finished instance's duration in seconds (NULL while it runs): microseconds on
+    PostgreSQL, milliseconds on SQLite (its date functions keep three digits)."""
+    ended, created = _instances.c.ended_at, _instances.c.created_at
+    if conn.dialect.name == "postgresql":
+        return sa.extract("epoch", ended - created)
+    return (sa.func.julianday(ended) - sa.func.julianday(created)) * 86400.0
 
 
 async def _source_id(conn: AsyncConnection, tenant_id: str) -> str | None:
@@ -358,7 +490,7 @@ class SqlOrchestraReads:
             .where(
                 _tokens.c.status == _WAITING,
                 _tokens.c.job_id.is_not(None),
-                _jobs.c.status.in_([sa.literal_column(f"'{status}'") for status in JOB_ENDED]),
+                _jobs.c.status.in_(_JOB_ENDED),
             )
             .limit(limit)
         )
@@ -368,6 +500,58 @@ class SqlOrchestraReads:
             Pending(row.tenant_id, row.instance_id, row.token_id, row.job_id, row.status)
             for row in rows
         ]
+
+    async def ended_compensations(self, limit: int) -> list[CompensationEnding]:
+        statement = (
+            sa.select(
+                _steps.c.tenant_id,
+                _steps.c.instance_id,
+                _steps.c.step_id,
+                _steps.c.compensation_job_id,
+                _jobs.c.status,
+            )
+            .join(_jobs, _jobs.c.job_id == _steps.c.compensation_job_id)
+            .where(
+                _steps.c.compensation_status == _COMPENSATING,
+                _steps.c.compensation_job_id.is_not(None),
+                _jobs.c.status.in_(_JOB_ENDED),
+            )
+            .limit(limit)
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [
+            CompensationEnding(
+                row.tenant_id, row.instance_id, row.step_id, row.compensation_job_id, row.status
+            )
+            for row in rows
+        ]
+
+    async def saga(
+        self, tenant_id: str, instance_id: str
+    ) -> tuple[sa.Row[Any], Sequence[sa.Row[Any]]] | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(_instance(tenant_id, instance_id).where(_SAGA))).first()
+            if row is None:
+                return None
+            steps = (await conn.execute(_steps_of(instance_id))).all()
+        return row, steps
+
+    async def saga_counts(self, tenant_id: str) -> Sequence[sa.Row[Any]]:
+        async with self._db.read() as conn:
+            statement = (
+                sa.select(
+                    _instances.c.definition_id,
+                    _instances.c.status,
+                    sa.func.count().label("instances"),
+                    sa.func.sum(_seconds(conn)).label("seconds"),
+                )
+                .where(_instances.c.tenant_id == tenant_id, _SAGA)
+                .group_by(_instances.c.definition_id, _instances.c.status)
+                .order_by(_instances.c.definition_id, _instances.c.status)
+            )
+            rows: Sequence[sa.Row[Any]] = (await conn.execute(statement)).all()
+        return rows
 
 
 class SqlOrchestraUnit:

@@ -33,7 +33,10 @@ class InstanceSummary(_message.Message):
     definition_id: _builtins.str
     """The process definition's machine name."""
     status: _builtins.str
-    """`running`, `completed`, `failed` or `canceled`."""
+    """`running`, `completed`, `failed` or `canceled`; for sagas (definitions
+    whose service tasks declare a compensation) also `compensating` and
+    `compensated` (see InstanceState).
+    """
     def __init__(
         self,
         *,
@@ -110,8 +113,10 @@ class Incident(_message.Message):
     token_id: _builtins.str
     """The token that failed."""
     kind: _builtins.str
-    """`job_dead_lettered`, `condition_error`, `no_flow`, `job_result_rejected`
-    or `step_limit`.
+    """`job_dead_lettered`, `job_canceled`, `job_refused`, `condition_error`,
+    `no_flow`, `job_result_rejected`, `step_limit`, or for a saga
+    `compensation_failed` (a compensation job was dead-lettered, canceled or
+    refused).
     """
     message: _builtins.str
     """What went wrong, in product words."""
@@ -146,6 +151,14 @@ class InstanceState(_message.Message):
     `status` is `running` until no token is left (`completed`), a token fails
     (`failed`: the incident says why; every other token is dropped) or it is
     canceled (`canceled`).
+
+    A saga (an instance of a definition version in which a service task declares
+    `compensation`) that meets an incident is not failed: its tokens are dropped
+    and it is `compensating` while the compensations of its completed steps run,
+    one job at a time in reverse order of completion; then `compensated` (every
+    compensation succeeded, or none was needed) or `failed` with a
+    `compensation_failed` incident. GET /infrastructure/saga/{saga_id} shows its
+    steps and compensations.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -164,7 +177,10 @@ class InstanceState(_message.Message):
     definition_id: _builtins.str
     """The process definition's machine name."""
     status: _builtins.str
-    """`running`, `completed`, `failed` or `canceled`."""
+    """`running`, `completed`, `failed` or `canceled`; for sagas (definitions
+    whose service tasks declare a compensation) also `compensating` and
+    `compensated` (see InstanceState).
+    """
     tenant_id: _builtins.str
     """The tenant the instance belongs to: the consumer's."""
     definition_version: _builtins.int
@@ -183,7 +199,10 @@ class InstanceState(_message.Message):
 
     @_builtins.property
     def incident(self) -> Global___Incident:
-        """Why it failed; absent unless `status` is `failed`."""
+        """Why it failed; absent unless `status` is `failed`, or for a saga
+        `compensating`, `compensated` or `canceled` while compensating (the
+        incident that started the compensation).
+        """
 
     def __init__(
         self,

@@ -84,7 +84,7 @@ class ListInstancesRequest(_message.Message):
     """Only instances of this definition machine name."""
     status: _builtins.str
     """Only instances in this status (`running`, `completed`, `failed`,
-    `canceled`).
+    `canceled`, and for sagas `compensating`, `compensated`).
     """
     def __init__(
         self,
