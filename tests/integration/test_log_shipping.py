@@ -256,7 +256,7 @@ def collector_settings(collector: Collector, tmp_path: Path) -> Settings:
         log_shipping_queue_max=200,
         log_shipping_batch_max=50,
         log_shipping_interval_seconds=0.05,
-        log_shipping_timeout_seconds=1.0,
+        log_shipping_timeout_seconds=2.0,
     )
 
 
@@ -271,7 +271,7 @@ async def test_the_server_ships_its_lines_and_a_hanging_collector_never_delays_r
         started = time.monotonic()
         await app.stop(grace=1)  # bounded flush: the hanging collector cannot hold the stop
         stopping = time.monotonic() - started
-    assert stopping < 5.0
+    assert stopping < 6.0  # the flush gives up after LOG_SHIPPING_TIMEOUT_SECONDS (2)
 
 
 async def _ship_and_hang(app: Application, collector: Collector) -> None:
@@ -313,6 +313,6 @@ async def _ship_and_hang(app: Application, collector: Collector) -> None:
             f"100 lines logged in at most {max(logging_seconds) * 1e3:.2f} ms"
         )
         assert dropped("queue_full") - full >= 800  # 1,000 lines, at most 200 queued
-        # The collector hangs for its whole 1 s timeout; requests do not notice it.
-        assert max(latencies) < 0.25, measured
+        # The collector hangs for its whole 2 s timeout; requests do not notice it.
+        assert max(latencies) < 0.5, measured
         assert max(logging_seconds) < 0.1, measured  # 100 lines enqueue in well under 1 ms each
