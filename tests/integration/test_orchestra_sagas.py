@@ -61,6 +61,15 @@ class SagaWorker(Worker):
         request.wait_timeout.FromMilliseconds(int(wait * 1000))
         return list((await self.call("LeaseJobs", request, wpb.LeaseJobsResponse)).leases)
 
+    async def fail_retryable(self, token: wpb.FencingToken) -> str:
+        """Fail the leased job retryably; the job's status after it."""
+        failure = wpb.JobFailure(
+            token=token, category="dependency", code="BUSY", message="try later", retryable=True
+        )
+        request = wpb.FailJobsRequest(worker_id="w-1", failures=[failure])
+        [outcome] = (await self.call("FailJobs", request, wpb.FailJobsResponse)).results
+        return outcome.job_status
+
 
 @pytest.fixture
 async def orchestra(grpc_target: str, tokens: TokenFactory, tenant: str) -> Orchestra:
@@ -307,6 +316,39 @@ async def test_step_3_of_4_fails_compensations_run_2_then_1(
         opb.ListInstancesResponse,
     )
     assert [item.id for item in listed.instances] == [instance_id]
+
+
+async def test_steps_and_compensations_are_retried_as_jobs(
+    app: Application, orchestra: Orchestra, worker: SagaWorker
+) -> None:
+    """Step 3 fails for good only after its max attempts (3, with backoff); a
+    compensation that fails retryably is leased again and the saga still ends
+    compensated, in order."""
+    t = Types()
+    definition_id = _unique("saga_retry")
+    await load_definition(app, four_steps(definition_id, t))
+    instance_id = await orchestra.start(definition_id)
+    for job_type in (t.reserve, t.charge):
+        lease = await _one(worker, job_type)
+        await worker.complete(lease.token, {})
+    statuses = []
+    for _ in range(3):  # backoff ~1 s, then ~2 s
+        ship = await _one(worker, t.ship)
+        statuses.append(await worker.fail_retryable(ship.token))
+    assert statuses == ["failed", "failed", "dead_lettered"]
+    await orchestra.wait(instance_id, "compensating")
+    refund = await _one(worker, t.refund)
+    assert await worker.fail_retryable(refund.token) == "failed"
+    assert (await orchestra.get(instance_id)).status == "compensating"
+    again = await _one(worker, t.refund)
+    assert (again.job.job_id, again.job.attempts) == (refund.job.job_id, 2)
+    await worker.complete(again.token, {})
+    unreserve = await _one(worker, t.unreserve)
+    await worker.complete(unreserve.token, {})
+    assert (await orchestra.wait(instance_id, "compensated")).status == "compensated"
+    steps = {step.node_id: step async for step in _steps_of(app, instance_id)}
+    assert steps["ship"].status == "failed"
+    assert (steps["charge"].compensation_order, steps["reserve"].compensation_order) == (1, 2)
 
 
 async def test_a_failed_compensation_fails_the_saga_with_an_incident(
