@@ -7,8 +7,9 @@ contract: quotas, fencing tokens, events, one tenant per lease), starting with a
 tenant each pass, up to `concurrency` jobs in all, and delivers them concurrently: the
 job's payload, verbatim, as the JSON body of `POST {NOTIFICATION_URL}/notify` with
 `Idempotency-Key: <job id>` (the same on every attempt of the job, so the notification
-service can drop a repeat), X-Stella-Tenant and the payload's `traceId` as
-X-Stella-Trace-Id and traceparent. A 2xx answer completes the job (its result
+service can drop a repeat), X-Stella-Tenant, and as X-Stella-Trace-Id and traceparent
+the trace id of the call that enqueued the job (its `job.enqueued` event; the job id's
+hex digits when that event is gone). A 2xx answer completes the job (its result
 `{"delivered": true}`), whatever its body; any failure (an error status, timeout,
 unreachable) fails the attempt retryable, category `upstream`, code the failure's
 reason (UPSTREAM_STATUS...), so the job engine retries it with the job's backoff and
@@ -41,7 +42,7 @@ from server.domain import leasing
 from server.domain.errors import DomainError
 from server.domain.leasing import Completion, Failure, FencingToken, LeaseRequest
 from server.storage.db import Database
-from server.storage.repositories.waiting_tenants import waiting_tenants
+from server.storage.repositories.waiting_tenants import enqueue_traces, waiting_tenants
 from server.storage.store import SqlStore
 from server.upstreams.client import UpstreamClient, trace_headers
 
@@ -130,15 +131,15 @@ class NotifyDelivery:
                 trace_id=None,
             )
             rows = await leasing.lease_jobs(self._store, request)
-            deliveries.extend(self._deliver(tenant_id, row) for row in rows)
+            traces = await enqueue_traces(self._db, tenant_id, [row.job_id for row in rows])
+            deliveries.extend(self._deliver(tenant_id, row, traces.get(row.job_id)) for row in rows)
         await asyncio.gather(*deliveries)
         return len(deliveries)
 
-    async def _deliver(self, tenant_id: str, row: Any) -> None:
+    async def _deliver(self, tenant_id: str, row: Any, trace_id: str | None) -> None:
         token = FencingToken(job_id=row.job_id, lease_id=row.lease_id, attempt=row.attempts)
         payload = json.loads(row.payload) if row.payload else {}
-        trace_id = payload.get("traceId") if isinstance(payload, dict) else None
-        headers = trace_headers(str(trace_id or row.job_id.replace("-", "")), tenant_id)
+        headers = trace_headers(trace_id or row.job_id.replace("-", ""), tenant_id)
         headers["Idempotency-Key"] = row.job_id
         leases = self._store.leases
         try:

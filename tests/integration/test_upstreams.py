@@ -392,9 +392,10 @@ async def test_hanging_upstream_is_504_and_blocks_nobody(served: Served, tenant:
 
 
 async def _enqueue_notification(
-    served: Served, tenant: str, payload: dict[str, Any], max_attempts: int
+    served: Served, tenant: str, payload: dict[str, Any], max_attempts: int, trace: str = ""
 ) -> str:
-    headers = await served.headers(tenant, **{"X-Stella-Operator-Reason": "t"})
+    extra = {"X-Stella-Operator-Reason": "t", **({"X-Stella-Trace-Id": trace} if trace else {})}
+    headers = await served.headers(tenant, **extra)
     source = await served.http.post(
         "/jobengine/sources", json={"name": "notify", "sourceType": "manual"}, headers=headers
     )
@@ -426,25 +427,48 @@ async def _job_when(served: Served, tenant: str, job_id: str, statuses: set[str]
 
 
 async def test_notification_jobs_are_posted_and_completed(served: Served, tenant: str) -> None:
-    payload = {
-        "event": "consolidation",
+    trace = uuid.uuid4().hex
+    payload: dict[str, Any] = {
         "scope": "confluence",
-        "documentIds": ["d1", "d2"],
+        "document_ids": ["d1", "d2"],
         "message": "",
         "channels": ["email"],
-        "correlationId": "c-1",
-        "traceId": uuid.uuid4().hex,
-        "tenantId": tenant,
-        "requestedAt": "2026-11-30T10:00:00Z",
+        "correlation_id": "c-1",
+        "n": 7,
     }
-    job_id = await _enqueue_notification(served, tenant, payload, 3)
+    job_id = await _enqueue_notification(served, tenant, payload, 3, trace=trace)
     job = await _job_when(served, tenant, job_id, {"succeeded", "dead_lettered"})
     assert job["status"] == "succeeded" and job["attempts"] == 1
     assert job["result"] == {"delivered": True}
     [hit] = [h for h in served.stub.hits_of("/notify") if h.headers["idempotency-key"] == job_id]
     assert hit.json() == payload
-    assert hit.headers["x-stella-trace-id"] == payload["traceId"]
+    assert hit.headers["x-stella-trace-id"] == trace  # the enqueuing call's
+    assert hit.headers["traceparent"].startswith(f"00-{trace}-")
     assert hit.headers["x-stella-tenant"] == tenant
+
+
+async def test_post_jobs_notify_consolidation_reaches_the_notification_service(
+    served: Served, tenant: str
+) -> None:
+    """End to end: the mesh endpoint enqueues, the server delivers the stored payload."""
+    trace = uuid.uuid4().hex
+    headers = await served.headers(
+        tenant, **{"X-Stella-Operator-Reason": "notify", "X-Stella-Trace-Id": trace}
+    )
+    accepted = await served.http.post(
+        "/jobs/notify-consolidation",
+        json={"scope": "confluence", "document_ids": ["d1"], "channels": ["email"]},
+        headers=headers,
+    )
+    assert accepted.status_code in (200, 201, 202), accepted.text
+    job_id = accepted.json()["job_id"]
+    job = await _job_when(served, tenant, job_id, {"succeeded", "dead_lettered"})
+    assert job["status"] == "succeeded" and job["attempts"] == 1
+    [hit] = [h for h in served.stub.hits_of("/notify") if h.headers["idempotency-key"] == job_id]
+    assert hit.json() == job["payload"]
+    assert hit.json()["scope"] == "confluence"
+    assert hit.headers["x-stella-trace-id"] == trace
+    assert hit.headers["traceparent"].startswith(f"00-{trace}-")
 
 
 async def test_failing_notifications_are_retried_then_dead_lettered(
