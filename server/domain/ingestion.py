@@ -98,14 +98,46 @@ def payload_of(request: IngestRequest, trace_id: str) -> dict[str, str]:
     }
 
 
+class MeshSources:
+    """The ids of the built-in mesh sources this process has resolved, by (tenant,
+    project): sources are never deleted and the built-in one is found by name, so an
+    id once resolved stays right, and an ingestion costs no extra transaction to look
+    it up again (the enqueue checks the source's state, paused or disabled, itself).
+    At most `capacity` entries; the oldest is dropped first."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._ids: dict[tuple[str, str | None], str] = {}
+        self._capacity = capacity
+
+    async def source_id(self, store: Store, call: CallContext, *, now: datetime) -> str:
+        key = (call.require_tenant(), call.project_id)
+        found = self._ids.get(key)
+        if found is None:
+            found = await builtin_source(store, call, now=now)
+            if len(self._ids) >= self._capacity:
+                self._ids.pop(next(iter(self._ids)))
+            self._ids[key] = found
+        return found
+
+
 async def ingest(
-    store: Store, call: CallContext, request: IngestRequest, limits: JobLimits, *, now: datetime
+    store: Store,
+    call: CallContext,
+    request: IngestRequest,
+    limits: JobLimits,
+    *,
+    now: datetime,
+    sources: MeshSources | None = None,
 ) -> Ingested:
     """Validate `request` and enqueue its `ingest.<source>` job in the tenant's mesh
-    source (module docstring); the job as enqueued and the call's trace id. Nothing is
-    written for a refused request (validation comes before the source is created)."""
+    source (module docstring; `sources` remembers its id between calls); the job as
+    enqueued and the call's trace id. Nothing is written for a refused request
+    (validation comes before the source is created)."""
     validate(request)
-    source_id = await builtin_source(store, call, now=now)
+    if sources is None:
+        source_id = await builtin_source(store, call, now=now)
+    else:
+        source_id = await sources.source_id(store, call, now=now)
     enqueued = await jobs.enqueue_job(
         store,
         call,

@@ -76,6 +76,7 @@ class WorkflowsService(pb_grpc.WorkflowsServiceServicer):
         self._job_limits = job_limits
         self._orchestra_limits = orchestra_limits
         self._models = ModelCache()
+        self._sources = ingestion.MeshSources()
         self._wall = wall
 
     def _now(self) -> datetime:
@@ -88,7 +89,12 @@ class WorkflowsService(pb_grpc.WorkflowsServiceServicer):
             source=request.source, scope=request.scope, correlation_id=request.correlation_id
         )
         done = await ingestion.ingest(
-            self._store, current_call(), asked, self._job_limits, now=self._now()
+            self._store,
+            current_call(),
+            asked,
+            self._job_limits,
+            now=self._now(),
+            sources=self._sources,
         )
         return pb.IngestResponse(
             job_id=done.job.job_id,
