@@ -416,6 +416,28 @@ async def test_run_starts_the_shipped_workflow_with_four_parallel_ingest_jobs(
     )
 
 
+async def test_run_answers_the_trace_id_of_a_traceparent_or_a_new_w3c_one(
+    app: Application, http: httpx.AsyncClient, tokens: TokenFactory, tenant: str
+) -> None:
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    headers = await operator(tokens, tenant, traceparent=f"00-{trace}-b7ad6b7169203331-01")
+    response = await http.post(RUN, json={}, headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"runId": response.json()["runId"], "traceId": trace}
+    assert response.headers[TRACE_HEADER] == trace
+    fresh = await _run(http, await operator(tokens, tenant))
+    assert W3C_ID.match(fresh["traceId"]) and fresh["traceId"] != trace
+    enqueued = await rows(
+        app,
+        sa.select(_events.c.trace_id).where(
+            _events.c.tenant_id == tenant, _events.c.type == "job.enqueued"
+        ),
+    )
+    assert sorted(event.trace_id for event in enqueued) == sorted(
+        [trace] * 4 + [fresh["traceId"]] * 4
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
