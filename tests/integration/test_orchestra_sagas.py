@@ -316,6 +316,19 @@ async def test_step_3_of_4_fails_compensations_run_2_then_1(
         opb.ListInstancesResponse,
     )
     assert [item.id for item in listed.instances] == [instance_id]
+    token = await tokens.token(tenant, permissions=[ORCHESTRA_PERMISSION])
+    seed = {"Authorization": f"Bearer {token}"}
+    params = {"definition_id": definition_id, "status": "compensated"}
+    rows = await http.get("/orchestra-api/instances", params=params, headers=seed)
+    assert rows.json() == [
+        {"id": instance_id, "definition_id": definition_id, "status": "compensated"}
+    ]
+    one = (await http.get(f"/orchestra-api/instance/{instance_id}", headers=seed)).json()
+    assert (one["status"], one["tokens"], one["incident"]["kind"]) == (
+        "compensated",
+        [],
+        "job_dead_lettered",
+    )
 
 
 async def test_steps_and_compensations_are_retried_as_jobs(
