@@ -73,21 +73,37 @@ async def mesh(
 ) -> AsyncIterator[Mesh]:
     transport = GrpcTransport(grpc_target)
     caller = CallerHeaders(tenant=tenant, access_token=access_token, operator_reason="test run")
+    headers = {
+        "Authorization": f"Bearer {access_token}",
+        "X-Stella-Tenant": tenant,
+        "X-Stella-Operator-Reason": "scores are stale",
+        "X-Stella-Operator-Ticket": "QA-12",
+    }
     try:
         yield Mesh(
             app=app,
             http=http,
             tenant=tenant,
-            headers={
-                "Authorization": f"Bearer {access_token}",
-                "X-Stella-Tenant": tenant,
-                "X-Stella-Operator-Reason": "scores are stale",
-                "X-Stella-Operator-Ticket": "QA-12",
-            },
+            headers=headers,
             workers=WorkerCalls(transport, caller),
         )
     finally:
         await transport.close()
+        await _cancel_waiting_notifications(http, headers)
+
+
+async def _cancel_waiting_notifications(http: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    """Cancel the test's notify.consolidation jobs still queued: a server of another test
+    module with NOTIFICATION_URL set (same database) would otherwise deliver them."""
+    for project in (None, "p-9"):
+        scoped = headers if project is None else {**headers, "X-Stella-Project": project}
+        listed = await http.get(
+            "/jobengine/jobs",
+            params={"jobType": "notify.consolidation", "status": "queued", "limit": "200"},
+            headers=scoped,
+        )
+        for job in listed.json().get("items", []):
+            await http.post(f"/jobengine/jobs/{job['jobId']}/cancel", json={}, headers=scoped)
 
 
 async def test_recalc_quality_enqueues_one_audited_job_and_answers_202(mesh: Mesh) -> None:
