@@ -290,8 +290,8 @@ class WorkflowRun(_message.Message):
     definition_version: _builtins.int
     """The version run."""
     status: _builtins.str
-    """running, completed, failed or canceled (and any status the process engine
-    adds, e.g. compensated).
+    """running, compensating (a saga undoing its completed steps), completed,
+    compensated, failed or canceled.
     """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp:
@@ -299,11 +299,11 @@ class WorkflowRun(_message.Message):
 
     @_builtins.property
     def ended_at(self) -> _timestamp_pb2.Timestamp:
-        """When the run ended; absent while it runs."""
+        """When the run ended; absent while it is running or compensating."""
 
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration:
-        """endedAt minus startedAt; absent while it runs."""
+        """endedAt minus startedAt; absent while it is running or compensating."""
 
     def __init__(
         self,

@@ -174,7 +174,8 @@ class WorkflowsServiceServicer:
         newest first: by startedAt, then runId, descending. Pagination as every
         list (AIP-158).
 
-        Returns INVALID_ARGUMENT naming `status` for a status runs never have,
+        Returns INVALID_ARGUMENT naming `status` for a status runs never have (see
+        WorkflowRun.status), `definitionId` for one that is not a definition id,
         `limit` for a negative one, `continuationToken` for a forged token or one
         issued for other filters.
         """
