@@ -167,7 +167,7 @@ class InstanceSummary:
 
     id: str
     definition_id: str
-    status: str  # running, completed, failed or canceled
+    status: str  # running, completed, failed, canceled; sagas also compensating, compensated
 
 
 @dataclass(frozen=True, slots=True)
