@@ -30,6 +30,7 @@ from gateway.bindings import bindings_for
 from gateway.inprocess import HandlerRegistry, InProcessUpstream
 from gateway.openapi_schema import comments_from_files
 from server.config import Settings, value_sources
+from server.domain import tracing as domain_tracing
 from server.domain.health import LoopState, Readiness, not_ready
 from server.domain.leasing import Reaper
 from server.domain.orchestra.definitions import ModelCache
@@ -53,6 +54,7 @@ from server.observability.grpc_health import HealthReporter
 from server.observability.http_metrics import HttpMetrics
 from server.observability.operations import Operations
 from server.observability.product_gauges import register_product_gauges
+from server.observability.tracing import TraceRuntime
 from server.policy import MethodPolicy, policies_for
 from server.services.orchestra import limits_of, orchestra_store
 from server.services.table import SERVICES, Components, register_all
@@ -112,6 +114,8 @@ class Application:
     health: HealthReporter = field(init=False)  # grpc.health.v1 following readiness
     readiness_interval_s: float = 2.0  # how often gRPC health re-evaluates readiness
     log_shipper: log_shipping.LogShipper | None = None  # LOG_COLLECTOR_URL set (issue 13)
+    tracing: TraceRuntime | None = None  # None: ORCHESTRATOR_TRACING_ENABLED is false
+    _untraced: object = None  # with tracing off, the domain tracer to give back at stop
 
     async def start(self, *, http_socket: socket.socket | None = None) -> None:
         if self.settings.log_collector_url:  # first, so start-up lines are shipped too
@@ -140,7 +144,13 @@ class Application:
             clocks=self.clocks,
             redis=self._redis(),
         )
-        chain = InterceptorChain(chain_stages(policies_for(SERVICES), self.identity))
+        if self.settings.tracing_enabled:  # spans of calls, jobs and engine steps (issue 13)
+            self.tracing = TraceRuntime.start(
+                self.settings.tracing_max_traces, self.settings.tracing_max_spans_per_trace
+            )
+        else:  # no domain spans either (the tracer another server in this process set)
+            self._untraced = domain_tracing.install(None)
+        chain = InterceptorChain(chain_stages(policies_for(SERVICES), self.identity, self.tracing))
         interceptors = (chain,)
         registry = HandlerRegistry()
         self.grpc_server = grpc.aio.server(interceptors=interceptors, options=GRPC_SERVER_OPTIONS)
@@ -175,6 +185,7 @@ class Application:
             operations=self.operations,
             mesh=self.mesh,
             upstreams=self._upstreams(),
+            tracing=self.tracing,
         )
         register_all(components, self.grpc_server, registry)
         chain.prepare(registry.handlers)
@@ -393,6 +404,10 @@ class Application:
             await self._wakeups.close()
         await self.operations.aclose()
         metrics.mark_process_dead()
+        if self.tracing is not None:  # flushes the OTLP exporter (a thread: off the loop)
+            await asyncio.to_thread(self.tracing.shutdown)
+        else:
+            domain_tracing.install(self._untraced)  # type: ignore[arg-type]
         await self.db.dispose()
         if self.log_shipper is not None:  # last, so the lines of the stop are shipped too
             shipper, self.log_shipper = self.log_shipper, None
@@ -404,12 +419,15 @@ class Application:
         await self.grpc_server.wait_for_termination()
 
 
-def chain_stages(policies: Mapping[str, MethodPolicy], identity: Identity) -> tuple[Stage, ...]:
-    """The interceptor chain's stages, outermost first: every method is traced and has its
-    errors mapped; authentication, tenancy and operator audit run where its policy says."""
+def chain_stages(
+    policies: Mapping[str, MethodPolicy], identity: Identity, tracing: TraceRuntime | None = None
+) -> tuple[Stage, ...]:
+    """The interceptor chain's stages, outermost first: every method is traced (with a
+    span when `tracing`) and has its errors mapped; authentication, tenancy and operator
+    audit run where its policy says."""
     return (
         CallMetrics(),
-        Tracing(),
+        Tracing(tracing),
         ErrorMapping(unavailable=connection_lost),
         Authentication(policies, identity.verifier, identity.urls),
         Tenancy(policies),

@@ -137,6 +137,18 @@ class Settings(BaseSettings):
         5.0, gt=0, le=60, validation_alias=_env("LOG_SHIPPING_TIMEOUT_SECONDS")
     )
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL", "log_level"))
+    # Tracing (issue 13, server/observability/tracing.py): OpenTelemetry spans kept in a
+    # ring of the last N traces (each at most M spans); off = no spans at all. OTLP
+    # export follows the SDK's own OTEL_EXPORTER_OTLP_* variables.
+    tracing_enabled: bool = Field(
+        True, validation_alias=_env("ORCHESTRATOR_TRACING_ENABLED", "tracing_enabled")
+    )
+    tracing_max_traces: int = Field(
+        1000, ge=1, le=100_000, validation_alias=_env("ORCHESTRATOR_TRACING_MAX_TRACES")
+    )
+    tracing_max_spans_per_trace: int = Field(
+        1000, ge=1, le=100_000, validation_alias=_env("ORCHESTRATOR_TRACING_MAX_SPANS_PER_TRACE")
+    )
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, validation_alias=_env("SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds")
     )

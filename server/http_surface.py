@@ -74,6 +74,7 @@ from server.interceptors.tenancy import (
 from server.interceptors.tracing import TRACE_HEADER
 from server.policy import declares_policy, method_policy
 from server.services.quotas import policy_of
+from server.services.tracing import field_rules as tracing_field_rules
 
 # Lower-case prefixes of the request headers the server reads (tenancy, project,
 # operator audit, trace id), plus the gateway's explicit `Grpc-Metadata-` escape.
@@ -246,6 +247,7 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
     rules.update(_upstream_rules())
     rules.update(_workflow_rules())
     rules.update(_cross_service_job_rules())
+    rules.update(tracing_field_rules())
     return {field.full_name: rule for field, rule in rules.items()}
 
 

@@ -53,7 +53,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.text import has_control
-from server.domain import audit
+from server.domain import audit, tracing
 from server.domain.context import CallContext
 from server.domain.errors import (
     AlreadyExists,
@@ -173,6 +173,7 @@ class Job:
     finished_at: datetime | None
     owner: str | None = None  # another engine's waiting item (domain/job_endings.py)
     event_time: datetime | None = None  # the tick or slice the work is about (issue 10)
+    trace_parent: str | None = None  # the enqueue span's W3C traceparent (domain/tracing.py)
 
 
 # --- requests -----------------------------------------------------------------------
@@ -569,7 +570,13 @@ def _check_job_id(job_id: str) -> None:
 # --- writing --------------------------------------------------------------------------
 
 
-def _new_job(spec: JobSpec, tenant_id: str, project_id: str | None, now: datetime) -> Job:
+def _new_job(
+    spec: JobSpec,
+    tenant_id: str,
+    project_id: str | None,
+    now: datetime,
+    trace_parent: str | None = None,
+) -> Job:
     run_at = spec.run_at or now
     return Job(
         job_id=str(uuid.uuid4()),
@@ -602,6 +609,7 @@ def _new_job(spec: JobSpec, tenant_id: str, project_id: str | None, now: datetim
         updated_at=now,
         finished_at=None,
         event_time=spec.event_time,
+        trace_parent=trace_parent,
     )
 
 
@@ -649,6 +657,26 @@ async def _enqueue(
     specs: Sequence[JobSpec | DomainError],
     now: datetime,
 ) -> list[BatchItem]:
+    """`_enqueue_jobs` in a `job.enqueue` span, whose traceparent the new jobs store
+    (domain/tracing.py): their later transitions are its children."""
+    with tracing.job_span("enqueue") as span:
+        items = await _enqueue_jobs(uow, call, specs, now, tracing.current_traceparent())
+        if span is not None:
+            created = [i.enqueued.job for i in items if i.enqueued and i.enqueued.created]
+            span.set_attribute("job.count", len(created))
+            if len(created) == 1:
+                span.set_attribute("job.id", created[0].job_id)
+                span.set_attribute("job.type", created[0].job_type)
+        return items
+
+
+async def _enqueue_jobs(
+    uow: UnitOfWork,
+    call: CallContext,
+    specs: Sequence[JobSpec | DomainError],
+    now: datetime,
+    trace_parent: str | None,
+) -> list[BatchItem]:
     """Enqueue every spec (errors pass through as their results) in `uow`: existing
     keys answered first, sources checked once each, then one INSERT and one events
     INSERT for the new jobs. A key's later occurrences in the batch are answered as
@@ -682,7 +710,7 @@ async def _enqueue(
         if error is not None:
             results[i] = BatchItem(error=error)
             continue
-        fresh[i] = _new_job(spec, tenant_id, call.project_id, now)
+        fresh[i] = _new_job(spec, tenant_id, call.project_id, now, trace_parent)
         if key is not None:
             first_of_key[key] = i
 
@@ -928,6 +956,7 @@ def replay_clone(original: Job, *, now: datetime) -> Job:
         idempotency_key=None,
         request_hash=None,
         replay_of=original.job_id,
+        trace_parent=tracing.current_traceparent(),  # the replaying call's trace
         created_at=now,
         updated_at=now,
         finished_at=None,

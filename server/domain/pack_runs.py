@@ -53,7 +53,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.text import has_control
-from server.domain import audit
+from server.domain import audit, tracing
 from server.domain.context import CallContext
 from server.domain.errors import (
     FailedPrecondition,
@@ -546,6 +546,7 @@ def _job_of(run: PackRun, step: PackStep, now: datetime) -> Job:
         created_at=now,
         updated_at=now,
         finished_at=None,
+        trace_parent=tracing.current_traceparent(),  # the current call's or step's span
     )
 
 

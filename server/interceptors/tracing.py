@@ -2,20 +2,37 @@
 
 The id is echoed in the response's initial metadata (the gateway turns it into the
 `X-Stella-Trace-Id` header) and opens the call context every later layer extends.
+
+With tracing on (server/observability/tracing.py), every call also gets one
+OpenTelemetry SERVER span, here and only here: a REST call reaches this chain once,
+through the in-process gateway, so it is one span like a gRPC call. The span is named
+by the full method (`package.Service/Method`), carries rpc.system, rpc.service,
+rpc.method, rpc.grpc.status_code and, for REST, http.route; its trace id is the call's
+(a non-hex X-Stella-Trace-Id is hashed to one and kept as `stella.trace_id`) and a
+traceparent of that trace id makes its span id the parent. Its status is ERROR for
+the codes the OpenTelemetry RPC conventions count as server errors.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from server.domain.context import CallContext, reset_current_call, set_current_call
+from server.domain.tracing import parse_traceparent
 from server.interceptors.base import invocation_value
 from server.interceptors.chain import Streaming, Unary
+from server.interceptors.metrics import split_method, status_of
+from server.observability.http_metrics import HTTP_ROUTE
+from server.observability.tracing import TraceRuntime
 
 TRACE_HEADER = "x-stella-trace-id"
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -36,11 +53,26 @@ def resolve_trace_id(header: str | None, traceparent: str | None) -> str:
     return f"{_IDS.getrandbits(128) or 1:032x}"  # never the all-zero id W3C forbids
 
 
+# The codes a server span counts as errors (OpenTelemetry semantic conventions, RPC
+# spans, gRPC status: server side); the rest are the caller's mistakes.
+_SERVER_ERRORS = frozenset(
+    {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
+)
+_CODES = {code.name: code.value[0] for code in grpc.StatusCode}
+
+
 class Tracing:
     """The first stage: opens the call context every later stage extends, and publishes
-    it (for logs) while the rest of the chain runs."""
+    it (for logs) while the rest of the chain runs; with `runtime`, records the call's
+    SERVER span around the rest of the chain."""
+
+    def __init__(self, runtime: TraceRuntime | None = None) -> None:
+        self.runtime = runtime
 
     def unary(self, method: str, inner: Unary) -> Unary:
+        if self.runtime is not None:
+            return self._traced_unary(method, inner, self.runtime)
+
         async def traced(request: Any, context: grpc.aio.ServicerContext, _: CallContext) -> Any:
             call = _open(method, context)
             token = set_current_call(call)
@@ -53,6 +85,9 @@ class Tracing:
         return traced
 
     def streaming(self, method: str, inner: Streaming) -> Streaming:
+        runtime = self.runtime
+        name, attributes = _span_of(method)
+
         async def traced(
             request: Any, context: grpc.aio.ServicerContext, _: CallContext
         ) -> AsyncIterator[Any]:
@@ -65,10 +100,113 @@ class Tracing:
             # Not held across yields: a stream is resumed and closed from whatever task
             # consumes it, whose context cannot reset this one's token; the chain's last
             # stage publishes the call around each step of the handler (chain.py).
-            async for item in inner(request, context, call):
-                yield item
+            # Likewise the span is not made current: it is only started and ended here.
+            if runtime is None:
+                async for item in inner(request, context, call):
+                    yield item
+                return
+            span = _start(runtime, name, attributes, call, context)
+            code = "OK"
+            try:
+                async for item in inner(request, context, call):
+                    yield item
+            except BaseException as exc:
+                code = status_of(exc, context)
+                raise
+            finally:
+                _end(span, code)
 
         return traced
+
+    @staticmethod
+    def _traced_unary(method: str, inner: Unary, runtime: TraceRuntime) -> Unary:
+        name, attributes = _span_of(method)
+
+        async def traced(request: Any, context: grpc.aio.ServicerContext, _: CallContext) -> Any:
+            call = _open(method, context)
+            token = set_current_call(call)
+            span = _start(runtime, name, attributes, call, context)
+            current = otel_context.attach(trace.set_span_in_context(span))
+            code = "OK"
+            try:
+                await context.send_initial_metadata(((TRACE_HEADER, call.trace_id),))
+                return await inner(request, context, call)
+            except BaseException as exc:
+                code = status_of(exc, context)
+                raise
+            finally:
+                otel_context.detach(current)
+                _end(span, code)
+                reset_current_call(token)
+
+        return traced
+
+
+def _span_of(method: str) -> tuple[str, dict[str, str | int]]:
+    """A method's span name and its constant attributes, worked out once per method."""
+    service, name = split_method(method)
+    # rpc.grpc.status_code starts as OK (0) and is overwritten only when the call fails.
+    return method.lstrip("/"), {
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": name,
+        "rpc.grpc.status_code": 0,
+    }
+
+
+def _start(
+    runtime: TraceRuntime,
+    name: str,
+    attributes: dict[str, str | int],
+    call: CallContext,
+    context: grpc.aio.ServicerContext,
+) -> trace.Span:
+    """The call's SERVER span: child of the caller's traceparent when it names the
+    call's trace, else a root whose trace id is the call's."""
+    parent = parse_traceparent(invocation_value(context, "traceparent"))
+    trace_id = call.trace_id
+    numeric = _numeric_trace_id(trace_id)
+    if parent is not None and parent.trace_id == numeric:
+        span = runtime.tracer.start_span(
+            name,
+            context=trace.set_span_in_context(trace.NonRecordingSpan(parent)),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        )
+    else:
+        runtime.ids.choose(numeric)
+        span = runtime.tracer.start_span(
+            name, context=_ROOT, kind=SpanKind.SERVER, attributes=attributes
+        )
+        if len(trace_id) != 32 or trace_id != f"{numeric:032x}":
+            span.set_attribute("stella.trace_id", trace_id)
+    route = HTTP_ROUTE.get()
+    if route is not None:
+        span.set_attribute("http.route", route)
+    return span
+
+
+def _end(span: trace.Span, code: str) -> None:
+    if code != "OK":
+        span.set_attribute("rpc.grpc.status_code", _CODES.get(code, 2))
+    if code in _SERVER_ERRORS:
+        span.set_status(Status(StatusCode.ERROR, code))
+    span.end()
+
+
+_ROOT = otel_context.Context()  # no parent: the span is a trace's root
+_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def _numeric_trace_id(trace_id: str) -> int:
+    """The 128-bit trace id of the call's: itself when 32 hex digits (and not zero),
+    else a BLAKE2b hash of it (X-Stella-Trace-Id accepts other tokens)."""
+    if _HEX32.match(trace_id):
+        value = int(trace_id, 16)
+        if value:
+            return value
+    digest = hashlib.blake2b(trace_id.encode(), digest_size=16).digest()
+    return int.from_bytes(digest, "big") or 1
 
 
 def _open(method: str, context: grpc.aio.ServicerContext) -> CallContext:

@@ -11,6 +11,7 @@ router, so a path's identifiers never become label values: an unrouted path is
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +30,8 @@ METHODS: Final = frozenset(
 )
 
 _perf_counter = time.perf_counter
+# The route template of the HTTP request being served, for the calls it makes in process.
+HTTP_ROUTE: ContextVar[str | None] = ContextVar("orchestrator_http_route", default=None)
 
 
 class HttpMetrics:
@@ -61,12 +64,15 @@ class HttpMetrics:
 
         in_flight.inc()
         started = _perf_counter()
+        route = self.route(scope)
+        token = HTTP_ROUTE.set(route)  # the SERVER span's http.route (interceptors/tracing.py)
         try:
             await self.app(scope, receive, sending)
         finally:
+            HTTP_ROUTE.reset(token)
             elapsed = _perf_counter() - started
             in_flight.dec()
-            self._record(method, self.route(scope), status, elapsed)
+            self._record(method, route, status, elapsed)
 
     def route(self, scope: Scope) -> str:
         """The template of the route `scope`'s path matches, whatever its method."""

@@ -46,6 +46,8 @@ from orchestrator.mesh.v1 import (
     registry_service_pb2_grpc,
     sagas_service_pb2,
     sagas_service_pb2_grpc,
+    tracing_service_pb2,
+    tracing_service_pb2_grpc,
     upstream_proxy_service_pb2,
     upstream_proxy_service_pb2_grpc,
     workflows_service_pb2,
@@ -65,6 +67,7 @@ from server.domain.units import Store
 from server.identity.components import Clocks, Identity
 from server.mesh.runtime import Mesh
 from server.observability.operations import Operations
+from server.observability.tracing import TraceRuntime
 from server.services.audit import AuditService
 from server.services.backfills import BackfillsService
 from server.services.cross_service_jobs import CrossServiceJobsService
@@ -80,6 +83,7 @@ from server.services.quotas import QuotasService, policy_of
 from server.services.registry import RegistryService
 from server.services.sagas import SagasService
 from server.services.sources import SourcesService
+from server.services.tracing import TracingService
 from server.services.upstream_proxy import UpstreamProxyService
 from server.services.workers import WorkerService
 from server.services.workflows import build_workflows_service
@@ -103,6 +107,8 @@ class Components:
     mesh: Mesh | None = None
     # What the operations API reports: readiness, dependencies, config, metrics
     operations: Operations | None = None
+    # The spans this server recorded (server/observability/tracing.py); None: tracing off
+    tracing: TraceRuntime | None = None
     # The services this server calls (server/upstreams/, issue 13): their HTTP clients
     upstreams: Upstreams | None = None
 
@@ -211,17 +217,22 @@ SERVICE_TABLE: tuple[ServiceEntry, ...] = (
         lambda c: build_workflows_service(c.store, c.tokens, c.settings, c.clocks.wall),
         workflows_service_pb2_grpc.add_WorkflowsServiceServicer_to_server,
     ),
-    ServiceEntry(  # issue 13: the doc store, reporting and analyzer proxies
-        upstream_proxy_service_pb2.DESCRIPTOR.services_by_name["UpstreamProxyService"],
-        lambda c: _upstream_proxy(c),
-        upstream_proxy_service_pb2_grpc.add_UpstreamProxyServiceServicer_to_server,
-    ),
     ServiceEntry(  # issue 13: POST /jobs/recalc-quality, /jobs/notify-consolidation
         cross_service_jobs_service_pb2.DESCRIPTOR.services_by_name["CrossServiceJobsService"],
         lambda c: CrossServiceJobsService(
             c.store, JobLimits(payload_max_bytes=c.settings.job_payload_max_bytes), c.clocks
         ),
         cross_service_jobs_service_pb2_grpc.add_CrossServiceJobsServiceServicer_to_server,
+    ),
+    ServiceEntry(  # issue 13: the doc store, reporting and analyzer proxies
+        upstream_proxy_service_pb2.DESCRIPTOR.services_by_name["UpstreamProxyService"],
+        lambda c: _upstream_proxy(c),
+        upstream_proxy_service_pb2_grpc.add_UpstreamProxyServiceServicer_to_server,
+    ),
+    ServiceEntry(  # issue 13: GET /infrastructure/tracing/stats, /trace/{id}, /service/{name}
+        tracing_service_pb2.DESCRIPTOR.services_by_name["TracingService"],
+        lambda c: TracingService(c.tracing),
+        tracing_service_pb2_grpc.add_TracingServiceServicer_to_server,
     ),
     ServiceEntry(
         oauth_service_pb2.DESCRIPTOR.services_by_name["OAuthService"],

@@ -387,6 +387,8 @@ class JobRow(SQLModel, table=True):
     replay_of: str | None = Field(default=None, max_length=64)
     pack_run_id: str | None = Field(default=None, max_length=64)
     event_time: datetime | None = Field(default=None, sa_type=Timestamp)  # schedules (issue 10)
+    # The W3C traceparent of the span the job was enqueued under (issue 13 tracing).
+    trace_parent: str | None = Field(default=None, max_length=55)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     finished_at: datetime | None = Field(default=None, sa_type=Timestamp)

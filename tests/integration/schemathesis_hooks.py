@@ -159,6 +159,7 @@ PENDING_REPLAY_PATH = re.compile(
 CROSS_SERVICE_JOB_PATHS = frozenset({"/jobs/recalc-quality", "/jobs/notify-consolidation"})
 ENTRY_REPLAY_PATH = re.compile(r"/(?:jobengine|orchestrator)/deadletter/\{entryId\}/replay")
 REPLICATE_PATH = "/registry/replicate"
+TRACE_PATH = "/infrastructure/tracing/trace/{traceId}"
 WORKFLOW_RUN_PATH = "/workflows/run"
 SAGA_PATH = "/infrastructure/saga/{sagaId}"
 VARIABLE_NAME = re.compile(NAME_PATTERN)
@@ -339,6 +340,20 @@ def _existing_entry(case: Any) -> None:
         if items:
             case.path_parameters = {**(case.path_parameters or {}), "entryId": items[-1]["entryId"]}
             return
+
+
+def _recorded_trace(case: Any) -> None:
+    """A positive trace read names a trace the server recorded: a generated id names
+    none (404). A GET /health's (open) X-Stella-Trace-Id is one."""
+    base = os.environ.get(BASE_URL_VARIABLE)
+    if not base:
+        return
+    try:
+        trace_id = httpx.get(base + "/health", timeout=10).headers.get("X-Stella-Trace-Id")
+    except httpx.HTTPError:
+        return
+    if trace_id:
+        case.path_parameters = {**(case.path_parameters or {}), "traceId": trace_id}
 
 
 def _current_job_type(case: Any) -> str | None:
@@ -548,6 +563,8 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     path, body = case.operation.path or "", case.body
     if case.method.upper() == "POST" and ENTRY_REPLAY_PATH.fullmatch(path):
         _existing_entry(case)
+    if case.method.upper() == "GET" and path == TRACE_PATH:
+        _recorded_trace(case)
     if case.method.upper() == "GET" and path == SAGA_PATH and os.environ.get(SAGA_ID_VARIABLE):
         # A generated id names no saga (404): a positive read names the tenant's one.
         case.path_parameters = {

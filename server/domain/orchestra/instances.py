@@ -76,6 +76,7 @@ from server.domain.orchestra.records import (
 )
 from server.domain.orchestra.validation import valid_definition_id
 from server.domain.resources import JOB, ResourceType
+from server.domain.tracing import traced
 
 SIGNALLED: Final = "signalled"
 SET: Final = "set"
@@ -571,6 +572,7 @@ async def _job_outcome(
 # --- one step -------------------------------------------------------------------------
 
 
+@traced("orchestra.step", lambda *a, **_: {"orchestra.instance_id": a[3].instance_id})
 async def _step(
     unit: OrchestraUnit,
     call: CallContext,

@@ -47,6 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.domain import tracing
 from server.domain.events import NewEvent
 from server.domain.job_endings import JobEnding, JobEndings, owned
 from server.domain.job_states import EVENT_TYPES, JobAction, JobStatus
@@ -250,7 +251,7 @@ WITH v AS (
     ) AS v(job_id, lease_id, attempt, result)
 ),
 old AS MATERIALIZED (
-    SELECT j.job_id, j.quota_id, j.lease_owner, j.pack_run_id, j.owner
+    SELECT j.job_id, j.quota_id, j.lease_owner, j.pack_run_id, j.owner, j.trace_parent
     FROM jobs j JOIN v ON v.job_id = j.job_id
     WHERE j.tenant_id = :tenant_id AND j.status = 'leased'
       AND j.lease_id = v.lease_id AND j.attempts = v.attempt
@@ -266,7 +267,7 @@ done AS (
       AND jobs.tenant_id = :tenant_id AND jobs.status = 'leased'
       AND jobs.lease_id = v.lease_id AND jobs.attempts = v.attempt
     RETURNING jobs.job_id, jobs.lease_id, jobs.attempts, old.quota_id, old.lease_owner,
-              old.pack_run_id, old.owner
+              old.pack_run_id, old.owner, jobs.job_type, old.trace_parent
 ),
 counts AS (
     SELECT quota_id, count(*) AS n FROM done WHERE quota_id IS NOT NULL GROUP BY quota_id
@@ -296,11 +297,11 @@ resolved AS (  -- dead-letter entries whose replay just succeeded (issue 10); = 
     UPDATE deadletter_entries SET status = 'resolved', updated_at = :now
     WHERE replay_job_id = ANY(ARRAY(SELECT job_id FROM done)) AND status = 'replayed'
 )
-SELECT 'done' AS kind, job_id AS id, NULL::text AS tenant_id, NULL::text AS job_type,
-       0::bigint AS n, pack_run_id, owner
+SELECT 'done' AS kind, job_id AS id, NULL::text AS tenant_id, job_type,
+       0::bigint AS n, pack_run_id, owner, attempts, lease_owner, trace_parent
 FROM done
 UNION ALL
-SELECT 'released', quota_id, tenant_id, job_type, n, NULL, NULL FROM released
+SELECT 'released', quota_id, tenant_id, job_type, n, NULL, NULL, NULL, NULL, NULL FROM released
 """
 )
 
@@ -428,6 +429,17 @@ class SqlLeases:
     # --- lease ------------------------------------------------------------------------
 
     async def lease(self, request: LeaseRequest, now: datetime) -> Sequence[Any]:
+        started = tracing.now_ns()
+        leased = await self._lease(request, now)
+        if started and leased:  # a `job.lease` span per job, in the job's trace
+            tracing.record_transitions(
+                "lease",
+                ((row.job_id, row.trace_parent, _span_attributes(row, _LEASED)) for row in leased),
+                started,
+            )
+        return leased
+
+    async def _lease(self, request: LeaseRequest, now: datetime) -> Sequence[Any]:
         expires_at = now + timedelta(seconds=request.lease_s)
         if self._sqlite:
             return await self._lease_with_quotas(request, now, expires_at)
@@ -744,6 +756,7 @@ class SqlLeases:
     ) -> list[Outcome]:
         if not completions:
             return []
+        started = tracing.now_ns()
         async with self._autocommit.connect() as conn:
             rows = (
                 await conn.execute(
@@ -760,6 +773,16 @@ class SqlLeases:
                 )
             ).all()
             done = {row.id for row in rows if row.kind == "done"}
+            if started:
+                tracing.record_transitions(
+                    "complete",
+                    (
+                        (row.id, row.trace_parent, _span_attributes(row, _SUCCEEDED))
+                        for row in rows
+                        if row.kind == "done"
+                    ),
+                    started,
+                )
             if self._endings.listening:
                 self._endings.publish(
                     [
@@ -807,6 +830,7 @@ class SqlLeases:
     ) -> list[Outcome]:
         tokens = [c.token for c in completions]
         woken: list[Key] = []
+        started = tracing.now_ns()
         async with self._transaction() as conn:
             rows = await self._current(conn, tenant_id, tokens)
             judged, fresh = self._judge(tokens, rows)
@@ -856,6 +880,15 @@ class SqlLeases:
             self._endings.publish(
                 _endings(tenant_id, [rows[tokens[i].job_id] for i in fresh], _SUCCEEDED)
             )
+        if started and fresh:
+            tracing.record_transitions(
+                "complete",
+                (
+                    (row.job_id, row.trace_parent, _span_attributes(row, _SUCCEEDED))
+                    for row in (rows[tokens[i].job_id] for i in fresh)
+                ),
+                started,
+            )
         for index in fresh:
             judged[index] = Outcome(tokens[index], status=JobStatus.SUCCEEDED.value)
         return [outcome for outcome in judged if outcome is not None]
@@ -871,6 +904,7 @@ class SqlLeases:
         tokens = [f.token for f in failures]
         woken: list[Key] = []
         decided: dict[int, tuple[JobStatus, datetime | None]] = {}
+        started = tracing.now_ns()
         async with self._transaction() as conn:
             rows = await self._current(conn, tenant_id, tokens)
             judged, fresh = self._judge(tokens, rows)
@@ -972,6 +1006,15 @@ class SqlLeases:
             self._endings.publish(
                 _endings(tenant_id, [rows[job_id] for job_id in final], _DEAD_LETTERED)
             )
+        if started:
+            for index, (status, _) in decided.items():
+                failure, row = failures[index], rows[tokens[index].job_id]
+                tracing.record_transitions(
+                    "dead_letter" if status is JobStatus.DEAD_LETTERED else "fail",
+                    [(row.job_id, row.trace_parent, _span_attributes(row, status.value))],
+                    started,
+                    error=f"{failure.category}/{failure.code}: {failure.message}",
+                )
         for index, (status, retry_at) in decided.items():
             judged[index] = Outcome(tokens[index], status=status.value, next_eligible_at=retry_at)
         return [outcome for outcome in judged if outcome is not None]
@@ -981,6 +1024,7 @@ class SqlLeases:
     async def expire(self, now: datetime, limit: int) -> int:
         j = _jobs.c
         woken: list[Key] = []
+        started = tracing.now_ns()
         async with self._transaction() as conn:
             expired = (
                 await conn.execute(
@@ -1067,6 +1111,16 @@ class SqlLeases:
                     if row.attempts >= row.max_attempts and owned(row.pack_run_id, row.owner)
                 ]
             )
+        if started:
+            for row in expired:
+                final = row.attempts >= row.max_attempts
+                status = JobStatus.DEAD_LETTERED if final else JobStatus.QUEUED
+                tracing.record_transitions(
+                    "dead_letter" if final else "expire",
+                    [(row.job_id, row.trace_parent, _span_attributes(row, status.value))],
+                    started,
+                    error=f"{LEASE_EXPIRED_CATEGORY}/{LEASE_EXPIRED_CODE}: the lease expired",
+                )
         return len(expired)
 
 
@@ -1158,6 +1212,18 @@ async def release_slot(
         return False
     await release_slots(conn, [quota_id], now=now or datetime.now(UTC))
     return True
+
+
+def _span_attributes(row: Any, status: str) -> dict[str, str | int]:
+    """A job transition span's attributes: its type, attempt, worker and new status."""
+    attributes: dict[str, str | int] = {
+        "job.type": row.job_type,
+        "job.attempt": row.attempts,
+        "job.status": status,
+    }
+    if row.lease_owner:
+        attributes["job.worker_id"] = row.lease_owner
+    return attributes
 
 
 def _endings(tenant_id: str, rows: Iterable[Any], status: str) -> list[JobEnding]:

@@ -1,0 +1,185 @@
+"""Spans of the domain's work (issue 13): job transitions and engine steps.
+
+A facade over the OpenTelemetry API (never the SDK, no transport): the server installs
+its tracer at start (`install`, server/observability/tracing.py); until then, and when
+tracing is off, every helper here is a no-op costing one global read.
+
+Job traces. A job remembers the trace it was enqueued under as a W3C `traceparent`
+(`jobs.trace_parent`: the `job.enqueue` span's context). Every later transition
+(`job.lease`, `job.complete`, `job.fail`, `job.expire`, `job.dead_letter`) is a child
+of that span, so a job enqueued over REST, leased and completed over gRPC is one trace;
+the call that caused the transition (the worker's LeaseJobs, say) is in its own trace
+and is *linked*, not parent: a worker's lease call takes jobs of many traces at once,
+and one span cannot have several parents.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Final, ParamSpec, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+JOBS_SERVICE: Final = "orchestrator.jobs"  # the service of job transition spans
+ORCHESTRA_SERVICE: Final = "orchestrator.orchestra"  # the service of engine step spans
+SERVICE_ATTRIBUTE: Final = "orchestrator.service"  # set on every internal span
+OPERATION_ATTRIBUTE: Final = "orchestrator.operation"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+AttributeValue = str | bool | int | float
+
+_tracer: trace.Tracer | None = None
+
+
+def install(tracer: trace.Tracer | None) -> trace.Tracer | None:
+    """Make `tracer` the one the domain's spans use (None: no spans); answers the one
+    it replaces, for `install(previous)` at stop."""
+    global _tracer
+    previous, _tracer = _tracer, tracer
+    return previous
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+def traceparent_of(context: SpanContext) -> str | None:
+    """The W3C traceparent of a valid span context (version 00), else None."""
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def parse_traceparent(value: str | None) -> SpanContext | None:
+    """A remote span context from a `00-<trace id>-<span id>-<flags>` text, or None
+    when absent or malformed (all-zero ids included)."""
+    if not value or len(value) != 55 or value[2] != "-" or value[35] != "-" or value[52] != "-":
+        return None
+    try:
+        trace_id = int(value[3:35], 16)
+        span_id = int(value[36:52], 16)
+        flags = int(value[53:55], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+
+
+@contextmanager
+def job_span(operation: str, **attributes: AttributeValue) -> Iterator[trace.Span | None]:
+    """A span `job.<operation>` around a block, current inside it (the jobs the block
+    creates store its context: `current_traceparent`); None when tracing is off."""
+    tracer = _tracer
+    if tracer is None:
+        yield None
+        return
+    attributes[SERVICE_ATTRIBUTE] = JOBS_SERVICE
+    attributes[OPERATION_ATTRIBUTE] = operation
+    span = tracer.start_span(f"job.{operation}", kind=SpanKind.INTERNAL, attributes=attributes)
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield span
+    except BaseException as exc:
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        otel_context.detach(token)
+        span.end()
+
+
+def current_traceparent() -> str | None:
+    """The traceparent of the current span (what a job enqueued now remembers)."""
+    if _tracer is None:
+        return None
+    return traceparent_of(trace.get_current_span().get_span_context())
+
+
+def now_ns() -> int:
+    """A span start time (ns since the epoch) to pass to `record_transitions` later."""
+    return time.time_ns() if _tracer is not None else 0
+
+
+def record_transitions(
+    operation: str,
+    jobs: Iterable[tuple[str, str | None, Mapping[str, AttributeValue]]],
+    started_ns: int,
+    *,
+    error: str | None = None,
+) -> None:
+    """One finished span `job.<operation>` per (job id, the job's traceparent,
+    attributes), from `started_ns` to now, each a child of the job's `job.enqueue` span
+    (a root of its own when the job has none: enqueued with tracing off) and linked to
+    the current span (the call or loop that did it). `error` sets status ERROR."""
+    tracer = _tracer
+    if tracer is None:
+        return
+    cause = trace.get_current_span().get_span_context()
+    links = [Link(cause)] if cause.is_valid else None
+    ended = time.time_ns()
+    for job_id, parent, extra in jobs:
+        remote = parse_traceparent(parent)
+        context = (
+            trace.set_span_in_context(trace.NonRecordingSpan(remote))
+            if remote is not None
+            else otel_context.Context()  # a fresh root, not the current call's child
+        )
+        attributes: dict[str, AttributeValue] = {
+            SERVICE_ATTRIBUTE: JOBS_SERVICE,
+            OPERATION_ATTRIBUTE: operation,
+            "job.id": job_id,
+            **extra,
+        }
+        span = tracer.start_span(
+            f"job.{operation}",
+            context=context,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            links=links,
+            start_time=started_ns or ended,
+        )
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end(end_time=ended)
+
+
+def traced(
+    name: str, describe: Callable[..., Mapping[str, AttributeValue]] | None = None
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Decorate a coroutine function with a span `name` (service `orchestrator.orchestra`,
+    operation the part after the last dot), current while it runs; `describe(*args,
+    **kwargs)` gives its attributes. An exception sets status ERROR and propagates."""
+    operation = name.rpartition(".")[2]
+
+    def decorate(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(func)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            tracer = _tracer
+            if tracer is None:
+                return await func(*args, **kwargs)
+            attributes: dict[str, Any] = {
+                SERVICE_ATTRIBUTE: ORCHESTRA_SERVICE,
+                OPERATION_ATTRIBUTE: operation,
+            }
+            if describe is not None:
+                attributes.update(describe(*args, **kwargs))
+            span = tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                return await func(*args, **kwargs)
+            except BaseException as exc:
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                raise
+            finally:
+                otel_context.detach(token)
+                span.end()
+
+        return wrapper
+
+    return decorate
