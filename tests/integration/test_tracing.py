@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +29,7 @@ from server.identity.scopes import ORCHESTRA_PERMISSION
 from server.observability.tracing import nearest_rank
 from tests.integration.test_workers import WorkerCalls
 from tests.support.auth import TokenFactory
+from tests.support.clock import TestClock
 from tests.support.orchestra import load_definition
 
 ADMIN = ("orch:admin",)
@@ -224,6 +226,79 @@ async def test_a_failed_job_is_an_error_span_in_its_trace(
     assert dead["status"] == "ERROR"
     assert dead["statusMessage"] == "transient/E1: boom"
     assert dead["attributes"]["job.status"] == "dead_lettered"
+
+
+async def test_expired_leases_are_spans_of_the_job_trace_without_a_link(
+    app: Application,
+    http: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    grpc_target: str,
+    tenant: str,
+    access_token: str,
+    clock: TestClock,
+) -> None:
+    """The reaper expires a lease (requeued), then the last attempt's (dead-lettered):
+    both in the job's trace; a background loop has no call to link."""
+    http.headers["Authorization"] = f"Bearer {access_token}"
+    source = await http.post(
+        "/jobengine/sources",
+        json={"name": "expiring", "sourceType": "manual"},
+        headers=_headers(tenant),
+    )
+    job_type = f"trace.{uuid.uuid4().hex[:8]}"
+    enqueued = await http.post(
+        "/jobengine/jobs",
+        json={"jobType": job_type, "sourceId": source.json()["sourceId"], "maxAttempts": 2},
+        headers=_headers(tenant),
+    )
+    trace_id = enqueued.headers["X-Stella-Trace-Id"]
+    assert app._reaper is not None
+    transport = GrpcTransport(grpc_target)
+    try:
+        workers = WorkerCalls(transport, CallerHeaders(tenant=tenant, access_token=access_token))
+        for _ in range(2):
+            await workers.lease([job_type], worker_id="w-slow", lease=1)
+            clock.advance(2)
+            assert await app._reaper.run_once() >= 1
+    finally:
+        await transport.close()
+    (root,) = (await admin.get(TRACE_PATH + trace_id)).json()["spans"]
+    assert _shape(root) == (
+        f"{JOBS}/EnqueueJob",
+        [
+            (
+                "job.enqueue",
+                [("job.lease", []), ("job.expire", []), ("job.lease", []), ("job.dead_letter", [])],
+            )
+        ],
+    )
+    expire, dead = root["children"][0]["children"][1], root["children"][0]["children"][3]
+    for span, status, attempt in ((expire, "queued", 1), (dead, "dead_lettered", 2)):
+        assert span["status"] == "ERROR"
+        assert span["statusMessage"] == "lease/LEASE_EXPIRED: the lease expired"
+        assert span["links"] == []
+        assert span["attributes"]["job.status"] == status
+        assert span["attributes"]["job.attempt"] == attempt
+        assert span["attributes"]["job.worker_id"] == "w-slow"
+
+
+async def test_the_span_takes_the_trace_id_of_x_stella_trace_id(
+    app: Application, admin: httpx.AsyncClient
+) -> None:
+    chosen = uuid.uuid4().hex
+    response = await admin.get("/health", headers={"X-Stella-Trace-Id": chosen})
+    assert response.headers["X-Stella-Trace-Id"] == chosen
+    (root,) = (await admin.get(TRACE_PATH + chosen)).json()["spans"]
+    assert root["name"] == "orchestrator.mesh.v1.OpsService/GetHealth"
+    assert root["parentSpanId"] == ""
+    assert "stella.trace_id" not in root["attributes"]
+    # A token that is no W3C id: the span's id is a hash of it, the token an attribute.
+    response = await admin.get("/health", headers={"X-Stella-Trace-Id": "order-42"})
+    assert response.headers["X-Stella-Trace-Id"] == "order-42"
+    hashed = hashlib.blake2b(b"order-42", digest_size=16).hexdigest()
+    (root,) = (await admin.get(TRACE_PATH + hashed)).json()["spans"]
+    assert root["name"] == "orchestrator.mesh.v1.OpsService/GetHealth"
+    assert root["attributes"]["stella.trace_id"] == "order-42"
 
 
 async def test_unknown_and_malformed_trace_ids(admin: httpx.AsyncClient) -> None:
