@@ -77,7 +77,9 @@ generator respect them; the operations' descriptions state them in prose:
   2001;
 - a workflow run names a definition that exists and variables whose names are
   variable names (else 404, 400): a positive run starts the shipped workflow, with
-  its generated variables when their names are valid.
+  its generated variables when their names are valid;
+- a trace exists only once the server recorded it (else 404): a positive trace read
+  names the trace of a GET /health made just before.
 
 Platform-level operations (policy TENANT_MODE_PLATFORM in the proto options: the
 platform's configuration, system health, registry and peers) refuse a
