@@ -16,6 +16,8 @@ and one span cannot have several parents.
 from __future__ import annotations
 
 import functools
+import hashlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +37,29 @@ R = TypeVar("R")
 AttributeValue = str | bool | int | float
 
 _tracer: trace.Tracer | None = None
+
+# A trace id the product takes from X-Stella-Trace-Id: 1 to 64 of these characters.
+TRACE_TOKEN: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_HEX32: Final = re.compile(r"[0-9a-fA-F]{32}")
+_ZERO_ID: Final = "0" * 32
+
+
+def usable_trace_id(value: str | None) -> bool:
+    """Whether `value` can be a call's trace id: 1 to 64 letters, digits, `.`, `_`,
+    `:` or `-`, and not the all-zero id W3C Trace Context forbids."""
+    return bool(value) and TRACE_TOKEN.fullmatch(value or "") is not None and value != _ZERO_ID
+
+
+def numeric_trace_id(trace_id: str) -> int:
+    """The 128-bit OpenTelemetry trace id of a call's trace id: itself when 32 hex
+    digits (either case), else a BLAKE2b-128 hash of its UTF-8 text (never 0). The
+    interceptor's spans and the trace lookup (GetTrace) both map ids with this."""
+    if _HEX32.fullmatch(trace_id):
+        value = int(trace_id, 16)
+        if value:
+            return value
+    digest = hashlib.blake2b(trace_id.encode(), digest_size=16).digest()
+    return int.from_bytes(digest, "big") or 1
 
 
 def install(tracer: trace.Tracer | None) -> trace.Tracer | None:

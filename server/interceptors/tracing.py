@@ -15,7 +15,6 @@ the codes the OpenTelemetry RPC conventions count as server errors.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections.abc import AsyncIterator
@@ -27,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from server.domain.context import CallContext, reset_current_call, set_current_call
-from server.domain.tracing import parse_traceparent
+from server.domain.tracing import numeric_trace_id, parse_traceparent, usable_trace_id
 from server.interceptors.base import invocation_value
 from server.interceptors.chain import Streaming, Unary
 from server.interceptors.metrics import split_method, status_of
@@ -35,7 +34,6 @@ from server.observability.http_metrics import HTTP_ROUTE
 from server.observability.tracing import TraceRuntime
 
 TRACE_HEADER = "x-stella-trace-id"
-_TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 # Trace ids need uniqueness, not secrecy. `secrets` costs an os.urandom system call
 # per request, which releases the GIL and queues the event loop behind the database
@@ -44,8 +42,9 @@ _IDS = random.Random()
 
 
 def resolve_trace_id(header: str | None, traceparent: str | None) -> str:
-    """A caller's id is kept only if it is a sane token; anything else gets a new id."""
-    if header and _TRACE_ID.match(header):
+    """A caller's id is kept only if it is a sane token (`usable_trace_id`: not the
+    all-zero W3C id either); anything else gets a new id."""
+    if header and usable_trace_id(header):
         return header
     match = _TRACEPARENT.match(traceparent.strip().lower()) if traceparent else None
     if match and match.group(1) != "0" * 32:
@@ -165,7 +164,7 @@ def _start(
     call's trace, else a root whose trace id is the call's."""
     parent = parse_traceparent(invocation_value(context, "traceparent"))
     trace_id = call.trace_id
-    numeric = _numeric_trace_id(trace_id)
+    numeric = numeric_trace_id(trace_id)
     if parent is not None and parent.trace_id == numeric:
         span = runtime.tracer.start_span(
             name,
@@ -195,18 +194,6 @@ def _end(span: trace.Span, code: str) -> None:
 
 
 _ROOT = otel_context.Context()  # no parent: the span is a trace's root
-_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
-
-
-def _numeric_trace_id(trace_id: str) -> int:
-    """The 128-bit trace id of the call's: itself when 32 hex digits (and not zero),
-    else a BLAKE2b hash of it (X-Stella-Trace-Id accepts other tokens)."""
-    if _HEX32.match(trace_id):
-        value = int(trace_id, 16)
-        if value:
-            return value
-    digest = hashlib.blake2b(trace_id.encode(), digest_size=16).digest()
-    return int.from_bytes(digest, "big") or 1
 
 
 def _open(method: str, context: grpc.aio.ServicerContext) -> CallContext:

@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from orchestrator.mesh.v1 import tracing_service_pb2 as pb
 from orchestrator.mesh.v1 import tracing_service_pb2_grpc as pb_grpc
 from server.domain.errors import InvalidArgument, NotFound
+from server.domain.tracing import TRACE_TOKEN, numeric_trace_id, usable_trace_id
 from server.observability.tracing import (
     TraceRuntime,
     duration_ms,
@@ -29,7 +30,11 @@ LIMIT_DEFAULT: Final = 20
 LIMIT_MAX: Final = 100
 SERVICE_NAME_MAX: Final = 256
 _DEPTH_MAX: Final = 64  # span trees deeper than this are cut (protobuf nests up to 100)
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+# What a trace lookup accepts: any id a call can have (X-Stella-Trace-Id's tokens,
+# W3C ids of either case), except the all-zero id W3C forbids (JSON Schema: ECMA-262).
+_TRACE_ID_PATTERN: Final = rf"^(?!0{{32}}$){TRACE_TOKEN.pattern}$"
+# Service names are dotted identifiers (rpc.service, `orchestrator.jobs`).
+_SERVICE_NAME = re.compile(rf"[A-Za-z0-9_.-]{{1,{SERVICE_NAME_MAX}}}")
 
 
 def field_rules() -> dict[FieldDescriptor, dict[str, Any]]:
@@ -37,8 +42,8 @@ def field_rules() -> dict[FieldDescriptor, dict[str, Any]]:
     get = pb.GetTraceRequest.DESCRIPTOR.fields_by_name
     listing = pb.ListServiceTracesRequest.DESCRIPTOR.fields_by_name
     return {
-        get["trace_id"]: {"pattern": _TRACE_ID.pattern},
-        listing["service_name"]: {"minLength": 1, "maxLength": SERVICE_NAME_MAX},
+        get["trace_id"]: {"pattern": _TRACE_ID_PATTERN},
+        listing["service_name"]: {"pattern": f"^{_SERVICE_NAME.pattern}$"},
         listing["limit"]: {"minimum": 0},  # 0 is the default; over LIMIT_MAX is coerced
     }
 
@@ -76,15 +81,22 @@ class TracingService(pb_grpc.TracingServiceServicer):
     async def GetTrace(
         self, request: pb.GetTraceRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTraceResponse:
-        trace_id = request.trace_id
-        if not _TRACE_ID.match(trace_id):
-            raise InvalidArgument.of("trace_id", "must be a W3C trace id: 32 lower-case hex digits")
-        found = None if self._runtime is None else self._runtime.ring.get(int(trace_id, 16))
+        asked = request.trace_id
+        if not usable_trace_id(asked):
+            raise InvalidArgument.of(
+                "trace_id",
+                "must be a trace id as the server answers them: a W3C trace id (32 hex"
+                " digits, not all zero) or an X-Stella-Trace-Id token (1 to 64 letters,"
+                " digits, '.', '_', ':' or '-')",
+            )
+        number = numeric_trace_id(asked)
+        trace_id = f"{number:032x}"
+        found = None if self._runtime is None else self._runtime.ring.get(number)
         if found is None:
             raise NotFound(
-                f"trace {trace_id!r} not found (never recorded here, or evicted)",
+                f"trace {asked!r} not found (never recorded here, or evicted)",
                 reason="TRACE_NOT_FOUND",
-                metadata={"traceId": trace_id},
+                metadata={"traceId": asked},
             )
         spans, dropped = found
         start = min(span.start_time or 0 for span in spans)
@@ -104,10 +116,12 @@ class TracingService(pb_grpc.TracingServiceServicer):
     ) -> pb.ListServiceTracesResponse:
         name = request.service_name
         violations = []
-        if not name or len(name) > SERVICE_NAME_MAX:
+        if not _SERVICE_NAME.fullmatch(name):
             violations.append(
                 InvalidArgument.of(
-                    "service_name", f"must be a service name of 1 to {SERVICE_NAME_MAX} characters"
+                    "service_name",
+                    f"must be a service name: 1 to {SERVICE_NAME_MAX} letters, digits, '.',"
+                    " '_' or '-' (e.g. orchestrator.jobengine.v1.JobsService)",
                 ).violations[0]
             )
         if request.limit < 0:

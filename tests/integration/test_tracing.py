@@ -299,6 +299,20 @@ async def test_the_span_takes_the_trace_id_of_x_stella_trace_id(
     (root,) = (await admin.get(TRACE_PATH + hashed)).json()["spans"]
     assert root["name"] == "orchestrator.mesh.v1.OpsService/GetHealth"
     assert root["attributes"]["stella.trace_id"] == "order-42"
+    # The lookup takes exactly what the server answered: the token, or the W3C id in
+    # either case; the answer names the stored trace's W3C id.
+    for asked in ("order-42", hashed, hashed.upper()):
+        looked_up = await admin.get(TRACE_PATH + asked)
+        assert looked_up.status_code == 200, asked
+        assert looked_up.json()["traceId"] == hashed
+        assert [s["name"] for s in looked_up.json()["spans"]] == [
+            "orchestrator.mesh.v1.OpsService/GetHealth"
+        ]
+    assert (await admin.get(TRACE_PATH + chosen.upper())).json()["traceId"] == chosen
+    # The all-zero W3C id is no trace id: the call gets a new one instead.
+    zero = await admin.get("/health", headers={"X-Stella-Trace-Id": "0" * 32})
+    assert zero.headers["X-Stella-Trace-Id"] != "0" * 32
+    assert len(zero.headers["X-Stella-Trace-Id"]) == 32
 
 
 async def test_unknown_and_malformed_trace_ids(admin: httpx.AsyncClient) -> None:
@@ -309,8 +323,15 @@ async def test_unknown_and_malformed_trace_ids(admin: httpx.AsyncClient) -> None
     assert body["code"] == "NOT_FOUND"
     assert unknown in body["error"]
     assert [d.get("reason") for d in body["details"] if "reason" in d] == ["TRACE_NOT_FOUND"]
-    assert (await admin.get(TRACE_PATH + "0" * 32)).status_code == 404
-    for bad in ("XYZ", "0123456789ABCDEF0123456789ABCDEF", "a" * 31, "a" * 33):
+    # Ids a call can have (X-Stella-Trace-Id tokens, W3C ids of either case) are looked
+    # up; absent, they are 404 naming the asked id.
+    for absent in ("XYZ", "0123456789ABCDEF0123456789ABCDEF", "a" * 31, "a" * 33, "x" * 64):
+        response = await admin.get(TRACE_PATH + absent)
+        assert response.status_code == 404, absent
+        assert response.json()["code"] == "NOT_FOUND"
+        assert repr(absent) in response.json()["error"]
+    # Never a trace id: the all-zero W3C id, over 64 characters, other characters.
+    for bad in ("0" * 32, "a" * 65, "a b", "a%00b", "%C3%A9t%C3%A9", "a+b"):
         response = await admin.get(TRACE_PATH + bad)
         assert response.status_code == 400, bad
         body = response.json()
@@ -325,9 +346,12 @@ async def test_unknown_and_malformed_trace_ids(admin: httpx.AsyncClient) -> None
     negative = await admin.get("/infrastructure/tracing/service/JobsService", params={"limit": -1})
     assert negative.status_code == 400
     assert "limit" in negative.json()["error"]
-    long_name = await admin.get("/infrastructure/tracing/service/" + "s" * 257)
-    assert long_name.status_code == 400
-    assert "service_name" in long_name.json()["error"]
+    for bad_name in ("s" * 257, "%00", "Jobs%00Service", "a b", "%1B[31m", "%C3%A9"):
+        response = await admin.get("/infrastructure/tracing/service/" + bad_name)
+        assert response.status_code == 400, bad_name
+        body = response.json()
+        assert body["code"] == "INVALID_ARGUMENT"
+        assert "service_name" in body["error"], bad_name
     nothing = await admin.get("/infrastructure/tracing/service/NoSuchService")
     assert nothing.status_code == 200
     assert nothing.json() == {"traces": []}

@@ -29,10 +29,11 @@ def test_caller_ids_are_kept(header: str | None, traceparent: str | None, expect
         (None, None),
         ("has space", None),
         ("x" * 65, None),
+        ("0" * 32, None),
         (None, "00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
         (None, "garbage"),
     ],
-    ids=["absent", "space", "too-long", "zero-traceparent", "bad-traceparent"],
+    ids=["absent", "space", "too-long", "zero-header", "zero-traceparent", "bad-traceparent"],
 )
 def test_unusable_ids_are_replaced(header: str | None, traceparent: str | None) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", resolve_trace_id(header, traceparent))

@@ -119,7 +119,9 @@ class GetTraceRequest(_message.Message):
 
     TRACE_ID_FIELD_NUMBER: _builtins.int
     trace_id: _builtins.str
-    """The W3C trace id: 32 lower-case hex digits."""
+    """A trace id as the server answers them: a W3C trace id (32 hex digits, not all
+    zero) or an X-Stella-Trace-Id token (1 to 64 of A-Z a-z 0-9 . _ : -).
+    """
     def __init__(
         self,
         *,
@@ -147,6 +149,10 @@ class GetTraceResponse(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     DURATION_MS_FIELD_NUMBER: _builtins.int
     trace_id: _builtins.str
+    """The stored trace's W3C trace id (32 lower-case hex digits): the asked id, or
+    the one a non-W3C token maps to (the SERVER span keeps the token as the
+    attribute `stella.trace_id`).
+    """
     span_count: _builtins.int
     """Spans stored for this trace."""
     dropped_span_count: _builtins.int

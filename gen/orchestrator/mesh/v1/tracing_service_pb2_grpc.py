@@ -118,9 +118,15 @@ class TracingServiceServicer:
         """One stored trace as its span tree: the spans whose parent is not in the trace
         are its roots (oldest first), each with its children (oldest first).
 
-        Returns INVALID_ARGUMENT naming `trace_id` when it is not 32 lower-case hex
-        digits; NOT_FOUND (TRACE_NOT_FOUND) naming the trace id when no stored trace
-        has it (never recorded, evicted, or the all-zero id no trace has).
+        `trace_id` is any trace id the server answers (X-Stella-Trace-Id, a workflow
+        run's `traceId`, an event's `traceId`): a W3C trace id is itself (either case),
+        another token (e.g. `order-4711`) is mapped to its W3C id as the call's spans
+        were, a BLAKE2b-128 hash of its UTF-8 text.
+
+        Returns INVALID_ARGUMENT naming `trace_id` when it could never be a trace id
+        (empty, over 64 characters, a character other than letters, digits, `.`,
+        `_`, `:`, `-`, or the all-zero id W3C forbids); NOT_FOUND (TRACE_NOT_FOUND)
+        naming the trace id when no stored trace has it (never recorded, evicted).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,8 +139,9 @@ class TracingServiceServicer:
         `JobsService` matches too) or, for the job and engine spans, `orchestrator.jobs`
         and `orchestrator.orchestra`. A service without stored traces answers none.
 
-        Returns INVALID_ARGUMENT naming `service_name` (empty, over 256 characters)
-        or `limit` (negative).
+        Returns INVALID_ARGUMENT naming `service_name` (empty, over 256 characters,
+        or a character other than letters, digits, `.`, `_`, `-`) or `limit`
+        (negative).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

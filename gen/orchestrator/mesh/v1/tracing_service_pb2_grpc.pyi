@@ -70,9 +70,15 @@ class TracingServiceStub:
     """One stored trace as its span tree: the spans whose parent is not in the trace
     are its roots (oldest first), each with its children (oldest first).
 
-    Returns INVALID_ARGUMENT naming `trace_id` when it is not 32 lower-case hex
-    digits; NOT_FOUND (TRACE_NOT_FOUND) naming the trace id when no stored trace
-    has it (never recorded, evicted, or the all-zero id no trace has).
+    `trace_id` is any trace id the server answers (X-Stella-Trace-Id, a workflow
+    run's `traceId`, an event's `traceId`): a W3C trace id is itself (either case),
+    another token (e.g. `order-4711`) is mapped to its W3C id as the call's spans
+    were, a BLAKE2b-128 hash of its UTF-8 text.
+
+    Returns INVALID_ARGUMENT naming `trace_id` when it could never be a trace id
+    (empty, over 64 characters, a character other than letters, digits, `.`,
+    `_`, `:`, `-`, or the all-zero id W3C forbids); NOT_FOUND (TRACE_NOT_FOUND)
+    naming the trace id when no stored trace has it (never recorded, evicted).
     """
     ListServiceTraces: _grpc.UnaryUnaryMultiCallable[_tracing_service_pb2.ListServiceTracesRequest, _tracing_service_pb2.ListServiceTracesResponse]
     """The stored traces with at least one span of `service_name`, newest first (by
@@ -81,8 +87,9 @@ class TracingServiceStub:
     `JobsService` matches too) or, for the job and engine spans, `orchestrator.jobs`
     and `orchestrator.orchestra`. A service without stored traces answers none.
 
-    Returns INVALID_ARGUMENT naming `service_name` (empty, over 256 characters)
-    or `limit` (negative).
+    Returns INVALID_ARGUMENT naming `service_name` (empty, over 256 characters,
+    or a character other than letters, digits, `.`, `_`, `-`) or `limit`
+    (negative).
     """
 
 @_typing.type_check_only
@@ -127,9 +134,15 @@ class TracingServiceAsyncStub(TracingServiceStub):
     """One stored trace as its span tree: the spans whose parent is not in the trace
     are its roots (oldest first), each with its children (oldest first).
 
-    Returns INVALID_ARGUMENT naming `trace_id` when it is not 32 lower-case hex
-    digits; NOT_FOUND (TRACE_NOT_FOUND) naming the trace id when no stored trace
-    has it (never recorded, evicted, or the all-zero id no trace has).
+    `trace_id` is any trace id the server answers (X-Stella-Trace-Id, a workflow
+    run's `traceId`, an event's `traceId`): a W3C trace id is itself (either case),
+    another token (e.g. `order-4711`) is mapped to its W3C id as the call's spans
+    were, a BLAKE2b-128 hash of its UTF-8 text.
+
+    Returns INVALID_ARGUMENT naming `trace_id` when it could never be a trace id
+    (empty, over 64 characters, a character other than letters, digits, `.`,
+    `_`, `:`, `-`, or the all-zero id W3C forbids); NOT_FOUND (TRACE_NOT_FOUND)
+    naming the trace id when no stored trace has it (never recorded, evicted).
     """
     ListServiceTraces: _aio.UnaryUnaryMultiCallable[_tracing_service_pb2.ListServiceTracesRequest, _tracing_service_pb2.ListServiceTracesResponse]  # type: ignore[assignment]
     """The stored traces with at least one span of `service_name`, newest first (by
@@ -138,8 +151,9 @@ class TracingServiceAsyncStub(TracingServiceStub):
     `JobsService` matches too) or, for the job and engine spans, `orchestrator.jobs`
     and `orchestrator.orchestra`. A service without stored traces answers none.
 
-    Returns INVALID_ARGUMENT naming `service_name` (empty, over 256 characters)
-    or `limit` (negative).
+    Returns INVALID_ARGUMENT naming `service_name` (empty, over 256 characters,
+    or a character other than letters, digits, `.`, `_`, `-`) or `limit`
+    (negative).
     """
 
 class TracingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -193,9 +207,15 @@ class TracingServiceServicer(metaclass=_abc_1.ABCMeta):
         """One stored trace as its span tree: the spans whose parent is not in the trace
         are its roots (oldest first), each with its children (oldest first).
 
-        Returns INVALID_ARGUMENT naming `trace_id` when it is not 32 lower-case hex
-        digits; NOT_FOUND (TRACE_NOT_FOUND) naming the trace id when no stored trace
-        has it (never recorded, evicted, or the all-zero id no trace has).
+        `trace_id` is any trace id the server answers (X-Stella-Trace-Id, a workflow
+        run's `traceId`, an event's `traceId`): a W3C trace id is itself (either case),
+        another token (e.g. `order-4711`) is mapped to its W3C id as the call's spans
+        were, a BLAKE2b-128 hash of its UTF-8 text.
+
+        Returns INVALID_ARGUMENT naming `trace_id` when it could never be a trace id
+        (empty, over 64 characters, a character other than letters, digits, `.`,
+        `_`, `:`, `-`, or the all-zero id W3C forbids); NOT_FOUND (TRACE_NOT_FOUND)
+        naming the trace id when no stored trace has it (never recorded, evicted).
         """
 
     @_abc_1.abstractmethod
@@ -210,8 +230,9 @@ class TracingServiceServicer(metaclass=_abc_1.ABCMeta):
         `JobsService` matches too) or, for the job and engine spans, `orchestrator.jobs`
         and `orchestrator.orchestra`. A service without stored traces answers none.
 
-        Returns INVALID_ARGUMENT naming `service_name` (empty, over 256 characters)
-        or `limit` (negative).
+        Returns INVALID_ARGUMENT naming `service_name` (empty, over 256 characters,
+        or a character other than letters, digits, `.`, `_`, `-`) or `limit`
+        (negative).
         """
 
 def add_TracingServiceServicer_to_server(servicer: TracingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
