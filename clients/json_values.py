@@ -26,10 +26,37 @@ def to_value(value: object) -> struct_pb2.Value:
 
     Raises TypeError for a value JSON cannot hold (a set, bytes, an object key that is
     not a string, ...) and ValueError for NaN or an infinity (not JSON numbers,
-    RFC 8259 §6) or a circular structure.
+    RFC 8259 §6), a circular structure, or an integer beyond 2^53: a `Value` carries
+    numbers as doubles, which hold every integer up to 2^53 but not 2^53 + 1, so such
+    an integer would arrive changed (send it as a string). The REST gateway refuses
+    the same integers in a JSON body with 400.
     """
     text = json.dumps(value, allow_nan=False)  # TypeError / ValueError as documented
-    return json_format.Parse(text, struct_pb2.Value())
+    decoded = json.loads(text)  # tuples as lists, int subclasses (bool aside) as ints
+    inexact = _inexact_integer(decoded)
+    if inexact is not None:
+        raise ValueError(
+            f"{inexact} is an integer beyond 2^53, which a JSON value field carries as a "
+            "double; send it as a string"
+        )
+    return json_format.ParseDict(decoded, struct_pb2.Value())
+
+
+def _inexact_integer(value: object) -> int | None:
+    """The first integer of magnitude beyond 2^53 in decoded JSON, or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if abs(item) > _EXACT_INT:
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def from_value(value: struct_pb2.Value) -> JsonValue:

@@ -27,6 +27,9 @@ MAX_FREE_DEPTH arrays and objects: upb's wire decoder takes 100 nested messages
 (json_format as many), an object costs three (Struct, its map entry, Value), an
 array two, and 30 levels leave room for the request messages around the field.
 Deeper documents once failed upstream as a 500, or said "expected a JSON value".
+Free JSON carries every number as a double, so an integer beyond 2^53 (which a double
+does not hold exactly: 9007199254740993 would arrive as 9007199254740992) is refused,
+naming its path, with a hint to send it as a string; `1.0` and `1e20` pass as doubles.
 
 Every refusal is a FieldError whose `param` is the path of the offending value in
 the request message, keys as the caller wrote them: `inner.count`, `tags[1]`,
@@ -53,7 +56,14 @@ from gateway.field_paths import (
     map_entry,
     type_words,
 )
-from gateway.scalars import convert_number, convert_scalar, form_of, new_message
+from gateway.scalars import (
+    EXACT_INTEGER,
+    INEXACT_INTEGER,
+    convert_number,
+    convert_scalar,
+    form_of,
+    new_message,
+)
 
 _FD = FieldDescriptor
 _WRAPPERS_FILE: Final = "google/protobuf/wrappers.proto"
@@ -162,7 +172,8 @@ def _merge_message(target: Any, field: FieldDescriptor, value: Any, where: str) 
     if name in _STRING_FORMS or descriptor.file.name == _WRAPPERS_FILE:
         target.CopyFrom(_scalar(field, value, where))
     elif name in _FREE_JSON:
-        _check_free(value, where, 0 if name in _NESTED_FREE_JSON else None, root=where)
+        nested = name in _NESTED_FREE_JSON
+        _check_free(value, where, 0 if nested else None, root=where, exact=nested)
         try:
             json_format.ParseDict(value, target)
         except _JSON_ERRORS:
@@ -191,13 +202,21 @@ def _scalar(field: FieldDescriptor, value: Any, where: str) -> Any:
     raise _wrong_type(where, form_of(field), value)
 
 
-def _check_free(value: Any, where: str, depth: int | None, *, root: str) -> None:
+def _check_free(
+    value: Any, where: str, depth: int | None, *, root: str, exact: bool = False
+) -> None:
     """Raise FieldError for a lone surrogate anywhere in free JSON (naming its path:
-    `attrs.k[2]`), or, when `depth` counts, for arrays and objects nested more than
-    MAX_FREE_DEPTH deep (naming `root`, the field). Numbers and literals pass."""
+    `attrs.k[2]`), when `exact`, for an integer beyond 2^53 (which a Struct/Value
+    would carry changed, as a double: scalars.INEXACT_INTEGER), or, when `depth`
+    counts, for arrays and objects nested more than MAX_FREE_DEPTH deep (naming
+    `root`, the field). Other numbers and literals pass."""
     if isinstance(value, str):
         if not _is_unicode(value):
             raise FieldError(where, f"value {LONE_SURROGATE}")
+        return
+    if exact and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > EXACT_INTEGER:
+            raise FieldError(where, f"{_cut(str(value))} {INEXACT_INTEGER}")
         return
     if not isinstance(value, dict | list):
         return
@@ -209,12 +228,12 @@ def _check_free(value: Any, where: str, depth: int | None, *, root: str) -> None
             )
     if isinstance(value, list):
         for index, item in enumerate(value):
-            _check_free(item, f"{where}[{index}]", depth, root=root)
+            _check_free(item, f"{where}[{index}]", depth, root=root, exact=exact)
         return
     for key, item in value.items():
         if not _is_unicode(key):
             raise FieldError(_join(where, encodable(key)), f"member name {LONE_SURROGATE}")
-        _check_free(item, _join(where, key), depth, root=root)
+        _check_free(item, _join(where, key), depth, root=root, exact=exact)
 
 
 def _is_unicode(text: str) -> bool:

@@ -80,6 +80,39 @@ def finite_int(text: str) -> int:
     return value
 
 
+EXACT_INTEGER: Final = 2**53  # IEEE 754 binary64 has a 53-bit significand
+INEXACT_INTEGER: Final = (
+    "is an integer beyond 2^53, which a JSON value field carries as a double; send it as a string"
+)
+
+
+def inexact_integer(value: Any) -> int | None:
+    """The first integer of magnitude beyond 2^53 in decoded free JSON, or None.
+
+    Struct, Value and ListValue carry every number as a double (proto3 JSON mapping),
+    which holds each integer up to 2^53 exactly but not 2^53 + 1: such a number would
+    reach the service already changed (9007199254740993 as 9007199254740992), so it is
+    refused instead. A number written with a fraction or exponent (`1.0`, `1e20`) is a
+    double as the client wrote it and passes."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if abs(item) > EXACT_INTEGER:
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+class _Inexact(ValueError):
+    """Free JSON holding an integer beyond 2^53: refused, never read as a string."""
+
+
 class NumberOutOfRange(ValueError):
     """A JSON number no field can take; its text is the client-facing reason."""
 
@@ -302,11 +335,21 @@ def _field_mask(field: FieldDescriptor, text: str) -> object:
 
 
 def _json(field: FieldDescriptor, text: str) -> object:
+    """Free JSON from its text. Integers beyond 2^53 are refused (inexact_integer), as
+    in a body: `_Inexact`, which the Value and ListValue forms do not turn into a
+    string, so a number means one thing in a query and a body."""
     msg = new_message(field)
     try:
         # Numbers beyond a double (1e400) would become infinities that Struct/Value
         # cannot print back; refuse them here, as the body decoder does.
-        json_format.ParseDict(json.loads(text, parse_float=finite_float, parse_int=finite_int), msg)
+        decoded = json.loads(text, parse_float=finite_float, parse_int=finite_int)
+    except _JSON_ERRORS:
+        raise ValueError from None
+    inexact = inexact_integer(decoded)
+    if inexact is not None:
+        raise _Inexact(f"{_show_number(inexact)} {INEXACT_INTEGER}")
+    try:
+        json_format.ParseDict(decoded, msg)
     except _JSON_ERRORS:
         raise ValueError from None
     return msg
@@ -316,6 +359,8 @@ def _value(field: FieldDescriptor, text: str) -> object:
     """JSON when the text parses as JSON (`42`, `true`, `{"a":1}`), else the string."""
     try:
         return _json(field, text)
+    except _Inexact:
+        raise
     except ValueError:
         msg = new_message(field)
         msg.string_value = text
@@ -326,6 +371,8 @@ def _list_value(field: FieldDescriptor, text: str) -> object:
     """One parameter: a JSON array, or else a one-element list holding its Value."""
     try:
         return _json(field, text)
+    except _Inexact:
+        raise
     except ValueError:
         msg = new_message(field)
         msg.values.add().CopyFrom(_value(subfield(field, "values"), text))
@@ -431,6 +478,8 @@ def _refusal(
     field: FieldDescriptor, converter: _Converter, shown: str, param: str, exc: ValueError
 ) -> FieldError:
     reason = f"{shown} is not {converter.form.format(type=element_words(field))}"
+    if isinstance(exc, _Inexact):  # the number is the subject, not the parameter's text
+        return FieldError(param, str(exc))
     detail = str(exc) if isinstance(exc, _Reason) else ""
     return FieldError(param, f"{reason}; {detail}" if detail else reason)
 

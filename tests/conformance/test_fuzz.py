@@ -212,4 +212,6 @@ async def test_echo_gateway_answers_random_requests_without_5xx() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         statuses = await fuzz(client, gateway, seed=1, count=7000)
     assert sum(statuses.values()) == 7000
-    assert statuses.get(200, 0) > 500  # the fuzz reaches real handlers, not only errors
+    # The fuzz reaches real handlers, not only errors (500 of 7000 with seed 1; four more
+    # were 200 before free JSON refused integers beyond 2^53 such as 99999999999999999999).
+    assert statuses.get(200, 0) > 450

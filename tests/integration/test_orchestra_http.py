@@ -501,3 +501,42 @@ async def test_signal_merges_variables_and_refuses_bad_ones(
             )
         ).scalars()
         assert any('"node_id":"done"' in data for data in entered)
+
+
+async def test_variables_beyond_2_53_are_refused_not_rounded(
+    http: httpx.AsyncClient, app: Application, consumer: dict[str, str], approval: str, tenant: str
+) -> None:
+    """Issue 11's known defect "values > 2^53 in variables lose precision": a variable is
+    a google.protobuf.Value, whose numbers are doubles, so 9007199254740993 was stored as
+    9007199254740992. Such integers are now 400 with the seed's {"error": ...} body,
+    naming the value, and nothing is written; 2^53 itself and the digits as a string
+    are kept exactly."""
+    big = 2**53 + 1
+    hint = "is an integer beyond 2^53, which a JSON value field carries as a double"
+    started = await http.post(
+        f"/orchestra-api/process/{approval}/start",
+        json={"variables": {"amount": big}},
+        headers=consumer,
+    )
+    assert started.status_code == 400, started.text
+    _no_store(started)
+    assert started.json()["error"] == (
+        f'invalid body field "variables.amount": {big} {hint}; send it as a string'
+    )
+    async with app.db.read() as conn:
+        count = (
+            await conn.execute(sa.select(sa.func.count()).where(_instances.c.tenant_id == tenant))
+        ).scalar()
+    assert count == 0
+    instance_id = await _start(http, consumer, approval, variables={"amount": 2**53})
+    base = f"/orchestra-api/instance/{instance_id}"
+    put = await http.put(f"{base}/variable/n", json={"value": [1, -big]}, headers=consumer)
+    assert put.status_code == 400, put.text
+    _no_store(put)
+    assert put.json()["error"] == (
+        f'invalid body field "value[1]": {-big} {hint}; send it as a string'
+    )
+    kept = await http.put(f"{base}/variable/s", json={"value": str(big)}, headers=consumer)
+    assert kept.status_code == 200, kept.text
+    variables = await http.get(f"{base}/variables", headers=consumer)
+    assert variables.json() == {"amount": 2**53, "s": str(big)}

@@ -20,9 +20,9 @@ def test_json_values_round_trip_with_integers_as_int() -> None:
     value = {"n": 3, "big": 2**53, "half": 1.5, "list": [None, True, "x", -0.0], "obj": {}}
     assert from_value(to_value(value)) == value
     assert type(from_value(to_value(2.0))) is int  # JSON has one number type
-    # Past 2**53 a double no longer holds every integer: such a number stays a float.
-    assert type(from_value(to_value(2**53 + 2))) is float
-    assert from_value(to_value(2**53 + 2)) == 2**53 + 2
+    # Past 2**53 a double no longer holds every integer: such a double stays a float.
+    assert type(from_value(to_value(float(2**53 + 2)))) is float
+    assert from_value(to_value(1e20)) == 1e20
     assert from_value(to_value((1, 2))) == [1, 2]
     assert from_value(struct_pb2.Value()) is None
 
@@ -36,6 +36,27 @@ def test_json_values_refuse_what_json_cannot_hold() -> None:
         to_value(math.nan)
     with pytest.raises(ValueError):
         to_value({"x": math.inf})
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (2**53 + 1, 2**53 + 1),
+        (-(2**53) - 1, -(2**53) - 1),
+        ({"id": 12345678901234567890}, 12345678901234567890),
+        ([1, {"deep": [2**64]}], 2**64),
+    ],
+)
+def test_json_values_refuse_integers_a_double_cannot_hold(value: object, shown: int) -> None:
+    """A Value number is a double: 2^53 + 1 would arrive as 2^53 (the gateway answers a
+    JSON body holding it 400 in the same words)."""
+    with pytest.raises(ValueError) as refused:
+        to_value(value)
+    assert str(refused.value) == (
+        f"{shown} is an integer beyond 2^53, which a JSON value field carries as a double;"
+        " send it as a string"
+    )
+    assert from_value(to_value([2**53, -(2**53), True])) == [2**53, -(2**53), True]
 
 
 def test_job_failed_is_the_failure_item_it_reports() -> None:
