@@ -22,6 +22,7 @@ from server.domain.health import DOWN, UP, check_dependencies
 from server.observability.probes import Probes
 from server.storage.db import Database
 from tests.support.auth import TokenFactory, ensure_tenant
+from tests.support.databases import database_of_its_own
 
 TIMEOUT_S = 0.5
 
@@ -72,15 +73,23 @@ def _closed_port() -> int:
 
 
 @pytest.fixture
+async def own_database(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """With NOTIFICATION_URL set, the server delivers every queued notify job it finds:
+    a database of its own keeps other tests' jobs from reaching the dependency stub."""
+    async with database_of_its_own(database_url, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
 async def ops_app(
-    database_url: str, dependencies: Dependencies
+    own_database: str, dependencies: Dependencies
 ) -> AsyncIterator[tuple[Application, int]]:
     closed = _closed_port()
     settings = Settings(
         host="127.0.0.1",
         port=0,
         grpc_port=0,
-        database_url=database_url,
+        database_url=own_database,
         shutdown_grace_seconds=1,
         HEALTH_CHECK_TIMEOUT_SECONDS=TIMEOUT_S,
         ORCHESTRATOR_PEERS=dependencies.url("/ok", userinfo="peer-id:peer-secret@"),

@@ -28,6 +28,7 @@ from server.config import Settings
 from server.observability.config_report import effective_config
 from tests.conftest import settings_for
 from tests.support.auth import TokenFactory
+from tests.support.databases import database_of_its_own
 from tests.support.stub_upstream import LOG_ANALYSIS, Reply, StubUpstream, stub_upstream
 
 CAP = 16 * 1024
@@ -52,8 +53,18 @@ async def stub() -> AsyncIterator[StubUpstream]:
 
 
 @pytest.fixture(scope="module")
-async def served(database_url: str, stub: StubUpstream) -> AsyncIterator[Served]:
-    settings = settings_for(database_url).model_copy(
+async def own_database(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """The notification delivery of `served` leases every queued notify job it finds:
+    its server gets a database of its own, so other tests' jobs never reach the stub."""
+    async with database_of_its_own(database_url, tmp_path_factory.mktemp("upstreams")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def served(own_database: str, stub: StubUpstream) -> AsyncIterator[Served]:
+    settings = settings_for(own_database).model_copy(
         update={
             "doc_store_url": stub.url,
             "reporting_url": stub.url + "/",
