@@ -15,13 +15,21 @@ the decoded JSON answer, or raises a domain error (all messages name the upstrea
 - no answer within the connect + read timeouts: `DeadlineExceeded` UPSTREAM_TIMEOUT.
 
 Retries (tenacity): only when the call is declared idempotent, on timeouts,
-unreachable upstreams and 502/503/504, at most `retries` more attempts, waiting
-exponential backoff with jitter (0.1 s doubling, at most 2 s, plus up to 0.1 s), and
-never beyond the caller's deadline. The breaker (purgatory, in memory, one per upstream
-and process) counts failed attempts: consecutive timeouts, unreachable, 5xx, garbage
-or oversized answers open it; a success or a 4xx (the request's fault: the upstream
-answered) resets the count and closes a half-open breaker. Half-open lets calls through
-until one fails (purgatory has no single-trial limit).
+unreachable upstreams and 502/503/504 (a gateway's or an overloaded server's passing
+trouble, RFC 9110 §15.6), at most `retries` more attempts, waiting exponential backoff
+with jitter (0.1 s doubling, at most 2 s, plus up to 0.1 s), and never beyond the
+caller's deadline. A 500 is not retried, not even on a read: it is the upstream's own
+failure to handle this request, which the same request meets again; retrying it would
+triple the load on a failing service and the caller's wait for the same answer.
+
+The breaker (purgatory, in memory, one per upstream and process) counts calls, not
+attempts: one outcome per call, taken after its retries. Consecutive calls that ended
+in a timeout, an unreachable upstream, a 5xx, garbage or an oversized answer open it;
+a call that succeeded (on any attempt) or ended in a 4xx (the request's fault: the
+upstream answered) resets the count and closes a half-open breaker. So a call answers
+its own failure (502, 504), never the CIRCUIT_OPEN its earlier attempts would have
+tripped; only later calls see the open breaker. Half-open lets calls through until one
+fails (purgatory has no single-trial limit).
 
 Each attempt is bounded by asyncio.timeout(connect + read), so an upstream trickling
 bytes cannot hold a request; awaiting it holds no lock and no database connection,
@@ -163,10 +171,14 @@ class UpstreamClient:
             retry=retry_if_exception(lambda exc: isinstance(exc, _AttemptFailed) and exc.retry),
             reraise=True,
         )
+        breaker = await self._breaker()
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._attempt(path, content, sent, expect_json)
+            async with breaker:  # one outcome per call: the last attempt's
+                async for attempt in retrying:
+                    with attempt:
+                        return await self._exchange(path, content, sent, expect_json)
+        except OpenedState as opened:
+            raise self._circuit_open(opened) from None
         except _AttemptFailed as failed:
             raise failed.error from None
         raise AssertionError("unreachable: tenacity either returns or re-raises")
@@ -188,23 +200,16 @@ class UpstreamClient:
         left = context.opened_at + self.config.breaker_reset_s - time.time()
         return left if left > 0 else None
 
-    async def _attempt(
-        self, path: str, content: bytes, headers: Mapping[str, str], expect_json: bool
-    ) -> Any:
-        breaker = await self._breaker()
-        try:
-            async with breaker:
-                return await self._exchange(path, content, headers, expect_json)
-        except OpenedState as opened:
-            wait = max(0.0, opened.opened_at + self.config.breaker_reset_s - time.time())
-            raise Unavailable(
-                f"the circuit to the {self.config.name} service is open after "
-                f"{self.config.breaker_failures} consecutive failures; retry in "
-                f"{math.ceil(wait)} s",
-                reason="CIRCUIT_OPEN",
-                metadata={"upstream": self.config.name},
-                retry_after_s=wait,
-            ) from None
+    def _circuit_open(self, opened: OpenedState) -> Unavailable:
+        wait = max(0.0, opened.opened_at + self.config.breaker_reset_s - time.time())
+        return Unavailable(
+            f"the circuit to the {self.config.name} service is open after "
+            f"{self.config.breaker_failures} consecutive failures; retry in "
+            f"{math.ceil(wait)} s",
+            reason="CIRCUIT_OPEN",
+            metadata={"upstream": self.config.name},
+            retry_after_s=wait,
+        )
 
     async def _exchange(
         self, path: str, content: bytes, headers: Mapping[str, str], expect_json: bool

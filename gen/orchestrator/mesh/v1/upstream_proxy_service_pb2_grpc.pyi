@@ -31,15 +31,20 @@ class UpstreamProxyServiceStub:
     (seed 002, DESIGN.md §4.4, issue 13 point 5): the doc store (DOC_STORE_URL),
     the reporting service (REPORTING_URL) and the secure analyzer
     (SECURE_ANALYZER_URL). Each is a base URL; the paths called under it are
-    named per method. Arbitrary JSON travels as google.protobuf.Struct/Value, so
-    integers beyond 2^53 lose precision (JSON numbers are doubles there).
+    named per method. Arbitrary JSON travels as google.protobuf.Struct/Value:
+    parsed and printed again, so key order and number spelling may change (1.0
+    arrives as 1), and numbers are doubles there, so an integer beyond 2^53 in a
+    JSON body is refused (INVALID_ARGUMENT naming its path) rather than rounded.
 
     Every call goes through one HTTP client per upstream (server/upstreams/):
     a connect timeout (UPSTREAM_CONNECT_TIMEOUT_SECONDS) and a read timeout
-    (UPSTREAM_READ_TIMEOUT_SECONDS) per attempt, retries with exponential
-    backoff and jitter (UPSTREAM_RETRIES) on idempotent calls only, a circuit
-    breaker per upstream that opens after UPSTREAM_BREAKER_FAILURES consecutive
-    failures for UPSTREAM_BREAKER_RESET_SECONDS, and a response size cap
+    (UPSTREAM_READ_TIMEOUT_SECONDS) per attempt; on idempotent calls only, up to
+    UPSTREAM_RETRIES more attempts with exponential backoff and jitter, after a
+    timeout, an unreachable upstream or an HTTP 502, 503 or 504 (never after a
+    500, the upstream's own failure, nor a 4xx); a circuit breaker per upstream
+    that opens after UPSTREAM_BREAKER_FAILURES consecutive failed calls (one
+    outcome per call, after its retries: the call that opens it answers its own
+    failure) for UPSTREAM_BREAKER_RESET_SECONDS; and a response size cap
     (UPSTREAM_MAX_BODY_BYTES). The caller's trace id goes to the upstream as
     X-Stella-Trace-Id and a W3C traceparent, the tenant as X-Stella-Tenant.
 
@@ -111,15 +116,20 @@ class UpstreamProxyServiceAsyncStub(UpstreamProxyServiceStub):
     (seed 002, DESIGN.md §4.4, issue 13 point 5): the doc store (DOC_STORE_URL),
     the reporting service (REPORTING_URL) and the secure analyzer
     (SECURE_ANALYZER_URL). Each is a base URL; the paths called under it are
-    named per method. Arbitrary JSON travels as google.protobuf.Struct/Value, so
-    integers beyond 2^53 lose precision (JSON numbers are doubles there).
+    named per method. Arbitrary JSON travels as google.protobuf.Struct/Value:
+    parsed and printed again, so key order and number spelling may change (1.0
+    arrives as 1), and numbers are doubles there, so an integer beyond 2^53 in a
+    JSON body is refused (INVALID_ARGUMENT naming its path) rather than rounded.
 
     Every call goes through one HTTP client per upstream (server/upstreams/):
     a connect timeout (UPSTREAM_CONNECT_TIMEOUT_SECONDS) and a read timeout
-    (UPSTREAM_READ_TIMEOUT_SECONDS) per attempt, retries with exponential
-    backoff and jitter (UPSTREAM_RETRIES) on idempotent calls only, a circuit
-    breaker per upstream that opens after UPSTREAM_BREAKER_FAILURES consecutive
-    failures for UPSTREAM_BREAKER_RESET_SECONDS, and a response size cap
+    (UPSTREAM_READ_TIMEOUT_SECONDS) per attempt; on idempotent calls only, up to
+    UPSTREAM_RETRIES more attempts with exponential backoff and jitter, after a
+    timeout, an unreachable upstream or an HTTP 502, 503 or 504 (never after a
+    500, the upstream's own failure, nor a 4xx); a circuit breaker per upstream
+    that opens after UPSTREAM_BREAKER_FAILURES consecutive failed calls (one
+    outcome per call, after its retries: the call that opens it answers its own
+    failure) for UPSTREAM_BREAKER_RESET_SECONDS; and a response size cap
     (UPSTREAM_MAX_BODY_BYTES). The caller's trace id goes to the upstream as
     X-Stella-Trace-Id and a W3C traceparent, the tenant as X-Stella-Tenant.
 
@@ -187,15 +197,20 @@ class UpstreamProxyServiceServicer(metaclass=_abc_1.ABCMeta):
     (seed 002, DESIGN.md §4.4, issue 13 point 5): the doc store (DOC_STORE_URL),
     the reporting service (REPORTING_URL) and the secure analyzer
     (SECURE_ANALYZER_URL). Each is a base URL; the paths called under it are
-    named per method. Arbitrary JSON travels as google.protobuf.Struct/Value, so
-    integers beyond 2^53 lose precision (JSON numbers are doubles there).
+    named per method. Arbitrary JSON travels as google.protobuf.Struct/Value:
+    parsed and printed again, so key order and number spelling may change (1.0
+    arrives as 1), and numbers are doubles there, so an integer beyond 2^53 in a
+    JSON body is refused (INVALID_ARGUMENT naming its path) rather than rounded.
 
     Every call goes through one HTTP client per upstream (server/upstreams/):
     a connect timeout (UPSTREAM_CONNECT_TIMEOUT_SECONDS) and a read timeout
-    (UPSTREAM_READ_TIMEOUT_SECONDS) per attempt, retries with exponential
-    backoff and jitter (UPSTREAM_RETRIES) on idempotent calls only, a circuit
-    breaker per upstream that opens after UPSTREAM_BREAKER_FAILURES consecutive
-    failures for UPSTREAM_BREAKER_RESET_SECONDS, and a response size cap
+    (UPSTREAM_READ_TIMEOUT_SECONDS) per attempt; on idempotent calls only, up to
+    UPSTREAM_RETRIES more attempts with exponential backoff and jitter, after a
+    timeout, an unreachable upstream or an HTTP 502, 503 or 504 (never after a
+    500, the upstream's own failure, nor a 4xx); a circuit breaker per upstream
+    that opens after UPSTREAM_BREAKER_FAILURES consecutive failed calls (one
+    outcome per call, after its retries: the call that opens it answers its own
+    failure) for UPSTREAM_BREAKER_RESET_SECONDS; and a response size cap
     (UPSTREAM_MAX_BODY_BYTES). The caller's trace id goes to the upstream as
     X-Stella-Trace-Id and a W3C traceparent, the tenant as X-Stella-Tenant.
 
