@@ -253,17 +253,25 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
 
 def _upstream_rules() -> dict[FieldDescriptor, dict[str, Any]]:
     """The upstream proxies' checks (server/upstreams/proxy.py): report kinds and
-    format, non-blank summarization content, the demo's format and log limit."""
+    format, non-blank summarization content, no control characters (texts: but tab
+    and line breaks), the demo's format and log limit. That a payload's "format"
+    equals the report's is a rule between two fields (prose)."""
     from orchestrator.mesh.v1 import upstream_proxy_service_pb2 as upstream
     from server.upstreams import proxy
 
     report = upstream.RequestReportRequest.DESCRIPTOR
     demo = upstream.RunDemoRequest.DESCRIPTOR
     suggest = upstream.SuggestSummarizationRequest.DESCRIPTOR
+    text = character_class(CONTROL_CHARACTERS - {"\t", "\n", "\r"}, negated=True)
     return {
         report.fields_by_name["kind"]: {"enum": list(proxy.REPORT_PATHS)},
-        report.fields_by_name["format"]: {"maxLength": proxy.FORMAT_MAX},
-        suggest.fields_by_name["content"]: {"minLength": 1, "pattern": "\\S"},
+        report.fields_by_name["format"]: {
+            "maxLength": proxy.FORMAT_MAX,
+            "pattern": f"^{_NOT_CONTROL}*$",
+        },
+        suggest.fields_by_name["content"]: {"minLength": 1, "pattern": f"^{text}*{_EDGE}{text}*$"},
+        suggest.fields_by_name["keywords"]: {"pattern": f"^{_NOT_CONTROL}*$"},
+        suggest.fields_by_name["keyword_document"]: {"pattern": f"^{text}*$"},
         demo.fields_by_name["format"]: {"enum": ["", *proxy.DEMO_FORMATS]},
         demo.fields_by_name["log_limit"]: {"minimum": 0, "maximum": proxy.LOG_LIMIT_MAX},
     }

@@ -6,19 +6,26 @@ validate the request, call, check and reshape the answers. Paths under each base
   /reports/pr_confidence by kind (generate not retried, the reads retried); the demo's
   POST /reports/generate {"kind": "summary"} and POST /reports/log_analysis;
 - analyzer: POST {SECURE_ANALYZER_URL}/suggest then /summarize (both retried).
+
+Strings that go to an upstream as fields of their own hold no control characters
+(RFC 5234 CTL, as POST /ingest refuses them): one-line values (a report format, a
+keyword) none at all, texts (content, keyword_document) none but tab and line breaks.
+A refusal names every bad field at once and nothing is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.text import has_control
 from server.domain import audit
 from server.domain.context import CallContext
-from server.domain.errors import InvalidArgument, UpstreamFailed
+from server.domain.errors import InvalidArgument, UpstreamFailed, Violation
 from server.domain.resources import ResourceType
 from server.domain.units import Store
 from server.upstreams import Upstreams
@@ -35,6 +42,9 @@ DEMO_FORMATS = ("json",)
 LOG_LIMIT_DEFAULT = 50
 LOG_LIMIT_MAX = 1000
 INT32_MAX = 2**31 - 1
+CONTROL = "must not contain control characters"
+TEXT_CONTROL = "must not contain control characters other than tab and line breaks"
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # CTL but HT, LF, CR
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +102,29 @@ async def request_report(
 ) -> Any:
     """The reporting service's answer to the kind's path, payload plus "format"."""
     path = REPORT_PATHS.get(kind)
+    violations: list[Violation] = []
     if path is None:
-        raise InvalidArgument.of(
-            "kind", f"must be one of {', '.join(REPORT_PATHS)}, got {kind[:100]!r}"
+        violations.append(
+            Violation("kind", f"must be one of {', '.join(REPORT_PATHS)}, got {kind[:100]!r}")
         )
     if len(report_format) > FORMAT_MAX:
-        raise InvalidArgument.of("format", f"must be at most {FORMAT_MAX} characters")
-    body = dict(payload)
-    body["format"] = report_format or "json"
+        violations.append(Violation("format", f"must be at most {FORMAT_MAX} characters"))
+    elif has_control(report_format):
+        violations.append(Violation("format", CONTROL))
+    effective = report_format or "json"
+    given = payload.get("format", effective)
+    if given != effective and not any(v.field == "format" for v in violations):
+        shown = json.dumps(given, ensure_ascii=False)
+        violations.append(
+            Violation(
+                "payload.format",
+                f"is {shown[:60]}, but the report's format is {json.dumps(effective)} "
+                '(format, "json" when empty): set format instead',
+            )
+        )
+    if violations or path is None:
+        raise InvalidArgument.from_violations(violations)
+    body = {**payload, "format": effective}
     return await upstreams.reporting.post_json(
         path,
         body,
@@ -128,8 +153,20 @@ async def suggest_summarization(
     deadline_s: float | None = None,
 ) -> Summarization:
     """The analyzer's suggestion, then the summary asked of the providers it allows."""
+    violations: list[Violation] = []
     if not content.strip():
-        raise InvalidArgument.of("content", "is required: the text to summarize")
+        violations.append(Violation("content", "is required: the text to summarize"))
+    elif _TEXT_CONTROL.search(content):
+        violations.append(Violation("content", TEXT_CONTROL))
+    violations += [
+        Violation(f"keywords[{index}]", CONTROL)
+        for index, keyword in enumerate(keywords)
+        if has_control(keyword)
+    ]
+    if _TEXT_CONTROL.search(keyword_document):
+        violations.append(Violation("keyword_document", TEXT_CONTROL))
+    if violations:
+        raise InvalidArgument.from_violations(violations)
     headers = _headers(call)
     analyzer = upstreams.analyzer
     suggestion = await analyzer.post_json(

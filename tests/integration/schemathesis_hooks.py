@@ -163,6 +163,7 @@ ENTRY_REPLAY_PATH = re.compile(r"/(?:jobengine|orchestrator)/deadletter/\{entryI
 REPLICATE_PATH = "/registry/replicate"
 TRACE_PATH = "/infrastructure/tracing/trace/{traceId}"
 WORKFLOW_RUN_PATH = "/workflows/run"
+REPORT_REQUEST_PATH = "/report/request"
 SAGA_PATH = "/infrastructure/saga/{sagaId}"
 VARIABLE_NAME = re.compile(NAME_PATTERN)
 OPERATOR_REASON = {"X-Stella-Operator-Reason": "schemathesis run"}
@@ -478,6 +479,11 @@ def _within_rules(case: Any) -> None:
             case.body.update({"olderThan": "2001-01-01T00:00:00Z", "tenantId": ""})
         if case.operation.path == WORKFLOW_RUN_PATH:
             _runnable_workflow(case.body)
+        if case.operation.path == REPORT_REQUEST_PATH and isinstance(
+            case.body.get("payload"), dict
+        ):
+            # A payload's "format" must be the report's format (`format`, "json" if empty).
+            case.body["payload"].pop("format", None)
         if case.operation.path in CROSS_SERVICE_JOB_PATHS and case.body.get("idempotency_key"):
             case.body["idempotency_key"] = f"st-{uuid.uuid4().hex}"
     if case.operation.path == DEFINITION_PATH and case.method.upper() == "PUT":

@@ -82,12 +82,13 @@ class RequestReportRequest(_message.Message):
     """Required. The report: "generate", "life_of_ticket" or "pr_confidence"."""
     format: _builtins.str
     """The report's format, added to the payload as "format"; "json" when empty.
-    At most 32 characters.
+    At most 32 characters, no control characters.
     """
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct:
         """The report's parameters (e.g. {"ticket_id": "PROJ-1"} for life_of_ticket),
-        sent as the body of the reporting call.
+        sent as the body of the reporting call with "format" set to the report's
+        format; a "format" member here must equal it.
         """
 
     def __init__(
@@ -140,14 +141,18 @@ class SuggestSummarizationRequest(_message.Message):
     KEYWORD_DOCUMENT_FIELD_NUMBER: _builtins.int
     OVERRIDE_POLICY_FIELD_NUMBER: _builtins.int
     content: _builtins.str
-    """Required. The text to summarize."""
+    """Required. The text to summarize; no control characters but tab and line
+    breaks.
+    """
     keyword_document: _builtins.str
-    """A document of keywords the analyzer's policy looks for."""
+    """A document of keywords the analyzer's policy looks for; no control
+    characters but tab and line breaks.
+    """
     override_policy: _builtins.bool
     """Summarize with any provider, ignoring the suggestion's allowed models."""
     @_builtins.property
     def keywords(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Keywords the analyzer's policy looks for."""
+        """Keywords the analyzer's policy looks for; no control characters."""
 
     def __init__(
         self,

@@ -143,8 +143,11 @@ class UpstreamProxyServiceServicer:
         reports are reads: life_of_ticket and pr_confidence are retried, generate
         (which may store a report) is not.
 
-        Returns INVALID_ARGUMENT naming `kind` for a kind that is not one of
-        those three, `format` for an empty or over-long format.
+        Returns INVALID_ARGUMENT naming every bad field at once: `kind` for a kind
+        that is not one of those three, `format` for a format over 32 characters
+        or holding control characters, `payload.format` for a payload member
+        "format" other than the report's format (`format`, "json" when empty):
+        the report's format is set by `format` alone, never silently replaced.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,9 +161,11 @@ class UpstreamProxyServiceServicer:
         `allowed_models` as [{"name": model}] (null when overridePolicy). Both are
         computations without side effects and are retried.
 
-        Returns INVALID_ARGUMENT naming `content` when it is empty, and UNKNOWN
-        (502) when the suggestion is not a JSON object or its allowed_models not a
-        list of strings.
+        Returns INVALID_ARGUMENT naming every bad field at once: `content` when it
+        is empty, `content` and `keyword_document` when they hold control
+        characters other than tab, LF and CR, `keywords[i]` when a keyword holds
+        any control character; and UNKNOWN (502) when the suggestion is not a JSON
+        object or its allowed_models not a list of strings.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

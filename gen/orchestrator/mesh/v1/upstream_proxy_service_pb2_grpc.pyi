@@ -81,8 +81,11 @@ class UpstreamProxyServiceStub:
     reports are reads: life_of_ticket and pr_confidence are retried, generate
     (which may store a report) is not.
 
-    Returns INVALID_ARGUMENT naming `kind` for a kind that is not one of
-    those three, `format` for an empty or over-long format.
+    Returns INVALID_ARGUMENT naming every bad field at once: `kind` for a kind
+    that is not one of those three, `format` for a format over 32 characters
+    or holding control characters, `payload.format` for a payload member
+    "format" other than the report's format (`format`, "json" when empty):
+    the report's format is set by `format` alone, never silently replaced.
     """
     SuggestSummarization: _grpc.UnaryUnaryMultiCallable[_upstream_proxy_service_pb2.SuggestSummarizationRequest, _upstream_proxy_service_pb2.SuggestSummarizationResponse]
     """Policy-aware summarization through the secure analyzer: POSTs {content,
@@ -92,9 +95,11 @@ class UpstreamProxyServiceStub:
     `allowed_models` as [{"name": model}] (null when overridePolicy). Both are
     computations without side effects and are retried.
 
-    Returns INVALID_ARGUMENT naming `content` when it is empty, and UNKNOWN
-    (502) when the suggestion is not a JSON object or its allowed_models not a
-    list of strings.
+    Returns INVALID_ARGUMENT naming every bad field at once: `content` when it
+    is empty, `content` and `keyword_document` when they hold control
+    characters other than tab, LF and CR, `keywords[i]` when a keyword holds
+    any control character; and UNKNOWN (502) when the suggestion is not a JSON
+    object or its allowed_models not a list of strings.
     """
     RunDemo: _grpc.UnaryUnaryMultiCallable[_upstream_proxy_service_pb2.RunDemoRequest, _upstream_proxy_service_pb2.RunDemoResponse]
     """The demo bundle of seed 002: POSTs {"kind": "summary", "format"} to
@@ -163,8 +168,11 @@ class UpstreamProxyServiceAsyncStub(UpstreamProxyServiceStub):
     reports are reads: life_of_ticket and pr_confidence are retried, generate
     (which may store a report) is not.
 
-    Returns INVALID_ARGUMENT naming `kind` for a kind that is not one of
-    those three, `format` for an empty or over-long format.
+    Returns INVALID_ARGUMENT naming every bad field at once: `kind` for a kind
+    that is not one of those three, `format` for a format over 32 characters
+    or holding control characters, `payload.format` for a payload member
+    "format" other than the report's format (`format`, "json" when empty):
+    the report's format is set by `format` alone, never silently replaced.
     """
     SuggestSummarization: _aio.UnaryUnaryMultiCallable[_upstream_proxy_service_pb2.SuggestSummarizationRequest, _upstream_proxy_service_pb2.SuggestSummarizationResponse]  # type: ignore[assignment]
     """Policy-aware summarization through the secure analyzer: POSTs {content,
@@ -174,9 +182,11 @@ class UpstreamProxyServiceAsyncStub(UpstreamProxyServiceStub):
     `allowed_models` as [{"name": model}] (null when overridePolicy). Both are
     computations without side effects and are retried.
 
-    Returns INVALID_ARGUMENT naming `content` when it is empty, and UNKNOWN
-    (502) when the suggestion is not a JSON object or its allowed_models not a
-    list of strings.
+    Returns INVALID_ARGUMENT naming every bad field at once: `content` when it
+    is empty, `content` and `keyword_document` when they hold control
+    characters other than tab, LF and CR, `keywords[i]` when a keyword holds
+    any control character; and UNKNOWN (502) when the suggestion is not a JSON
+    object or its allowed_models not a list of strings.
     """
     RunDemo: _aio.UnaryUnaryMultiCallable[_upstream_proxy_service_pb2.RunDemoRequest, _upstream_proxy_service_pb2.RunDemoResponse]  # type: ignore[assignment]
     """The demo bundle of seed 002: POSTs {"kind": "summary", "format"} to
@@ -254,8 +264,11 @@ class UpstreamProxyServiceServicer(metaclass=_abc_1.ABCMeta):
         reports are reads: life_of_ticket and pr_confidence are retried, generate
         (which may store a report) is not.
 
-        Returns INVALID_ARGUMENT naming `kind` for a kind that is not one of
-        those three, `format` for an empty or over-long format.
+        Returns INVALID_ARGUMENT naming every bad field at once: `kind` for a kind
+        that is not one of those three, `format` for a format over 32 characters
+        or holding control characters, `payload.format` for a payload member
+        "format" other than the report's format (`format`, "json" when empty):
+        the report's format is set by `format` alone, never silently replaced.
         """
 
     @_abc_1.abstractmethod
@@ -271,9 +284,11 @@ class UpstreamProxyServiceServicer(metaclass=_abc_1.ABCMeta):
         `allowed_models` as [{"name": model}] (null when overridePolicy). Both are
         computations without side effects and are retried.
 
-        Returns INVALID_ARGUMENT naming `content` when it is empty, and UNKNOWN
-        (502) when the suggestion is not a JSON object or its allowed_models not a
-        list of strings.
+        Returns INVALID_ARGUMENT naming every bad field at once: `content` when it
+        is empty, `content` and `keyword_document` when they hold control
+        characters other than tab, LF and CR, `keywords[i]` when a keyword holds
+        any control character; and UNKNOWN (502) when the suggestion is not a JSON
+        object or its allowed_models not a list of strings.
         """
 
     @_abc_1.abstractmethod
