@@ -64,13 +64,25 @@ _UNITS = {
 logger = logging.getLogger("examples.ingest_worker")
 
 
+DESCRIPTION = (
+    "Run the example worker of the mesh API's ingestion: it answers ingest.<source> jobs "
+    "with small stable counts and analysis.consistency with their totals, so a workflow "
+    "run of `make serve` ends completed (see the module docstring)."
+)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """examples/worker.py's options; without --job-type, every ingestion job type."""
-    given = list(sys.argv[1:] if argv is None else argv)
-    if not any(arg == "--job-type" or arg.startswith("--job-type=") for arg in given):
-        for job_type in JOB_TYPES:
-            given += ["--job-type", job_type]
-    args: argparse.Namespace = base.parse_args(given)
+    parser: argparse.ArgumentParser = base.build_parser(
+        description=DESCRIPTION,
+        job_type_required=False,
+        job_type_help=(
+            f"job type to lease; repeat for several (default: all of {', '.join(JOB_TYPES)})"
+        ),
+    )
+    args: argparse.Namespace = base.check_args(parser, parser.parse_args(argv))
+    if not args.job_types:
+        args.job_types = list(JOB_TYPES)
     return args
 
 

@@ -61,10 +61,20 @@ def _number(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    return check_args(parser, parser.parse_args(argv))
+
+
+def build_parser(
+    *,
+    description: str = "Run an example Orchestrator worker (see the module docstring).",
+    job_type_required: bool = True,
+    job_type_help: str = "job type to lease; repeat for several",
+) -> argparse.ArgumentParser:
+    """This worker's options (and their environment variables), for parse_args and for
+    examples that reuse them (examples/ingest_worker.py, whose --job-type is optional)."""
     env = os.environ.get
-    parser = argparse.ArgumentParser(
-        description="Run an example Orchestrator worker (see the module docstring)."
-    )
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--target",
         default=env("ORCHESTRATOR_GRPC_TARGET", DEFAULT_TARGET),
@@ -92,8 +102,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--job-type",
         dest="job_types",
         action="append",
-        required=True,
-        help="job type to lease; repeat for several",
+        required=job_type_required,
+        help=job_type_help,
     )
     parser.add_argument(
         "--concurrency", type=_number(int, 1, 1000), default=4, help="jobs run at once (4)"
@@ -121,7 +131,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=30.0,
         help="on SIGTERM, seconds running jobs get to finish (30)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """The rules between options (usage errors through `parser`), and `args.failure`."""
     if not args.client_id or not args.client_secret:
         parser.error("--client-id and --client-secret are required (or their variables)")
     if args.non_retryable and not args.fail_with:

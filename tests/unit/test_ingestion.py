@@ -85,6 +85,35 @@ def test_the_example_leases_every_ingestion_job_type_unless_told_otherwise() -> 
     assert bad.value.code == 2
 
 
+def test_the_example_help_says_job_type_is_optional_and_what_it_runs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its --help once showed examples/worker.py's: --job-type required, the generic
+    description. examples/worker.py itself still requires --job-type."""
+    monkeypatch.delenv("ORCHESTRATOR_CLIENT_ID", raising=False)
+    monkeypatch.delenv("ORCHESTRATOR_CLIENT_SECRET", raising=False)
+    example = _example()
+    with pytest.raises(SystemExit) as shown:
+        example.parse_args(["--help"])
+    assert shown.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "[--job-type JOB_TYPES]" in text
+    assert text.count("Run the example worker of the mesh API's ingestion") == 1
+    assert "Run an example Orchestrator worker" not in text
+    assert (
+        "(default: all of ingest.github, ingest.jira, ingest.confluence, ingest.swagger,"
+        " analysis.consistency)"
+    ) in text
+    with pytest.raises(SystemExit) as refused:
+        example.base.parse_args(["--client-id", "c", "--client-secret", "s"])
+    assert refused.value.code == 2
+    assert "the following arguments are required: --job-type" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as missing:
+        example.parse_args(["--job-type", "x"])  # worker.py's rules between options hold
+    assert missing.value.code == 2
+    assert "--client-id and --client-secret are required" in capsys.readouterr().err
+
+
 def test_the_example_answers_stable_counts_and_their_totals() -> None:
     example = _example()
     first = example.ingest_result("github", {"scope": "acme/app", "correlation_id": "k"})
