@@ -132,6 +132,8 @@ class JobRecord(JobLike, Protocol):
     @property
     def event_time(self) -> datetime | None: ...
     @property
+    def trace_id(self) -> str | None: ...
+    @property
     def created_at(self) -> datetime: ...
     @property
     def updated_at(self) -> datetime: ...
@@ -174,6 +176,9 @@ class Job:
     owner: str | None = None  # another engine's waiting item (domain/job_endings.py)
     event_time: datetime | None = None  # the tick or slice the work is about (issue 10)
     trace_parent: str | None = None  # the enqueue span's W3C traceparent (domain/tracing.py)
+    # The trace id of the call (or process run) that enqueued it: the trace id of the
+    # events of the transitions workers and the lease reaper cause (leases.py).
+    trace_id: str | None = None
 
 
 # --- requests -----------------------------------------------------------------------
@@ -576,6 +581,7 @@ def _new_job(
     project_id: str | None,
     now: datetime,
     trace_parent: str | None = None,
+    trace_id: str | None = None,
 ) -> Job:
     run_at = spec.run_at or now
     return Job(
@@ -610,6 +616,7 @@ def _new_job(
         finished_at=None,
         event_time=spec.event_time,
         trace_parent=trace_parent,
+        trace_id=trace_id,
     )
 
 
@@ -710,7 +717,9 @@ async def _enqueue_jobs(
         if error is not None:
             results[i] = BatchItem(error=error)
             continue
-        fresh[i] = _new_job(spec, tenant_id, call.project_id, now, trace_parent)
+        fresh[i] = _new_job(
+            spec, tenant_id, call.project_id, now, trace_parent, call.trace_id or None
+        )
         if key is not None:
             first_of_key[key] = i
 
@@ -927,7 +936,7 @@ async def replay_job(store: Store, call: CallContext, *, job_id: str, now: datet
         error = _source_error(original.source_id, states.get(original.source_id))
         if error is not None:
             raise error
-        clone = replay_clone(original, now=now)
+        clone = replay_clone(original, now=now, trace_id=call.trace_id or None)
         await uow.jobs.insert([clone])
         await uow.events.append_many(replay_events(original.job_id, clone, call))
         await audit.record(uow, call, JOB, before=None, after=clone)
@@ -935,11 +944,12 @@ async def replay_job(store: Store, call: CallContext, *, job_id: str, now: datet
     return clone
 
 
-def replay_clone(original: Job, *, now: datetime) -> Job:
+def replay_clone(original: Job, *, now: datetime, trace_id: str | None = None) -> Job:
     """The replay of a finished job (ReplayJob, dead-letter replays): a new queued job
     with the original's type, source, project, priority, payload, maxAttempts,
     backoff and pack run, attempts re-armed to 0, no idempotency key, eligible now,
-    whose replayOf names the original."""
+    whose replayOf names the original; in the trace of the replaying call
+    (`trace_id`: its trace id)."""
     return replace(
         original,
         job_id=str(uuid.uuid4()),
@@ -957,6 +967,7 @@ def replay_clone(original: Job, *, now: datetime) -> Job:
         request_hash=None,
         replay_of=original.job_id,
         trace_parent=tracing.current_traceparent(),  # the replaying call's trace
+        trace_id=trace_id,
         created_at=now,
         updated_at=now,
         finished_at=None,

@@ -515,7 +515,7 @@ def derive_status(step_statuses: Sequence[str]) -> str:
 # --- writing ----------------------------------------------------------------------------
 
 
-def _job_of(run: PackRun, step: PackStep, now: datetime) -> Job:
+def _job_of(run: PackRun, step: PackStep, now: datetime, trace_id: str | None) -> Job:
     return Job(
         job_id=str(uuid.uuid4()),
         tenant_id=run.tenant_id,
@@ -547,6 +547,7 @@ def _job_of(run: PackRun, step: PackStep, now: datetime) -> Job:
         updated_at=now,
         finished_at=None,
         trace_parent=tracing.current_traceparent(),  # the current call's or step's span
+        trace_id=trace_id,
     )
 
 
@@ -583,7 +584,7 @@ async def _apply(
         step = by_position[position]
         job: Job | None = None
         if position in decided.start:
-            job = _job_of(run, step, now)
+            job = _job_of(run, step, now, trace_id)
         moved = await uow.pack_runs.move_step(
             step, status=status, now=now, job_id=job.job_id if job else None
         )

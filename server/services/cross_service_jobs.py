@@ -47,7 +47,7 @@ class CrossServiceJobsService(pb_grpc.CrossServiceJobsServiceServicer):
             job_id=accepted.job.job_id,
             job_type=accepted.job.job_type,
             status=accepted.job.status,
-            trace_id=call.trace_id,
+            trace_id=accepted.job.trace_id or call.trace_id,  # the job's trace
             created=accepted.created,
             source_id=accepted.source_id,
         )
@@ -75,7 +75,7 @@ class CrossServiceJobsService(pb_grpc.CrossServiceJobsServiceServicer):
             job_id=accepted.job.job_id,
             job_type=accepted.job.job_type,
             status=accepted.job.status,
-            trace_id=call.trace_id,
+            trace_id=accepted.job.trace_id or call.trace_id,  # the job's trace
             created=accepted.created,
             source_id=accepted.source_id,
         )

@@ -389,6 +389,8 @@ class JobRow(SQLModel, table=True):
     event_time: datetime | None = Field(default=None, sa_type=Timestamp)  # schedules (issue 10)
     # The W3C traceparent of the span the job was enqueued under (issue 13 tracing).
     trace_parent: str | None = Field(default=None, max_length=55)
+    # The trace id of the call or run that enqueued it: its transitions' events' (0014).
+    trace_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     finished_at: datetime | None = Field(default=None, sa_type=Timestamp)
@@ -804,6 +806,10 @@ class OrchestraInstanceRow(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     ended_at: datetime | None = Field(default=None, sa_type=Timestamp)
     saga: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # The trace of the call that started it (0014): the product trace id and the W3C
+    # traceparent of that call's span; the engine's own later steps run in them.
+    trace_id: str | None = Field(default=None, max_length=64)
+    trace_parent: str | None = Field(default=None, max_length=55)
 
 
 class OrchestraTokenRow(SQLModel, table=True):

@@ -200,13 +200,32 @@ async def test_notify_consolidation_payload_and_the_built_in_source_per_project(
     }
 
 
+async def test_a_repeat_answers_the_trace_id_of_the_job_not_of_the_repeat(mesh: Mesh) -> None:
+    """Critic 11: the answer's trace_id is the job's (its events' and spans'), the
+    first call's; the repeat's own is its X-Stella-Trace-Id header."""
+    for path, key in ((RECALC, "recalc-trace"), (NOTIFY, "notify-trace")):
+        body = {"scope": "s", "idempotency_key": key}
+        first = await mesh.post(path, body, **{"X-Stella-Trace-Id": f"{key}-first"})
+        assert first.status_code == 202, first.text
+        assert first.json()["trace_id"] == f"{key}-first"
+        repeat = await mesh.post(path, body, **{"X-Stella-Trace-Id": f"{key}-retry"})
+        assert repeat.status_code == 200, repeat.text
+        assert repeat.headers["X-Stella-Trace-Id"] == f"{key}-retry"
+        assert repeat.json() == {**first.json(), "created": False}
+        assert await mesh.events(first.json()["job_id"]) == [("job.enqueued", f"{key}-first")]
+
+
 async def test_a_repeated_idempotency_key_answers_the_first_job(mesh: Mesh) -> None:
     body = {"scope": "s", "idempotency_key": "recalc-2026-11-30"}
     first = await mesh.post(RECALC, body)
     assert first.status_code == 202, first.text
     again = await mesh.post(RECALC, body, **{"X-Stella-Trace-Id": "retry-1"})
     assert again.status_code == 200, again.text
-    assert again.json() == {**first.json(), "created": False, "trace_id": "retry-1"}
+    # The job's own trace id (its first call's), not the repeat's (in the header).
+    assert again.json() == {**first.json(), "created": False}
+    assert again.headers["X-Stella-Trace-Id"] == "retry-1"
+    assert first.json()["trace_id"] == first.headers["X-Stella-Trace-Id"] != "retry-1"
+
     other = await mesh.post(RECALC, {**body, "scope": "t"})
     assert other.status_code == 409, other.text
     assert other.json()["code"] == "ALREADY_EXISTS"

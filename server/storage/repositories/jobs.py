@@ -102,7 +102,15 @@ async def insert_jobs(conn: AsyncConnection, jobs: Sequence[Job]) -> set[str]:
         arrays = {name: [getattr(job, name) for job in jobs] for name in _COLUMNS}
         result = await conn.execute(_UNNEST, arrays)
     else:
-        result = await conn.execute(_INSERT[conn.dialect.name], [job_values(job) for job in jobs])
+        # SQLite binds at most 32,766 parameters per statement: 1,000 rows of every
+        # column would not fit one. Columns NULL in every row (a new job's lease,
+        # result, error, trace ids with tracing off) are left out; NULL is their default.
+        rows = [job_values(job) for job in jobs]
+        unset = [name for name in _COLUMNS if all(row[name] is None for row in rows)]
+        for row in rows:
+            for name in unset:
+                del row[name]
+        result = await conn.execute(_INSERT[conn.dialect.name], rows)
     return {row.job_id for row in result}
 
 

@@ -30,6 +30,14 @@ with SKIP LOCKED, so they never deadlock. After each commit the job types that
 became leasable now are announced with `Wakeups.notify`, and owned jobs that ended
 (succeeded, dead-lettered) with `JobEndings.publish` (`domain/job_endings.py`: the
 ownership columns come back from the statements already run, no extra round trip).
+
+Trace ids. The events of the transitions here (job.leased, job.throttled,
+job.succeeded, job.failed, job.dead_lettered, job.lease_expired) carry the job's own
+trace id (`jobs.trace_id`: the call or process run that enqueued it), so a job's
+history is one trace; the worker's call that caused one is the span's link
+(server/domain/tracing.py). A job stored before migration 0014 falls back to the
+causing call's trace id. The column comes back with the rows already read: no
+extra statement.
 """
 
 from __future__ import annotations
@@ -181,7 +189,7 @@ events AS (
                                ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)
                || '","to":"throttled"}'
            END,
-           CAST(:trace_id AS text), :now
+           coalesce(trace_id, CAST(:trace_id AS text)), :now
     FROM changed
     ORDER BY position
 )
@@ -229,7 +237,7 @@ events AS (
            '{{"attempt":' || attempts || ',"from":' || to_json(prior_status)::text
            || ',"leaseId":' || to_json(lease_id)::text || ',"to":"leased","workerId":'
            || to_json(CAST(:worker_id AS text))::text || '}}',
-           CAST(:trace_id AS text), :now
+           coalesce(trace_id, CAST(:trace_id AS text)), :now
     FROM changed
 )
 SELECT changed.*, TRUE AS take, q.types AS quota_types
@@ -251,7 +259,8 @@ WITH v AS (
     ) AS v(job_id, lease_id, attempt, result)
 ),
 old AS MATERIALIZED (
-    SELECT j.job_id, j.quota_id, j.lease_owner, j.pack_run_id, j.owner, j.trace_parent
+    SELECT j.job_id, j.quota_id, j.lease_owner, j.pack_run_id, j.owner, j.trace_parent,
+           j.trace_id
     FROM jobs j JOIN v ON v.job_id = j.job_id
     WHERE j.tenant_id = :tenant_id AND j.status = 'leased'
       AND j.lease_id = v.lease_id AND j.attempts = v.attempt
@@ -267,7 +276,7 @@ done AS (
       AND jobs.tenant_id = :tenant_id AND jobs.status = 'leased'
       AND jobs.lease_id = v.lease_id AND jobs.attempts = v.attempt
     RETURNING jobs.job_id, jobs.lease_id, jobs.attempts, old.quota_id, old.lease_owner,
-              old.pack_run_id, old.owner, jobs.job_type, old.trace_parent
+              old.pack_run_id, old.owner, jobs.job_type, old.trace_parent, old.trace_id
 ),
 counts AS (
     SELECT quota_id, count(*) AS n FROM done WHERE quota_id IS NOT NULL GROUP BY quota_id
@@ -288,7 +297,7 @@ events AS (
            '{"attempt":' || attempts || ',"from":"leased","leaseId":' || to_json(lease_id)::text
            || ',"to":"succeeded","workerId":' || coalesce(to_json(lease_owner)::text, 'null')
            || '}',
-           CAST(:trace_id AS text), :now
+           coalesce(trace_id, CAST(:trace_id AS text)), :now
     FROM done
 ),
 resolved AS (  -- dead-letter entries whose replay just succeeded (issue 10); = ANY of
@@ -565,7 +574,7 @@ class SqlLeases:
         # parameters never do: `status IN (?, ?, ?)` scanned the whole table).
         candidates = (
             await conn.execute(
-                sa.select(j.job_id, j.job_type, j.status)
+                sa.select(j.job_id, j.job_type, j.status, j.trace_id)
                 .where(
                     sa.text(JOBS_READY_PREDICATE),
                     j.tenant_id == request.tenant_id,
@@ -596,7 +605,9 @@ class SqlLeases:
                 # Staggered by a microsecond per place, so the held-back jobs keep
                 # their order among themselves (as on PostgreSQL).
                 until = plan[1].until + timedelta(microseconds=position)
-                throttling.append({"b_job_id": cand.job_id, "b_until": until})
+                throttling.append(
+                    {"b_job_id": cand.job_id, "b_until": until, "trace_id": cand.trace_id}
+                )
         changed: dict[str, Any] = {}
         for quota_id, ids in leasing.items():
             statement = (
@@ -630,7 +641,9 @@ class SqlLeases:
                 throttling,
             )
             for item in throttling:
-                changed[item["b_job_id"]] = _Throttled(item["b_job_id"], item["b_until"])
+                changed[item["b_job_id"]] = _Throttled(
+                    item["b_job_id"], item["b_until"], item["trace_id"]
+                )
         rows: list[Any] = []
         for position, cand in enumerate(candidates, start=1):
             if cand.job_id in changed:
@@ -867,7 +880,7 @@ class SqlLeases:
                             JobAction.COMPLETE,
                             JobStatus.SUCCEEDED,
                             now,
-                            trace_id,
+                            rows[tokens[i].job_id].trace_id or trace_id,
                             rows[tokens[i].job_id].lease_owner,
                         )
                         for i in fresh
@@ -959,7 +972,7 @@ class SqlLeases:
                             action,
                             status,
                             now,
-                            trace_id,
+                            row.trace_id or trace_id,
                             row.lease_owner,
                             extra,
                         )
@@ -1078,7 +1091,7 @@ class SqlLeases:
                         action,
                         status,
                         now,
-                        None,
+                        row.trace_id,
                         row.lease_owner,
                         {"error": json.loads(error)},
                     )
@@ -1127,11 +1140,12 @@ class SqlLeases:
 class _Throttled:
     """What a throttled candidate's event needs (SQLite: no RETURNING per row)."""
 
-    __slots__ = ("job_id", "next_eligible_at")
+    __slots__ = ("job_id", "next_eligible_at", "trace_id")
 
-    def __init__(self, job_id: str, next_eligible_at: datetime) -> None:
+    def __init__(self, job_id: str, next_eligible_at: datetime, trace_id: str | None) -> None:
         self.job_id = job_id
         self.next_eligible_at = next_eligible_at
+        self.trace_id = trace_id
 
 
 class _Annotated:
@@ -1277,7 +1291,7 @@ def _lease_event(row: Any, request: LeaseRequest, now: datetime) -> NewEvent:
         type=kind,
         subject=subject,
         data=data,
-        trace_id=request.trace_id,
+        trace_id=row.trace_id or request.trace_id,  # the job's trace (0014), else the call's
         time=now,
     )
 

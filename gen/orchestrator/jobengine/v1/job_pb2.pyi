@@ -309,8 +309,11 @@ class JobEvent(_message.Message):
     subject: _builtins.str
     """The resource the event is about, as a resource name: "jobs/{jobId}"."""
     trace_id: _builtins.str
-    """Trace id of the call that caused the event (X-Stella-Trace-Id); empty for
-    the server's own actions (lease expiry).
+    """Trace id of the call that caused the event (X-Stella-Trace-Id); for the
+    transitions a worker or the lease reaper causes (leased, throttled,
+    succeeded, failed, dead-lettered, lease expired), the job's own trace id
+    (the call or workflow run that enqueued it), so a job's history is one
+    trace. Empty only for jobs stored before the server kept trace ids.
     """
     @_builtins.property
     def data(self) -> _struct_pb2.Struct:

@@ -92,8 +92,11 @@ class RecalcQualityResponse(_message.Message):
     key, the existing job's status now.
     """
     trace_id: _builtins.str
-    """The call's trace id (X-Stella-Trace-Id, a traceparent's, or a new W3C
-    one); for a repeated idempotency key, still this call's.
+    """The job's trace id: the trace id of the call that enqueued it
+    (X-Stella-Trace-Id, a traceparent's, or a new W3C one), the one its events
+    and spans carry. For a repeated idempotency key, the existing job's (the
+    first call's), not this call's (answered in the X-Stella-Trace-Id header); a
+    job enqueued before the server stored trace ids answers this call's.
     """
     created: _builtins.bool
     """True when this call enqueued the job (HTTP 202); false when it answered

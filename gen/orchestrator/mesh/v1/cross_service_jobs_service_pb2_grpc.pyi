@@ -45,7 +45,7 @@ class CrossServiceJobsServiceStub:
     X-Stella-Project), created on first use and listed by GET /jobengine/sources
     like any other (the one POST /ingest uses). Pausing it holds these calls back
     (409 SOURCE_PAUSED) until it is resumed. GET /jobengine/jobs/{job_id} follows
-    a job; its events carry the call's trace id.
+    a job; its events carry the job's trace id (the enqueuing call's).
 
     Payloads (JSON objects, snake_case as seed 002; every key always present,
     "" or [] when not given): `quality.recalc`: {scope, document_ids,
@@ -115,7 +115,7 @@ class CrossServiceJobsServiceAsyncStub(CrossServiceJobsServiceStub):
     X-Stella-Project), created on first use and listed by GET /jobengine/sources
     like any other (the one POST /ingest uses). Pausing it holds these calls back
     (409 SOURCE_PAUSED) until it is resumed. GET /jobengine/jobs/{job_id} follows
-    a job; its events carry the call's trace id.
+    a job; its events carry the job's trace id (the enqueuing call's).
 
     Payloads (JSON objects, snake_case as seed 002; every key always present,
     "" or [] when not given): `quality.recalc`: {scope, document_ids,
@@ -181,7 +181,7 @@ class CrossServiceJobsServiceServicer(metaclass=_abc_1.ABCMeta):
     X-Stella-Project), created on first use and listed by GET /jobengine/sources
     like any other (the one POST /ingest uses). Pausing it holds these calls back
     (409 SOURCE_PAUSED) until it is resumed. GET /jobengine/jobs/{job_id} follows
-    a job; its events carry the call's trace id.
+    a job; its events carry the job's trace id (the enqueuing call's).
 
     Payloads (JSON objects, snake_case as seed 002; every key always present,
     "" or [] when not given): `quality.recalc`: {scope, document_ids,

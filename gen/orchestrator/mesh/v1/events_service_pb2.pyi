@@ -47,8 +47,14 @@ class Event(_message.Message):
     "jobs/{jobId}".
     """
     trace_id: _builtins.str
-    """Output only. Trace id of the call that caused it (X-Stella-Trace-Id);
-    empty for the server's own actions (lease expiry).
+    """Output only. Trace id of the call that caused it (X-Stella-Trace-Id). A
+    job's transitions that a worker or the lease reaper causes (job.leased,
+    job.throttled, job.succeeded, job.failed, job.dead_lettered,
+    job.lease_expired) carry the job's own trace id, the one it was enqueued
+    under, not the worker call's (that call is the transition span's link);
+    the process engine's own moves carry their instance's run trace id (the
+    call that started it). Empty for the server's own actions without such a
+    trace (a job stored before the server kept trace ids).
     """
     @_builtins.property
     def data(self) -> _struct_pb2.Struct:
