@@ -119,6 +119,23 @@ def job_span(operation: str, **attributes: AttributeValue) -> Iterator[trace.Spa
         span.end()
 
 
+@contextmanager
+def resumed(traceparent: str | None) -> Iterator[None]:
+    """Make the span a stored W3C `traceparent` names the current parent while the
+    block runs (a process instance's run: its engine steps' spans and the jobs they
+    enqueue join that trace); a no-op when tracing is off or `traceparent` is None
+    or malformed."""
+    remote = parse_traceparent(traceparent) if _tracer is not None else None
+    if remote is None:
+        yield
+        return
+    token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(remote)))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 def current_traceparent() -> str | None:
     """The traceparent of the current span (what a job enqueued now remembers)."""
     if _tracer is None:

@@ -28,6 +28,14 @@ the job engine refused, a result that cannot be merged, a step that never rests)
 fail the instance: status `failed`, the incident recorded on it, every token
 dropped and the unfinished jobs they waited for canceled (so does a cancel). They
 never fail the call that caused them.
+
+Traces. An instance keeps the trace of the call that started it (its trace id and
+the traceparent of that call's span; migration 0014): the engine's own moves (a job
+ended, a timer fired, a compensation ended) run in it, so their events carry the
+run's trace id, their `orchestra.step` spans are children of the start call's span,
+and the jobs they enqueue (and those jobs' transitions) are in the run's trace. A
+call that moves an instance itself (a signal, a cancel) is its own trace, as every
+call: its events carry that call's trace id.
 """
 
 from __future__ import annotations
@@ -76,7 +84,7 @@ from server.domain.orchestra.records import (
 )
 from server.domain.orchestra.validation import valid_definition_id
 from server.domain.resources import JOB, ResourceType
-from server.domain.tracing import traced
+from server.domain.tracing import current_traceparent, resumed, traced
 
 SIGNALLED: Final = "signalled"
 SET: Final = "set"
@@ -130,9 +138,12 @@ class InstanceView:
     tokens: Sequence[TokenRecord]
 
 
-def engine_call(tenant_id: str) -> CallContext:
-    """The call context of the engine's own moves (timers, job endings)."""
-    return CallContext(method=ENGINE_METHOD, trace_id="", actor="orchestra", tenant_id=tenant_id)
+def engine_call(tenant_id: str, trace_id: str | None = None) -> CallContext:
+    """The call context of the engine's own moves (timers, job endings), in the trace
+    of the instance's run (`trace_id`: the start call's; none for older instances)."""
+    return CallContext(
+        method=ENGINE_METHOD, trace_id=trace_id or "", actor="orchestra", tenant_id=tenant_id
+    )
 
 
 def _new_id() -> str:
@@ -187,6 +198,8 @@ async def start_process(
             created_at=now,
             updated_at=now,
             saga=model.saga,
+            trace_id=call.trace_id or None,
+            trace_parent=current_traceparent(),  # the start call's span: later steps' parent
         )
         events = [
             _event(
@@ -420,9 +433,10 @@ async def reconcile_compensation_endings(
     moved = 0
     job_limits = JobLimits(limits.job_payload_max_bytes)
     for ending in await store.orchestra.ended_compensations(limit):
-        call = engine_call(ending.tenant_id)
+        call = engine_call(ending.tenant_id, ending.trace_id)
         async with store.transaction() as unit:
-            outcome = await sagas.compensation_ended(unit, call, ending, job_limits, now)
+            with resumed(ending.trace_parent):  # the run's trace
+                outcome = await sagas.compensation_ended(unit, call, ending, job_limits, now)
             if outcome is None:
                 continue
             instance = await unit.orchestra.lock_instance(ending.tenant_id, ending.instance_id)
@@ -450,7 +464,6 @@ async def _release(
     now: datetime,
 ) -> bool:
     """Take `pending`'s token (if no one else did) and move the instance on from it."""
-    call = engine_call(pending.tenant_id)
     wake: list[tuple[str, str]] = []
     async with store.transaction() as unit:
         instance = await unit.orchestra.lock_instance(
@@ -458,6 +471,7 @@ async def _release(
         )
         if instance is None or instance.status != RUNNING:
             return False  # busy elsewhere (retried on the next pass) or already over
+        call = engine_call(pending.tenant_id, instance.trace_id)  # in the run's trace
         tokens = await unit.orchestra.tokens(instance.instance_id)
         token = next((t for t in tokens if t.token_id == pending.token_id), None)
         if token is None or not await unit.orchestra.take_token(pending.token_id, status):
@@ -491,13 +505,14 @@ async def _release(
             events.append(_event(instance, call, JOB_EVENT, data, now))
             if result_names:
                 events.append(_event(instance, call, VARIABLES_EVENT, {"names": result_names}, now))
-        if incident is not None:
-            wake = await _fail(unit, call, instance, values, incident, events, limits, now)
-        else:
-            arrivals = [flow.to_node for flow in node.outgoing]
-            wake = await _step(
-                unit, call, model, instance, values, live, arrivals, events, limits, now
-            )
+        with resumed(instance.trace_parent):  # its spans and jobs in the run's trace
+            if incident is not None:
+                wake = await _fail(unit, call, instance, values, incident, events, limits, now)
+            else:
+                arrivals = [flow.to_node for flow in node.outgoing]
+                wake = await _step(
+                    unit, call, model, instance, values, live, arrivals, events, limits, now
+                )
     _announce(store, wake)
     return True
 
@@ -650,7 +665,11 @@ async def _enqueue(
     if not waiting:
         return {}, None
     source_id = await unit.orchestra.service_source(instance.tenant_id, now)
-    job_call = call if call.tenant_id == instance.tenant_id else engine_call(instance.tenant_id)
+    job_call = (
+        call
+        if call.tenant_id == instance.tenant_id
+        else engine_call(instance.tenant_id, instance.trace_id)
+    )
     specs = []
     for rest in waiting:
         request = EnqueueRequest(

@@ -87,6 +87,10 @@ class InstanceRecord(Protocol):
     def updated_at(self) -> datetime: ...
     @property
     def saga(self) -> bool: ...
+    @property
+    def trace_id(self) -> str | None: ...
+    @property
+    def trace_parent(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,9 @@ class Instance:
     updated_at: datetime
     ended_at: datetime | None = None
     saga: bool = False  # the definition version declares a compensation
+    # The start call's trace id and its span's W3C traceparent (instances.py, Traces).
+    trace_id: str | None = None
+    trace_parent: str | None = None
 
 
 class TokenRecord(Protocol):
@@ -219,6 +226,8 @@ class CompensationEnding:
     step_id: str
     job_id: str
     job_status: str
+    trace_id: str | None = None  # the instance's run (instances.py, Traces)
+    trace_parent: str | None = None
 
 
 class SagaCountRecord(Protocol):

@@ -103,6 +103,8 @@ def _instance_values(instance: Instance) -> dict[str, Any]:
         "updated_at": instance.updated_at,
         "ended_at": instance.ended_at,
         "saga": instance.saga,
+        "trace_id": instance.trace_id,
+        "trace_parent": instance.trace_parent,
     }
 
 
@@ -509,8 +511,11 @@ class SqlOrchestraReads:
                 _steps.c.step_id,
                 _steps.c.compensation_job_id,
                 _jobs.c.status,
+                _instances.c.trace_id,
+                _instances.c.trace_parent,
             )
             .join(_jobs, _jobs.c.job_id == _steps.c.compensation_job_id)
+            .join(_instances, _instances.c.instance_id == _steps.c.instance_id)
             .where(
                 _steps.c.compensation_status == _COMPENSATING,
                 _steps.c.compensation_job_id.is_not(None),
@@ -522,7 +527,13 @@ class SqlOrchestraReads:
             rows = (await conn.execute(statement)).all()
         return [
             CompensationEnding(
-                row.tenant_id, row.instance_id, row.step_id, row.compensation_job_id, row.status
+                row.tenant_id,
+                row.instance_id,
+                row.step_id,
+                row.compensation_job_id,
+                row.status,
+                row.trace_id,
+                row.trace_parent,
             )
             for row in rows
         ]

@@ -92,8 +92,12 @@ class WorkflowsServiceStub:
     shipped `multi_source_ingestion` when empty) with the given variables, and
     answers `{runId, traceId}` with 202. The run goes on in the process engine:
     its service tasks become jobs for workers, and GET /workflows/history shows
-    its status. Every job of the run carries the variables as its payload and
-    the call's trace id on its events. Audited as "workflows.run" (resource
+    its status. Every job of the run carries the variables as its payload.
+    The whole run is one trace, `traceId` (this call's): the events of the
+    run's later steps, of the jobs they enqueue and of those jobs' transitions
+    carry it, and GET /infrastructure/tracing/trace/{traceId} shows the run's
+    engine steps and jobs under this call's span (the workers' calls linked).
+    Audited as "workflows.run" (resource
     workflows/{definitionId}/runs/{runId}).
 
     Returns NOT_FOUND (PROCESS_DEFINITION_NOT_FOUND) for a definition that does
@@ -176,8 +180,12 @@ class WorkflowsServiceAsyncStub(WorkflowsServiceStub):
     shipped `multi_source_ingestion` when empty) with the given variables, and
     answers `{runId, traceId}` with 202. The run goes on in the process engine:
     its service tasks become jobs for workers, and GET /workflows/history shows
-    its status. Every job of the run carries the variables as its payload and
-    the call's trace id on its events. Audited as "workflows.run" (resource
+    its status. Every job of the run carries the variables as its payload.
+    The whole run is one trace, `traceId` (this call's): the events of the
+    run's later steps, of the jobs they enqueue and of those jobs' transitions
+    carry it, and GET /infrastructure/tracing/trace/{traceId} shows the run's
+    engine steps and jobs under this call's span (the workers' calls linked).
+    Audited as "workflows.run" (resource
     workflows/{definitionId}/runs/{runId}).
 
     Returns NOT_FOUND (PROCESS_DEFINITION_NOT_FOUND) for a definition that does
@@ -275,8 +283,12 @@ class WorkflowsServiceServicer(metaclass=_abc_1.ABCMeta):
         shipped `multi_source_ingestion` when empty) with the given variables, and
         answers `{runId, traceId}` with 202. The run goes on in the process engine:
         its service tasks become jobs for workers, and GET /workflows/history shows
-        its status. Every job of the run carries the variables as its payload and
-        the call's trace id on its events. Audited as "workflows.run" (resource
+        its status. Every job of the run carries the variables as its payload.
+        The whole run is one trace, `traceId` (this call's): the events of the
+        run's later steps, of the jobs they enqueue and of those jobs' transitions
+        carry it, and GET /infrastructure/tracing/trace/{traceId} shows the run's
+        engine steps and jobs under this call's span (the workers' calls linked).
+        Audited as "workflows.run" (resource
         workflows/{definitionId}/runs/{runId}).
 
         Returns NOT_FOUND (PROCESS_DEFINITION_NOT_FOUND) for a definition that does
