@@ -19,7 +19,12 @@ Replays. Only a `pending` entry is replayed: storage claims it with a conditiona
 update (`status = 'pending'` in the WHERE, rows locked in entry_id order on
 PostgreSQL), so two concurrent replays of one entry enqueue one job and the loser
 reports it `skipped`. A replay fails, changing nothing for that entry, when its job
-was pruned (JOB_PRUNED) or its source is gone, paused or disabled. Each call (one,
+was pruned (JOB_PRUNED) or its source is gone, paused or disabled. An entry whose
+job a process instance owns (a service-task step or saga compensation,
+`jobs.owned_refusal`) is never replayed: the instance has moved on from that ending
+(a saga compensated it), so a batch or sweep reports it `skipped`
+(JOB_OWNED_BY_PROCESS, naming the instance) and leaves it pending, and a single
+replay is refused with FAILED_PRECONDITION. Each call (one,
 a batch of up to `BATCH_MAX`, or a bounded sweep of pending entries) is one unit of
 work: claims, clones, their events and one audit entry listing every entry id with
 its outcome.
@@ -557,8 +562,11 @@ async def _replay(
     entries: Sequence[EntryRecord],
     *,
     now: datetime,
+    single: bool = False,
 ) -> dict[str, ReplayResult]:
-    """Replay `entries` (distinct, the caller's) in `unit`: the result of each by id."""
+    """Replay `entries` (distinct, the caller's) in `unit`: the result of each by id.
+    A pending entry whose job a process instance owns is skipped
+    (JOB_OWNED_BY_PROCESS), or refused with `single` (`jobs.owned_refusal`)."""
     tenant_id = call.require_tenant()
     results: dict[str, ReplayResult] = {}
     pending = [e for e in entries if e.status == EntryStatus.PENDING]
@@ -572,9 +580,19 @@ async def _replay(
         if source_ids
         else {}
     )
+    owners = sorted({job.owner for job in originals.values() if job.owner is not None})
+    instances = await unit.uow.jobs.owning_instances(tenant_id, owners) if owners else {}
     clones: dict[str, Job] = {}
     for entry in pending:
         original = originals.get(entry.job_id)
+        if original is not None and original.owner is not None:
+            refusal = jobs.owned_refusal(original, instances.get(original.owner))
+            if single:
+                raise refusal
+            results[entry.entry_id] = ReplayResult(
+                entry.entry_id, Outcome.SKIPPED, reason=refusal.reason, message=refusal.message
+            )
+            continue
         if original is None:
             results[entry.entry_id] = ReplayResult(
                 entry.entry_id,
@@ -623,13 +641,14 @@ async def _commit_replay(
     load: Any,
     *,
     now: datetime,
+    single: bool = False,
 ) -> tuple[ReplayReport, list[str]]:
     """One replay call in one unit of work: `load(unit)` returns (entries to replay,
     results decided before replaying in request order as (entry_id, result or None),
     continuation token); the report and the replayed job types."""
     async with store.transaction() as unit:
         entries, order, token = await load(unit)
-        replayed = await _replay(unit, call, entries, now=now)
+        replayed = await _replay(unit, call, entries, now=now, single=single)
         results = [result or replayed[entry_id] for entry_id, result in order]
         report = ReplayReport(resource_id, results, token)
         await audit.record(unit.uow, call, DEAD_LETTER_ENTRY, before=None, after=report)
@@ -643,7 +662,8 @@ async def replay_entry(
 ) -> ReplayReport:
     """Replay one entry (see the module docstring). Raises NotFound
     (DEAD_LETTER_ENTRY_NOT_FOUND) for an unknown entry or one of another tenant or
-    project; nothing is written then."""
+    project, FailedPrecondition (JOB_OWNED_BY_PROCESS) for a pending entry whose job
+    a process instance owns; nothing is written then."""
     tenant_id = call.require_tenant()
     if not check_entry_id(entry_id):
         raise NotFound.of(DEAD_LETTER_ENTRY, entry_id)
@@ -654,7 +674,7 @@ async def replay_entry(
             raise NotFound.of(DEAD_LETTER_ENTRY, entry_id)
         return found, [(entry_id, None)], None
 
-    report, job_types = await _commit_replay(store, call, entry_id, load, now=now)
+    report, job_types = await _commit_replay(store, call, entry_id, load, now=now, single=True)
     for job_type in job_types:
         store.notify_work(tenant_id, job_type)
     return report

@@ -341,6 +341,12 @@ class JobRepository(Protocol):
         (JOB_NOT_FOUND) when absent, another tenant's or outside the project."""
         ...
 
+    async def owning_instances(self, tenant_id: str, owners: Sequence[str]) -> Mapping[str, str]:
+        """The process instance of each of `owners` (jobs' `owner` columns: a token's
+        or a saga step's "{engine}/{id}"), by owner, where the process engine still
+        records it (a saga's steps, a live token; primary-key reads); others absent."""
+        ...
+
     async def cancel(self, job: Job, *, now: datetime) -> tuple[Job, Sequence[tuple[str, str]]]:
         """Move `job` (read with `get(lock=True)`) to canceled: finished now, no
         eligibility or lease expiry, its quota slot (if it holds one) released in
@@ -918,7 +924,8 @@ async def replay_job(store: Store, call: CallContext, *, job_id: str, now: datet
 
     Raises NotFound (JOB_NOT_FOUND, SOURCE_NOT_FOUND when its source is gone),
     FailedPrecondition (JOB_STATUS_CONFLICT: not finished; SOURCE_PAUSED,
-    SOURCE_DISABLED).
+    SOURCE_DISABLED; JOB_OWNED_BY_PROCESS: a process instance's job, see
+    `owned_refusal`).
     """
     tenant_id = call.require_tenant()
     _check_job_id(job_id)
@@ -930,6 +937,9 @@ async def replay_job(store: Store, call: CallContext, *, job_id: str, now: datet
                 reason="JOB_STATUS_CONFLICT",
                 metadata={"status": original.status, "action": "replay"},
             )
+        if original.owner is not None:
+            instances = await uow.jobs.owning_instances(tenant_id, [original.owner])
+            raise owned_refusal(original, instances.get(original.owner))
         states = await uow.jobs.source_states(
             tenant_id, [original.source_id], project_id=call.project_id
         )
@@ -986,6 +996,31 @@ def replay_events(original_id: str, clone: Job, call: CallContext) -> list[NewEv
         time=clone.created_at,
     )
     return [replayed, _enqueued_event(clone, call)]
+
+
+OWNED_BY_PROCESS = "JOB_OWNED_BY_PROCESS"
+
+
+def owned_refusal(job: Job, instance_id: str | None) -> FailedPrecondition:
+    """Why a job another engine owns (`owner` set: a process instance's service-task
+    step or saga compensation, domain/job_endings.py) is not replayed, by ReplayJob
+    or the dead-letter queue: the instance already moved on from its ending (failed,
+    or compensated as a saga), and a clone would run outside it, unseen by it (a
+    shipment after the refund). FailedPrecondition JOB_OWNED_BY_PROCESS naming the
+    instance (`instance_id`, None when the engine no longer records which) and the
+    job; metadata {"jobId", "owner", "instanceId" (when known)}."""
+    metadata = {"jobId": job.job_id, "owner": job.owner or ""}
+    if instance_id is not None:
+        metadata["instanceId"] = instance_id
+        whose = f"process instance {instance_id!r}"
+    else:
+        whose = f"a process instance ({job.owner})"
+    return FailedPrecondition(
+        f"job {job.job_id!r} is a step of {whose}; it is not replayed outside its"
+        " instance (the instance has moved on from its ending): start a new instance",
+        reason=OWNED_BY_PROCESS,
+        metadata=metadata,
+    )
 
 
 def source_error(source_id: str, state: SourceState | None) -> DomainError | None:

@@ -32,12 +32,22 @@ from server.domain.resources import JOB
 from server.storage.db import Database
 from server.storage.keyset import keyset_select
 from server.storage.repositories.leases import quota_state, release_slots
-from server.storage.tables import JobRow, QuotaMinuteRow, QuotaRow, SourceRow, table_of
+from server.storage.tables import (
+    JobRow,
+    OrchestraSagaStepRow,
+    OrchestraTokenRow,
+    QuotaMinuteRow,
+    QuotaRow,
+    SourceRow,
+    table_of,
+)
 
 _table = table_of(JobRow)
 _sources = table_of(SourceRow)
 _quotas = table_of(QuotaRow)
 _minutes = table_of(QuotaMinuteRow)
+_saga_steps = table_of(OrchestraSagaStepRow)
+_tokens = table_of(OrchestraTokenRow)
 _KEY_PRESENT = _table.c.idempotency_key.is_not(None)
 _CANCELED = JobStatus.CANCELED.value
 
@@ -242,6 +252,24 @@ class SqlJobRepository:
         if row is None:
             raise NotFound.of(JOB, job_id)
         return Job(**row._asdict())
+
+    async def owning_instances(self, tenant_id: str, owners: Sequence[str]) -> dict[str, str]:
+        # "{engine}/{id}": a token's id is its saga step's id; both are primary keys.
+        by_id = {owner.partition("/")[2]: owner for owner in owners if "/" in owner}
+        if not by_id:
+            return {}
+        conn = await self._conn()
+        found: dict[str, str] = {}
+        for table, key in ((_saga_steps, _saga_steps.c.step_id), (_tokens, _tokens.c.token_id)):
+            missing = sorted(set(by_id) - set(found))
+            if not missing:
+                break
+            statement = sa.select(key.label("id"), table.c.instance_id).where(
+                table.c.tenant_id == tenant_id, key.in_(missing)
+            )
+            for row in (await conn.execute(statement)).all():
+                found[row.id] = row.instance_id
+        return {by_id[item]: instance for item, instance in found.items()}
 
     async def cancel(self, job: Job, *, now: datetime) -> tuple[Job, list[tuple[str, str]]]:
         conn = await self._conn()

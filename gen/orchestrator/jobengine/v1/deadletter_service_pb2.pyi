@@ -409,7 +409,9 @@ class ReplayPendingDeadLetterEntriesResponse(_message.Message):
     replayed: _builtins.int
     """Entries replayed by this call."""
     skipped: _builtins.int
-    """Entries skipped (replayed meanwhile by a concurrent call)."""
+    """Entries skipped (replayed meanwhile by a concurrent call, or whose job
+    belongs to a process instance).
+    """
     failed: _builtins.int
     """Entries that failed."""
     continuation_token: _builtins.str

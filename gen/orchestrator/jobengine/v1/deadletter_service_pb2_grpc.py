@@ -43,6 +43,15 @@ class DeadLetterServiceStub:
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue
     one job); an entry already replayed or resolved is skipped with the reason.
+
+    An entry whose job belongs to a process instance (an Orchestra service-task
+    step or saga compensation: the job's owner is set) is never replayed: the
+    instance has already moved on from that ending (failed, or compensated as a
+    saga), so a clone would run outside it and unseen by it (a shipment after the
+    refund). A batch or pending replay (POST /infrastructure/dlq/retry too) skips
+    it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
+    it in `skipped` and leaves it pending; a single replay is refused with
+    FAILED_PRECONDITION. Start a new instance to run the process again.
     """
 
     def __init__(self, channel):
@@ -101,6 +110,15 @@ class DeadLetterServiceServicer:
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue
     one job); an entry already replayed or resolved is skipped with the reason.
+
+    An entry whose job belongs to a process instance (an Orchestra service-task
+    step or saga compensation: the job's owner is set) is never replayed: the
+    instance has already moved on from that ending (failed, or compensated as a
+    saga), so a clone would run outside it and unseen by it (a shipment after the
+    refund). A batch or pending replay (POST /infrastructure/dlq/retry too) skips
+    it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
+    it in `skipped` and leaves it pending; a single replay is refused with
+    FAILED_PRECONDITION. Start a new instance to run the process again.
     """
 
     def ListDeadLetterEntries(self, request, context):
@@ -149,7 +167,9 @@ class DeadLetterServiceServicer:
         disabled or gone fails (the result says why; nothing changes).
 
         Returns NOT_FOUND when the entry does not exist in the caller's tenant (or
-        project).
+        project); FAILED_PRECONDITION (HTTP 409, reason JOB_OWNED_BY_PROCESS, the
+        message and metadata instanceId naming the process instance) when the entry
+        is pending and its job belongs to a process instance: nothing is replayed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,7 +179,8 @@ class DeadLetterServiceServicer:
         """Replays up to 500 entries named by id, each as ReplayDeadLetterEntry would;
         the results are in request order. An unknown or another tenant's id fails
         its own result (DEAD_LETTER_ENTRY_NOT_FOUND); an id named twice is skipped
-        the second time.
+        the second time; an entry whose job belongs to a process instance is
+        skipped (JOB_OWNED_BY_PROCESS) and stays pending.
 
         Returns INVALID_ARGUMENT (nothing replayed) for no ids, more than 500, or an
         id outside the id alphabet.
@@ -173,7 +194,8 @@ class DeadLetterServiceServicer:
         (lastFailedAt ascending, entryId ascending), at most `limit` per call. When
         more may match, the response's continuationToken resumes after the last
         entry this call examined: a huge queue is replayed in steps, and entries
-        that failed are not tried again by the same sweep.
+        that failed are not tried again by the same sweep. Entries whose job belongs
+        to a process instance are skipped (JOB_OWNED_BY_PROCESS) and stay pending.
 
         Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
         failedBefore, a negative limit, or a continuation token that is forged or
@@ -246,6 +268,15 @@ class DeadLetterService:
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue
     one job); an entry already replayed or resolved is skipped with the reason.
+
+    An entry whose job belongs to a process instance (an Orchestra service-task
+    step or saga compensation: the job's owner is set) is never replayed: the
+    instance has already moved on from that ending (failed, or compensated as a
+    saga), so a clone would run outside it and unseen by it (a shipment after the
+    refund). A batch or pending replay (POST /infrastructure/dlq/retry too) skips
+    it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
+    it in `skipped` and leaves it pending; a single replay is refused with
+    FAILED_PRECONDITION. Start a new instance to run the process again.
     """
 
     @staticmethod

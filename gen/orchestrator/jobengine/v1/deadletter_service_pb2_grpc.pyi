@@ -44,6 +44,15 @@ class DeadLetterServiceStub:
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue
     one job); an entry already replayed or resolved is skipped with the reason.
+
+    An entry whose job belongs to a process instance (an Orchestra service-task
+    step or saga compensation: the job's owner is set) is never replayed: the
+    instance has already moved on from that ending (failed, or compensated as a
+    saga), so a clone would run outside it and unseen by it (a shipment after the
+    refund). A batch or pending replay (POST /infrastructure/dlq/retry too) skips
+    it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
+    it in `skipped` and leaves it pending; a single replay is refused with
+    FAILED_PRECONDITION. Start a new instance to run the process again.
     """
 
     @_typing.overload
@@ -84,13 +93,16 @@ class DeadLetterServiceStub:
     disabled or gone fails (the result says why; nothing changes).
 
     Returns NOT_FOUND when the entry does not exist in the caller's tenant (or
-    project).
+    project); FAILED_PRECONDITION (HTTP 409, reason JOB_OWNED_BY_PROCESS, the
+    message and metadata instanceId naming the process instance) when the entry
+    is pending and its job belongs to a process instance: nothing is replayed.
     """
     BatchReplayDeadLetterEntries: _grpc.UnaryUnaryMultiCallable[_deadletter_service_pb2.BatchReplayDeadLetterEntriesRequest, _deadletter_service_pb2.BatchReplayDeadLetterEntriesResponse]
     """Replays up to 500 entries named by id, each as ReplayDeadLetterEntry would;
     the results are in request order. An unknown or another tenant's id fails
     its own result (DEAD_LETTER_ENTRY_NOT_FOUND); an id named twice is skipped
-    the second time.
+    the second time; an entry whose job belongs to a process instance is
+    skipped (JOB_OWNED_BY_PROCESS) and stays pending.
 
     Returns INVALID_ARGUMENT (nothing replayed) for no ids, more than 500, or an
     id outside the id alphabet.
@@ -100,7 +112,8 @@ class DeadLetterServiceStub:
     (lastFailedAt ascending, entryId ascending), at most `limit` per call. When
     more may match, the response's continuationToken resumes after the last
     entry this call examined: a huge queue is replayed in steps, and entries
-    that failed are not tried again by the same sweep.
+    that failed are not tried again by the same sweep. Entries whose job belongs
+    to a process instance are skipped (JOB_OWNED_BY_PROCESS) and stay pending.
 
     Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
     failedBefore, a negative limit, or a continuation token that is forged or
@@ -130,6 +143,15 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue
     one job); an entry already replayed or resolved is skipped with the reason.
+
+    An entry whose job belongs to a process instance (an Orchestra service-task
+    step or saga compensation: the job's owner is set) is never replayed: the
+    instance has already moved on from that ending (failed, or compensated as a
+    saga), so a clone would run outside it and unseen by it (a shipment after the
+    refund). A batch or pending replay (POST /infrastructure/dlq/retry too) skips
+    it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
+    it in `skipped` and leaves it pending; a single replay is refused with
+    FAILED_PRECONDITION. Start a new instance to run the process again.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -167,13 +189,16 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     disabled or gone fails (the result says why; nothing changes).
 
     Returns NOT_FOUND when the entry does not exist in the caller's tenant (or
-    project).
+    project); FAILED_PRECONDITION (HTTP 409, reason JOB_OWNED_BY_PROCESS, the
+    message and metadata instanceId naming the process instance) when the entry
+    is pending and its job belongs to a process instance: nothing is replayed.
     """
     BatchReplayDeadLetterEntries: _aio.UnaryUnaryMultiCallable[_deadletter_service_pb2.BatchReplayDeadLetterEntriesRequest, _deadletter_service_pb2.BatchReplayDeadLetterEntriesResponse]  # type: ignore[assignment]
     """Replays up to 500 entries named by id, each as ReplayDeadLetterEntry would;
     the results are in request order. An unknown or another tenant's id fails
     its own result (DEAD_LETTER_ENTRY_NOT_FOUND); an id named twice is skipped
-    the second time.
+    the second time; an entry whose job belongs to a process instance is
+    skipped (JOB_OWNED_BY_PROCESS) and stays pending.
 
     Returns INVALID_ARGUMENT (nothing replayed) for no ids, more than 500, or an
     id outside the id alphabet.
@@ -183,7 +208,8 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     (lastFailedAt ascending, entryId ascending), at most `limit` per call. When
     more may match, the response's continuationToken resumes after the last
     entry this call examined: a huge queue is replayed in steps, and entries
-    that failed are not tried again by the same sweep.
+    that failed are not tried again by the same sweep. Entries whose job belongs
+    to a process instance are skipped (JOB_OWNED_BY_PROCESS) and stay pending.
 
     Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
     failedBefore, a negative limit, or a continuation token that is forged or
@@ -212,6 +238,15 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
     Replays are idempotent per entry: only a pending entry is replayed (a
     conditional update claims it, so two concurrent replays of one entry enqueue
     one job); an entry already replayed or resolved is skipped with the reason.
+
+    An entry whose job belongs to a process instance (an Orchestra service-task
+    step or saga compensation: the job's owner is set) is never replayed: the
+    instance has already moved on from that ending (failed, or compensated as a
+    saga), so a clone would run outside it and unseen by it (a shipment after the
+    refund). A batch or pending replay (POST /infrastructure/dlq/retry too) skips
+    it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
+    it in `skipped` and leaves it pending; a single replay is refused with
+    FAILED_PRECONDITION. Start a new instance to run the process again.
     """
 
     @_abc_1.abstractmethod
@@ -271,7 +306,9 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
         disabled or gone fails (the result says why; nothing changes).
 
         Returns NOT_FOUND when the entry does not exist in the caller's tenant (or
-        project).
+        project); FAILED_PRECONDITION (HTTP 409, reason JOB_OWNED_BY_PROCESS, the
+        message and metadata instanceId naming the process instance) when the entry
+        is pending and its job belongs to a process instance: nothing is replayed.
         """
 
     @_abc_1.abstractmethod
@@ -283,7 +320,8 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
         """Replays up to 500 entries named by id, each as ReplayDeadLetterEntry would;
         the results are in request order. An unknown or another tenant's id fails
         its own result (DEAD_LETTER_ENTRY_NOT_FOUND); an id named twice is skipped
-        the second time.
+        the second time; an entry whose job belongs to a process instance is
+        skipped (JOB_OWNED_BY_PROCESS) and stays pending.
 
         Returns INVALID_ARGUMENT (nothing replayed) for no ids, more than 500, or an
         id outside the id alphabet.
@@ -299,7 +337,8 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
         (lastFailedAt ascending, entryId ascending), at most `limit` per call. When
         more may match, the response's continuationToken resumes after the last
         entry this call examined: a huge queue is replayed in steps, and entries
-        that failed are not tried again by the same sweep.
+        that failed are not tried again by the same sweep. Entries whose job belongs
+        to a process instance are skipped (JOB_OWNED_BY_PROCESS) and stay pending.
 
         Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
         failedBefore, a negative limit, or a continuation token that is forged or

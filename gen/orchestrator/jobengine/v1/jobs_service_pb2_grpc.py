@@ -189,7 +189,10 @@ class JobsServiceServicer:
 
         Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
         (HTTP 409) when it has not finished (queued, throttled, leased or failed),
-        or its source is now paused or disabled.
+        or its source is now paused or disabled, or it belongs to a process instance
+        (an Orchestra step or saga compensation: reason JOB_OWNED_BY_PROCESS, the
+        message and metadata instanceId naming the instance, which has moved on
+        from the job's ending; start a new instance instead).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -107,7 +107,10 @@ class JobsServiceStub:
 
     Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
     (HTTP 409) when it has not finished (queued, throttled, leased or failed),
-    or its source is now paused or disabled.
+    or its source is now paused or disabled, or it belongs to a process instance
+    (an Orchestra step or saga compensation: reason JOB_OWNED_BY_PROCESS, the
+    message and metadata instanceId naming the instance, which has moved on
+    from the job's ending; start a new instance instead).
     """
 
 @_typing.type_check_only
@@ -189,7 +192,10 @@ class JobsServiceAsyncStub(JobsServiceStub):
 
     Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
     (HTTP 409) when it has not finished (queued, throttled, leased or failed),
-    or its source is now paused or disabled.
+    or its source is now paused or disabled, or it belongs to a process instance
+    (an Orchestra step or saga compensation: reason JOB_OWNED_BY_PROCESS, the
+    message and metadata instanceId naming the instance, which has moved on
+    from the job's ending; start a new instance instead).
     """
 
 class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -310,7 +316,10 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Returns NOT_FOUND when the job is not the caller's; FAILED_PRECONDITION
         (HTTP 409) when it has not finished (queued, throttled, leased or failed),
-        or its source is now paused or disabled.
+        or its source is now paused or disabled, or it belongs to a process instance
+        (an Orchestra step or saga compensation: reason JOB_OWNED_BY_PROCESS, the
+        message and metadata instanceId naming the instance, which has moved on
+        from the job's ending; start a new instance instead).
         """
 
 def add_JobsServiceServicer_to_server(servicer: JobsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
