@@ -2,8 +2,9 @@
 answers {runId, traceId}; every later engine step (job endings, the join, the
 analysis job), the jobs they enqueue, and those jobs' transitions (lease over gRPC,
 completion) are in that trace: their events carry the run's trace id and their spans
-hang under the run call's span, the worker's calls only linked. On the session's real
-server (SQLite file and PostgreSQL), a worker leasing over real gRPC."""
+hang under the run call's span, the worker's calls only linked. So are a timer's
+firing and a saga's compensation. On the session's real server (SQLite file and
+PostgreSQL), a worker leasing over real gRPC."""
 
 from __future__ import annotations
 
@@ -15,9 +16,13 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from clients.base import CallerHeaders
+from clients.transports.grpc import GrpcTransport
 from server.app import Application
 from server.domain.orchestra.records import INSTANCE
+from server.identity.scopes import ORCHESTRA_PERMISSION
 from server.interceptors.tracing import TRACE_HEADER
+from tests.integration.test_orchestra_engine import Orchestra, Worker
 from tests.integration.test_tracing import TRACE_PATH, _admin_client, _walk
 from tests.integration.test_workflows import (
     OPERATE,
@@ -31,6 +36,7 @@ from tests.integration.test_workflows import (
     rows,
 )
 from tests.support.auth import TokenFactory
+from tests.support.orchestra import load_definition
 
 
 async def _completed(app: Application, run_id: str) -> Any:
@@ -123,3 +129,91 @@ async def test_a_workflow_run_with_its_later_steps_and_jobs_is_one_trace(
         and span["attributes"].get("job.type") == "analysis.consistency"
     ]
     assert len(analysis) == 1
+
+
+async def test_timer_steps_and_a_sagas_compensation_stay_in_the_start_calls_trace(
+    app: Application, grpc_target: str, tokens: TokenFactory, tenant: str, http_base: str
+) -> None:
+    """start -> timer -> reserve (compensation unreserve) -> charge -> end, started over
+    gRPC with a W3C trace id: the timer's step, the reserve job's ending, the failed
+    charge (an incident: the saga compensates) and the compensation's job and ending
+    are all in that trace."""
+    suffix = uuid.uuid4().hex[:6]
+    reserve, unreserve, charge = (f"{name}.{suffix}" for name in ("reserve", "unreserve", "charge"))
+    definition_id = f"traced_saga_{suffix}"
+    await load_definition(
+        app,
+        {
+            "id": definition_id,
+            "nodes": [
+                {"id": "start", "type": "start"},
+                {"id": "cool_off", "type": "timer", "duration": "PT0.2S"},
+                {
+                    "id": "reserve",
+                    "type": "service_task",
+                    "job_type": reserve,
+                    "compensation": unreserve,
+                },
+                {"id": "charge", "type": "service_task", "job_type": charge},
+                {"id": "done", "type": "end"},
+            ],
+            "flows": [
+                {"from": "start", "to": "cool_off"},
+                {"from": "cool_off", "to": "reserve"},
+                {"from": "reserve", "to": "charge"},
+                {"from": "charge", "to": "done"},
+            ],
+        },
+    )
+    trace = uuid.uuid4().hex
+    starter = await tokens.token(tenant, permissions=[ORCHESTRA_PERMISSION])
+    orchestra = Orchestra(
+        GrpcTransport(grpc_target), CallerHeaders(access_token=starter, trace_id=trace)
+    )
+    worker = Worker(
+        GrpcTransport(grpc_target), CallerHeaders(access_token=await tokens.token(tenant))
+    )
+    instance_id = await orchestra.start(definition_id, {"order": 7})
+    [reserved] = await worker.lease(reserve)  # after the timer fired (the server's loop)
+    await worker.complete(reserved.token, {"reservation": "r-1"})
+    [charged] = await worker.lease(charge)
+    await worker.fail(charged.token)  # dead-lettered: the saga compensates
+    [undo] = await worker.lease(unreserve)
+    await worker.complete(undo.token, {})
+    assert (await orchestra.wait(instance_id, "compensated")).status == "compensated"
+
+    instance_events = await rows(
+        app, sa.select(_events).where(_events.c.subject == INSTANCE.name(instance_id))
+    )
+    kinds = [event.type for event in instance_events]
+    assert {"orchestra.token.timer_fired", "orchestra.compensation.completed"} <= set(kinds)
+    assert {event.trace_id for event in instance_events} == {trace}
+    jobs = await rows(app, sa.select(_jobs).where(_jobs.c.tenant_id == tenant))
+    assert sorted(job.job_type for job in jobs) == sorted([reserve, charge, unreserve])
+    assert {job.trace_id for job in jobs} == {trace}
+    job_events = await rows(
+        app,
+        sa.select(_events.c.type, _events.c.trace_id).where(
+            _events.c.subject.in_([f"jobs/{job.job_id}" for job in jobs])
+        ),
+    )
+    assert len(job_events) == 9  # 3 x (enqueued, leased, succeeded or dead-lettered)
+    assert {event.trace_id for event in job_events} == {trace}
+
+    async with _admin_client(tokens, http_base) as admin:
+        found = (await admin.get(TRACE_PATH + trace)).json()
+    # Roots: the start call's span, and the GetInstance polls that sent the same id.
+    root, *polls = found["spans"]
+    assert root["name"] == "orchestrator.orchestra.v1.OrchestraService/StartProcess"
+    assert {poll["name"] for poll in polls} == {
+        "orchestrator.orchestra.v1.OrchestraService/GetInstance"
+    }
+    assert not any(poll.get("children") for poll in polls)
+    names = [span["name"] for span in _walk([root])]
+    # Steps: the start, the timer firing, the reserve job's ending (the charge job's
+    # dead letter is an incident: the saga begins without a step).
+    assert names.count("orchestra.step") == 3
+    assert names.count("job.enqueue") == 3  # reserve, charge, unreserve
+    assert names.count("job.lease") == 3
+    assert names.count("job.complete") == 2
+    assert names.count("job.dead_letter") == 1
