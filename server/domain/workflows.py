@@ -197,8 +197,10 @@ async def run_workflow(
 ) -> str:
     """Start a run of the latest version of `definition_id` (the shipped definition
     when empty) available to the caller's tenant; the run id. Audited ("workflows.run")
-    in the start's unit of work. Raises NotFound (PROCESS_DEFINITION_NOT_FOUND) and
-    InvalidArgument (variables), as `instances.start_process`."""
+    in the start's unit of work. Raises NotFound (PROCESS_DEFINITION_NOT_FOUND),
+    InvalidArgument (variables) and the job engine's refusal of the first step's
+    jobs (FailedPrecondition SOURCE_PAUSED, SOURCE_DISABLED), as
+    `instances.start_process`; nothing is written (no run, no audit entry) then."""
     return await instances.start_process(
         store,
         models,

@@ -174,8 +174,10 @@ async def start_process(
     caller's tenant and run it until it rests; the instance id. With `audit_as`, the
     start is audited as creating that resource (the new `Instance`) in the same unit
     of work (an operator action such as POST /workflows/run). Raises NotFound
-    (PROCESS_DEFINITION_NOT_FOUND: absent or another tenant's) and InvalidArgument
-    (variable names, size cap)."""
+    (PROCESS_DEFINITION_NOT_FOUND: absent or another tenant's), InvalidArgument
+    (variable names, size cap) and, when the job engine refuses a job of the first
+    step, its error (`_start_refused`: e.g. FailedPrecondition SOURCE_PAUSED for the
+    tenant's paused "orchestra" source); nothing is written then."""
     tenant_id = call.require_tenant()
     initial = dict(initial or {})
     variables.check_names(initial, "variables")
@@ -610,7 +612,9 @@ async def _step(
     incident = outcome.incident
     jobs: dict[str, str] = {}
     if incident is None:
-        jobs, incident = await _enqueue(unit, call, model, instance, outcome, values, limits, now)
+        jobs, incident = await _enqueue(
+            unit, call, model, instance, outcome, values, limits, now, starting=new
+        )
     if incident is not None:
         return await _fail(unit, call, instance, values, incident, events, limits, now, new=new)
     tokens = [
@@ -657,10 +661,14 @@ async def _enqueue(
     values: Mapping[str, Any],
     limits: OrchestraLimits,
     now: datetime,
+    *,
+    starting: bool = False,
 ) -> tuple[dict[str, str], IncidentInfo | None]:
     """Enqueue the job of each service-task token (payload: the variables) through the
     job engine in this unit of work; the job id per token, or the incident of a job
-    the job engine refused. A saga records them as its steps."""
+    the job engine refused. A saga records them as its steps. When `starting` (the
+    start's first step) a refusal raises instead (`_start_refused`): a start that
+    cannot enqueue its first jobs writes nothing, as an enqueue would not."""
     waiting = [rest for rest in outcome.resting if rest.job_type]
     if not waiting:
         return {}, None
@@ -681,11 +689,15 @@ async def _enqueue(
         try:
             specs.append(validate_enqueue(request, JobLimits(limits.job_payload_max_bytes)))
         except DomainError as exc:
+            if starting:
+                raise _start_refused(rest, exc) from exc
             return {}, _refused(rest, str(exc))
     items = await enqueue_within(unit.base, job_call.with_(project_id=None), specs, now)
     jobs: dict[str, str] = {}
     for rest, item in zip(waiting, items, strict=True):
         if item.error is not None or item.enqueued is None:
+            if starting and item.error is not None:
+                raise _start_refused(rest, item.error)
             return {}, _refused(rest, str(item.error))
         jobs[rest.token_id] = item.enqueued.job.job_id
     # Owned, so the job engine announces their endings (domain/job_endings.py).
@@ -702,6 +714,18 @@ async def _enqueue(
             now,
         )
     return jobs, None
+
+
+def _start_refused(rest: engine.Resting, error: DomainError) -> DomainError:
+    """The job engine's refusal of a start's first job as the start's own error: its
+    code and reason kept (FAILED_PRECONDITION SOURCE_PAUSED or SOURCE_DISABLED for
+    the tenant's paused or disabled "orchestra" source, RESOURCE_EXHAUSTED for a
+    quota), the message naming the step and job type; a payload over the job
+    engine's cap is INVALID_ARGUMENT naming `variables` (the payload is them)."""
+    message = f"the job engine refused the {rest.job_type!r} job of step {rest.node_id!r}: {error}"
+    if isinstance(error, InvalidArgument):
+        return InvalidArgument.of("variables", message)
+    return replace(error, message=message, metadata={**error.metadata, "nodeId": rest.node_id})
 
 
 def _refused(rest: engine.Resting, why: str) -> IncidentInfo:

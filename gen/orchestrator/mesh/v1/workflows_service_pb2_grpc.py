@@ -167,7 +167,11 @@ class WorkflowsServiceServicer:
         Returns NOT_FOUND (PROCESS_DEFINITION_NOT_FOUND) for a definition that does
         not exist or is another tenant's, INVALID_ARGUMENT naming `variables` for
         variables that are not a JSON object, bad variable names, or over the size
-        cap.
+        cap; FAILED_PRECONDITION (HTTP 409, SOURCE_PAUSED or SOURCE_DISABLED, the
+        message naming the step and job type) when the job engine refuses the jobs
+        of the run's first step because an operator paused or disabled the tenant's
+        "orchestra" source, as /ingest does for the "mesh" source. A refused run
+        leaves nothing behind: no run, no job, no event, no audit entry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -103,7 +103,11 @@ class WorkflowsServiceStub:
     Returns NOT_FOUND (PROCESS_DEFINITION_NOT_FOUND) for a definition that does
     not exist or is another tenant's, INVALID_ARGUMENT naming `variables` for
     variables that are not a JSON object, bad variable names, or over the size
-    cap.
+    cap; FAILED_PRECONDITION (HTTP 409, SOURCE_PAUSED or SOURCE_DISABLED, the
+    message naming the step and job type) when the job engine refuses the jobs
+    of the run's first step because an operator paused or disabled the tenant's
+    "orchestra" source, as /ingest does for the "mesh" source. A refused run
+    leaves nothing behind: no run, no job, no event, no audit entry.
     """
     ListWorkflowRuns: _grpc.UnaryUnaryMultiCallable[_workflows_service_pb2.ListWorkflowRunsRequest, _workflows_service_pb2.ListWorkflowRunsResponse]
     """Lists the tenant's workflow runs (process instances of any definition),
@@ -191,7 +195,11 @@ class WorkflowsServiceAsyncStub(WorkflowsServiceStub):
     Returns NOT_FOUND (PROCESS_DEFINITION_NOT_FOUND) for a definition that does
     not exist or is another tenant's, INVALID_ARGUMENT naming `variables` for
     variables that are not a JSON object, bad variable names, or over the size
-    cap.
+    cap; FAILED_PRECONDITION (HTTP 409, SOURCE_PAUSED or SOURCE_DISABLED, the
+    message naming the step and job type) when the job engine refuses the jobs
+    of the run's first step because an operator paused or disabled the tenant's
+    "orchestra" source, as /ingest does for the "mesh" source. A refused run
+    leaves nothing behind: no run, no job, no event, no audit entry.
     """
     ListWorkflowRuns: _aio.UnaryUnaryMultiCallable[_workflows_service_pb2.ListWorkflowRunsRequest, _workflows_service_pb2.ListWorkflowRunsResponse]  # type: ignore[assignment]
     """Lists the tenant's workflow runs (process instances of any definition),
@@ -294,7 +302,11 @@ class WorkflowsServiceServicer(metaclass=_abc_1.ABCMeta):
         Returns NOT_FOUND (PROCESS_DEFINITION_NOT_FOUND) for a definition that does
         not exist or is another tenant's, INVALID_ARGUMENT naming `variables` for
         variables that are not a JSON object, bad variable names, or over the size
-        cap.
+        cap; FAILED_PRECONDITION (HTTP 409, SOURCE_PAUSED or SOURCE_DISABLED, the
+        message naming the step and job type) when the job engine refuses the jobs
+        of the run's first step because an operator paused or disabled the tenant's
+        "orchestra" source, as /ingest does for the "mesh" source. A refused run
+        leaves nothing behind: no run, no job, no event, no audit entry.
         """
 
     @_abc_1.abstractmethod

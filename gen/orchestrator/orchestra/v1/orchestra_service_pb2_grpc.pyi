@@ -58,7 +58,12 @@ class OrchestraServiceStub:
     Returns NOT_FOUND (HTTP 422) for a definition that does not exist or is
     scoped to another tenant; INVALID_ARGUMENT (HTTP 400) for a variable name
     that is not 1-128 letters, digits or '_' starting with a letter or '_',
-    or variables over the size cap. A failed start leaves nothing behind.
+    or variables over the size cap; FAILED_PRECONDITION (HTTP 422, reason
+    SOURCE_PAUSED or SOURCE_DISABLED, the message naming the step and job type)
+    when the job engine refuses the jobs of the instance's first step because
+    the tenant's "orchestra" source is paused or disabled. A failed start leaves
+    nothing behind. (A refusal in a later step is the instance's incident
+    job_refused instead: the instance already exists then.)
     """
     ListInstances: _grpc.UnaryUnaryMultiCallable[_orchestra_service_pb2.ListInstancesRequest, _orchestra_service_pb2.ListInstancesResponse]
     """Lists the tenant's instances, newest first (created_at descending, then id
@@ -140,7 +145,12 @@ class OrchestraServiceAsyncStub(OrchestraServiceStub):
     Returns NOT_FOUND (HTTP 422) for a definition that does not exist or is
     scoped to another tenant; INVALID_ARGUMENT (HTTP 400) for a variable name
     that is not 1-128 letters, digits or '_' starting with a letter or '_',
-    or variables over the size cap. A failed start leaves nothing behind.
+    or variables over the size cap; FAILED_PRECONDITION (HTTP 422, reason
+    SOURCE_PAUSED or SOURCE_DISABLED, the message naming the step and job type)
+    when the job engine refuses the jobs of the instance's first step because
+    the tenant's "orchestra" source is paused or disabled. A failed start leaves
+    nothing behind. (A refusal in a later step is the instance's incident
+    job_refused instead: the instance already exists then.)
     """
     ListInstances: _aio.UnaryUnaryMultiCallable[_orchestra_service_pb2.ListInstancesRequest, _orchestra_service_pb2.ListInstancesResponse]  # type: ignore[assignment]
     """Lists the tenant's instances, newest first (created_at descending, then id
@@ -225,7 +235,12 @@ class OrchestraServiceServicer(metaclass=_abc_1.ABCMeta):
         Returns NOT_FOUND (HTTP 422) for a definition that does not exist or is
         scoped to another tenant; INVALID_ARGUMENT (HTTP 400) for a variable name
         that is not 1-128 letters, digits or '_' starting with a letter or '_',
-        or variables over the size cap. A failed start leaves nothing behind.
+        or variables over the size cap; FAILED_PRECONDITION (HTTP 422, reason
+        SOURCE_PAUSED or SOURCE_DISABLED, the message naming the step and job type)
+        when the job engine refuses the jobs of the instance's first step because
+        the tenant's "orchestra" source is paused or disabled. A failed start leaves
+        nothing behind. (A refusal in a later step is the instance's incident
+        job_refused instead: the instance already exists then.)
         """
 
     @_abc_1.abstractmethod
