@@ -121,7 +121,7 @@ class TracingService(pb_grpc.TracingServiceServicer):
                 InvalidArgument.of(
                     "service_name",
                     f"must be a service name: 1 to {SERVICE_NAME_MAX} letters, digits, '.',"
-                    " '_' or '-' (e.g. orchestrator.jobengine.v1.JobsService)",
+                    " '_' or '-'",
                 ).violations[0]
             )
         if request.limit < 0:
