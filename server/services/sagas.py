@@ -81,7 +81,7 @@ def saga_message(view: sagas.SagaView) -> pb.Saga:
             node_id=step.node_id,
             job_type=step.job_type,
             job_id=step.job_id or "",
-            status=step.status,
+            status=sagas.shown_step_status(step.status),
             compensation=step.compensation or "",
             error=step.error or "",
         )

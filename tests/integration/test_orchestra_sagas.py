@@ -291,13 +291,14 @@ async def test_step_3_of_4_fails_compensations_run_2_then_1(
         (s["position"], s["nodeId"], s["jobId"], s["status"], s["compensation"])
         for s in saga["steps"]
     ] == [
-        (1, "reserve", jobs["reserve"], "completed", t.unreserve),
-        (2, "charge", jobs["charge"], "completed", t.refund),
+        (1, "reserve", jobs["reserve"], "succeeded", t.unreserve),
+        (2, "charge", jobs["charge"], "succeeded", t.refund),
         (3, "ship", jobs["ship"], "failed", t.unship),
     ]
     assert saga["steps"][2]["error"] == (
-        f"job {jobs['ship']!r} was dead_lettered: dependency DOWN it broke"
+        f"job {jobs['ship']!r} was dead-lettered: dependency DOWN it broke"
     )
+    assert saga["steps"][2]["error"] == saga["incident"]["message"]  # one spelling
     assert all("endedAt" in s and "duration" in s for s in saga["steps"])
     assert [
         (c["order"], c["nodeId"], c["jobType"], c["jobId"], c["status"])

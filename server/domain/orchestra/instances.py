@@ -538,7 +538,7 @@ async def _job_outcome(
             token.token_id,
             job.status,
             result=job.result,
-            error=f"job {job.job_id!r} was {job.status}: {_error_text(job.last_error)}",
+            error=f"{sagas.job_ended_words(job.job_id, job.status)}: {_error_text(job.last_error)}",
             ended_at=sagas.utc(job.finished_at) if job.finished_at is not None else now,
         )
     if job.status == "dead_lettered":

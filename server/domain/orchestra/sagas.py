@@ -92,6 +92,24 @@ STEP_STATUSES: Final = (RUNNING, COMPLETED, FAILED, CANCELED)
 # Compensation statuses.
 PENDING, SUCCEEDED, SKIPPED = "pending", "succeeded", "skipped"
 COMPENSATION_STATUSES: Final = (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED, SKIPPED)
+# A step's status as the saga view shows it: the compensations' words (a completed
+# step's job `succeeded`, as a succeeded compensation's did), so one read has one
+# vocabulary: running, succeeded, failed (dead-lettered), canceled.
+_SHOWN_STEP_STATUS: Final = {COMPLETED: SUCCEEDED}
+
+
+def shown_step_status(status: str) -> str:
+    """The saga view's word for a stored step status (`completed` -> `succeeded`)."""
+    return _SHOWN_STEP_STATUS.get(status, status)
+
+
+def job_ended_words(job_id: str, status: str) -> str:
+    """How a job's end reads in a saga's errors and incidents, one spelling
+    everywhere: "job 'x' was dead-lettered", "job 'x' was canceled", "job 'x' was
+    leased" (a job status, `_` read as '-')."""
+    return f"job {job_id!r} was {status.replace('_', '-')}"
+
+
 # The incident of a saga whose compensation failed (instance.proto Incident.kind).
 COMPENSATION_FAILED: Final = "compensation_failed"
 # Finished sagas: their duration counts in the statistics.
@@ -194,7 +212,7 @@ async def settle_steps(unit: OrchestraUnit, instance_id: str, now: datetime) -> 
             step.step_id,
             job.status if finished else "canceled",
             result=job.result,
-            error=f"job {job.job_id!r} was {job.status} when the instance stopped",
+            error=f"{job_ended_words(job.job_id, job.status)} when the instance stopped",
             ended_at=utc(job.finished_at) if job.finished_at is not None else now,
         )
 
@@ -568,8 +586,8 @@ def _compact(record: Mapping[str, Any]) -> str:
 
 def _job_error(job_id: str, status: str, last_error: str | None) -> str:
     if status == "canceled":
-        return f"job {job_id!r} was canceled"
-    return f"job {job_id!r} was dead-lettered: {error_text(last_error)}"
+        return job_ended_words(job_id, status)
+    return f"{job_ended_words(job_id, 'dead_lettered')}: {error_text(last_error)}"
 
 
 def error_text(last_error: str | None) -> str:

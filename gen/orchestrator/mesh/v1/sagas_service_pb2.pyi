@@ -352,9 +352,12 @@ class SagaStep(_message.Message):
     job_id: _builtins.str
     """The step's job (GET /jobengine/jobs/{jobId} while it is kept)."""
     status: _builtins.str
-    """`running` (its job is in flight), `completed` (succeeded), `failed`
-    (dead-lettered) or `canceled` (its job was canceled, by a caller or
-    because the saga stopped while it ran).
+    """`running` (its job is in flight), `succeeded` (its job succeeded: the
+    step is done and, when it declares one, compensable), `failed` (its job
+    was dead-lettered) or `canceled` (its job was canceled, by a caller or
+    because the saga stopped while it ran): the words of the compensations'
+    status. `error` and the incident spell a job's end alike ("job 'x' was
+    dead-lettered: ...", "job 'x' was canceled").
     """
     compensation: _builtins.str
     """The job type that undoes it; empty when it declares none."""
