@@ -608,7 +608,11 @@ async def _replay(
                 entry.entry_id, Outcome.FAILED, reason=error.reason, message=error.message
             )
             continue
-        clones[entry.entry_id] = jobs.replay_clone(original, now=now)
+        clones[entry.entry_id] = jobs.replay_clone(
+            original,
+            now=now,
+            trace_id=call.trace_id or None,  # the replaying call's trace
+        )
     # the claim names each clone (storage draws the ids: a uuid4, as the clone's own)
     claimed = await unit.deadletter.claim(tenant_id, list(clones), now=now)
     won: list[Job] = []
