@@ -69,12 +69,27 @@ class NotFound(DomainError):
     def of(cls, resource: ResourceType[Any], resource_id: str) -> NotFound:
         """`source 'x' not found`, reason SOURCE_NOT_FOUND, metadata {"sourceId": "x"}.
         Absent and not the caller's (another tenant's, another project's) are the same
-        answer, so nobody learns which ids exist elsewhere."""
+        answer, so nobody learns which ids exist elsewhere. An id longer than
+        `ECHO_MAX` characters (no issued id is) is echoed cut to its first
+        `ECHO_MAX` with "…" and its length, so an answer stays small whatever was sent."""
+        shown = echo(resource_id)
         return cls(
-            f"{resource.singular} {resource_id!r} not found",
+            f"{resource.singular} {shown!r}{_length(resource_id)} not found",
             reason=f"{resource.reason_prefix}_NOT_FOUND",
-            metadata={resource.id_field: resource_id},
+            metadata={resource.id_field: shown},
         )
+
+
+ECHO_MAX = 200  # characters of a caller's id an error message repeats
+
+
+def echo(value: str) -> str:
+    """`value` as an error repeats it: at most `ECHO_MAX` characters, then "…"."""
+    return value if len(value) <= ECHO_MAX else value[:ECHO_MAX] + "…"
+
+
+def _length(value: str) -> str:
+    return "" if len(value) <= ECHO_MAX else f" ({len(value)} characters)"
 
 
 @dataclass

@@ -200,7 +200,11 @@ async def run_workflow(
     in the start's unit of work. Raises NotFound (PROCESS_DEFINITION_NOT_FOUND),
     InvalidArgument (variables) and the job engine's refusal of the first step's
     jobs (FailedPrecondition SOURCE_PAUSED, SOURCE_DISABLED), as
-    `instances.start_process`; nothing is written (no run, no audit entry) then."""
+    `instances.start_process`; nothing is written (no run, no audit entry) then.
+    A `definition_id` that is not a definition id (DEFINITION_ID_RULE: no control
+    character, at most 64 characters) is InvalidArgument naming `definitionId`."""
+    if definition_id and not valid_definition_id(definition_id):
+        raise InvalidArgument.of("definitionId", DEFINITION_ID_RULE)
     return await instances.start_process(
         store,
         models,

@@ -59,8 +59,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from gateway.text import has_control
 from server.domain.context import CallContext
-from server.domain.errors import DomainError, NotFound
+from server.domain.errors import DomainError, InvalidArgument, NotFound
 from server.domain.events import NewEvent
 from server.domain.job_states import EVENT_TYPES as JOB_EVENT_TYPES
 from server.domain.job_states import FINISHED, JobAction, JobStatus
@@ -509,12 +510,19 @@ class SagaView:
 
 
 async def get_saga(store: OrchestraStore, call: CallContext, saga_id: str) -> SagaView:
-    """The caller's saga `saga_id` (an instance id). Raises NotFound (SAGA_NOT_FOUND)
-    when it is absent, another tenant's or an instance that is not a saga: one
-    answer for all three."""
-    found = None
-    if 0 < len(saga_id) <= _ID_MAX and "\x00" not in saga_id:
-        found = await store.orchestra.saga(call.require_tenant(), saga_id)
+    """The caller's saga `saga_id` (an instance id). Raises InvalidArgument naming
+    `sagaId` when it cannot be any saga's id (empty, over `_ID_MAX` characters, or
+    with a control character), NotFound (SAGA_NOT_FOUND) when it is absent, another
+    tenant's or an instance that is not a saga: one answer for all three."""
+    if not saga_id:
+        raise InvalidArgument.of("sagaId", "is required")
+    if len(saga_id) > _ID_MAX or has_control(saga_id):
+        raise InvalidArgument.of(
+            "sagaId",
+            f"is not a saga id: saga ids are instance ids, at most {_ID_MAX} characters"
+            f" without control characters (got {len(saga_id)} characters)",
+        )
+    found = await store.orchestra.saga(call.require_tenant(), saga_id)
     if found is None:
         raise NotFound.of(SAGA, saga_id)
     return SagaView(*found)

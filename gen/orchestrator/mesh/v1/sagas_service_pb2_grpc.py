@@ -126,7 +126,8 @@ class SagasServiceServicer:
 
         Returns NOT_FOUND (reason SAGA_NOT_FOUND) when no saga of the tenant has
         this id: absent, another tenant's, or an instance that is not a saga are
-        one answer.
+        one answer; INVALID_ARGUMENT naming `sagaId` for an id no saga can have
+        (over 64 characters, or with a control character).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

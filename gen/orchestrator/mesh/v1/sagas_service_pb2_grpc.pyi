@@ -77,7 +77,8 @@ class SagasServiceStub:
 
     Returns NOT_FOUND (reason SAGA_NOT_FOUND) when no saga of the tenant has
     this id: absent, another tenant's, or an instance that is not a saga are
-    one answer.
+    one answer; INVALID_ARGUMENT naming `sagaId` for an id no saga can have
+    (over 64 characters, or with a control character).
     """
 
 @_typing.type_check_only
@@ -129,7 +130,8 @@ class SagasServiceAsyncStub(SagasServiceStub):
 
     Returns NOT_FOUND (reason SAGA_NOT_FOUND) when no saga of the tenant has
     this id: absent, another tenant's, or an instance that is not a saga are
-    one answer.
+    one answer; INVALID_ARGUMENT naming `sagaId` for an id no saga can have
+    (over 64 characters, or with a control character).
     """
 
 class SagasServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -190,7 +192,8 @@ class SagasServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Returns NOT_FOUND (reason SAGA_NOT_FOUND) when no saga of the tenant has
         this id: absent, another tenant's, or an instance that is not a saga are
-        one answer.
+        one answer; INVALID_ARGUMENT naming `sagaId` for an id no saga can have
+        (over 64 characters, or with a control character).
         """
 
 def add_SagasServiceServicer_to_server(servicer: SagasServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -165,7 +165,9 @@ class WorkflowsServiceServicer:
         workflows/{definitionId}/runs/{runId}).
 
         Returns NOT_FOUND (PROCESS_DEFINITION_NOT_FOUND) for a definition that does
-        not exist or is another tenant's, INVALID_ARGUMENT naming `variables` for
+        not exist or is another tenant's, INVALID_ARGUMENT naming `definitionId`
+        for one that is not a definition id (1-64 letters, digits, '_', '.' or
+        '-', starting with a letter), naming `variables` for
         variables that are not a JSON object, bad variable names, or over the size
         cap; FAILED_PRECONDITION (HTTP 409, SOURCE_PAUSED or SOURCE_DISABLED, the
         message naming the step and job type) when the job engine refuses the jobs
