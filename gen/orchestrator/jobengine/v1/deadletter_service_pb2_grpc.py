@@ -144,6 +144,11 @@ class DeadLetterServiceServicer:
 
         Also served at the mesh API's root path GET /infrastructure/dlq/stats (seed
         002, DESIGN §4.4): the same method, policy and answer (no legacy twin there).
+        Both paths keep `Cache-Control: private, max-age=60, stale-if-error=300`
+        with an ETag, the header the JobEngine gateway contract (seed 000/001
+        "Caching & pagination") recommends for its reads: one method answers one
+        header, and the stats are aggregate counters, not one item's live state
+        (unlike the sagas' `no-cache` reads).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -78,6 +78,11 @@ class DeadLetterServiceStub:
 
     Also served at the mesh API's root path GET /infrastructure/dlq/stats (seed
     002, DESIGN §4.4): the same method, policy and answer (no legacy twin there).
+    Both paths keep `Cache-Control: private, max-age=60, stale-if-error=300`
+    with an ETag, the header the JobEngine gateway contract (seed 000/001
+    "Caching & pagination") recommends for its reads: one method answers one
+    header, and the stats are aggregate counters, not one item's live state
+    (unlike the sagas' `no-cache` reads).
     """
     GetDeadLetterSummary: _grpc.UnaryUnaryMultiCallable[_deadletter_service_pb2.GetDeadLetterSummaryRequest, _deadletter_service_pb2.GetDeadLetterSummaryResponse]
     """Entries grouped by (category, errorCode), ordered by category then errorCode
@@ -174,6 +179,11 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
 
     Also served at the mesh API's root path GET /infrastructure/dlq/stats (seed
     002, DESIGN §4.4): the same method, policy and answer (no legacy twin there).
+    Both paths keep `Cache-Control: private, max-age=60, stale-if-error=300`
+    with an ETag, the header the JobEngine gateway contract (seed 000/001
+    "Caching & pagination") recommends for its reads: one method answers one
+    header, and the stats are aggregate counters, not one item's live state
+    (unlike the sagas' `no-cache` reads).
     """
     GetDeadLetterSummary: _aio.UnaryUnaryMultiCallable[_deadletter_service_pb2.GetDeadLetterSummaryRequest, _deadletter_service_pb2.GetDeadLetterSummaryResponse]  # type: ignore[assignment]
     """Entries grouped by (category, errorCode), ordered by category then errorCode
@@ -279,6 +289,11 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Also served at the mesh API's root path GET /infrastructure/dlq/stats (seed
         002, DESIGN §4.4): the same method, policy and answer (no legacy twin there).
+        Both paths keep `Cache-Control: private, max-age=60, stale-if-error=300`
+        with an ETag, the header the JobEngine gateway contract (seed 000/001
+        "Caching & pagination") recommends for its reads: one method answers one
+        header, and the stats are aggregate counters, not one item's live state
+        (unlike the sagas' `no-cache` reads).
         """
 
     @_abc_1.abstractmethod

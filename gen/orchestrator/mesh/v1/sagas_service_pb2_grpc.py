@@ -55,6 +55,12 @@ class SagasServiceStub:
 
     Reads are tenant scoped: the tenant comes from X-Stella-Tenant (legacy
     X-StellaOps-Tenant); another tenant's saga is answered as an absent one.
+
+    Caching: both reads answer `Cache-Control: private, no-cache` with a strong
+    ETag, not the `max-age=60` of the JobEngine's reads: a saga changes as its
+    jobs end (a console polling a compensating saga must not see it a minute
+    stale), so a client revalidates every time, and If-None-Match with the
+    current ETag answers 304 without a body.
     """
 
     def __init__(self, channel):
@@ -105,6 +111,12 @@ class SagasServiceServicer:
 
     Reads are tenant scoped: the tenant comes from X-Stella-Tenant (legacy
     X-StellaOps-Tenant); another tenant's saga is answered as an absent one.
+
+    Caching: both reads answer `Cache-Control: private, no-cache` with a strong
+    ETag, not the `max-age=60` of the JobEngine's reads: a saga changes as its
+    jobs end (a console polling a compensating saga must not see it a minute
+    stale), so a client revalidates every time, and If-None-Match with the
+    current ETag answers 304 without a body.
     """
 
     def GetSagaStats(self, request, context):
@@ -184,6 +196,12 @@ class SagasService:
 
     Reads are tenant scoped: the tenant comes from X-Stella-Tenant (legacy
     X-StellaOps-Tenant); another tenant's saga is answered as an absent one.
+
+    Caching: both reads answer `Cache-Control: private, no-cache` with a strong
+    ETag, not the `max-age=60` of the JobEngine's reads: a saga changes as its
+    jobs end (a console polling a compensating saga must not see it a minute
+    stale), so a client revalidates every time, and If-None-Match with the
+    current ETag answers 304 without a body.
     """
 
     @staticmethod

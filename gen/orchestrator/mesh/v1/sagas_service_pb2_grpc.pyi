@@ -56,6 +56,12 @@ class SagasServiceStub:
 
     Reads are tenant scoped: the tenant comes from X-Stella-Tenant (legacy
     X-StellaOps-Tenant); another tenant's saga is answered as an absent one.
+
+    Caching: both reads answer `Cache-Control: private, no-cache` with a strong
+    ETag, not the `max-age=60` of the JobEngine's reads: a saga changes as its
+    jobs end (a console polling a compensating saga must not see it a minute
+    stale), so a client revalidates every time, and If-None-Match with the
+    current ETag answers 304 without a body.
     """
 
     @_typing.overload
@@ -112,6 +118,12 @@ class SagasServiceAsyncStub(SagasServiceStub):
 
     Reads are tenant scoped: the tenant comes from X-Stella-Tenant (legacy
     X-StellaOps-Tenant); another tenant's saga is answered as an absent one.
+
+    Caching: both reads answer `Cache-Control: private, no-cache` with a strong
+    ETag, not the `max-age=60` of the JobEngine's reads: a saga changes as its
+    jobs end (a console polling a compensating saga must not see it a minute
+    stale), so a client revalidates every time, and If-None-Match with the
+    current ETag answers 304 without a body.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -164,6 +176,12 @@ class SagasServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Reads are tenant scoped: the tenant comes from X-Stella-Tenant (legacy
     X-StellaOps-Tenant); another tenant's saga is answered as an absent one.
+
+    Caching: both reads answer `Cache-Control: private, no-cache` with a strong
+    ETag, not the `max-age=60` of the JobEngine's reads: a saga changes as its
+    jobs end (a console polling a compensating saga must not see it a minute
+    stale), so a client revalidates every time, and If-None-Match with the
+    current ETag answers 304 without a body.
     """
 
     @_abc_1.abstractmethod
