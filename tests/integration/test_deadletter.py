@@ -675,13 +675,21 @@ async def test_concurrent_replays_of_one_entry_enqueue_one_job(queue: Queue) -> 
     )
     responses = await asyncio.gather(*calls)
     assert [r.status_code for r in responses] == [200] * 8
-    outcomes = [
-        result["outcome"]
-        for r in responses
-        for result in r.json()["results"]
-        if result["entryId"] == entry.entry_id
-    ]
-    assert sorted(outcomes) == ["replayed"] + ["skipped"] * 7
+
+    def outcomes(answers: list[httpx.Response]) -> list[str]:
+        return [
+            result["outcome"]
+            for r in answers
+            for result in r.json()["results"]
+            if result["entryId"] == entry.entry_id
+        ]
+
+    # The six single replays and the batch name the entry whatever the order; the
+    # pending sweep names it only when it read it still pending (a replay that
+    # committed first took it out of the pending set). Exactly one call replays it.
+    named, swept = outcomes(responses[:7]), outcomes(responses[7:])
+    assert len(named) == 7 and len(swept) <= 1, (named, swept)
+    assert sorted(named + swept) == ["replayed"] + ["skipped"] * (len(named) + len(swept) - 1)
     assert len(await queue.jobs_replaying(job_id)) == 1
     assert len(await queue.jobs_replaying(other.job_id)) == 1
     assert (await queue.entry(entry.entry_id)).replay_count == 1
