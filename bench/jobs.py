@@ -37,24 +37,21 @@ import json
 import multiprocessing as mp
 import os
 import secrets
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import grpc
 import httpx
 import sqlalchemy as sa
-from _shared import ServerProcess, p50_p99
+from _shared import ServerProcess, bench_database, p50_p99
 from google.protobuf import duration_pb2
 
 from orchestrator.jobengine.v1 import job_pb2
@@ -464,24 +461,8 @@ async def run_backend(
     phases: frozenset[str],
     loops: tuple[int, int],
 ) -> dict[str, float]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-jobs-{backend}-"))
-    pg_name = ""
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    else:
-        pg_name = f"bench_jobs_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(pg_admin)
-        try:
-            await admin.execute(f'CREATE DATABASE "{pg_name}"')
-        finally:
-            await admin.close()
-        url = (
-            sa.make_url(pg_admin)
-            .set(drivername="postgresql+asyncpg", database=pg_name)
-            .render_as_string(hide_password=False)
-        )
-    secret = secrets.token_hex(32)
-    try:
+    async with bench_database(backend, pg_admin, "jobs") as (workdir, url):
+        secret = secrets.token_hex(32)
         source_id, client_id, client_secret = await prepare(url)
         server = ServerProcess(url, workdir, env={"ORCHESTRATOR_PAGE_TOKEN_SECRET": secret})
         log(f"{backend}: server pid {server.proc.pid}")
@@ -500,14 +481,6 @@ async def run_backend(
             )
         finally:
             server.stop()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if pg_name:
-            admin = await asyncpg.connect(pg_admin)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            finally:
-                await admin.close()
 
 
 async def _measure(

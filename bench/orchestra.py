@@ -48,17 +48,13 @@ smaller counts (under 90 s for both backends on the 2-core box).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import multiprocessing as mp
 import os
-import shutil
 import signal
 import statistics
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -67,10 +63,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import sqlalchemy as sa
-from _shared import ServerProcess, p50_p99
+from _shared import ServerProcess, bench_database, cli, p50_p99
 
 from clients.auth import ClientCredentials
 from clients.orchestra import LocalOrchestraClient
@@ -468,24 +463,8 @@ async def inprocess_latencies(
 
 
 async def run_backend(backend: str, counts: Counts, pg_admin: str, log: Any) -> dict[str, float]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-orchestra-{backend}-"))
-    pg_name = ""
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    else:
-        pg_name = f"bench_orchestra_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(pg_admin)
-        try:
-            await admin.execute(f'CREATE DATABASE "{pg_name}"')
-        finally:
-            await admin.close()
-        url = (
-            sa.make_url(pg_admin)
-            .set(drivername="postgresql+asyncpg", database=pg_name)
-            .render_as_string(hide_password=False)
-        )
-    results: dict[str, float] = {}
-    try:
+    async with bench_database(backend, pg_admin, "orchestra") as (workdir, url):
+        results: dict[str, float] = {}
         client_id, secret = await prepare(url)
         server = ServerProcess(url, workdir)
         base = f"http://127.0.0.1:{server.http_port}"
@@ -514,66 +493,18 @@ async def run_backend(backend: str, counts: Counts, pg_admin: str, log: Any) -> 
             server.stop()
         results |= await inprocess_latencies(url, workdir, client_id, secret, counts.inprocess)
         log(f"{backend}: in-process done")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if pg_name:
-            admin = await asyncpg.connect(pg_admin)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            finally:
-                await admin.close()
     return results
 
 
-def table(results: dict[str, dict[str, float]]) -> str:
-    backends = list(results)
-    lines = [
-        f"{'figure':<26}" + "".join(f"{b:>12}" for b in backends) + "   target",
-        "-" * (26 + 12 * len(backends) + 24),
-    ]
-    for key, target in TARGETS.items():
-        if any(key not in results[b] for b in backends):
-            continue
-        cells = "".join(f"{results[b][key]:>12.1f}" for b in backends)
-        lines.append(f"{key:<26}{cells}   {target}")
-    load = os.getloadavg()
-    lines.append(f"(load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} CPUs)")
-    return "\n".join(lines)
-
-
-async def run(args: argparse.Namespace) -> None:
-    counts = QUICK if args.quick else FULL
-    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr if args.json else sys.stdout, flush=True)
-
-    results: dict[str, dict[str, float]] = {}
-    started = time.perf_counter()
-    for backend in backends:
-        results[backend] = await run_backend(backend, counts, args.pg_url, log)
-    log(f"({time.perf_counter() - started:.0f} s)")
-    if args.json:
-        print(json.dumps({b: {k: round(v, 3) for k, v in f.items()} for b, f in results.items()}))
-    else:
-        print(table(results))
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    cli(
+        __doc__ or "",
+        run_backend,
+        quick=QUICK,
+        full=FULL,
+        targets=TARGETS,
+        quick_help="smaller counts (under 90 s)",
     )
-    parser.add_argument("--quick", action="store_true", help="smaller counts (under 90 s)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--backend", choices=["both", "sqlite", "postgres"], default="both")
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get(
-            "ORCHESTRATOR_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="PostgreSQL server to create the bench database on (env ORCHESTRATOR_BENCH_PG_URL)",
-    )
-    asyncio.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":
