@@ -279,7 +279,11 @@ async def test_documents_that_cannot_be_had_are_that_service_s_error(
     async with contextlib.AsyncExitStack() as stack:
         for label, (handler, _, _) in cases.items():
             if handler is None:
-                url = f"http://127.0.0.1:{free_port()}"
+                # A port bound but not listening: connections are refused, and the
+                # kernel cannot hand it to the stub servers the other cases start.
+                closed = stack.enter_context(socket.socket())
+                closed.bind(("127.0.0.1", 0))
+                url = f"http://127.0.0.1:{closed.getsockname()[1]}"
             else:
                 url = await stack.enter_async_context(serving(handler))
             body = {"name": f"{prefix}-{label}", "baseUrl": url}
