@@ -138,8 +138,9 @@ class WorkerProcess:
             credentials.token_url,
             "--client-id",
             credentials.client_id,
-            "--client-secret",
-            credentials.client_secret,
+            # one `=` word: a secret may start with "-" (older ones could), which
+            # argparse would read as an option rather than the value
+            f"--client-secret={credentials.client_secret}",
             "--record",
             str(record),
             "--worker-id",

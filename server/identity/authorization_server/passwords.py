@@ -45,8 +45,17 @@ def verify_secret(secret: str, stored: str) -> bool:
 
 
 def generate_secret() -> str:
-    """A fresh client secret: 32 random bytes, URL-safe (43 characters)."""
-    return secrets.token_urlsafe(32)
+    """A fresh client secret: 32 random bytes, URL-safe base64 (43 characters,
+    RFC 4648 §5), never starting with `-`.
+
+    A secret starting with `-` reads as an option on a command line
+    (`worker --client-secret -Xy…` is refused by argparse as a missing value), and
+    token_urlsafe starts one secret in 64 that way; those are drawn again, which
+    takes log2(64/63) ≈ 0.02 bits of the 256."""
+    while True:
+        secret = secrets.token_urlsafe(32)
+        if not secret.startswith("-"):
+            return secret
 
 
 def _scrypt(secret: str, salt: bytes, *, ln: int, r: int, p: int, length: int) -> bytes:

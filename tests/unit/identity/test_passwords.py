@@ -60,3 +60,9 @@ def test_generated_secrets_are_long_and_distinct() -> None:
     secrets = {generate_secret() for _ in range(20)}
     assert len(secrets) == 20
     assert all(len(secret) == 43 for secret in secrets)
+
+
+def test_generated_secrets_never_start_with_a_dash() -> None:
+    # One token_urlsafe in 64 starts with "-", which a command line reads as an
+    # option (`--client-secret -X…`); 2,000 draws would show one with near certainty.
+    assert not [s for s in (generate_secret() for _ in range(2000)) if s.startswith("-")]
