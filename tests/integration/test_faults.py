@@ -246,8 +246,11 @@ async def test_the_server_killed_and_stopped_under_load_loses_no_job_and_complet
     ledger = Ledger.read(workers)
     verdict = verify_exactly_once(records, ledger, set(ids))
     assert verdict.acknowledged + sum(verdict.unacknowledged.values()) == LOAD_JOBS
-    # Whole calls failed only as UNAVAILABLE (the server away), and were retried.
-    assert set(ledger.call_errors) <= {"UNAVAILABLE"}, ledger.call_errors
+    # Whole calls failed only as UNAVAILABLE (the server away) or CANCELLED (a call
+    # that raced the drain: grpc cancels calls that arrived but were not yet matched
+    # to a handler when shutdown began; clients/worker/retry.py), and were retried.
+    # Never INTERNAL, UNKNOWN or a refused credential.
+    assert set(ledger.call_errors) <= {"UNAVAILABLE", "CANCELLED"}, ledger.call_errors
     outputs = "".join(worker.output for worker in workers)
     assert "LeaseJobs failed (UNAVAILABLE" in outputs
     assert "Traceback" not in outputs
