@@ -325,6 +325,29 @@ def test_condition_evaluation() -> None:
         compile_condition("1 / zero == 1").evaluate({"zero": 0})
 
 
+@pytest.mark.parametrize(
+    ("text", "variables", "said"),
+    [
+        ("x + 1 > 2", {"x": "a"}, "no operator '+' for string and int"),
+        ("x > 2", {"x": "a"}, "no operator '>' for string and int"),
+        ("x == 1", {"x": None}, "no operator '==' for null and int"),
+        ("x + [1] == []", {"x": {"a": 1}}, "no operator '+' for map and list"),
+        ("-x > 1", {"x": "s"}, "no operator '-' for string"),
+        ("x.a.b == 1", {"x": {"a": 2}}, "an int has no fields to select"),
+        ("x[5] == 1", {"x": [1]}, "invalid argument"),
+    ],
+)
+def test_runtime_errors_are_said_in_cel_words(
+    text: str, variables: dict[str, object], said: str
+) -> None:
+    # cel-python's own text names grammar rules and Python classes
+    # (Token('RULE', 'addition_add'), <class 'celpy.celtypes.StringType'>); an
+    # incident shows the operator as written and CEL's type names instead.
+    with pytest.raises(ConditionError) as failed:
+        compile_condition(text).evaluate(variables)
+    assert str(failed.value) == f"condition {text!r} failed: {said}"
+
+
 def _step(model: Any, live: list[Any], arrivals: list[str], **values: Any) -> engine.StepOutcome:
     counter = itertools.count(1)
     return engine.advance(

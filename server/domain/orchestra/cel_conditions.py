@@ -13,6 +13,7 @@ server error.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -98,10 +99,63 @@ def _called(tree: lark.Tree[Any]) -> Iterator[str]:
             yield str(node.children[1])
 
 
+# cel-python names the operator by its grammar rule (`Token('RULE', 'addition_add')`);
+# CEL's own words are the operator as written.
+_OPERATORS: Final = {
+    "addition_add": "+",
+    "addition_sub": "-",
+    "multiplication_mul": "*",
+    "multiplication_div": "/",
+    "multiplication_mod": "%",
+    "relation_lt": "<",
+    "relation_le": "<=",
+    "relation_gt": ">",
+    "relation_ge": ">=",
+    "relation_eq": "==",
+    "relation_ne": "!=",
+    "relation_in": "in",
+    "unary_neg": "-",
+    "unary_not": "!",
+}
+# `<class 'celpy.celtypes.StringType'>`, `<class 'NoneType'>`: a Python class.
+_CLASS: Final = re.compile(r"<class '(?:[\w.]*\.)?(\w+)'>")
+_OVERLOAD: Final = re.compile(
+    r"found no matching overload for Token\('RULE', '(\w+)'\) applied to '\((.*)\)'"
+)
+_FIELD_SELECTION: Final = re.compile(
+    r".* with type: '(<class [^>]*>)' does not support field selection"
+)
+
+
+def _cel_type(python_name: str) -> str:
+    """CEL's name of a cel-python value class (StringType -> string, NoneType -> null)."""
+    if python_name == "NoneType":
+        return "null"
+    return python_name.removesuffix("Type").lower()
+
+
 def _brief(exc: BaseException) -> str:
-    """cel-python's error text without the activation dump it appends."""
-    text = str(exc.args[0]) if exc.args else type(exc).__name__
-    return text.split(" (in activation", 1)[0].strip() or type(exc).__name__
+    """cel-python's error text in CEL's words, one line: without the activation dump
+    it appends, operators as written (`+`, not `addition_add`) and CEL type names
+    (`string`, not `<class 'celpy.celtypes.StringType'>`), so an incident never shows
+    the runtime's internals."""
+    text = str(exc.args[0]) if exc.args else ""
+    text = text.split(" (in activation", 1)[0].strip()
+    overload = _OVERLOAD.fullmatch(text)
+    if overload is not None:
+        rule, operands = overload.groups()
+        operator = _OPERATORS.get(rule, rule.rsplit("_", 1)[-1])
+        kinds = [_cel_type(name) for name in _CLASS.findall(operands)]
+        return f"no operator '{operator}' for {' and '.join(kinds) or 'these operands'}"
+    selection = _FIELD_SELECTION.fullmatch(text)
+    if selection is not None:
+        kind = _cel_type(_CLASS.findall(selection.group(1))[0])
+        article = "an" if kind[:1] in "aeiou" else "a"
+        return f"{article} {kind} has no fields to select"
+    text = _CLASS.sub(lambda m: _cel_type(m.group(1)), text)
+    if text == "invalid_argument":  # cel-python's status word (an index out of range)
+        text = "invalid argument"
+    return text or "evaluation error"
 
 
 def _kind(value: Any) -> str:
