@@ -115,7 +115,7 @@ class Application:
     readiness_interval_s: float = 2.0  # how often gRPC health re-evaluates readiness
     log_shipper: log_shipping.LogShipper | None = None  # LOG_COLLECTOR_URL set (issue 13)
     tracing: TraceRuntime | None = None  # None: ORCHESTRATOR_TRACING_ENABLED is false
-    _untraced: object = None  # with tracing off, the domain tracer to give back at stop
+    _untraced: domain_tracing.Installed | None = None  # tracing off: what to give back
 
     async def start(self, *, http_socket: socket.socket | None = None) -> None:
         if self.settings.log_collector_url:  # first, so start-up lines are shipped too
@@ -406,8 +406,8 @@ class Application:
         metrics.mark_process_dead()
         if self.tracing is not None:  # flushes the OTLP exporter (a thread: off the loop)
             await asyncio.to_thread(self.tracing.shutdown)
-        else:
-            domain_tracing.install(self._untraced)  # type: ignore[arg-type]
+        elif self._untraced is not None:
+            domain_tracing.restore(self._untraced)
         await self.db.dispose()
         if self.log_shipper is not None:  # last, so the lines of the stop are shipped too
             shipper, self.log_shipper = self.log_shipper, None

@@ -11,6 +11,14 @@ of that span, so a job enqueued over REST, leased and completed over gRPC is one
 the call that caused the transition (the worker's LeaseJobs, say) is in its own trace
 and is *linked*, not parent: a worker's lease call takes jobs of many traces at once,
 and one span cannot have several parents.
+
+Finished spans. A transition span is known whole when it is recorded (its start and
+end are already past), so it has no lifecycle to manage: with a `SpanRecorder`
+installed beside the tracer (the server's runtime), `record_transitions` hands it over
+as one finished span, about 3 µs instead of the 18 µs of a tracer's start_span/end
+(sampler, bounded attributes, a lock, then a copy at end); a batch of 100 jobs has
+300 of them per lease-and-complete round. Spans that are current while work runs
+(`job_span`, `traced`) still go through the tracer.
 """
 
 from __future__ import annotations
@@ -19,9 +27,10 @@ import functools
 import hashlib
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import Any, Final, ParamSpec, Protocol, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -36,7 +45,47 @@ P = ParamSpec("P")
 R = TypeVar("R")
 AttributeValue = str | bool | int | float
 
+
+class SpanRecorder(Protocol):
+    """Takes spans that are already over (server/observability/tracing.py)."""
+
+    def record(
+        self,
+        name: str,
+        context: SpanContext,
+        *,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: Mapping[str, AttributeValue],
+        links: Sequence[Link],
+        start_ns: int,
+        end_ns: int,
+        error: str | None = None,
+    ) -> None:
+        """Store and export one finished span: `context` its own ids (trace id, a new
+        span id, flags), `parent` the span it is a child of (None: a root), times in
+        ns since the epoch, `error` a status description that makes it ERROR."""
+        ...
+
+    def new_span_id(self) -> int:
+        """A random non-zero 64-bit span id."""
+        ...
+
+    def new_trace_id(self) -> int:
+        """A random non-zero 128-bit trace id."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """What the domain's spans go to: the tracer, and a recorder of finished spans."""
+
+    tracer: trace.Tracer | None
+    recorder: SpanRecorder | None = None
+
+
 _tracer: trace.Tracer | None = None
+_recorder: SpanRecorder | None = None
 
 # A trace id the product takes from X-Stella-Trace-Id: 1 to 64 of these characters.
 TRACE_TOKEN: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -62,12 +111,18 @@ def numeric_trace_id(trace_id: str) -> int:
     return int.from_bytes(digest, "big") or 1
 
 
-def install(tracer: trace.Tracer | None) -> trace.Tracer | None:
-    """Make `tracer` the one the domain's spans use (None: no spans); answers the one
-    it replaces, for `install(previous)` at stop."""
-    global _tracer
-    previous, _tracer = _tracer, tracer
+def install(tracer: trace.Tracer | None, recorder: SpanRecorder | None = None) -> Installed:
+    """Make `tracer` (and `recorder`, for finished spans) what the domain's spans use
+    (None: no spans); answers what it replaces, for `restore(previous)` at stop."""
+    global _tracer, _recorder
+    previous = Installed(_tracer, _recorder)
+    _tracer, _recorder = tracer, (recorder if tracer is not None else None)
     return previous
+
+
+def restore(previous: Installed) -> None:
+    """Put back what `install` answered."""
+    install(previous.tracer, previous.recorder)
 
 
 def enabled() -> bool:
@@ -165,6 +220,12 @@ def record_transitions(
     cause = trace.get_current_span().get_span_context()
     links = [Link(cause)] if cause.is_valid else None
     ended = time.time_ns()
+    recorder = _recorder
+    if recorder is not None:
+        _record_transitions(
+            recorder, operation, jobs, started_ns or ended, ended, links or (), error
+        )
+        return
     for job_id, parent, extra in jobs:
         remote = parse_traceparent(parent)
         context = (
@@ -189,6 +250,46 @@ def record_transitions(
         if error is not None:
             span.set_status(Status(StatusCode.ERROR, error))
         span.end(end_time=ended)
+
+
+def _record_transitions(
+    recorder: SpanRecorder,
+    operation: str,
+    jobs: Iterable[tuple[str, str | None, Mapping[str, AttributeValue]]],
+    started_ns: int,
+    ended_ns: int,
+    links: Sequence[Link],
+    error: str | None,
+) -> None:
+    """`record_transitions` through a recorder, with the tracer's sampling rule
+    (ParentBased, always on): a child of an unsampled parent is not recorded."""
+    name = f"job.{operation}"
+    for job_id, parent, extra in jobs:
+        remote = parse_traceparent(parent)
+        if remote is not None and not remote.trace_flags.sampled:
+            continue
+        span_id = recorder.new_span_id()
+        trace_id = remote.trace_id if remote is not None else recorder.new_trace_id()
+        attributes: dict[str, AttributeValue] = {
+            SERVICE_ATTRIBUTE: JOBS_SERVICE,
+            OPERATION_ATTRIBUTE: operation,
+            "job.id": job_id,
+            **extra,
+        }
+        recorder.record(
+            name,
+            SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED),
+            parent=remote,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            links=links,
+            start_ns=started_ns,
+            end_ns=ended_ns,
+            error=error,
+        )
+
+
+_SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 
 
 def traced(

@@ -9,7 +9,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from server.domain import tracing as domain_tracing
 from server.observability.tracing import (
-    CallIds,
     MethodStat,
     TraceRing,
     TraceRuntime,
@@ -20,8 +19,8 @@ from server.observability.tracing import (
 MS = 1_000_000  # ns
 
 
-def _provider(ring: TraceRing, ids: CallIds | None = None) -> trace.Tracer:
-    provider = TracerProvider(id_generator=ids or CallIds())
+def _provider(ring: TraceRing) -> trace.Tracer:
+    provider = TracerProvider()
     provider.add_span_processor(ring)
     return provider.get_tracer("test")
 
@@ -99,13 +98,6 @@ def test_stats_per_service_and_method_are_nearest_rank_percentiles() -> None:
     assert nearest_rank([float(v) for v in range(1, 101)], 0.95) == 95.0
 
 
-def test_a_chosen_trace_id_is_used_once() -> None:
-    ids = CallIds()
-    ids.choose(0xABC)
-    assert ids.generate_trace_id() == 0xABC
-    assert ids.generate_trace_id() != 0xABC
-
-
 def test_the_runtime_installs_its_tracer_for_the_domain_and_gives_it_back() -> None:
     before = domain_tracing.install(None)
     try:
@@ -126,7 +118,61 @@ def test_the_runtime_installs_its_tracer_for_the_domain_and_gives_it_back() -> N
         runtime.shutdown()
         assert not domain_tracing.enabled()
     finally:
-        domain_tracing.install(before)
+        domain_tracing.restore(before)
+
+
+def test_recorded_transitions_are_sdk_spans_with_the_tracer_s_sampling() -> None:
+    """record_transitions through the runtime (finished spans, not the tracer's live
+    ones): the SDK's ReadableSpan with the provider's resource and the tracer's scope,
+    a child of the job's span, linked to the current span; a root of a new trace
+    without a parent; nothing for a parent that is not sampled (ParentBased)."""
+    before = domain_tracing.install(None)
+    try:
+        runtime = TraceRuntime.start(10, 10)
+        sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        unsampled = "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+        with domain_tracing.job_span("lease") as cause:
+            assert cause is not None
+            domain_tracing.record_transitions(
+                "complete",
+                [("j1", sampled, {"job.type": "t"}), ("j2", unsampled, {}), ("j3", None, {})],
+                5 * MS,
+                error="JOB_FAILED",
+            )
+        traces = {trace_id: spans for trace_id, spans, _, _ in runtime.ring.snapshot()}
+        assert 0x1AF7651916CD43DD8448EB211C80319C not in traces
+        (child,) = traces[0x0AF7651916CD43DD8448EB211C80319C]
+        assert (child.name, child.kind, child.start_time) == (
+            "job.complete",
+            SpanKind.INTERNAL,
+            5 * MS,
+        )
+        assert child.end_time is not None and child.end_time > 5 * MS
+        assert child.parent is not None and child.parent.span_id == 0xB7AD6B7169203331
+        assert child.context is not None and child.context.trace_flags.sampled
+        assert dict(child.attributes or {}) == {
+            "orchestrator.service": "orchestrator.jobs",
+            "orchestrator.operation": "complete",
+            "job.id": "j1",
+            "job.type": "t",
+        }
+        assert (child.status.status_code, child.status.description) == (
+            StatusCode.ERROR,
+            "JOB_FAILED",
+        )
+        assert [link.context for link in child.links] == [cause.get_span_context()]
+        assert child.resource.attributes["service.name"] == "orchestrator"
+        assert child.instrumentation_scope is not None
+        assert child.instrumentation_scope == cause.instrumentation_scope  # type: ignore[attr-defined]
+        roots = [
+            spans[0]
+            for spans in traces.values()
+            if spans[0].attributes and spans[0].attributes.get("job.id") == "j3"
+        ]
+        assert len(roots) == 1 and roots[0].parent is None
+        runtime.shutdown()
+    finally:
+        domain_tracing.restore(before)
 
 
 def test_traceparent_parsing() -> None:
