@@ -12,6 +12,11 @@ document; server- and bidi-streaming answers are grpc-gateway's stream framing, 
 after its first message (a call that fails before it is an ordinary HTTP error).
 Client- and bidi-streaming requests are the whole body read as a stream of
 messages (gateway/request.py `build_stream`), sent upstream once all parse.
+
+The path template of the route a request matched (`/v1/{name=shelves/*}`) is put in
+its ASGI scope under `PATH_PATTERN_KEY` before the upstream is called, as
+grpc-gateway's `runtime.HTTPPathPattern(ctx)`: a wrapper that labels requests by
+route (metrics, access logs, spans) reads it instead of matching the path again.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from gateway.upstream import (
 log = logging.getLogger("gateway")
 
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
+PATH_PATTERN_KEY = "gateway.path_pattern"  # scope key: the matched route's template
 NDJSON_TYPE = "application/x-ndjson"  # a request stream's other form (grpc-gateway)
 _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -163,6 +169,7 @@ class Gateway:
                 owner = self._owner(raw_path)
                 raise _route_error(exc, request.method, raw_path) from None
             binding = match.target
+            request.scope[PATH_PATTERN_KEY] = binding.template.source
             return await self._call(request, match, raw_path)
         except errors.GatewayError as exc:
             return self._error(exc, binding, raw_path, owner)

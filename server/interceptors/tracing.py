@@ -38,7 +38,7 @@ from server.domain.tracing import numeric_trace_id, parse_traceparent, usable_tr
 from server.interceptors.base import invocation_value
 from server.interceptors.chain import Streaming, Unary
 from server.interceptors.metrics import split_method, status_of
-from server.observability.http_metrics import HTTP_ROUTE
+from server.observability.http_metrics import http_route
 from server.observability.tracing import TraceRuntime
 
 TRACE_HEADER = "x-stella-trace-id"
@@ -194,7 +194,7 @@ class _ServerSpan:
             parent, flags = None, _SAMPLED
         ids = SpanContext(numeric, runtime.new_span_id(), is_remote=False, trace_flags=flags)
         hashed = len(trace_id) != 32 or trace_id != f"{numeric:032x}"
-        return cls(ids, parent, trace_id if hashed else None, HTTP_ROUTE.get())
+        return cls(ids, parent, trace_id if hashed else None, http_route())
 
     def close(
         self, runtime: TraceRuntime, name: str, constant: dict[str, str | int], code: str

@@ -3,9 +3,11 @@ stays product-neutral and knows nothing of Prometheus).
 
 Each HTTP request is counted and timed (`http_server_*`, server/observability/
 metrics.py) once its response has been sent, labelled with its method, the status
-sent and the path template of the route that matched, asked of the gateway's own
-router, so a path's identifiers never become label values: an unrouted path is
-`<unmatched>` and the OpenAPI documents are their own paths.
+sent and the path template of the route that matched, so a path's identifiers never
+become label values: the template the gateway put in the scope
+(`gateway.app.PATH_PATTERN_KEY`) when it routed the request, else the gateway's
+router asked (a 405 is labelled with the path's route, an unrouted path is
+`<unmatched>`, the OpenAPI documents are their own paths).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.app import PATH_PATTERN_KEY
 from gateway.openapi import DISCOVERY_PATH, DOCUMENT_PATH
 from gateway.router import BadPath, MethodNotAllowed, NoRoute, Router
 from server.observability.metrics import HTTP_IN_FLIGHT, HTTP_REQUESTS, HTTP_SECONDS
@@ -30,8 +33,15 @@ METHODS: Final = frozenset(
 )
 
 _perf_counter = time.perf_counter
-# The route template of the HTTP request being served, for the calls it makes in process.
-HTTP_ROUTE: ContextVar[str | None] = ContextVar("orchestrator_http_route", default=None)
+# The scope of the HTTP request being served, for the calls it makes in process.
+_HTTP_SCOPE: ContextVar[Scope | None] = ContextVar("orchestrator_http_scope", default=None)
+
+
+def http_route() -> str | None:
+    """The route template of the HTTP request whose in-process call is running (the
+    SERVER span's http.route, interceptors/tracing.py); None outside one."""
+    scope = _HTTP_SCOPE.get()
+    return None if scope is None else scope.get(PATH_PATTERN_KEY)
 
 
 class HttpMetrics:
@@ -64,14 +74,14 @@ class HttpMetrics:
 
         in_flight.inc()
         started = _perf_counter()
-        route = self.route(scope)
-        token = HTTP_ROUTE.set(route)  # the SERVER span's http.route (interceptors/tracing.py)
+        token = _HTTP_SCOPE.set(scope)
         try:
             await self.app(scope, receive, sending)
         finally:
-            HTTP_ROUTE.reset(token)
+            _HTTP_SCOPE.reset(token)
             elapsed = _perf_counter() - started
             in_flight.dec()
+            route = scope.get(PATH_PATTERN_KEY) or self.route(scope)
             self._record(method, route, status, elapsed)
 
     def route(self, scope: Scope) -> str:
