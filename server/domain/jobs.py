@@ -26,13 +26,17 @@ the INSERT is `ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS
 NOT NULL DO NOTHING`, and the loser reads the winner's row. A key becomes free
 again when its job is pruned.
 
-Batch enqueue. 1 to `BATCH_MAX` jobs; fewer or more is INVALID_ARGUMENT naming
-`jobs` and enqueues nothing. Otherwise every job succeeds or fails on its own (the
-proto's contract): an invalid job, an unknown or paused source or a conflicting
-key fails only its own result, the valid ones are inserted by one INSERT statement,
-their events by one more, and the call writes one audit entry naming every job it
-created (resource `jobs/-`, AIP-159's "any job"). A key repeated inside one batch
-answers the first occurrence's job (or 409 for another body), as two calls would.
+Batch enqueue. 1 to `BATCH_MAX` jobs, each well-formed as EnqueueJob would have it;
+otherwise the call is INVALID_ARGUMENT naming `jobs`, or every bad field of every
+bad job (`jobs[i].jobType`, as pack runs name them), and enqueues nothing: a
+malformed request is refused whole, as River's InsertMany validates every job
+before inserting any, and as AIP-233 expects of batch methods. A well-formed batch's
+jobs then succeed or fail on their own (the proto's contract) on what the database
+says: an unknown, disabled or paused source or a conflicting key fails only its own
+result, the others are inserted by one INSERT statement, their events by one more,
+and the call writes one audit entry naming every job it created (resource `jobs/-`,
+AIP-159's "any job"). A key repeated inside one batch answers the first
+occurrence's job (or 409 for another body), as two calls would.
 
 Pruning. Finished jobs (`succeeded`, `canceled`, `dead_lettered`) whose
 `finished_at` is older than the retention (7 days by default) are deleted in
@@ -707,7 +711,9 @@ async def _enqueue_jobs(
         holders = {
             job.idempotency_key or "": job for job in await uow.jobs.by_keys(tenant_id, keys)
         }
-    source_ids = sorted({spec.source_id for _, spec in valid})
+    # An id outside the issued alphabet names no source (SOURCE_NOT_FOUND below), and
+    # it is not sent to the database: PostgreSQL refuses a NUL in text.
+    source_ids = sorted({spec.source_id for _, spec in valid if _ID.fullmatch(spec.source_id)})
     states = await uow.jobs.source_states(tenant_id, source_ids, project_id=call.project_id)
 
     fresh: dict[int, Job] = {}
@@ -857,20 +863,33 @@ async def batch_enqueue_jobs(
     now: datetime,
 ) -> list[BatchItem]:
     """Enqueue up to `BATCH_MAX` jobs, each on its own (see the module docstring); the
-    results in request order. A request given as a DomainError (the service could not
-    read it) is that item's result. Raises InvalidArgument naming `jobs` for none or
-    more than `BATCH_MAX`."""
+    results in request order. A request given as a DomainError is one the service
+    could not read. Raises InvalidArgument naming `jobs` for none or more than
+    `BATCH_MAX`, or every bad field of every malformed job (`jobs[i].<field>`, EnqueueJob's
+    `job.<field>` renamed); nothing is written then."""
     if not 1 <= len(requests) <= BATCH_MAX:
         raise InvalidArgument.of("jobs", f"must hold 1 to {BATCH_MAX} jobs, got {len(requests)}")
     specs: list[JobSpec | DomainError] = []
-    for request in requests:
+    violations: list[Violation] = []
+    for i, request in enumerate(requests):
+        error: DomainError
         if isinstance(request, DomainError):
-            specs.append(request)
-            continue
-        try:
-            specs.append(validate_enqueue(request, limits))
-        except InvalidArgument as error:
-            specs.append(error)
+            error = request
+        else:
+            try:
+                specs.append(validate_enqueue(request, limits))
+                continue
+            except InvalidArgument as invalid:
+                error = invalid
+        if isinstance(error, InvalidArgument) and error.violations:
+            violations.extend(
+                Violation(f"jobs[{i}].{v.field.split('.', 1)[-1]}", v.description)
+                for v in error.violations
+            )
+        else:
+            violations.append(Violation(f"jobs[{i}]", error.message))
+    if violations:
+        raise InvalidArgument.from_violations(violations)
     async with store.transaction() as uow:
         results = await _enqueue(uow, call, specs, now)
         batch = JobBatch(

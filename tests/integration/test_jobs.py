@@ -436,7 +436,6 @@ async def test_batch_results_in_order_each_on_its_own(
     response = await jobs_client.batch_enqueue_jobs(
         [
             new_job("b", source_id, payload={"i": 0}),
-            new_job("Bad Type", source_id),
             new_job("b", "missing-source"),
             new_job("b", source_id, idempotency_key="held"),  # the existing job
             new_job("b", source_id, idempotency_key="held", priority=5),  # another body
@@ -445,30 +444,53 @@ async def test_batch_results_in_order_each_on_its_own(
         ]
     )
     codes = [result.status.code for result in response.results]
-    assert codes == [0, 3, 5, 0, 6, 0, 0]  # OK, INVALID_ARGUMENT, NOT_FOUND, ..., ALREADY_EXISTS
+    assert codes == [0, 5, 0, 6, 0, 0]  # OK, NOT_FOUND, OK, ALREADY_EXISTS, OK, OK
     results = response.results
-    assert results[1].status.message.startswith("job.jobType: must be a lowercase slug")
-    assert results[2].status.message == "source 'missing-source' not found"
-    assert results[4].status.message.endswith("with another request body")
+    assert results[1].status.message == "source 'missing-source' not found"
+    assert results[3].status.message.endswith("with another request body")
     assert not results[1].HasField("job")
-    assert results[3].job.job_id == first.job.job_id
-    assert results[5].job.job_id == results[6].job.job_id
-    assert [r.created for r in results] == [True, False, False, False, False, True, False]
+    assert results[2].job.job_id == first.job.job_id
+    assert results[4].job.job_id == results[5].job.job_id
+    assert [r.created for r in results] == [True, False, False, False, True, False]
     rows = await _job_rows(app, tenant)
     assert {row.job_id for row in rows} == {
         first.job.job_id,
         results[0].job.job_id,
-        results[5].job.job_id,
+        results[4].job.job_id,
     }
     entries = await _job_audit(app, tenant)
     batch = [e for e in entries if e.action == "jobs.batch_enqueue"]
     assert len(batch) == 1
     assert batch[0].resource == "jobs/-"
     assert json.loads(batch[0].after) == {
-        "createdJobIds": [results[0].job.job_id, results[5].job.job_id],
-        "existingJobIds": [first.job.job_id, results[5].job.job_id],
-        "failed": 3,
+        "createdJobIds": [results[0].job.job_id, results[4].job.job_id],
+        "existingJobIds": [first.job.job_id, results[4].job.job_id],
+        "failed": 2,
     }
+
+
+async def test_a_batch_with_a_malformed_job_is_refused_whole(
+    app: Application, jobs_client: JobsClient, source_id: str, tenant: str
+) -> None:
+    """Every bad field of every bad job named `jobs[i].<field>`; nothing enqueued, no
+    audit entry (River's InsertMany, AIP-233): a malformed request is not half-done."""
+    with pytest.raises(ApiError) as refused:
+        await jobs_client.batch_enqueue_jobs(
+            [
+                new_job("b", source_id),
+                new_job("Bad Type", source_id),
+                new_job("b", source_id, max_attempts=-1),
+                new_job("", "missing-source"),
+            ]
+        )
+    error = refused.value
+    assert error.code == "INVALID_ARGUMENT"
+    fields = [field for field, _ in error.violations]
+    assert fields == ["jobs[1].jobType", "jobs[2].maxAttempts", "jobs[3].jobType"]
+    assert error.message.startswith("jobs[1].jobType: must be a lowercase slug")
+    assert "jobs[3].jobType: is required" in error.message
+    assert await _job_rows(app, tenant) == []
+    assert [e for e in await _job_audit(app, tenant) if e.action == "jobs.batch_enqueue"] == []
 
 
 async def test_batch_of_1000_is_one_insert_and_1001_is_refused(

@@ -280,9 +280,18 @@ async def test_batch_enqueue_and_its_limits(
     http: httpx.AsyncClient, tenant: str, source_id: str
 ) -> None:
     good = {"jobType": "b", "sourceId": source_id}
+    malformed = await http.post(
+        "/jobengine/jobs:batchEnqueue",
+        json={"jobs": [good, {"jobType": "B!", "sourceId": source_id}, {"sourceId": source_id}]},
+        headers=_headers(tenant),
+    )
+    assert malformed.status_code == 400, malformed.text
+    code, message, fields, _ = _error(malformed)
+    assert (code, fields) == ("INVALID_ARGUMENT", ["jobs[1].jobType", "jobs[2].jobType"])
+    assert message.startswith("jobs[1].jobType: must be a lowercase slug")
     response = await http.post(
         "/jobengine/jobs:batchEnqueue",
-        json={"jobs": [good, {"jobType": "B!", "sourceId": source_id}]},
+        json={"jobs": [good, {"jobType": "b", "sourceId": "no-such-source"}]},
         headers=_headers(tenant),
     )
     assert response.status_code == 200, response.text
@@ -291,8 +300,8 @@ async def test_batch_enqueue_and_its_limits(
     assert first["status"] == {} or first["status"].get("code", 0) == 0
     assert first["created"] is True
     assert first["job"]["status"] == "queued"
-    assert second["status"]["code"] == 3
-    assert second["status"]["message"].startswith("job.jobType: must be a lowercase slug")
+    assert second["status"]["code"] == 5
+    assert second["status"]["message"] == "source 'no-such-source' not found"
     assert "job" not in second
 
     too_many = await http.post(
@@ -398,3 +407,24 @@ async def test_unknown_job_is_404_and_finished_job_cannot_be_canceled(
     )
     assert no_reason.status_code == 400
     assert _error(no_reason)[2] == ["X-Stella-Operator-Reason"]
+
+
+@pytest.mark.parametrize("bad", ["a\u0000b", "x" * 65, "sp ace", "ünï"])
+async def test_a_source_id_no_source_can_have_is_not_found_not_sent_to_the_database(
+    http: httpx.AsyncClient, tenant: str, source_id: str, bad: str
+) -> None:
+    # PostgreSQL refuses a NUL in text: such an id used to reach it and answer 500.
+    single = await _enqueue(http, tenant, {"jobType": "b", "sourceId": bad})
+    assert single.status_code == 404, single.text
+    code, _, _, reasons = _error(single)
+    assert (code, reasons) == ("NOT_FOUND", ["SOURCE_NOT_FOUND"])
+    batch = await http.post(
+        "/jobengine/jobs:batchEnqueue",
+        json={"jobs": [{"jobType": "b", "sourceId": bad}, {"jobType": "b", "sourceId": source_id}]},
+        headers=_headers(tenant),
+    )
+    assert batch.status_code == 200, batch.text
+    missing, enqueued = batch.json()["results"]
+    assert missing["status"]["code"] == 5
+    assert missing["status"]["details"][0]["reason"] == "SOURCE_NOT_FOUND"
+    assert enqueued["created"] is True

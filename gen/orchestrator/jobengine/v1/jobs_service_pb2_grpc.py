@@ -130,9 +130,12 @@ class JobsServiceServicer:
         """Enqueues up to 1,000 jobs in one statement, each as EnqueueJob would; the
         results are in request order.
 
-        Each job succeeds or fails on its own (results[i].status); a job whose
-        idempotency key exists answers the existing job. Returns INVALID_ARGUMENT
-        for no jobs or more than 1,000 (nothing is enqueued then).
+        Returns INVALID_ARGUMENT for no jobs, more than 1,000, or any malformed
+        job, naming every bad field (`jobs[2].jobType`); nothing is enqueued then.
+        Otherwise each job succeeds or fails on its own (results[i].status): an
+        unknown, disabled or paused source, or an idempotency key used with another
+        body, fails only its own result; a job whose idempotency key exists answers
+        the existing job.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -68,9 +68,12 @@ class JobsServiceStub:
     """Enqueues up to 1,000 jobs in one statement, each as EnqueueJob would; the
     results are in request order.
 
-    Each job succeeds or fails on its own (results[i].status); a job whose
-    idempotency key exists answers the existing job. Returns INVALID_ARGUMENT
-    for no jobs or more than 1,000 (nothing is enqueued then).
+    Returns INVALID_ARGUMENT for no jobs, more than 1,000, or any malformed
+    job, naming every bad field (`jobs[2].jobType`); nothing is enqueued then.
+    Otherwise each job succeeds or fails on its own (results[i].status): an
+    unknown, disabled or paused source, or an idempotency key used with another
+    body, fails only its own result; a job whose idempotency key exists answers
+    the existing job.
     """
     ListJobs: _grpc.UnaryUnaryMultiCallable[_jobs_service_pb2.ListJobsRequest, _jobs_service_pb2.ListJobsResponse]
     """Lists the tenant's jobs, newest first: ordered by (createdAt descending,
@@ -153,9 +156,12 @@ class JobsServiceAsyncStub(JobsServiceStub):
     """Enqueues up to 1,000 jobs in one statement, each as EnqueueJob would; the
     results are in request order.
 
-    Each job succeeds or fails on its own (results[i].status); a job whose
-    idempotency key exists answers the existing job. Returns INVALID_ARGUMENT
-    for no jobs or more than 1,000 (nothing is enqueued then).
+    Returns INVALID_ARGUMENT for no jobs, more than 1,000, or any malformed
+    job, naming every bad field (`jobs[2].jobType`); nothing is enqueued then.
+    Otherwise each job succeeds or fails on its own (results[i].status): an
+    unknown, disabled or paused source, or an idempotency key used with another
+    body, fails only its own result; a job whose idempotency key exists answers
+    the existing job.
     """
     ListJobs: _aio.UnaryUnaryMultiCallable[_jobs_service_pb2.ListJobsRequest, _jobs_service_pb2.ListJobsResponse]  # type: ignore[assignment]
     """Lists the tenant's jobs, newest first: ordered by (createdAt descending,
@@ -247,9 +253,12 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Enqueues up to 1,000 jobs in one statement, each as EnqueueJob would; the
         results are in request order.
 
-        Each job succeeds or fails on its own (results[i].status); a job whose
-        idempotency key exists answers the existing job. Returns INVALID_ARGUMENT
-        for no jobs or more than 1,000 (nothing is enqueued then).
+        Returns INVALID_ARGUMENT for no jobs, more than 1,000, or any malformed
+        job, naming every bad field (`jobs[2].jobType`); nothing is enqueued then.
+        Otherwise each job succeeds or fails on its own (results[i].status): an
+        unknown, disabled or paused source, or an idempotency key used with another
+        body, fails only its own result; a job whose idempotency key exists answers
+        the existing job.
         """
 
     @_abc_1.abstractmethod
