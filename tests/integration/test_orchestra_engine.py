@@ -317,6 +317,50 @@ async def test_job_endings_are_reconciled_without_hints(
         runner.start()
 
 
+async def test_a_hinted_pass_moves_only_the_hinted_jobs_tokens(
+    app: Application, orchestra: Orchestra, worker: Worker
+) -> None:
+    """A pass woken by ending hints reads only the hinted jobs' tokens; a token whose
+    job ended without a hint here waits for the next full pass."""
+    job_type = f"hinted.{uuid.uuid4().hex[:6]}"
+    definition_id = _unique("hinted")
+    await load_definition(
+        app,
+        {
+            "id": definition_id,
+            "nodes": [
+                {"id": "start", "type": "start"},
+                {"id": "call", "type": "service_task", "job_type": job_type},
+                {"id": "done", "type": "end"},
+            ],
+            "flows": [{"from": "start", "to": "call"}, {"from": "call", "to": "done"}],
+        },
+    )
+    runner = app.orchestra
+    assert runner is not None
+    await runner.stop()
+    try:
+        first = await orchestra.start(definition_id)
+        second = await orchestra.start(definition_id)
+        leases = {lease.job.job_id: lease for lease in await worker.lease(job_type)}
+        assert len(leases) == 2
+        for lease in leases.values():
+            await worker.complete(lease.token, {"ok": True})
+        jobs = {
+            instance: (await orchestra.get(instance)).tokens[0].job_id
+            for instance in (first, second)
+        }
+        assert set(jobs.values()) == set(leases)
+        assert await runner.run_hinted([jobs[first]]) == 1
+        assert (await orchestra.get(first)).status == "completed"
+        assert (await orchestra.get(second)).status == "running"
+        assert await runner.run_hinted([]) == 0
+        assert await runner.run_once() == 1
+        assert (await orchestra.get(second)).status == "completed"
+    finally:
+        runner.start()
+
+
 async def test_two_concurrent_signals_exactly_one_wins(
     app: Application, http_base: str, tokens: TokenFactory, tenant: str
 ) -> None:

@@ -417,11 +417,18 @@ async def fire_due_timers(
 
 
 async def reconcile_job_endings(
-    store: OrchestraStore, models: ModelCache, limits: OrchestraLimits, *, now: datetime, limit: int
+    store: OrchestraStore,
+    models: ModelCache,
+    limits: OrchestraLimits,
+    *,
+    now: datetime,
+    limit: int,
+    job_ids: Sequence[str] | None = None,
 ) -> int:
-    """Move on up to `limit` tokens whose job has ended; how many this call moved."""
+    """Move on up to `limit` tokens whose job has ended (only those waiting for one of
+    `job_ids` when given); how many this call moved."""
     moved = 0
-    for pending in await store.orchestra.ended_jobs(limit):
+    for pending in await store.orchestra.ended_jobs(limit, job_ids):
         if await _release(store, models, limits, pending, engine.WAITING, now=now):
             moved += 1
     return moved

@@ -394,8 +394,11 @@ class OrchestraReads(Protocol):
         """Timer tokens due at `now`, earliest first."""
         ...
 
-    async def ended_jobs(self, limit: int) -> Sequence[Pending]:
-        """Tokens waiting for a job that has ended (succeeded, dead_lettered, canceled)."""
+    async def ended_jobs(
+        self, limit: int, job_ids: Sequence[str] | None = None
+    ) -> Sequence[Pending]:
+        """Tokens waiting for a job that has ended (succeeded, dead_lettered, canceled);
+        only those waiting for one of `job_ids` when given."""
         ...
 
     async def ended_compensations(self, limit: int) -> Sequence[CompensationEnding]:

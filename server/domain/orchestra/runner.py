@@ -5,9 +5,13 @@ that are due, moves the tokens whose service-task job has ended and the sagas wh
 compensation job has ended (domain/orchestra/sagas.py), in batches,
 then sleeps `interval_s` or until woken: the job engine's ending hints of owned
 jobs (`domain/job_endings.py`) wake it at once, and so does a timer due before the
-interval ends. Everything a pass does is claimed (SKIP LOCKED on the instance, a
-conditional DELETE of the token), so replicas never move one token twice and a
-restart loses nothing: the state is in the tables, not in the loop.
+interval ends. A pass woken by hints looks only at the tokens of the hinted jobs
+(`ix_orchestra_tokens_job`), so under load its cost follows what ended, not how many
+tokens wait; every waiting token is looked at again at least once per `interval_s`
+(an ending hinted to another replica, or lost to a restart). Everything a pass does
+is claimed (SKIP LOCKED on the instance, a conditional DELETE of the token), so
+replicas never move one token twice and a restart loses nothing: the state is in
+the tables, not in the loop.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Final
@@ -33,6 +39,7 @@ from server.domain.orchestra.records import OrchestraStore
 
 log = logging.getLogger("orchestrator.orchestra")
 BATCH: Final = 100
+_HINTS_MAX: Final = 10_000  # hinted job ids kept between passes
 _OWNERS: Final = (f"{OWNER_PREFIX}/", f"{sagas.OWNER_PREFIX}/")
 
 
@@ -54,6 +61,7 @@ class OrchestraRunner:
         self._wall = wall
         self._interval_s = interval_s
         self._wake = asyncio.Event()
+        self._ended: set[str] = set()  # hinted job ids not yet looked at
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -77,18 +85,32 @@ class OrchestraRunner:
         self._wake.set()
 
     def _on_endings(self, endings: Sequence[JobEnding]) -> None:
-        if any((ending.owner or "").startswith(_OWNERS) for ending in endings):
+        owned = [e.job_id for e in endings if (e.owner or "").startswith(_OWNERS)]
+        if owned:
+            if len(self._ended) < _HINTS_MAX:  # beyond it, the next full pass finds them
+                self._ended.update(owned)
             self._wake.set()
 
     async def run_once(self) -> int:
         """One pass: every due timer and every ended job, in batches; how many tokens
         moved."""
+        self._ended.clear()  # this pass looks at every waiting token
+        return await self._pass(None)
+
+    async def run_hinted(self, job_ids: Sequence[str]) -> int:
+        """One pass over the tokens waiting for `job_ids` (the ending hints), the due
+        timers and the ended compensations; how many tokens moved."""
+        return await self._pass(job_ids)
+
+    async def _pass(self, job_ids: Sequence[str] | None) -> int:
         total = 0
         while True:
             now = datetime.fromtimestamp(self._wall(), UTC)
-            moved = await reconcile_job_endings(
-                self._store, self._models, self._limits, now=now, limit=BATCH
-            )
+            moved = 0
+            if job_ids is None or job_ids:
+                moved = await reconcile_job_endings(
+                    self._store, self._models, self._limits, now=now, limit=BATCH, job_ids=job_ids
+                )
             moved += await fire_due_timers(
                 self._store, self._models, self._limits, now=now, limit=BATCH
             )
@@ -100,10 +122,17 @@ class OrchestraRunner:
                 return total
 
     async def _run(self) -> None:
+        last_full = -math.inf
         while True:
             self._wake.clear()
             try:
-                await self.run_once()
+                if time.monotonic() - last_full >= self._interval_s:
+                    last_full = time.monotonic()
+                    await self.run_once()
+                else:
+                    hinted = sorted(self._ended)
+                    self._ended.clear()
+                    await self.run_hinted(hinted)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database hiccup must not stop the engine

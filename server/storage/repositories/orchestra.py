@@ -484,7 +484,7 @@ class SqlOrchestraReads:
             rows = (await conn.execute(statement)).all()
         return [Pending(row.tenant_id, row.instance_id, row.token_id) for row in rows]
 
-    async def ended_jobs(self, limit: int) -> list[Pending]:
+    async def ended_jobs(self, limit: int, job_ids: Sequence[str] | None = None) -> list[Pending]:
         # The waiting tokens (ix_orchestra_tokens_job), each job's status read by key.
         # Not a join: on a young or fast-growing database the statistics can say the
         # jobs table holds a handful of rows, and PostgreSQL then scanned all of it
@@ -505,6 +505,8 @@ class SqlOrchestraReads:
             )
             .limit(limit)
         )
+        if job_ids is not None:
+            statement = statement.where(_tokens.c.job_id.in_(job_ids))
         async with self._db.read() as conn:
             rows = (await conn.execute(statement)).all()
         return [
