@@ -243,6 +243,7 @@ class JobSpec:
     pack_run_id: str | None
     request_hash: str
     event_time: datetime | None = None
+    owner: str | None = None  # the engine's waiting item the job is for (job_endings.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -627,6 +628,7 @@ def _new_job(
         event_time=spec.event_time,
         trace_parent=trace_parent,
         trace_id=trace_id,
+        owner=spec.owner,
     )
 
 

@@ -694,11 +694,14 @@ async def _enqueue(
             payload=dict(values),
         )
         try:
-            specs.append(validate_enqueue(request, JobLimits(limits.job_payload_max_bytes)))
+            spec = validate_enqueue(request, JobLimits(limits.job_payload_max_bytes))
         except DomainError as exc:
             if starting:
                 raise _start_refused(rest, exc) from exc
             return {}, _refused(rest, str(exc))
+        # Owned from its insert, so the job engine announces its ending
+        # (domain/job_endings.py).
+        specs.append(replace(spec, owner=f"{OWNER_PREFIX}/{rest.token_id}"))
     items = await enqueue_within(unit.base, job_call.with_(project_id=None), specs, now)
     jobs: dict[str, str] = {}
     for rest, item in zip(waiting, items, strict=True):
@@ -707,8 +710,6 @@ async def _enqueue(
                 raise _start_refused(rest, item.error)
             return {}, _refused(rest, str(item.error))
         jobs[rest.token_id] = item.enqueued.job.job_id
-    # Owned, so the job engine announces their endings (domain/job_endings.py).
-    await unit.orchestra.own_jobs({job: f"{OWNER_PREFIX}/{token}" for token, job in jobs.items()})
     if instance.saga:
         started = [
             (rest.token_id, rest.node_id, rest.job_type or "", jobs[rest.token_id])

@@ -31,7 +31,12 @@ from server.domain.leasing import QuotaState
 from server.domain.resources import JOB
 from server.storage.db import Database
 from server.storage.keyset import keyset_select
-from server.storage.repositories.leases import quota_state, release_slots
+from server.storage.repositories.leases import (
+    QUOTA_STATES,
+    quota_state,
+    quota_state_params,
+    release_slots,
+)
 from server.storage.tables import (
     JobRow,
     OrchestraSagaStepRow,
@@ -85,6 +90,14 @@ _INSERT = {
     .on_conflict_do_nothing(index_elements=_KEYS, index_where=_KEY_PRESENT)
     .returning(_table.c.job_id),
 }
+
+
+# Built once (bound tenant_id, source_ids, project_id), not per enqueue.
+_SOURCE_STATES = sa.select(_sources.c.source_id, _sources.c.enabled, _sources.c.paused).where(
+    _sources.c.tenant_id == sa.bindparam("tenant_id"),
+    _sources.c.source_id.in_(sa.bindparam("source_ids", expanding=True)),
+)
+_PROJECT_SOURCE_STATES = _SOURCE_STATES.where(_sources.c.project_id == sa.bindparam("project_id"))
 
 
 def job_values(job: Job) -> dict[str, Any]:
@@ -198,13 +211,12 @@ class SqlJobRepository:
     ) -> Mapping[str, SourceState]:
         if not source_ids:
             return {}
-        clauses = [_sources.c.tenant_id == tenant_id, _sources.c.source_id.in_(source_ids)]
+        values: dict[str, Any] = {"tenant_id": tenant_id, "source_ids": list(source_ids)}
+        statement = _SOURCE_STATES
         if project_id is not None:
-            clauses.append(_sources.c.project_id == project_id)
-        statement = sa.select(_sources.c.source_id, _sources.c.enabled, _sources.c.paused).where(
-            *clauses
-        )
-        rows = (await (await self._conn()).execute(statement)).all()
+            statement = _PROJECT_SOURCE_STATES
+            values["project_id"] = project_id
+        rows = (await (await self._conn()).execute(statement, values)).all()
         return {row.source_id: SourceState(enabled=row.enabled, paused=row.paused) for row in rows}
 
     async def by_keys(self, tenant_id: str, keys: Sequence[str]) -> Sequence[Job]:
@@ -219,22 +231,10 @@ class SqlJobRepository:
     async def quota_states(
         self, tenant_id: str, job_types: Sequence[str], *, now: datetime
     ) -> dict[str, QuotaState]:
-        minute = int(now.timestamp()) // 60
-        window = sa.and_(_minutes.c.quota_id == _quotas.c.quota_id, _minutes.c.minute > minute - 60)
-        last_hour = (
-            sa.select(sa.func.coalesce(sa.func.sum(_minutes.c.count), 0))
-            .where(window)
-            .scalar_subquery()
-        )
-        oldest = (
-            sa.select(sa.func.min(_minutes.c.minute))
-            .where(window, _minutes.c.count > 0)
-            .scalar_subquery()
-        )
-        statement = sa.select(
-            _quotas, last_hour.label("last_hour"), oldest.label("oldest_minute")
-        ).where(_quotas.c.tenant_id == tenant_id, _quotas.c.job_type.in_(job_types))
-        rows = (await (await self._conn()).execute(statement)).all()
+        conn = await self._conn()
+        rows = (
+            await conn.execute(QUOTA_STATES, quota_state_params(tenant_id, job_types, now))
+        ).all()
         return {row.job_type: quota_state(row) for row in rows}
 
     async def insert(self, jobs: Sequence[Job]) -> set[str]:

@@ -351,9 +351,14 @@ def _minute(now: datetime) -> int:
     return int(now.timestamp()) // 60
 
 
-def _quota_select(tenant_id: str, job_types: Sequence[str], now: datetime) -> sa.Select[Any]:
+def _quota_states() -> sa.Select[Any]:
+    """The asked quotas with their last-hour sum and oldest counted minute, built once:
+    bound `tenant_id`, `job_types` (a list) and `minute_floor` (the minute an hour
+    ago). Building this statement per call cost ~0.45 ms (expressions and cache key),
+    more than the database's answer."""
     window = sa.and_(
-        _minutes.c.quota_id == _quotas.c.quota_id, _minutes.c.minute > _minute(now) - 60
+        _minutes.c.quota_id == _quotas.c.quota_id,
+        _minutes.c.minute > sa.bindparam("minute_floor", type_=sa.Integer()),
     )
     last_hour = (
         sa.select(sa.func.coalesce(sa.func.sum(_minutes.c.count), 0))
@@ -365,12 +370,20 @@ def _quota_select(tenant_id: str, job_types: Sequence[str], now: datetime) -> sa
         .where(window, _minutes.c.count > 0)
         .scalar_subquery()
     )
-    return (
-        sa.select(_quotas, last_hour.label("last_hour"), oldest.label("oldest_minute"))
-        .where(_quotas.c.tenant_id == tenant_id, _quotas.c.job_type.in_(job_types))
-        .order_by(_quotas.c.quota_id)
-        .with_for_update(of=_quotas)
+    return sa.select(_quotas, last_hour.label("last_hour"), oldest.label("oldest_minute")).where(
+        _quotas.c.tenant_id == sa.bindparam("tenant_id"),
+        _quotas.c.job_type.in_(sa.bindparam("job_types", expanding=True)),
     )
+
+
+QUOTA_STATES: sa.Select[Any] = _quota_states()
+# The same, the rows locked in quota_id order (every writer's order) for the lease.
+_QUOTA_STATES_LOCKED = QUOTA_STATES.order_by(_quotas.c.quota_id).with_for_update(of=_quotas)
+
+
+def quota_state_params(tenant_id: str, job_types: Sequence[str], now: datetime) -> dict[str, Any]:
+    """The bound values of `QUOTA_STATES` for `job_types` of `tenant_id` at `now`."""
+    return {"tenant_id": tenant_id, "job_types": list(job_types), "minute_floor": _minute(now) - 60}
 
 
 def quota_state(row: Any) -> QuotaState:
@@ -512,7 +525,8 @@ class SqlLeases:
             quotas = [
                 quota_state(row)
                 for row in await conn.execute(
-                    _quota_select(request.tenant_id, request.job_types, now)
+                    _QUOTA_STATES_LOCKED,
+                    quota_state_params(request.tenant_id, request.job_types, now),
                 )
             ]
             self._remember(request, bool(quotas))

@@ -381,14 +381,13 @@ def _seconds(conn: AsyncConnection) -> sa.ColumnElement[Any]:
     return (sa.func.julianday(ended) - sa.func.julianday(created)) * 86400.0
 
 
+_SOURCE_ID = sa.select(_sources.c.source_id).where(  # built once: tenant_id bound
+    _sources.c.tenant_id == sa.bindparam("tenant_id"), _sources.c.name == SERVICE_SOURCE_NAME
+)
+
+
 async def _source_id(conn: AsyncConnection, tenant_id: str) -> str | None:
-    found: str | None = (
-        await conn.execute(
-            sa.select(_sources.c.source_id).where(
-                _sources.c.tenant_id == tenant_id, _sources.c.name == SERVICE_SOURCE_NAME
-            )
-        )
-    ).scalar()
+    found: str | None = (await conn.execute(_SOURCE_ID, {"tenant_id": tenant_id})).scalar()
     return found
 
 
