@@ -69,6 +69,9 @@ _JOB_ENDED: list[sa.ColumnElement[Any]] = [sa.literal_column(f"'{status}'") for 
 _SOURCE_NAMESPACE = uuid5(NAMESPACE_URL, "orchestrator:orchestra-service-source")
 
 
+_INSERT_INSTANCE = sa.insert(_instances)  # built once; the row is its parameters
+
+
 def _job_status(job_id: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
     """The status of the job `job_id` names, a correlated primary-key read."""
     return sa.select(_jobs.c.status).where(_jobs.c.job_id == job_id).scalar_subquery()
@@ -156,7 +159,7 @@ class SqlOrchestraRepository:
 
     async def insert_instance(self, instance: Instance) -> None:
         conn = await self._conn()
-        await conn.execute(sa.insert(_instances).values(**_instance_values(instance)))
+        await conn.execute(_INSERT_INSTANCE, _instance_values(instance))
 
     async def lock_instance(
         self, tenant_id: str, instance_id: str, *, skip_locked: bool = False
