@@ -71,7 +71,9 @@ def _where(query: JobQuery) -> list[sa.ColumnElement[bool]]:
 
 
 def _one(tenant_id: str, job_id: str, project_id: str | None) -> sa.Select[Any]:
-    clauses = [_table.c.tenant_id == tenant_id, _table.c.job_id == job_id]
+    # The tenant a filter only, so the primary key is the one way in (see _INSTANCE in
+    # repositories/orchestra.py: ix_jobs_tenant_created_id would read the tenant's jobs).
+    clauses = [_table.c.job_id == job_id, sa.func.coalesce(_table.c.tenant_id, "") == tenant_id]
     if project_id is not None:
         clauses.append(_table.c.project_id == project_id)
     return sa.select(_table).where(*clauses)
