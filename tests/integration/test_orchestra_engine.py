@@ -6,9 +6,11 @@ two concurrent signals, cancel, and immutable definition versions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 from unittest.mock import ANY
 
@@ -25,6 +27,7 @@ from orchestrator.orchestra.v1 import orchestra_service_pb2 as pb
 from server.app import Application
 from server.domain.context import CallContext
 from server.domain.orchestra.instances import LIST_MAX, list_instances
+from server.domain.orchestra.runner import OrchestraRunner
 from server.identity.scopes import ORCHESTRA_PERMISSION
 from server.storage.repositories.orchestra import SqlOrchestraStore
 from server.storage.tables import EventRow, JobRow, SourceRow, table_of
@@ -282,13 +285,10 @@ async def test_dead_lettered_job_fails_the_instance_with_an_incident(
     )
 
 
-async def test_job_endings_are_reconciled_without_hints(
-    app: Application, orchestra: Orchestra, worker: Worker
-) -> None:
-    """The loop finds an ended job from the tables alone (another replica's completion,
-    a restart): with the runner stopped, the job completes; a new pass moves the token."""
-    job_type = f"quiet.{uuid.uuid4().hex[:6]}"
-    definition_id = _unique("reconcile")
+async def _one_service_task(app: Application, name: str) -> tuple[str, str]:
+    """A new definition start -> service task -> end: its id and the task's job type."""
+    job_type = f"{name}.{uuid.uuid4().hex[:6]}"
+    definition_id = _unique(name)
     await load_definition(
         app,
         {
@@ -301,10 +301,28 @@ async def test_job_endings_are_reconciled_without_hints(
             "flows": [{"from": "start", "to": "call"}, {"from": "call", "to": "done"}],
         },
     )
+    return definition_id, job_type
+
+
+@contextlib.asynccontextmanager
+async def _runner_stopped(app: Application) -> AsyncIterator[OrchestraRunner]:
+    """The server's engine loop stopped (no pass, no hints) for the block's duration."""
     runner = app.orchestra
     assert runner is not None
     await runner.stop()
     try:
+        yield runner
+    finally:
+        runner.start()
+
+
+async def test_job_endings_are_reconciled_without_hints(
+    app: Application, orchestra: Orchestra, worker: Worker
+) -> None:
+    """The loop finds an ended job from the tables alone (another replica's completion,
+    a restart): with the runner stopped, the job completes; a new pass moves the token."""
+    definition_id, job_type = await _one_service_task(app, "quiet")
+    async with _runner_stopped(app) as runner:
         instance_id = await orchestra.start(definition_id)
         [lease] = await worker.lease(job_type)
         await worker.complete(lease.token, {"ok": True})
@@ -313,8 +331,6 @@ async def test_job_endings_are_reconciled_without_hints(
         assert await runner.run_once() >= 1
         assert (await orchestra.get(instance_id)).status == "completed"
         assert await orchestra.variables(instance_id) == {"ok": True}
-    finally:
-        runner.start()
 
 
 async def test_a_hinted_pass_moves_only_the_hinted_jobs_tokens(
@@ -322,24 +338,8 @@ async def test_a_hinted_pass_moves_only_the_hinted_jobs_tokens(
 ) -> None:
     """A pass woken by ending hints reads only the hinted jobs' tokens; a token whose
     job ended without a hint here waits for the next full pass."""
-    job_type = f"hinted.{uuid.uuid4().hex[:6]}"
-    definition_id = _unique("hinted")
-    await load_definition(
-        app,
-        {
-            "id": definition_id,
-            "nodes": [
-                {"id": "start", "type": "start"},
-                {"id": "call", "type": "service_task", "job_type": job_type},
-                {"id": "done", "type": "end"},
-            ],
-            "flows": [{"from": "start", "to": "call"}, {"from": "call", "to": "done"}],
-        },
-    )
-    runner = app.orchestra
-    assert runner is not None
-    await runner.stop()
-    try:
+    definition_id, job_type = await _one_service_task(app, "hinted")
+    async with _runner_stopped(app) as runner:
         first = await orchestra.start(definition_id)
         second = await orchestra.start(definition_id)
         leases = {lease.job.job_id: lease for lease in await worker.lease(job_type)}
@@ -357,8 +357,6 @@ async def test_a_hinted_pass_moves_only_the_hinted_jobs_tokens(
         assert await runner.run_hinted([]) == 0
         assert await runner.run_once() == 1
         assert (await orchestra.get(second)).status == "completed"
-    finally:
-        runner.start()
 
 
 async def test_two_concurrent_signals_exactly_one_wins(
