@@ -41,16 +41,12 @@ from server.storage.tables import (
     JobRow,
     OrchestraSagaStepRow,
     OrchestraTokenRow,
-    QuotaMinuteRow,
-    QuotaRow,
     SourceRow,
     table_of,
 )
 
 _table = table_of(JobRow)
 _sources = table_of(SourceRow)
-_quotas = table_of(QuotaRow)
-_minutes = table_of(QuotaMinuteRow)
 _saga_steps = table_of(OrchestraSagaStepRow)
 _tokens = table_of(OrchestraTokenRow)
 _KEY_PRESENT = _table.c.idempotency_key.is_not(None)
