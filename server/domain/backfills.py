@@ -461,7 +461,7 @@ async def create_backfill(
         await audit.record(uow, call, BACKFILL, before=None, after=backfill)
         counts = await uow.backfills.counts([backfill.backfill_id])
     if created:
-        store.notify_work(tenant_id, job_type)
+        store.notify_work(tenant_id, job_type, created)
     return view(backfill, counts.get(backfill.backfill_id))
 
 

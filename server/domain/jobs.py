@@ -51,6 +51,7 @@ import json
 import math
 import re
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -809,13 +810,13 @@ def _throttled_event(job: Job, call: CallContext) -> NewEvent:
 def _announce(store: Store, items: Sequence[BatchItem], now: datetime) -> None:
     """After the commit: wake the workers of each (tenant, job type) that got a job
     leasable now (a later runAt is found by the workers' poll fallback)."""
-    keys = {
+    keys = Counter(
         (item.enqueued.job.tenant_id, item.enqueued.job.job_type)
         for item in items
         if item.enqueued is not None and item.enqueued.created and item.enqueued.job.run_at <= now
-    }
-    for key in sorted(keys):
-        store.notify_work(*key)
+    )
+    for (tenant_id, job_type), count in sorted(keys.items()):
+        store.notify_work(tenant_id, job_type, count)
 
 
 def _repeat(existing: JobRecord, spec: JobSpec) -> BatchItem:

@@ -103,6 +103,17 @@ class LeaseRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Leased:
+    """What one lease query took: `jobs` (rows with the Job's attributes, status
+    leased) and whether it `more`: eligible jobs of the asked types were left behind
+    (a hint, true at the latest whenever `max_jobs` were taken), on which a long poll
+    wakes the next waiter."""
+
+    jobs: Sequence[Any]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A completed job: `result` is its compact JSON text (None for no result)."""
 
@@ -249,9 +260,9 @@ class LeaseStore(Protocol):
     """Leasing in storage: each call one short transaction that also writes its events
     and changes the quota accounting it uses (`repositories/leases.py`)."""
 
-    async def lease(self, request: LeaseRequest, now: datetime) -> Sequence[Any]:
-        """Lease up to `request.max_jobs` eligible jobs (rows with the Job's attributes,
-        status leased) and throttle the candidates their quota holds back."""
+    async def lease(self, request: LeaseRequest, now: datetime) -> Leased:
+        """Lease up to `request.max_jobs` eligible jobs and throttle the candidates
+        their quota holds back."""
         ...
 
     async def heartbeat(
@@ -288,6 +299,11 @@ class LeaseStore(Protocol):
 class Watch(Protocol):
     async def wait(self, timeout: float) -> bool:
         """Until woken (True) or `timeout` seconds passed (False)."""
+        ...
+
+    def pass_on(self) -> None:
+        """Wake one other waiter of the same job types: a wake-up reaches one waiter
+        per job announced, and a lease that left work behind hands it on."""
         ...
 
     def close(self) -> None: ...
@@ -427,7 +443,10 @@ async def lease_jobs(store: Store, request: LeaseRequest) -> Sequence[Any]:
 
     The wake-up subscription is taken before each query, so work enqueued between
     the query and the wait wakes it; without a wake-up it re-queries every
-    POLL_INTERVAL_S (delayed jobs becoming eligible, a lost notification)."""
+    POLL_INTERVAL_S (delayed jobs becoming eligible, a lost notification). A wake-up
+    chooses one waiter per job announced (storage/wakeups.py); a query that leased
+    jobs and left eligible ones behind (`Leased.more`) passes it on to the next
+    waiter."""
     leases = store.leases
     if not request.job_types:
         if request.wait_s > 0:
@@ -438,9 +457,12 @@ async def lease_jobs(store: Store, request: LeaseRequest) -> Sequence[Any]:
         watch = leases.watch(request.tenant_id, request.job_types)
         try:
             leased = await leases.lease(request, leases.now())
+            if leased.jobs and leased.more:  # only after progress: no ping-pong
+                watch.close()  # not this waiter: another one
+                watch.pass_on()
             remaining = deadline - time.monotonic()
-            if leased or remaining <= 0:
-                return leased
+            if leased.jobs or remaining <= 0:
+                return leased.jobs
             await watch.wait(min(remaining, POLL_INTERVAL_S))
         finally:
             watch.close()

@@ -93,9 +93,10 @@ class Store(Protocol):
         """Hints that owned jobs ended (`domain/job_endings.py`), after their commit."""
         ...
 
-    def notify_work(self, tenant_id: str, job_type: str) -> None:
-        """Wake the workers long-polling for `job_type` in `tenant_id`: call after the
-        commit that made a job of it leasable now (e.g. an enqueue)."""
+    def notify_work(self, tenant_id: str, job_type: str, count: int = 1) -> None:
+        """Wake up to `count` workers long-polling for `job_type` in `tenant_id`: call
+        after the commit that made `count` jobs of it leasable now (e.g. an enqueue).
+        A worker that leases all it asked for wakes the next, so 1 is never wrong."""
         ...
 
     def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:

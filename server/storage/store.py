@@ -62,8 +62,8 @@ class SqlStore:
         self.schedules = SqlScheduleReads(db)
         self.backfills = SqlBackfillReads(db)
 
-    def notify_work(self, tenant_id: str, job_type: str) -> None:
-        self.wakeups.notify(tenant_id, job_type)
+    def notify_work(self, tenant_id: str, job_type: str, count: int = 1) -> None:
+        self.wakeups.notify(tenant_id, job_type, count)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:

@@ -1,18 +1,27 @@
 """Wake-ups for long-polling workers (DESIGN §9): "work of (tenant, job type) arrived".
 
-`Wakeups.notify(tenant_id, job_type)` is called after a commit that made a job
-leasable now (enqueue, a lease expired, a slot released); it wakes this process's
-waiting `LeaseJobs` calls at once (an asyncio signal: all SQLite needs, one process)
-and, on PostgreSQL, tells the other replicas with `NOTIFY` on the channel
+`Wakeups.notify(tenant_id, job_type, count)` is called after a commit that made
+`count` jobs leasable now (enqueue, a lease expired, a slot released); it wakes this
+process's waiting `LeaseJobs` calls at once (an asyncio signal: all SQLite needs, one
+process) and, on PostgreSQL, tells the other replicas with `NOTIFY` on the channel
 `orchestrator_jobs`, sent from one dedicated connection that also `LISTEN`s. Sends
 are debounced per (tenant, job type): notifications that arrive while a send is in
-flight are coalesced into the next one, a single `SELECT pg_notify(...) FROM
-unnest(...)`, so a burst of enqueues costs one round trip, not one each. A lost
-notification (the listener reconnecting) only delays a worker until its poll
-fallback (`domain/leasing.py` POLL_INTERVAL_S).
+flight are coalesced into the next one (their counts added), a single `SELECT
+pg_notify(...) FROM unnest(...)`, so a burst of enqueues costs one round trip, not one
+each. A lost notification (the listener reconnecting) only delays a worker until its
+poll fallback (`domain/leasing.py` POLL_INTERVAL_S).
 
-Payload: "{sender}\\t{tenant}\\t{job type}" (PostgreSQL caps a payload at 8000 bytes;
-ours stay under 300); a replica ignores its own.
+No thundering herd: a notification wakes at most `count` waiters of its key, the
+longest waiting first (Graphile Worker "nudges" one idle worker per job, River one
+fetch per notification), not every waiter, each of which would run a lease statement
+to find the one job. A waiter whose lease fills its maxJobs passes the wake-up on to
+the next waiter (`Watch.pass_on`: there may be more), so a notification that
+under-counts (an expiry sweep, a resumed quota) still reaches as many waiters as
+there is work, one lease at a time.
+
+Payload: "{sender}\\t{tenant}\\t{job type}\\t{count}" (PostgreSQL caps a payload at
+8000 bytes; ours stay under 300); a replica ignores its own. A payload without the
+count (an older replica) counts one.
 """
 
 from __future__ import annotations
@@ -36,14 +45,15 @@ Key = tuple[str, str]
 
 
 class Watch:
-    """One waiter's subscription to some keys; `wait` returns early when any is notified."""
+    """One waiter's subscription to some keys; `wait` returns early when a notification
+    of any of them chose this waiter."""
 
     def __init__(self, owner: Wakeups, keys: Sequence[Key]) -> None:
         self._owner = owner
         self._keys = tuple(keys)
         self.event = asyncio.Event()
-        for key in self._keys:
-            owner._waiters.setdefault(key, set()).add(self)
+        for key in self._keys:  # insertion order: the longest waiting is woken first
+            owner._waiters.setdefault(key, {})[self] = None
 
     async def wait(self, timeout: float) -> bool:
         try:
@@ -52,11 +62,17 @@ class Watch:
             return False
         return True
 
+    def pass_on(self) -> None:
+        """Wake one other waiter of each of this watch's keys (this process only): the
+        caller leased all it asked for, so more work may be waiting."""
+        for key in self._keys:
+            self._owner._wake_local(key, 1)
+
     def close(self) -> None:
         for key in self._keys:
             waiters = self._owner._waiters.get(key)
             if waiters is not None:
-                waiters.discard(self)
+                waiters.pop(self, None)
                 if not waiters:
                     del self._owner._waiters[key]
 
@@ -70,10 +86,10 @@ class Wakeups:
         self._dsn: str | None = None
         if url is not None and url.get_backend_name() == "postgresql":
             self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._waiters: dict[Key, set[Watch]] = {}
+        self._waiters: dict[Key, dict[Watch, None]] = {}
         self._sender = uuid.uuid4().hex[:12]
         self._conn: asyncpg.Connection | None = None
-        self._pending: set[Key] = set()
+        self._pending: dict[Key, int] = {}
         self._sending: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._closed = False
@@ -81,18 +97,29 @@ class Wakeups:
     def watch(self, tenant_id: str, job_types: Sequence[str]) -> Watch:
         return Watch(self, [(tenant_id, job_type) for job_type in job_types])
 
-    def notify(self, tenant_id: str, job_type: str) -> None:
-        """Work of `job_type` in `tenant_id` is leasable now; call after the commit."""
-        self._wake_local((tenant_id, job_type))
+    def notify(self, tenant_id: str, job_type: str, count: int = 1) -> None:
+        """`count` jobs of `job_type` in `tenant_id` are leasable now; call after the
+        commit. Wakes at most `count` waiters here and on every other replica."""
+        if count < 1:
+            return
+        key = (tenant_id, job_type)
+        self._wake_local(key, count)
         if self._dsn is None or self._closed:
             return
-        self._pending.add((tenant_id, job_type))
+        self._pending[key] = self._pending.get(key, 0) + count
         if self._sending is None or self._sending.done():
             self._sending = asyncio.get_running_loop().create_task(self._send())
 
-    def _wake_local(self, key: Key) -> None:
-        for watch in self._waiters.get(key, ()):
-            watch.event.set()
+    def _wake_local(self, key: Key, count: int | None) -> None:
+        """Wake `count` waiters of `key` not woken yet, longest waiting first (None:
+        all of them)."""
+        for watch in self._waiters.get(key, {}):
+            if count is not None and count <= 0:
+                return
+            if not watch.event.is_set():
+                watch.event.set()
+                if count is not None:
+                    count -= 1
 
     def server_pid(self) -> int | None:
         """The PostgreSQL backend of the listener, None while it is not connected."""
@@ -146,14 +173,16 @@ class Wakeups:
                 log.debug("wake-up listener reconnect failed: %s", exc)
         # Work may have arrived unannounced meanwhile: wake everyone to look.
         for key in list(self._waiters):
-            self._wake_local(key)
+            self._wake_local(key, None)
 
     def _received(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         sender, _, rest = payload.partition("\t")
         if sender == self._sender:
             return
         tenant_id, _, job_type = rest.partition("\t")
-        self._wake_local((tenant_id, job_type))
+        job_type, tab, counted = job_type.partition("\t")
+        count = int(counted) if tab and counted.isdigit() else 1
+        self._wake_local((tenant_id, job_type), max(count, 1))
 
     async def _send(self) -> None:
         while self._pending and not self._closed:
@@ -161,7 +190,7 @@ class Wakeups:
             if conn is None:
                 self._pending.clear()  # the others poll meanwhile
                 return
-            payloads = [f"{self._sender}\t{t}\t{j}" for t, j in self._pending]
+            payloads = [f"{self._sender}\t{t}\t{j}\t{n}" for (t, j), n in self._pending.items()]
             self._pending.clear()
             try:
                 await conn.execute(

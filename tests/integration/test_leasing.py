@@ -16,9 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from clients.base import CallerHeaders
-from clients.jobs import JobsClient
+from clients.jobs import JobsClient, new_job
 from clients.sources import SourcesClient
 from clients.transports.grpc import GrpcTransport
+from orchestrator.jobengine.v1 import worker_service_pb2 as pb
 from server.app import Application
 from server.storage.tables import QuotaRow, table_of
 from server.storage.wakeups import Wakeups
@@ -224,8 +225,9 @@ async def test_reaper_returns_an_expired_job_within_its_interval(
 
 async def test_wakeups_cross_processes_and_survive_a_dropped_listener(database_url: str) -> None:
     """Two hubs on one database, as two servers have: on PostgreSQL a notify through one
-    wakes a waiter of the other, also after the listener's connection was killed (it
-    reconnects); on SQLite (one process per file) they do not hear each other."""
+    wakes as many waiters of the other as it counts jobs, also after the listener's
+    connection was killed (it reconnects); on SQLite (one process per file) they do not
+    hear each other."""
     listener, sender = Wakeups(database_url), Wakeups(database_url)
     await listener.start()
     await sender.start()
@@ -238,6 +240,16 @@ async def test_wakeups_cross_processes_and_survive_a_dropped_listener(database_u
             assert heard is False
             return
         assert heard is True
+        # The count travels: two jobs wake two of three waiters over there, oldest first.
+        watches = [listener.watch("t-1", ["x.y"]) for _ in range(3)]
+        sender.notify("t-1", "x.y", 2)
+        assert await watches[1].wait(2) is True
+        await asyncio.sleep(0.2)
+        assert [w.event.is_set() for w in watches] == [True, True, False]
+        watches[0].pass_on()  # a full lease hands its wake-up on: the third
+        assert [w.event.is_set() for w in watches] == [True, True, True]
+        for w in watches:
+            w.close()
         old_pid = listener.server_pid()
         assert old_pid is not None
         engine = create_async_engine(database_url)
@@ -257,3 +269,45 @@ async def test_wakeups_cross_processes_and_survive_a_dropped_listener(database_u
     finally:
         await listener.close()
         await sender.close()
+
+
+async def test_one_job_wakes_one_long_poll_and_a_batch_wakes_as_many(harness: Harness) -> None:
+    """No thundering herd: with three workers long-polling, an enqueued job wakes one of
+    them, the one waiting longest, so one lease query runs, not three, and the others
+    keep waiting; a batch of two jobs then wakes both of them."""
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "priority DESC" in statement:  # a lease query (PostgreSQL and SQLite)
+            statements.append(statement)
+
+    def long_poll(worker_id: str) -> asyncio.Task[list[pb.Lease]]:
+        return asyncio.create_task(
+            harness.workers.lease(["herd.work"], worker_id=worker_id, max_jobs=1, wait=10)
+        )
+
+    first = long_poll("w-1")
+    await asyncio.sleep(0.2)
+    waiting = [first, long_poll("w-2"), long_poll("w-3")]
+    engine = harness.app.db.engine.sync_engine
+    try:
+        await asyncio.sleep(0.5)  # all three in their long poll
+        sa.event.listen(engine, "before_cursor_execute", seen)
+        (job,) = await harness.enqueue("herd.work")
+        await asyncio.wait([first], timeout=5)
+        await asyncio.sleep(0.3)  # time for any other woken poll to run its query
+        sa.event.remove(engine, "before_cursor_execute", seen)
+        assert [task.done() for task in waiting] == [True, False, False]
+        assert [lease.job.job_id for lease in first.result()] == [job.job_id]
+        assert len(statements) == 1, f"{len(statements)} lease queries ran for one job"
+
+        batch = [new_job("herd.work", harness.source_id) for _ in range(2)]
+        response = await harness.jobs.batch_enqueue_jobs(batch)
+        created = sorted(result.job.job_id for result in response.results)
+        done, _ = await asyncio.wait(waiting[1:], timeout=5)
+        assert len(done) == 2
+        got = sorted(lease.job.job_id for task in waiting[1:] for lease in task.result())
+        assert got == created
+    finally:
+        for task in waiting:
+            task.cancel()

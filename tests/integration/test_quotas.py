@@ -596,13 +596,13 @@ async def test_pause_stops_leasing_its_job_type_and_resume_restarts_it(
     )
 
     await grpc_quotas.pause_quota(quota.quota_id, "hold the scans")
-    leased = await leases.lease(request, leases.now())
+    leased = (await leases.lease(request, leases.now())).jobs
     assert [row.job_type for row in leased] == ["other"]
     paused = await grpc_quotas.get_quota(quota.quota_id)
     assert paused.usage == quota_pb2.QuotaUsage(active=0, tokens=5.0, last_hour=0)
 
     await grpc_quotas.resume_quota(quota.quota_id)
-    leased = await leases.lease(request, leases.now())
+    leased = (await leases.lease(request, leases.now())).jobs
     assert [row.job_type for row in leased] == ["leasable", "leasable"]
     resumed = await grpc_quotas.get_quota(quota.quota_id)
     assert (resumed.usage.active, resumed.usage.last_hour) == (2, 2)

@@ -65,6 +65,7 @@ from server.domain.leasing import (
     Completion,
     Failure,
     FencingToken,
+    Leased,
     LeaseRequest,
     Outcome,
     QuotaPlan,
@@ -200,7 +201,9 @@ SELECT * FROM changed ORDER BY position
 # The lease of job types without a quota (PostgreSQL), the common case: one statement,
 # run in autocommit, that also writes the job.leased events and answers which of the
 # asked job types do have a quota (`quota_types`, leased next by the transaction that
-# locks their quota rows). With no candidate, one row of NULL job columns carries it.
+# locks their quota rows) and whether eligible jobs were left behind (`more`: the
+# statement's snapshot held more than max_jobs, locked ones included; a long poll then
+# wakes the next waiter). With no candidate, one row of NULL job columns carries them.
 _PG_LEASE_FREE_SQL = f"""
 WITH quota_types AS (
     SELECT job_type FROM quotas
@@ -240,8 +243,19 @@ events AS (
            coalesce(trace_id, CAST(:trace_id AS text)), :now
     FROM changed
 )
-SELECT changed.*, TRUE AS take, q.types AS quota_types
+SELECT changed.*, TRUE AS take, q.types AS quota_types, m.more
 FROM (SELECT array_agg(job_type) AS types FROM quota_types) AS q
+CROSS JOIN (
+    SELECT count(*) > :max_jobs AS more FROM (
+        SELECT 1 FROM jobs
+        WHERE {JOBS_READY_PREDICATE}
+          AND tenant_id = :tenant_id
+          AND {{type_match}}
+          AND job_type NOT IN (SELECT job_type FROM quota_types)
+          AND next_eligible_at <= :now
+        LIMIT :max_jobs + 1
+    ) AS eligible
+) AS m
 LEFT JOIN changed ON TRUE
 ORDER BY changed.priority DESC, changed.job_id
 """
@@ -458,35 +472,40 @@ class SqlLeases:
 
     # --- lease ------------------------------------------------------------------------
 
-    async def lease(self, request: LeaseRequest, now: datetime) -> Sequence[Any]:
+    async def lease(self, request: LeaseRequest, now: datetime) -> Leased:
         started = tracing.now_ns()
         leased = await self._lease(request, now)
-        if started and leased:  # a `job.lease` span per job, in the job's trace
+        if started and leased.jobs:  # a `job.lease` span per job, in the job's trace
             tracing.record_transitions(
                 "lease",
-                ((row.job_id, row.trace_parent, _span_attributes(row, _LEASED)) for row in leased),
+                (
+                    (row.job_id, row.trace_parent, _span_attributes(row, _LEASED))
+                    for row in leased.jobs
+                ),
                 started,
             )
         return leased
 
-    async def _lease(self, request: LeaseRequest, now: datetime) -> Sequence[Any]:
+    async def _lease(self, request: LeaseRequest, now: datetime) -> Leased:
         expires_at = now + timedelta(seconds=request.lease_s)
         if self._sqlite:
             return await self._lease_with_quotas(request, now, expires_at)
         asked = (request.tenant_id, request.job_types)
         if asked in self._quoted:  # had a quota last time: lock them right away
             return await self._lease_with_quotas(request, now, expires_at)
-        free, quota_types = await self._lease_free_pg(request, now, expires_at)
+        free, quota_types, more = await self._lease_free_pg(request, now, expires_at)
         room = request.max_jobs - len(free)
         if not quota_types or room <= 0:
-            return free
+            return Leased(free, more or bool(quota_types))
         capped = replace(request, job_types=tuple(quota_types), max_jobs=room)
-        return [*free, *await self._lease_with_quotas(capped, now, expires_at)]
+        quoted = await self._lease_with_quotas(capped, now, expires_at)
+        return Leased([*free, *quoted.jobs], more or quoted.more)
 
     async def _lease_free_pg(
         self, request: LeaseRequest, now: datetime, expires_at: datetime
-    ) -> tuple[list[Any], list[str]]:
-        """Lease the asked job types that have no quota; the ones that have one."""
+    ) -> tuple[list[Any], list[str], bool]:
+        """Lease the asked job types that have no quota; the ones that have one; whether
+        eligible jobs of the first were left behind."""
         async with self._autocommit.connect() as conn:
             result = await conn.execute(
                 _PG_LEASE_FREE[len(request.job_types) == 1],
@@ -505,7 +524,7 @@ class SqlLeases:
         leased = [row for row in rows if row.job_id is not None]
         quota_types = list(rows[0].quota_types or ()) if rows else []
         self._remember(request, bool(quota_types))
-        return leased, quota_types
+        return leased, quota_types, bool(rows and rows[0].more)
 
     def _remember(self, request: LeaseRequest, quoted: bool) -> None:
         """Whether the asked job types had a quota, to choose the next lease's path;
@@ -518,9 +537,10 @@ class SqlLeases:
 
     async def _lease_with_quotas(
         self, request: LeaseRequest, now: datetime, expires_at: datetime
-    ) -> Sequence[Any]:
+    ) -> Leased:
         """The lease under quotas: lock them, lease within their caps, throttle the rest
-        and take the slots, in one transaction."""
+        and take the slots, in one transaction. `more` on PostgreSQL: whether it took
+        max_jobs (a hint that errs towards waking a waiter)."""
         async with self._transaction() as conn:
             quotas = [
                 quota_state(row)
@@ -533,7 +553,7 @@ class SqlLeases:
             paused = {q.job_type for q in quotas if q.paused}
             job_types = [t for t in request.job_types if t not in paused]
             if not job_types:
-                return ()
+                return Leased((), False)
             plans = {
                 q.job_type: (q, plan_quota(q, now, request.max_jobs))
                 for q in quotas
@@ -541,14 +561,17 @@ class SqlLeases:
             }
             if not self._sqlite:  # one statement does it all
                 rows = await self._lease_pg(conn, request, job_types, plans, now, expires_at)
-                return [row for row in rows if row.take]
-            rows = await self._lease_sqlite(conn, request, job_types, plans, now, expires_at)
+                leased = [row for row in rows if row.take]
+                return Leased(leased, len(leased) >= request.max_jobs)
+            rows, more = await self._lease_sqlite(
+                conn, request, job_types, plans, now, expires_at
+            )
             if not rows:
-                return ()
+                return Leased((), more)
             await insert_events(conn, [_lease_event(row, request, now) for row in rows])
             leased = [row for row in rows if row.take]
             await self._take_slots(conn, leased, plans, now)
-        return leased
+        return Leased(leased, more)
 
     async def _lease_pg(
         self,
@@ -589,7 +612,8 @@ class SqlLeases:
         plans: Mapping[str, tuple[QuotaState, QuotaPlan]],
         now: datetime,
         expires_at: datetime,
-    ) -> list[Any]:
+    ) -> tuple[list[Any], bool]:
+        """The leased and throttled rows; whether eligible jobs were left behind."""
         j = _jobs.c
         # The ready predicate spelled as the partial index `ix_jobs_ready` is (SQLite uses
         # a partial index only when the query's terms imply its WHERE, which bound
@@ -606,11 +630,13 @@ class SqlLeases:
                     j.next_eligible_at <= now,
                 )
                 .order_by(j.priority.desc(), j.next_eligible_at, j.job_id)
-                .limit(request.max_jobs)
+                .limit(request.max_jobs + 1)
             )
         ).all()
+        more = len(candidates) > request.max_jobs
+        candidates = candidates[: request.max_jobs]
         if not candidates:
-            return []
+            return [], more
         taken: Counter[str] = Counter()
         take: dict[str, bool] = {}
         leasing: dict[str | None, list[str]] = {}  # by the quota whose slot they take
@@ -672,7 +698,7 @@ class SqlLeases:
                 rows.append(
                     _Annotated(changed[cand.job_id], cand.status, take[cand.job_id], position)
                 )
-        return rows
+        return rows, more
 
     async def _take_slots(
         self,
