@@ -242,7 +242,7 @@ class JobSpec:
     run_at: datetime | None
     idempotency_key: str | None
     pack_run_id: str | None
-    request_hash: str
+    request_hash: str | None  # with an idempotency key only: what a repeat is compared by
     event_time: datetime | None = None
     owner: str | None = None  # the engine's waiting item the job is for (job_endings.py)
 
@@ -510,9 +510,11 @@ def validate_enqueue(request: EnqueueRequest, limits: JobLimits) -> JobSpec:
         run_at=request.run_at,
         idempotency_key=key,
         pack_run_id=request.pack_run_id,
-        request_hash="",
+        request_hash=None,
         event_time=request.event_time,
     )
+    if key is None:  # nothing to compare a repeat with: spare the hash (a batch's CPU)
+        return spec
     return replace(spec, request_hash=request_hash(spec))
 
 

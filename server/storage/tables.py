@@ -306,8 +306,8 @@ class JobRow(SQLModel, table=True):
       idempotency_key IS NOT NULL): `INSERT .. ON CONFLICT (tenant_id,
       idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING` (SQLAlchemy
       `index_where=`). `request_hash` is the hex SHA-256 of the canonical enqueue
-      request, compared on a repeat (same hash: the existing job; else 409). A key
-      becomes free again when its job is pruned.
+      request, compared on a repeat (same hash: the existing job; else 409); NULL
+      for a job without a key. A key becomes free again when its job is pruned.
     - Backoff: the n-th retry waits min(backoff_max_s, backoff_initial_s *
       backoff_multiplier^(n - 1)) * uniform(1 - backoff_jitter, 1) seconds.
     """

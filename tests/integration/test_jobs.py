@@ -150,11 +150,12 @@ async def test_enqueue_answers_the_queued_job_and_writes_row_event_and_audit(
     [row] = await _job_rows(app, tenant)
     assert row.job_id == job.job_id
     assert json.loads(row.payload) == payload
-    assert (row.status, row.finished_at, row.quota_id, row.request_hash is not None) == (
+    # No idempotency key: no request hash (it is only compared on a key's repeat).
+    assert (row.status, row.finished_at, row.quota_id, row.request_hash) == (
         "queued",
         None,
         None,
-        True,
+        None,
     )
     [event] = await _rows(app, _events, _events.c.subject == f"jobs/{job.job_id}")
     assert (event.tenant_id, event.type, json.loads(event.data)) == (

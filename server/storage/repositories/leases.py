@@ -563,9 +563,7 @@ class SqlLeases:
                 rows = await self._lease_pg(conn, request, job_types, plans, now, expires_at)
                 leased = [row for row in rows if row.take]
                 return Leased(leased, len(leased) >= request.max_jobs)
-            rows, more = await self._lease_sqlite(
-                conn, request, job_types, plans, now, expires_at
-            )
+            rows, more = await self._lease_sqlite(conn, request, job_types, plans, now, expires_at)
             if not rows:
                 return Leased((), more)
             await insert_events(conn, [_lease_event(row, request, now) for row in rows])
