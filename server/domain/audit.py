@@ -172,6 +172,16 @@ async def record(
 ) -> AuditEntry:
     """Append the entry of `call` changing `resource` from `before` to `after` (None:
     created or deleted) to `uow`, the transaction of the change it records."""
+    entry = new_entry(call, resource, before=before, after=after)
+    await uow.audit.append(entry)
+    return entry
+
+
+def new_entry(
+    call: CallContext, resource: ResourceType[R], *, before: R | None, after: R | None
+) -> AuditEntry:
+    """The entry `record` appends, for a store that writes it with the change in one
+    statement (`Store.insert_plain_job`). Raises ValueError when both are None."""
     subject = after if after is not None else before
     if subject is None:
         raise ValueError("an audited change has a resource before or after it")
@@ -193,7 +203,6 @@ async def record(
         after=_dump(resource.snapshot(after) if after is not None else None),
         created_at=datetime.now(UTC),
     )
-    await uow.audit.append(entry)
     return entry
 
 

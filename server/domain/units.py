@@ -18,11 +18,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from server.domain.audit import AuditLog, AuditReads
+    from server.domain.audit import AuditEntry, AuditLog, AuditReads
     from server.domain.backfills import BackfillReads, BackfillRepository
-    from server.domain.events import EventLog, EventReads
+    from server.domain.events import EventLog, EventReads, NewEvent
     from server.domain.job_endings import JobEndings
-    from server.domain.jobs import JobReads, JobRepository
+    from server.domain.jobs import Job, JobReads, JobRepository
     from server.domain.leasing import LeaseStore
     from server.domain.pack_runs import PackRunReads, PackRunRepository
     from server.domain.quotas import QuotaReads, QuotaRepository
@@ -91,6 +91,14 @@ class Store(Protocol):
     @property
     def endings(self) -> JobEndings:
         """Hints that owned jobs ended (`domain/job_endings.py`), after their commit."""
+        ...
+
+    async def insert_plain_job(self, job: Job, event: NewEvent, entry: AuditEntry) -> bool:
+        """Insert a new `job` with its `event` and audit `entry`, committed at once,
+        when it is plainly admissible: its source enabled and unpaused (in the job's
+        project), no quota for its job type, its idempotency key free. False, with
+        nothing written, otherwise or where the store has no such shortcut; the
+        caller then enqueues in a unit of work, which says why or throttles."""
         ...
 
     def notify_work(self, tenant_id: str, job_type: str, count: int = 1) -> None:

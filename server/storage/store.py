@@ -11,12 +11,15 @@ from contextlib import asynccontextmanager
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from server.domain.audit import AuditEntry
+from server.domain.events import NewEvent
 from server.domain.job_endings import JobEnding, JobEndings
+from server.domain.jobs import Job
 from server.storage.db import Database
 from server.storage.repositories.audit import SqlAuditLog, SqlAuditReads
 from server.storage.repositories.backfills import SqlBackfillReads, SqlBackfillRepository
 from server.storage.repositories.events import SqlEventLog, SqlEventReads
-from server.storage.repositories.jobs import SqlJobReads, SqlJobRepository
+from server.storage.repositories.jobs import SqlJobReads, SqlJobRepository, insert_plain_job
 from server.storage.repositories.leases import SqlLeases
 from server.storage.repositories.pack_runs import SqlPackRunReads, SqlPackRunRepository
 from server.storage.repositories.quotas import SqlQuotaReads, SqlQuotaRepository
@@ -53,6 +56,9 @@ class SqlStore:
         self.wakeups = wakeups or Wakeups()
         self.endings = JobEndings()  # owned jobs that ended (domain/job_endings.py)
         self.leases = SqlLeases(db, self.wakeups, clock, self.endings)
+        self._autocommit = (
+            None if db.is_sqlite else db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.sources = SqlSourceReads(db)
         self.audit = SqlAuditReads(db)
         self.events = SqlEventReads(db)
@@ -64,6 +70,11 @@ class SqlStore:
 
     def notify_work(self, tenant_id: str, job_type: str, count: int = 1) -> None:
         self.wakeups.notify(tenant_id, job_type, count)
+
+    async def insert_plain_job(self, job: Job, event: NewEvent, entry: AuditEntry) -> bool:
+        if self._autocommit is None:  # SQLite: the transaction is in-process already
+            return False
+        return await insert_plain_job(self._autocommit, job, event, entry)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:

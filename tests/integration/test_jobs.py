@@ -402,6 +402,48 @@ async def _quota(app: Application, tenant: str, job_type: str, **values: Any) ->
     return quota_id
 
 
+async def test_a_plain_enqueue_is_one_statement_on_postgresql(
+    app: Application, grpc_jobs: JobsClient, grpc_source: str, tenant: str
+) -> None:
+    """On PostgreSQL a job whose source is enabled, whose type has no quota and whose
+    key is free is written with its event and audit entry by one autocommit statement
+    (DESIGN §8: round trips are the enqueue's latency); on SQLite, and whenever the job
+    is not plain (here a repeated key), the transaction decides, statement by statement."""
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "INSERT INTO" in statement or "FROM sources" in statement:
+            statements.append(statement)
+
+    engine = app.db.engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        job = (
+            await grpc_jobs.enqueue_job(new_job("plain.work", grpc_source, idempotency_key="k1"))
+        ).job
+        plain = len(statements)
+        again = await grpc_jobs.enqueue_job(
+            new_job("plain.work", grpc_source, idempotency_key="k1")
+        )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    sqlite = app.db.is_sqlite
+    # SQLite: sources, then the job, its event, its audit entry.
+    assert plain == (4 if sqlite else 1), statements
+    assert (again.job.job_id, again.created) == (job.job_id, False)
+    [row] = await _job_rows(app, tenant)
+    assert (row.job_id, row.status, row.idempotency_key) == (job.job_id, "queued", "k1")
+    assert await _history(app, tenant, job.job_id) == [("job.enqueued", {"to": "queued"})]
+    created, repeated = await _job_audit(app, tenant)
+    assert (created.resource, created.before, repeated.resource) == (
+        f"jobs/{job.job_id}",
+        None,
+        f"jobs/{job.job_id}",
+    )
+    assert json.loads(created.after)["status"] == "queued"
+    assert json.loads(repeated.before) == json.loads(repeated.after)
+
+
 async def test_a_job_over_its_exhausted_quota_starts_throttled(
     app: Application, jobs_client: JobsClient, source_id: str, tenant: str
 ) -> None:

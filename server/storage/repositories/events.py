@@ -28,6 +28,7 @@ _table = table_of(EventRow)
 # from one cached compilation.
 _INSERT = sa.insert(_table)
 _COLUMNS = ("tenant_id", "type", "subject", "data", "trace_id", "time")
+EVENT_COLUMNS = _COLUMNS  # what a new event sets (event_id is the database's)
 # PostgreSQL: one array per column (`INSERT .. SELECT * FROM unnest(...)`), six bind
 # parameters for any number of events: prepared once, parsed in microseconds.
 _UNNEST = sa.text(

@@ -20,10 +20,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from server.domain.audit import AuditEntry
 from server.domain.errors import Aborted, NotFound
+from server.domain.events import NewEvent
 from server.domain.job_endings import JobEnding, owned
 from server.domain.job_states import JobStatus
 from server.domain.jobs import JOB_LISTING, Job, JobQuery, SourceState, StatusCount
@@ -31,6 +33,7 @@ from server.domain.leasing import QuotaState
 from server.domain.resources import JOB
 from server.storage.db import Database
 from server.storage.keyset import keyset_select
+from server.storage.repositories.events import EVENT_COLUMNS, event_values
 from server.storage.repositories.leases import (
     QUOTA_STATES,
     quota_state,
@@ -38,6 +41,8 @@ from server.storage.repositories.leases import (
     release_slots,
 )
 from server.storage.tables import (
+    AuditEntryRow,
+    EventRow,
     JobRow,
     OrchestraSagaStepRow,
     OrchestraTokenRow,
@@ -46,6 +51,8 @@ from server.storage.tables import (
 )
 
 _table = table_of(JobRow)
+_audit = table_of(AuditEntryRow)
+_events = table_of(EventRow)
 _sources = table_of(SourceRow)
 _saga_steps = table_of(OrchestraSagaStepRow)
 _tokens = table_of(OrchestraTokenRow)
@@ -133,6 +140,72 @@ async def insert_jobs(conn: AsyncConnection, jobs: Sequence[Job]) -> set[str]:
                 del row[name]
         result = await conn.execute(_INSERT[conn.dialect.name], rows)
     return {row.job_id for row in result}
+
+
+# One plain enqueue (PostgreSQL): one statement, run in autocommit, that inserts the
+# job, its event and its audit entry when the job is plainly admissible: its source
+# enabled and unpaused (in the caller's project), no quota for its job type, its
+# idempotency key free. Otherwise nothing is written and the caller takes the
+# transactional path, which says why (404, 409, a repeat) or throttles. One round trip
+# instead of seven (BEGIN, source, quota, job, event, audit, COMMIT), each with its
+# share of driver and SQLAlchemy time.
+_AUDIT_COLUMNS = tuple(column.name for column in _audit.c)
+_PLAIN_SQL = f"""
+WITH admitted AS (
+    SELECT 1 FROM sources
+    WHERE tenant_id = :tenant_id AND source_id = :source_id {{project}}
+      AND enabled AND NOT paused
+      AND NOT EXISTS (SELECT 1 FROM quotas WHERE tenant_id = :tenant_id AND job_type = :job_type)
+),
+job AS (
+    INSERT INTO jobs ({", ".join(_COLUMNS)})
+    SELECT {", ".join(":j_" + name for name in _COLUMNS)} FROM admitted
+    ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING job_id
+),
+event AS (
+    INSERT INTO events ({", ".join(EVENT_COLUMNS)})
+    SELECT {", ".join(":e_" + name for name in EVENT_COLUMNS)} FROM job
+),
+entry AS (
+    INSERT INTO audit_entries ({", ".join(_AUDIT_COLUMNS)})
+    SELECT {", ".join(":a_" + name for name in _AUDIT_COLUMNS)} FROM job
+)
+SELECT count(*) AS inserted FROM job
+"""
+_PLAIN_TYPES = (
+    *(sa.bindparam("j_" + name, type_=_table.c[name].type) for name in _COLUMNS),
+    *(sa.bindparam("e_" + name, type_=_events.c[name].type) for name in EVENT_COLUMNS),
+    *(sa.bindparam("a_" + name, type_=_audit.c[name].type) for name in _AUDIT_COLUMNS),
+    sa.bindparam("tenant_id", type_=_sources.c.tenant_id.type),
+    sa.bindparam("source_id", type_=_sources.c.source_id.type),
+    sa.bindparam("job_type", type_=_table.c.job_type.type),
+)
+_PLAIN = {
+    project: sa.text(
+        _PLAIN_SQL.replace("{project}", "AND project_id = :project_id" if project else "")
+    ).bindparams(
+        *_PLAIN_TYPES,
+        *([sa.bindparam("project_id", type_=_sources.c.project_id.type)] if project else []),
+    )
+    for project in (False, True)
+}
+
+
+async def insert_plain_job(
+    autocommit: AsyncEngine, job: Job, event: NewEvent, entry: AuditEntry
+) -> bool:
+    """`Store.insert_plain_job` (server/domain/units.py) on PostgreSQL: the statement
+    above on an engine in AUTOCOMMIT; whether it inserted."""
+    values: dict[str, Any] = {"j_" + name: getattr(job, name) for name in _COLUMNS}
+    values.update({"e_" + name: value for name, value in event_values(event).items()})
+    values.update({"a_" + name: getattr(entry, name) for name in _AUDIT_COLUMNS})
+    values.update(tenant_id=job.tenant_id, source_id=job.source_id, job_type=job.job_type)
+    if job.project_id is not None:
+        values["project_id"] = job.project_id
+    async with autocommit.connect() as conn:
+        inserted = (await conn.execute(_PLAIN[job.project_id is not None], values)).scalar()
+    return bool(inserted)
 
 
 class SqlJobReads:
