@@ -678,11 +678,22 @@ async def _enqueue(
     call: CallContext,
     specs: Sequence[JobSpec | DomainError],
     now: datetime,
+    *,
+    sources: Mapping[str, SourceState] | None = None,
+    events_out: list[NewEvent] | None = None,
 ) -> list[BatchItem]:
     """`_enqueue_jobs` in a `job.enqueue` span, whose traceparent the new jobs store
     (domain/tracing.py): their later transitions are its children."""
     with tracing.job_span("enqueue") as span:
-        items = await _enqueue_jobs(uow, call, specs, now, tracing.current_traceparent())
+        items = await _enqueue_jobs(
+            uow,
+            call,
+            specs,
+            now,
+            tracing.current_traceparent(),
+            sources=sources,
+            events_out=events_out,
+        )
         _describe(span, items)
         return items
 
@@ -722,11 +733,17 @@ async def _enqueue_jobs(
     specs: Sequence[JobSpec | DomainError],
     now: datetime,
     trace_parent: str | None,
+    *,
+    sources: Mapping[str, SourceState] | None = None,
+    events_out: list[NewEvent] | None = None,
 ) -> list[BatchItem]:
     """Enqueue every spec (errors pass through as their results) in `uow`: existing
     keys answered first, sources checked once each, then one INSERT and one events
     INSERT for the new jobs. A key's later occurrences in the batch are answered as
-    its first occurrence was (its job when the bodies match, else 409)."""
+    its first occurrence was (its job when the bodies match, else 409). `sources`:
+    states the caller read in this unit of work already (not read again);
+    `events_out`: where the new jobs' events go instead of their own INSERT, for a
+    caller that writes them with its own (one statement fewer)."""
     tenant_id = call.require_tenant()
     results: list[BatchItem | None] = [
         BatchItem(error=spec) if isinstance(spec, DomainError) else None for spec in specs
@@ -742,8 +759,18 @@ async def _enqueue_jobs(
         }
     # An id outside the issued alphabet names no source (SOURCE_NOT_FOUND below), and
     # it is not sent to the database: PostgreSQL refuses a NUL in text.
-    source_ids = sorted({spec.source_id for _, spec in valid if _ID.fullmatch(spec.source_id)})
-    states = await uow.jobs.source_states(tenant_id, source_ids, project_id=call.project_id)
+    known = sources or {}
+    source_ids = sorted(
+        {
+            spec.source_id
+            for _, spec in valid
+            if spec.source_id not in known and _ID.fullmatch(spec.source_id)
+        }
+    )
+    states = {
+        **(await uow.jobs.source_states(tenant_id, source_ids, project_id=call.project_id)),
+        **known,
+    }
 
     fresh: dict[int, Job] = {}
     first_of_key: dict[str, int] = {}
@@ -789,7 +816,10 @@ async def _enqueue_jobs(
                 results[i] = _repeat(first.enqueued.job, spec)
     events = [_enqueued_event(job, call) for job in created]
     events += [_throttled_event(job, call) for job in created if job.status == THROTTLED]
-    await uow.events.append_many(events)
+    if events_out is not None:
+        events_out += events
+    else:
+        await uow.events.append_many(events)
     return [result for result in results if result is not None]
 
 
@@ -852,13 +882,21 @@ def _repeat(existing: JobRecord, spec: JobSpec) -> BatchItem:
 
 
 async def enqueue_within(
-    uow: UnitOfWork, call: CallContext, specs: Sequence[JobSpec], now: datetime
+    uow: UnitOfWork,
+    call: CallContext,
+    specs: Sequence[JobSpec],
+    now: datetime,
+    *,
+    sources: Mapping[str, SourceState] | None = None,
+    events_out: list[NewEvent] | None = None,
 ) -> list[BatchItem]:
     """Enqueue validated `specs` in `uow` as a batch does, in order, each on its own (an
     existing idempotency key answers its job), with their events, but without an audit
     entry or a wake-up: for the engines that enqueue inside their own unit of work
-    (schedules, backfills: issue 10), which audit and announce themselves."""
-    return await _enqueue(uow, call, specs, now)
+    (schedules, backfills: issue 10), which audit and announce themselves. `sources`
+    and `events_out` as `_enqueue_jobs` takes them: the engine knows its source's
+    state and writes the jobs' events with its own."""
+    return await _enqueue(uow, call, specs, now, sources=sources, events_out=events_out)
 
 
 async def enqueue_job(

@@ -142,6 +142,11 @@ async def _events_of(app: Application, instance_id: str) -> list[tuple[str, dict
     return [(row.type, json.loads(row.data)) for row in rows]
 
 
+async def _job_row(app: Application, job_id: str) -> Any:
+    async with app.db.read() as conn:
+        return (await conn.execute(sa.select(_jobs).where(_jobs.c.job_id == job_id))).one()
+
+
 async def test_parallel_fork_join_with_a_timer(app: Application, orchestra: Orchestra) -> None:
     definition_id = _unique("fork")
     await load_definition(
@@ -314,6 +319,46 @@ async def _runner_stopped(app: Application) -> AsyncIterator[OrchestraRunner]:
         yield runner
     finally:
         runner.start()
+
+
+async def test_a_service_task_start_reads_its_source_once_and_writes_events_once(
+    app: Application, orchestra: Orchestra
+) -> None:
+    """The start's job is enqueued with the source state the engine read for it, and
+    its event is written with the instance's, in one INSERT, job event first."""
+    definition_id, job_type = await _one_service_task(app, "lean")
+    await orchestra.start(definition_id)  # the tenant's service source exists now
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "FROM sources" in statement or "INSERT INTO events" in statement:
+            statements.append(statement.split()[0])
+
+    engine = app.db.engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        instance_id = await orchestra.start(definition_id)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert statements == ["SELECT", "INSERT"]
+    events = await _events_of(app, instance_id)
+    [job_id] = [data["job_id"] for kind, data in events if "job_id" in data]
+    async with app.db.read() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(_events.c.subject, _events.c.type)
+                .where(
+                    _events.c.subject.in_([f"jobs/{job_id}", f"orchestra-instances/{instance_id}"])
+                )
+                .order_by(_events.c.event_id)
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (f"jobs/{job_id}", "job.enqueued"),
+        *((f"orchestra-instances/{instance_id}", kind) for kind, _ in events),
+    ]
+    job = await _job_row(app, job_id)
+    assert (job.job_type, job.status) == (job_type, "queued")
 
 
 async def test_job_endings_are_reconciled_without_hints(

@@ -620,7 +620,7 @@ async def _step(
     jobs: dict[str, str] = {}
     if incident is None:
         jobs, incident = await _enqueue(
-            unit, call, model, instance, outcome, values, limits, now, starting=new
+            unit, call, model, instance, outcome, values, limits, now, starting=new, events=events
         )
     if incident is not None:
         return await _fail(unit, call, instance, values, incident, events, limits, now, new=new)
@@ -670,16 +670,20 @@ async def _enqueue(
     now: datetime,
     *,
     starting: bool = False,
+    events: list[NewEvent] | None = None,
 ) -> tuple[dict[str, str], IncidentInfo | None]:
     """Enqueue the job of each service-task token (payload: the variables) through the
     job engine in this unit of work; the job id per token, or the incident of a job
     the job engine refused. A saga records them as its steps. When `starting` (the
     start's first step) a refusal raises instead (`_start_refused`): a start that
-    cannot enqueue its first jobs writes nothing, as an enqueue would not."""
+    cannot enqueue its first jobs writes nothing, as an enqueue would not. The jobs'
+    events go to the front of `events` (the step writes them with its own: their
+    ids stay before the step's), or are written at once when it is None or the step
+    ends in an incident."""
     waiting = [rest for rest in outcome.resting if rest.job_type]
     if not waiting:
         return {}, None
-    source_id = await unit.orchestra.service_source(instance.tenant_id, now)
+    source_id, source = await unit.orchestra.service_source(instance.tenant_id, now)
     job_call = (
         call
         if call.tenant_id == instance.tenant_id
@@ -702,14 +706,27 @@ async def _enqueue(
         # Owned from its insert, so the job engine announces its ending
         # (domain/job_endings.py).
         specs.append(replace(spec, owner=f"{OWNER_PREFIX}/{rest.token_id}"))
-    items = await enqueue_within(unit.base, job_call.with_(project_id=None), specs, now)
+    job_events: list[NewEvent] = []
+    items = await enqueue_within(
+        unit.base,
+        job_call.with_(project_id=None),
+        specs,
+        now,
+        sources={source_id: source},
+        events_out=job_events,
+    )
     jobs: dict[str, str] = {}
     for rest, item in zip(waiting, items, strict=True):
         if item.error is not None or item.enqueued is None:
             if starting and item.error is not None:
                 raise _start_refused(rest, item.error)
+            await unit.base.events.append_many(job_events)  # the jobs that were enqueued
             return {}, _refused(rest, str(item.error))
         jobs[rest.token_id] = item.enqueued.job.job_id
+    if events is None:
+        await unit.base.events.append_many(job_events)
+    else:
+        events[:0] = job_events
     if instance.saga:
         started = [
             (rest.token_id, rest.node_id, rest.job_type or "", jobs[rest.token_id])

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from server.domain.resources import ResourceType
 
 if TYPE_CHECKING:
+    from server.domain.jobs import SourceState
     from server.domain.units import Store, UnitOfWork
 
 RUNNING, COMPLETED, FAILED, CANCELED = "running", "completed", "failed", "canceled"
@@ -308,9 +309,10 @@ class OrchestraRepository(Protocol):
         owner), so their endings are announced (domain/job_endings.py)."""
         ...
 
-    async def service_source(self, tenant_id: str, now: datetime) -> str:
-        """The id of the tenant's source of service-task jobs (named "orchestra",
-        type "orchestra"), created on first use."""
+    async def service_source(self, tenant_id: str, now: datetime) -> tuple[str, SourceState]:
+        """The id and state of the tenant's source of service-task jobs (named
+        "orchestra", type "orchestra"), created on first use; the state saves the
+        enqueue that follows its own read of the source."""
         ...
 
     # --- sagas (domain/orchestra/sagas.py) ---

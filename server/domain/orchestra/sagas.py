@@ -408,7 +408,7 @@ async def _start(
         "failure": {key: incident.get(key) for key in ("kind", "node_id", "message")},
         "variables": dict(variables),
     }
-    source_id = await unit.orchestra.service_source(instance.tenant_id, now)
+    source_id, source = await unit.orchestra.service_source(instance.tenant_id, now)
     request = EnqueueRequest(
         job_type=this.job_type, source_id=source_id, has_payload=True, payload=payload
     )
@@ -419,7 +419,9 @@ async def _start(
     except DomainError as exc:
         refused = str(exc)
     else:
-        [item] = await enqueue_within(unit.base, call.with_(project_id=None), [spec], now)
+        [item] = await enqueue_within(
+            unit.base, call.with_(project_id=None), [spec], now, sources={source_id: source}
+        )
         if item.error is not None or item.enqueued is None:
             refused = str(item.error)
         else:

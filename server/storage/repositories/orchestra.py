@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from server.domain.jobs import SourceState
 from server.domain.orchestra.definitions import DEFINITION_LISTING
 from server.domain.orchestra.instances import JOB_ENDED
 from server.domain.orchestra.records import (
@@ -283,9 +284,9 @@ class SqlOrchestraRepository:
         for job_id, owner in owners.items():
             await conn.execute(sa.update(_jobs).where(_jobs.c.job_id == job_id).values(owner=owner))
 
-    async def service_source(self, tenant_id: str, now: datetime) -> str:
+    async def service_source(self, tenant_id: str, now: datetime) -> tuple[str, SourceState]:
         conn = await self._conn()
-        found = await _source_id(conn, tenant_id)
+        found = await _source(conn, tenant_id)
         if found is not None:
             return found
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -304,7 +305,7 @@ class SqlOrchestraRepository:
             )
             .on_conflict_do_nothing()
         )
-        created = await _source_id(conn, tenant_id)
+        created = await _source(conn, tenant_id)
         assert created is not None  # inserted, or a concurrent call's row
         return created
 
@@ -432,14 +433,16 @@ def _seconds(conn: AsyncConnection) -> sa.ColumnElement[Any]:
     return (sa.func.julianday(ended) - sa.func.julianday(created)) * 86400.0
 
 
-_SOURCE_ID = sa.select(_sources.c.source_id).where(  # built once: tenant_id bound
-    _sources.c.tenant_id == sa.bindparam("tenant_id"), _sources.c.name == SERVICE_SOURCE_NAME
-)
+_SOURCE = sa.select(  # built once: tenant_id bound
+    _sources.c.source_id, _sources.c.enabled, _sources.c.paused
+).where(_sources.c.tenant_id == sa.bindparam("tenant_id"), _sources.c.name == SERVICE_SOURCE_NAME)
 
 
-async def _source_id(conn: AsyncConnection, tenant_id: str) -> str | None:
-    found: str | None = (await conn.execute(_SOURCE_ID, {"tenant_id": tenant_id})).scalar()
-    return found
+async def _source(conn: AsyncConnection, tenant_id: str) -> tuple[str, SourceState] | None:
+    row = (await conn.execute(_SOURCE, {"tenant_id": tenant_id})).first()
+    if row is None:
+        return None
+    return row.source_id, SourceState(enabled=row.enabled, paused=row.paused)
 
 
 async def _token(conn: AsyncConnection, tenant_id: str, token_id: str) -> sa.Row[Any] | None:
