@@ -864,12 +864,16 @@ def _throttled_event(job: Job, call: CallContext) -> NewEvent:
 
 
 def _announce(store: Store, items: Sequence[BatchItem], now: datetime) -> None:
-    """After the commit: wake the workers of each (tenant, job type) that got a job
-    leasable now (a later runAt is found by the workers' poll fallback)."""
+    """After the commit: wake one worker per job leasable now, per (tenant, job type)
+    (a later runAt is found by the workers' poll fallback, a throttled job by the
+    release of a slot or that fallback)."""
     keys = Counter(
         (item.enqueued.job.tenant_id, item.enqueued.job.job_type)
         for item in items
-        if item.enqueued is not None and item.enqueued.created and item.enqueued.job.run_at <= now
+        if item.enqueued is not None
+        and item.enqueued.created
+        and item.enqueued.job.run_at <= now
+        and item.enqueued.job.status != THROTTLED  # leasable when its quota allows
     )
     for (tenant_id, job_type), count in sorted(keys.items()):
         store.notify_work(tenant_id, job_type, count)

@@ -301,6 +301,11 @@ class Watch(Protocol):
         """Until woken (True) or `timeout` seconds passed (False)."""
         ...
 
+    @property
+    def woken(self) -> bool:
+        """Whether a wake-up chose this waiter."""
+        ...
+
     def pass_on(self) -> None:
         """Wake one other waiter of the same job types: a wake-up reaches one waiter
         per job announced, and a lease that left work behind hands it on."""
@@ -444,9 +449,10 @@ async def lease_jobs(store: Store, request: LeaseRequest) -> Sequence[Any]:
     The wake-up subscription is taken before each query, so work enqueued between
     the query and the wait wakes it; without a wake-up it re-queries every
     POLL_INTERVAL_S (delayed jobs becoming eligible, a lost notification). A wake-up
-    chooses one waiter per job announced (storage/wakeups.py); a query that leased
-    jobs and left eligible ones behind (`Leased.more`) passes it on to the next
-    waiter."""
+    chooses one waiter per job announced (storage/wakeups.py), so a call never drops
+    one: a query that leased jobs and left eligible ones behind (`Leased.more`), and
+    a call that was woken but returns (or fails, or is cancelled) without querying
+    again, pass the wake-up on to the next waiter."""
     leases = store.leases
     if not request.job_types:
         if request.wait_s > 0:
@@ -455,17 +461,20 @@ async def lease_jobs(store: Store, request: LeaseRequest) -> Sequence[Any]:
     deadline = time.monotonic() + request.wait_s
     while True:
         watch = leases.watch(request.tenant_id, request.job_types)
+        requery = False  # the next query answers any wake-up this watch got
+        more = False
         try:
             leased = await leases.lease(request, leases.now())
-            if leased.jobs and leased.more:  # only after progress: no ping-pong
-                watch.close()  # not this waiter: another one
-                watch.pass_on()
+            more = bool(leased.jobs) and leased.more  # only after progress: no ping-pong
             remaining = deadline - time.monotonic()
             if leased.jobs or remaining <= 0:
                 return leased.jobs
             await watch.wait(min(remaining, POLL_INTERVAL_S))
+            requery = True
         finally:
             watch.close()
+            if more or (watch.woken and not requery):
+                watch.pass_on()  # not this waiter: another one
 
 
 class Reaper:

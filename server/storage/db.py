@@ -112,12 +112,12 @@ def _engine_options(url: sa.URL) -> dict[str, Any]:
     # Each connection keeps its prepared statements in an LRU of this many (SQLAlchemy's
     # asyncpg default, 100, is fewer than the distinct statements a busy server cycles
     # through, so hot statements were evicted and prepared again: one more round trip,
-    # ~3 % of the server's CPU while starting process instances).
-    return {
-        "pool_size": 20,
-        "max_overflow": 10,
-        "connect_args": {"prepared_statement_cache_size": PREPARED_STATEMENTS},
-    }
+    # ~3 % of the server's CPU while starting process instances). A URL that sets
+    # `?prepared_statement_cache_size=0` (PgBouncer in transaction mode) keeps it.
+    options: dict[str, Any] = {"pool_size": 20, "max_overflow": 10}
+    if "prepared_statement_cache_size" not in url.query:  # the URL's own setting wins
+        options["connect_args"] = {"prepared_statement_cache_size": PREPARED_STATEMENTS}
+    return options
 
 
 PREPARED_STATEMENTS = 1000

@@ -19,9 +19,11 @@ the next waiter (`Watch.pass_on`: there may be more), so a notification that
 under-counts (an expiry sweep, a resumed quota) still reaches as many waiters as
 there is work, one lease at a time.
 
-Payload: "{sender}\\t{tenant}\\t{job type}\\t{count}" (PostgreSQL caps a payload at
-8000 bytes; ours stay under 300); a replica ignores its own. A payload without the
-count (an older replica) counts one.
+Payload: "{sender}:{count}\\t{tenant}\\t{job type}" (PostgreSQL caps a payload at 8000
+bytes; ours stay under 300); a replica ignores its own. The count rides in the first
+field so that a replica of the previous release, which splits "{sender}\\t{tenant}\\t
+{job type}", still reads tenant and job type (and wakes all its waiters) during a
+rolling upgrade; its own payloads, without a count, count one here.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class Watch:
         except TimeoutError:
             return False
         return True
+
+    @property
+    def woken(self) -> bool:
+        return self.event.is_set()
 
     def pass_on(self) -> None:
         """Wake one other waiter of each of this watch's keys (this process only): the
@@ -176,12 +182,12 @@ class Wakeups:
             self._wake_local(key, None)
 
     def _received(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        sender, _, rest = payload.partition("\t")
+        first, _, rest = payload.partition("\t")
+        sender, _, counted = first.partition(":")
         if sender == self._sender:
             return
         tenant_id, _, job_type = rest.partition("\t")
-        job_type, tab, counted = job_type.partition("\t")
-        count = int(counted) if tab and counted.isdigit() else 1
+        count = int(counted) if counted.isdigit() else 1
         self._wake_local((tenant_id, job_type), max(count, 1))
 
     async def _send(self) -> None:
@@ -190,7 +196,7 @@ class Wakeups:
             if conn is None:
                 self._pending.clear()  # the others poll meanwhile
                 return
-            payloads = [f"{self._sender}\t{t}\t{j}\t{n}" for (t, j), n in self._pending.items()]
+            payloads = [f"{self._sender}:{n}\t{t}\t{j}" for (t, j), n in self._pending.items()]
             self._pending.clear()
             try:
                 await conn.execute(

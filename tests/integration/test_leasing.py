@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -22,7 +23,7 @@ from clients.transports.grpc import GrpcTransport
 from orchestrator.jobengine.v1 import worker_service_pb2 as pb
 from server.app import Application
 from server.storage.tables import QuotaRow, table_of
-from server.storage.wakeups import Wakeups
+from server.storage.wakeups import CHANNEL, Wakeups
 from tests.conftest import settings_for
 from tests.integration.test_workers import Harness, WorkerCalls, aware
 from tests.support.auth import TokenFactory
@@ -250,6 +251,18 @@ async def test_wakeups_cross_processes_and_survive_a_dropped_listener(database_u
         assert [w.event.is_set() for w in watches] == [True, True, True]
         for w in watches:
             w.close()
+        # On the wire: the previous release splits "{sender}\t{tenant}\t{job type}", so
+        # the count rides in the first field and a replica not yet upgraded still
+        # reads tenant and job type during a rolling upgrade.
+        heard_raw: asyncio.Queue[str] = asyncio.Queue()
+        raw = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+        try:
+            await raw.add_listener(CHANNEL, lambda *args: heard_raw.put_nowait(args[-1]))
+            sender.notify("t-1", "x.y", 3)
+            first, tenant_id, job_type = (await asyncio.wait_for(heard_raw.get(), 2)).split("\t")
+        finally:
+            await raw.close()
+        assert (first.split(":")[1], tenant_id, job_type) == ("3", "t-1", "x.y")
         old_pid = listener.server_pid()
         assert old_pid is not None
         engine = create_async_engine(database_url)
@@ -311,3 +324,41 @@ async def test_one_job_wakes_one_long_poll_and_a_batch_wakes_as_many(harness: Ha
     finally:
         for task in waiting:
             task.cancel()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_call_that_will_not_wait_passes_on_a_wake_up_it_got(
+    harness: Harness, quotas: QuotasClient, database_url: str
+) -> None:
+    """A wake-up chooses one waiter; one that chose a LeaseJobs call which then returns
+    without looking again (waitTimeout 0, its query already under way) is handed on, so
+    the worker that is long-polling leases at once, not at its 1 s poll fallback.
+    PostgreSQL: a quota row locked from outside holds the short call inside its query
+    while the job arrives (SQLite leases one at a time in-process: no such window)."""
+    quota = await quotas.create_quota("slow.leg", max_active=5)
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn, conn.begin():
+            await conn.execute(
+                sa.select(_quotas.c.quota_id)
+                .where(_quotas.c.quota_id == quota.quota_id)
+                .with_for_update()
+            )
+            long_poll = asyncio.create_task(
+                harness.workers.lease(["fast.leg"], worker_id="long", max_jobs=1, wait=8)
+            )
+            await asyncio.sleep(0.2)
+            short = asyncio.create_task(
+                harness.workers.lease(["fast.leg", "slow.leg"], worker_id="short", wait=0)
+            )
+            await asyncio.sleep(1.1)  # the long poll polled again: the short call waits longer
+            enqueued_at = time.monotonic()
+            (job,) = await harness.enqueue("fast.leg")
+            await asyncio.sleep(0.05)
+        assert await short == []  # its query began before the job existed
+        (lease,) = await long_poll
+        took = time.monotonic() - enqueued_at
+    finally:
+        await engine.dispose()
+    assert lease.job.job_id == job.job_id
+    assert took < 0.5, f"the long poll leased {took:.3f}s after the enqueue"
