@@ -20,6 +20,8 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from server.storage.sqlite_driver import OneHopDbapi
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -106,7 +108,10 @@ def _upgrade(connection: sa.Connection) -> None:
 
 def _engine_options(url: sa.URL) -> dict[str, Any]:
     if url.get_backend_name() == "sqlite":
-        return {"connect_args": {"timeout": 30}}
+        options: dict[str, Any] = {"connect_args": {"timeout": 30}}
+        if url.get_driver_name() == "aiosqlite":
+            options["module"] = OneHopDbapi()  # one thread hand-off per statement
+        return options
     # 20 kept: a busy server's concurrent calls each hold one for a statement or two;
     # the overflow is closed when returned, so it must be the exception, not the norm.
     # Each connection keeps its prepared statements in an LRU of this many (SQLAlchemy's
@@ -114,7 +119,7 @@ def _engine_options(url: sa.URL) -> dict[str, Any]:
     # through, so hot statements were evicted and prepared again: one more round trip,
     # ~3 % of the server's CPU while starting process instances). A URL that sets
     # `?prepared_statement_cache_size=0` (PgBouncer in transaction mode) keeps it.
-    options: dict[str, Any] = {"pool_size": 20, "max_overflow": 10}
+    options = {"pool_size": 20, "max_overflow": 10}
     if "prepared_statement_cache_size" not in url.query:  # the URL's own setting wins
         options["connect_args"] = {"prepared_statement_cache_size": PREPARED_STATEMENTS}
     return options
