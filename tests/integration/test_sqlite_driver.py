@@ -41,7 +41,7 @@ def hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
         seen.append(getattr(fn, "__name__", repr(fn)))
-        return await original(self, fn, *args, **kwargs)
+        return await original(self, fn, *args, **kwargs)  # type: ignore[no-untyped-call]
 
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
     return seen
