@@ -1,10 +1,12 @@
-"""The SQLite adapter (server/storage/sqlite_driver.py) on a real SQLite file: one
-thread hand-off per statement, none for the pool's reset of a connection without a
-transaction, and the DB-API results SQLAlchemy reads (rows, RETURNING, rowcount,
-lastrowid, executemany, errors, streamed results) as aiosqlite's cursor gives them."""
+"""SQLite storage on a real file: the adapter (server/storage/sqlite_driver.py) makes
+one thread hand-off per statement, none for the pool's reset of a connection without a
+transaction, and gives the DB-API results SQLAlchemy reads (rows, RETURNING, rowcount,
+lastrowid, executemany, errors, streamed results) as aiosqlite's cursor does; the pool
+keeps its connections under concurrent load instead of opening and closing overflow."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import aiosqlite
 import pytest
 import sqlalchemy as sa
 
-from server.storage.db import Database
+from server.storage.db import SQLITE_CONNECTIONS, Database
 from server.storage.sqlite_driver import OneHopConnection
 
 _items = sa.Table(
@@ -108,3 +110,19 @@ async def test_a_failed_statement_raises_and_rolls_back(db: Database) -> None:
     with pytest.raises(sa.exc.OperationalError, match="no such table"):
         async with db.read() as conn:
             await conn.execute(sa.text("SELECT * FROM missing"))
+
+
+async def test_concurrent_reads_reuse_the_pooled_connections(db: Database) -> None:
+    connects: list[object] = []
+    sa.event.listen(db.engine.sync_engine, "connect", lambda *_: connects.append(1))
+
+    async def read() -> None:
+        async with db.read() as conn:
+            await conn.execute(sa.select(_items.c.name))
+            await asyncio.sleep(0.01)  # held, so the calls overlap
+
+    await asyncio.gather(*(read() for _ in range(3 * SQLITE_CONNECTIONS)))
+    opened = len(connects)
+    assert 1 <= opened <= SQLITE_CONNECTIONS
+    await asyncio.gather(*(read() for _ in range(3 * SQLITE_CONNECTIONS)))
+    assert len(connects) == opened  # none closed on return, none opened again
