@@ -207,10 +207,13 @@ class SqlEventFeed:
             value = (await conn.execute(sa.select(sa.func.max(_table.c.event_id)))).scalar()
         return 0 if value is None else int(value)
 
-    async def after(self, event_id: int, limit: int) -> Sequence[sa.Row[Any]]:
-        """Every tenant's events above `event_id`, in id order, at most `limit`."""
+    async def after(
+        self, event_id: int, limit: int, *, ids_only: bool = False
+    ) -> Sequence[sa.Row[Any]]:
+        """Every tenant's events above `event_id`, in id order, at most `limit`; with
+        `ids_only`, rows of `event_id` alone (read from the primary key's index)."""
         statement = (
-            sa.select(_table)
+            sa.select(_table.c.event_id if ids_only else _table)
             .where(_table.c.event_id > event_id)
             .order_by(_table.c.event_id)
             .limit(limit)
@@ -231,12 +234,15 @@ class SqlEventFeed:
             row = (await conn.execute(_HORIZON)).one()
         return int(row[0]), int(row[1])
 
-    async def with_ids(self, event_ids: Sequence[int]) -> Sequence[sa.Row[Any]]:
-        """The events of those ids that are stored (now visible), in id order."""
+    async def with_ids(
+        self, event_ids: Sequence[int], *, ids_only: bool = False
+    ) -> Sequence[sa.Row[Any]]:
+        """The events of those ids that are stored (now visible), in id order; with
+        `ids_only`, rows of `event_id` alone."""
         if not event_ids:
             return []
         statement = (
-            sa.select(_table)
+            sa.select(_table.c.event_id if ids_only else _table)
             .where(_table.c.event_id.in_(sorted(event_ids)))
             .order_by(_table.c.event_id)
         )

@@ -1,0 +1,112 @@
+"""The in-process events hub (server/storage/event_publisher.py `EventHub`) against the
+real database: with no watcher it keeps its place by event id alone (no event's row is
+read back), and an event it read by id while nobody watched reaches a watcher that
+subscribed before the event was released, whole: on PostgreSQL, one held back behind
+an earlier transaction that commits only after the watcher subscribed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from server.app import Application
+from server.domain.event_feed import EventQuery
+from server.storage.event_publisher import EventHub
+from server.storage.repositories.events import SqlEventFeed, insert_events
+from tests.integration.test_events import append, event
+
+POLL_S = 0.01
+
+
+@pytest.fixture
+async def hub(app: Application) -> AsyncIterator[EventHub]:
+    events_hub = EventHub(SqlEventFeed(app.db), poll_interval=POLL_S, gap_grace=30.0)
+    await events_hub.start()
+    yield events_hub
+    await events_hub.stop()
+
+
+@contextlib.contextmanager
+def event_reads(app: Application) -> Any:
+    """The SELECTs of the events table made meanwhile (columns read, lower case)."""
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM events" in statement:
+            seen.append(statement.split("FROM events")[0].lower())
+
+    engine = app.db.engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(int(10 / POLL_S)):
+        if condition():
+            return
+        await asyncio.sleep(POLL_S)
+    raise AssertionError("not within 10 s")
+
+
+async def _deliveries(subscription: Any, count: int) -> list[Any]:
+    got: list[Any] = []
+    async with asyncio.timeout(10):
+        while len(got) < count:
+            delivery = await subscription.queue.get()
+            if delivery is not None:
+                got.append(delivery)
+    return got
+
+
+async def test_with_no_watcher_the_hub_reads_event_ids_only(
+    app: Application, hub: EventHub, tenant: str
+) -> None:
+    with event_reads(app) as reads:
+        [event_id] = await append(app, [event(tenant, minute=0)])
+        await _until(lambda: hub.released >= event_id)
+    assert reads, "the hub read nothing"
+    assert all("data" not in columns and "event_id" in columns for columns in reads)
+    subscription = hub.subscribe(EventQuery(tenant_id=tenant), None)
+    with event_reads(app) as reads:
+        [watched] = await append(app, [event(tenant, minute=1, data={"n": 1})])
+        [delivery] = await _deliveries(subscription, 1)
+    assert (delivery.event.event_id, delivery.event.data) == (watched, '{"n":1}')
+    assert any("data" in columns for columns in reads)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_an_event_read_by_id_alone_reaches_a_later_watcher_whole(
+    app: Application, hub: EventHub, tenant: str
+) -> None:
+    async with app.db.engine.connect() as slow, app.db.engine.connect() as fast:
+        slow_tx = await slow.begin()
+        await insert_events(slow, [event(tenant, minute=0, data={"n": 0})])  # a lower id
+        async with fast.begin():
+            await insert_events(fast, [event(tenant, minute=1, data={"n": 1})])
+        second = int(
+            (
+                await fast.execute(
+                    sa.text("SELECT max(event_id) FROM events WHERE tenant_id = :t"), {"t": tenant}
+                )
+            ).scalar_one()
+        )
+        with event_reads(app) as reads:
+            await _until(lambda: bool(reads))  # the hub saw the committed one, behind the gap
+            await asyncio.sleep(5 * POLL_S)
+        assert hub.released < second
+        subscription = hub.subscribe(EventQuery(tenant_id=tenant), None)
+        await slow_tx.commit()
+    deliveries = await _deliveries(subscription, 2)
+    assert [(d.event.data, d.in_order) for d in deliveries] == [
+        ('{"n":0}', True),
+        ('{"n":1}', True),
+    ]
+    assert deliveries[1].event.event_id == second
