@@ -34,6 +34,16 @@ def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     )
 
 
+def put_timestamp(field: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """Set `field` (a message's Timestamp field) to `value` in place: half the cost of
+    assigning a new Timestamp, which protobuf copies into the parent."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH
+    field.seconds = delta.days * 86400 + delta.seconds
+    field.nanos = delta.microseconds * 1000
+
+
 def source(row: SourceLike) -> source_pb2.Source:
     return source_pb2.Source(
         source_id=row.source_id,
@@ -87,6 +97,13 @@ def datetime_of(value: timestamp_pb2.Timestamp, *, field: str) -> datetime:
 def json_value(value: Any) -> struct_pb2.Value:
     """A JSON-ready Python value as a `google.protobuf.Value`."""
     message = struct_pb2.Value()
+    put_value(message, value)
+    return message
+
+
+def put_value(message: struct_pb2.Value, value: Any) -> None:
+    """Set `message` (a Value, possibly a field of another message) to a JSON-ready
+    Python value in place."""
     if value is None:
         message.null_value = struct_pb2.NULL_VALUE
     elif isinstance(value, bool):
@@ -99,7 +116,6 @@ def json_value(value: Any) -> struct_pb2.Value:
         message.struct_value.update(value)
     else:
         message.list_value.extend(value)
-    return message
 
 
 def python_value(value: struct_pb2.Value) -> Any:
@@ -119,39 +135,46 @@ def _duration(seconds: float) -> duration_pb2.Duration:
     return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
 
 
+def _put_duration(field: duration_pb2.Duration, seconds: float) -> None:
+    whole = int(seconds)
+    field.seconds = whole
+    field.nanos = round((seconds - whole) * 1e9)
+
+
 def _seconds(value: duration_pb2.Duration) -> float:
     return value.seconds + value.nanos / 1e9
 
 
-def job(row: JobRecord) -> job_pb2.Job:
-    """A stored job as the API's `Job`. `last_error` is stored as the JSON mapping of
+def job(row: JobRecord, into: job_pb2.Job | None = None) -> job_pb2.Job:
+    """A stored job as the API's `Job`, written into `into` (an empty `Job` field of
+    another message) when given. `last_error` is stored as the JSON mapping of
     `JobError` (camelCase keys); unknown keys are ignored."""
-    message = job_pb2.Job(
-        job_id=row.job_id,
-        job_type=row.job_type,
-        source_id=row.source_id,
-        status=row.status,
-        priority=row.priority,
-        attempts=row.attempts,
-        max_attempts=row.max_attempts,
-        run_at=timestamp(row.run_at),
-        created_at=timestamp(row.created_at),
-        updated_at=timestamp(row.updated_at),
-        backoff=job_pb2.Backoff(
-            initial_delay=_duration(row.backoff_initial_s),
-            max_delay=_duration(row.backoff_max_s),
-            multiplier=row.backoff_multiplier,
-            jitter=row.backoff_jitter,
-        ),
-    )
+    message = job_pb2.Job() if into is None else into
+    message.job_id = row.job_id
+    message.job_type = row.job_type
+    message.source_id = row.source_id
+    message.status = row.status
+    message.priority = row.priority
+    message.attempts = row.attempts
+    message.max_attempts = row.max_attempts
+    # Fields set in place, not as new messages protobuf would copy: a lease of 100 jobs
+    # converts 100 of these (~8 -> ~5 µs each).
+    put_timestamp(message.run_at, row.run_at)
+    put_timestamp(message.created_at, row.created_at)
+    put_timestamp(message.updated_at, row.updated_at)
+    backoff = message.backoff
+    _put_duration(backoff.initial_delay, row.backoff_initial_s)
+    _put_duration(backoff.max_delay, row.backoff_max_s)
+    backoff.multiplier = row.backoff_multiplier
+    backoff.jitter = row.backoff_jitter
     if row.payload is not None:
-        message.payload.CopyFrom(json_value(json.loads(row.payload)))
+        put_value(message.payload, json.loads(row.payload))
     if row.result is not None:
-        message.result.CopyFrom(json_value(json.loads(row.result)))
+        put_value(message.result, json.loads(row.result))
     if row.next_eligible_at is not None:
-        message.next_eligible_at.CopyFrom(timestamp(row.next_eligible_at))
+        put_timestamp(message.next_eligible_at, row.next_eligible_at)
     if row.lease_expires_at is not None:
-        message.lease_expires_at.CopyFrom(timestamp(row.lease_expires_at))
+        put_timestamp(message.lease_expires_at, row.lease_expires_at)
     if row.last_error is not None:
         json_format.ParseDict(
             json.loads(row.last_error), message.last_error, ignore_unknown_fields=True
@@ -163,7 +186,7 @@ def job(row: JobRecord) -> job_pb2.Job:
     if row.pack_run_id is not None:
         message.pack_run_id = row.pack_run_id
     if row.event_time is not None:
-        message.event_time.CopyFrom(timestamp(row.event_time))
+        put_timestamp(message.event_time, row.event_time)
     return message
 
 

@@ -65,7 +65,7 @@ class JobsService(pb_grpc.JobsServiceServicer):
                 result.status.CopyFrom(to_status(item.error))
             elif item.enqueued is not None:
                 result.status.CopyFrom(_OK)
-                result.job.CopyFrom(convert.job(item.enqueued.job))
+                convert.job(item.enqueued.job, into=result.job)
                 result.created = item.enqueued.created
         return response
 
@@ -82,7 +82,9 @@ class JobsService(pb_grpc.JobsServiceServicer):
             limit=request.limit,
             continuation_token=request.continuation_token,
         )
-        response = pb.ListJobsResponse(items=[convert.job(row) for row in page.items])
+        response = pb.ListJobsResponse()
+        for row in page.items:
+            convert.job(row, into=response.items.add())
         if page.continuation_token is not None:
             response.continuation_token = page.continuation_token
         return response

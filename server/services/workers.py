@@ -107,18 +107,14 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             lease_s=_seconds(request, "lease_duration", "leaseDuration"),
         )
         rows = await leasing.lease_jobs(self._store, lease_request)
-        return pb.LeaseJobsResponse(
-            leases=[
-                pb.Lease(
-                    job=convert.job(row),
-                    token=pb.FencingToken(
-                        job_id=row.job_id, lease_id=row.lease_id, attempt=row.attempts
-                    ),
-                    expires_at=convert.timestamp(row.lease_expires_at),
-                )
-                for row in rows
-            ]
-        )
+        response = pb.LeaseJobsResponse()
+        for row in rows:
+            lease = response.leases.add()
+            convert.job(row, into=lease.job)
+            token = lease.token
+            token.job_id, token.lease_id, token.attempt = row.job_id, row.lease_id, row.attempts
+            convert.put_timestamp(lease.expires_at, row.lease_expires_at)
+        return response
 
     async def Heartbeat(
         self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext

@@ -58,6 +58,7 @@ from server.storage.repositories.events import SqlEventFeed, read_cursor, write_
 log = logging.getLogger("orchestrator.events")
 
 TAIL_BATCH = 500  # events read per poll
+TAIL_IDS_BATCH = 5000  # event ids read per poll when nobody watches
 MAX_TRACKED_GAP = 10_000  # ids tracked per jump; a wider jump's rest counts as holes
 WATCH_QUEUE = 10_000  # deliveries queued per watcher before it must re-read the table
 STREAM_CHUNK = 200  # events per Lua call
@@ -119,7 +120,8 @@ class Tailer:
         `event_id`; `EventHub` reads the whole row if it is ever dispatched); late events
         are always whole."""
         now = self._clock()
-        rows = await self._feed.after(self._top, TAIL_BATCH, ids_only=ids_only)
+        limit = TAIL_IDS_BATCH if ids_only else TAIL_BATCH
+        rows = await self._feed.after(self._top, limit, ids_only=ids_only)
         noticed: list[int] = []
         for row in rows:
             event_id = int(row.event_id)
@@ -149,7 +151,7 @@ class Tailer:
             for hole, since in list(self._holes.items()):
                 if now - since >= self._hole_keep:
                     del self._holes[hole]
-        return released, late, len(rows) == TAIL_BATCH
+        return released, late, len(rows) == limit
 
     def _release(self, now: float, settled_below: int) -> list[Any]:
         """Hand out pending events in id order; a gap is given up when the transaction
