@@ -306,9 +306,12 @@ class Watch(Protocol):
         """Whether a wake-up chose this waiter."""
         ...
 
-    def pass_on(self) -> None:
+    def pass_on(self, *, across_replicas: bool = False) -> None:
         """Wake one other waiter of the same job types: a wake-up reaches one waiter
-        per job announced, and a lease that left work behind hands it on."""
+        per job announced, and a lease that left work behind hands it on (to a waiter
+        of this process: the other replicas heard of the work when it was announced);
+        `across_replicas`: a wake-up this waiter will not act on goes to another
+        replica when no waiter here is idle."""
         ...
 
     def close(self) -> None: ...
@@ -473,8 +476,9 @@ async def lease_jobs(store: Store, request: LeaseRequest) -> Sequence[Any]:
             requery = True
         finally:
             watch.close()
-            if more or (watch.woken and not requery):
-                watch.pass_on()  # not this waiter: another one
+            dropped = watch.woken and not requery  # a wake-up nobody here acted on
+            if more or dropped:
+                watch.pass_on(across_replicas=dropped)  # not this waiter: another one
 
 
 class Reaper:

@@ -14,10 +14,15 @@ poll fallback (`domain/leasing.py` POLL_INTERVAL_S).
 No thundering herd: a notification wakes at most `count` waiters of its key, the
 longest waiting first (Graphile Worker "nudges" one idle worker per job, River one
 fetch per notification), not every waiter, each of which would run a lease statement
-to find the one job. A waiter whose lease fills its maxJobs passes the wake-up on to
-the next waiter (`Watch.pass_on`: there may be more), so a notification that
-under-counts (an expiry sweep, a resumed quota) still reaches as many waiters as
-there is work, one lease at a time.
+to find the one job. This process's idle waiters come first: only the jobs they
+cannot take are announced to the other replicas (the `NOTIFY` round trip and its
+delivery back to our own listener were ~1.2 ms of a 6 ms enqueue->lease with a
+waiter here, in bench/jobs.py), and a replica whose waiters took every job sends
+nothing. A waiter woken here that will not query hands its wake-up to another
+waiter here or, with none idle, to the other replicas; a waiter whose lease fills
+its maxJobs passes the wake-up on to the next waiter here (`Watch.pass_on`: there
+may be more), so a notification that under-counts (an expiry sweep, a resumed quota)
+still reaches as many waiters as there is work, one lease at a time.
 
 Payload: "{sender}:{count}\\t{tenant}\\t{job type}" (PostgreSQL caps a payload at 8000
 bytes; ours stay under 300); a replica ignores its own. The count rides in the first
@@ -68,11 +73,15 @@ class Watch:
     def woken(self) -> bool:
         return self.event.is_set()
 
-    def pass_on(self) -> None:
-        """Wake one other waiter of each of this watch's keys (this process only): the
-        caller leased all it asked for, so more work may be waiting."""
+    def pass_on(self, *, across_replicas: bool = False) -> None:
+        """Wake one other waiter of each of this watch's keys: the caller leased all it
+        asked for, so more work may be waiting (this process only: the notification
+        that announced the work reached the other replicas already, counted), or
+        `across_replicas`, it was woken and will not query (its wake-up may have been the
+        only one sent for a job: with no other waiter here, another replica's gets it)."""
         for key in self._keys:
-            self._owner._wake_local(key, 1)
+            if not self._owner._wake_local(key, 1) and across_replicas:
+                self._owner._notify_others(key, 1)
 
     def close(self) -> None:
         for key in self._keys:
@@ -105,27 +114,32 @@ class Wakeups:
 
     def notify(self, tenant_id: str, job_type: str, count: int = 1) -> None:
         """`count` jobs of `job_type` in `tenant_id` are leasable now; call after the
-        commit. Wakes at most `count` waiters here and on every other replica."""
+        commit. Wakes at most `count` waiters: idle ones here first, the rest on the
+        other replicas."""
         if count < 1:
             return
         key = (tenant_id, job_type)
-        self._wake_local(key, count)
-        if self._dsn is None or self._closed:
+        self._notify_others(key, count - self._wake_local(key, count))
+
+    def _notify_others(self, key: Key, count: int) -> None:
+        """Tell the other replicas that `count` jobs of `key` wait for a waiter there."""
+        if count < 1 or self._dsn is None or self._closed:
             return
         self._pending[key] = self._pending.get(key, 0) + count
         if self._sending is None or self._sending.done():
             self._sending = asyncio.get_running_loop().create_task(self._send())
 
-    def _wake_local(self, key: Key, count: int | None) -> None:
+    def _wake_local(self, key: Key, count: int | None) -> int:
         """Wake `count` waiters of `key` not woken yet, longest waiting first (None:
-        all of them)."""
+        all of them); how many were woken."""
+        woken = 0
         for watch in self._waiters.get(key, {}):
-            if count is not None and count <= 0:
-                return
+            if count is not None and woken >= count:
+                break
             if not watch.event.is_set():
                 watch.event.set()
-                if count is not None:
-                    count -= 1
+                woken += 1
+        return woken
 
     def server_pid(self) -> int | None:
         """The PostgreSQL backend of the listener, None while it is not connected."""

@@ -284,6 +284,51 @@ async def test_wakeups_cross_processes_and_survive_a_dropped_listener(database_u
         await sender.close()
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_idle_waiters_here_come_first_and_only_the_rest_is_announced(
+    database_url: str,
+) -> None:
+    """Two hubs as two replicas: jobs that idle waiters of the notifying replica take
+    are not announced to the other (no NOTIFY round trip on the hot path); the jobs
+    beyond them are, counted; and a wake-up that a waiter here will not act on goes to
+    the other replica when no waiter here is idle."""
+    here, there = Wakeups(database_url), Wakeups(database_url)
+    await here.start()
+    await there.start()
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    raw = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    await raw.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[-1]))
+    try:
+        local = here.watch("t-1", ["x.y"])
+        remote = [there.watch("t-1", ["x.y"]) for _ in range(2)]
+        here.notify("t-1", "x.y")  # one job, one idle waiter here: it takes it
+        assert await local.wait(2) is True
+        await asyncio.sleep(0.3)
+        assert heard.empty()
+        assert [w.woken for w in remote] == [False, False]
+        here.notify("t-1", "x.y", 2)  # the waiter here is busy: both go over there
+        assert await remote[1].wait(2) is True
+        first, tenant_id, job_type = (await asyncio.wait_for(heard.get(), 2)).split("\t")
+        assert (first.split(":")[1], tenant_id, job_type) == ("2", "t-1", "x.y")
+        assert [w.woken for w in remote] == [True, True]
+        for w in remote:
+            w.close()
+        late = there.watch("t-1", ["x.y"])
+        local.pass_on()  # a lease that left work behind: the others heard of it already
+        await asyncio.sleep(0.3)
+        assert (heard.empty(), late.woken) == (True, False)
+        local.pass_on(across_replicas=True)  # woken, will not query, nobody idle here
+        assert await late.wait(2) is True
+        first, _, _ = (await asyncio.wait_for(heard.get(), 2)).split("\t")
+        assert first.split(":")[1] == "1"
+        late.close()
+        local.close()
+    finally:
+        await raw.close()
+        await here.close()
+        await there.close()
+
+
 async def test_one_job_wakes_one_long_poll_and_a_batch_wakes_as_many(harness: Harness) -> None:
     """No thundering herd: with three workers long-polling, an enqueued job wakes one of
     them, the one waiting longest, so one lease query runs, not three, and the others
