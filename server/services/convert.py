@@ -113,8 +113,10 @@ def put_value(message: struct_pb2.Value, value: Any) -> None:
     elif isinstance(value, str):
         message.string_value = value
     elif isinstance(value, dict):
+        message.struct_value.SetInParent()  # {} is a value too, not an unset field
         message.struct_value.update(value)
     else:
+        message.list_value.SetInParent()
         message.list_value.extend(value)
 
 

@@ -112,11 +112,9 @@ def _engine_options(url: sa.URL) -> dict[str, Any]:
         # an overflow connection is closed when returned, and on SQLite each is a new
         # thread, file open and pragmas. At 50 calls in flight nearly every other read
         # opened one (928 connects in 2,000 reads of bench/transcoding.py).
-        options: dict[str, Any] = {
-            "connect_args": {"timeout": 30},
-            "pool_size": SQLITE_CONNECTIONS,
-            "max_overflow": 0,
-        }
+        options: dict[str, Any] = {"connect_args": {"timeout": 30}}
+        if url.database and url.database != ":memory:":  # memory: one connection (StaticPool)
+            options |= {"pool_size": SQLITE_CONNECTIONS, "max_overflow": 0}
         if url.get_driver_name() == "aiosqlite":
             options["module"] = OneHopDbapi()  # one thread hand-off per statement
         return options

@@ -142,12 +142,13 @@ class Tailer:
                 self._pending[event_id] = row
         else:
             settled_below = 0
-        released = self._release(now, settled_below)
         late: list[Any] = []
-        if self._holes:
+        if self._holes:  # read before anything is released: a failed read loses nothing
             for row in await self._feed.with_ids(list(self._holes)):
                 del self._holes[int(row.event_id)]
                 late.append(row)
+        released = self._release(now, settled_below)
+        if self._holes:
             for hole, since in list(self._holes.items()):
                 if now - since >= self._hole_keep:
                     del self._holes[hole]
@@ -318,6 +319,7 @@ class EventHub:
                 # index): under load, reading back every committed event's row was ~8 %
                 # of the server's CPU per job in bench/jobs.py, for nobody.
                 released, late, full = await self._tailer.poll(ids_only=not self._subscriptions)
+                self._dispatch(late, in_order=False)  # whole rows: before anything can fail
                 if self._subscriptions:
                     try:
                         released = await self._whole(released)
@@ -332,7 +334,6 @@ class EventHub:
                 continue
             failing = False
             self._dispatch(released, in_order=True)
-            self._dispatch(late, in_order=False)
             if not full:
                 await asyncio.sleep(self._poll_interval)
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from server.app import Application
 from server.domain.event_feed import EventQuery
 from server.storage.event_publisher import EventHub
-from server.storage.repositories.events import SqlEventFeed, insert_events
+from server.storage.repositories.events import IDS_PER_READ, SqlEventFeed, insert_events
 from tests.integration.test_events import append, event
 
 POLL_S = 0.01
@@ -110,3 +110,18 @@ async def test_an_event_read_by_id_alone_reaches_a_later_watcher_whole(
         ('{"n":1}', True),
     ]
     assert deliveries[1].event.event_id == second
+
+
+async def test_reads_by_id_take_more_ids_than_one_statement_can_bind(
+    app: Application, tenant: str
+) -> None:
+    """PostgreSQL binds at most 32,767 parameters: the ids go in chunks."""
+    ids = await append(app, [event(tenant, minute=0), event(tenant, minute=1)])
+    asked = [*ids, *range(ids[-1] + 1, ids[-1] + 1 + 3 * IDS_PER_READ)]
+    asked += range(-7 * IDS_PER_READ, 0)  # 40,000 ids in all, two of them stored
+    assert len(asked) > 32_767
+    found = await SqlEventFeed(app.db).with_ids(asked)
+    assert [(row.event_id, row.tenant_id) for row in found] == [(i, tenant) for i in ids]
+    assert [
+        row.event_id for row in await SqlEventFeed(app.db).with_ids(asked, ids_only=True)
+    ] == ids

@@ -134,6 +134,23 @@ async def test_enqueue_answers_201_with_the_job(
     assert cached.status_code == 304
 
 
+@pytest.mark.parametrize("payload", [{}, [], 0, "", None, {"a": {}, "b": []}])
+async def test_a_payload_comes_back_as_sent(
+    http: httpx.AsyncClient, tenant: str, source_id: str, payload: Any
+) -> None:
+    """Any JSON value, empty object and array included, over REST and back from GET
+    (not `null`, not a missing field: an empty value is still a value)."""
+    created = await _enqueue(
+        http, tenant, {"jobType": "echo", "sourceId": source_id, "payload": payload}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["payload"] == payload
+    fetched = await http.get(
+        f"/jobengine/jobs/{created.json()['jobId']}", headers={"X-Stella-Tenant": tenant}
+    )
+    assert fetched.json()["job"]["payload"] == payload
+
+
 async def test_idempotent_repeat_is_200_and_another_body_409(
     app: Application, http: httpx.AsyncClient, tenant: str, source_id: str
 ) -> None:

@@ -126,3 +126,17 @@ async def test_concurrent_reads_reuse_the_pooled_connections(db: Database) -> No
     assert 1 <= opened <= SQLITE_CONNECTIONS
     await asyncio.gather(*(read() for _ in range(3 * SQLITE_CONNECTIONS)))
     assert len(connects) == opened  # none closed on return, none opened again
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite://"])
+async def test_an_in_memory_database_works_on_its_one_connection(url: str) -> None:
+    database = Database(url)
+    try:
+        async with database.engine.begin() as conn:
+            await conn.run_sync(_items.metadata.create_all)
+            await conn.execute(sa.insert(_items).values(name="kept"))
+        async with database.read() as conn:
+            names = (await conn.execute(sa.select(_items.c.name))).scalars().all()
+        assert names == ["kept"]
+    finally:
+        await database.dispose()

@@ -27,6 +27,7 @@ _table = table_of(EventRow)
 # Executed with a list of rows: one multi-row statement per 1,000 ("insertmanyvalues")
 # from one cached compilation.
 _INSERT = sa.insert(_table)
+IDS_PER_READ = 5000  # event ids per `with_ids` statement
 _COLUMNS = ("tenant_id", "type", "subject", "data", "trace_id", "time")
 EVENT_COLUMNS = _COLUMNS  # what a new event sets (event_id is the database's)
 # PostgreSQL: one array per column (`INSERT .. SELECT * FROM unnest(...)`), six bind
@@ -241,13 +242,17 @@ class SqlEventFeed:
         `ids_only`, rows of `event_id` alone."""
         if not event_ids:
             return []
-        statement = (
-            sa.select(_table.c.event_id if ids_only else _table)
-            .where(_table.c.event_id.in_(sorted(event_ids)))
-            .order_by(_table.c.event_id)
-        )
-        async with self._db.read() as conn:
-            rows: Sequence[sa.Row[Any]] = (await conn.execute(statement)).all()
+        ordered = sorted(event_ids)
+        rows: list[sa.Row[Any]] = []
+        # One bound parameter per id: PostgreSQL (asyncpg) takes at most 32,767.
+        for start in range(0, len(ordered), IDS_PER_READ):
+            statement = (
+                sa.select(_table.c.event_id if ids_only else _table)
+                .where(_table.c.event_id.in_(ordered[start : start + IDS_PER_READ]))
+                .order_by(_table.c.event_id)
+            )
+            async with self._db.read() as conn:
+                rows += (await conn.execute(statement)).all()
         return rows
 
 
