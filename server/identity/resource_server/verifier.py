@@ -35,6 +35,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 from joserfc import jws
@@ -99,6 +100,17 @@ def unverified_kid(token: str) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
+@dataclass(slots=True)
+class _Verified:
+    """What verifying one access token found: its claims, its key id, when it stops
+    verifying (`TokenVerifier.valid_until`) and, once asked for, its principal."""
+
+    claims: dict[str, Any]
+    kid: str
+    invalid_from: float
+    principal: Principal | None = None
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -117,8 +129,8 @@ class TokenVerifier:
         self._audience = urls.audience
         self._leeway = leeway
         self._clock = clock
-        # token text -> (claims, kid, valid_until(claims)); insertion-ordered for eviction
-        self._verified: dict[str, tuple[dict[str, Any], str, float]] = {}
+        # token text -> what verifying it found; insertion-ordered for eviction
+        self._verified: dict[str, _Verified] = {}
 
     async def verify(
         self,
@@ -143,11 +155,14 @@ class TokenVerifier:
             await self._check_proof(
                 token, jkt, dpop_proof, http_method=http_method, http_url=http_url
             )
-        return principal_from_claims(claims)
+        return self._principal(token, claims)
 
     async def prepare(self, token: str) -> None:
-        """Load what `decode` and `is_revoked` need: the token's key, fresh revocations."""
-        kid = unverified_kid(token)
+        """Load what `decode` and `is_revoked` need: the token's key, fresh revocations.
+        A token verified before names its key from memory (its header is not parsed
+        again on every call)."""
+        hit = self._verified.get(token)
+        kid = hit.kid if hit is not None else unverified_kid(token)
         if kid is not None:
             await self._keys.resolve(kid)
         await self._revocations.refresh_if_stale()
@@ -156,9 +171,8 @@ class TokenVerifier:
         """Verified, validated claims of an access token (from memory only)."""
         hit = self._verified.get(token)
         if hit is not None:
-            claims, kid, invalid_from = hit
-            if self._clock() < invalid_from and self._keys.get(kid) is not None:
-                return claims
+            if self._clock() < hit.invalid_from and self._keys.get(hit.kid) is not None:
+                return hit.claims
             del self._verified[token]
         claims = self._decode(token, scheme=scheme)
         self._remember(token, claims)
@@ -170,7 +184,17 @@ class TokenVerifier:
             return
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             del self._verified[next(iter(self._verified))]  # the oldest entry
-        self._verified[token] = (claims, kid, self.valid_until(claims))
+        self._verified[token] = _Verified(claims, kid, self.valid_until(claims))
+
+    def _principal(self, token: str, claims: dict[str, Any]) -> Principal:
+        """`principal_from_claims`, kept with the verified token (a Principal is
+        immutable): built once per token, not once per call."""
+        hit = self._verified.get(token)
+        if hit is None or hit.claims is not claims:
+            return principal_from_claims(claims)
+        if hit.principal is None:
+            hit.principal = principal_from_claims(claims)
+        return hit.principal
 
     def valid_until(self, claims: Mapping[str, Any]) -> float:
         """When a token with these (validated) claims stops verifying, in seconds since
