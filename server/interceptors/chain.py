@@ -29,7 +29,9 @@ import grpc
 from server.domain.context import CallContext, reset_current_call, set_current_call
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-StreamBehavior = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+# A server-streaming handler yields its messages (an async generator) or, as grpc.aio
+# also allows, is a coroutine that sends them with `context.write` (grpc_health's Watch).
+StreamBehavior = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any] | Awaitable[None]]
 Unary = Callable[[Any, grpc.aio.ServicerContext, CallContext], Awaitable[Any]]
 Streaming = Callable[[Any, grpc.aio.ServicerContext, CallContext], AsyncIterator[Any]]
 Admit = Callable[[grpc.aio.ServicerContext, CallContext], Awaitable[CallContext]]
@@ -98,7 +100,17 @@ def _serve_streaming(behavior: StreamBehavior) -> Streaming:
     async def serve(
         request: Any, context: grpc.aio.ServicerContext, call: CallContext
     ) -> AsyncIterator[Any]:
-        iterator = behavior(request, context).__aiter__()
+        produced = behavior(request, context)
+        if not isinstance(produced, AsyncIterator):
+            # It writes its own messages (`context.write`) while awaited, in this step
+            # of the consumer's task, so the call context spans one task here.
+            token = set_current_call(call)
+            try:
+                await produced
+            finally:
+                reset_current_call(token)
+            return
+        iterator = produced.__aiter__()
         try:
             while True:
                 token = set_current_call(call)

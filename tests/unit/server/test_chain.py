@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from google.rpc import code_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gateway.inprocess import HandlerRegistry, InProcessUpstream
 from gateway.upstream import UpstreamError
@@ -168,6 +169,36 @@ async def test_streaming_method_is_chained(channel: grpc.aio.Channel) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
         "count must not be negative",
     )
+
+
+async def test_a_handler_that_writes_its_own_stream_is_chained() -> None:
+    """grpc.aio lets a server-streaming handler be a coroutine that sends with
+    `context.write` (grpc_health's Watch, used by client-side health checking) instead
+    of an async generator: the chain awaits it, so the stream reaches the client with
+    the trace header, each status as it changes."""
+    servicer = health.aio.HealthServicer()
+    server = grpc.aio.server(interceptors=(InterceptorChain(_stages()),))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        await servicer.set("svc", health_pb2.HealthCheckResponse.SERVING)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service="svc"),
+                metadata=(("x-stella-trace-id", "t-w"),),
+            )
+            first = await watch.read()
+            await servicer.set("svc", health_pb2.HealthCheckResponse.NOT_SERVING)
+            second = await watch.read()
+            assert (first.status, second.status) == (
+                health_pb2.HealthCheckResponse.SERVING,
+                health_pb2.HealthCheckResponse.NOT_SERVING,
+            )
+            assert ("x-stella-trace-id", "t-w") in list(await watch.initial_metadata())
+            watch.cancel()
+    finally:
+        await server.stop(None)
 
 
 def test_a_stage_a_method_does_not_need_adds_no_frame() -> None:
