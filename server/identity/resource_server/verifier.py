@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -100,15 +101,15 @@ def unverified_kid(token: str) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Verified:
     """What verifying one access token found: its claims, its key id, when it stops
-    verifying (`TokenVerifier.valid_until`) and, once asked for, its principal."""
+    verifying (`TokenVerifier.valid_until`) and its principal."""
 
     claims: dict[str, Any]
     kid: str
     invalid_from: float
-    principal: Principal | None = None
+    principal: Principal
 
 
 class TokenVerifier:
@@ -131,6 +132,7 @@ class TokenVerifier:
         self._clock = clock
         # token text -> what verifying it found; insertion-ordered for eviction
         self._verified: dict[str, _Verified] = {}
+        self._writing = threading.Lock()
 
     async def verify(
         self,
@@ -168,32 +170,28 @@ class TokenVerifier:
         await self._revocations.refresh_if_stale()
 
     def decode(self, token: str, *, scheme: str = "Bearer") -> dict[str, Any]:
-        """Verified, validated claims of an access token (from memory only)."""
+        """Verified, validated claims of an access token (from memory only). Safe to
+        call from a worker thread (introspection and revocation do) while the event
+        loop verifies: the cache is changed under a lock."""
         hit = self._verified.get(token)
         if hit is not None:
             if self._clock() < hit.invalid_from and self._keys.get(hit.kid) is not None:
                 return hit.claims
-            del self._verified[token]
-        claims = self._decode(token, scheme=scheme)
-        self._remember(token, claims)
-        return claims
-
-    def _remember(self, token: str, claims: dict[str, Any]) -> None:
-        kid = unverified_kid(token)
-        if kid is None:
-            return
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            del self._verified[next(iter(self._verified))]  # the oldest entry
-        self._verified[token] = _Verified(claims, kid, self.valid_until(claims))
+            with self._writing:
+                self._verified.pop(token, None)
+        verified = self._decode(token, scheme=scheme)
+        with self._writing:
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]  # the oldest entry
+            self._verified[token] = verified
+        return verified.claims
 
     def _principal(self, token: str, claims: dict[str, Any]) -> Principal:
-        """`principal_from_claims`, kept with the verified token (a Principal is
-        immutable): built once per token, not once per call."""
+        """The principal found when the token was verified (a Principal is immutable:
+        built once per token, not once per call)."""
         hit = self._verified.get(token)
         if hit is None or hit.claims is not claims:
             return principal_from_claims(claims)
-        if hit.principal is None:
-            hit.principal = principal_from_claims(claims)
         return hit.principal
 
     def valid_until(self, claims: Mapping[str, Any]) -> float:
@@ -202,7 +200,7 @@ class TokenVerifier:
         A revocation must last that long, or the token would verify again."""
         return float(claims["exp"]) + self._leeway
 
-    def _decode(self, token: str, *, scheme: str) -> dict[str, Any]:
+    def _decode(self, token: str, *, scheme: str) -> _Verified:
         if len(token) > MAX_TOKEN_BYTES or not token.isascii():
             raise TokenRejected("invalid_token", "the access token is malformed", scheme=scheme)
         try:
@@ -219,7 +217,7 @@ class TokenVerifier:
             raise TokenRejected("invalid_token", f"alg must be {ALGORITHM}", scheme=scheme)
         kid = header.get("kid")
         key = self._keys.get(kid) if isinstance(kid, str) else None
-        if key is None:
+        if key is None or not isinstance(kid, str):
             raise TokenRejected("invalid_token", "unknown signing key", scheme=scheme)
         try:
             valid = jws.validate_compact(obj, key, registry=_REGISTRY)
@@ -228,15 +226,15 @@ class TokenVerifier:
             raise TokenRejected("invalid_token", "bad signature", scheme=scheme) from exc
         if not valid or not isinstance(claims, dict):
             raise TokenRejected("invalid_token", "bad signature", scheme=scheme)
-        self._validate_claims(claims, scheme=scheme)
-        return claims
+        principal = self._validate_claims(claims, scheme=scheme)
+        return _Verified(claims, kid, self.valid_until(claims), principal)
 
     def is_revoked(self, claims: Mapping[str, Any]) -> bool:
         return self._revocations.is_revoked(str(claims["jti"])) or self._revocations.is_disabled(
             str(claims["client_id"])
         )
 
-    def _validate_claims(self, claims: dict[str, Any], *, scheme: str) -> None:
+    def _validate_claims(self, claims: dict[str, Any], *, scheme: str) -> Principal:
         registry = JWTClaimsRegistry(
             # joserfc types `now` as int but compares numbers: the exact time keeps a
             # fractional exp/nbf/iat exact (int() would stretch an exp by up to 1 s).
@@ -255,7 +253,7 @@ class TokenVerifier:
         except JoseError as exc:
             raise TokenRejected("invalid_token", _claim_problem(exc), scheme=scheme) from exc
         try:
-            principal_from_claims(claims)
+            return principal_from_claims(claims)
         except (TypeError, ValueError) as exc:
             raise TokenRejected("invalid_token", "malformed claims", scheme=scheme) from exc
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
+import threading
 import time
 from typing import Any
 
@@ -17,6 +19,7 @@ from server.domain.errors import InvalidArgument, Unauthenticated
 from server.identity.authorization_server import clients
 from server.identity.authorization_server.keys import KeyRing
 from server.identity.dpop import DpopVerifier
+from server.identity.resource_server import verifier as verifier_module
 from server.identity.resource_server.principal import Principal
 from server.identity.resource_server.verifier import LEEWAY_SECONDS, TokenRejected, TokenVerifier
 from server.identity.revocation import MAX_AGE_SECONDS, RevocationList, revoke_token
@@ -396,6 +399,39 @@ async def test_a_remembered_token_is_still_checked_for_revocation(
     revocations.add("jti-cached-then-revoked")
     refused = await _refused(verifier, f"Bearer {token}")
     assert (refused.error, refused.description) == ("invalid_token", "the access token was revoked")
+
+
+def test_the_cache_can_be_used_from_threads(
+    verifier: TokenVerifier, mint: MintToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Introspection and revocation decode tokens in worker threads
+    (`asyncio.to_thread`) while the event loop verifies: evicting and replacing
+    entries concurrently must never raise (KeyError or "dictionary changed size")."""
+    monkeypatch.setattr(verifier_module, "VERIFIED_CACHE_SIZE", 4)  # evict all the time
+    tokens = [mint(jti=f"threaded-{i}") for i in range(12)]
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 2
+
+    def decode_round_robin(offset: int) -> None:
+        i = offset
+        while time.monotonic() < stop and not errors:
+            try:
+                assert verifier.decode(tokens[i % len(tokens)])["jti"] == f"threaded-{i % 12}"
+            except BaseException as exc:
+                errors.append(exc)
+            i += 1
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=decode_round_robin, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert errors == []
 
 
 @pytest.mark.parametrize("cnf", ["jkt-as-string", {"jkt": 5}, {}, []])
