@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from server.app import Application
 from server.domain.event_feed import EventQuery
+from server.storage.db import Database
 from server.storage.event_publisher import EventHub
 from server.storage.repositories.events import IDS_PER_READ, SqlEventFeed, insert_events
 from tests.integration.test_events import append, event
@@ -24,23 +25,33 @@ POLL_S = 0.01
 
 
 @pytest.fixture
-async def hub(app: Application) -> AsyncIterator[EventHub]:
-    events_hub = EventHub(SqlEventFeed(app.db), poll_interval=POLL_S, gap_grace=30.0)
+async def hub_db(app: Application) -> AsyncIterator[Database]:
+    """The hub's own engine on the app's database: what it reads is the hub's alone
+    (the session-wide app, and hubs other tests started on it, read the same table)."""
+    db = Database(app.db.url.render_as_string(hide_password=False))
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+async def hub(hub_db: Database) -> AsyncIterator[EventHub]:
+    events_hub = EventHub(SqlEventFeed(hub_db), poll_interval=POLL_S, gap_grace=30.0)
     await events_hub.start()
     yield events_hub
     await events_hub.stop()
 
 
 @contextlib.contextmanager
-def event_reads(app: Application) -> Any:
-    """The SELECTs of the events table made meanwhile (columns read, lower case)."""
+def event_reads(db: Database) -> Any:
+    """The SELECTs of the events table made meanwhile through `db` (columns read,
+    lower case)."""
     seen: list[str] = []
 
     def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
         if statement.lstrip().upper().startswith("SELECT") and "FROM events" in statement:
             seen.append(statement.split("FROM events")[0].lower())
 
-    engine = app.db.engine.sync_engine
+    engine = db.engine.sync_engine
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
@@ -67,15 +78,15 @@ async def _deliveries(subscription: Any, count: int) -> list[Any]:
 
 
 async def test_with_no_watcher_the_hub_reads_event_ids_only(
-    app: Application, hub: EventHub, tenant: str
+    app: Application, hub_db: Database, hub: EventHub, tenant: str
 ) -> None:
-    with event_reads(app) as reads:
+    with event_reads(hub_db) as reads:
         [event_id] = await append(app, [event(tenant, minute=0)])
         await _until(lambda: hub.released >= event_id)
     assert reads, "the hub read nothing"
     assert all("data" not in columns and "event_id" in columns for columns in reads)
     subscription = hub.subscribe(EventQuery(tenant_id=tenant), None)
-    with event_reads(app) as reads:
+    with event_reads(hub_db) as reads:
         [watched] = await append(app, [event(tenant, minute=1, data={"n": 1})])
         [delivery] = await _deliveries(subscription, 1)
     assert (delivery.event.event_id, delivery.event.data) == (watched, '{"n":1}')
@@ -84,7 +95,7 @@ async def test_with_no_watcher_the_hub_reads_event_ids_only(
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_an_event_read_by_id_alone_reaches_a_later_watcher_whole(
-    app: Application, hub: EventHub, tenant: str
+    app: Application, hub_db: Database, hub: EventHub, tenant: str
 ) -> None:
     async with app.db.engine.connect() as slow, app.db.engine.connect() as fast:
         slow_tx = await slow.begin()
@@ -98,7 +109,7 @@ async def test_an_event_read_by_id_alone_reaches_a_later_watcher_whole(
                 )
             ).scalar_one()
         )
-        with event_reads(app) as reads:
+        with event_reads(hub_db) as reads:
             await _until(lambda: bool(reads))  # the hub saw the committed one, behind the gap
             await asyncio.sleep(5 * POLL_S)
         assert hub.released < second
