@@ -25,6 +25,7 @@ from server.interceptors.tenancy import Tenancy
 from server.interceptors.tracing import Tracing
 from server.policy import MethodPolicy
 from tests.support import echo_server
+from tests.support.loopback import loopback_channel
 
 pb = echo_server.pb
 SERVICE = "/gwtest.v1.EchoService"
@@ -75,13 +76,8 @@ class CallEcho(echo_server.EchoService):
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
     server = grpc.aio.server(interceptors=(InterceptorChain(_stages()),))
     echo_server.pb_grpc.add_EchoServiceServicer_to_server(CallEcho(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield channel
-    finally:
-        await server.stop(None)
+    async with loopback_channel(server) as channel:
+        yield channel
 
 
 def _unary(channel: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCallable:
@@ -179,26 +175,21 @@ async def test_a_handler_that_writes_its_own_stream_is_chained() -> None:
     servicer = health.aio.HealthServicer()
     server = grpc.aio.server(interceptors=(InterceptorChain(_stages()),))
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        await servicer.set("svc", health_pb2.HealthCheckResponse.SERVING)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            watch = health_pb2_grpc.HealthStub(channel).Watch(
-                health_pb2.HealthCheckRequest(service="svc"),
-                metadata=(("x-stella-trace-id", "t-w"),),
-            )
-            first = await watch.read()
-            await servicer.set("svc", health_pb2.HealthCheckResponse.NOT_SERVING)
-            second = await watch.read()
-            assert (first.status, second.status) == (
-                health_pb2.HealthCheckResponse.SERVING,
-                health_pb2.HealthCheckResponse.NOT_SERVING,
-            )
-            assert ("x-stella-trace-id", "t-w") in list(await watch.initial_metadata())
-            watch.cancel()
-    finally:
-        await server.stop(None)
+    await servicer.set("svc", health_pb2.HealthCheckResponse.SERVING)
+    async with loopback_channel(server) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="svc"),
+            metadata=(("x-stella-trace-id", "t-w"),),
+        )
+        first = await watch.read()
+        await servicer.set("svc", health_pb2.HealthCheckResponse.NOT_SERVING)
+        second = await watch.read()
+        assert (first.status, second.status) == (
+            health_pb2.HealthCheckResponse.SERVING,
+            health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
+        assert ("x-stella-trace-id", "t-w") in list(await watch.initial_metadata())
+        watch.cancel()
 
 
 def test_a_stage_a_method_does_not_need_adds_no_frame() -> None:

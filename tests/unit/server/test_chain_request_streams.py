@@ -27,6 +27,7 @@ from server.interceptors.tenancy import Tenancy
 from server.interceptors.tracing import Tracing
 from server.policy import MethodPolicy
 from tests.support import echo_server
+from tests.support.loopback import loopback_channel
 
 pb = echo_server.pb
 SERVICE = "/gwtest.v1.EchoService"
@@ -80,13 +81,8 @@ ANSWERS = [("acme", "a"), ("acme", "b")]
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
     server = grpc.aio.server(interceptors=(InterceptorChain(_stages()),))
     echo_server.pb_grpc.add_EchoServiceServicer_to_server(TenantEcho(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield channel
-    finally:
-        await server.stop(None)
+    async with loopback_channel(server) as channel:
+        yield channel
 
 
 def _upstream() -> InProcessUpstream:

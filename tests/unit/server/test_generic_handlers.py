@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from server.app import GenericHandlersOnly
 from tests.support import echo_server
+from tests.support.loopback import loopback_channel
 
 pb = echo_server.pb
 ECHO_METHODS = len(pb.DESCRIPTOR.services_by_name["EchoService"].methods)
@@ -44,13 +45,8 @@ async def _serve(
     target = wrap(server)
     echo_server.pb_grpc.add_EchoServiceServicer_to_server(echo_server.EchoService(), target)
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), target)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield channel
-    finally:
-        await server.stop(None)
+    async with loopback_channel(server) as channel:
+        yield channel
 
 
 async def test_every_method_is_served_by_its_generic_handler(waits: list[int]) -> None:
