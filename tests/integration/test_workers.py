@@ -308,6 +308,42 @@ async def test_non_retryable_failure_dead_letters_at_once(harness: Harness) -> N
     assert event[1]["details"] == {"line": 3}
 
 
+async def test_a_stale_and_the_current_token_of_one_job_in_one_call_are_told_apart(
+    harness: Harness, clock: TestClock
+) -> None:
+    """A worker whose lease expired may lease the same job again and report both
+    attempts in one batch (the SDK's outcome batching): the answers follow the tokens,
+    not the job id, so the late attempt is refused and the current one succeeds,
+    whichever comes first in the call."""
+    (job,) = await harness.enqueue("render.twice", max_attempts=5)
+    (old,) = await harness.workers.lease(["render.twice"], lease=1)
+    clock.advance(2)
+    assert harness.app._reaper is not None
+    assert await harness.app._reaper.run_once() >= 1
+    (new,) = await harness.workers.lease(["render.twice"])
+    assert (new.job.job_id, old.token.attempt, new.token.attempt) == (job.job_id, 1, 2)
+
+    late, current = await harness.workers.complete((old.token, {"late": True}), (new.token, None))
+    assert (late.token, late.status.code, reason(late.status), late.job_status) == (
+        old.token,
+        code_pb2.FAILED_PRECONDITION,
+        "STALE_LEASE",
+        "",
+    )
+    assert (current.token, current.status.code, current.job_status) == (
+        new.token,
+        code_pb2.OK,
+        "succeeded",
+    )
+    row = await harness.row(job.job_id)
+    assert (row.status, row.lease_id, row.attempts, row.result) == (
+        "succeeded",
+        new.token.lease_id,
+        2,
+        None,
+    )
+
+
 async def test_stale_token_after_expiry_and_release_changes_nothing(
     harness: Harness, clock: TestClock
 ) -> None:

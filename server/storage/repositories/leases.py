@@ -329,10 +329,11 @@ resolved AS (  -- dead-letter entries whose replay just succeeded (issue 10); = 
     WHERE replay_job_id = ANY(ARRAY(SELECT job_id FROM done)) AND status = 'replayed'
 )
 SELECT 'done' AS kind, job_id AS id, NULL::text AS tenant_id, job_type,
-       0::bigint AS n, pack_run_id, owner, attempts, lease_owner, trace_parent
+       0::bigint AS n, pack_run_id, owner, attempts, lease_owner, trace_parent, lease_id
 FROM done
 UNION ALL
-SELECT 'released', quota_id, tenant_id, job_type, n, NULL, NULL, NULL, NULL, NULL FROM released
+SELECT 'released', quota_id, tenant_id, job_type, n, NULL, NULL, NULL, NULL, NULL, NULL
+FROM released
 """
 )
 
@@ -831,7 +832,9 @@ class SqlLeases:
                     },
                 )
             ).all()
-            done = {row.id for row in rows if row.kind == "done"}
+            # By the whole token: one call may carry a stale and the current token of
+            # the same job (a worker that leased it again after its lease expired).
+            done = {(row.id, row.lease_id, row.attempts) for row in rows if row.kind == "done"}
             if started:
                 tracing.record_transitions(
                     "complete",
@@ -859,8 +862,9 @@ class SqlLeases:
             missed: list[int] = []
             for index, completion in enumerate(completions):
                 token = completion.token
-                if token.job_id in done:
-                    done.discard(token.job_id)
+                key = (token.job_id, token.lease_id, token.attempt)
+                if key in done:
+                    done.discard(key)
                     outcomes.append(Outcome(token, status=JobStatus.SUCCEEDED.value))
                 else:
                     outcomes.append(Outcome(token))
