@@ -233,7 +233,7 @@ async def _answer(
         raise context.error() from None
     except TimeoutError:
         raise UpstreamError(_deadline(), headers=context.initial) from None
-    if context.status_code not in (None, grpc.StatusCode.OK):
+    if _failed(context):
         raise context.error()
     return UnaryResult(response=message, headers=context.initial, trailers=context.trailing)
 
@@ -248,7 +248,8 @@ async def _open(
         async with asyncio.timeout(timeout):
             first.append(await anext(iterator))
     except StopAsyncIteration:
-        pass
+        if _failed(context):
+            raise context.error() from None
     except InProcessAbort:
         raise context.error() from None
     except TimeoutError:
@@ -261,6 +262,8 @@ async def _open(
             async with asyncio.timeout(context.time_remaining()):
                 async for item in iterator:
                     yield item
+            if _failed(context):
+                raise context.error()
         except InProcessAbort:
             raise context.error() from None
         except TimeoutError:
@@ -269,6 +272,12 @@ async def _open(
             await iterator.aclose()  # type: ignore[attr-defined]
 
     return StreamCall(headers=context.initial, messages=messages())
+
+
+def _failed(context: InProcessContext) -> bool:
+    """Whether the handler ended by setting a non-OK code (`set_code`), which grpc.aio
+    sends as the call's status when the handler returns, as it does an `abort`."""
+    return context.status_code not in (None, grpc.StatusCode.OK)
 
 
 def _unimplemented(method: str) -> status_pb2.Status:

@@ -3,6 +3,11 @@ INTERNAL with the trace id, logged with their traceback, which never leaves the 
 An exception the `unavailable` predicate recognises (the database unreachable:
 `server.storage.db.connection_lost`) becomes UNAVAILABLE, which clients retry with
 backoff (AIP-194), logged as a warning without the traceback.
+
+The status is set on the call, not sent (`context.abort` sends it at once): grpc.aio
+sends it when the handler returns, so the stages outside this one (metrics, tracing)
+have recorded the call before its caller can see the answer. A caller that reads
+`grpc_server_handled_total` right after a refused call finds it counted.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ UNAVAILABLE = Unavailable(
 )
 
 
-async def abort_with_status(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
-    await context.abort(
-        errors.grpc_code(status.code), status.message, errors.status_trailers(status)
-    )
+def end_with_status(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
+    """Make `status` the call's outcome, sent by grpc.aio once the handler returns:
+    its code, its message as the details and the whole `google.rpc.Status` in the
+    `grpc-status-details-bin` trailer (AIP-193)."""
+    context.set_code(errors.grpc_code(status.code))
+    context.set_details(status.message)
+    context.set_trailing_metadata(errors.status_trailers(status))
 
 
 class ErrorMapping:
@@ -44,11 +52,12 @@ class ErrorMapping:
             try:
                 return await inner(request, context, call)
             except DomainError as exc:
-                await abort_with_status(context, errors.to_status(exc))
+                end_with_status(context, errors.to_status(exc))
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                await self._unexpected(exc, method, context, call)
+                self._unexpected(exc, method, context, call)
+            return None
 
         return mapped
 
@@ -60,15 +69,15 @@ class ErrorMapping:
                 async for item in inner(request, context, call):
                     yield item
             except DomainError as exc:
-                await abort_with_status(context, errors.to_status(exc))
+                end_with_status(context, errors.to_status(exc))
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                await self._unexpected(exc, method, context, call)
+                self._unexpected(exc, method, context, call)
 
         return mapped
 
-    async def _unexpected(
+    def _unexpected(
         self,
         exc: Exception,
         method: str,
@@ -83,11 +92,7 @@ class ErrorMapping:
                 exc,
                 extra={"trace_id": call.trace_id},
             )
-            await abort_with_status(context, errors.to_status(UNAVAILABLE))
+            end_with_status(context, errors.to_status(UNAVAILABLE))
             return
-        await _internal(method, context, call)
-
-
-async def _internal(method: str, context: grpc.aio.ServicerContext, call: CallContext) -> None:
-    log.exception("unhandled error in %s", method, extra={"trace_id": call.trace_id})
-    await abort_with_status(context, errors.internal_status(call.trace_id))
+        log.exception("unhandled error in %s", method, extra={"trace_id": call.trace_id})
+        end_with_status(context, errors.internal_status(call.trace_id))

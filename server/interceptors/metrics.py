@@ -49,6 +49,15 @@ def split_method(method: str) -> tuple[str, str]:
     return service, name
 
 
+def status_set(context: grpc.aio.ServicerContext) -> str:
+    """The status code name of a call whose handler returned: OK unless a code was set
+    on the call (the error funnel sets the code of a refused call; errors.py)."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    return "OK"
+
+
 def status_of(exc: BaseException, context: grpc.aio.ServicerContext) -> str:
     """The status code name a call that raised `exc` ends with: the code it aborted
     with, CANCELLED for a cancelled call (or a stream its caller stopped reading),
@@ -76,7 +85,9 @@ class CallMetrics:
             started = _perf_counter()
             code = "OK"
             try:
-                return await inner(request, context, call)
+                response = await inner(request, context, call)
+                code = status_set(context)
+                return response
             except BaseException as exc:
                 code = status_of(exc, context)
                 raise
@@ -100,6 +111,7 @@ class CallMetrics:
             try:
                 async for item in inner(request, context, call):
                     yield item
+                code = status_set(context)
             except BaseException as exc:
                 code = status_of(exc, context)
                 raise

@@ -37,7 +37,7 @@ from server.domain.context import CallContext, reset_current_call, set_current_c
 from server.domain.tracing import numeric_trace_id, parse_traceparent, usable_trace_id
 from server.interceptors.base import invocation_value
 from server.interceptors.chain import Streaming, Unary
-from server.interceptors.metrics import split_method, status_of
+from server.interceptors.metrics import split_method, status_of, status_set
 from server.observability.http_metrics import http_route
 from server.observability.tracing import TraceRuntime
 
@@ -117,6 +117,7 @@ class Tracing:
             try:
                 async for item in inner(request, context, call):
                     yield item
+                code = status_set(context)
             except BaseException as exc:
                 code = status_of(exc, context)
                 raise
@@ -137,7 +138,9 @@ class Tracing:
             code = "OK"
             try:
                 await context.send_initial_metadata(((TRACE_HEADER, call.trace_id),))
-                return await inner(request, context, call)
+                response = await inner(request, context, call)
+                code = status_set(context)
+                return response
             except BaseException as exc:
                 code = status_of(exc, context)
                 raise

@@ -5,6 +5,7 @@ a network caller cannot claim."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,9 +18,10 @@ from gateway.inprocess import HandlerRegistry, InProcessUpstream
 from gateway.upstream import UpstreamError
 from orchestrator.api.v1 import options_pb2
 from server.domain.context import CallContext, current_call
+from server.domain.errors import FailedPrecondition
 from server.interceptors.audit import OperatorAudit
 from server.interceptors.base import is_in_process
-from server.interceptors.chain import InterceptorChain, Stage
+from server.interceptors.chain import InterceptorChain, Stage, Streaming, Unary
 from server.interceptors.errors import ErrorMapping
 from server.interceptors.tenancy import Tenancy
 from server.interceptors.tracing import Tracing
@@ -229,3 +231,105 @@ async def test_in_process_chain_maps_errors_and_streams() -> None:
     )
     items: list[Any] = [item async for item in stream.messages]
     assert [item.id for item in items] == ["0", "1"]
+
+
+class HeldOpen:
+    """An outermost stage that, once the rest of the chain has answered, waits for
+    `released` before it lets the call end: what a caller can see before then was sent
+    while the outer stages (metrics, tracing) were still recording the call."""
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+        self.ended: list[str] = []
+
+    def unary(self, method: str, inner: Unary) -> Unary:
+        async def held(request: Any, context: grpc.aio.ServicerContext, call: CallContext) -> Any:
+            try:
+                return await inner(request, context, call)
+            finally:
+                await self.released.wait()
+                self.ended.append(method)
+
+        return held
+
+    def streaming(self, method: str, inner: Streaming) -> Streaming:
+        async def held(
+            request: Any, context: grpc.aio.ServicerContext, call: CallContext
+        ) -> AsyncIterator[Any]:
+            try:
+                async for item in inner(request, context, call):
+                    yield item
+            finally:
+                await self.released.wait()
+                self.ended.append(method)
+
+        return held
+
+
+class FailingCount(CallEcho):
+    async def Count(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        for i in range(request.count):
+            yield pb.Kitchen(id=str(i))
+        raise FailedPrecondition("the count ran out", reason="COUNT_RAN_OUT")
+
+
+async def test_a_refusal_is_sent_only_after_the_outer_stages_have_ended() -> None:
+    """The error funnel sets the status and lets the handler return (grpc.aio sends it
+    then) instead of sending it at once: a call counted by the metrics stage is counted
+    before its caller hears the answer (CI once scraped /metrics after a refused call
+    and found it not yet counted)."""
+    held = HeldOpen()
+    server = grpc.aio.server(interceptors=(InterceptorChain((held, *_stages())),))
+    echo_server.pb_grpc.add_EchoServiceServicer_to_server(FailingCount(), server)
+    async with loopback_channel(server) as channel:
+        refused = asyncio.ensure_future(_unary(channel, ECHO)(pb.Kitchen(), metadata=(REASON,)))
+        count = channel.unary_stream(
+            COUNT,
+            request_serializer=pb.StreamRequest.SerializeToString,
+            response_deserializer=pb.Kitchen.FromString,
+        )
+        stream = count(pb.StreamRequest(count=2), metadata=(TENANT,))
+        assert [(await stream.read()).id for _ in range(2)] == ["0", "1"]
+        ended = asyncio.ensure_future(stream.read())
+        await asyncio.sleep(0.3)
+        assert (refused.done(), ended.done(), held.ended) == (False, False, [])
+        held.released.set()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await refused
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().startswith("X-Stella-Tenant: ")
+        assert "TENANT_REQUIRED" in str(dict(caught.value.trailing_metadata() or ()))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ended
+        assert (caught.value.code(), caught.value.details()) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "the count ran out",
+        )
+        assert "COUNT_RAN_OUT" in str(dict(caught.value.trailing_metadata() or ()))
+        assert sorted(held.ended) == sorted([ECHO, COUNT])
+
+
+async def test_in_process_streams_end_with_the_status_the_funnel_set() -> None:
+    """In process the same: a stream refused before its first message fails before any
+    is given, one failing after some gives them and then fails, never a clean end."""
+    registry = HandlerRegistry()
+    echo_server.pb_grpc.add_EchoServiceServicer_to_server(FailingCount(), registry)
+    chain = InterceptorChain(_stages())
+    chain.prepare(registry.handlers)
+    upstream = InProcessUpstream(registry.handlers, (chain,))
+    with pytest.raises(UpstreamError) as caught:
+        await upstream.stream(COUNT, pb.StreamRequest(count=2), pb.Kitchen, metadata=(), timeout=5)
+    assert caught.value.status.code == code_pb2.INVALID_ARGUMENT
+    assert caught.value.status.message.startswith("X-Stella-Tenant: ")
+    stream = await upstream.stream(
+        COUNT, pb.StreamRequest(count=2), pb.Kitchen, metadata=(TENANT,), timeout=5
+    )
+    seen: list[str] = []
+    with pytest.raises(UpstreamError) as caught:
+        async for item in stream.messages:
+            seen.append(item.id)  # type: ignore[attr-defined]
+    assert seen == ["0", "1"]
+    assert (caught.value.status.code, caught.value.status.message) == (
+        code_pb2.FAILED_PRECONDITION,
+        "the count ran out",
+    )
