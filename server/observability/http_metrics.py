@@ -2,7 +2,8 @@
 stays product-neutral and knows nothing of Prometheus).
 
 Each HTTP request is counted and timed (`http_server_*`, server/observability/
-metrics.py) once its response has been sent, labelled with its method, the status
+metrics.py) as the last of its response is sent (so a client that has its answer
+finds it counted), or when the app ends without one, labelled with its method, the status
 sent and the path template of the route that matched, so a path's identifiers never
 become label values: the template the gateway put in the scope
 (`gateway.app.PATH_PATTERN_KEY`) when it routed the request, else the gateway's
@@ -65,11 +66,26 @@ class HttpMetrics:
         method = scope["method"] if scope["method"] in METHODS else "OTHER"
         in_flight = self._in_flight[method]
         status = 500  # what the server answers when the app fails before responding
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            elapsed = _perf_counter() - started
+            in_flight.dec()
+            route = scope.get(PATH_PATTERN_KEY) or self.route(scope)
+            self._record(method, route, status, elapsed)
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Recorded before the last of the body goes out, so a client that
+                # scrapes /metrics once it has its answer finds the request counted.
+                record()
             await send(message)
 
         in_flight.inc()
@@ -79,10 +95,7 @@ class HttpMetrics:
             await self.app(scope, receive, sending)
         finally:
             _HTTP_SCOPE.reset(token)
-            elapsed = _perf_counter() - started
-            in_flight.dec()
-            route = scope.get(PATH_PATTERN_KEY) or self.route(scope)
-            self._record(method, route, status, elapsed)
+            record()
 
     def route(self, scope: Scope) -> str:
         """The template of the route `scope`'s path matches, whatever its method."""
