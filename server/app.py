@@ -100,14 +100,24 @@ class GenericHandlersOnly:
 
     def __init__(self, server: grpc.aio.Server) -> None:
         self._server = server
+        self._services: set[str] = set()  # the services a generic handler was added for
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        for handler in handlers:
+            name = getattr(handler, "service_name", None)  # grpc.ServiceRpcHandler's
+            if callable(name):
+                self._services.add(str(name()))
         self._server.add_generic_rpc_handlers(handlers)
 
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler]
     ) -> None:
-        """Nothing: the generic handler added with them serves these methods."""
+        """Nothing when a generic handler for `service_name` came first (what
+        grpcio-tools generates: it serves these methods); otherwise one is made of
+        them here, so a service registered by its methods alone is still served."""
+        if service_name not in self._services:
+            generic = grpc.method_handlers_generic_handler(service_name, dict(method_handlers))
+            self.add_generic_rpc_handlers((generic,))
 
 
 @dataclass

@@ -71,3 +71,23 @@ async def test_registered_methods_would_be_waited_on_one_by_one(waits: list[int]
         await echo_server.pb_grpc.EchoServiceStub(channel).Echo(pb.Kitchen(id="k1"))
     # One pending request per registered method (Echo's and Health's), plus the generic one.
     assert max(waits) == ECHO_METHODS + HEALTH_METHODS + 1
+
+
+async def test_a_service_registered_by_its_methods_alone_is_still_served(
+    waits: list[int],
+) -> None:
+    """A registration without the generic handler (not what grpcio-tools generates
+    today) gets one made of its methods, never left UNIMPLEMENTED."""
+    server = grpc.aio.server()
+    handlers = {
+        "Check": grpc.unary_unary_rpc_method_handler(
+            health.aio.HealthServicer().Check,
+            request_deserializer=health_pb2.HealthCheckRequest.FromString,
+            response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+        )
+    }
+    GenericHandlersOnly(server).add_registered_method_handlers("grpc.health.v1.Health", handlers)
+    async with loopback_channel(server) as channel:
+        checked = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert checked.status == health_pb2.HealthCheckResponse.SERVING
+    assert waits and set(waits) == {1}
