@@ -396,7 +396,7 @@ async def test_a_hinted_pass_moves_only_the_hinted_jobs_tokens(
             for instance in (first, second)
         }
         assert set(jobs.values()) == set(leases)
-        assert await runner.run_hinted([jobs[first]]) == 1
+        assert await runner.run_hinted([jobs[first], "a-job-that-never-was"]) == 1
         assert (await orchestra.get(first)).status == "completed"
         assert (await orchestra.get(second)).status == "running"
         assert await runner.run_hinted([]) == 0
