@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
@@ -80,11 +80,47 @@ class Admission(ABC):
         return admitted
 
 
+class _Ended(grpc.aio.AbortError):  # type: ignore[misc]
+    """What a servicer's `abort` raises here: its status is already set on the call."""
+
+
+class _DeferredAbort:
+    """The call's context as the servicer sees it: everything is the context's own but
+    `abort`, which sets the status and ends the handler (the chain's last stage catches
+    `_Ended` and returns), where grpc.aio's sends the status at once, before the outer
+    stages have recorded the call. So a servicer that is not ours (grpc_health's Check
+    of an unknown service) is counted before its caller hears the answer, as a refusal
+    of the error funnel is (errors.py)."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(
+        self,
+        code: grpc.StatusCode,
+        details: str = "",
+        trailing_metadata: Sequence[tuple[str, str | bytes]] = (),
+    ) -> NoReturn:
+        # As grpc.aio: aborting with OK is a servicer bug, answered UNKNOWN.
+        self._context.set_code(grpc.StatusCode.UNKNOWN if code == grpc.StatusCode.OK else code)
+        self._context.set_details(details)
+        if trailing_metadata:
+            self._context.set_trailing_metadata(tuple(trailing_metadata))
+        raise _Ended()
+
+
 def _serve_unary(behavior: Behavior) -> Unary:
     async def serve(request: Any, context: grpc.aio.ServicerContext, call: CallContext) -> Any:
         token = set_current_call(call)
         try:
-            return await behavior(request, context)
+            return await behavior(request, _DeferredAbort(context))
+        except _Ended:
+            return None  # the status the servicer aborted with is set on the call
         finally:
             reset_current_call(token)
 
@@ -100,13 +136,15 @@ def _serve_streaming(behavior: StreamBehavior) -> Streaming:
     async def serve(
         request: Any, context: grpc.aio.ServicerContext, call: CallContext
     ) -> AsyncIterator[Any]:
-        produced = behavior(request, context)
+        produced = behavior(request, _DeferredAbort(context))
         if not isinstance(produced, AsyncIterator):
             # It writes its own messages (`context.write`) while awaited, in this step
             # of the consumer's task, so the call context spans one task here.
             token = set_current_call(call)
             try:
                 await produced
+            except _Ended:
+                return
             finally:
                 reset_current_call(token)
             return
@@ -116,7 +154,7 @@ def _serve_streaming(behavior: StreamBehavior) -> Streaming:
                 token = set_current_call(call)
                 try:
                     item = await anext(iterator)
-                except StopAsyncIteration:
+                except (StopAsyncIteration, _Ended):
                     return
                 finally:
                     reset_current_call(token)

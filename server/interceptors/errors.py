@@ -7,7 +7,9 @@ backoff (AIP-194), logged as a warning without the traceback.
 The status is set on the call, not sent (`context.abort` sends it at once): grpc.aio
 sends it when the handler returns, so the stages outside this one (metrics, tracing)
 have recorded the call before its caller can see the answer. A caller that reads
-`grpc_server_handled_total` right after a refused call finds it counted.
+`grpc_server_handled_total` right after a refused call finds it counted. A servicer's
+own `context.abort` is deferred the same way by the chain's last stage (chain.py
+`_DeferredAbort`); an `AbortError` that still reaches this stage passes through.
 """
 
 from __future__ import annotations

@@ -309,6 +309,54 @@ async def test_a_refusal_is_sent_only_after_the_outer_stages_have_ended() -> Non
         assert sorted(held.ended) == sorted([ECHO, COUNT])
 
 
+async def test_a_servicers_own_abort_is_sent_only_after_the_outer_stages_have_ended() -> None:
+    """A servicer that is not ours ends calls with `context.abort` (grpc_health's Check
+    of an unknown service, the echo service's Fail with a rich status): its status
+    reaches the caller after the outer stages have recorded the call, like the
+    funnel's, with the code, details and trailers it aborted with."""
+    held = HeldOpen()
+    servicer = health.aio.HealthServicer()
+    server = grpc.aio.server(interceptors=(InterceptorChain((held, *_stages())),))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    echo_server.pb_grpc.add_EchoServiceServicer_to_server(CallEcho(), server)
+    async with loopback_channel(server) as channel:
+        check = health_pb2_grpc.HealthStub(channel).Check
+        unknown = asyncio.ensure_future(check(health_pb2.HealthCheckRequest(service="nope")))
+        failed = asyncio.ensure_future(_unary(channel, FAIL)(pb.Kitchen(name="NOT_FOUND")))
+        count = channel.unary_stream(
+            COUNT,
+            request_serializer=pb.StreamRequest.SerializeToString,
+            response_deserializer=pb.Kitchen.FromString,
+        )
+        stream = count(pb.StreamRequest(count=-1), metadata=(TENANT,))
+        ended = asyncio.ensure_future(stream.read())
+        await asyncio.sleep(0.3)
+        assert (unknown.done(), failed.done(), ended.done(), held.ended) == (
+            False,
+            False,
+            False,
+            [],
+        )
+        held.released.set()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await unknown
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await failed
+        assert (caught.value.code(), caught.value.details()) == (
+            grpc.StatusCode.NOT_FOUND,
+            "failed with NOT_FOUND",
+        )
+        assert "ECHO_FAILURE" in str(dict(caught.value.trailing_metadata() or ()))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ended
+        assert (caught.value.code(), caught.value.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "count must not be negative",
+        )
+        assert sorted(held.ended) == sorted([COUNT, FAIL, "/grpc.health.v1.Health/Check"])
+
+
 async def test_in_process_streams_end_with_the_status_the_funnel_set() -> None:
     """In process the same: a stream refused before its first message fails before any
     is given, one failing after some gives them and then fails, never a clean end."""
