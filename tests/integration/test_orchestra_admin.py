@@ -184,6 +184,43 @@ async def test_put_refusals(
     assert stored == 0
 
 
+async def test_a_definition_at_the_last_version_refuses_a_next_one(
+    http: httpx.AsyncClient, app: Application, admin: dict[str, str]
+) -> None:
+    """`version` is int32: a put of "the next version" after 2^31 - 1 is refused naming
+    the definition, nothing is stored, and the definition still reads and lists."""
+    definition_id = f"last_{uuid.uuid4().hex[:8]}"
+    path = f"/orchestra-admin/definitions/{definition_id}"
+    last = await http.put(
+        path, json=_definition(definition_id, version=2**31 - 1), headers={**admin, **REASON}
+    )
+    assert last.status_code == 201, last.text
+    refused = await http.put(
+        path, json=_definition(definition_id, end="finished"), headers={**admin, **REASON}
+    )
+    assert refused.status_code == 409, refused.text  # as VERSION_NOT_NEWER
+    body = refused.json()
+    assert body["code"] == "FAILED_PRECONDITION"
+    assert body["error"] == (
+        f"process definition {definition_id!r} is at version 2147483647, the last there can"
+        " be; store the process under a new definition id"
+    )
+    assert "VERSION_EXHAUSTED" in refused.text
+    async with app.db.read() as conn:
+        versions = (
+            await conn.execute(
+                sa.select(_definitions.c.version).where(
+                    _definitions.c.definition_id == definition_id
+                )
+            )
+        ).scalars().all()
+    assert list(versions) == [2**31 - 1]
+    read = await http.get(path, headers=admin)
+    assert (read.status_code, read.json()["version"]) == (200, 2**31 - 1)
+    listed = await http.get("/orchestra-admin/definitions", headers=admin)
+    assert listed.status_code == 200, listed.text
+
+
 def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,

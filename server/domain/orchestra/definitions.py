@@ -12,7 +12,8 @@ audit entry, stores it as a new version:
   is ALREADY_EXISTS: a stored version never changes, so running instances never
   see their definition change under them;
 - a version at or below the latest is FAILED_PRECONDITION (VERSION_NOT_NEWER), as is
-  a tenant scope other than the stored versions' (DEFINITION_SCOPE_CHANGED).
+  a tenant scope other than the stored versions' (DEFINITION_SCOPE_CHANGED), and a
+  next version after the last one `version` (int32) holds (VERSION_EXHAUSTED).
 
 Two concurrent puts of one version cannot both store it: the insert skips an
 existing primary key, and the loser answers as a repeat would.
@@ -37,7 +38,11 @@ from server.domain.orchestra.records import (
     OrchestraStore,
     StoredDefinition,
 )
-from server.domain.orchestra.validation import compile_definition, valid_definition_id
+from server.domain.orchestra.validation import (
+    VERSION_MAX,
+    compile_definition,
+    valid_definition_id,
+)
 from server.domain.pagination import TEXT, KeyCodec, ListingSpec, Page, PageTokens, SortKey
 
 
@@ -104,7 +109,8 @@ async def put_definition(
     """Validate and store `spec` as a new version (module docstring). Raises
     InvalidArgument (DEFINITION_INVALID, every violation), AlreadyExists
     (PROCESS_DEFINITION_EXISTS), FailedPrecondition (VERSION_NOT_NEWER,
-    DEFINITION_SCOPE_CHANGED)."""
+    DEFINITION_SCOPE_CHANGED, VERSION_EXHAUSTED: the latest version is VERSION_MAX, the
+    int32 `version` field's last value, so there is no next one)."""
     compile_definition(spec, prefix=prefix)
     async with store.transaction() as unit:
         latest = await unit.orchestra.definition(spec.id, None)
@@ -117,6 +123,13 @@ async def put_definition(
             )
         if not spec.version and latest is not None and spec_of(latest).content() == spec.content():
             return Stored(latest, created=False)  # a repeated put of the latest content
+        if not spec.version and latest is not None and latest.version >= VERSION_MAX:
+            raise FailedPrecondition(
+                f"process definition {spec.id!r} is at version {latest.version}, the last"
+                " there can be; store the process under a new definition id",
+                reason="VERSION_EXHAUSTED",
+                metadata={"definition_id": spec.id, "latest": str(latest.version)},
+            )
         version = spec.version or (latest.version + 1 if latest is not None else 1)
         spec = replace(spec, version=version)
         repeat = await _repeat(unit.orchestra, spec)
