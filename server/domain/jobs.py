@@ -1021,7 +1021,10 @@ async def replay_job(store: Store, call: CallContext, *, job_id: str, now: datet
     Raises NotFound (JOB_NOT_FOUND, SOURCE_NOT_FOUND when its source is gone),
     FailedPrecondition (JOB_STATUS_CONFLICT: not finished; SOURCE_PAUSED,
     SOURCE_DISABLED; JOB_OWNED_BY_PROCESS: a process instance's job, see
-    `owned_refusal`).
+    `owned_refusal`; JOB_DEAD_LETTERED: a dead-lettered job is replayed through its
+    dead-letter entry, `deadletter.replay_entry`, which needs orch:backfill and marks
+    the entry replayed; a clone made here would leave the entry pending, to be
+    replayed a second time).
     """
     tenant_id = call.require_tenant()
     _check_job_id(job_id)
@@ -1036,6 +1039,14 @@ async def replay_job(store: Store, call: CallContext, *, job_id: str, now: datet
         if original.owner is not None:
             instances = await uow.jobs.owning_instances(tenant_id, [original.owner])
             raise owned_refusal(original, instances.get(original.owner))
+        if original.status == JobStatus.DEAD_LETTERED.value:
+            raise FailedPrecondition(
+                "job is dead_lettered; replay its dead-letter entry instead (scope"
+                " orch:backfill), which records the replay so one failure is never replayed"
+                " twice",
+                reason="JOB_DEAD_LETTERED",
+                metadata={"status": original.status, "action": "replay"},
+            )
         states = await uow.jobs.source_states(
             tenant_id, [original.source_id], project_id=call.project_id
         )

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from clients.base import CallerHeaders
+from clients.errors import ApiError
 from clients.jobs import JobsClient
 from clients.sources import SourcesClient
 from clients.transports.grpc import GrpcTransport
@@ -652,6 +653,37 @@ async def test_replays_need_the_backfill_scope_and_a_reason(queue: Queue) -> Non
     )
     assert missing.status_code == 400
     assert (await queue.entry(entry.entry_id)).status == "pending"
+
+
+async def test_a_dead_lettered_job_is_replayed_only_through_its_entry(queue: Queue) -> None:
+    """ReplayJob (orch:operate) refuses a dead-lettered job: a clone made there would
+    leave the entry pending, so the failure could be replayed twice, the second time
+    through the entry, and without the backfill scope the first time. Nothing is
+    written; the entry's replay then works as ever."""
+    job_id = await queue.dead_letter()
+    entry = await queue.entry_of(job_id)
+    headers = {**queue.read, "X-Stella-Operator-Reason": "retry it"}
+    refused = await queue.http.post(f"/jobengine/jobs/{job_id}/replay", json={}, headers=headers)
+    assert refused.status_code == 409, refused.text
+    body = refused.json()
+    assert (body["code"], body["error"]) == (
+        "FAILED_PRECONDITION",
+        "job is dead_lettered; replay its dead-letter entry instead (scope orch:backfill),"
+        " which records the replay so one failure is never replayed twice",
+    )
+    assert body["details"][0]["reason"] == "JOB_DEAD_LETTERED"
+    assert await queue.jobs_replaying(job_id) == []
+    unchanged = await queue.entry(entry.entry_id)
+    assert (unchanged.status, unchanged.replay_count) == ("pending", 0)
+    with pytest.raises(ApiError) as err:
+        await queue.harness.jobs.replay_job(job_id)
+    assert (err.value.code, err.value.reason) == ("FAILED_PRECONDITION", "JOB_DEAD_LETTERED")
+    replayed = await queue.replay_one(entry.entry_id)
+    assert replayed.status_code == 200, replayed.text
+    [clone] = await queue.jobs_replaying(job_id)
+    assert replayed.json()["results"] == [
+        {"entryId": entry.entry_id, "outcome": "replayed", "jobId": clone.job_id}
+    ]
 
 
 async def test_concurrent_replays_of_one_entry_enqueue_one_job(queue: Queue) -> None:

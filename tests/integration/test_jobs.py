@@ -752,9 +752,7 @@ async def test_replay_clones_a_finished_job(
         "job is queued; only a finished job can be replayed",
     )
     assert err.value.http_status == (409 if _rest(jobs_client) else None)
-    await _set(
-        app, original.job_id, status="dead_lettered", attempts=5, finished_at=datetime.now(UTC)
-    )
+    await _set(app, original.job_id, status="canceled", attempts=5, finished_at=datetime.now(UTC))
     clone = await jobs_client.replay_job(original.job_id)
     assert clone.job_id != original.job_id
     assert clone.replay_of == original.job_id

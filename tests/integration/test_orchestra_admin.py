@@ -208,12 +208,16 @@ async def test_a_definition_at_the_last_version_refuses_a_next_one(
     assert "VERSION_EXHAUSTED" in refused.text
     async with app.db.read() as conn:
         versions = (
-            await conn.execute(
-                sa.select(_definitions.c.version).where(
-                    _definitions.c.definition_id == definition_id
+            (
+                await conn.execute(
+                    sa.select(_definitions.c.version).where(
+                        _definitions.c.definition_id == definition_id
+                    )
                 )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     assert list(versions) == [2**31 - 1]
     read = await http.get(path, headers=admin)
     assert (read.status_code, read.json()["version"]) == (200, 2**31 - 1)

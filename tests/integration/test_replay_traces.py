@@ -1,8 +1,9 @@
 """A replayed job is in the replaying call's trace (critic finding 4's job half): the
-clone of a dead-lettered job, replayed from the dead-letter queue or by ReplayJob,
-stores the replaying call's trace id, its job.enqueued event carries it, and so do
-its lease and completion events, not the worker's calls. On the session's real server
-(SQLite file and PostgreSQL), the worker over real gRPC."""
+clone of a dead-lettered job replayed from the dead-letter queue, or of a succeeded
+job replayed by ReplayJob (which refuses dead-lettered ones), stores the replaying
+call's trace id, its job.enqueued event carries it, and so do its lease and completion
+events, not the worker's calls. On the session's real server (SQLite file and
+PostgreSQL), the worker over real gRPC."""
 
 from __future__ import annotations
 
@@ -35,7 +36,12 @@ async def _work(q: Queue, job_id: str, job_type: str) -> None:
 
 async def test_replays_are_in_the_replaying_calls_trace(queue: Queue) -> None:  # noqa: F811
     for path in ("deadletter", "jobs"):
-        job_id = await queue.dead_letter("scan.image")
+        if path == "deadletter":
+            job_id = await queue.dead_letter("scan.image")
+        else:
+            (job,) = await queue.harness.enqueue("scan.image")
+            job_id = str(job.job_id)
+            await _work(queue, job_id, "scan.image")
         trace = f"replay-{uuid.uuid4().hex[:8]}"
         headers = {**queue.replay, "X-Stella-Trace-Id": trace}
         if path == "deadletter":

@@ -113,7 +113,9 @@ class JobsServiceStub:
     or its source is now paused or disabled, or it belongs to a process instance
     (an Orchestra step or saga compensation: reason JOB_OWNED_BY_PROCESS, the
     message and metadata instanceId naming the instance, which has moved on
-    from the job's ending; start a new instance instead).
+    from the job's ending; start a new instance instead), or it is dead_lettered
+    (reason JOB_DEAD_LETTERED: replay its dead-letter entry, which needs
+    orch:backfill and records the replay, so one failure is never replayed twice).
     """
 
 @_typing.type_check_only
@@ -201,7 +203,9 @@ class JobsServiceAsyncStub(JobsServiceStub):
     or its source is now paused or disabled, or it belongs to a process instance
     (an Orchestra step or saga compensation: reason JOB_OWNED_BY_PROCESS, the
     message and metadata instanceId naming the instance, which has moved on
-    from the job's ending; start a new instance instead).
+    from the job's ending; start a new instance instead), or it is dead_lettered
+    (reason JOB_DEAD_LETTERED: replay its dead-letter entry, which needs
+    orch:backfill and records the replay, so one failure is never replayed twice).
     """
 
 class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -328,7 +332,9 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         or its source is now paused or disabled, or it belongs to a process instance
         (an Orchestra step or saga compensation: reason JOB_OWNED_BY_PROCESS, the
         message and metadata instanceId naming the instance, which has moved on
-        from the job's ending; start a new instance instead).
+        from the job's ending; start a new instance instead), or it is dead_lettered
+        (reason JOB_DEAD_LETTERED: replay its dead-letter entry, which needs
+        orch:backfill and records the replay, so one failure is never replayed twice).
         """
 
 def add_JobsServiceServicer_to_server(servicer: JobsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
