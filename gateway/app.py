@@ -13,6 +13,9 @@ after its first message (a call that fails before it is an ordinary HTTP error).
 Client- and bidi-streaming requests are the whole body read as a stream of
 messages (gateway/request.py `build_stream`), sent upstream once all parse.
 
+HEAD is served wherever GET is bound and no HEAD binding is (RFC 9110 §9.1, §9.3.2):
+the GET's call, status and header fields, no body; `Allow` lists HEAD with GET.
+
 The path template of the route a request matched (`/v1/{name=shelves/*}`) is put in
 its ASGI scope under `PATH_PATTERN_KEY` before the upstream is called, as
 grpc-gateway's `runtime.HTTPPathPattern(ctx)`: a wrapper that labels requests by
@@ -149,7 +152,10 @@ class Gateway:
         if scope["type"] != "http":
             return
         response = await self.handle(Request(scope, receive))
-        await response(scope, receive, send)
+        if scope["method"] == "HEAD":
+            await _send_head(response, send)
+        else:
+            await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
         binding: Binding | None = None
@@ -160,7 +166,7 @@ class Gateway:
             if document is not None:
                 return document
             try:
-                match = self.router.match(request.method, raw_path)
+                match = self._match(request.method, raw_path)
             except MethodNotAllowed as exc:
                 binding = self._path_binding(raw_path, exc.allowed)
                 owner = self._owner(raw_path)
@@ -180,6 +186,23 @@ class Gateway:
             failure = errors.status_error(code_pb2.INTERNAL, "internal gateway error")
             return self._error(failure, binding, raw_path)
 
+    def _match(self, method: str, raw_path: str) -> RouteMatch[Binding]:
+        """The route of `method` on `raw_path`; HEAD takes the path's GET route when no
+        HEAD route is bound there (RFC 9110 §9.3.2: the GET's header fields, no body;
+        the server drops the body of a HEAD response). Raises what Router.match does,
+        MethodNotAllowed listing HEAD wherever GET is allowed."""
+        try:
+            return self.router.match(method, raw_path)
+        except MethodNotAllowed as exc:
+            if "GET" not in exc.allowed:
+                raise
+            if method.upper() == "HEAD":
+                return self.router.match("GET", raw_path)
+            if "HEAD" in exc.allowed:
+                raise
+            allowed = tuple(sorted((*exc.allowed, "HEAD")))
+            raise MethodNotAllowed(exc.method, exc.path, allowed) from None
+
     def _owner(self, raw_path: str) -> HttpBehavior | None:
         """The error behaviour of the service owning `raw_path` (`owned_prefixes`)."""
         for prefix, behavior in self._owned:
@@ -191,7 +214,7 @@ class Gateway:
         """The binding whose error behaviour a 405 on this path follows: the path's
         own when all its methods agree (the OAuth token endpoint answers RFC 6749
         errors, `Cache-Control: no-store`, to a GET too)."""
-        found = [self.router.match(method, raw_path).target for method in allowed]
+        found = [self._match(method, raw_path).target for method in allowed]
         shapes = {(b.behavior.oauth_errors, b.behavior.error_cache_control) for b in found}
         return found[0] if len(shapes) == 1 else None
 
@@ -496,6 +519,23 @@ def _raw_path(request: Request) -> str:
     if raw:
         return bytes(raw).decode("latin-1").split("?", 1)[0]
     return str(request.scope.get("path", "/"))
+
+
+async def _send_head(response: Response, send: Send) -> None:
+    """A HEAD response: the status and header fields the GET would have (Content-Length
+    included), no body (RFC 9110 §9.3.2); a stream is closed unread."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+    iterator = getattr(response, "body_iterator", None)
+    closing = getattr(iterator, "aclose", None)
+    if closing is not None:
+        await closing()
 
 
 def _route_error(

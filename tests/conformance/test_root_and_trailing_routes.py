@@ -134,7 +134,7 @@ async def test_the_root_template_takes_a_body(client: httpx.AsyncClient) -> None
 async def test_other_methods_at_the_root_are_405(client: httpx.AsyncClient) -> None:
     response = await client.delete("/")
     assert response.status_code == 405
-    assert response.headers["allow"] == "GET, POST"
+    assert response.headers["allow"] == "GET, HEAD, POST"
 
 
 @pytest.mark.parametrize(

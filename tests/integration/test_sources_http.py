@@ -398,7 +398,7 @@ async def test_unknown_path_and_wrong_method(http: httpx.AsyncClient) -> None:
     assert missing.json()["code"] == "NOT_FOUND"
     wrong = await http.delete("/jobengine/sources")
     assert wrong.status_code == 405
-    assert wrong.headers["allow"] == "GET, POST"
+    assert wrong.headers["allow"] == "GET, HEAD, POST"
 
 
 async def test_oversized_body_is_413(http: httpx.AsyncClient, tenant: str) -> None:
