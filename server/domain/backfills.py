@@ -52,6 +52,7 @@ from server.domain.errors import (
     InvalidArgument,
     NotFound,
     Violation,
+    shown,
 )
 from server.domain.events import NewEvent
 from server.domain.job_states import EVENT_TYPES, JobAction, JobStatus
@@ -422,7 +423,7 @@ async def create_backfill(
                 raise InvalidArgument.of(
                     "jobType",
                     f"must be the scheduler source's template job type {schedule.job_type!r} "
-                    f"or absent, got {request.job_type!r}",
+                    f"or absent, got {shown(request.job_type)}",
                 )
             job_type, scope = schedule.job_type, f"source:{source.source_id}"
         elif not request.job_type:

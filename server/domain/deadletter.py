@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway.text import has_control
 from server.domain import audit, jobs
 from server.domain.context import CallContext
-from server.domain.errors import InvalidArgument, NotFound, Violation
+from server.domain.errors import InvalidArgument, NotFound, Violation, shown
 from server.domain.fingerprint import PATTERN as FINGERPRINT_PATTERN
 from server.domain.jobs import Job, SourceState
 from server.domain.leasing import CATEGORY_MAX, CODE_MAX
@@ -397,7 +397,9 @@ def _query(tenant_id: str, call: CallContext, filters: Filters) -> EntryQuery:
     violations = list(filters.violations)
     if filters.status and filters.status not in STATUSES:
         violations.append(
-            Violation("status", f"must be one of {', '.join(STATUSES)}, got {filters.status!r}")
+            Violation(
+                "status", f"must be one of {', '.join(STATUSES)}, got {shown(filters.status)}"
+            )
         )
     if filters.category and not _CATEGORY.fullmatch(filters.category):
         violations.append(

@@ -88,6 +88,13 @@ def echo(value: str) -> str:
     return value if len(value) <= ECHO_MAX else value[:ECHO_MAX] + "…"
 
 
+def shown(value: str) -> str:
+    """`value` quoted as an error message repeats a caller's text: `'abc'`, or for
+    text over `ECHO_MAX` characters its first `ECHO_MAX`, "…" and its length
+    (`'aaa…' (100000 characters)`), so an answer stays small whatever was sent."""
+    return f"{echo(value)!r}{_length(value)}"
+
+
 def _length(value: str) -> str:
     return "" if len(value) <= ECHO_MAX else f" ({len(value)} characters)"
 

@@ -67,6 +67,7 @@ from server.domain.errors import (
     InvalidArgument,
     NotFound,
     Violation,
+    shown,
 )
 from server.domain.events import EventLike, NewEvent
 from server.domain.job_states import (
@@ -1168,7 +1169,7 @@ async def list_jobs(
     violations: list[Violation] = []
     if status and status not in STATUSES:
         names = ", ".join(s.value for s in JobStatus)
-        violations.append(Violation("status", f"must be one of {names}, got {status!r}"))
+        violations.append(Violation("status", f"must be one of {names}, got {shown(status)}"))
     if job_type and (bad := validate_job_type(job_type)) is not None:
         violations.append(bad)
     if source_id and not _ID.fullmatch(source_id):

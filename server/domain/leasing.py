@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.text import has_control
 from server.domain.context import CallContext
-from server.domain.errors import DomainError, FailedPrecondition, InvalidArgument, Violation
+from server.domain.errors import DomainError, FailedPrecondition, InvalidArgument, Violation, shown
 from server.domain.sources import validate_source_type
 
 if TYPE_CHECKING:
@@ -430,14 +430,15 @@ def failure_violation(index: int, category: str, code: str) -> InvalidArgument |
         violations.append(
             Violation(
                 f"failures[{index}].category",
-                f"must be a lowercase slug of at most {CATEGORY_MAX} characters, got {category!r}",
+                f"must be a lowercase slug of at most {CATEGORY_MAX} characters,"
+                f" got {shown(category)}",
             )
         )
     if not code.strip() or len(code) > CODE_MAX or has_control(code):
         violations.append(
             Violation(
                 f"failures[{index}].code",
-                f"must be 1 to {CODE_MAX} printable characters, got {code!r}",
+                f"must be 1 to {CODE_MAX} printable characters, got {shown(code)}",
             )
         )
     return InvalidArgument.from_violations(violations) if violations else None

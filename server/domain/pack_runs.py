@@ -60,6 +60,7 @@ from server.domain.errors import (
     InvalidArgument,
     NotFound,
     Violation,
+    shown,
 )
 from server.domain.events import NewEvent
 from server.domain.job_endings import JobEnding
@@ -341,7 +342,7 @@ def validate_pack(
                 Violation(
                     f"jobs[{i}].name",
                     "must be a lowercase slug: a letter, then up to 63 letters, digits, '.', "
-                    f"'_' or '-', got {item.name!r}",
+                    f"'_' or '-', got {shown(item.name)}",
                 )
             )
         elif item.name in first_of:
@@ -951,7 +952,7 @@ async def list_pack_runs(
     violations: list[Violation] = []
     if status and status not in RUN_STATUSES:
         violations.append(
-            Violation("status", f"must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+            Violation("status", f"must be one of {', '.join(RUN_STATUSES)}, got {shown(status)}")
         )
     if len(pack_name) > PACK_NAME_MAX:
         violations.append(Violation("packName", f"must be at most {PACK_NAME_MAX} characters"))

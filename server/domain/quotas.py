@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from server.domain import audit
 from server.domain.context import CallContext
-from server.domain.errors import Aborted, InvalidArgument, NotFound, Violation
+from server.domain.errors import Aborted, InvalidArgument, NotFound, Violation, shown
 from server.domain.pagination import TEXT, ListingSpec, Page, PageTokens, SortKey
 from server.domain.resources import QUOTA, QuotaLike, quota_snapshot
 from server.domain.sources import validate_source_type
@@ -449,7 +449,8 @@ async def update_quota(
         if job_type and job_type != before.job_type:
             raise InvalidArgument.of(
                 "jobType",
-                f"is immutable: quota {quota_id!r} governs {before.job_type!r}, got {job_type!r}",
+                f"is immutable: quota {quota_id!r} governs {before.job_type!r},"
+                f" got {shown(job_type)}",
             )
         after = before
         wanted = QuotaLimits(

@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo, available_timezones
 from cronsim import CronSim, CronSimError
 
 from server.domain.context import CallContext
-from server.domain.errors import InvalidArgument, Violation
+from server.domain.errors import InvalidArgument, Violation, shown
 from server.domain.jobs import (
     BackoffRequest,
     EnqueueRequest,
@@ -281,7 +281,9 @@ def validate_schedule(
     except KeyError:
         zone_ok = False
         violations.append(
-            Violation(f"{FIELD}.timeZone", f"must be an IANA time zone name, got {time_zone!r}")
+            Violation(
+                f"{FIELD}.timeZone", f"must be an IANA time zone name, got {shown(time_zone)}"
+            )
         )
     if not cron:
         violations.append(Violation(f"{FIELD}.cron", "is required"))
@@ -295,19 +297,19 @@ def validate_schedule(
                 Violation(
                     f"{FIELD}.cron",
                     f"is not a cron expression ({error}): five fields (minute hour "
-                    f"day-of-month month day-of-week) or a macro such as @daily, got {cron!r}",
+                    f"day-of-month month day-of-week) or a macro such as @daily, got {shown(cron)}",
                 )
             )
         else:
             if zone_ok:
                 first = next_tick(cron, time_zone, now)
                 if first is None:
-                    violations.append(Violation(f"{FIELD}.cron", f"never fires, got {cron!r}"))
+                    violations.append(Violation(f"{FIELD}.cron", f"never fires, got {shown(cron)}"))
     if policy not in MISFIRE_POLICIES:
         violations.append(
             Violation(
                 f"{FIELD}.misfirePolicy",
-                f"must be one of {', '.join(MISFIRE_POLICIES)}, got {policy!r}",
+                f"must be one of {', '.join(MISFIRE_POLICIES)}, got {shown(policy)}",
             )
         )
     spec: JobSpec | None = None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway.text import has_control
 from server.domain import audit
 from server.domain.context import CallContext
-from server.domain.errors import InvalidArgument, NotFound, Violation
+from server.domain.errors import InvalidArgument, NotFound, Violation, shown
 from server.domain.pagination import TEXT, ListingSpec, Page, PageTokens, SortKey
 from server.domain.resources import ResourceType
 
@@ -173,7 +173,7 @@ def validate_source_type(value: str, *, field: str = "sourceType") -> Violation 
         return Violation(
             field,
             "must be a lowercase slug: a letter, then up to 63 letters, digits, '.', '_' or '-'"
-            f", got {value!r}",
+            f", got {shown(value)}",
         )
     return None
 

@@ -15,7 +15,7 @@ from orchestrator.orchestra.v1 import definition_pb2
 from orchestrator.orchestra.v1 import definitions_service_pb2 as pb
 from orchestrator.orchestra.v1 import definitions_service_pb2_grpc as pb_grpc
 from server.domain.context import current_call
-from server.domain.errors import InvalidArgument
+from server.domain.errors import InvalidArgument, shown
 from server.domain.orchestra import definitions
 from server.domain.orchestra.model import DefinitionSpec, FlowSpec, NodeSpec
 from server.domain.orchestra.records import DefinitionRecord, OrchestraStore
@@ -54,7 +54,7 @@ def spec_of(message: definition_pb2.ProcessDefinition, definition_id: str) -> De
         raise InvalidArgument.of(
             f"{_PREFIX}id",
             f"must be empty or equal the path's definition id {definition_id!r},"
-            f" got {message.id!r}",
+            f" got {shown(message.id)}",
         )
     return DefinitionSpec(
         id=definition_id,

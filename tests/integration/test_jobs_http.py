@@ -272,6 +272,24 @@ async def test_oversized_payload_is_400_naming_payload(
     )
 
 
+async def test_a_huge_bad_value_is_echoed_cut_to_its_start(
+    http: httpx.AsyncClient, tenant: str, source_id: str
+) -> None:
+    """An error repeats at most 200 characters of a caller's text, then its length: a
+    100,000-character job type is not sent back twice (message and violation)."""
+    response = await _enqueue(http, tenant, {"jobType": "X" * 100_000, "sourceId": source_id})
+    assert response.status_code == 400
+    slug = "must be a lowercase slug: a letter, then up to 63 letters, digits, '.', '_' or '-'"
+    expected = f"{slug}, got '{'X' * 200}…' (100000 characters)"
+    assert _error(response) == (
+        "INVALID_ARGUMENT",
+        f"job.jobType: {expected}",
+        ["job.jobType"],
+        ["INVALID_ARGUMENT"],
+    )
+    assert len(response.content) < 1_500
+
+
 async def test_unknown_or_paused_source(
     http: httpx.AsyncClient, tenant: str, source_id: str
 ) -> None:
