@@ -275,6 +275,21 @@ class BackfillReads(Protocol):
         ...
 
 
+def _span(seconds: float) -> str:
+    """A window's length as an operator reads it: `31 days`, `1 day 2 h 30 min`,
+    `90.5 s` (days, hours, minutes, seconds; the parts that are not zero)."""
+    whole = int(seconds)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    fraction = round(secs + seconds - whole, 3)
+    parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
+    parts += [f"{hours} h"] if hours else []
+    parts += [f"{minutes} min"] if minutes else []
+    parts += [f"{fraction:g} s"] if fraction else []
+    return " ".join(parts) or "0 s"
+
+
 def _stamp(value: datetime) -> str:
     return _aware(value).isoformat().replace("+00:00", "Z")
 
@@ -346,8 +361,8 @@ def _validate(
             violations.append(
                 Violation(
                     "windowEnd",
-                    f"must be at most {limits.max_window_s:g}s after windowStart (the server's "
-                    f"maximum window), got a window of {span:g}s",
+                    f"must be at most {_span(limits.max_window_s)} after windowStart (the"
+                    f" server's maximum window), got a window of {_span(span)}",
                 )
             )
         if end > now:
