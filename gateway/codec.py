@@ -48,8 +48,25 @@ def _no_constant(name: str) -> Any:
     raise _NotAJsonValue(f"{name} is not a JSON value; send it as a string")
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose member names are unique (RFC 8259 §4: a receiver of duplicates
+    cannot know which one was meant; protojson and json_format refuse them too)."""
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                shown = json.dumps(name[:40])
+                raise _NotAJsonValue(f"member name {shown} appears twice in one object")
+            seen.add(name)
+    return members
+
+
 _DECODER: Final = json.JSONDecoder(
-    parse_float=finite_float, parse_int=finite_int, parse_constant=_no_constant
+    parse_float=finite_float,
+    parse_int=finite_int,
+    parse_constant=_no_constant,
+    object_pairs_hook=_unique_members,
 )
 _WHITESPACE: Final = re.compile(r"[ \t\r\n]*")  # RFC 8259 §2's four
 _BOM: Final = "\ufeff"

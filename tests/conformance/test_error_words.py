@@ -55,6 +55,10 @@ Kitchen = protos.echo_pb2().Kitchen
         (b'{"id": "\\u12"}', "invalid \\u escape in a string at line 1, column 10"),
         (b'{"id": "x"} {}', "more data after the JSON value at line 1, column 13"),
         ('{"id": "x"}'.encode("utf-16"), "not UTF-8"),  # RFC 8259 §8.1
+        # RFC 8259 §4: which of two same-named members counts is unknowable (protojson
+        # refuses them too); once the last one silently won.
+        (b'{"id": "x", "id": "y"}', 'member name "id" appears twice in one object'),
+        (b'{"inner": {"count": 1, "count": 2}}', 'member name "count" appears twice in one object'),
     ],
 )
 async def test_json_syntax_errors_in_our_words(gateway_url: str, body: bytes, reason: str) -> None:
