@@ -56,7 +56,7 @@ def _fields(response: httpx.Response) -> list[str]:
 
 
 async def test_put_get_list(
-    http: httpx.AsyncClient, app: Application, admin: dict[str, str]
+    http: httpx.AsyncClient, app: Application, admin: dict[str, str], tenant: str
 ) -> None:
     definition_id = f"flow_{uuid.uuid4().hex[:8]}"
     path = f"/orchestra-admin/definitions/{definition_id}"
@@ -95,7 +95,7 @@ async def test_put_get_list(
     assert older.status_code == 409
     assert older.json()["code"] == "ALREADY_EXISTS"
     scoped = await http.put(
-        path, json=_definition(definition_id, tenant="acme"), headers={**admin, **REASON}
+        path, json=_definition(definition_id, tenant=tenant), headers={**admin, **REASON}
     )
     assert scoped.status_code == 409
     assert scoped.json()["code"] == "FAILED_PRECONDITION"
@@ -223,6 +223,37 @@ async def test_a_definition_at_the_last_version_refuses_a_next_one(
     assert (read.status_code, read.json()["version"]) == (200, 2**31 - 1)
     listed = await http.get("/orchestra-admin/definitions", headers=admin)
     assert listed.status_code == 200, listed.text
+
+
+async def test_a_tenant_scope_must_name_a_tenant(
+    http: httpx.AsyncClient, app: Application, admin: dict[str, str], tenant: str
+) -> None:
+    """A definition scoped to a tenant that does not exist (a typo) would be started
+    by nobody: it is 400 naming definition.tenant, and nothing is stored."""
+    definition_id = f"scoped_{uuid.uuid4().hex[:8]}"
+    path = f"/orchestra-admin/definitions/{definition_id}"
+    ghost = f"no-such-{uuid.uuid4().hex[:6]}"
+    refused = await http.put(
+        path, json=_definition(definition_id, tenant=ghost), headers={**admin, **REASON}
+    )
+    assert refused.status_code == 400, refused.text
+    assert _fields(refused) == ["definition.tenant"]
+    assert refused.json()["error"] == (
+        f"definition.tenant: no tenant {ghost!r} exists; create the tenant first, or leave"
+        " tenant out to share the definition with every tenant"
+    )
+    assert "TENANT_NOT_FOUND" in refused.text
+    async with app.db.read() as conn:
+        stored = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(_definitions.c.definition_id == definition_id)
+            )
+        ).scalar()
+    assert stored == 0
+    scoped = await http.put(
+        path, json=_definition(definition_id, tenant=tenant), headers={**admin, **REASON}
+    )
+    assert scoped.status_code == 201, scoped.text
 
 
 def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

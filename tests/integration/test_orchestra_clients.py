@@ -32,7 +32,7 @@ from clients.orchestra import (
 from server.app import Application
 from server.identity.authorization_server.clients import CreatedClient
 from server.identity.scopes import ORCHESTRA_PERMISSION
-from tests.support.auth import TokenFactory
+from tests.support.auth import TokenFactory, ensure_tenant
 from tests.support.clock import TestClock
 from tests.support.orchestra import load_definition
 
@@ -244,7 +244,9 @@ async def test_unknown_definition_and_tokens_that_are_not_parked_are_unprocessab
     app: Application, orchestra: OrchestraClient, approval: str
 ) -> None:
     scoped = f"scoped_{uuid.uuid4().hex[:8]}"
-    await load_definition(app, _approval(scoped) | {"tenant": "someone-else"})
+    await load_definition(
+        app, _approval(scoped) | {"tenant": await ensure_tenant(app, "someone-else")}
+    )
     for definition_id in (scoped, f"absent_{uuid.uuid4().hex[:8]}", "bad id/%"):
         with pytest.raises(Unprocessable) as unknown:
             await orchestra.start_process(definition_id)

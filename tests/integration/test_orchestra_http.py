@@ -20,7 +20,7 @@ from server.storage.tables import (
     OrchestraTokenRow,
     table_of,
 )
-from tests.support.auth import TokenFactory
+from tests.support.auth import TokenFactory, ensure_tenant
 from tests.support.orchestra import load_definition
 
 _instances = table_of(OrchestraInstanceRow)
@@ -117,7 +117,7 @@ async def test_unknown_or_foreign_definition_is_422(
 ) -> None:
     scoped = f"scoped_{uuid.uuid4().hex[:8]}"
     document = _approval(scoped)
-    document["tenant"] = "someone-else"
+    document["tenant"] = await ensure_tenant(app, "someone-else")
     await load_definition(app, document)
     for definition_id in (scoped, f"absent_{uuid.uuid4().hex[:8]}", "bad id!%2F"):
         response = await http.post(

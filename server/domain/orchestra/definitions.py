@@ -29,7 +29,13 @@ from typing import Any, Final
 
 from server.domain import audit
 from server.domain.context import CallContext
-from server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from server.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    shown,
+)
 from server.domain.orchestra.model import DefinitionSpec, ProcessModel, spec_from_document
 from server.domain.orchestra.records import (
     DEFINITION,
@@ -113,6 +119,13 @@ async def put_definition(
     int32 `version` field's last value, so there is no next one)."""
     compile_definition(spec, prefix=prefix)
     async with store.transaction() as unit:
+        if spec.tenant is not None and not await unit.orchestra.tenant_exists(spec.tenant):
+            raise InvalidArgument.of(
+                f"{prefix}tenant",
+                f"no tenant {shown(spec.tenant)} exists; create the tenant first, or leave"
+                " tenant out to share the definition with every tenant",
+                reason="TENANT_NOT_FOUND",
+            )
         latest = await unit.orchestra.definition(spec.id, None)
         if latest is not None and latest.tenant_id != spec.tenant:
             raise FailedPrecondition(

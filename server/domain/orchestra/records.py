@@ -265,6 +265,10 @@ class OrchestraRepository(Protocol):
         """Insert unless the (id, version) exists; whether it was inserted."""
         ...
 
+    async def tenant_exists(self, tenant_id: str) -> bool:
+        """Whether the tenant exists (a tenant-scoped definition must name one)."""
+        ...
+
     async def insert_instance(self, instance: Instance) -> None: ...
 
     async def lock_instance(

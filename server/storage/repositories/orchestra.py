@@ -50,6 +50,7 @@ from server.storage.tables import (
     OrchestraSagaStepRow,
     OrchestraTokenRow,
     SourceRow,
+    TenantRow,
     table_of,
 )
 
@@ -57,6 +58,7 @@ _definitions = table_of(OrchestraDefinitionRow)
 _instances = table_of(OrchestraInstanceRow)
 _tokens = table_of(OrchestraTokenRow)
 _steps = table_of(OrchestraSagaStepRow)
+_tenants = table_of(TenantRow)
 _jobs = table_of(JobRow)
 _sources = table_of(SourceRow)
 SERVICE_SOURCE_NAME = "orchestra"
@@ -220,6 +222,11 @@ class SqlOrchestraRepository:
 
     async def _conn(self) -> AsyncConnection:
         return await self._session.connection()
+
+    async def tenant_exists(self, tenant_id: str) -> bool:
+        conn = await self._conn()
+        statement = sa.select(_tenants.c.tenant_id).where(_tenants.c.tenant_id == tenant_id)
+        return (await conn.execute(statement)).first() is not None
 
     async def definition(self, definition_id: str, version: int | None) -> sa.Row[Any] | None:
         conn = await self._conn()
