@@ -231,12 +231,25 @@ def test_conditions_compile_and_call_known_functions_only() -> None:
             "name.shout() == 'x'",
             "condition \"name.shout() == 'x'\" calls undefined functions: shout()",
         ),
+        # No variable in them: their one value is known at load.
+        ('"yes"', "condition '\"yes\"' evaluated to string, not a bool"),
+        ('size("ab")', "condition 'size(\"ab\")' evaluated to int, not a bool"),
+        ("1 / 0", "condition '1 / 0' failed: modulus or divide by zero"),
     ):
         document = _document()
         document["flows"][2]["condition"] = condition
         assert _violations(document) == [
             ("flows[2].condition", f"flow route -> ship (node 'route'): {message}")
         ]
+
+
+def test_constant_bool_conditions_and_conditions_over_variables_load() -> None:
+    """Only a condition without variables is evaluated at load; one over variables
+    may still fail at run time (an incident), as `amount + 1` does."""
+    for condition in ("true", "[1, 2].size() > 1", "amount + 1", "has(order.express)"):
+        document = _document()
+        document["flows"][2]["condition"] = condition
+        compile_definition(parse_document(document))  # no InvalidArgument
 
 
 def test_condition_placement() -> None:

@@ -1,8 +1,9 @@
 """CEL conditions of exclusive gateways (DESIGN §9), with cel-python: never `eval`.
 
 A condition is compiled once, when its definition is loaded (`compile_condition`):
-a syntax error or a call of a function CEL does not define is refused then, naming
-the expression. At run time (`Condition.evaluate`) every instance variable is a CEL
+a syntax error, a call of a function CEL does not define, or a constant condition
+(no variable in it) that is not a bool or always fails is refused then, naming the
+expression. At run time (`Condition.evaluate`) every instance variable is a CEL
 variable of its name (JSON values as CEL values: maps, lists, strings, doubles,
 ints, bools, null). A runtime error (an undeclared variable, a type mismatch, a
 division by zero) or a result that is not a bool is a `ConditionError` with a
@@ -67,7 +68,8 @@ class Condition:
 
 def compile_condition(text: str) -> Condition:
     """Parse and check `text`. Raises ConditionError for an empty or over-long
-    expression, a syntax error (with the column), or a call of an unknown function."""
+    expression, a syntax error (with the column), a call of an unknown function, or
+    an expression without variables whose value is not a bool or an error."""
     if not text.strip():
         raise ConditionError("condition must not be empty")
     if len(text) > MAX_LENGTH:
@@ -87,7 +89,13 @@ def compile_condition(text: str) -> Condition:
         program = _ENVIRONMENT.program(tree)
     except Exception as exc:
         raise ConditionError(f"condition {text!r} does not compile: {_brief(exc)}") from None
-    return Condition(text=text, program=program)
+    condition = Condition(text=text, program=program)
+    if not any(node.data == "ident" for node in tree.iter_subtrees()):
+        # No variable in it: its one value is known now, so a constant that is not a
+        # bool (`"yes"`, `1 + 1`) or always fails (`1 / 0`) is refused at load, not
+        # found as an incident of every instance that reaches it.
+        condition.evaluate({})
+    return condition
 
 
 def _called(tree: lark.Tree[Any]) -> Iterator[str]:
