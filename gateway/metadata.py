@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote_from_bytes
 
 from google.rpc import code_pb2
@@ -108,6 +108,13 @@ READ_HEADERS = frozenset(
         "x-server-timeout",
     }
 )
+# Headers of one value (RFC 9110 §5.3: not list-based) that the gateway reads: two
+# different values leave it unknowable which one the client meant.
+_SINGLETONS: Final = {
+    "content-type": "Content-Type",
+    "grpc-timeout": "grpc-timeout",
+    "x-server-timeout": "X-Server-Timeout",
+}
 _TRUSTED = {
     "x-forwarded-proto": _XF_PROTO,
     "x-forwarded-host": _XF_HOST,
@@ -185,7 +192,9 @@ class HeaderRules:
             if kind == _FORWARD:
                 metadata.append((name, _carried(value)))
             elif kind == _READ:
-                fields.setdefault(name, value)
+                first = fields.setdefault(name, value)
+                if first != value and name in _SINGLETONS:
+                    raise _bad_header(_SINGLETONS[name], "sent twice with different values")
             elif kind == _THE_HOST:
                 forwarded.host(value)
             elif trust:

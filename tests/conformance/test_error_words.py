@@ -253,3 +253,30 @@ async def test_no_error_text_uses_the_runtime_words() -> None:
             )
     assert found == []
     assert refusals > 3000  # the corpus reaches the refusals it is meant to check
+
+
+@pytest.mark.parametrize(
+    ("name", "values"),
+    [
+        ("Content-Type", ("application/json", "text/plain")),
+        ("X-Server-Timeout", ("5", "10")),
+        ("grpc-timeout", ("5S", "1m")),
+    ],
+)
+async def test_a_one_value_header_sent_twice_differently_is_400(
+    gateway_url: str, name: str, values: tuple[str, str]
+) -> None:
+    """RFC 9110 §5.3: these are not list-based; two different values leave the meant
+    one unknowable (the first used to win). The same value twice is harmless."""
+    body = b'{"id": "x"}'
+    twice = httpx.Headers([(name, value) for value in values] + [("Accept", "*/*")])
+    same = httpx.Headers([(name, values[0]), (name, values[0])])
+    if name != "Content-Type":
+        twice["Content-Type"] = same["Content-Type"] = "application/json"
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
+        refused = await client.post("/v1/echo", content=body, headers=twice)
+        accepted = await client.post("/v1/echo", content=body, headers=same)
+    message = f"malformed {name} header: sent twice with different values"
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == bad_request(message, "BAD_HEADER", name)
+    assert (accepted.status_code, accepted.json()["id"]) == (200, "x")
