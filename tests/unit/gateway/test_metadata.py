@@ -289,8 +289,9 @@ def test_read_is_the_allow_list_then_the_forwarded_keys_and_the_headers_read_her
         ("x-forwarded-host", "evil.example"),
         ("grpc-metadata-color", "blue"),
         ("grpc-timeout", "5S"),
-        ("content-type", "text/plain"),
+        ("content-type", "application/json"),  # the same value again: harmless
         ("accept", "text/event-stream"),
+        ("accept", "application/json"),  # a list header: the first is read
         ("cookie", "s=1"),
     ]
     request = scope("PATCH", b"/v1/x?y=1", headers=headers)
@@ -306,6 +307,12 @@ def test_read_is_the_allow_list_then_the_forwarded_keys_and_the_headers_read_her
         "accept": "text/event-stream",
     }
     assert head.get("if-none-match") is None
+    twice = scope("POST", b"/v1/x", headers=[*headers, ("content-type", "text/plain")])
+    with pytest.raises(GatewayError) as refused:
+        HeaderRules().read(twice)
+    assert refused.value.status.message == (
+        "malformed Content-Type header: sent twice with different values"
+    )
 
 
 def test_read_trusted_matches_forwarded_metadata_trusted() -> None:
