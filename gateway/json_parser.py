@@ -139,7 +139,7 @@ def _set_map(
     for key, item in value.items():
         if not _is_unicode(key):
             raise FieldError(f"{where}[{encodable(key)}]", f"map key {LONE_SURROGATE}")
-        at = f"{where}[{key}]"
+        at = f"{where}[{_member(key)}]"
         try:
             converted = convert_scalar(key_field, key, param=at)
         except FieldError as exc:
@@ -318,4 +318,10 @@ def _cut(text: str) -> str:
 
 
 def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+    return f"{path}.{_member(key)}" if path else _member(key)
+
+
+def _member(key: str) -> str:
+    """A member name or map key as an error's path shows it: a caller's key is theirs
+    to make long, the message stays short (its first 64 characters, `…`, its length)."""
+    return key if len(key) <= 64 else f"{key[:64]}…({len(key)} characters)"

@@ -407,9 +407,9 @@ def validate_pack(
             if name == item.name:
                 violations.append(Violation(where, "a job cannot depend on itself"))
             elif name not in first_of:
-                violations.append(Violation(where, f"names no job of the pack: {name!r}"))
+                violations.append(Violation(where, f"names no job of the pack: {shown(name)}"))
             elif name in seen:
-                violations.append(Violation(where, f"names {name!r} twice"))
+                violations.append(Violation(where, f"names {shown(name)} twice"))
             else:
                 seen.add(name)
                 continue

@@ -334,7 +334,7 @@ def _check_etag(quota: Quota, etag: str) -> None:
     state that is gone."""
     if etag and etag != etag_of(quota):
         raise Aborted(
-            f"quota {quota.quota_id!r} changed since etag {etag!r} was read (now "
+            f"quota {quota.quota_id!r} changed since etag {shown(etag)} was read (now "
             f"{etag_of(quota)!r}); read it again and retry",
             reason="QUOTA_ETAG_MISMATCH",
             metadata={"quotaId": quota.quota_id, "etag": etag_of(quota)},

@@ -168,6 +168,7 @@ async def test_bad_variable_names_and_oversized_variables_leave_nothing(
         ({"a.b": 1}, "variables.a.b"),
         ({"9lives": 1}, "variables.9lives"),
         ({"big": "x" * (300 * 1024)}, "variables"),
+        ({"v" * 5000: 1}, f"variables.{'v' * 200}…"),  # a long name is cut, not repeated
     ):
         response = await http.post(
             f"/orchestra-api/process/{approval}/start",
@@ -184,6 +185,7 @@ async def test_bad_variable_names_and_oversized_variables_leave_nothing(
             for violation in detail["fieldViolations"]
         ]
         assert fields == [field], body
+        assert len(response.content) < 2_000
     async with app.db.read() as conn:
         count = (
             await conn.execute(sa.select(sa.func.count()).where(_instances.c.tenant_id == tenant))

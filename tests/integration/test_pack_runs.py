@@ -518,6 +518,12 @@ async def test_bad_packs_are_400_naming_the_field_and_write_nothing(scene: Scene
         ("jobs[2].dependsOn[2]", "names no job of the pack: 'b'"),
     ]
 
+    long_name = "x" * 5000  # quoted cut to 200 characters and its length
+    cut = await _refused(scene, "p", [job("a", t, s, long_name)])
+    assert violations(cut) == [
+        ("jobs[0].dependsOn[0]", f"names no job of the pack: '{'x' * 200}…' (5000 characters)")
+    ]
+
     empty = await _refused(scene, "p", [])
     assert violations(empty) == [("jobs", "must list at least one job")]
     many = await _refused(scene, "p", [job(f"j{i}", t, s) for i in range(101)])

@@ -55,6 +55,7 @@ from server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    shown,
 )
 from server.domain.events import NewEvent
 from server.domain.job_states import EVENT_TYPES as JOB_EVENT_TYPES
@@ -286,7 +287,9 @@ async def set_variable(
     tenant_id = call.require_tenant()
     if not variables.valid_name(name):
         raise InvalidArgument.of(
-            "name", f"variable name {name!r} {variables.NAME_RULE}", reason="VARIABLE_NAME_INVALID"
+            "name",
+            f"variable name {shown(name)} {variables.NAME_RULE}",
+            reason="VARIABLE_NAME_INVALID",
         )
     if not _usable_id(instance_id):
         raise _no_instance(instance_id)

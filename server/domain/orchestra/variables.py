@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from server.domain.errors import InvalidArgument, Violation
+from server.domain.errors import InvalidArgument, Violation, echo, shown
 
 NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 NAME_RULE: Final = (
@@ -42,7 +42,9 @@ def dumps(variables: Mapping[str, Any]) -> str:
 def check_names(variables: Mapping[str, Any], field: str) -> None:
     """InvalidArgument naming `field.<name>` for each bad name."""
     violations = [
-        Violation(f"{field}.{name}" if name else field, f"variable name {name!r} {NAME_RULE}")
+        Violation(
+            f"{field}.{echo(name)}" if name else field, f"variable name {shown(name)} {NAME_RULE}"
+        )
         for name in variables
         if not valid_name(name)
     ]

@@ -9,6 +9,7 @@ gateways: tests/conformance/test_error_words.py.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, struct_pb2, timestamp_pb2
@@ -122,3 +123,19 @@ def test_every_error_body_encodes_what_it_quotes() -> None:
     assert body["details"][1]["fieldViolations"] == [
         {"field": "x.\\ud800", "description": 'unknown "\\ud800"'}
     ]
+
+
+@pytest.mark.parametrize(
+    ("document", "param"),
+    [
+        ({"k" * 5000: 1}, "k" * 64 + "…(5000 characters)"),
+        ({"counters": {"k" * 5000: "x"}}, f"counters[{'k' * 64}…(5000 characters)]"),
+    ],
+)
+def test_a_long_member_name_is_cut_in_the_field_path(document: Any, param: str) -> None:
+    """A caller's member names and map keys are theirs to make long: an error's field
+    path shows 64 characters and the length, so the answer stays small."""
+    with pytest.raises(GatewayError) as refused:
+        codec.parse_into(protos.echo_pb2().Kitchen(), document, field=None)
+    assert refused.value.status.message.startswith(f'invalid body field "{param}": ')
+    assert len(refused.value.status.SerializeToString()) < 1_000
