@@ -277,16 +277,17 @@ class BackfillReads(Protocol):
 
 def _span(seconds: float) -> str:
     """A window's length as an operator reads it: `31 days`, `1 day 2 h 30 min`,
-    `90.5 s` (days, hours, minutes, seconds; the parts that are not zero)."""
+    `90.5 s`, `31 days 0.000001 s` (days, hours, minutes, seconds to the microsecond;
+    the parts that are not zero; never an exponent)."""
     whole = int(seconds)
     days, rest = divmod(whole, 86_400)
     hours, rest = divmod(rest, 3_600)
     minutes, secs = divmod(rest, 60)
-    fraction = round(secs + seconds - whole, 3)
+    fraction = round(secs + seconds - whole, 6)  # microseconds: what a timestamp holds
     parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
     parts += [f"{hours} h"] if hours else []
     parts += [f"{minutes} min"] if minutes else []
-    parts += [f"{fraction:g} s"] if fraction else []
+    parts += [f"{fraction:.6f}".rstrip("0").rstrip(".") + " s"] if fraction else []
     return " ".join(parts) or "0 s"
 
 

@@ -19,7 +19,7 @@ from server.domain.backfills import _span
         (90.5, "1 min 30.5 s"),
         (0.25, "0.25 s"),
         (0.0, "0 s"),
-        (86_400.0 + 0.0004, "1 day"),
+        (31 * 86_400.0 + 0.000001, "31 days 0.000001 s"),  # just over: shown
     ],
 )
 def test_span_words(seconds: float, words: str) -> None:
