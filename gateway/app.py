@@ -465,11 +465,17 @@ class Gateway:
     # before routing unless a binding matches the same path (a binding always wins).
 
     def _openapi_document(self, request: Request, raw_path: str) -> Response | None:
-        if request.method not in ("GET", "HEAD"):
-            return None
         found = self.openapi.lookup(raw_path)
         if found is None or self._claimed(raw_path):
             return None
+        if request.method not in ("GET", "HEAD"):  # the document exists: 405, not 404
+            raise errors.status_error(
+                code_pb2.UNIMPLEMENTED,
+                f"method {request.method} not allowed for {raw_path}",
+                http_status=405,
+                reason="METHOD_NOT_ALLOWED",
+                headers={"Allow": "GET, HEAD"},
+            )
         body, etag = found
         headers = {"Cache-Control": "no-cache", "ETag": etag}
         if writer.matches_if_none_match(request.headers.get("if-none-match"), etag):

@@ -68,3 +68,15 @@ async def test_allow_lists_head_wherever_it_lists_get(
     async with httpx.AsyncClient(base_url=gateway_url) as http:
         response = await http.request(method, path)
     assert (response.status_code, response.headers["allow"]) == (405, allow)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+async def test_the_openapi_document_is_get_and_head_only(gateway_url: str, method: str) -> None:
+    """The document exists, so another method is 405 naming what it allows (RFC 9110
+    §15.5.6), not the 404 of a path nothing serves."""
+    async with httpx.AsyncClient(base_url=gateway_url) as http:
+        head = await http.head("/openapi.json")
+        refused = await http.request(method, "/openapi.json")
+    assert (head.status_code, head.content) == (200, b"")
+    assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD")
+    assert refused.json()["code"] == "UNIMPLEMENTED"

@@ -105,17 +105,23 @@ async def test_documents_are_what_the_generator_builds(http: httpx.AsyncClient) 
     [
         ("GET", "/openapi/unknown.json", 404),
         ("GET", "/openapi.json/", 404),
-        ("POST", "/openapi.json", 404),
-        ("DELETE", "/.well-known/openapi", 404),
+        ("POST", "/openapi.json", 405),
+        ("DELETE", "/.well-known/openapi", 405),
     ],
     ids=["unknown-api", "trailing-slash", "post", "delete"],
 )
 async def test_other_requests_fall_through_to_routing(
     http: httpx.AsyncClient, method: str, path: str, status: int
 ) -> None:
+    """A path that is no document goes on to routing (404 here); another method on a
+    document is 405 with `Allow: GET, HEAD` (RFC 9110 §15.5.6)."""
     response = await http.request(method, path)
     assert response.status_code == status
-    assert response.json()["code"] == "NOT_FOUND"
+    if status == 405:
+        assert response.headers["allow"] == "GET, HEAD"
+        assert response.json()["code"] == "UNIMPLEMENTED"
+    else:
+        assert response.json()["code"] == "NOT_FOUND"
 
 
 async def test_a_call_made_as_documented_answers_as_documented(
