@@ -41,7 +41,7 @@ from server.storage.tables import (
     SourceRow,
     table_of,
 )
-from tests.support.auth import TokenFactory
+from tests.support.auth import TokenFactory, ensure_tenant
 
 INGEST = "/ingest"
 WORKFLOWS = "/workflows"
@@ -259,7 +259,9 @@ async def test_ingest_over_grpc_answers_the_same_fields(
 
 
 async def _put_scoped(app: Application, definition_id: str, tenant: str, versions: int) -> None:
-    """`versions` versions of a start -> task -> end definition scoped to `tenant`."""
+    """`versions` versions of a start -> task -> end definition scoped to `tenant`
+    (created first: a definition's tenant must exist)."""
+    await ensure_tenant(app, tenant)
     call = CallContext(method="/tests/PutDefinition", trace_id="", actor="tests", tenant_id=None)
     for _ in range(versions):
         document = {
