@@ -55,6 +55,17 @@ def _fields(response: httpx.Response) -> list[str]:
     ]
 
 
+async def _stored(app: Application, definition_id: str) -> list[int]:
+    """The versions of `definition_id` in the database, ascending."""
+    async with app.db.read() as conn:
+        rows = await conn.execute(
+            sa.select(_definitions.c.version)
+            .where(_definitions.c.definition_id == definition_id)
+            .order_by(_definitions.c.version)
+        )
+        return list(rows.scalars())
+
+
 async def test_put_get_list(
     http: httpx.AsyncClient, app: Application, admin: dict[str, str], tenant: str
 ) -> None:
@@ -175,13 +186,7 @@ async def test_put_refusals(
         headers={"Authorization": f"Bearer {reader}", **REASON},
     )
     assert forbidden.status_code == 403
-    async with app.db.read() as conn:
-        stored = (
-            await conn.execute(
-                sa.select(sa.func.count()).where(_definitions.c.definition_id == definition_id)
-            )
-        ).scalar()
-    assert stored == 0
+    assert await _stored(app, definition_id) == []
 
 
 async def test_a_definition_at_the_last_version_refuses_a_next_one(
@@ -206,19 +211,7 @@ async def test_a_definition_at_the_last_version_refuses_a_next_one(
         " be; store the process under a new definition id"
     )
     assert "VERSION_EXHAUSTED" in refused.text
-    async with app.db.read() as conn:
-        versions = (
-            (
-                await conn.execute(
-                    sa.select(_definitions.c.version).where(
-                        _definitions.c.definition_id == definition_id
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-    assert list(versions) == [2**31 - 1]
+    assert await _stored(app, definition_id) == [2**31 - 1]
     read = await http.get(path, headers=admin)
     assert (read.status_code, read.json()["version"]) == (200, 2**31 - 1)
     listed = await http.get("/orchestra-admin/definitions", headers=admin)
@@ -243,13 +236,7 @@ async def test_a_tenant_scope_must_name_a_tenant(
         " tenant out to share the definition with every tenant"
     )
     assert "TENANT_NOT_FOUND" in refused.text
-    async with app.db.read() as conn:
-        stored = (
-            await conn.execute(
-                sa.select(sa.func.count()).where(_definitions.c.definition_id == definition_id)
-            )
-        ).scalar()
-    assert stored == 0
+    assert await _stored(app, definition_id) == []
     scoped = await http.put(
         path, json=_definition(definition_id, tenant=tenant), headers={**admin, **REASON}
     )
