@@ -166,6 +166,32 @@ class WorkerProcess:
         self.proc.kill()
         return await self.proc.wait()
 
+    async def freeze(self, timeout: float = 10.0) -> None:
+        """SIGSTOP, and wait until the kernel shows the process stopped (state `T` in
+        /proc/PID/stat), so its record file no longer changes: what it holds can be
+        read, then it is killed (SIGKILL ends a stopped process) or thawed."""
+        self.proc.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while self._state() not in ("T", "t"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.worker_id} did not stop within {timeout} s")
+            await asyncio.sleep(0.001)
+
+    def _state(self) -> str:
+        """The process state letter: the first field after the parenthesised command
+        name in /proc/PID/stat (proc(5))."""
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0]
+
+    def thaw(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    def unreported_leases(self) -> set[str]:
+        """Job ids of the leases this worker recorded (`L`) and sent no completion for
+        (`S`), matched by fencing token: the jobs its handlers hold."""
+        sent = {tuple(line[:3]) for line in self.lines("S")}
+        return {line[0] for line in self.lines("L") if tuple(line[:3]) not in sent}
+
     async def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM: the worker drains (finishes or fails what it holds) and exits."""
         if self.proc.returncode is None:
