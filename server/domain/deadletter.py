@@ -24,7 +24,11 @@ job a process instance owns (a service-task step or saga compensation,
 `jobs.owned_refusal`) is never replayed: the instance has moved on from that ending
 (a saga compensated it), so a batch or sweep reports it `skipped`
 (JOB_OWNED_BY_PROCESS, naming the instance) and leaves it pending, and a single
-replay is refused with FAILED_PRECONDITION. Each call (one,
+replay is refused with FAILED_PRECONDITION. So is an entry whose job is a step of a
+pack run (JOB_IN_PACK_RUN, `jobs.pack_run_refusal`): the run's retry re-runs it and
+takes the entry over, marking it replayed by the retry's job, so the chain goes on
+(resolved when that job succeeds, pending again naming it when it is dead-lettered).
+Each call (one,
 a batch of up to `BATCH_MAX`, or a bounded sweep of pending entries) is one unit of
 work: claims, clones, their events and one audit entry listing every entry id with
 its outcome.
@@ -46,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway.text import has_control
 from server.domain import audit, jobs
 from server.domain.context import CallContext
-from server.domain.errors import InvalidArgument, NotFound, Violation, shown
+from server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Violation, shown
 from server.domain.fingerprint import PATTERN as FINGERPRINT_PATTERN
 from server.domain.jobs import Job, SourceState
 from server.domain.leasing import CATEGORY_MAX, CODE_MAX
@@ -567,8 +571,9 @@ async def _replay(
     single: bool = False,
 ) -> dict[str, ReplayResult]:
     """Replay `entries` (distinct, the caller's) in `unit`: the result of each by id.
-    A pending entry whose job a process instance owns is skipped
-    (JOB_OWNED_BY_PROCESS), or refused with `single` (`jobs.owned_refusal`)."""
+    A pending entry whose job a process instance owns (JOB_OWNED_BY_PROCESS,
+    `jobs.owned_refusal`) or whose job is a pack run's step (JOB_IN_PACK_RUN,
+    `jobs.pack_run_refusal`) is skipped, or refused with `single`."""
     tenant_id = call.require_tenant()
     results: dict[str, ReplayResult] = {}
     pending = [e for e in entries if e.status == EntryStatus.PENDING]
@@ -584,11 +589,17 @@ async def _replay(
     )
     owners = sorted({job.owner for job in originals.values() if job.owner is not None})
     instances = await unit.uow.jobs.owning_instances(tenant_id, owners) if owners else {}
+    in_runs = [job for job in originals.values() if job.pack_run_id is not None]
+    runs = await unit.uow.jobs.runs_of_steps(tenant_id, in_runs) if in_runs else {}
     clones: dict[str, Job] = {}
     for entry in pending:
         original = originals.get(entry.job_id)
+        refusal: FailedPrecondition | None = None
         if original is not None and original.owner is not None:
             refusal = jobs.owned_refusal(original, instances.get(original.owner))
+        elif original is not None and original.job_id in runs:
+            refusal = jobs.pack_run_refusal(original, runs[original.job_id])
+        if refusal is not None:
             if single:
                 raise refusal
             results[entry.entry_id] = ReplayResult(
@@ -668,8 +679,9 @@ async def replay_entry(
 ) -> ReplayReport:
     """Replay one entry (see the module docstring). Raises NotFound
     (DEAD_LETTER_ENTRY_NOT_FOUND) for an unknown entry or one of another tenant or
-    project, FailedPrecondition (JOB_OWNED_BY_PROCESS) for a pending entry whose job
-    a process instance owns; nothing is written then."""
+    project, FailedPrecondition for a pending entry whose job a process instance owns
+    (JOB_OWNED_BY_PROCESS) or a pack run re-runs (JOB_IN_PACK_RUN); nothing is written
+    then."""
     tenant_id = call.require_tenant()
     if not check_entry_id(entry_id):
         raise NotFound.of(DEAD_LETTER_ENTRY, entry_id)

@@ -354,6 +354,12 @@ class JobRepository(Protocol):
         records it (a saga's steps, a live token; primary-key reads); others absent."""
         ...
 
+    async def runs_of_steps(self, tenant_id: str, jobs: Sequence[Job]) -> Mapping[str, StepRun]:
+        """The pack run each of `jobs` is a step of, by job id: the run its `packRunId`
+        names holds a step whose job it is (primary-key reads). Jobs that are no run's
+        step (a packRunId a caller chose, a replay's clone) are absent."""
+        ...
+
     async def cancel(self, job: Job, *, now: datetime) -> tuple[Job, Sequence[tuple[str, str]]]:
         """Move `job` (read with `get(lock=True)`) to canceled: finished now, no
         eligibility or lease expiry, its quota slot (if it holds one) released in
@@ -1022,10 +1028,12 @@ async def replay_job(store: Store, call: CallContext, *, job_id: str, now: datet
     Raises NotFound (JOB_NOT_FOUND, SOURCE_NOT_FOUND when its source is gone),
     FailedPrecondition (JOB_STATUS_CONFLICT: not finished; SOURCE_PAUSED,
     SOURCE_DISABLED; JOB_OWNED_BY_PROCESS: a process instance's job, see
-    `owned_refusal`; JOB_DEAD_LETTERED: a dead-lettered job is replayed through its
-    dead-letter entry, `deadletter.replay_entry`, which needs orch:backfill and marks
-    the entry replayed; a clone made here would leave the entry pending, to be
-    replayed a second time).
+    `owned_refusal`; JOB_IN_PACK_RUN: a job of a pack run that did not succeed is
+    re-run by retrying its run, see `pack_run_refusal` (a succeeded one may be
+    replayed: no retry runs it again); JOB_DEAD_LETTERED: a dead-lettered job is
+    replayed through its dead-letter entry, `deadletter.replay_entry`, which needs
+    orch:backfill and marks the entry replayed; a clone made here would leave the
+    entry pending, to be replayed a second time).
     """
     tenant_id = call.require_tenant()
     _check_job_id(job_id)
@@ -1040,6 +1048,10 @@ async def replay_job(store: Store, call: CallContext, *, job_id: str, now: datet
         if original.owner is not None:
             instances = await uow.jobs.owning_instances(tenant_id, [original.owner])
             raise owned_refusal(original, instances.get(original.owner))
+        if original.pack_run_id is not None and original.status != JobStatus.SUCCEEDED.value:
+            runs = await uow.jobs.runs_of_steps(tenant_id, [original])
+            if original.job_id in runs:
+                raise pack_run_refusal(original, runs[original.job_id])
         if original.status == JobStatus.DEAD_LETTERED.value:
             raise FailedPrecondition(
                 "job is dead_lettered; replay its dead-letter entry instead (scope"
@@ -1129,6 +1141,39 @@ def owned_refusal(job: Job, instance_id: str | None) -> FailedPrecondition:
         reason=OWNED_BY_PROCESS,
         metadata=metadata,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StepRun:
+    """The pack run a job is a step of (`JobRepository.runs_of_steps`): its id, its
+    status and the run that retried it, if any."""
+
+    pack_run_id: str
+    status: str
+    retried_by: str | None
+
+
+IN_PACK_RUN = "JOB_IN_PACK_RUN"
+
+
+def pack_run_refusal(job: Job, run: StepRun) -> FailedPrecondition:
+    """Why a job that did not succeed as a step of a pack run is not replayed, by
+    ReplayJob or the dead-letter queue: its run re-runs it (`retry_pack_run` re-runs
+    every job of a failed or canceled run that did not succeed, and takes over the
+    job's dead-letter entry). A replay outside the run would run it a second time
+    after a retry, and its success would leave the run failed and the jobs after it
+    skipped. FailedPrecondition JOB_IN_PACK_RUN; metadata {"jobId", "packRunId",
+    "retriedBy" (when the run was retried)}."""
+    metadata = {"jobId": job.job_id, "packRunId": run.pack_run_id}
+    head = f"job {job.job_id!r} is a job of pack run {run.pack_run_id!r}"
+    if run.retried_by is not None:
+        metadata["retriedBy"] = run.retried_by
+        tail = f", which was retried by pack run {run.retried_by!r}: that run runs it again"
+    elif run.status == "running":
+        tail = ", which is still running; once it has ended, retry the run to run the job again"
+    else:
+        tail = "; retry the run to run it again (a retry re-runs every job that did not succeed)"
+    return FailedPrecondition(head + tail, reason=IN_PACK_RUN, metadata=metadata)
 
 
 def source_error(source_id: str, state: SourceState | None) -> DomainError | None:

@@ -64,7 +64,7 @@ from server.domain.errors import (
 )
 from server.domain.events import NewEvent
 from server.domain.job_endings import JobEnding
-from server.domain.job_states import EVENT_TYPES, JobAction, JobStatus, transition
+from server.domain.job_states import EVENT_TYPES, REPLAYED_EVENT, JobAction, JobStatus, transition
 from server.domain.jobs import (
     EnqueueRequest,
     Job,
@@ -273,6 +273,15 @@ class PackRunRepository(Protocol):
         """Move `step` from the status it was read in to `status` (conditional: False when
         it changed meanwhile); `job_id` with `started_at` = now when it starts, and
         `finished_at` = now when `status` is a finished one."""
+        ...
+
+    async def replay_dead_letters(
+        self, tenant_id: str, replays: Mapping[str, str], *, now: datetime
+    ) -> int:
+        """Mark the pending dead-letter entries of the jobs in `replays` (a retried
+        run's dead-lettered job id -> the retry's job that re-runs it) replayed by that
+        job, as a dead-letter replay does (replayCount + 1, off the pending counters);
+        the number marked. Entries not pending are left as they are."""
         ...
 
     async def update_run(
@@ -516,7 +525,9 @@ def derive_status(step_statuses: Sequence[str]) -> str:
 # --- writing ----------------------------------------------------------------------------
 
 
-def _job_of(run: PackRun, step: PackStep, now: datetime, trace_id: str | None) -> Job:
+def _job_of(
+    run: PackRun, step: PackStep, now: datetime, trace_id: str | None, replay_of: str | None
+) -> Job:
     return Job(
         job_id=str(uuid.uuid4()),
         tenant_id=run.tenant_id,
@@ -542,7 +553,7 @@ def _job_of(run: PackRun, step: PackStep, now: datetime, trace_id: str | None) -
         last_error=None,
         idempotency_key=None,
         request_hash=None,
-        replay_of=None,
+        replay_of=replay_of,
         pack_run_id=run.pack_run_id,
         created_at=now,
         updated_at=now,
@@ -573,10 +584,13 @@ async def _apply(
     *,
     now: datetime,
     trace_id: str | None,
+    replays: Mapping[str, str] | None = None,
 ) -> tuple[list[PackStep], list[tuple[str, str]]]:
     """Write `decided` for `run` (locked) in `uow`: the moved jobs (conditionally), the
-    started jobs enqueued, their events, and the run's status. Returns the steps after
-    the change and the (tenant, job type) keys of the jobs enqueued now."""
+    started jobs enqueued, their events, and the run's status. `replays` names, by job
+    name, the job of the retried run a started job re-runs (its replayOf; a
+    job.replayed event on the old job). Returns the steps after the change and the
+    (tenant, job type) keys of the jobs enqueued now."""
     by_position = {step.position: step for step in steps}
     after = dict(by_position)
     jobs: list[Job] = []
@@ -585,7 +599,7 @@ async def _apply(
         step = by_position[position]
         job: Job | None = None
         if position in decided.start:
-            job = _job_of(run, step, now, trace_id)
+            job = _job_of(run, step, now, trace_id, (replays or {}).get(step.name))
         moved = await uow.pack_runs.move_step(
             step, status=status, now=now, job_id=job.job_id if job else None
         )
@@ -601,12 +615,25 @@ async def _apply(
                     run, JOB_STARTED_EVENT, {"job": step.name, "jobId": job.job_id}, trace_id, now
                 )
             )
+            enqueued: dict[str, Any] = {"to": job.status, "packRunId": run.pack_run_id}
+            if job.replay_of is not None:
+                enqueued["replayOf"] = job.replay_of
+                events.append(
+                    NewEvent(
+                        tenant_id=run.tenant_id,
+                        type=REPLAYED_EVENT,
+                        subject=JOB.name(job.replay_of),
+                        data={"replayJobId": job.job_id, "packRunId": run.pack_run_id},
+                        trace_id=trace_id,
+                        time=now,
+                    )
+                )
             events.append(
                 NewEvent(
                     tenant_id=run.tenant_id,
                     type=EVENT_TYPES[JobAction.ENQUEUE],
                     subject=JOB.name(job.job_id),
-                    data={"to": job.status, "packRunId": run.pack_run_id},
+                    data=enqueued,
                     trace_id=trace_id,
                     time=now,
                 )
@@ -688,8 +715,10 @@ async def _start_run(
     *,
     retry_of: str | None,
     now: datetime,
+    replays: Mapping[str, str] | None = None,
 ) -> tuple[PackRunView, list[tuple[str, str]]]:
-    """Insert a new run of `steps` (pending) in `uow` and start what can start."""
+    """Insert a new run of `steps` (pending) in `uow` and start what can start
+    (`replays`: as `_apply`'s)."""
     await _check_sources(uow, tenant_id, call.project_id, steps, retry_of=retry_of)
     run = PackRun(
         pack_run_id=str(uuid.uuid4()),
@@ -714,7 +743,13 @@ async def _start_run(
         data["retryOf"] = retry_of
     await uow.events.append_many([_run_event(run, CREATED_EVENT, data, call.trace_id, now)])
     final, woken = await _apply(
-        uow, run, pending, plan(pending, RUNNING), now=now, trace_id=call.trace_id
+        uow,
+        run,
+        pending,
+        plan(pending, RUNNING),
+        now=now,
+        trace_id=call.trace_id,
+        replays=replays,
     )
     status = derive_status([s.status for s in final])
     run = replace(run, status=status, finished_at=None if status == RUNNING else now)
@@ -869,6 +904,8 @@ async def retry_pack_run(
         steps = await uow.pack_runs.steps(pack_run_id)
         again = [step for step in steps if step.status != SUCCEEDED]
         names = {step.name for step in again}
+        # what each re-run job re-runs: the old run's job, where it had one
+        replays = {step.name: step.job_id for step in again if step.job_id is not None}
         fresh = [
             replace(
                 step,
@@ -883,7 +920,28 @@ async def retry_pack_run(
             for position, step in enumerate(again)
         ]
         view, woken = await _start_run(
-            uow, call, tenant_id, run.pack_name, fresh, retry_of=pack_run_id, now=now
+            uow,
+            call,
+            tenant_id,
+            run.pack_name,
+            fresh,
+            retry_of=pack_run_id,
+            now=now,
+            replays=replays,
+        )
+        # A dead-lettered job's pending entry is taken over by the job re-running it
+        # (a dead-lettered job's dependencies all succeeded: it starts at once).
+        started = {step.name: step.job_id for step in view.steps or () if step.job_id}
+        await uow.pack_runs.replay_dead_letters(
+            tenant_id,
+            {
+                old: started[step.name]
+                for step in again
+                if step.job_status == JobStatus.DEAD_LETTERED.value
+                and (old := step.job_id) is not None
+                and step.name in started
+            },
+            now=now,
         )
         await uow.pack_runs.update_run(pack_run_id, now=now, retried_by=view.run.pack_run_id)
         await uow.events.append_many(

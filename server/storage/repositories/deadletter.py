@@ -8,6 +8,8 @@ Writers, each in the caller's transaction:
   new entry (one multi-row INSERT). Cluster counters change by deltas.
 - `resolve_replays`: the completion writers call it with the jobs they completed;
   entries replayed by one of them become resolved (`ix_deadletter_entries_replay_job`).
+- `take_over_entries`: a pack run's retry (`repositories/pack_runs.py`) marks the
+  pending entries of the dead-lettered jobs it re-runs replayed by its new jobs.
 - `SqlDeadLetterRepository.claim`: a replay's conditional claim. PostgreSQL: one
   statement that locks the named pending entries in entry_id order (`FOR UPDATE`,
   re-checked after a wait, so an entry a concurrent call replayed meanwhile drops
@@ -296,6 +298,55 @@ async def resolve_replays(conn: AsyncConnection, job_ids: Sequence[str], *, now:
         .where(_entries.c.replay_job_id.in_(sorted(job_ids)), _entries.c.status == _REPLAYED)
         .values(status=_RESOLVED, updated_at=now)
     )
+
+
+async def take_over_entries(
+    conn: AsyncConnection, tenant_id: str, replays: Mapping[str, str], *, now: datetime
+) -> int:
+    """The pending entries of the jobs in `replays` (job id -> the job that re-runs it,
+    inserted in `conn`'s transaction: a pack run retry's) become replayed by that job,
+    as a claim would make them (replayCount + 1, off the pending counters); entries in
+    another status are left alone. Locked in entry_id order (FOR UPDATE, the status
+    re-checked after a wait). The number taken over."""
+    if not replays:
+        return 0
+    c = _entries.c
+    rows = (
+        await conn.execute(
+            sa.select(c.entry_id, c.job_id, c.project_id, c.fingerprint, c.retryable)
+            .add_columns(c.category, c.error_code, c.message)
+            .where(c.tenant_id == tenant_id, c.job_id.in_(sorted(replays)), c.status == _PENDING)
+            .order_by(c.entry_id)
+            .with_for_update()
+        )
+    ).all()
+    if not rows:
+        return 0
+    await conn.execute(
+        sa.update(_entries)
+        .where(c.entry_id == sa.bindparam("b_entry_id"))
+        .values(
+            status=_REPLAYED,
+            replay_job_id=sa.bindparam("b_job_id"),
+            replay_count=c.replay_count + 1,
+            updated_at=now,
+        ),
+        [{"b_entry_id": row.entry_id, "b_job_id": replays[row.job_id]} for row in rows],
+    )
+    deltas: dict[_Key, _Delta] = {}
+    for row in rows:
+        _add(
+            deltas,
+            (tenant_id, row.project_id or "", row.fingerprint),
+            category=row.category,
+            code=row.error_code,
+            message=row.message,
+            total=0,
+            pending=-1,
+            retryable=-1 if row.retryable else 0,
+        )
+    await _apply(conn, deltas, now)
+    return len(rows)
 
 
 # PostgreSQL: lock the named pending entries in entry_id order (re-checked after a

@@ -28,7 +28,7 @@ from server.domain.errors import Aborted, NotFound
 from server.domain.events import NewEvent
 from server.domain.job_endings import JobEnding, owned
 from server.domain.job_states import JobStatus
-from server.domain.jobs import JOB_LISTING, Job, JobQuery, SourceState, StatusCount
+from server.domain.jobs import JOB_LISTING, Job, JobQuery, SourceState, StatusCount, StepRun
 from server.domain.leasing import QuotaState
 from server.domain.resources import JOB
 from server.storage.db import Database
@@ -46,6 +46,8 @@ from server.storage.tables import (
     JobRow,
     OrchestraSagaStepRow,
     OrchestraTokenRow,
+    PackRunJobRow,
+    PackRunRow,
     SourceRow,
     table_of,
 )
@@ -56,6 +58,8 @@ _events = table_of(EventRow)
 _sources = table_of(SourceRow)
 _saga_steps = table_of(OrchestraSagaStepRow)
 _tokens = table_of(OrchestraTokenRow)
+_pack_runs = table_of(PackRunRow)
+_pack_steps = table_of(PackRunJobRow)
 _KEY_PRESENT = _table.c.idempotency_key.is_not(None)
 _CANCELED = JobStatus.CANCELED.value
 
@@ -341,6 +345,32 @@ class SqlJobRepository:
             for row in (await conn.execute(statement)).all():
                 found[row.id] = row.instance_id
         return {by_id[item]: instance for item, instance in found.items()}
+
+    async def runs_of_steps(self, tenant_id: str, jobs: Sequence[Job]) -> dict[str, StepRun]:
+        named = {job.job_id: job.pack_run_id for job in jobs if job.pack_run_id is not None}
+        if not named:
+            return {}
+        # the step rows by their key's prefix (pack_run_id), the run by its key
+        statement = (
+            sa.select(
+                _pack_steps.c.job_id,
+                _pack_runs.c.pack_run_id,
+                _pack_runs.c.status,
+                _pack_runs.c.retried_by,
+            )
+            .join(_pack_runs, _pack_runs.c.pack_run_id == _pack_steps.c.pack_run_id)
+            .where(
+                _pack_steps.c.pack_run_id.in_(sorted(set(named.values()))),
+                _pack_steps.c.job_id.in_(sorted(named)),
+                _pack_runs.c.tenant_id == tenant_id,
+            )
+        )
+        rows = (await (await self._conn()).execute(statement)).all()
+        return {
+            row.job_id: StepRun(row.pack_run_id, row.status, row.retried_by)
+            for row in rows
+            if named.get(row.job_id) == row.pack_run_id
+        }
 
     async def cancel(self, job: Job, *, now: datetime) -> tuple[Job, list[tuple[str, str]]]:
         conn = await self._conn()

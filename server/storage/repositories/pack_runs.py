@@ -18,7 +18,7 @@ SQLAlchemy Core statements. No commits here; a unit of work commits.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,7 @@ from server.domain.pack_runs import (
 )
 from server.storage.db import Database
 from server.storage.keyset import keyset_select
+from server.storage.repositories.deadletter import take_over_entries
 from server.storage.tables import (
     PACK_RUN_JOB_RUNNING_PREDICATE,
     JobRow,
@@ -178,6 +179,11 @@ class SqlPackRunRepository:
             .values(**values)
         )
         return bool(result.rowcount == 1)
+
+    async def replay_dead_letters(
+        self, tenant_id: str, replays: Mapping[str, str], *, now: datetime
+    ) -> int:
+        return await take_over_entries(await self._conn(), tenant_id, replays, now=now)
 
     async def update_run(
         self,

@@ -286,14 +286,17 @@ class DeadLetterReplayResult(_message.Message):
     outcome: _builtins.str
     """replayed (a clone of its job was enqueued), skipped (nothing to do: it is
     already replayed or resolved, named twice in the call, or its job belongs to
-    a process instance) or failed (it could not be replayed: see reason).
+    a process instance or a pack run) or failed (it could not be replayed: see
+    reason).
     """
     job_id: _builtins.str
     """The new job, when replayed; its replayOf names the entry's job."""
     reason: _builtins.str
     """Why it was skipped or failed: ALREADY_REPLAYED, ALREADY_RESOLVED,
     DUPLICATE_ENTRY_ID, JOB_OWNED_BY_PROCESS (skipped; the entry stays pending,
-    the message names the instance); DEAD_LETTER_ENTRY_NOT_FOUND (an unknown or
+    the message names the instance), JOB_IN_PACK_RUN (skipped; the pack run's
+    retry re-runs the job and takes the entry over, the message names the run);
+    DEAD_LETTER_ENTRY_NOT_FOUND (an unknown or
     another tenant's id in a batch), JOB_PRUNED, SOURCE_NOT_FOUND, SOURCE_PAUSED,
     SOURCE_DISABLED (failed). Absent when replayed.
     """

@@ -52,6 +52,15 @@ class DeadLetterServiceStub:
     it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
     it in `skipped` and leaves it pending; a single replay is refused with
     FAILED_PRECONDITION. Start a new instance to run the process again.
+
+    Likewise an entry whose job is a step of a pack run (reason JOB_IN_PACK_RUN,
+    the message and metadata packRunId naming the run): the run re-runs it. A
+    retry of the run (POST /jobengine/pack-runs/{packRunId}/retry) re-runs every
+    job that did not succeed and marks the pending entries of its dead-lettered
+    jobs replayed by the retry's jobs (whose replayOf names them), so the entry
+    is resolved when that job succeeds and pending again, naming it, when it is
+    dead-lettered. A replay outside the run would run the job twice after a retry,
+    and its success would leave the run failed and the jobs after it skipped.
     """
 
     def __init__(self, channel):
@@ -119,6 +128,15 @@ class DeadLetterServiceServicer:
     it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
     it in `skipped` and leaves it pending; a single replay is refused with
     FAILED_PRECONDITION. Start a new instance to run the process again.
+
+    Likewise an entry whose job is a step of a pack run (reason JOB_IN_PACK_RUN,
+    the message and metadata packRunId naming the run): the run re-runs it. A
+    retry of the run (POST /jobengine/pack-runs/{packRunId}/retry) re-runs every
+    job that did not succeed and marks the pending entries of its dead-lettered
+    jobs replayed by the retry's jobs (whose replayOf names them), so the entry
+    is resolved when that job succeeds and pending again, naming it, when it is
+    dead-lettered. A replay outside the run would run the job twice after a retry,
+    and its success would leave the run failed and the jobs after it skipped.
     """
 
     def ListDeadLetterEntries(self, request, context):
@@ -174,7 +192,8 @@ class DeadLetterServiceServicer:
         Returns NOT_FOUND when the entry does not exist in the caller's tenant (or
         project); FAILED_PRECONDITION (HTTP 409, reason JOB_OWNED_BY_PROCESS, the
         message and metadata instanceId naming the process instance) when the entry
-        is pending and its job belongs to a process instance: nothing is replayed.
+        is pending and its job belongs to a process instance, or (reason
+        JOB_IN_PACK_RUN, metadata packRunId) to a pack run: nothing is replayed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -184,8 +203,9 @@ class DeadLetterServiceServicer:
         """Replays up to 500 entries named by id, each as ReplayDeadLetterEntry would;
         the results are in request order. An unknown or another tenant's id fails
         its own result (DEAD_LETTER_ENTRY_NOT_FOUND); an id named twice is skipped
-        the second time; an entry whose job belongs to a process instance is
-        skipped (JOB_OWNED_BY_PROCESS) and stays pending.
+        the second time; an entry whose job belongs to a process instance or a
+        pack run is skipped (JOB_OWNED_BY_PROCESS, JOB_IN_PACK_RUN) and stays
+        pending.
 
         Returns INVALID_ARGUMENT (nothing replayed) for no ids, more than 500, or an
         id outside the id alphabet.
@@ -200,7 +220,8 @@ class DeadLetterServiceServicer:
         more may match, the response's continuationToken resumes after the last
         entry this call examined: a huge queue is replayed in steps, and entries
         that failed are not tried again by the same sweep. Entries whose job belongs
-        to a process instance are skipped (JOB_OWNED_BY_PROCESS) and stay pending.
+        to a process instance or a pack run are skipped (JOB_OWNED_BY_PROCESS,
+        JOB_IN_PACK_RUN) and stay pending.
 
         Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
         failedBefore, a negative limit, or a continuation token that is forged or
@@ -282,6 +303,15 @@ class DeadLetterService:
     it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
     it in `skipped` and leaves it pending; a single replay is refused with
     FAILED_PRECONDITION. Start a new instance to run the process again.
+
+    Likewise an entry whose job is a step of a pack run (reason JOB_IN_PACK_RUN,
+    the message and metadata packRunId naming the run): the run re-runs it. A
+    retry of the run (POST /jobengine/pack-runs/{packRunId}/retry) re-runs every
+    job that did not succeed and marks the pending entries of its dead-lettered
+    jobs replayed by the retry's jobs (whose replayOf names them), so the entry
+    is resolved when that job succeeds and pending again, naming it, when it is
+    dead-lettered. A replay outside the run would run the job twice after a retry,
+    and its success would leave the run failed and the jobs after it skipped.
     """
 
     @staticmethod

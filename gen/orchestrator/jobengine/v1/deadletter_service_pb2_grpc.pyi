@@ -53,6 +53,15 @@ class DeadLetterServiceStub:
     it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
     it in `skipped` and leaves it pending; a single replay is refused with
     FAILED_PRECONDITION. Start a new instance to run the process again.
+
+    Likewise an entry whose job is a step of a pack run (reason JOB_IN_PACK_RUN,
+    the message and metadata packRunId naming the run): the run re-runs it. A
+    retry of the run (POST /jobengine/pack-runs/{packRunId}/retry) re-runs every
+    job that did not succeed and marks the pending entries of its dead-lettered
+    jobs replayed by the retry's jobs (whose replayOf names them), so the entry
+    is resolved when that job succeeds and pending again, naming it, when it is
+    dead-lettered. A replay outside the run would run the job twice after a retry,
+    and its success would leave the run failed and the jobs after it skipped.
     """
 
     @_typing.overload
@@ -100,14 +109,16 @@ class DeadLetterServiceStub:
     Returns NOT_FOUND when the entry does not exist in the caller's tenant (or
     project); FAILED_PRECONDITION (HTTP 409, reason JOB_OWNED_BY_PROCESS, the
     message and metadata instanceId naming the process instance) when the entry
-    is pending and its job belongs to a process instance: nothing is replayed.
+    is pending and its job belongs to a process instance, or (reason
+    JOB_IN_PACK_RUN, metadata packRunId) to a pack run: nothing is replayed.
     """
     BatchReplayDeadLetterEntries: _grpc.UnaryUnaryMultiCallable[_deadletter_service_pb2.BatchReplayDeadLetterEntriesRequest, _deadletter_service_pb2.BatchReplayDeadLetterEntriesResponse]
     """Replays up to 500 entries named by id, each as ReplayDeadLetterEntry would;
     the results are in request order. An unknown or another tenant's id fails
     its own result (DEAD_LETTER_ENTRY_NOT_FOUND); an id named twice is skipped
-    the second time; an entry whose job belongs to a process instance is
-    skipped (JOB_OWNED_BY_PROCESS) and stays pending.
+    the second time; an entry whose job belongs to a process instance or a
+    pack run is skipped (JOB_OWNED_BY_PROCESS, JOB_IN_PACK_RUN) and stays
+    pending.
 
     Returns INVALID_ARGUMENT (nothing replayed) for no ids, more than 500, or an
     id outside the id alphabet.
@@ -118,7 +129,8 @@ class DeadLetterServiceStub:
     more may match, the response's continuationToken resumes after the last
     entry this call examined: a huge queue is replayed in steps, and entries
     that failed are not tried again by the same sweep. Entries whose job belongs
-    to a process instance are skipped (JOB_OWNED_BY_PROCESS) and stay pending.
+    to a process instance or a pack run are skipped (JOB_OWNED_BY_PROCESS,
+    JOB_IN_PACK_RUN) and stay pending.
 
     Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
     failedBefore, a negative limit, or a continuation token that is forged or
@@ -157,6 +169,15 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
     it in `skipped` and leaves it pending; a single replay is refused with
     FAILED_PRECONDITION. Start a new instance to run the process again.
+
+    Likewise an entry whose job is a step of a pack run (reason JOB_IN_PACK_RUN,
+    the message and metadata packRunId naming the run): the run re-runs it. A
+    retry of the run (POST /jobengine/pack-runs/{packRunId}/retry) re-runs every
+    job that did not succeed and marks the pending entries of its dead-lettered
+    jobs replayed by the retry's jobs (whose replayOf names them), so the entry
+    is resolved when that job succeeds and pending again, naming it, when it is
+    dead-lettered. A replay outside the run would run the job twice after a retry,
+    and its success would leave the run failed and the jobs after it skipped.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -201,14 +222,16 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     Returns NOT_FOUND when the entry does not exist in the caller's tenant (or
     project); FAILED_PRECONDITION (HTTP 409, reason JOB_OWNED_BY_PROCESS, the
     message and metadata instanceId naming the process instance) when the entry
-    is pending and its job belongs to a process instance: nothing is replayed.
+    is pending and its job belongs to a process instance, or (reason
+    JOB_IN_PACK_RUN, metadata packRunId) to a pack run: nothing is replayed.
     """
     BatchReplayDeadLetterEntries: _aio.UnaryUnaryMultiCallable[_deadletter_service_pb2.BatchReplayDeadLetterEntriesRequest, _deadletter_service_pb2.BatchReplayDeadLetterEntriesResponse]  # type: ignore[assignment]
     """Replays up to 500 entries named by id, each as ReplayDeadLetterEntry would;
     the results are in request order. An unknown or another tenant's id fails
     its own result (DEAD_LETTER_ENTRY_NOT_FOUND); an id named twice is skipped
-    the second time; an entry whose job belongs to a process instance is
-    skipped (JOB_OWNED_BY_PROCESS) and stays pending.
+    the second time; an entry whose job belongs to a process instance or a
+    pack run is skipped (JOB_OWNED_BY_PROCESS, JOB_IN_PACK_RUN) and stays
+    pending.
 
     Returns INVALID_ARGUMENT (nothing replayed) for no ids, more than 500, or an
     id outside the id alphabet.
@@ -219,7 +242,8 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     more may match, the response's continuationToken resumes after the last
     entry this call examined: a huge queue is replayed in steps, and entries
     that failed are not tried again by the same sweep. Entries whose job belongs
-    to a process instance are skipped (JOB_OWNED_BY_PROCESS) and stay pending.
+    to a process instance or a pack run are skipped (JOB_OWNED_BY_PROCESS,
+    JOB_IN_PACK_RUN) and stay pending.
 
     Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
     failedBefore, a negative limit, or a continuation token that is forged or
@@ -257,6 +281,15 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
     it with reason JOB_OWNED_BY_PROCESS and a message naming the instance, counts
     it in `skipped` and leaves it pending; a single replay is refused with
     FAILED_PRECONDITION. Start a new instance to run the process again.
+
+    Likewise an entry whose job is a step of a pack run (reason JOB_IN_PACK_RUN,
+    the message and metadata packRunId naming the run): the run re-runs it. A
+    retry of the run (POST /jobengine/pack-runs/{packRunId}/retry) re-runs every
+    job that did not succeed and marks the pending entries of its dead-lettered
+    jobs replayed by the retry's jobs (whose replayOf names them), so the entry
+    is resolved when that job succeeds and pending again, naming it, when it is
+    dead-lettered. A replay outside the run would run the job twice after a retry,
+    and its success would leave the run failed and the jobs after it skipped.
     """
 
     @_abc_1.abstractmethod
@@ -323,7 +356,8 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
         Returns NOT_FOUND when the entry does not exist in the caller's tenant (or
         project); FAILED_PRECONDITION (HTTP 409, reason JOB_OWNED_BY_PROCESS, the
         message and metadata instanceId naming the process instance) when the entry
-        is pending and its job belongs to a process instance: nothing is replayed.
+        is pending and its job belongs to a process instance, or (reason
+        JOB_IN_PACK_RUN, metadata packRunId) to a pack run: nothing is replayed.
         """
 
     @_abc_1.abstractmethod
@@ -335,8 +369,9 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
         """Replays up to 500 entries named by id, each as ReplayDeadLetterEntry would;
         the results are in request order. An unknown or another tenant's id fails
         its own result (DEAD_LETTER_ENTRY_NOT_FOUND); an id named twice is skipped
-        the second time; an entry whose job belongs to a process instance is
-        skipped (JOB_OWNED_BY_PROCESS) and stays pending.
+        the second time; an entry whose job belongs to a process instance or a
+        pack run is skipped (JOB_OWNED_BY_PROCESS, JOB_IN_PACK_RUN) and stays
+        pending.
 
         Returns INVALID_ARGUMENT (nothing replayed) for no ids, more than 500, or an
         id outside the id alphabet.
@@ -353,7 +388,8 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
         more may match, the response's continuationToken resumes after the last
         entry this call examined: a huge queue is replayed in steps, and entries
         that failed are not tried again by the same sweep. Entries whose job belongs
-        to a process instance are skipped (JOB_OWNED_BY_PROCESS) and stay pending.
+        to a process instance or a pack run are skipped (JOB_OWNED_BY_PROCESS,
+        JOB_IN_PACK_RUN) and stay pending.
 
         Returns INVALID_ARGUMENT for a malformed filter, failedAfter not before
         failedBefore, a negative limit, or a continuation token that is forged or

@@ -195,7 +195,9 @@ class JobsServiceServicer:
         or its source is now paused or disabled, or it belongs to a process instance
         (an Orchestra step or saga compensation: reason JOB_OWNED_BY_PROCESS, the
         message and metadata instanceId naming the instance, which has moved on
-        from the job's ending; start a new instance instead), or it is dead_lettered
+        from the job's ending; start a new instance instead), or it is a job of a
+        pack run that did not succeed (reason JOB_IN_PACK_RUN, metadata packRunId:
+        retrying the run re-runs it; a succeeded one may be replayed), or it is dead_lettered
         (reason JOB_DEAD_LETTERED: replay its dead-letter entry, which needs
         orch:backfill and records the replay, so one failure is never replayed twice).
         """

@@ -165,7 +165,11 @@ class PackRunsServiceServicer:
         its jobs that did not succeed, in the pack's order, keeping their
         dependencies on one another (a dependency on a job that succeeded is
         already met); the new run's retryOf names this one, whose retriedBy names
-        the new one.
+        the new one. Each new job re-runs one of this run's jobs: its replayOf names
+        it (job.replayed on the old job names the new one), and a dead-lettered
+        job's pending dead-letter entry becomes replayed by the new job, resolved
+        when it succeeds. The dead-letter queue refuses such an entry
+        (JOB_IN_PACK_RUN): the run is what re-runs its jobs.
 
         Returns NOT_FOUND when the run is not the caller's; FAILED_PRECONDITION
         (HTTP 409) when it is running or succeeded (reason
