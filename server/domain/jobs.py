@@ -354,6 +354,12 @@ class JobRepository(Protocol):
         records it (a saga's steps, a live token; primary-key reads); others absent."""
         ...
 
+    async def dead_letter_entry_of(self, tenant_id: str, job_id: str) -> str | None:
+        """The id of the dead-letter entry whose latest failure is `job_id` (an entry
+        follows its chain of replays to the last job dead-lettered; a unique-index
+        read), or None."""
+        ...
+
     async def runs_of_steps(self, tenant_id: str, jobs: Sequence[Job]) -> Mapping[str, StepRun]:
         """The pack run each of `jobs` is a step of, by job id: the run its `packRunId`
         names holds a step whose job it is (primary-key reads). Jobs that are no run's
@@ -1053,12 +1059,17 @@ async def replay_job(store: Store, call: CallContext, *, job_id: str, now: datet
             if original.job_id in runs:
                 raise pack_run_refusal(original, runs[original.job_id])
         if original.status == JobStatus.DEAD_LETTERED.value:
+            entry_id = await uow.jobs.dead_letter_entry_of(tenant_id, original.job_id)
+            metadata = {"status": original.status, "action": "replay"}
+            which = "its dead-letter entry"
+            if entry_id is not None:
+                metadata["entryId"] = entry_id
+                which = f"its dead-letter entry {entry_id!r}"
             raise FailedPrecondition(
-                "job is dead_lettered; replay its dead-letter entry instead (scope"
-                " orch:backfill), which records the replay so one failure is never replayed"
-                " twice",
+                f"job is dead_lettered; replay {which} instead (scope orch:backfill), which"
+                " records the replay so one failure is never replayed twice",
                 reason="JOB_DEAD_LETTERED",
-                metadata={"status": original.status, "action": "replay"},
+                metadata=metadata,
             )
         states = await uow.jobs.source_states(
             tenant_id, [original.source_id], project_id=call.project_id

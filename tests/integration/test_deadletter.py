@@ -668,10 +668,15 @@ async def test_a_dead_lettered_job_is_replayed_only_through_its_entry(queue: Que
     body = refused.json()
     assert (body["code"], body["error"]) == (
         "FAILED_PRECONDITION",
-        "job is dead_lettered; replay its dead-letter entry instead (scope orch:backfill),"
-        " which records the replay so one failure is never replayed twice",
+        f"job is dead_lettered; replay its dead-letter entry {entry.entry_id!r} instead (scope"
+        " orch:backfill), which records the replay so one failure is never replayed twice",
     )
     assert body["details"][0]["reason"] == "JOB_DEAD_LETTERED"
+    assert body["details"][0]["metadata"] == {
+        "status": "dead_lettered",
+        "action": "replay",
+        "entryId": entry.entry_id,
+    }
     assert await queue.jobs_replaying(job_id) == []
     unchanged = await queue.entry(entry.entry_id)
     assert (unchanged.status, unchanged.replay_count) == ("pending", 0)

@@ -42,6 +42,7 @@ from server.storage.repositories.leases import (
 )
 from server.storage.tables import (
     AuditEntryRow,
+    DeadLetterEntryRow,
     EventRow,
     JobRow,
     OrchestraSagaStepRow,
@@ -59,6 +60,7 @@ _sources = table_of(SourceRow)
 _saga_steps = table_of(OrchestraSagaStepRow)
 _tokens = table_of(OrchestraTokenRow)
 _pack_runs = table_of(PackRunRow)
+_dead_letters = table_of(DeadLetterEntryRow)
 _pack_steps = table_of(PackRunJobRow)
 _KEY_PRESENT = _table.c.idempotency_key.is_not(None)
 _CANCELED = JobStatus.CANCELED.value
@@ -345,6 +347,13 @@ class SqlJobRepository:
             for row in (await conn.execute(statement)).all():
                 found[row.id] = row.instance_id
         return {by_id[item]: instance for item, instance in found.items()}
+
+    async def dead_letter_entry_of(self, tenant_id: str, job_id: str) -> str | None:
+        statement = sa.select(_dead_letters.c.entry_id).where(
+            _dead_letters.c.job_id == job_id, _dead_letters.c.tenant_id == tenant_id
+        )
+        found: str | None = (await (await self._conn()).execute(statement)).scalar_one_or_none()
+        return found
 
     async def runs_of_steps(self, tenant_id: str, jobs: Sequence[Job]) -> dict[str, StepRun]:
         named = {job.job_id: job.pack_run_id for job in jobs if job.pack_run_id is not None}

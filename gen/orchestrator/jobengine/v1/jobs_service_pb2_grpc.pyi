@@ -115,9 +115,11 @@ class JobsServiceStub:
     message and metadata instanceId naming the instance, which has moved on
     from the job's ending; start a new instance instead), or it is a job of a
     pack run that did not succeed (reason JOB_IN_PACK_RUN, metadata packRunId:
-    retrying the run re-runs it; a succeeded one may be replayed), or it is dead_lettered
-    (reason JOB_DEAD_LETTERED: replay its dead-letter entry, which needs
-    orch:backfill and records the replay, so one failure is never replayed twice).
+    retrying the run re-runs it; a succeeded one may be replayed), or it is
+    dead_lettered (reason JOB_DEAD_LETTERED, metadata entryId naming the entry
+    when the job is its latest failure: replay its dead-letter entry, which
+    needs orch:backfill and records the replay, so one failure is never
+    replayed twice).
     """
 
 @_typing.type_check_only
@@ -207,9 +209,11 @@ class JobsServiceAsyncStub(JobsServiceStub):
     message and metadata instanceId naming the instance, which has moved on
     from the job's ending; start a new instance instead), or it is a job of a
     pack run that did not succeed (reason JOB_IN_PACK_RUN, metadata packRunId:
-    retrying the run re-runs it; a succeeded one may be replayed), or it is dead_lettered
-    (reason JOB_DEAD_LETTERED: replay its dead-letter entry, which needs
-    orch:backfill and records the replay, so one failure is never replayed twice).
+    retrying the run re-runs it; a succeeded one may be replayed), or it is
+    dead_lettered (reason JOB_DEAD_LETTERED, metadata entryId naming the entry
+    when the job is its latest failure: replay its dead-letter entry, which
+    needs orch:backfill and records the replay, so one failure is never
+    replayed twice).
     """
 
 class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -338,9 +342,11 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         message and metadata instanceId naming the instance, which has moved on
         from the job's ending; start a new instance instead), or it is a job of a
         pack run that did not succeed (reason JOB_IN_PACK_RUN, metadata packRunId:
-        retrying the run re-runs it; a succeeded one may be replayed), or it is dead_lettered
-        (reason JOB_DEAD_LETTERED: replay its dead-letter entry, which needs
-        orch:backfill and records the replay, so one failure is never replayed twice).
+        retrying the run re-runs it; a succeeded one may be replayed), or it is
+        dead_lettered (reason JOB_DEAD_LETTERED, metadata entryId naming the entry
+        when the job is its latest failure: replay its dead-letter entry, which
+        needs orch:backfill and records the replay, so one failure is never
+        replayed twice).
         """
 
 def add_JobsServiceServicer_to_server(servicer: JobsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
