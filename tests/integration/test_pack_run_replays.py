@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 
 from clients.worker import JobFailed, LeasedJob
+from orchestrator.jobengine.v1 import pack_run_pb2
 from server.app import Application
 from server.storage.tables import DeadLetterEntryRow, EventRow, JobRow, table_of
 from tests.integration.test_pack_runs import job
@@ -62,6 +64,21 @@ async def _history(app: Application, job_id: str) -> list[tuple[str, dict[str, A
         ]
 
 
+async def _run_until_ended(
+    bench: Bench,  # noqa: F811
+    handler: Callable[[LeasedJob], Awaitable[object]],
+    pack_run_id: str,
+) -> pack_run_pb2.PackRun:
+    """Run a worker with `handler` until the run is no longer running; drained after."""
+    worker = bench.worker(handler)
+    running = asyncio.create_task(worker.run())
+    try:
+        return await bench.until(pack_run_id, lambda r: r.status != "running")
+    finally:
+        worker.drain()
+        await asyncio.wait_for(running, 15)
+
+
 def _error(response: httpx.Response) -> tuple[int, str, dict[str, str], str]:
     body = response.json()
     [info] = [d for d in body["details"] if d["@type"].endswith("ErrorInfo")]
@@ -95,13 +112,7 @@ async def test_a_pack_runs_dead_lettered_job_is_re_run_by_the_runs_retry_only(
         ],
     )
     failing.add(first.pack_run_id)
-    worker = bench.worker(handler)
-    running = asyncio.create_task(worker.run())
-    try:
-        first = await bench.until(first.pack_run_id, lambda r: r.status != "running")
-    finally:
-        worker.drain()
-        await asyncio.wait_for(running, 15)
+    first = await _run_until_ended(bench, handler, first.pack_run_id)
     assert [(j.name, j.status, j.job_status) for j in first.jobs] == [
         ("flaky", "failed", "dead_lettered"),
         ("after", "skipped", ""),
@@ -200,13 +211,7 @@ async def test_a_pack_runs_dead_lettered_job_is_re_run_by_the_runs_retry_only(
         },
     )
 
-    worker = bench.worker(handler)
-    running = asyncio.create_task(worker.run())
-    try:
-        second = await bench.until(second.pack_run_id, lambda r: r.status != "running")
-    finally:
-        worker.drain()
-        await asyncio.wait_for(running, 15)
+    second = await _run_until_ended(bench, handler, second.pack_run_id)
     assert second.status == "succeeded"
     entry = await _entry(app, entry_id)
     assert (entry.status, entry.replay_job_id, entry.replay_count) == ("resolved", again, 1)

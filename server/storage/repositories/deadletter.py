@@ -313,8 +313,8 @@ async def take_over_entries(
     c = _entries.c
     rows = (
         await conn.execute(
-            sa.select(c.entry_id, c.job_id, c.project_id, c.fingerprint, c.retryable)
-            .add_columns(c.category, c.error_code, c.message)
+            sa.select(c.entry_id, c.job_id, c.tenant_id, c.project_id, c.fingerprint)
+            .add_columns(c.retryable, c.category, c.error_code, c.message)
             .where(c.tenant_id == tenant_id, c.job_id.in_(sorted(replays)), c.status == _PENDING)
             .order_by(c.entry_id)
             .with_for_update()
@@ -333,11 +333,19 @@ async def take_over_entries(
         ),
         [{"b_entry_id": row.entry_id, "b_job_id": replays[row.job_id]} for row in rows],
     )
+    await _apply(conn, _off_pending(rows), now)
+    return len(rows)
+
+
+def _off_pending(rows: Sequence[Any]) -> dict[_Key, _Delta]:
+    """The counter deltas of entries that just left `pending` (replayed): a claim's or a
+    take-over's rows (tenant_id, project_id, fingerprint, retryable, category,
+    error_code, message). Their total is unchanged."""
     deltas: dict[_Key, _Delta] = {}
     for row in rows:
         _add(
             deltas,
-            (tenant_id, row.project_id or "", row.fingerprint),
+            (row.tenant_id, row.project_id or "", row.fingerprint),
             category=row.category,
             code=row.error_code,
             message=row.message,
@@ -345,8 +353,7 @@ async def take_over_entries(
             pending=-1,
             retryable=-1 if row.retryable else 0,
         )
-    await _apply(conn, deltas, now)
-    return len(rows)
+    return deltas
 
 
 # PostgreSQL: lock the named pending entries in entry_id order (re-checked after a
@@ -518,19 +525,7 @@ class SqlDeadLetterRepository:
             rows = (await conn.execute(_PG_CLAIM, params)).all()
         else:
             rows = await self._claim_sqlite(conn, tenant_id, entry_ids, now)
-        deltas: dict[_Key, _Delta] = {}
-        for row in rows:
-            _add(
-                deltas,
-                (row.tenant_id, row.project_id or "", row.fingerprint),
-                category=row.category,
-                code=row.error_code,
-                message=row.message,
-                total=0,
-                pending=-1,
-                retryable=-1 if row.retryable else 0,
-            )
-        await _apply(conn, deltas, now)
+        await _apply(conn, _off_pending(rows), now)
         return {row.entry_id: row.replay_job_id for row in rows}
 
     @staticmethod
