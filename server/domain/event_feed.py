@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway.text import has_control
 from server.domain.audit import record
 from server.domain.context import CallContext
-from server.domain.errors import InvalidArgument, PermissionDenied, Violation
+from server.domain.errors import InvalidArgument, PermissionDenied, Violation, shown
 from server.domain.events import EVENT_TYPES, EventLike
 from server.domain.pagination import KeyCodec, KeyValue, ListingSpec, Page, PageTokens, SortKey
 from server.domain.resources import ResourceType
@@ -167,9 +167,9 @@ def parse_event_id(text: str, *, field: str) -> int:
     naming `field` for anything else."""
     value = text.strip()
     if not value.isascii() or not value.isdigit() or len(value) > 19 or int(value) > MAX_EVENT_ID:
-        shown = value if len(value) <= 40 else value[:40] + "..."
         raise InvalidArgument.of(
-            field, f"must be an event id: a decimal number from 0 to {MAX_EVENT_ID}, got {shown!r}"
+            field,
+            f"must be an event id: a decimal number from 0 to {MAX_EVENT_ID}, got {shown(value)}",
         )
     return int(value)
 
@@ -177,9 +177,10 @@ def parse_event_id(text: str, *, field: str) -> int:
 def _type_violation(type_: str) -> Violation | None:
     if not type_ or type_ in EVENT_TYPES:
         return None
-    shown = type_ if len(type_) <= 100 and not has_control(type_) else type_[:100].encode()
     known = ", ".join(sorted(EVENT_TYPES))
-    return Violation("type", f"is not an event type the server writes ({known}), got {shown!r}")
+    return Violation(
+        "type", f"is not an event type the server writes ({known}), got {shown(type_)}"
+    )
 
 
 def _filter_violations(

@@ -25,7 +25,7 @@ from gateway.text import has_control
 from server.domain import jobs
 from server.domain.builtin_sources import builtin_source
 from server.domain.context import CallContext
-from server.domain.errors import InvalidArgument, Violation
+from server.domain.errors import InvalidArgument, Violation, shown
 from server.domain.jobs import EnqueueRequest, JobLimits, JobRecord
 
 if TYPE_CHECKING:
@@ -72,8 +72,9 @@ def validate(request: IngestRequest) -> None:
     if not request.source:
         violations.append(Violation("source", f"is required: one of {known}"))
     elif request.source not in KNOWN_SOURCES:
-        shown = request.source if len(request.source) <= 64 else request.source[:64] + "..."
-        violations.append(Violation("source", f"unknown source {shown!r}: must be one of {known}"))
+        violations.append(
+            Violation("source", f"unknown source {shown(request.source)}: must be one of {known}")
+        )
     for name, value, most in (
         ("scope", request.scope, SCOPE_MAX),
         ("correlation_id", request.correlation_id, CORRELATION_ID_MAX),

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 
 from server.domain.context import CallContext
-from server.domain.errors import InvalidArgument
+from server.domain.errors import InvalidArgument, shown
 from server.domain.orchestra import instances
 from server.domain.orchestra.definitions import ModelCache, put_definition
 from server.domain.orchestra.instances import OrchestraLimits
@@ -175,7 +175,7 @@ async def list_runs(
         raise InvalidArgument.of("definitionId", DEFINITION_ID_RULE)
     if status and status not in INSTANCE_STATUSES:
         raise InvalidArgument.of(
-            "status", f"must be one of {', '.join(INSTANCE_STATUSES)}, got {status[:64]!r}"
+            "status", f"must be one of {', '.join(INSTANCE_STATUSES)}, got {shown(status)}"
         )
     query = RunQuery(
         tenant_id=call.require_tenant(),

@@ -25,7 +25,7 @@ from typing import Any
 from gateway.text import has_control
 from server.domain import audit
 from server.domain.context import CallContext
-from server.domain.errors import InvalidArgument, UpstreamFailed, Violation
+from server.domain.errors import InvalidArgument, UpstreamFailed, Violation, echo, shown
 from server.domain.resources import ResourceType
 from server.domain.units import Store
 from server.upstreams import Upstreams
@@ -105,7 +105,7 @@ async def request_report(
     violations: list[Violation] = []
     if path is None:
         violations.append(
-            Violation("kind", f"must be one of {', '.join(REPORT_PATHS)}, got {kind[:100]!r}")
+            Violation("kind", f"must be one of {', '.join(REPORT_PATHS)}, got {shown(kind)}")
         )
     if len(report_format) > FORMAT_MAX:
         violations.append(Violation("format", f"must be at most {FORMAT_MAX} characters"))
@@ -114,11 +114,11 @@ async def request_report(
     effective = report_format or "json"
     given = payload.get("format", effective)
     if given != effective and not any(v.field == "format" for v in violations):
-        shown = json.dumps(given, ensure_ascii=False)
+        given_json = json.dumps(given, ensure_ascii=False)
         violations.append(
             Violation(
                 "payload.format",
-                f"is {shown[:60]}, but the report's format is {json.dumps(effective)} "
+                f"is {echo(given_json)}, but the report's format is {json.dumps(effective)} "
                 '(format, "json" when empty): set format instead',
             )
         )
@@ -237,7 +237,7 @@ async def run_demo(
     """The summary and the log analysis, asked of the reporting service at once."""
     report_format = demo_format or "json"
     if report_format not in DEMO_FORMATS:
-        raise InvalidArgument.of("format", f"must be json, got {demo_format[:40]!r}")
+        raise InvalidArgument.of("format", f"must be json, got {shown(demo_format)}")
     if not 0 <= log_limit <= LOG_LIMIT_MAX:
         raise InvalidArgument.of("log_limit", f"must be 0..{LOG_LIMIT_MAX}, got {log_limit}")
     limit = log_limit or LOG_LIMIT_DEFAULT
