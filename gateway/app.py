@@ -24,7 +24,6 @@ route (metrics, access logs, spans) reads it instead of matching the path again.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -55,6 +54,7 @@ from gateway.router import (
     RouteMatch,
     Router,
 )
+from gateway.text import quoted_excerpt
 from gateway.upstream import (
     RequestStreamUpstream,
     StreamCall,
@@ -586,14 +586,9 @@ def _form_fields(body: bytes) -> list[tuple[str, str]]:
         raise _bad_form("not UTF-8") from None
     for number, piece in enumerate(text.split("&"), start=1):
         if "=" not in piece:
-            what = "is empty" if not piece else f"({_quoted(piece)}) has no '='"
+            what = "is empty" if not piece else f"({quoted_excerpt(piece)}) has no '='"
             raise _bad_form(f"field {number} {what}; send name=value pairs joined by '&'")
     return parse_form(text)
-
-
-def _quoted(text: str) -> str:
-    shown = text if len(text) <= 40 else text[:40] + "..."
-    return json.dumps(shown, ensure_ascii=False)
 
 
 def _bad_form(reason: str) -> errors.GatewayError:

@@ -23,6 +23,7 @@ from gateway import json_parser, json_printer
 from gateway.errors import GatewayError, status_error
 from gateway.field_paths import FieldError, lookup_field
 from gateway.scalars import NumberOutOfRange, finite_float, finite_int
+from gateway.text import quoted_excerpt
 
 JSON_TYPE = "application/json"
 HTTP_BODY = "google.api.HttpBody"
@@ -56,7 +57,7 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for name, _ in pairs:
             if name in seen:
-                shown = json.dumps(name[:40])
+                shown = quoted_excerpt(name)
                 raise _NotAJsonValue(f"member name {shown} appears twice in one object")
             seen.add(name)
     return members

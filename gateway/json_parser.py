@@ -64,6 +64,7 @@ from gateway.scalars import (
     form_of,
     new_message,
 )
+from gateway.text import excerpt, quoted_excerpt
 
 _FD = FieldDescriptor
 _WRAPPERS_FILE: Final = "google/protobuf/wrappers.proto"
@@ -216,7 +217,7 @@ def _check_free(
         return
     if exact and isinstance(value, int) and not isinstance(value, bool):
         if abs(value) > EXACT_INTEGER:
-            raise FieldError(where, f"{_cut(str(value))} {INEXACT_INTEGER}")
+            raise FieldError(where, f"{excerpt(str(value))} {INEXACT_INTEGER}")
         return
     if not isinstance(value, dict | list):
         return
@@ -289,32 +290,10 @@ def json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return f"the number {_cut(json.dumps(value))}"
+        return f"the number {excerpt(json.dumps(value))}"
     if isinstance(value, str):
-        return f"the string {quote(value)}"
+        return f"the string {quoted_excerpt(value)}"
     return "an array" if isinstance(value, list) else "an object"
-
-
-def quote(text: str) -> str:
-    """`text` (its first 40 characters) as a JSON string for an error message: what
-    cannot be shown as itself (controls, lone surrogates, other non-printables such as
-    U+2028) as `\\uXXXX` escapes, so any message quoting it encodes and reads."""
-    shown = json.dumps(text[:40], ensure_ascii=False)
-    if not shown.isprintable():
-        shown = "".join(char if char.isprintable() else _escape(char) for char in shown)
-    return shown + ("..." if len(text) > 40 else "")
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    code -= 0x10000  # RFC 8259 §7: a UTF-16 surrogate pair
-    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _join(path: str, key: str) -> str:

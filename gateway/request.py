@@ -28,6 +28,7 @@ from gateway.errors import GatewayError, status_error
 from gateway.field_paths import FieldError, named_words
 from gateway.json_stream import decode_stream
 from gateway.query import apply_query, set_field
+from gateway.text import excerpt
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 _FIELD_MASK = "google.protobuf.FieldMask"
@@ -127,14 +128,10 @@ def _describe(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return json.dumps(value)
     if isinstance(value, int | float):
-        return f"the number {_cut(json.dumps(value))}"
+        return f"the number {excerpt(json.dumps(value))}"
     if isinstance(value, str):
-        return f"the string {_cut(json.dumps(value, ensure_ascii=False))}"
+        return f"the string {excerpt(json.dumps(value, ensure_ascii=False))}"
     return "an array" if isinstance(value, list) else "an object"
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _bad_element(message: str, field_name: str) -> GatewayError:

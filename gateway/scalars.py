@@ -33,6 +33,7 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 
 from gateway.field_paths import FieldError, element_words, type_words
+from gateway.text import excerpt, quoted_excerpt
 
 _FD = FieldDescriptor
 
@@ -118,8 +119,7 @@ class NumberOutOfRange(ValueError):
 
 
 def _out_of_range_number(text: str) -> NumberOutOfRange:
-    shown = text if len(text) <= 40 else text[:40] + "..."
-    return NumberOutOfRange(f"number {shown} is out of range")
+    return NumberOutOfRange(f"number {excerpt(text)} is out of range")
 
 
 def _bounds(bits: int, *, signed: bool) -> tuple[int, int]:
@@ -424,7 +424,7 @@ def convert_scalar(field: FieldDescriptor, text: str, *, param: str) -> object:
     try:
         return converter.parse(field, text)
     except ValueError as exc:
-        raise _refusal(field, converter, _show(text), param, exc) from None
+        raise _refusal(field, converter, quoted_excerpt(text), param, exc) from None
 
 
 def convert_number(field: FieldDescriptor, number: int | float, *, param: str) -> object:
@@ -488,7 +488,7 @@ def _show_number(number: int | float) -> str:
     if isinstance(number, int) and number.bit_length() > 1024:  # str() stops at 4,300 digits
         return "a number of over 300 digits"
     text = repr(number) if isinstance(number, float) else str(number)
-    return text if len(text) <= 40 else text[:40] + "..."
+    return excerpt(text)
 
 
 def _converter(field: FieldDescriptor, param: str) -> _Converter:
@@ -506,7 +506,3 @@ def _converter(field: FieldDescriptor, param: str) -> _Converter:
             param, f"{element_words(field)} is an object, not a single value; name its fields"
         )
     return well_known
-
-
-def _show(text: str) -> str:
-    return json.dumps(text[:40], ensure_ascii=False) + ("..." if len(text) > 40 else "")

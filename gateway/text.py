@@ -11,10 +11,13 @@ one refuses or rewrites is refused or rewritten the same way by the other:
 - `quoted_string` — RFC 9110 §5.6.4 `quoted-string` for auth-param values of a
   `WWW-Authenticate` challenge (RFC 9110 §11.2): `"` and `\\` become quoted-pairs.
 - `challenge` — one RFC 9110 §11.2 challenge: `scheme param="value", ...`.
+- `excerpt`, `quoted_excerpt` — how much of a client's text a gateway error message
+  repeats, bare or as a JSON string.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 # RFC 5234 Appendix B.1: CTL = %x00-1F / %x7F.
@@ -25,6 +28,34 @@ _CTL = CONTROL_CHARACTERS
 _DESCRIPTION_SUBSTITUTES = str.maketrans({'"': "'", "\\": "/"})
 _QUOTED_PAIRS = str.maketrans({'"': '\\"', "\\": "\\\\"})
 REPLACEMENT = "?"
+
+
+EXCERPT_MAX = 40  # characters of a client's value a gateway error repeats
+
+
+def excerpt(text: str, limit: int = EXCERPT_MAX) -> str:
+    """`text` as a gateway error repeats it: whole up to `limit` characters, else its
+    first `limit` and "...", so an answer stays small whatever was sent."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def quoted_excerpt(text: str) -> str:
+    """`text` (its first `EXCERPT_MAX` characters, then "..." outside the quotes) as a
+    JSON string for an error message: what cannot be shown as itself (controls, lone
+    surrogates, other non-printables such as U+2028) as `\\uXXXX` escapes (RFC 8259
+    §7), so any message quoting it encodes and reads."""
+    shown = json.dumps(text[:EXCERPT_MAX], ensure_ascii=False)
+    if not shown.isprintable():
+        shown = "".join(char if char.isprintable() else _escape(char) for char in shown)
+    return shown + ("..." if len(text) > EXCERPT_MAX else "")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # RFC 8259 §7: a UTF-16 surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def has_control(text: str) -> bool:

@@ -44,7 +44,7 @@ def bad_form(reason: str) -> dict[str, Any]:
         (b"&name=a", f"field 1 is empty; {HOW}"),
         (b"name=a&", f"field 2 is empty; {HOW}"),
         (b"name=a&flag", f"field 2 (\"flag\") has no '='; {HOW}"),
-        (b"x" * 100, f'field 1 ("{"x" * 40}...") has no \'=\'; {HOW}'),
+        (b"x" * 100, f'field 1 ("{"x" * 40}"...) has no \'=\'; {HOW}'),
         (b"name=\xff", "not UTF-8"),
     ],
     ids=["blank", "blank-crlf", "empty-between", "empty-first", "empty-last", "no-equals",
