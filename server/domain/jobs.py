@@ -1157,11 +1157,15 @@ def owned_refusal(job: Job, instance_id: str | None) -> FailedPrecondition:
 @dataclass(frozen=True, slots=True)
 class StepRun:
     """The pack run a job is a step of (`JobRepository.runs_of_steps`): its id, its
-    status and the run that retried it, if any."""
+    status, the run that retried it, if any, and the newest run of that chain of
+    retries (the retry of the retry ...) with its status (this run's own when it
+    was not retried)."""
 
     pack_run_id: str
     status: str
-    retried_by: str | None
+    retried_by: str | None = None
+    newest: str = ""
+    newest_status: str = ""
 
 
 IN_PACK_RUN = "JOB_IN_PACK_RUN"
@@ -1173,13 +1177,24 @@ def pack_run_refusal(job: Job, run: StepRun) -> FailedPrecondition:
     every job of a failed or canceled run that did not succeed, and takes over the
     job's dead-letter entry). A replay outside the run would run it a second time
     after a retry, and its success would leave the run failed and the jobs after it
-    skipped. FailedPrecondition JOB_IN_PACK_RUN; metadata {"jobId", "packRunId",
-    "retriedBy" (when the run was retried)}."""
+    skipped. FailedPrecondition JOB_IN_PACK_RUN naming the run to retry (the newest of
+    the chain of retries); metadata {"jobId", "packRunId", "retriedBy" (when the run
+    was retried), "newestRetry" (when that run was retried in turn)}."""
     metadata = {"jobId": job.job_id, "packRunId": run.pack_run_id}
     head = f"job {job.job_id!r} is a job of pack run {run.pack_run_id!r}"
     if run.retried_by is not None:
         metadata["retriedBy"] = run.retried_by
-        tail = f", which was retried by pack run {run.retried_by!r}: that run runs it again"
+        newest = "that run"
+        if run.newest != run.retried_by:
+            metadata["newestRetry"] = run.newest
+            newest = f"its newest retry, {run.newest!r},"
+        head += f", retried by pack run {run.retried_by!r}"
+        if run.newest_status == "running":
+            tail = f"; {newest} is running it"
+        elif run.newest_status == "succeeded":
+            tail = f"; {newest} succeeded: nothing is left to re-run"
+        else:
+            tail = f"; {newest} {run.newest_status}: retry it to run the job again"
     elif run.status == "running":
         tail = ", which is still running; once it has ended, retry the run to run the job again"
     else:

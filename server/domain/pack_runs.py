@@ -278,10 +278,11 @@ class PackRunRepository(Protocol):
     async def replay_dead_letters(
         self, tenant_id: str, replays: Mapping[str, str], *, now: datetime
     ) -> int:
-        """Mark the pending dead-letter entries of the jobs in `replays` (a retried
-        run's dead-lettered job id -> the retry's job that re-runs it) replayed by that
-        job, as a dead-letter replay does (replayCount + 1, off the pending counters);
-        the number marked. Entries not pending are left as they are."""
+        """Mark the dead-letter entries whose chain ends at a job in `replays` (a
+        retried run's job id -> the retry's job that re-runs it) replayed by that job,
+        as a dead-letter replay does (replayCount + 1): the old job's pending entry
+        (off the pending counters), or the replayed entry whose replay it was (it was
+        canceled, not dead-lettered); the number marked. Resolved entries are left."""
         ...
 
     async def update_run(
@@ -929,17 +930,15 @@ async def retry_pack_run(
             now=now,
             replays=replays,
         )
-        # A dead-lettered job's pending entry is taken over by the job re-running it
-        # (a dead-lettered job's dependencies all succeeded: it starts at once).
+        # The dead-letter chain of each re-run job goes on from the job re-running it
+        # (a job that ran had every dependency succeed: its re-run starts at once).
         started = {step.name: step.job_id for step in view.steps or () if step.job_id}
         await uow.pack_runs.replay_dead_letters(
             tenant_id,
             {
                 old: started[step.name]
                 for step in again
-                if step.job_status == JobStatus.DEAD_LETTERED.value
-                and (old := step.job_id) is not None
-                and step.name in started
+                if (old := step.job_id) is not None and step.name in started
             },
             now=now,
         )

@@ -230,8 +230,8 @@ async def test_a_pack_runs_dead_lettered_job_is_re_run_by_the_runs_retry_only(
         409,
         "JOB_IN_PACK_RUN",
         {**refused, "retriedBy": second.pack_run_id},
-        f"job {flaky!r} is a job of pack run {first.pack_run_id!r}, which was retried by pack"
-        f" run {second.pack_run_id!r}: that run runs it again",
+        f"job {flaky!r} is a job of pack run {first.pack_run_id!r}, retried by pack run"
+        f" {second.pack_run_id!r}; that run succeeded: nothing is left to re-run",
     )
     clone = await http.post(f"/jobengine/jobs/{solo}/replay", json={}, headers=operating)
     assert clone.status_code == 201, clone.text
@@ -285,3 +285,97 @@ async def test_a_running_runs_dead_lettered_job_waits_for_the_run_to_end(
         release.set()
         worker.drain()
         await asyncio.wait_for(running, 15)
+
+
+async def test_the_entry_follows_retries_through_a_canceled_one(
+    bench: Bench,  # noqa: F811
+    app: Application,
+    http: httpx.AsyncClient,
+    tokens: TokenFactory,
+    tenant: str,
+) -> None:
+    """Critic finding on this change: a retry whose job is canceled (its run canceled
+    before the job ran) must not end the chain. Its own retry takes the entry over
+    from the canceled job, the entry is pending again naming that retry's job when
+    it is dead-lettered (one entry, never a second), and resolved by the retry that
+    succeeds. Refusals name the newest retry, the run to act on."""
+    t, s = bench.job_type, bench.source_id
+    failing: set[str] = set()
+
+    async def handler(leased: LeasedJob) -> object:
+        if leased.job.pack_run_id in failing:
+            raise JobFailed("dependency", "HTTP_503", "upstream down", retryable=False)
+        return {"ok": True}
+
+    first = await bench.packs.create("chain", [job("d", t, s, payload={"name": "d"})])
+    failing.add(first.pack_run_id)
+    first = await _run_until_ended(bench, handler, first.pack_run_id)
+    d1 = first.jobs[0].job_id
+    async with app.db.read() as conn:
+        entry_id = (
+            await conn.execute(sa.select(_entries.c.entry_id).where(_entries.c.job_id == d1))
+        ).scalar_one()
+
+    second = await bench.backfill.retry(first.pack_run_id)  # no worker: d2 stays queued
+    d2 = second.jobs[0].job_id
+    assert (await bench.packs.cancel(second.pack_run_id)).pack_run.status == "canceled"
+    entry = await _entry(app, entry_id)
+    assert (entry.status, entry.job_id, entry.replay_job_id, entry.replay_count) == (
+        "replayed",
+        d1,
+        d2,
+        1,
+    )
+
+    third = await bench.backfill.retry(second.pack_run_id)
+    d3 = third.jobs[0].job_id
+    assert (await _rows(app, tenant))[d3].replay_of == d2
+    entry = await _entry(app, entry_id)
+    assert (entry.status, entry.replay_job_id, entry.replay_count) == ("replayed", d3, 2)
+    failing.add(third.pack_run_id)
+    third = await _run_until_ended(bench, handler, third.pack_run_id)
+    assert (third.status, third.jobs[0].job_status) == ("failed", "dead_lettered")
+    entry = await _entry(app, entry_id)
+    assert (entry.status, entry.job_id, entry.replay_count) == ("pending", d3, 2)
+    async with app.db.read() as conn:
+        entries = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(_entries)
+                .where(_entries.c.job_id.in_([d1, d2, d3]) | (_entries.c.entry_id == entry_id))
+            )
+        ).scalar_one()
+    assert entries == 1
+
+    operating = {
+        **await tokens.headers(tenant, ("orch:read", "orch:operate")),
+        "X-Stella-Operator-Reason": "upstream is back",
+    }
+    direct = await http.post(f"/jobengine/jobs/{d1}/replay", json={}, headers=operating)
+    assert _error(direct) == (
+        409,
+        "JOB_IN_PACK_RUN",
+        {
+            "jobId": d1,
+            "packRunId": first.pack_run_id,
+            "retriedBy": second.pack_run_id,
+            "newestRetry": third.pack_run_id,
+        },
+        f"job {d1!r} is a job of pack run {first.pack_run_id!r}, retried by pack run"
+        f" {second.pack_run_id!r}; its newest retry, {third.pack_run_id!r}, failed: retry it"
+        " to run the job again",
+    )
+
+    fourth = await bench.backfill.retry(third.pack_run_id)
+    d4 = fourth.jobs[0].job_id
+    fourth = await _run_until_ended(bench, handler, fourth.pack_run_id)
+    assert fourth.status == "succeeded"
+    entry = await _entry(app, entry_id)
+    assert (entry.status, entry.job_id, entry.replay_job_id, entry.replay_count) == (
+        "resolved",
+        d3,
+        d4,
+        3,
+    )
+    stats = await http.get("/jobengine/deadletter/stats", headers=operating)
+    assert stats.json()["totals"] == {"total": "1", "pending": "0", "retryable": "0"}

@@ -303,25 +303,39 @@ async def resolve_replays(conn: AsyncConnection, job_ids: Sequence[str], *, now:
 async def take_over_entries(
     conn: AsyncConnection, tenant_id: str, replays: Mapping[str, str], *, now: datetime
 ) -> int:
-    """The pending entries of the jobs in `replays` (job id -> the job that re-runs it,
-    inserted in `conn`'s transaction: a pack run retry's) become replayed by that job,
-    as a claim would make them (replayCount + 1, off the pending counters); entries in
-    another status are left alone. Locked in entry_id order (FOR UPDATE, the status
+    """Entries whose chain the jobs in `replays` (job id -> the job that re-runs it,
+    inserted in `conn`'s transaction: a pack run retry's) end become replayed by the
+    new job (replayCount + 1): a pending entry of the old job (off the pending
+    counters), and a replayed entry whose replay was the old job (a retry's job that
+    was canceled rather than dead-lettered: the chain goes on from it). Resolved
+    entries are left alone. Locked in entry_id order (FOR UPDATE, the status
     re-checked after a wait). The number taken over."""
     if not replays:
         return 0
     c = _entries.c
+    olds = sorted(replays)
     rows = (
         await conn.execute(
-            sa.select(c.entry_id, c.job_id, c.tenant_id, c.project_id, c.fingerprint)
-            .add_columns(c.retryable, c.category, c.error_code, c.message)
-            .where(c.tenant_id == tenant_id, c.job_id.in_(sorted(replays)), c.status == _PENDING)
+            sa.select(c.entry_id, c.job_id, c.status, c.replay_job_id, c.tenant_id)
+            .add_columns(c.project_id, c.fingerprint, c.retryable, c.category)
+            .add_columns(c.error_code, c.message)
+            .where(
+                c.tenant_id == tenant_id,
+                sa.or_(
+                    sa.and_(c.job_id.in_(olds), c.status == _PENDING),
+                    sa.and_(c.replay_job_id.in_(olds), c.status == _REPLAYED),
+                ),
+            )
             .order_by(c.entry_id)
             .with_for_update()
         )
     ).all()
     if not rows:
         return 0
+
+    def new_job(row: Any) -> str:
+        return replays[row.job_id if row.status == _PENDING else row.replay_job_id]
+
     await conn.execute(
         sa.update(_entries)
         .where(c.entry_id == sa.bindparam("b_entry_id"))
@@ -331,9 +345,9 @@ async def take_over_entries(
             replay_count=c.replay_count + 1,
             updated_at=now,
         ),
-        [{"b_entry_id": row.entry_id, "b_job_id": replays[row.job_id]} for row in rows],
+        [{"b_entry_id": row.entry_id, "b_job_id": new_job(row)} for row in rows],
     )
-    await _apply(conn, _off_pending(rows), now)
+    await _apply(conn, _off_pending([row for row in rows if row.status == _PENDING]), now)
     return len(rows)
 
 

@@ -66,6 +66,39 @@ _KEY_PRESENT = _table.c.idempotency_key.is_not(None)
 _CANCELED = JobStatus.CANCELED.value
 
 
+_RETRY_CHAIN_MAX = 1000  # hops followed; a run is retried once, so a chain only grows
+
+
+async def _newest_retries(
+    conn: AsyncConnection, tenant_id: str, run_ids: set[str]
+) -> dict[str, tuple[str, str]]:
+    """For each run of `run_ids`, the newest run of its chain of retries (itself when it
+    was not retried) and that run's status: one primary-key read per hop."""
+    newest = {run_id: run_id for run_id in run_ids}
+    status: dict[str, str] = {}
+    frontier = set(run_ids)
+    for _ in range(_RETRY_CHAIN_MAX):
+        if not frontier:
+            break
+        rows = (
+            await conn.execute(
+                sa.select(
+                    _pack_runs.c.pack_run_id, _pack_runs.c.status, _pack_runs.c.retried_by
+                ).where(
+                    _pack_runs.c.pack_run_id.in_(sorted(frontier)),
+                    _pack_runs.c.tenant_id == tenant_id,
+                )
+            )
+        ).all()
+        moved = {row.pack_run_id: row.retried_by for row in rows if row.retried_by}
+        status.update({row.pack_run_id: row.status for row in rows})
+        for start, current in newest.items():
+            if current in moved:
+                newest[start] = moved[current]
+        frontier = set(moved.values())
+    return {start: (run_id, status.get(run_id, "")) for start, run_id in newest.items()}
+
+
 def _where(query: JobQuery) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = [_table.c.tenant_id == query.tenant_id]
     for column, value in (
@@ -374,11 +407,23 @@ class SqlJobRepository:
                 _pack_runs.c.tenant_id == tenant_id,
             )
         )
-        rows = (await (await self._conn()).execute(statement)).all()
-        return {
-            row.job_id: StepRun(row.pack_run_id, row.status, row.retried_by)
-            for row in rows
+        conn = await self._conn()
+        rows = [
+            row
+            for row in (await conn.execute(statement)).all()
             if named.get(row.job_id) == row.pack_run_id
+        ]
+        newest = await _newest_retries(
+            conn, tenant_id, {row.retried_by for row in rows if row.retried_by}
+        )
+        return {
+            row.job_id: StepRun(
+                row.pack_run_id,
+                row.status,
+                row.retried_by,
+                *(newest[row.retried_by] if row.retried_by else (row.pack_run_id, row.status)),
+            )
+            for row in rows
         }
 
     async def cancel(self, job: Job, *, now: datetime) -> tuple[Job, list[tuple[str, str]]]:

@@ -55,7 +55,8 @@ class DeadLetterServiceStub:
     FAILED_PRECONDITION. Start a new instance to run the process again.
 
     Likewise an entry whose job is a step of a pack run (reason JOB_IN_PACK_RUN,
-    the message and metadata packRunId naming the run): the run re-runs it. A
+    the message and metadata packRunId naming the run, and the newest of its
+    retries, the run to retry, when it was retried): the run re-runs it. A
     retry of the run (POST /jobengine/pack-runs/{packRunId}/retry) re-runs every
     job that did not succeed and marks the pending entries of its dead-lettered
     jobs replayed by the retry's jobs (whose replayOf names them), so the entry
@@ -171,7 +172,8 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     FAILED_PRECONDITION. Start a new instance to run the process again.
 
     Likewise an entry whose job is a step of a pack run (reason JOB_IN_PACK_RUN,
-    the message and metadata packRunId naming the run): the run re-runs it. A
+    the message and metadata packRunId naming the run, and the newest of its
+    retries, the run to retry, when it was retried): the run re-runs it. A
     retry of the run (POST /jobengine/pack-runs/{packRunId}/retry) re-runs every
     job that did not succeed and marks the pending entries of its dead-lettered
     jobs replayed by the retry's jobs (whose replayOf names them), so the entry
@@ -283,7 +285,8 @@ class DeadLetterServiceServicer(metaclass=_abc_1.ABCMeta):
     FAILED_PRECONDITION. Start a new instance to run the process again.
 
     Likewise an entry whose job is a step of a pack run (reason JOB_IN_PACK_RUN,
-    the message and metadata packRunId naming the run): the run re-runs it. A
+    the message and metadata packRunId naming the run, and the newest of its
+    retries, the run to retry, when it was retried): the run re-runs it. A
     retry of the run (POST /jobengine/pack-runs/{packRunId}/retry) re-runs every
     job that did not succeed and marks the pending entries of its dead-lettered
     jobs replayed by the retry's jobs (whose replayOf names them), so the entry

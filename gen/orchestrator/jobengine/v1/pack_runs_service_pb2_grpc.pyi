@@ -99,10 +99,12 @@ class PackRunsServiceStub:
     dependencies on one another (a dependency on a job that succeeded is
     already met); the new run's retryOf names this one, whose retriedBy names
     the new one. Each new job re-runs one of this run's jobs: its replayOf names
-    it (job.replayed on the old job names the new one), and a dead-lettered
-    job's pending dead-letter entry becomes replayed by the new job, resolved
-    when it succeeds. The dead-letter queue refuses such an entry
-    (JOB_IN_PACK_RUN): the run is what re-runs its jobs.
+    it (job.replayed on the old job names the new one), and the dead-letter
+    entry of the old job's chain (pending for a dead-lettered job, or replayed
+    by a re-run that was canceled) becomes replayed by the new job: pending
+    again naming it if it is dead-lettered, resolved when it succeeds. The
+    dead-letter queue refuses such an entry (JOB_IN_PACK_RUN): the run is what
+    re-runs its jobs.
 
     Returns NOT_FOUND when the run is not the caller's; FAILED_PRECONDITION
     (HTTP 409) when it is running or succeeded (reason
@@ -182,10 +184,12 @@ class PackRunsServiceAsyncStub(PackRunsServiceStub):
     dependencies on one another (a dependency on a job that succeeded is
     already met); the new run's retryOf names this one, whose retriedBy names
     the new one. Each new job re-runs one of this run's jobs: its replayOf names
-    it (job.replayed on the old job names the new one), and a dead-lettered
-    job's pending dead-letter entry becomes replayed by the new job, resolved
-    when it succeeds. The dead-letter queue refuses such an entry
-    (JOB_IN_PACK_RUN): the run is what re-runs its jobs.
+    it (job.replayed on the old job names the new one), and the dead-letter
+    entry of the old job's chain (pending for a dead-lettered job, or replayed
+    by a re-run that was canceled) becomes replayed by the new job: pending
+    again naming it if it is dead-lettered, resolved when it succeeds. The
+    dead-letter queue refuses such an entry (JOB_IN_PACK_RUN): the run is what
+    re-runs its jobs.
 
     Returns NOT_FOUND when the run is not the caller's; FAILED_PRECONDITION
     (HTTP 409) when it is running or succeeded (reason
@@ -292,10 +296,12 @@ class PackRunsServiceServicer(metaclass=_abc_1.ABCMeta):
         dependencies on one another (a dependency on a job that succeeded is
         already met); the new run's retryOf names this one, whose retriedBy names
         the new one. Each new job re-runs one of this run's jobs: its replayOf names
-        it (job.replayed on the old job names the new one), and a dead-lettered
-        job's pending dead-letter entry becomes replayed by the new job, resolved
-        when it succeeds. The dead-letter queue refuses such an entry
-        (JOB_IN_PACK_RUN): the run is what re-runs its jobs.
+        it (job.replayed on the old job names the new one), and the dead-letter
+        entry of the old job's chain (pending for a dead-lettered job, or replayed
+        by a re-run that was canceled) becomes replayed by the new job: pending
+        again naming it if it is dead-lettered, resolved when it succeeds. The
+        dead-letter queue refuses such an entry (JOB_IN_PACK_RUN): the run is what
+        re-runs its jobs.
 
         Returns NOT_FOUND when the run is not the caller's; FAILED_PRECONDITION
         (HTTP 409) when it is running or succeeded (reason
