@@ -34,7 +34,11 @@ enqueued job that has not finished with the jobs' own cancel (a leased job's wor
 learns it at its next heartbeat) and the pending ones, in one transaction;
 `retry_pack_run` (a failed or canceled run, once) starts a new run of the jobs that
 did not succeed, dependencies on succeeded jobs dropped (already met), `retryOf`
-and `retriedBy` linking the two.
+and `retriedBy` linking the two. Each new job re-runs an old one: its `replayOf`
+names it, and the dead-letter entry of the old job's chain (pending, or replayed by
+a re-run that was canceled) becomes replayed by the new job, so the chain goes on
+from it. That is why ReplayJob and the dead-letter queue refuse a step that did
+not succeed (`jobs.pack_run_refusal`): the run is what re-runs its jobs.
 
 Listing: keyset over (createdAt desc, packRunId desc), `ix_pack_runs_tenant_created_id`.
 """
@@ -787,10 +791,11 @@ async def create_pack_run(
 
 
 def _check_id(pack_run_id: str) -> None:
+    """No run has an id outside the issued alphabet: NotFound (PACK_RUN_NOT_FOUND), as
+    for every other resource's id in a path, and nothing a database refuses (NUL for
+    PostgreSQL) reaches it."""
     if not _ID.fullmatch(pack_run_id):
-        raise InvalidArgument.of(
-            "packRunId", "must be 1 to 64 letters, digits, '.', '_', ':' or '-'"
-        )
+        raise NotFound.of(PACK_RUN, pack_run_id)
 
 
 def _status_conflict(run: PackRun, action: str, allowed: str) -> FailedPrecondition:

@@ -574,6 +574,8 @@ async def test_unknown_and_foreign_runs_are_404(
         (foreign.get, run.pack_run_id),
         (foreign.cancel, run.pack_run_id),
         (scene.packs.get, "no-such-run"),
+        (scene.packs.get, "not an id"),  # outside the issued alphabet: not found either
+        (scene.packs.cancel, "x" * 65),
     ):
         with pytest.raises(ApiError) as caught:
             await call(target)
