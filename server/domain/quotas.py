@@ -13,14 +13,21 @@ at read time with `bucket_tokens`, the formula the lease applies too.
 Every mutation (create, update, delete, pause, resume) runs in one unit of work
 with its audit entry (`audit.record`, which also copies the token's
 quota_reason/quota_ticket claims) and a `quota.*` event. Update and delete are
-conditional on the AIP-154 etag (`etag_of`, from the row's `version`, which only
-settings and pause changes move): a stale etag is ABORTED, which the gateway
-answers 412. The row is locked while it is compared and written, so a concurrent
-lease or change waits rather than interleaving.
+conditional on the AIP-154 etag: a stale etag is ABORTED, which the gateway
+answers 412. The etag a read answers (`QuotaView.etag`, also the HTTP ETag) is
+`v{version}-{usage digest}`: the row's `version` (`etag_of`), which only settings
+and pause changes move, and a digest of the usage shown beside them, so the tag
+changes whenever the representation does (RFC 9110 §8.8.1: a strong validator) and
+a revalidating GET never gets 304 for usage that moved. The conditions compare the
+version alone (`_check_etag`), so usage moving between a read and an update is no
+conflict; a bare `v{version}` is accepted too. The row is locked while it is
+compared and written, so a concurrent lease or change waits rather than
+interleaving.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import uuid
@@ -130,7 +137,10 @@ class QuotaView:
 
     @property
     def etag(self) -> str:
-        return etag_of(self.quota)
+        """`v{version}-{digest}`: see the module docstring."""
+        usage = self.usage
+        shown = f"{usage.active}:{usage.tokens!r}:{usage.last_hour}".encode()
+        return f"{etag_of(self.quota)}-{hashlib.sha256(shown).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +248,8 @@ class QuotaReads(Protocol):
 
 
 def etag_of(quota: QuotaStateLike) -> str:
-    """The AIP-154 etag of a quota's settings and pause state (its `version`)."""
+    """The settings part of a quota's AIP-154 etag: `v{version}`, which settings and
+    pause changes move and usage never does; what conditions compare."""
     return f"v{quota.version}"
 
 
@@ -330,12 +341,13 @@ def _check_id(quota_id: str) -> None:
 
 
 def _check_etag(quota: Quota, etag: str) -> None:
-    """AIP-154: a given etag that is not the current one means the caller decided on a
-    state that is gone."""
-    if etag and etag != etag_of(quota):
+    """AIP-154: a given etag whose settings part (`v{version}`, before the "-") is not
+    the current one means the caller decided on settings that are gone; usage moving
+    since the read is no conflict."""
+    if etag and etag.partition("-")[0] != etag_of(quota):
         raise Aborted(
-            f"quota {quota.quota_id!r} changed since etag {shown(etag)} was read (now "
-            f"{etag_of(quota)!r}); read it again and retry",
+            f"quota {quota.quota_id!r} changed since etag {shown(etag)} was read (its"
+            f" settings are now at {etag_of(quota)!r}); read it again and retry",
             reason="QUOTA_ETAG_MISMATCH",
             metadata={"quotaId": quota.quota_id, "etag": etag_of(quota)},
         )

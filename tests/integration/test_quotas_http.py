@@ -1,9 +1,11 @@
 """Quotas over HTTP (DESIGN §4.1): statuses, bodies and headers on both prefixes, the
-AIP-154 etag as ETag and If-Match (412 when stale), 304 on If-None-Match, 204 on
-delete, bad input as 400 naming the field; SQLite and PostgreSQL."""
+AIP-154 etag as ETag and If-Match (412 when stale), 304 on If-None-Match only while
+the representation (usage included) is the same, 204 on delete, bad input as 400
+naming the field; SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -27,6 +29,13 @@ async def headers(tokens: TokenFactory, tenant: str) -> dict[str, str]:
         tenant, ("orch:quota",), quota_reason="capacity review", quota_ticket="CAP-1"
     )
     return {**found, "X-Stella-Operator-Reason": "http test"}
+
+
+def _tag(version: int, active: int, tokens: float, last_hour: int) -> str:
+    """A quota's etag as the server derives it: `v{version}-` and the first 8 hex
+    digits of SHA-256 over "active:tokens:lastHour" (tokens as Python's repr)."""
+    usage = f"{active}:{tokens!r}:{last_hour}".encode()
+    return f"v{version}-{hashlib.sha256(usage).hexdigest()[:8]}"
 
 
 def _legacy(prefix: str, response: httpx.Response, successor: str) -> None:
@@ -68,7 +77,7 @@ async def test_create_answers_201_with_the_quota_and_its_etag(
         headers=headers,
     )
     assert response.status_code == 201
-    assert response.headers["ETag"] == '"v1"'
+    assert response.headers["ETag"] == f'"{_tag(1, 0, 2.0, 0)}"'
     assert response.headers["Cache-Control"] == "no-store"
     _legacy(prefix, response, "/jobengine/quotas")
     body = response.json()
@@ -85,7 +94,7 @@ async def test_create_answers_201_with_the_quota_and_its_etag(
         "createdAt": body["createdAt"],
         "updatedAt": body["createdAt"],
         "updatedBy": client_id,
-        "etag": "v1",
+        "etag": _tag(1, 0, 2.0, 0),
     }
     assert uuid.UUID(body["quotaId"])
     assert body["createdAt"].endswith("Z")
@@ -100,15 +109,16 @@ async def test_get_carries_the_etag_and_answers_304_when_it_matches(
     response = await http.get(path, headers=headers)
     assert response.status_code == 200
     assert response.json() == created
-    assert response.headers["ETag"] == '"v1"'
+    tag = f'"{_tag(1, 0, 1.0, 0)}"'
+    assert response.headers["ETag"] == tag
     assert response.headers["Cache-Control"] == GET_CACHE
     _legacy(prefix, response, f"/jobengine/quotas/{created['quotaId']}")
 
-    unchanged = await http.get(path, headers={**headers, "If-None-Match": '"v1"'})
+    unchanged = await http.get(path, headers={**headers, "If-None-Match": tag})
     assert unchanged.status_code == 304
     assert unchanged.content == b""
-    assert unchanged.headers["ETag"] == '"v1"'
-    changed = await http.get(path, headers={**headers, "If-None-Match": '"v0"'})
+    assert unchanged.headers["ETag"] == tag
+    changed = await http.get(path, headers={**headers, "If-None-Match": '"v1"'})
     assert changed.status_code == 200
 
 
@@ -122,22 +132,19 @@ async def test_put_is_conditional_on_if_match(
 
     response = await http.put(path, json=update, headers={**headers, "If-Match": '"v1"'})
     assert response.status_code == 200, response.text
-    assert response.headers["ETag"] == '"v2"'
+    assert response.headers["ETag"] == f'"{response.json()["etag"]}"'
+    assert response.json()["etag"].startswith("v2-")
     assert response.headers["Cache-Control"] == "no-store"
     _legacy(prefix, response, f"/jobengine/quotas/{created['quotaId']}")
     body = response.json()
-    assert {k: body[k] for k in (*update, "etag", "jobType")} == {
-        **update,
-        "etag": "v2",
-        "jobType": "tuned",
-    }
+    assert {k: body[k] for k in (*update, "jobType")} == {**update, "jobType": "tuned"}
 
     stale = await http.put(path, json={"burst": 9}, headers={**headers, "If-Match": '"v1"'})
     assert stale.status_code == 412
     assert stale.json()["code"] == "ABORTED"
     assert stale.json()["error"] == (
-        f"quota {created['quotaId']!r} changed since etag 'v1' was read (now 'v2'); "
-        "read it again and retry"
+        f"quota {created['quotaId']!r} changed since etag 'v1' was read (its settings are now"
+        " at 'v2'); read it again and retry"
     )
     # The body's etag and If-Match must agree; the body's alone is a condition too.
     disagree = await http.put(
@@ -151,7 +158,8 @@ async def test_put_is_conditional_on_if_match(
     # No precondition: an unconditional replace (If-Match is optional here).
     plain = await http.put(path, json={"burst": 5}, headers=headers)
     assert plain.status_code == 200
-    assert (plain.json()["burst"], plain.json()["maxActive"], plain.json()["etag"]) == (5, 0, "v3")
+    assert (plain.json()["burst"], plain.json()["maxActive"]) == (5, 0)
+    assert plain.json()["etag"].startswith("v3-")
 
     async with app.db.read() as conn:
         row = (
@@ -189,7 +197,7 @@ async def test_pause_and_resume_over_http(http: httpx.AsyncClient, headers: dict
     base = f"/jobengine/quotas/{created['quotaId']}"
     paused = await http.post(f"{base}/pause", json={"reason": "upstream down"}, headers=headers)
     assert paused.status_code == 200
-    assert paused.headers["ETag"] == '"v2"'
+    assert paused.headers["ETag"] == f'"{_tag(2, 0, 1.0, 0)}"'
     assert (paused.json()["paused"], paused.json()["pauseReason"]) == (True, "upstream down")
     by_header = await http.post(f"/orchestrator/quotas/{created['quotaId']}/pause", headers=headers)
     assert by_header.status_code == 200
@@ -358,3 +366,38 @@ async def test_another_tenants_quota_is_404_over_http(
     crossed = {**stranger, "X-Stella-Tenant": headers["X-Stella-Tenant"]}
     assert (await http.get(path, headers=crossed)).status_code == 403
     assert (await http.get(path, headers=headers)).json() == created
+
+
+async def test_usage_moves_the_etag_but_is_no_conflict_for_an_update(
+    http: httpx.AsyncClient, headers: dict[str, str], app: Application
+) -> None:
+    """The representation carries live usage, so its strong ETag changes with it (RFC
+    9110 §8.8.1): a revalidating GET gets 200 with the new usage, never a 304 for the
+    old. An update conditional on the tag read before usage moved still applies:
+    what it guards is the settings."""
+    created = await _create(http, headers, {"jobType": "moving", "burst": 3})
+    path = f"/jobengine/quotas/{created['quotaId']}"
+    first = await http.get(path, headers=headers)
+    assert first.headers["ETag"] == f'"{_tag(1, 0, 3.0, 0)}"'
+    async with app.db.engine.begin() as conn:  # two slots held, as two leases would
+        await conn.execute(
+            sa.update(_quotas).where(_quotas.c.quota_id == created["quotaId"]).values(active=2)
+        )
+    moved = await http.get(path, headers={**headers, "If-None-Match": first.headers["ETag"]})
+    assert moved.status_code == 200
+    assert moved.json()["usage"] == {"active": 2, "tokens": 3.0, "lastHour": 0}
+    assert moved.headers["ETag"] == f'"{_tag(1, 2, 3.0, 0)}"'
+    assert moved.json()["etag"] == _tag(1, 2, 3.0, 0)
+
+    updated = await http.put(
+        path, json={"burst": 5}, headers={**headers, "If-Match": first.headers["ETag"]}
+    )
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["burst"] == 5
+    usage = updated.json()["usage"]
+    assert usage["active"] == 2
+    assert updated.json()["etag"] == _tag(2, 2, usage["tokens"], 0)
+    stale = await http.put(
+        path, json={"burst": 6}, headers={**headers, "If-Match": moved.headers["ETag"]}
+    )
+    assert stale.status_code == 412

@@ -75,10 +75,13 @@ class Quota(_message.Message):
     updated_by: _builtins.str
     """Output only. The OAuth client id that made the last change."""
     etag: _builtins.str
-    """The AIP-154 entity tag of the quota's settings, also its HTTP ETag. Sent back
-    on update or delete (or as If-Match), it makes the change conditional: a
-    quota changed meanwhile answers ABORTED (HTTP 412). Usage changes do not
-    change it.
+    """The AIP-154 entity tag of the quota as read, also its HTTP ETag (opaque;
+    today `v{version}-{usage digest}`): it changes when the settings, the pause
+    state or the usage shown change, so a revalidating GET answers 304 only for
+    the same representation (RFC 9110 §8.8.1). Sent back on update or delete (or
+    as If-Match), it makes the change conditional on the settings and pause
+    state it was read with: a quota whose settings changed meanwhile answers
+    ABORTED (HTTP 412); usage that moved since the read is no conflict.
     """
     @_builtins.property
     def usage(self) -> Global___QuotaUsage:
