@@ -355,9 +355,10 @@ class JobRepository(Protocol):
         ...
 
     async def dead_letter_entry_of(self, tenant_id: str, job_id: str) -> str | None:
-        """The id of the dead-letter entry whose latest failure is `job_id` (an entry
-        follows its chain of replays to the last job dead-lettered; a unique-index
-        read), or None."""
+        """The id of the dead-letter entry of `job_id`'s chain, or None: the entry names
+        the chain's latest job dead-lettered, so from an older one the replays are
+        followed (each job's `job.replayed` event names its replay) until a job an
+        entry names; one or two index reads per hop."""
         ...
 
     async def runs_of_steps(self, tenant_id: str, jobs: Sequence[Job]) -> Mapping[str, StepRun]:

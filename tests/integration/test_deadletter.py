@@ -691,6 +691,34 @@ async def test_a_dead_lettered_job_is_replayed_only_through_its_entry(queue: Que
     ]
 
 
+async def test_an_older_job_of_a_replayed_chain_names_the_chains_entry(queue: Queue) -> None:
+    """The entry names the chain's latest failure (the replay's clone, dead-lettered
+    again); ReplayJob of the first job still names the entry, found along the
+    job.replayed events (critic finding)."""
+    job_id = await queue.dead_letter()
+    entry = await queue.entry_of(job_id)
+    assert (await queue.replay_one(entry.entry_id)).status_code == 200
+    [clone] = await queue.jobs_replaying(job_id)
+    (lease,) = await queue.harness.workers.lease(["scan.image"])
+    assert lease.job.job_id == clone.job_id
+    failure = pb.JobFailure(
+        token=lease.token, category="timeout", code="DEADLINE", message=TIMEOUT_7
+    )
+    (outcome,) = await queue.harness.workers.fail(failure)
+    assert outcome.job_status == "dead_lettered"
+    moved = await queue.entry(entry.entry_id)
+    assert (moved.status, moved.job_id, moved.replay_count) == ("pending", clone.job_id, 1)
+    headers = {**queue.read, "X-Stella-Operator-Reason": "retry it"}
+    for dead in (job_id, clone.job_id):
+        refused = await queue.http.post(f"/jobengine/jobs/{dead}/replay", json={}, headers=headers)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["details"][0]["metadata"] == {
+            "status": "dead_lettered",
+            "action": "replay",
+            "entryId": entry.entry_id,
+        }
+
+
 async def test_concurrent_replays_of_one_entry_enqueue_one_job(queue: Queue) -> None:
     job_id = await queue.dead_letter()
     entry = await queue.entry_of(job_id)

@@ -13,6 +13,7 @@ a unit of work commits.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
@@ -27,7 +28,7 @@ from server.domain.audit import AuditEntry
 from server.domain.errors import Aborted, NotFound
 from server.domain.events import NewEvent
 from server.domain.job_endings import JobEnding, owned
-from server.domain.job_states import JobStatus
+from server.domain.job_states import REPLAYED_EVENT, JobStatus
 from server.domain.jobs import JOB_LISTING, Job, JobQuery, SourceState, StatusCount, StepRun
 from server.domain.leasing import QuotaState
 from server.domain.resources import JOB
@@ -67,6 +68,7 @@ _CANCELED = JobStatus.CANCELED.value
 
 
 _RETRY_CHAIN_MAX = 1000  # hops followed; a run is retried once, so a chain only grows
+_REPLAY_CHAIN_MAX = 1000  # replays of replays followed to a dead-letter entry
 
 
 async def _newest_retries(
@@ -382,11 +384,32 @@ class SqlJobRepository:
         return {by_id[item]: instance for item, instance in found.items()}
 
     async def dead_letter_entry_of(self, tenant_id: str, job_id: str) -> str | None:
-        statement = sa.select(_dead_letters.c.entry_id).where(
-            _dead_letters.c.job_id == job_id, _dead_letters.c.tenant_id == tenant_id
-        )
-        found: str | None = (await (await self._conn()).execute(statement)).scalar_one_or_none()
-        return found
+        conn = await self._conn()
+        current = job_id
+        for _ in range(_REPLAY_CHAIN_MAX):
+            entry = sa.select(_dead_letters.c.entry_id).where(
+                _dead_letters.c.job_id == current, _dead_letters.c.tenant_id == tenant_id
+            )
+            found: str | None = (await conn.execute(entry)).scalar_one_or_none()
+            if found is not None:
+                return found
+            # the entry moved on to the job replaying this one: its job.replayed event
+            replayed = (
+                sa.select(_events.c.data)
+                .where(
+                    _events.c.tenant_id == tenant_id,
+                    _events.c.subject == JOB.name(current),
+                    _events.c.type == REPLAYED_EVENT,
+                )
+                .order_by(_events.c.event_id.desc())
+                .limit(1)
+            )
+            data = (await conn.execute(replayed)).scalar_one_or_none()
+            replay = json.loads(data).get("replayJobId") if data else None
+            if not isinstance(replay, str):
+                return None
+            current = replay
+        return None
 
     async def runs_of_steps(self, tenant_id: str, jobs: Sequence[Job]) -> dict[str, StepRun]:
         named = {job.job_id: job.pack_run_id for job in jobs if job.pack_run_id is not None}

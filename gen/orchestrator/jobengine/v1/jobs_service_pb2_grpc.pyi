@@ -116,9 +116,9 @@ class JobsServiceStub:
     from the job's ending; start a new instance instead), or it is a job of a
     pack run that did not succeed (reason JOB_IN_PACK_RUN, metadata packRunId:
     retrying the run re-runs it; a succeeded one may be replayed), or it is
-    dead_lettered (reason JOB_DEAD_LETTERED, metadata entryId naming the entry
-    when the job is its latest failure: replay its dead-letter entry, which
-    needs orch:backfill and records the replay, so one failure is never
+    dead_lettered (reason JOB_DEAD_LETTERED, metadata entryId naming its
+    dead-letter entry, found along the chain of replays: replay that entry,
+    which needs orch:backfill and records the replay, so one failure is never
     replayed twice).
     """
 
@@ -210,9 +210,9 @@ class JobsServiceAsyncStub(JobsServiceStub):
     from the job's ending; start a new instance instead), or it is a job of a
     pack run that did not succeed (reason JOB_IN_PACK_RUN, metadata packRunId:
     retrying the run re-runs it; a succeeded one may be replayed), or it is
-    dead_lettered (reason JOB_DEAD_LETTERED, metadata entryId naming the entry
-    when the job is its latest failure: replay its dead-letter entry, which
-    needs orch:backfill and records the replay, so one failure is never
+    dead_lettered (reason JOB_DEAD_LETTERED, metadata entryId naming its
+    dead-letter entry, found along the chain of replays: replay that entry,
+    which needs orch:backfill and records the replay, so one failure is never
     replayed twice).
     """
 
@@ -343,9 +343,9 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         from the job's ending; start a new instance instead), or it is a job of a
         pack run that did not succeed (reason JOB_IN_PACK_RUN, metadata packRunId:
         retrying the run re-runs it; a succeeded one may be replayed), or it is
-        dead_lettered (reason JOB_DEAD_LETTERED, metadata entryId naming the entry
-        when the job is its latest failure: replay its dead-letter entry, which
-        needs orch:backfill and records the replay, so one failure is never
+        dead_lettered (reason JOB_DEAD_LETTERED, metadata entryId naming its
+        dead-letter entry, found along the chain of replays: replay that entry,
+        which needs orch:backfill and records the replay, so one failure is never
         replayed twice).
         """
 
