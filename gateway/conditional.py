@@ -187,17 +187,24 @@ def condition(plan: EtagPlan, message: Message, if_match: str | None) -> Conditi
     star, strong, weak = parse_if_match(if_match)
     if star:
         return Condition(conditional=bool(current), star=True)
+    # An empty strong tag ("") matches no ETag this gateway serves (an empty etag
+    # field is no tag at all, AIP-154), and put in the field it would read as "no
+    # condition": it never matches, as a weak tag never does.
+    empty = "" in strong
+    never = [*weak, *(['""'] if empty else [])]
+    strong = tuple(tag for tag in strong if tag)
     if not strong:
+        what = "entity-tags that are weak or empty" if empty else "weak entity-tags"
         failed = errors.status_error(
             code_pb2.ABORTED,
-            f"{IF_MATCH} {', '.join(weak)} lists only weak entity-tags, which never match "
+            f"{IF_MATCH} {', '.join(never)} lists only {what}, which never match "
             "(RFC 9110 §13.1.1)",
             http_status=412,
             field_name=IF_MATCH,
             reason="PRECONDITION_FAILED",
         )
-        # A weak tag as written holds DQUOTEs, which no served ETag's value has.
-        return Condition(tags=(weak[0],), conditional=True, weak_only=failed)
+        # A tag as written holds DQUOTEs, which no served ETag's value has.
+        return Condition(tags=(never[0],), conditional=True, weak_only=failed)
     if current:
         if current not in strong:
             quoted = ", ".join(f'"{tag}"' for tag in strong)

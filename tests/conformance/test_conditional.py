@@ -186,6 +186,43 @@ async def test_weak_if_match_never_matches(gateway_url: str) -> None:
     assert after.json()["etag"] == "v1"
 
 
+async def test_an_empty_if_match_tag_never_matches(gateway_url: str) -> None:
+    """`If-Match: ""` is a well-formed entity-tag no resource has: its condition is
+    false (412), never a request without a condition, which an empty etag field
+    would read as (critic finding). Listed with a matching tag, that one counts."""
+    note = _note_id()
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
+        empty = await client.patch(
+            f"/v1/notes/{note}", json={"text": "empty"}, headers={"If-Match": '""'}
+        )
+        mixed = await client.patch(
+            f"/v1/notes/{note}", json={"text": "mixed"}, headers={"If-Match": '"", W/"v1"'}
+        )
+        removal = await client.delete(f"/v1/notes/{note}", headers={"If-Match": '""'})
+        after = await client.get(f"/v1/notes/{note}")
+        listed = await client.patch(
+            f"/v1/notes/{note}", json={"text": "listed"}, headers={"If-Match": '"", "v1"'}
+        )
+    expected = _gateway_error(
+        'If-Match "" lists only entity-tags that are weak or empty, which never match'
+        " (RFC 9110 §13.1.1)",
+        "ABORTED",
+        "PRECONDITION_FAILED",
+        "If-Match",
+    )
+    assert (empty.status_code, empty.json()) == (412, expected)
+    assert mixed.status_code == 412
+    assert mixed.json()["error"] == (
+        'If-Match W/"v1", "" lists only entity-tags that are weak or empty, which never'
+        " match (RFC 9110 §13.1.1)"
+    )
+    assert (removal.status_code, removal.json()) == (412, expected)
+    assert after.status_code == 200
+    assert after.json() == {"id": note, "text": after.json()["text"], "etag": "v1"}
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["etag"] == "v2"
+
+
 async def test_required_precondition_missing_is_428(gateway_url: str) -> None:
     note = _note_id()
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
