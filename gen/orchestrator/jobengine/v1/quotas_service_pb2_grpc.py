@@ -169,8 +169,7 @@ class QuotasServiceServicer:
         answers the quota.
 
         Returns INVALID_ARGUMENT for a reason longer than 256 characters; NOT_FOUND
-        when the quota is not the caller's; ABORTED (HTTP 412) when an etag (or
-        If-Match) was given and the quota's settings changed since.
+        when the quota is not the caller's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,8 +180,7 @@ class QuotasServiceServicer:
         workers are woken). Resuming an active quota is a no-op that still answers
         the quota.
 
-        Returns NOT_FOUND when the quota is not the caller's; ABORTED (HTTP 412)
-        when an etag (or If-Match) was given and the quota's settings changed since.
+        Returns NOT_FOUND when the quota is not the caller's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
