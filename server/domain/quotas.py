@@ -510,13 +510,15 @@ async def set_paused(
     quota_id: str,
     paused: bool,
     reason: str = "",
+    etag: str = "",
     now: datetime,
 ) -> QuotaView:
     """Pause (with `reason`, else the call's operator reason, at most 256 characters
     either way) or resume, which wakes the workers waiting for the job type after the
-    commit. Pausing a paused quota updates its reason; resuming an
-    active one changes nothing; both are audited. Raises InvalidArgument (reason),
-    NotFound (QUOTA_NOT_FOUND)."""
+    commit; conditional on `etag` when one is given (AIP-154, as an update). Pausing a
+    paused quota updates its reason; resuming an active one changes nothing; both are
+    audited. Raises InvalidArgument (reason), NotFound (QUOTA_NOT_FOUND), Aborted
+    (QUOTA_ETAG_MISMATCH)."""
     tenant_id = call.require_tenant()
     _check_id(quota_id)
     pause_reason: str | None = None
@@ -524,6 +526,7 @@ async def set_paused(
         pause_reason = _pause_reason(reason, call)
     async with store.transaction() as uow:
         before = await uow.quotas.lock(tenant_id, quota_id)
+        _check_etag(before, etag)
         after = before
         if (before.paused, before.pause_reason) != (paused, pause_reason):
             after = replace(

@@ -180,6 +180,7 @@ class QuotasService(pb_grpc.QuotasServiceServicer):
             quota_id=request.quota_id,
             paused=True,
             reason=request.reason,
+            etag=request.etag,
             now=self._now(),
         )
         return pb.PauseQuotaResponse(quota=quota_message(view))
@@ -188,6 +189,11 @@ class QuotasService(pb_grpc.QuotasServiceServicer):
         self, request: pb.ResumeQuotaRequest, context: grpc.aio.ServicerContext
     ) -> pb.ResumeQuotaResponse:
         view = await quotas.set_paused(
-            self._store, current_call(), quota_id=request.quota_id, paused=False, now=self._now()
+            self._store,
+            current_call(),
+            quota_id=request.quota_id,
+            paused=False,
+            etag=request.etag,
+            now=self._now(),
         )
         return pb.ResumeQuotaResponse(quota=quota_message(view))

@@ -401,3 +401,50 @@ async def test_usage_moves_the_etag_but_is_no_conflict_for_an_update(
         path, json={"burst": 6}, headers={**headers, "If-Match": moved.headers["ETag"]}
     )
     assert stale.status_code == 412
+
+
+async def test_pause_and_resume_are_conditional_on_if_match_or_the_body_etag(
+    http: httpx.AsyncClient, headers: dict[str, str], app: Application, tenant: str
+) -> None:
+    """Pause and resume change the quota like an update does, so they honour If-Match
+    (RFC 9110 §13.1.1: an origin server evaluates it) and the body's etag: a stale
+    or weak tag is 412 and changes nothing (critic finding: both were ignored)."""
+    created = await _create(http, headers, {"jobType": "gated", "burst": 1})
+    base = f"/jobengine/quotas/{created['quotaId']}"
+    updated = await http.put(base, json={"burst": 2}, headers=headers)
+    assert updated.json()["etag"].startswith("v2-")
+
+    stale = await http.post(
+        f"{base}/pause",
+        json={"reason": "maintenance"},
+        headers={**headers, "If-Match": f'"{created["etag"]}"'},
+    )
+    assert stale.status_code == 412
+    assert stale.json()["code"] == "ABORTED"
+    weak = await http.post(
+        f"{base}/pause", json={}, headers={**headers, "If-Match": f'W/"{updated.json()["etag"]}"'}
+    )
+    assert weak.status_code == 412
+    in_body = await http.post(f"{base}/pause", json={"etag": "v1"}, headers=headers)
+    assert in_body.status_code == 412
+    unchanged = await http.get(base, headers=headers)
+    assert (unchanged.json()["paused"], unchanged.json()["etag"]) == (False, updated.json()["etag"])
+    assert await _count(app, _audit, tenant) == 2  # create and update: no refused call
+
+    paused = await http.post(
+        f"{base}/pause",
+        json={"reason": "maintenance"},
+        headers={**headers, "If-Match": f'"{updated.json()["etag"]}"'},
+    )
+    assert paused.status_code == 200, paused.text
+    assert (paused.json()["paused"], paused.json()["pauseReason"]) == (True, "maintenance")
+    stale_resume = await http.post(
+        f"{base}/resume", json={"etag": updated.json()["etag"]}, headers=headers
+    )
+    assert stale_resume.status_code == 412
+    resumed = await http.post(
+        f"{base}/resume", json={"etag": paused.json()["etag"]}, headers=headers
+    )
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["paused"] is False
+    assert resumed.json()["etag"].startswith("v4-")

@@ -194,21 +194,28 @@ class PauseQuotaRequest(_message.Message):
 
     QUOTA_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     quota_id: _builtins.str
     """Required. The quota to pause."""
     reason: _builtins.str
     """Why, shown as the quota's pauseReason; at most 256 characters. When empty,
     the call's X-Stella-Operator-Reason is used.
     """
+    etag: _builtins.str
+    """The quota's etag as read (or If-Match): pauses only if its settings and
+    pause state are still those it was read with (ABORTED, HTTP 412, when they
+    changed). Empty: unconditional.
+    """
     def __init__(
         self,
         *,
         quota_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quota_id", b"quota_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "quota_id", b"quota_id", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -221,16 +228,23 @@ class ResumeQuotaRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     QUOTA_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     quota_id: _builtins.str
     """Required. The quota to resume."""
+    etag: _builtins.str
+    """The quota's etag as read (or If-Match): resumes only if its settings and
+    pause state are still those it was read with (ABORTED, HTTP 412, when they
+    changed). Empty: unconditional.
+    """
     def __init__(
         self,
         *,
         quota_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quota_id", b"quota_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "quota_id", b"quota_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

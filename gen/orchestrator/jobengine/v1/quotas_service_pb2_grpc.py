@@ -169,7 +169,8 @@ class QuotasServiceServicer:
         answers the quota.
 
         Returns INVALID_ARGUMENT for a reason longer than 256 characters; NOT_FOUND
-        when the quota is not the caller's.
+        when the quota is not the caller's; ABORTED (HTTP 412) when an etag (or
+        If-Match) was given and the quota's settings changed since.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,7 +181,8 @@ class QuotasServiceServicer:
         workers are woken). Resuming an active quota is a no-op that still answers
         the quota.
 
-        Returns NOT_FOUND when the quota is not the caller's.
+        Returns NOT_FOUND when the quota is not the caller's; ABORTED (HTTP 412)
+        when an etag (or If-Match) was given and the quota's settings changed since.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -90,14 +90,16 @@ class QuotasServiceStub:
     answers the quota.
 
     Returns INVALID_ARGUMENT for a reason longer than 256 characters; NOT_FOUND
-    when the quota is not the caller's.
+    when the quota is not the caller's; ABORTED (HTTP 412) when an etag (or
+    If-Match) was given and the quota's settings changed since.
     """
     ResumeQuota: _grpc.UnaryUnaryMultiCallable[_quotas_service_pb2.ResumeQuotaRequest, _quotas_service_pb2.ResumeQuotaResponse]
     """Resumes a paused quota: leasing of its job type restarts at once (waiting
     workers are woken). Resuming an active quota is a no-op that still answers
     the quota.
 
-    Returns NOT_FOUND when the quota is not the caller's.
+    Returns NOT_FOUND when the quota is not the caller's; ABORTED (HTTP 412)
+    when an etag (or If-Match) was given and the quota's settings changed since.
     """
 
 @_typing.type_check_only
@@ -162,14 +164,16 @@ class QuotasServiceAsyncStub(QuotasServiceStub):
     answers the quota.
 
     Returns INVALID_ARGUMENT for a reason longer than 256 characters; NOT_FOUND
-    when the quota is not the caller's.
+    when the quota is not the caller's; ABORTED (HTTP 412) when an etag (or
+    If-Match) was given and the quota's settings changed since.
     """
     ResumeQuota: _aio.UnaryUnaryMultiCallable[_quotas_service_pb2.ResumeQuotaRequest, _quotas_service_pb2.ResumeQuotaResponse]  # type: ignore[assignment]
     """Resumes a paused quota: leasing of its job type restarts at once (waiting
     workers are woken). Resuming an active quota is a no-op that still answers
     the quota.
 
-    Returns NOT_FOUND when the quota is not the caller's.
+    Returns NOT_FOUND when the quota is not the caller's; ABORTED (HTTP 412)
+    when an etag (or If-Match) was given and the quota's settings changed since.
     """
 
 class QuotasServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -273,7 +277,8 @@ class QuotasServiceServicer(metaclass=_abc_1.ABCMeta):
         answers the quota.
 
         Returns INVALID_ARGUMENT for a reason longer than 256 characters; NOT_FOUND
-        when the quota is not the caller's.
+        when the quota is not the caller's; ABORTED (HTTP 412) when an etag (or
+        If-Match) was given and the quota's settings changed since.
         """
 
     @_abc_1.abstractmethod
@@ -286,7 +291,8 @@ class QuotasServiceServicer(metaclass=_abc_1.ABCMeta):
         workers are woken). Resuming an active quota is a no-op that still answers
         the quota.
 
-        Returns NOT_FOUND when the quota is not the caller's.
+        Returns NOT_FOUND when the quota is not the caller's; ABORTED (HTTP 412)
+        when an etag (or If-Match) was given and the quota's settings changed since.
         """
 
 def add_QuotasServiceServicer_to_server(servicer: QuotasServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
