@@ -227,7 +227,8 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
             "anyOf": [_finite(0, policy.refill_per_second)]
         },
         quotas_service_pb2.PauseQuotaRequest.DESCRIPTOR.fields_by_name["reason"]: {
-            "maxLength": PAUSE_REASON_MAX
+            "maxLength": PAUSE_REASON_MAX,
+            "pattern": f"^{_NOT_CONTROL}*$",
         },
         # The one grant served (RFC 6749 §4.4); any other is 400 unsupported_grant_type.
         token.fields_by_name["grant_type"]: {"enum": [GRANT_TYPE]},

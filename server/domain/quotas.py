@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gateway.text import has_control
 from server.domain import audit
 from server.domain.context import CallContext
 from server.domain.errors import Aborted, InvalidArgument, NotFound, Violation, shown
@@ -552,6 +553,8 @@ def _pause_reason(reason: str, call: CallContext) -> str | None:
             raise InvalidArgument.of(
                 "reason", f"must be at most {PAUSE_REASON_MAX} characters, got {len(reason)}"
             )
+        if has_control(reason):  # PostgreSQL refuses a NUL in text: a 400, not a 500
+            raise InvalidArgument.of("reason", "must not contain control characters")
         return reason
     header = (call.operator_reason or "").strip()
     return header[:PAUSE_REASON_MAX] or None

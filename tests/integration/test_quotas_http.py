@@ -448,3 +448,30 @@ async def test_pause_and_resume_are_conditional_on_if_match_or_the_body_etag(
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["paused"] is False
     assert resumed.json()["etag"].startswith("v4-")
+
+
+async def test_a_pause_reason_with_a_control_character_is_400_and_pauses_nothing(
+    http: httpx.AsyncClient, headers: dict[str, str], app: Application, tenant: str
+) -> None:
+    """A NUL in the reason reached PostgreSQL, which refuses it in text: 500 INTERNAL
+    (schemathesis, a form body `reason=%00...`). Now 400 naming `reason`, as for any
+    one-line text, in JSON and form bodies alike; the quota stays active, unaudited."""
+    created = await _create(http, headers, {"jobType": "nul", "burst": 1})
+    path = f"/jobengine/quotas/{created['quotaId']}/pause"
+    as_json = await http.post(path, json={"reason": "disk\u0000full"}, headers=headers)
+    as_form = await http.post(
+        path,
+        content=b"reason=%00%C3%AE",
+        headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with_newline = await http.post(path, json={"reason": "two\nlines"}, headers=headers)
+    for refused in (as_json, as_form, with_newline):
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"] == "reason: must not contain control characters"
+        violations = refused.json()["details"][1]["fieldViolations"]
+        assert violations == [
+            {"field": "reason", "description": "must not contain control characters"}
+        ]
+    quota = await http.get(f"/jobengine/quotas/{created['quotaId']}", headers=headers)
+    assert (quota.json()["paused"], quota.json()["etag"]) == (False, created["etag"])
+    assert await _count(app, _audit, tenant) == 1  # the create alone

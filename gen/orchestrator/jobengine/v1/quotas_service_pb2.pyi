@@ -198,8 +198,9 @@ class PauseQuotaRequest(_message.Message):
     quota_id: _builtins.str
     """Required. The quota to pause."""
     reason: _builtins.str
-    """Why, shown as the quota's pauseReason; at most 256 characters. When empty,
-    the call's X-Stella-Operator-Reason is used.
+    """Why, shown as the quota's pauseReason: one line of at most 256 characters
+    (no control characters). When empty, the call's X-Stella-Operator-Reason is
+    used.
     """
     etag: _builtins.str
     """The quota's etag as read (or If-Match): pauses only if its settings and

@@ -168,9 +168,10 @@ class QuotasServiceServicer:
         already leased run on. Pausing a paused quota updates its reason and still
         answers the quota.
 
-        Returns INVALID_ARGUMENT for a reason longer than 256 characters; NOT_FOUND
-        when the quota is not the caller's; ABORTED (HTTP 412) when an etag (or
-        If-Match) was given and the quota's settings changed since.
+        Returns INVALID_ARGUMENT for a reason longer than 256 characters or with a
+        control character; NOT_FOUND when the quota is not the caller's; ABORTED
+        (HTTP 412) when an etag (or If-Match) was given and the quota's settings
+        changed since.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

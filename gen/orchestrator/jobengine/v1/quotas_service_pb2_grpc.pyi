@@ -89,9 +89,10 @@ class QuotasServiceStub:
     already leased run on. Pausing a paused quota updates its reason and still
     answers the quota.
 
-    Returns INVALID_ARGUMENT for a reason longer than 256 characters; NOT_FOUND
-    when the quota is not the caller's; ABORTED (HTTP 412) when an etag (or
-    If-Match) was given and the quota's settings changed since.
+    Returns INVALID_ARGUMENT for a reason longer than 256 characters or with a
+    control character; NOT_FOUND when the quota is not the caller's; ABORTED
+    (HTTP 412) when an etag (or If-Match) was given and the quota's settings
+    changed since.
     """
     ResumeQuota: _grpc.UnaryUnaryMultiCallable[_quotas_service_pb2.ResumeQuotaRequest, _quotas_service_pb2.ResumeQuotaResponse]
     """Resumes a paused quota: leasing of its job type restarts at once (waiting
@@ -163,9 +164,10 @@ class QuotasServiceAsyncStub(QuotasServiceStub):
     already leased run on. Pausing a paused quota updates its reason and still
     answers the quota.
 
-    Returns INVALID_ARGUMENT for a reason longer than 256 characters; NOT_FOUND
-    when the quota is not the caller's; ABORTED (HTTP 412) when an etag (or
-    If-Match) was given and the quota's settings changed since.
+    Returns INVALID_ARGUMENT for a reason longer than 256 characters or with a
+    control character; NOT_FOUND when the quota is not the caller's; ABORTED
+    (HTTP 412) when an etag (or If-Match) was given and the quota's settings
+    changed since.
     """
     ResumeQuota: _aio.UnaryUnaryMultiCallable[_quotas_service_pb2.ResumeQuotaRequest, _quotas_service_pb2.ResumeQuotaResponse]  # type: ignore[assignment]
     """Resumes a paused quota: leasing of its job type restarts at once (waiting
@@ -276,9 +278,10 @@ class QuotasServiceServicer(metaclass=_abc_1.ABCMeta):
         already leased run on. Pausing a paused quota updates its reason and still
         answers the quota.
 
-        Returns INVALID_ARGUMENT for a reason longer than 256 characters; NOT_FOUND
-        when the quota is not the caller's; ABORTED (HTTP 412) when an etag (or
-        If-Match) was given and the quota's settings changed since.
+        Returns INVALID_ARGUMENT for a reason longer than 256 characters or with a
+        control character; NOT_FOUND when the quota is not the caller's; ABORTED
+        (HTTP 412) when an etag (or If-Match) was given and the quota's settings
+        changed since.
         """
 
     @_abc_1.abstractmethod
