@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from gateway.text import has_control
 from server.domain.context import CallContext
@@ -414,13 +414,34 @@ def validate_heartbeat_duration(lease_s: float | None) -> float:
 
 
 def token_violation(field_name: str, job_id: str, lease_id: str) -> InvalidArgument | None:
-    """The per-item error of a token without a job id or lease id (`completions[i].token`):
-    a malformed request, not a stale lease (worker_service.proto FencingToken)."""
-    if job_id and lease_id:
-        return None
-    return InvalidArgument.of(
-        field_name, "token is required: a jobId and leaseId from LeaseJobs", reason="TOKEN_REQUIRED"
-    )
+    """The per-item error of a token without a job id or lease id (`completions[i].token`),
+    or with a control character in either (no lease has one; PostgreSQL refuses a NUL in
+    text): a malformed request, not a stale lease (worker_service.proto FencingToken)."""
+    if not (job_id and lease_id):
+        return InvalidArgument.of(
+            field_name,
+            "token is required: a jobId and leaseId from LeaseJobs",
+            reason="TOKEN_REQUIRED",
+        )
+    if has_control(job_id) or has_control(lease_id):
+        return InvalidArgument.of(
+            field_name,
+            "token must be the jobId and leaseId LeaseJobs answered: got a control character",
+        )
+    return None
+
+
+# C0 controls but HT, LF and CR, and DEL: a failure message keeps its line breaks.
+_MESSAGE_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def failure_message(text: str) -> str:
+    """A worker's failure message as stored: its first MESSAGE_MAX characters, each
+    control character but a line break or tab replaced by U+FFFD (the Unicode
+    replacement character). An exception's text may hold a NUL, which PostgreSQL
+    refuses in text; refusing the failure would leave the job leased until its lease
+    expired, for a message."""
+    return _MESSAGE_CONTROL.sub("\ufffd", text[:MESSAGE_MAX])
 
 
 def failure_violation(index: int, category: str, code: str) -> InvalidArgument | None:

@@ -205,7 +205,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
                     token=token,
                     category=item.category,
                     code=item.code,
-                    message=item.message[: leasing.MESSAGE_MAX],
+                    message=leasing.failure_message(item.message),
                     retryable=item.retryable,
                     details=json_format.MessageToDict(item.details),
                 )

@@ -26,7 +26,7 @@ from clients.transports.grpc import GrpcTransport
 from orchestrator.jobengine.v1 import job_pb2
 from orchestrator.jobengine.v1 import worker_service_pb2 as pb
 from server.app import Application
-from server.storage.tables import EventRow, JobRow, table_of
+from server.storage.tables import DeadLetterEntryRow, EventRow, JobRow, table_of
 from tests.conftest import settings_for
 from tests.support.clock import TestClock
 
@@ -629,3 +629,65 @@ async def test_a_malformed_heartbeat_duration_is_invalid_argument(harness: Harne
             "seconds, got seconds=-3 nanos=5",
         )
     ]
+
+
+_CONTROL = "token must be the jobId and leaseId LeaseJobs answered: got a control character"
+
+
+async def test_a_token_with_a_nul_is_invalid_only_for_its_item(harness: Harness) -> None:
+    """A NUL in a token's ids reached PostgreSQL in the lease lookup, which refuses it in
+    text: INTERNAL for the whole call. Now INVALID_ARGUMENT for its item, in all three
+    calls; the other items go through and the job it named stays leased."""
+    await harness.enqueue("nul.token", 3)
+    first, second, third = await harness.workers.lease(["nul.token"], max_jobs=3)
+    broken = pb.FencingToken()
+    broken.CopyFrom(first.token)
+    broken.job_id = first.token.job_id[:8] + "\x00"
+
+    refused, done = await harness.workers.complete((broken, None), (second.token, None))
+    assert refused.status.code == code_pb2.INVALID_ARGUMENT
+    assert _field_violations(refused.status) == [("completions[0].token", _CONTROL)]
+    assert done.job_status == "succeeded"
+
+    broken.CopyFrom(first.token)
+    broken.lease_id = "\x00"
+    kept, unknown = await harness.workers.heartbeat([third.token, broken])
+    assert kept.status.code == code_pb2.OK
+    assert _field_violations(unknown.status) == [("tokens[1]", _CONTROL)]
+    (failed,) = await harness.workers.fail(
+        pb.JobFailure(token=broken, category="timeout", code="SLOW", retryable=False)
+    )
+    assert _field_violations(failed.status) == [("failures[0].token", _CONTROL)]
+    assert (await harness.row(first.job.job_id)).status == "leased"
+
+
+async def test_a_failure_message_with_a_nul_is_stored_with_replacement_characters(
+    harness: Harness,
+) -> None:
+    """An exception's text may hold a NUL; PostgreSQL refuses it in text, so a final
+    failure (its message goes to the dead-letter entry) was INTERNAL and rolled back the
+    whole batch, leaving every job leased. Now each control character but a tab or line
+    break is stored as U+FFFD, and both failures of the batch land."""
+    nul_job, plain_job = await harness.enqueue("nul.message", 2)
+    first, second = await harness.workers.lease(["nul.message"], max_jobs=2)
+    outcomes = await harness.workers.fail(
+        pb.JobFailure(
+            token=first.token,
+            category="crash",
+            code="SEGV",
+            message="read\x00failed\tat\nline 3\x1b[0m",
+            retryable=False,
+        ),
+        pb.JobFailure(token=second.token, category="crash", code="SEGV", retryable=False),
+    )
+    assert [o.job_status for o in outcomes] == ["dead_lettered", "dead_lettered"]
+    stored = "read\ufffdfailed\tat\nline 3\ufffd[0m"
+    by_job = {o.token.job_id: o for o in outcomes}
+    assert set(by_job) == {first.job.job_id, second.job.job_id}
+    row = await harness.row(first.job.job_id)
+    assert (row.status, json.loads(row.last_error)["message"]) == ("dead_lettered", stored)
+    entries = table_of(DeadLetterEntryRow)
+    async with harness.app.db.read() as conn:
+        messages = dict((await conn.execute(sa.select(entries.c.job_id, entries.c.message))).all())
+    assert messages == {first.job.job_id: stored, second.job.job_id: ""}
+    assert (nul_job.job_id, plain_job.job_id) == (first.job.job_id, second.job.job_id)

@@ -396,7 +396,9 @@ class JobFailure(_message.Message):
     characters, e.g. "HTTP_503".
     """
     message: _builtins.str
-    """Human-readable detail; longer than 4,096 characters is truncated."""
+    """Human-readable detail; longer than 4,096 characters is truncated, and each
+    control character but a tab or line break is stored as U+FFFD.
+    """
     retryable: _builtins.bool
     """Whether a retry may succeed; false dead-letters the job at once."""
     @_builtins.property
