@@ -727,3 +727,23 @@ def test_serve_dev_prints_working_demo_credentials(
         auth=(credentials["client_id"], credentials["client_secret"]),
     )
     assert refused.status_code == 401
+
+
+@pytest.mark.parametrize("path", [TOKEN, INTROSPECT, REVOKE])
+@pytest.mark.parametrize("how", ["form", "basic"])
+async def test_a_client_id_with_a_control_character_is_invalid_client(
+    http: httpx.AsyncClient, path: str, how: str
+) -> None:
+    """A NUL in the client id reached PostgreSQL (the failure throttle's lookup), which
+    refuses it in text: 500 server_error. No client has one (RFC 6749 §A.1: VSCHAR), so
+    it is 401 invalid_client, as for an unknown client, before any lookup."""
+    form = {"grant_type": "client_credentials", "token": "x"}
+    auth: Any = httpx.USE_CLIENT_DEFAULT
+    if how == "form":
+        form |= {"client_id": "demo\x00client", "client_secret": "x"}
+    else:
+        auth = ("demo\x00client", "x")
+    for _ in range(7):  # more than the throttle's free failures: none was counted
+        response = await http.post(path, data=form, auth=auth)
+        assert _oauth_error(response, 401, "invalid_client") == "client authentication failed"
+        assert response.headers["www-authenticate"] == BASIC

@@ -23,7 +23,7 @@ from authlib.oauth2.rfc6749.util import (  # type: ignore[import-untyped]
     extract_basic_authorization,
 )
 
-from gateway.text import error_description
+from gateway.text import error_description, has_control
 from server.domain.errors import DomainError, InvalidArgument, Unauthenticated
 from server.identity.authorization_server import clients
 from server.identity.authorization_server.introspection_revocation import endpoint_server
@@ -187,6 +187,9 @@ class AuthorizationServer:
         client_id = basic_id or form_id
         if not client_id or len(client_id) > CLIENT_ID_MAX:
             raise _invalid_client("client authentication is required")
+        if has_control(client_id):  # no client has one (RFC 6749 §A.1: VSCHAR), and
+            # PostgreSQL refuses a NUL in text: not looked up, nor counted as a failure
+            raise _invalid_client("client authentication failed")
         wait = await self._throttle.retry_after(client_id)
         if wait is not None:
             raise _invalid_client(f"too many failed authentications; retry in {math.ceil(wait)} s")
