@@ -292,6 +292,7 @@ def _orchestra_rules() -> dict[FieldDescriptor, dict[str, Any]]:
         start.fields_by_name["variables"]: {"type": "object"},
         signal.fields_by_name["variables"]: {"type": "object"},
         listing.fields_by_name["limit"]: {"minimum": 0},
+        listing.fields_by_name["definition_id"]: {"pattern": f"^$|{DEFINITION_ID_PATTERN}"},
         get.fields_by_name["version"]: {"minimum": 0},
         get.fields_by_name["definition_id"]: {"pattern": DEFINITION_ID_PATTERN},
         put.fields_by_name["definition_id"]: {"pattern": DEFINITION_ID_PATTERN},

@@ -139,6 +139,18 @@ async def test_put_get_list(
     )
     assert [(item["id"], item["version"]) for item in rest.json()["items"]] == [(definition_id, 2)]
     assert "continuationToken" not in rest.json()
+    for bad in (f"{definition_id}\x00", "9starts-with-a-digit"):  # a NUL was a 500
+        refused = await http.get(
+            "/orchestra-admin/definitions", params={"definition_id": bad}, headers=admin
+        )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["details"][1]["fieldViolations"] == [
+            {
+                "field": "definitionId",
+                "description": "must be 1-64 letters, digits, '_', '.' or '-', starting with a "
+                f"letter, got {bad!r}",
+            }
+        ]
 
     async with app.db.read() as conn:
         entries = (

@@ -207,6 +207,9 @@ async def test_list_is_newest_first_with_exact_filters(
     ]
     assert await orchestra.list_instances(status="bogus") == []
     assert await orchestra.list_instances(definition_id="nope") == []
+    # A value with a NUL no instance has either (PostgreSQL refused it in text: 500)
+    assert await orchestra.list_instances(definition_id=f"{approval}\x00") == []
+    assert await orchestra.list_instances(status="running\x00") == []
 
 
 async def test_absent_and_foreign_instances_are_not_found_alike(

@@ -45,6 +45,7 @@ from server.domain.orchestra.records import (
     StoredDefinition,
 )
 from server.domain.orchestra.validation import (
+    DEFINITION_ID_RULE,
     VERSION_MAX,
     compile_definition,
     valid_definition_id,
@@ -218,7 +219,13 @@ async def list_definitions(
     continuation_token: str,
 ) -> Page[DefinitionRecord]:
     """One page of stored versions by (id, version). Raises InvalidArgument for a
-    negative limit or a token of other filters."""
+    definitionId filter no definition can have (an id's pattern: a NUL reached
+    PostgreSQL, which refuses it in text), a negative limit or a token of other
+    filters."""
+    if definition_id and not valid_definition_id(definition_id):
+        raise InvalidArgument.of(
+            "definitionId", f"{DEFINITION_ID_RULE}, got {shown(definition_id)}"
+        )
     query = DefinitionQuery(definition_id=definition_id or None)
     return await DEFINITION_LISTING.page(
         tokens, query, limit=limit, token=continuation_token, read=store.orchestra.definitions_page

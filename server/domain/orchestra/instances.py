@@ -47,6 +47,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
+from gateway.text import has_control
 from server.domain import audit
 from server.domain.context import CallContext
 from server.domain.errors import (
@@ -237,7 +238,10 @@ async def list_instances(
 ) -> Sequence[InstanceSummaryRecord]:
     """The tenant's `limit` newest instances (at most LIST_MAX: the seed's bare array
     has no paging, so the filters narrow it); exact filters, a value no instance has
-    matches nothing."""
+    matches nothing. One with a control character is not sent to the database
+    (PostgreSQL refuses a NUL in text): no instance has it."""
+    if has_control(definition_id) or has_control(status):
+        return []
     return await store.orchestra.instances(
         call.require_tenant(),
         definition_id=definition_id or None,
