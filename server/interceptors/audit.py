@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import grpc
 
+from gateway.text import has_control
 from server.domain.context import CallContext
 from server.domain.errors import InvalidArgument
 from server.interceptors.base import sole_value
@@ -25,6 +26,11 @@ TICKET_MAX = 256
 
 
 def resolve_operator_headers(reason: str | None, ticket: str | None) -> tuple[str, str | None]:
+    """The operator's (reason, ticket) from their headers, trimmed; the ticket None when
+    absent. Raises InvalidArgument naming the header: reason missing or blank
+    (OPERATOR_REASON_REQUIRED), either too long or with a control character. Over gRPC
+    and HTTP a header cannot carry one (the gateway percent-encodes them); an in-process
+    caller's could, and a NUL would reach PostgreSQL, which refuses it in text."""
     reason = (reason or "").strip()
     if not reason:
         raise InvalidArgument.of(
@@ -34,9 +40,13 @@ def resolve_operator_headers(reason: str | None, ticket: str | None) -> tuple[st
         )
     if len(reason) > REASON_MAX:
         raise InvalidArgument.of(REASON_HEADER, f"must be at most {REASON_MAX} characters")
+    if has_control(reason):
+        raise InvalidArgument.of(REASON_HEADER, "must not contain control characters")
     ticket = (ticket or "").strip() or None
     if ticket is not None and len(ticket) > TICKET_MAX:
         raise InvalidArgument.of(TICKET_HEADER, f"must be at most {TICKET_MAX} characters")
+    if ticket is not None and has_control(ticket):
+        raise InvalidArgument.of(TICKET_HEADER, "must not contain control characters")
     return reason, ticket
 
 

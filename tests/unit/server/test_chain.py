@@ -233,6 +233,28 @@ async def test_in_process_chain_maps_errors_and_streams() -> None:
     assert [item.id for item in items] == ["0", "1"]
 
 
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("X-Stella-Operator-Reason", "disk\x00full"),
+        ("X-Stella-Operator-Ticket", "OPS-1\n2"),
+    ],
+    ids=["reason", "ticket"],
+)
+async def test_an_in_process_operator_header_with_a_control_character_is_refused(
+    header: str, value: str
+) -> None:
+    """gRPC core and the HTTP gateway never pass a control character in a header; an
+    in-process caller's metadata is not checked by either, and a NUL reached the
+    audit entry's PostgreSQL INSERT (500). The chain refuses it naming the header."""
+    reason = () if header == "X-Stella-Operator-Reason" else (REASON,)
+    metadata = (TENANT, *reason, (header.lower(), value))
+    with pytest.raises(UpstreamError) as caught:
+        await _upstream().unary(ECHO, pb.Kitchen(), pb.Kitchen, metadata=metadata, timeout=5)
+    assert caught.value.status.code == code_pb2.INVALID_ARGUMENT
+    assert caught.value.status.message == f"{header}: must not contain control characters"
+
+
 class HeldOpen:
     """An outermost stage that, once the rest of the chain has answered, waits for
     `released` before it lets the call end: what a caller can see before then was sent
