@@ -688,6 +688,14 @@ async def test_a_failure_message_with_a_nul_is_stored_with_replacement_character
     assert (row.status, json.loads(row.last_error)["message"]) == ("dead_lettered", stored)
     entries = table_of(DeadLetterEntryRow)
     async with harness.app.db.read() as conn:
-        messages = dict((await conn.execute(sa.select(entries.c.job_id, entries.c.message))).all())
+        messages = dict(
+            (
+                await conn.execute(
+                    sa.select(entries.c.job_id, entries.c.message).where(
+                        entries.c.job_id.in_([first.job.job_id, second.job.job_id])
+                    )
+                )
+            ).all()
+        )
     assert messages == {first.job.job_id: stored, second.job.job_id: ""}
     assert (nul_job.job_id, plain_job.job_id) == (first.job.job_id, second.job.job_id)
