@@ -58,7 +58,7 @@ from server.domain.fingerprint import PATTERN as FINGERPRINT_PATTERN
 from server.domain.leasing import CODE_MAX
 from server.domain.orchestra.records import INSTANCE_STATUSES
 from server.domain.orchestra.validation import DEFINITION_ID_PATTERN
-from server.domain.quotas import PAUSE_REASON_MAX, QuotaPolicy
+from server.domain.quotas import PAUSE_REASON_MAX, REFILL_MIN, QuotaPolicy
 from server.domain.sources import NAME_MAX, SOURCE_TYPE_PATTERN
 from server.identity.authorization_server.oauth2 import GRANT_TYPE
 from server.identity.resource_server.principal import TokenRejected
@@ -224,7 +224,10 @@ def _field_rules(policy: QuotaPolicy) -> dict[str, dict[str, Any]]:
         quota.fields_by_name["max_per_hour"]: {"minimum": 0, "maximum": policy.max_per_hour},
         quota.fields_by_name["burst"]: {"minimum": 1, "maximum": policy.burst},
         quota.fields_by_name["refill_per_second"]: {
-            "anyOf": [_finite(0, policy.refill_per_second)]
+            "anyOf": [
+                {"type": "number", "const": 0},
+                _finite(REFILL_MIN, policy.refill_per_second),
+            ]
         },
         quotas_service_pb2.PauseQuotaRequest.DESCRIPTOR.fields_by_name["reason"]: {
             "maxLength": PAUSE_REASON_MAX,

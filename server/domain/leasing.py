@@ -66,6 +66,7 @@ POLL_INTERVAL_S = 1.0
 # A job held back by a full concurrency cap is retried after this long at the latest;
 # a released slot makes the best throttled job eligible at once (storage).
 BUSY_DELAY_S = 5.0
+THROTTLE_MAX_S = 366 * 86400.0  # the furthest a throttled job's nextEligibleAt is put
 # Expired leases handled per reaper statement batch.
 REAP_BATCH = 500
 
@@ -210,7 +211,10 @@ def plan_quota(quota: QuotaState, now: datetime, wanted: int) -> QuotaPlan:
         whole = max(0, math.floor(tokens))
         if whole < wanted:
             left = tokens - min(whole, cap)
-            untils.append(now + timedelta(seconds=max(0.0, 1.0 - left) / quota.refill_per_second))
+            # At most THROTTLE_MAX_S ahead: a rate stored before REFILL_MIN existed (a
+            # 1e-300 one puts the next token past any timestamp) throttles, never fails.
+            wait = min(max(0.0, 1.0 - left) / quota.refill_per_second, THROTTLE_MAX_S)
+            untils.append(now + timedelta(seconds=wait))
         cap = min(cap, whole)
     return QuotaPlan(cap=max(0, cap), until=max(untils, default=now), tokens=tokens)
 

@@ -48,6 +48,11 @@ if TYPE_CHECKING:
     from server.domain.units import Store, UnitOfWork
 
 PAUSE_REASON_MAX = 256
+# The slowest refill a bucket may have, in tokens per second: one token per 11.6 days.
+# Slower rates put the next token centuries away (1e-12: ~31,700 years), past what a
+# timestamp can hold, so leasing failed for the job type (and for every type leased
+# with it) until the quota changed.
+REFILL_MIN = 1e-6
 MINUTES_PER_HOUR = 60
 _QUOTA_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -318,6 +323,14 @@ def validate(limits: QuotaLimits, policy: QuotaPolicy) -> list[Violation]:
         )
     elif rate < 0:
         violations.append(Violation("refillPerSecond", f"must not be negative, got {rate:g}"))
+    elif 0 < rate < REFILL_MIN:
+        violations.append(
+            Violation(
+                "refillPerSecond",
+                f"must be 0 (no bucket) or at least {REFILL_MIN:g} tokens per second"
+                f" (one per 11.6 days), got {rate:g}",
+            )
+        )
     elif rate > policy.refill_per_second:
         violations.append(
             Violation(

@@ -23,7 +23,7 @@ from clients.transports.grpc import GrpcTransport
 from clients.transports.rest import RestTransport
 from orchestrator.jobengine.v1 import quota_pb2, worker_service_pb2, worker_service_pb2_grpc
 from server.app import Application
-from server.domain.leasing import LeaseRequest
+from server.domain.leasing import THROTTLE_MAX_S, LeaseRequest
 from server.storage.repositories.leases import SqlLeases
 from server.storage.tables import (
     AuditEntryRow,
@@ -43,6 +43,7 @@ _quotas = table_of(QuotaRow)
 _minutes = table_of(QuotaMinuteRow)
 _audit = table_of(AuditEntryRow)
 _events = table_of(EventRow)
+_jobs = table_of(JobRow)
 
 
 @pytest.fixture
@@ -165,6 +166,16 @@ async def test_duplicate_job_type_is_already_exists(quotas: QuotasClient) -> Non
             [("refillPerSecond", "must not be negative, got -0.5")],
         ),
         (
+            {"job_type": "slow-rate", "burst": 1, "refill_per_second": 1e-12},
+            [
+                (
+                    "refillPerSecond",
+                    "must be 0 (no bucket) or at least 1e-06 tokens per second (one per "
+                    "11.6 days), got 1e-12",
+                )
+            ],
+        ),
+        (
             {
                 "job_type": "too-big",
                 "max_active": 10_001,
@@ -180,7 +191,7 @@ async def test_duplicate_job_type_is_already_exists(quotas: QuotasClient) -> Non
             ],
         ),
     ],
-    ids=["missing-type", "bad-type", "negative", "negative-rate", "above-policy"],
+    ids=["missing-type", "bad-type", "negative", "negative-rate", "slow-rate", "above-policy"],
 )
 async def test_bad_settings_name_every_field_and_write_nothing(
     quotas: QuotasClient,
@@ -618,6 +629,43 @@ async def test_pause_stops_leasing_its_job_type_and_resume_restarts_it(
     assert (resumed.usage.active, resumed.usage.last_hour) == (2, 2)
     assert resumed.usage.tokens == 5.0  # the bucket is off (refillPerSecond 0)
     assert _settings(resumed.etag) == "v3"  # usage never moves the settings part
+
+
+async def test_a_rate_too_slow_for_a_timestamp_throttles_and_never_fails_the_lease(
+    grpc_quotas: QuotasClient, app: Application, tenant: str
+) -> None:
+    """A quota stored with a refill rate from before REFILL_MIN (1e-300 tokens/s puts
+    the next token past any timestamp): the lease failed with INTERNAL for its job type
+    and every type leased with it. Now the lease takes the token there is, and the jobs
+    left wait THROTTLE_MAX_S (366 days) at most; the other type is leased alongside."""
+    quota = await grpc_quotas.create_quota("glacial", burst=1, refill_per_second=1.0)
+    async with app.db.engine.begin() as conn:  # as an older server stored it
+        await conn.execute(
+            sa.update(_quotas)
+            .where(_quotas.c.quota_id == quota.quota_id)
+            .values(refill_per_second=1e-300)
+        )
+    for job_type in ("glacial", "glacial", "glacial", "other"):
+        await _job(app, tenant, job_type, "queued")
+    leases = SqlLeases(app.db, Wakeups())
+    request = LeaseRequest(
+        tenant_id=tenant,
+        worker_id="w-1",
+        job_types=("glacial", "other"),
+        max_jobs=10,
+        wait_s=0,
+        lease_s=30,
+        trace_id=None,
+    )
+    now = leases.now()
+    leased = (await leases.lease(request, now)).jobs
+    assert sorted(row.job_type for row in leased) == ["glacial", "other"]
+    held = await _rows(app, _jobs, _jobs.c.tenant_id == tenant, _jobs.c.status == "throttled")
+    assert len(held) == 2
+    for row in held:
+        eligible = row.next_eligible_at.replace(tzinfo=UTC)
+        ahead = (eligible - now).total_seconds()  # the statement's own clock: microseconds
+        assert abs(ahead - THROTTLE_MAX_S) < 1.0, ahead
 
 
 async def test_resume_wakes_the_workers_waiting_for_the_job_type(

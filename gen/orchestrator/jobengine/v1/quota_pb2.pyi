@@ -66,7 +66,8 @@ class Quota(_message.Message):
     """
     refill_per_second: _builtins.float
     """Token bucket refill rate, in tokens per second; 0 turns the bucket off (no
-    rate limit). Never negative, at most the server's policy maximum.
+    rate limit). Otherwise at least 0.000001 (one token per 11.6 days) and at
+    most the server's policy maximum.
     """
     paused: _builtins.bool
     """Output only. Whether an operator paused the quota (see PauseQuota)."""
