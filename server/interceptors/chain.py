@@ -25,8 +25,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, NoReturn, Protocol
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from server.domain.context import CallContext, reset_current_call, set_current_call
+from server.domain.errors import InvalidArgument
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 # A server-streaming handler yields its messages (an async generator) or, as grpc.aio
@@ -112,6 +114,83 @@ class _DeferredAbort:
         if trailing_metadata:
             self._context.set_trailing_metadata(tuple(trailing_metadata))
         raise _Ended()
+
+
+class Undecodable:
+    """A request message whose bytes did not parse. grpc.aio answers a deserializer's
+    exception with UNKNOWN and the exception's text ("Unexpected <class
+    'google.protobuf.message.DecodeError'>: ..."), and logs a traceback, before any
+    stage runs. The chain's deserializer returns this instead, and the call is refused
+    as INVALID_ARGUMENT (INVALID_MESSAGE) in the product's words once the stages
+    (authentication first) admitted it; a streamed one when the handler reads it.
+    grpc-go and grpc-java answer INTERNAL here; the bytes are the caller's mistake."""
+
+    def __init__(self, message_type: str, problem: str) -> None:
+        self.message_type = message_type
+        self.problem = problem
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(
+            f"the request is not a valid {self.message_type} message: {self.problem}",
+            reason="INVALID_MESSAGE",
+            metadata={"messageType": self.message_type},
+        )
+
+
+def _problem(error: DecodeError) -> str:
+    """What upb's DecodeError text says, in words that name no library."""
+    text = str(error)
+    if "UTF-8" in text:
+        return "a string field is not valid UTF-8"
+    if "Depth" in text or "depth" in text:
+        return "its messages are nested too deeply"
+    return "its bytes are not in the protocol buffers wire format"
+
+
+def _decoding(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    message_type = descriptor.full_name if descriptor is not None else "request"
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except DecodeError as error:
+            return Undecodable(message_type, _problem(error))
+
+    return decode
+
+
+def _decoded_unary(behavior: Behavior) -> Behavior:
+    async def decoded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            raise request.error()
+        return await behavior(request, context)
+
+    return decoded
+
+
+def _decoded_streaming(behavior: StreamBehavior) -> StreamBehavior:
+    def decoded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            return _refused(request)
+        return behavior(request, context)
+
+    return decoded
+
+
+async def _refused(request: Undecodable) -> AsyncIterator[Any]:
+    raise request.error()
+    yield  # an async generator: the error is raised where the stream is read
+
+
+async def _decoded_requests(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream's messages, refused at the first one that did not parse."""
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            raise request.error()
+        yield request
 
 
 def _serve_unary(behavior: Behavior) -> Unary:
@@ -205,7 +284,7 @@ class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         # The root context every call starts from; tracing replaces it with the call's.
         root = CallContext(method=method, trace_id="")
         if handler.unary_unary is not None:
-            unary = _serve_unary(handler.unary_unary)
+            unary = _serve_unary(_decoded_unary(handler.unary_unary))
             for stage in reversed(self.stages):
                 unary = stage.unary(method, unary)
             first = unary
@@ -215,11 +294,11 @@ class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_entry,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_decoding(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
-            streaming = _serve_streaming(handler.unary_stream)
+            streaming = _serve_streaming(_decoded_streaming(handler.unary_stream))
             for stage in reversed(self.stages):
                 streaming = stage.streaming(method, streaming)
             first_streaming = streaming
@@ -232,11 +311,14 @@ class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_stream_rpc_method_handler(
                 stream_entry,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_decoding(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
-            collecting = _serve_unary(handler.stream_unary)
+            stream_unary = handler.stream_unary
+            collecting = _serve_unary(
+                lambda requests, context: stream_unary(_decoded_requests(requests), context)
+            )
             for stage in reversed(self.stages):
                 collecting = stage.unary(method, collecting)
             first_collecting = collecting
@@ -246,11 +328,14 @@ class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.stream_unary_rpc_method_handler(
                 collect_entry,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_decoding(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
-            chatting = _serve_streaming(handler.stream_stream)
+            stream_stream = handler.stream_stream
+            chatting = _serve_streaming(
+                lambda requests, context: stream_stream(_decoded_requests(requests), context)
+            )
             for stage in reversed(self.stages):
                 chatting = stage.streaming(method, chatting)
             first_chatting = chatting
@@ -263,7 +348,7 @@ class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.stream_stream_rpc_method_handler(
                 chat_entry,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_decoding(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler

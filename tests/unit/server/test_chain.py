@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import code_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gateway.inprocess import HandlerRegistry, InProcessUpstream
@@ -253,6 +253,42 @@ async def test_an_in_process_operator_header_with_a_control_character_is_refused
         await _upstream().unary(ECHO, pb.Kitchen(), pb.Kitchen, metadata=metadata, timeout=5)
     assert caught.value.status.code == code_pb2.INVALID_ARGUMENT
     assert caught.value.status.message == f"{header}: must not contain control characters"
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"\x12\x01\xff", "a string field is not valid UTF-8"),
+        (b"\xff\xff\xff", "its bytes are not in the protocol buffers wire format"),
+    ],
+    ids=["bad-utf8", "not-protobuf"],
+)
+async def test_a_request_that_does_not_parse_is_invalid_argument_after_admission(
+    channel: grpc.aio.Channel, raw: bytes, problem: str
+) -> None:
+    """grpc.aio answered UNKNOWN "Unexpected <class 'google.protobuf.message.
+    DecodeError'>: ..." (and logged a traceback) for bytes that are not the method's
+    request message. Now INVALID_ARGUMENT in the product's words, with ErrorInfo
+    INVALID_MESSAGE, and only once the stages admitted the call (no tenant: that
+    refusal comes first)."""
+    echo = channel.unary_unary(ECHO, response_deserializer=pb.Kitchen.FromString)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await echo(raw, metadata=(TENANT, REASON))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == (
+        f"the request is not a valid gwtest.v1.Kitchen message: {problem}"
+    )
+    details = dict(caught.value.trailing_metadata() or ())["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(details)
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert (info.reason, dict(info.metadata)) == (
+        "INVALID_MESSAGE",
+        {"messageType": "gwtest.v1.Kitchen"},
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as first:
+        await echo(raw, metadata=(REASON,))
+    assert first.value.details().startswith("X-Stella-Tenant: ")
 
 
 class HeldOpen:
