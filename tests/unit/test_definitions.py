@@ -308,6 +308,9 @@ def test_prefix_names_the_api_field() -> None:
         ("PT0.5S", timedelta(seconds=0.5)),
         ("P2W", timedelta(weeks=2)),
         ("PT1H30M15S", timedelta(hours=1, minutes=30, seconds=15)),
+        ("P366D", timedelta(days=366)),
+        ("P52WT1.000001S", timedelta(weeks=52, microseconds=1_000_001)),
+        ("PT31622400S", timedelta(days=366)),
     ],
 )
 def test_durations(text: str, expected: timedelta) -> None:
@@ -321,6 +324,23 @@ def test_durations(text: str, expected: timedelta) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(DurationError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["P999999999W", "P999999999DT999999999H", "P366DT0.000001S", "PT31622401S"]
+)
+def test_durations_past_the_maximum_in_sum_are_refused_not_overflowed(text: str) -> None:
+    """Nine digits per unit passed the first check, then timedelta() raised OverflowError
+    (a 500 at PutDefinition); the sum is compared with the maximum first."""
+    with pytest.raises(DurationError) as refused:
+        parse_duration(text)
+    assert str(refused.value) == f"{text!r} is longer than the maximum of 366 days"
+
+
+def test_durations_take_ascii_digits_only() -> None:
+    with pytest.raises(DurationError) as refused:
+        parse_duration("PT\u0665S")  # ARABIC-INDIC DIGIT FIVE, which `\d` matches
+    assert "is not an ISO 8601 duration" in str(refused.value)
 
 
 def test_condition_evaluation() -> None:
@@ -477,3 +497,42 @@ def test_a_loop_through_a_waiting_node_is_accepted() -> None:
         )
     )
     assert set(model.nodes) == {"start", "review", "check", "done"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [" + ".join(["x"] * 150) + " > 0", "(" * 30 + "x" + ")" * 30 + " > 0"],
+    ids=["long-chain", "deep-parentheses"],
+)
+def test_a_condition_nested_too_deeply_is_refused_at_load(text: str) -> None:
+    """cel-python evaluates recursively: a 300-term chain or 100 nested parentheses ran
+    out of Python's stack, and every instance became an incident in Python's words
+    ("maximum recursion depth exceeded"). Refused at load past MAX_DEPTH levels."""
+    with pytest.raises(ConditionError) as refused:
+        compile_condition(text)
+    assert str(refused.value) == (
+        f"condition {text!r} nests too deeply: at most 250 levels of CEL syntax (use fewer"
+        " parentheses or shorter operator chains)"
+    )
+
+
+def test_conditions_within_the_depth_evaluate() -> None:
+    chain = compile_condition(" + ".join(["x"] * 100) + " == 100")
+    assert chain.evaluate({"x": 1}) is True
+    nested = compile_condition("(" * 12 + "x" + ")" * 12 + " > 0")
+    assert nested.evaluate({"x": 1}) is True
+
+
+@pytest.mark.parametrize("escape", ["\\U00110000", "\\ud800", "\\uDFFF"])
+def test_a_string_escape_naming_no_character_is_refused_at_load(escape: str) -> None:
+    text = f"x == '{escape}'"
+    with pytest.raises(ConditionError) as refused:
+        compile_condition(text)
+    assert str(refused.value) == (
+        f"condition {text!r} has the string escape {escape}, which names no Unicode character"
+    )
+
+
+def test_escaped_backslashes_and_real_characters_are_no_escape_problem() -> None:
+    assert compile_condition("x == '\\\\U00110000'").evaluate({"x": "\\U00110000"}) is True
+    assert compile_condition("x == '\\U0001F600'").evaluate({"x": "\U0001f600"}) is True

@@ -26,6 +26,16 @@ from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 
 MAX_LENGTH: Final = 2000  # characters of one condition
+# Levels of one condition's parse tree (grammar rules, not only parentheses: `x > 0`
+# is 12, a chain of 100 `+` about 210, 12 nested parentheses about 130). cel-python
+# evaluates recursively: past ~600 levels it ran out of Python's stack, and every
+# instance reaching the gateway became an incident saying "maximum recursion depth
+# exceeded". cel-go's parser stops at a recursion depth of 250, too.
+MAX_DEPTH: Final = 250
+# A `\u` or `\U` escape (not itself escaped) in a string literal: CEL allows Unicode
+# scalar values only. cel-python raised "chr() arg not in range(0x110000)" for
+# `\U00110000` at run time, and took a lone surrogate (`\ud800`) as a character.
+_UNICODE_ESCAPE: Final = re.compile(r"(?<!\\)(?:\\\\)*\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})")
 # Functions the standard environment defines, and the macros the parser expands.
 KNOWN_FUNCTIONS: Final = frozenset(
     name for name in evaluation.base_functions if name.isidentifier() and name != "_in_"
@@ -81,6 +91,18 @@ def compile_condition(text: str) -> Condition:
         raise ConditionError(f"condition {text!r} does not compile{where}") from None
     except Exception as exc:  # a parser failure of another kind: still the caller's text
         raise ConditionError(f"condition {text!r} does not compile: {_brief(exc)}") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise ConditionError(
+            f"condition {text!r} nests too deeply: at most {MAX_DEPTH} levels"
+            " of CEL syntax (use fewer parentheses or shorter operator chains)"
+        )
+    for escape in _UNICODE_ESCAPE.finditer(text):
+        code = int(escape.group(1)[1:], 16)
+        if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+            raise ConditionError(
+                f"condition {text!r} has the string escape"
+                f" \\{escape.group(1)}, which names no Unicode character"
+            )
     unknown = sorted({name for name in _called(tree) if name not in KNOWN_FUNCTIONS})
     if unknown:
         names = ", ".join(f"{name}()" for name in unknown)
@@ -96,6 +118,18 @@ def compile_condition(text: str) -> Condition:
         # found as an incident of every instance that reaches it.
         condition.evaluate({})
     return condition
+
+
+def _depth(tree: lark.Tree[Any]) -> int:
+    """Levels of `tree`, counted without recursion (the point is a tree too deep)."""
+    deepest, pending = 0, [(tree, 1)]
+    while pending:
+        node, level = pending.pop()
+        deepest = max(deepest, level)
+        pending.extend(
+            (child, level + 1) for child in node.children if isinstance(child, lark.Tree)
+        )
+    return deepest
 
 
 def _called(tree: lark.Tree[Any]) -> Iterator[str]:

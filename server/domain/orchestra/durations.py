@@ -15,10 +15,12 @@ from typing import Final
 MAX_DURATION: Final = timedelta(days=366)
 _PATTERN = re.compile(
     r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:[.,]\d{1,6})?)S)?)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:[.,]\d{1,6})?)S)?)?",
+    re.ASCII,  # digits 0-9 only: `\d` alone also matches other scripts' digits (U+0665)
 )
 # A date part naming years or months (P1Y, P2M, P1Y2M3DT4H): well formed, refused.
-_CALENDAR = re.compile(r"P(?=\d+[YM])(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T.*)?")
+_CALENDAR = re.compile(r"P(?=\d+[YM])(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T.*)?", re.ASCII)
+_UNIT_SECONDS: Final = {"weeks": 604_800, "days": 86_400, "hours": 3_600, "minutes": 60}
 _DIGITS_MAX = 9  # more digits than this in one unit is over the maximum in any unit
 
 
@@ -42,15 +44,12 @@ def parse_duration(text: str) -> timedelta:
     parts = {name: value for name, value in match.groupdict().items() if value is not None}
     if any(len(value) > _DIGITS_MAX for value in parts.values()):
         raise DurationError(f"{text!r} is longer than the maximum of {MAX_DURATION.days} days")
-    duration = timedelta(
-        weeks=int(parts.get("weeks", 0)),
-        days=int(parts.get("days", 0)),
-        hours=int(parts.get("hours", 0)),
-        minutes=int(parts.get("minutes", 0)),
-        seconds=float(parts.get("seconds", "0").replace(",", ".")),
-    )
-    if duration <= timedelta(0):
+    # Summed in seconds first: nine digits in each unit may add up to more than a
+    # timedelta holds (P999999999W), which raised OverflowError (a 500).
+    whole = sum(int(parts.get(unit, 0)) * size for unit, size in _UNIT_SECONDS.items())
+    seconds = whole + float(parts.get("seconds", "0").replace(",", "."))
+    if seconds <= 0:
         raise DurationError(f"{text!r} must be longer than zero")
-    if duration > MAX_DURATION:
+    if seconds > MAX_DURATION.total_seconds():
         raise DurationError(f"{text!r} is longer than the maximum of {MAX_DURATION.days} days")
-    return duration
+    return timedelta(seconds=seconds)
