@@ -35,13 +35,12 @@ backfill_reason/backfill_ticket) is one unit of work: a refused request writes n
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from gateway.text import has_control
 from server.domain import audit, schedules
@@ -330,6 +329,9 @@ BACKFILL_LISTING: ListingSpec[BackfillLike, BackfillQuery] = ListingSpec(
 # --- validation ---------------------------------------------------------------------
 
 
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)  # the earliest windowStart
+
+
 def _validate(
     request: BackfillRequest, limits: BackfillLimits, call: CallContext, now: datetime
 ) -> tuple[datetime, datetime, str, str | None]:
@@ -344,6 +346,12 @@ def _validate(
         violations.append(Violation("windowStart", "is required"))
     if end is None:
         violations.append(Violation("windowEnd", "is required"))
+    if start is not None and _aware(start) < EPOCH:
+        # Slices are aligned from the epoch, and a cron tick search steps back from the
+        # start in the source's time zone: near year 1 that left datetime's range (500).
+        violations.append(
+            Violation("windowStart", f"must not be before {_stamp(EPOCH)}, got {_stamp(start)}")
+        )
     if start is not None and end is not None:
         span = (end - start).total_seconds()
         if span < 0:
@@ -387,16 +395,15 @@ def _validate(
 
 
 def slices(start: datetime, end: datetime, size_s: float) -> list[tuple[datetime, datetime]]:
-    """The slices of `size_s` seconds, aligned from the Unix epoch, covering [start, end)."""
-    first = math.floor(start.timestamp() / size_s)
-    last = math.ceil(end.timestamp() / size_s)
-    return [
-        (
-            datetime.fromtimestamp(i * size_s, UTC),
-            datetime.fromtimestamp((i + 1) * size_s, UTC),
-        )
-        for i in range(first, last)
-    ]
+    """The slices of `size_s` seconds, aligned from the Unix epoch, covering [start, end).
+
+    Counted in whole microseconds, not float seconds: a float timestamp loses the
+    microseconds (a one-microsecond window far from the epoch covered no slice at all:
+    an empty backfill, "completed" with no job)."""
+    size = timedelta(seconds=size_s)
+    first = (start - EPOCH) // size
+    last = -((EPOCH - end) // size)  # ceiling division
+    return [(EPOCH + i * size, EPOCH + (i + 1) * size) for i in range(first, last)]
 
 
 def _too_many(what: str, limits: BackfillLimits) -> InvalidArgument:

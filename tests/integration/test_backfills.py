@@ -282,6 +282,44 @@ async def test_a_job_type_backfill_enqueues_aligned_slices_through_the_backfill_
     assert len(await _rows(app, _sources, tenant)) == 1
 
 
+async def test_a_window_before_the_epoch_is_400_and_a_tiny_one_covers_its_slice(
+    http: httpx.AsyncClient, headers: dict[str, str], app: Application, tenant: str, base: datetime
+) -> None:
+    """A window near year 1 left datetime's range in the cron tick search (500); a
+    one-microsecond window far from the epoch covered no slice in float seconds (201,
+    "completed", no job, yet it blocked overlapping backfills). Now windows start at the
+    epoch at the earliest (400 naming windowStart), and slices are counted in whole
+    microseconds: the tiny window is its hour's one job."""
+    source_id = await _scheduler(http, headers)
+    ancient = {
+        "sourceId": source_id,
+        "windowStart": "0001-01-01T00:00:00Z",
+        "windowEnd": "0001-01-01T03:00:00Z",
+    }
+    refused = await _backfill(http, headers, ancient)
+    assert refused.status_code == 400, refused.text
+    assert _error(refused)[1:3] == (
+        "windowStart: must not be before 1970-01-01T00:00:00Z, got 0001-01-01T00:00:00Z",
+        ["windowStart"],
+    )
+    assert await _rows(app, _backfills, tenant) == []
+
+    start = base + timedelta(minutes=30)
+    tiny = {
+        "jobType": "tiny",
+        "windowStart": stamp(start),
+        "windowEnd": stamp(start + timedelta(microseconds=1)),
+    }
+    created = await _backfill(http, headers, tiny)
+    assert created.status_code == 201, created.text
+    assert created.json()["progress"] == progress(total=1, created=1, queued=1)
+    [job] = await _tenant_jobs(app, tenant)
+    assert json.loads(job.payload) == {
+        "windowStart": stamp(base),
+        "windowEnd": stamp(base + timedelta(hours=1)),
+    }
+
+
 async def test_duplicate_overlapping_backfill_is_409_naming_it_and_writes_nothing(
     http: httpx.AsyncClient, headers: dict[str, str], app: Application, tenant: str, base: datetime
 ) -> None:

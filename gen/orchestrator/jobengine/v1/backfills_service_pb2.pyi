@@ -47,7 +47,9 @@ class CreateBackfillRequest(_message.Message):
     """
     @_builtins.property
     def window_start(self) -> _timestamp_pb2.Timestamp:
-        """Required. Start of the event-time window, inclusive."""
+        """Required. Start of the event-time window, inclusive; not before
+        1970-01-01T00:00:00Z (slices are aligned from the Unix epoch).
+        """
 
     @_builtins.property
     def window_end(self) -> _timestamp_pb2.Timestamp:
