@@ -143,7 +143,16 @@ def _put_duration(field: duration_pb2.Duration, seconds: float) -> None:
     field.nanos = round((seconds - whole) * 1e9)
 
 
-def _seconds(value: duration_pb2.Duration) -> float:
+def seconds_of(value: duration_pb2.Duration, *, field: str) -> float:
+    """A Duration in seconds. Raises InvalidArgument naming `field` when its nanos are
+    outside -999,999,999..999,999,999 or their sign differs from the seconds'
+    (google/protobuf/duration.proto); over gRPC nothing else checks that."""
+    if abs(value.nanos) > 999_999_999 or (value.seconds * value.nanos < 0):
+        raise InvalidArgument.of(
+            field,
+            "must be a valid Duration: nanos from -999999999 to 999999999 with the sign "
+            f"of seconds, got seconds={value.seconds} nanos={value.nanos}",
+        )
     return value.seconds + value.nanos / 1e9
 
 
@@ -204,17 +213,25 @@ def job_event(row: EventLike) -> job_pb2.JobEvent:
     return event
 
 
-def enqueue_request(message: job_pb2.Job) -> EnqueueRequest:
+def enqueue_request(message: job_pb2.Job, *, field: str = "job") -> EnqueueRequest:
     """The domain's view of a `Job` to enqueue (output-only fields ignored). Raises
-    InvalidArgument naming `job.runAt` when it is outside RFC 3339's range."""
+    InvalidArgument naming `job.runAt` (or `job.eventTime`) when it is outside RFC
+    3339's range, `job.backoff.initialDelay` (or `maxDelay`) when it is no valid
+    Duration; `field` is the job's place in the request instead of `job`."""
     backoff = None
     if message.HasField("backoff"):
         given = message.backoff
         backoff = BackoffRequest(
             initial_delay_s=(
-                _seconds(given.initial_delay) if given.HasField("initial_delay") else None
+                seconds_of(given.initial_delay, field=f"{field}.backoff.initialDelay")
+                if given.HasField("initial_delay")
+                else None
             ),
-            max_delay_s=_seconds(given.max_delay) if given.HasField("max_delay") else None,
+            max_delay_s=(
+                seconds_of(given.max_delay, field=f"{field}.backoff.maxDelay")
+                if given.HasField("max_delay")
+                else None
+            ),
             multiplier=given.multiplier,
             jitter=given.jitter if given.HasField("jitter") else None,
         )
@@ -226,13 +243,13 @@ def enqueue_request(message: job_pb2.Job) -> EnqueueRequest:
         has_payload=has_payload,
         payload=python_value(message.payload) if has_payload else None,
         max_attempts=message.max_attempts,
-        run_at=datetime_of(message.run_at, field="job.runAt")
+        run_at=datetime_of(message.run_at, field=f"{field}.runAt")
         if message.HasField("run_at")
         else None,
         idempotency_key=(message.idempotency_key if message.HasField("idempotency_key") else None),
         pack_run_id=message.pack_run_id if message.HasField("pack_run_id") else None,
         backoff=backoff,
-        event_time=datetime_of(message.event_time, field="job.eventTime")
+        event_time=datetime_of(message.event_time, field=f"{field}.eventTime")
         if message.HasField("event_time")
         else None,
     )

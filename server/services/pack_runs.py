@@ -27,8 +27,10 @@ def _duration(seconds: float) -> duration_pb2.Duration:
     return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
 
 
-def job_request(message: pack_run_pb2.PackJob) -> PackJobRequest:
-    """The domain's view of one job of a pack to create (output-only fields ignored)."""
+def job_request(message: pack_run_pb2.PackJob, index: int) -> PackJobRequest:
+    """The domain's view of `jobs[index]` of a pack to create (output-only fields
+    ignored). Raises InvalidArgument naming `jobs[index].backoff.*` for a Duration that
+    is not valid."""
     job = job_pb2.Job(
         job_type=message.job_type,
         source_id=message.source_id,
@@ -41,7 +43,7 @@ def job_request(message: pack_run_pb2.PackJob) -> PackJobRequest:
         job.backoff.CopyFrom(message.backoff)
     return PackJobRequest(
         name=message.name,
-        job=convert.enqueue_request(job),
+        job=convert.enqueue_request(job, field=f"jobs[{index}]"),
         depends_on=tuple(message.depends_on),
     )
 
@@ -116,7 +118,7 @@ class PackRunsService(pb_grpc.PackRunsServiceServicer):
             self._store,
             current_call(),
             request.pack_run.pack_name,
-            [job_request(job) for job in request.pack_run.jobs],
+            [job_request(job, i) for i, job in enumerate(request.pack_run.jobs)],
             self._limits,
             now=self._now(),
         )

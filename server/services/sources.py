@@ -69,7 +69,7 @@ def schedule_request(message: source_pb2.Schedule) -> ScheduleRequest:
             job.payload.CopyFrom(given.payload)
         if given.HasField("backoff"):
             job.backoff.CopyFrom(given.backoff)
-        template = convert.enqueue_request(job)
+        template = convert.enqueue_request(job, field="schedule.jobTemplate")
     return ScheduleRequest(
         cron=message.cron,
         time_zone=message.time_zone,

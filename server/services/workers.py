@@ -46,13 +46,7 @@ def _seconds(
     if not message.HasField(name):  # type: ignore[arg-type]  # the callers' literal names
         return None
     value: duration_pb2.Duration = getattr(message, name)
-    if abs(value.nanos) > 999_999_999 or (value.seconds * value.nanos < 0):
-        raise InvalidArgument.of(
-            json_name,
-            "must be a valid Duration: nanos from -999999999 to 999999999 with the sign "
-            f"of seconds, got seconds={value.seconds} nanos={value.nanos}",
-        )
-    return value.seconds + value.nanos / 1e9
+    return convert.seconds_of(value, field=json_name)
 
 
 def _token(message: pb.FencingToken) -> FencingToken:

@@ -365,6 +365,45 @@ async def test_bad_fields_are_all_named(
     assert await _job_rows(app, tenant) == []
 
 
+async def test_a_backoff_duration_that_is_no_valid_duration_is_refused_over_grpc(
+    app: Application, grpc_jobs: JobsClient, grpc_source: str, tenant: str
+) -> None:
+    """Over gRPC a Duration's nanos may be anything: `seconds=1, nanos=-1` or nanos
+    of 2e9 were normalised and taken (REST's "1.5s" strings cannot say them). Now
+    INVALID_ARGUMENT naming the field, as LeaseJobs' leaseDuration already was; a
+    batch names the job's index."""
+    bad = new_job(
+        "ok",
+        grpc_source,
+        backoff=job_pb2.Backoff(initial_delay=duration_pb2.Duration(seconds=1, nanos=-1)),
+    )
+    with pytest.raises(ApiError) as err:
+        await grpc_jobs.enqueue_job(bad)
+    assert err.value.violations == [
+        (
+            "job.backoff.initialDelay",
+            "must be a valid Duration: nanos from -999999999 to 999999999 with the sign of "
+            "seconds, got seconds=1 nanos=-1",
+        )
+    ]
+    good = new_job("ok", grpc_source)
+    worse = new_job(
+        "ok",
+        grpc_source,
+        backoff=job_pb2.Backoff(max_delay=duration_pb2.Duration(nanos=2_000_000_000)),
+    )
+    with pytest.raises(ApiError) as err:
+        await grpc_jobs.batch_enqueue_jobs([good, worse])
+    assert err.value.violations == [
+        (
+            "jobs[1].backoff.maxDelay",
+            "must be a valid Duration: nanos from -999999999 to 999999999 with the sign of "
+            "seconds, got seconds=0 nanos=2000000000",
+        )
+    ]
+    assert await _job_rows(app, tenant) == []
+
+
 async def test_payload_over_the_cap_is_refused_naming_payload(
     app: Application, jobs_client: JobsClient, source_id: str, tenant: str
 ) -> None:
