@@ -294,9 +294,23 @@ def url_problem(value: str) -> str | None:
         return absolute
     if "@" in parts.netloc:
         return "must not carry credentials (user:password@)"
+    if not _idna_host(parts.hostname):
+        return "must have a host that is a valid internationalized domain name"
     if port == 0:
         return "must not name port 0"
     return None
+
+
+def _idna_host(host: str) -> bool:
+    """Whether every `xn--` label of `host` decodes (RFC 3492 Punycode, IDNA): one that
+    does not (`xn--a`) is a host no client can look up, and the poll failed on it."""
+    for label in host.split("."):
+        if label[:4].lower() == "xn--":
+            try:
+                label.encode("ascii").decode("idna")
+            except UnicodeError:
+                return False
+    return True
 
 
 def _url_violation(name: str, value: str, addresses: SelfAddresses) -> Violation | None:

@@ -80,6 +80,11 @@ class OpenApiFetcher:
             raise FetchFailure(
                 "UNREACHABLE", f"GET {url} failed: {type(exc).__name__} {exc}".strip()
             ) from None
+        except UnicodeError:  # idna's IDNAError: httpx decodes an `xn--` host to use it
+            raise FetchFailure(
+                "UNREACHABLE",
+                f"GET {url} failed: its host is not a valid internationalized domain name",
+            ) from None
         if len(body) > THREAD_THRESHOLD_BYTES:
             return await asyncio.to_thread(_parsed, url, body)
         return _parsed(url, body)

@@ -189,6 +189,11 @@ def _bad_cases(port: int) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
             {"baseUrl": "must not carry credentials"},
         ),
         (
+            "undecodable IDNA host",  # the poll failed with idna's InvalidCodepoint
+            {"name": "n", "baseUrl": "http://xn--a.com/"},
+            {"baseUrl": "must have a host that is a valid internationalized domain name"},
+        ),
+        (
             "own registry",
             {"name": "n", "baseUrl": f"{own}/registry"},
             {"baseUrl": "would call themselves in a loop"},
