@@ -55,7 +55,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from gateway.text import has_control
 from server.domain import audit, tracing
@@ -437,6 +437,34 @@ JOB_BATCH: ResourceType[JobBatch] = ResourceType(
 # --- validation -----------------------------------------------------------------------
 
 
+# Levels of arrays and objects free JSON (a payload, a result, failure details) may
+# nest: the gateway's MAX_FREE_DEPTH (gateway/json_parser.py), for gRPC callers too.
+# Over gRPC a 49-level payload was taken, and the LeaseJobs answer carrying it (more
+# message levels around it) was more than protobuf decoders take (100): the worker
+# got INTERNAL "Exception deserializing response" while the job stood leased to it.
+FREE_JSON_DEPTH_MAX: Final = 30
+FREE_JSON_TOO_DEEP: Final = (
+    f"nested too deeply: at most {FREE_JSON_DEPTH_MAX} levels of arrays and objects"
+)
+
+
+def json_depth(value: Any) -> int:
+    """Levels of arrays and objects in `value` (0 for a scalar); iterative, since the
+    point is a value too deep to recurse into safely."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level + 1)
+        pending.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def canonical_json(value: Any) -> str:
     """Compact JSON with sorted keys: how payloads are stored and hashed. Raises
     ValueError for NaN or an infinity, which JSON cannot carry."""
@@ -475,6 +503,8 @@ def validate_enqueue(request: EnqueueRequest, limits: JobLimits) -> JobSpec:
         except ValueError:
             violations.append(Violation("payload", "must be JSON: NaN and infinities are not"))
         else:
+            if json_depth(request.payload) > FREE_JSON_DEPTH_MAX:
+                violations.append(Violation("payload", FREE_JSON_TOO_DEEP))
             size = len(payload.encode("utf-8", "surrogatepass"))
             if size > limits.payload_max_bytes:
                 violations.append(

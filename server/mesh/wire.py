@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from orchestrator.mesh.v1 import registry_service_pb2 as pb
 from server.domain.errors import InvalidArgument
 from server.domain.registry import ServiceEntry
-from server.services.convert import timestamp
+from server.services.convert import free_json, timestamp
 
 
 def struct_of(metadata: Any) -> struct_pb2.Struct:
@@ -23,8 +23,10 @@ def struct_of(metadata: Any) -> struct_pb2.Struct:
     return message
 
 
-def metadata_of(message: struct_pb2.Struct) -> dict[str, Any]:
-    found: dict[str, Any] = json_format.MessageToDict(message)
+def metadata_of(message: struct_pb2.Struct, field: str = "metadata") -> dict[str, Any]:
+    """Raises InvalidArgument naming `field` for a NaN or an infinity, or JSON nested
+    too deeply (`convert.free_json`)."""
+    found: dict[str, Any] = free_json(message, field=field)
     return found
 
 
@@ -60,7 +62,7 @@ def entry_of(message: pb.RegisteredService, where: str = "services[0]") -> Servi
         base_url=message.base_url,
         openapi_url=message.openapi_url,
         version=message.version,
-        metadata=metadata_of(message.metadata),
+        metadata=metadata_of(message.metadata, f"{where}.metadata"),
         revision=message.revision,
         origin=message.origin,
         created_at=_time(message.created_at, f"{where}.createdAt"),

@@ -7,12 +7,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from orchestrator.jobengine.v1 import audit_pb2, job_pb2, source_pb2
 from server.domain.audit import AuditEntryLike
 from server.domain.errors import InvalidArgument
 from server.domain.events import EventLike
-from server.domain.jobs import BackoffRequest, EnqueueRequest, JobRecord
+from server.domain.jobs import (
+    FREE_JSON_DEPTH_MAX,
+    FREE_JSON_TOO_DEEP,
+    BackoffRequest,
+    EnqueueRequest,
+    JobRecord,
+    json_depth,
+)
 from server.domain.sources import SourceLike
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -141,6 +149,20 @@ def _put_duration(field: duration_pb2.Duration, seconds: float) -> None:
     whole = int(seconds)
     field.seconds = whole
     field.nanos = round((seconds - whole) * 1e9)
+
+
+def free_json(message: Message, *, field: str) -> Any:
+    """A Struct, Value or ListValue as JSON values (a dict for a Struct). Raises
+    InvalidArgument naming `field` for a NaN or an infinity (JSON has neither; over
+    gRPC a double field may hold one, and json_format refused it with a ValueError:
+    INTERNAL) or for arrays and objects nested deeper than FREE_JSON_DEPTH_MAX."""
+    try:
+        value = json_format.MessageToDict(message)
+    except (json_format.SerializeToJsonError, ValueError):
+        raise InvalidArgument.of(field, "must be JSON: NaN and infinities are not") from None
+    if json_depth(value) > FREE_JSON_DEPTH_MAX:
+        raise InvalidArgument.of(field, FREE_JSON_TOO_DEEP)
+    return value
 
 
 def seconds_of(value: duration_pb2.Duration, *, field: str) -> float:

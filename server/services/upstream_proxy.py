@@ -17,6 +17,7 @@ from orchestrator.mesh.v1 import upstream_proxy_service_pb2 as pb
 from orchestrator.mesh.v1 import upstream_proxy_service_pb2_grpc as pb_grpc
 from server.domain.context import current_call
 from server.domain.units import Store
+from server.services import convert
 from server.upstreams import Upstreams, proxy
 
 _EXACT = 2**53
@@ -52,7 +53,7 @@ class UpstreamProxyService(pb_grpc.UpstreamProxyServiceServicer):
     async def SaveDocument(
         self, request: pb.SaveDocumentRequest, context: grpc.aio.ServicerContext
     ) -> pb.SaveDocumentResponse:
-        document = plain(json_format.MessageToDict(request.document))
+        document = plain(convert.free_json(request.document, field="document"))
         saved = await proxy.save_document(
             self._upstreams,
             self._store,
@@ -70,7 +71,7 @@ class UpstreamProxyService(pb_grpc.UpstreamProxyServiceServicer):
             current_call(),
             kind=request.kind,
             report_format=request.format,
-            payload=plain(json_format.MessageToDict(request.payload)),
+            payload=plain(convert.free_json(request.payload, field="payload")),
             deadline_s=_deadline(context),
         )
         return pb.RequestReportResponse(result=value_of(answer))

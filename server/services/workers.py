@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import grpc
-from google.protobuf import duration_pb2, json_format
+from google.protobuf import duration_pb2
 from google.rpc import code_pb2, status_pb2
 
 from orchestrator.jobengine.v1 import worker_service_pb2 as pb
@@ -160,9 +160,12 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
                 continue
             result: str | None = None
             if item.HasField("result"):
-                result = json.dumps(
-                    json_format.MessageToDict(item.result), separators=(",", ":"), sort_keys=True
-                )
+                try:
+                    value = convert.free_json(item.result, field=f"completions[{index}].result")
+                except InvalidArgument as invalid:
+                    refused[index] = Outcome(token, error=invalid)
+                    continue
+                result = json.dumps(value, separators=(",", ":"), sort_keys=True)
                 if len(result.encode()) > self._result_max_bytes:
                     refused[index] = Outcome(
                         token,
@@ -191,6 +194,11 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             bad: DomainError | None = leasing.token_violation(
                 f"failures[{index}].token", token.job_id, token.lease_id
             ) or leasing.failure_violation(index, item.category, item.code)
+            if bad is None:
+                try:
+                    details = convert.free_json(item.details, field=f"failures[{index}].details")
+                except InvalidArgument as invalid:
+                    bad = invalid
             if bad is not None:
                 refused[index] = Outcome(token, error=bad)
                 continue
@@ -201,7 +209,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
                     code=item.code,
                     message=leasing.failure_message(item.message),
                     retryable=item.retryable,
-                    details=json_format.MessageToDict(item.details),
+                    details=details,
                 )
             )
         leases = self._store.leases

@@ -251,16 +251,8 @@ async def test_documents_that_cannot_be_had_are_that_service_s_error(
     admin: httpx.AsyncClient, app: Application
 ) -> None:
     own = f"http://127.0.0.1:{app.http_port}"
-    cases: dict[str, tuple[Handler | str | None, str, str]] = {
+    cases: dict[str, tuple[Handler | None, str, str]] = {
         "unreachable": (None, "UNREACHABLE", "failed: ConnectError"),
-        # A Punycode label Python's IDNA 2003 codec takes (so registration does) but
-        # IDNA 2008 refuses: httpx raised idna's InvalidCodepoint, which the poll
-        # reported by its class name, with a traceback in the log.
-        "idna-host": (
-            "http://xn--zz-zzz.com",
-            "UNREACHABLE",
-            "failed: its host is not a valid internationalized domain name",
-        ),
         "http-error": (_answer("503 Service Unavailable", b"down"), "HTTP_ERROR", "answered 503"),
         "huge-declared": (
             _answer("200 OK", b"{" + b" " * (11 * 1024 * 1024) + b"}"),
@@ -286,9 +278,7 @@ async def test_documents_that_cannot_be_had_are_that_service_s_error(
     prefix = f"bad-{uuid.uuid4().hex[:6]}"
     async with contextlib.AsyncExitStack() as stack:
         for label, (handler, _, _) in cases.items():
-            if isinstance(handler, str):
-                url = handler
-            elif handler is None:
+            if handler is None:
                 # A port bound but not listening: connections are refused, and the
                 # kernel cannot hand it to the stub servers the other cases start.
                 closed = stack.enter_context(socket.socket())

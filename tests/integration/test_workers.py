@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -699,3 +700,68 @@ async def test_a_failure_message_with_a_nul_is_stored_with_replacement_character
         )
     assert messages == {first.job.job_id: stored, second.job.job_id: ""}
     assert (nul_job.job_id, plain_job.job_id) == (first.job.job_id, second.job.job_id)
+
+
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+async def test_a_result_or_details_that_is_no_json_is_invalid_only_for_its_item(
+    harness: Harness,
+) -> None:
+    """A NaN in a result or in failure details (a double may hold one over gRPC; JSON
+    cannot) made json_format raise: INTERNAL, and the whole batch was lost, the valid
+    item's job left leased. Too deep a result would not fit a reader's decoder. Now
+    each is INVALID_ARGUMENT for its item, naming it; the other items go through."""
+    await harness.enqueue("nan.result", 4)
+    first, second, third, fourth = await harness.workers.lease(["nan.result"], max_jobs=4)
+    refused, done, deep = await harness.workers.complete(
+        (first.token, {"score": math.nan}),
+        (second.token, {"score": 1.5}),
+        (third.token, {"levels": _nested(30)}),  # 31 levels with the object around it
+    )
+    assert refused.status.code == code_pb2.INVALID_ARGUMENT
+    assert _field_violations(refused.status) == [
+        ("completions[0].result", "must be JSON: NaN and infinities are not")
+    ]
+    assert done.job_status == "succeeded"
+    assert _field_violations(deep.status) == [
+        (
+            "completions[2].result",
+            "nested too deeply: at most 30 levels of arrays and objects",
+        )
+    ]
+    details = struct_pb2.Struct()
+    details.update({"ratio": math.inf})
+    failed, kept = await harness.workers.fail(
+        pb.JobFailure(
+            token=first.token, category="crash", code="X", retryable=False, details=details
+        ),
+        pb.JobFailure(token=fourth.token, category="crash", code="X", retryable=False),
+    )
+    assert _field_violations(failed.status) == [
+        ("failures[0].details", "must be JSON: NaN and infinities are not")
+    ]
+    assert kept.job_status == "dead_lettered"
+    statuses = [(await harness.row(j.job.job_id)).status for j in (first, second, third)]
+    assert statuses == ["leased", "succeeded", "leased"]
+
+
+async def test_a_payload_nested_deeper_than_30_levels_is_refused_over_grpc(
+    harness: Harness,
+) -> None:
+    """REST refused free JSON deeper than 30 levels; gRPC took a 49-level payload, and
+    the LeaseJobs answer carrying it was past the decoder's limit: the worker got
+    INTERNAL while the job stood leased to it. Now the enqueue is refused."""
+    with pytest.raises(ApiError) as err:
+        await harness.enqueue("deep.payload", payload=_nested(31))
+    assert err.value.code == "INVALID_ARGUMENT"
+    assert err.value.violations == [
+        ("job.payload", "nested too deeply: at most 30 levels of arrays and objects")
+    ]
+    (job,) = await harness.enqueue("deep.payload", payload=_nested(30))
+    (lease,) = await harness.workers.lease(["deep.payload"])
+    assert lease.job.job_id == job.job_id
