@@ -459,6 +459,15 @@ async def test_cancel_over_grpc(app: Application, orchestra: Orchestra) -> None:
     )
     instance_id = await orchestra.start(definition_id)
     [token] = (await orchestra.get(instance_id)).tokens
+    # A reason is one line of the cancel event: a 1 MB one with controls was stored whole.
+    for reason, words in (
+        ("y" * 257, "reason: must be at most 256 characters, got 257"),
+        ("x\x00\x1b[2J", "reason: must not contain control characters"),
+    ):
+        with pytest.raises(ApiError) as bad:
+            await orchestra.cancel(instance_id, reason=reason)
+        assert (bad.value.code, bad.value.message) == ("INVALID_ARGUMENT", words)
+    assert (await orchestra.get(instance_id)).status == "running"
     canceled = await orchestra.cancel(instance_id, reason="customer withdrew")
     assert canceled.status == "canceled"
     assert list(canceled.tokens) == []

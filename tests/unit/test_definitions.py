@@ -292,6 +292,22 @@ def test_ids_and_scope() -> None:
     ]
 
 
+def test_a_long_node_id_is_quoted_short_in_every_message() -> None:
+    """A 3,000-character id was quoted whole in each of five messages: a 31 KB error,
+    past gRPC's 16 KB metadata limit (RESOURCE_EXHAUSTED instead of INVALID_ARGUMENT).
+    Each quote is now an excerpt with the length (errors.shown)."""
+    document = _document()
+    long_id = "n" * 3000
+    document["nodes"][1]["id"] = long_id
+    document["flows"][0]["to"] = long_id
+    with pytest.raises(InvalidArgument) as refused:
+        compile_definition(parse_document(document), prefix="definition.")
+    message = str(refused.value)
+    assert f"'{'n' * 200}…' (3000 characters)" in message
+    assert long_id not in message
+    assert len(message.encode()) < 4000
+
+
 def test_prefix_names_the_api_field() -> None:
     document = _document()
     document["nodes"][1]["type"] = "nope"
@@ -529,8 +545,25 @@ def test_a_string_escape_naming_no_character_is_refused_at_load(escape: str) -> 
     with pytest.raises(ConditionError) as refused:
         compile_condition(text)
     assert str(refused.value) == (
-        f"condition {text!r} has the string escape {escape}, which names no Unicode character"
+        f"condition {text!r} has the escape {escape}, which names no Unicode character"
     )
+
+
+def test_an_octal_escape_above_377_is_refused_at_load() -> None:
+    text = 'x == b"\\777"'
+    with pytest.raises(ConditionError) as refused:
+        compile_condition(text)
+    assert str(refused.value) == f"condition {text!r} has the escape \\777, which is above \\377"
+    assert compile_condition('size(b"\\377") == x').evaluate({"x": 1}) is True
+
+
+def test_raw_literals_and_comments_hold_no_escapes() -> None:
+    """Only string and bytes tokens are read: a raw string's backslashes are text, and a
+    comment is no literal (both were refused by a scan of the whole text)."""
+    raw = compile_condition('x.contains(r"\\ud83d")')
+    assert raw.evaluate({"x": "a\\ud83d"}) is True
+    commented = compile_condition("x > 1 // \\U00110000")
+    assert commented.evaluate({"x": 2}) is True
 
 
 def test_escaped_backslashes_and_real_characters_are_no_escape_problem() -> None:

@@ -32,10 +32,12 @@ MAX_LENGTH: Final = 2000  # characters of one condition
 # instance reaching the gateway became an incident saying "maximum recursion depth
 # exceeded". cel-go's parser stops at a recursion depth of 250, too.
 MAX_DEPTH: Final = 250
-# A `\u` or `\U` escape (not itself escaped) in a string literal: CEL allows Unicode
-# scalar values only. cel-python raised "chr() arg not in range(0x110000)" for
-# `\U00110000` at run time, and took a lone surrogate (`\ud800`) as a character.
-_UNICODE_ESCAPE: Final = re.compile(r"(?<!\\)(?:\\\\)*\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})")
+# An escape (not itself escaped) in a string or bytes literal that may name a value
+# outside what the literal holds: `\u`/`\U` (Unicode scalar values only: cel-python
+# raised "chr() arg not in range(0x110000)" for `\U00110000` at run time and took a
+# lone surrogate `\ud800` as a character) and octal `\ooo` (at most `\377`; `b"\777"`
+# failed at run time: "bytes must be in range(0, 256)"). Raw literals have no escapes.
+_ESCAPE: Final = re.compile(r"(?<!\\)(?:\\\\)*\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|[0-7]{3})")
 # Functions the standard environment defines, and the macros the parser expands.
 KNOWN_FUNCTIONS: Final = frozenset(
     name for name in evaluation.base_functions if name.isidentifier() and name != "_in_"
@@ -96,13 +98,10 @@ def compile_condition(text: str) -> Condition:
             f"condition {text!r} nests too deeply: at most {MAX_DEPTH} levels"
             " of CEL syntax (use fewer parentheses or shorter operator chains)"
         )
-    for escape in _UNICODE_ESCAPE.finditer(text):
-        code = int(escape.group(1)[1:], 16)
-        if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
-            raise ConditionError(
-                f"condition {text!r} has the string escape"
-                f" \\{escape.group(1)}, which names no Unicode character"
-            )
+    bad = _bad_escape(tree)
+    if bad is not None:
+        why = "is above \\377" if bad[0] in "01234567" else "names no Unicode character"
+        raise ConditionError(f"condition {text!r} has the escape \\{bad}, which {why}")
     unknown = sorted({name for name in _called(tree) if name not in KNOWN_FUNCTIONS})
     if unknown:
         names = ", ".join(f"{name}()" for name in unknown)
@@ -118,6 +117,29 @@ def compile_condition(text: str) -> Condition:
         # found as an incident of every instance that reaches it.
         condition.evaluate({})
     return condition
+
+
+def _bad_escape(tree: lark.Tree[Any]) -> str | None:
+    """The first escape in a string or bytes literal of `tree` (tokens, so comments and
+    raw literals are not read) naming no Unicode scalar value or byte, without its
+    backslash; None when there is none."""
+    for token in tree.scan_values(lambda value: isinstance(value, lark.Token)):
+        if token.type not in ("STRING_LIT", "BYTES_LIT"):
+            continue
+        literal = str(token)
+        if literal.lstrip("bB")[:1] in ("r", "R"):  # r"", br"", rb""...
+            continue
+        if literal[:1] in ("r", "R"):
+            continue
+        for escape in _ESCAPE.finditer(literal):
+            body = escape.group(1)
+            if body[0] in "uU":
+                code = int(body[1:], 16)
+                if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                    return body
+            elif int(body, 8) > 0o377:
+                return body
+    return None
 
 
 def _depth(tree: lark.Tree[Any]) -> int:

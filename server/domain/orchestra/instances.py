@@ -225,6 +225,7 @@ async def start_process(
     return instance.instance_id
 
 
+CANCEL_REASON_MAX: Final = 256  # characters, as a quota's pause reason
 LIST_MAX = 10_000  # seed 004's list has no paging: one answer stays bounded (~2 MB)
 
 
@@ -373,8 +374,16 @@ async def cancel_instance(
     instance is answered unchanged. A compensating saga stops compensating: its
     running compensation's job is canceled, the compensations not finished are
     canceled (domain/orchestra/sagas.py). Raises NotFound (INSTANCE_NOT_FOUND) and
-    FailedPrecondition (INSTANCE_NOT_RUNNING: completed, compensated or failed)."""
+    FailedPrecondition (INSTANCE_NOT_RUNNING: completed, compensated or failed), and
+    InvalidArgument for a reason over CANCEL_REASON_MAX characters or with a control
+    character (it is one line of the cancel event; a 1 MB one was stored whole)."""
     tenant_id = call.require_tenant()
+    if len(reason) > CANCEL_REASON_MAX:
+        raise InvalidArgument.of(
+            "reason", f"must be at most {CANCEL_REASON_MAX} characters, got {len(reason)}"
+        )
+    if has_control(reason):
+        raise InvalidArgument.of("reason", "must not contain control characters")
     if not _usable_id(instance_id):
         raise _no_instance(instance_id)
     wake: list[tuple[str, str]] = []

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from server.domain.errors import InvalidArgument, Violation
+from server.domain.errors import ECHO_MAX, InvalidArgument, Violation, shown
 from server.domain.jobs import validate_job_type
 from server.domain.orchestra.cel_conditions import ConditionError, compile_condition
 from server.domain.orchestra.durations import DurationError, parse_duration
@@ -167,6 +167,12 @@ def _string(
     return value if isinstance(value, str) else str(value)
 
 
+def _excerpt(node_id: str) -> str:
+    """A node id as a flow's name shows it unquoted: whole up to ECHO_MAX characters,
+    else cut with "…" (errors.shown's quote does the same for quoted ids)."""
+    return node_id if len(node_id) <= ECHO_MAX else node_id[:ECHO_MAX] + "…"
+
+
 def compile_definition(spec: DefinitionSpec, *, prefix: str = "") -> ProcessModel:
     """The runnable model of `spec`. Raises InvalidArgument (reason DEFINITION_INVALID)
     listing every rule the spec breaks, each naming its node or flow."""
@@ -205,14 +211,14 @@ def compile_definition(spec: DefinitionSpec, *, prefix: str = "") -> ProcessMode
     seen: set[tuple[str, str]] = set()
     for i, flow in enumerate(spec.flows):
         where = f"flows[{i}]"
-        name = f"flow {flow.from_node or '?'} -> {flow.to_node or '?'}"
+        name = f"flow {_excerpt(flow.from_node) or '?'} -> {_excerpt(flow.to_node) or '?'}"
         dangling = False
         for end, value in (("from", flow.from_node), ("to", flow.to_node)):
             if not value:
                 bad(f"{where}.{end}", f"{name}: '{end}' is required")
                 dangling = True
             elif value not in index:
-                bad(f"{where}.{end}", f"{name}: names no node {value!r}")
+                bad(f"{where}.{end}", f"{name}: names no node {shown(value)}")
                 dangling = True
         if dangling:
             continue
@@ -247,7 +253,7 @@ def compile_definition(spec: DefinitionSpec, *, prefix: str = "") -> ProcessMode
 
 def _check_node(i: int, node: NodeSpec, index: dict[str, int], bad: Any) -> None:
     where = f"nodes[{i}]"
-    label = f"node {node.id!r}" if node.id else f"node #{i}"
+    label = f"node {shown(node.id)}" if node.id else f"node #{i}"
     if not node.id:
         bad(f"{where}.id", f"{label}: id is required")
     elif not _ID.fullmatch(node.id):
@@ -257,7 +263,7 @@ def _check_node(i: int, node: NodeSpec, index: dict[str, int], bad: Any) -> None
     else:
         index[node.id] = i
     if node.type not in NODE_TYPES:
-        kind = f"unknown type {node.type!r}" if node.type else "type is required"
+        kind = f"unknown type {shown(node.type)}" if node.type else "type is required"
         bad(f"{where}.type", f"{label}: {kind}; known types: {', '.join(NODE_TYPES)}")
         return
     allowed = _TYPE_FIELDS.get(node.type, frozenset())
@@ -285,7 +291,7 @@ def _compile_node(
     i: int, spec: NodeSpec, flows: Sequence[tuple[int, FlowSpec]], incoming: int, bad: Any
 ) -> Node:
     where = f"nodes[{i}]"
-    label = f"node {spec.id!r}"
+    label = f"node {shown(spec.id)}"
     count = len(flows)
     if spec.type == START and incoming:
         bad(where, f"{label}: the start node cannot have incoming flows")
@@ -299,7 +305,7 @@ def _compile_node(
     if spec.type == EXCLUSIVE_GATEWAY and spec.default and spec.default not in targets:
         bad(
             f"{where}.default",
-            f"{label}: default {spec.default!r} is not the target of one of its flows",
+            f"{label}: default {shown(spec.default)} is not the target of one of its flows",
         )
     outgoing: list[Outgoing] = []
     for j, flow in flows:
@@ -315,19 +321,19 @@ def _compile_node(
             if flow.condition:
                 bad(
                     f"flows[{j}].condition",
-                    f"{name}: the default flow of node {spec.id!r} takes no condition",
+                    f"{name}: the default flow of node {shown(spec.id)} takes no condition",
                 )
         elif not flow.condition:
             bad(
                 f"flows[{j}].condition",
-                f"{name}: leaves exclusive_gateway {spec.id!r} and is not its default,"
+                f"{name}: leaves exclusive_gateway {shown(spec.id)} and is not its default,"
                 " so it needs a condition",
             )
         else:
             try:
                 condition = compile_condition(flow.condition)
             except ConditionError as exc:
-                bad(f"flows[{j}].condition", f"{name} (node {spec.id!r}): {exc}")
+                bad(f"flows[{j}].condition", f"{name} (node {shown(spec.id)}): {exc}")
         outgoing.append(Outgoing(to_node=flow.to_node, condition=condition))
     # The default flow is tried last, whatever its place in the file.
     outgoing.sort(key=lambda item: item.to_node == spec.default and spec.type == EXCLUSIVE_GATEWAY)
@@ -366,11 +372,14 @@ def _check_paths(
     ending = _closure(ends, lambda node: reverse[node])
     for i, node in enumerate(spec.nodes):
         if node.id not in reached:
-            bad(f"nodes[{i}]", f"node {node.id!r}: is not reachable from the start node {start!r}")
+            bad(
+                f"nodes[{i}]",
+                f"node {shown(node.id)}: is not reachable from the start node {shown(start)}",
+            )
         elif node.id not in ending:
             bad(
                 f"nodes[{i}]",
-                f"node {node.id!r}: no path leads from it to an end node"
+                f"node {shown(node.id)}: no path leads from it to an end node"
                 " (a cycle that never ends, or a dead end)",
             )
 
@@ -405,7 +414,7 @@ def _check_busy_loops(
         if node.id in looped:
             bad(
                 f"nodes[{i}]",
-                f"node {node.id!r}: is on a loop with no user task, service task or timer"
+                f"node {shown(node.id)}: is on a loop with no user task, service task or timer"
                 " (a token would move around it without ever waiting)",
             )
 

@@ -336,7 +336,9 @@ class CancelInstanceRequest(_message.Message):
     instance_id: _builtins.str
     """Required. The instance id."""
     reason: _builtins.str
-    """Why it is canceled; recorded on the cancel event."""
+    """Why it is canceled; recorded on the cancel event. One line of at most 256
+    characters (no control characters).
+    """
     def __init__(
         self,
         *,

@@ -193,7 +193,8 @@ class OrchestraServiceServicer:
         answers it unchanged.
 
         Returns NOT_FOUND when the instance does not exist or is another tenant's;
-        FAILED_PRECONDITION when it already completed or failed.
+        FAILED_PRECONDITION when it already completed or failed; INVALID_ARGUMENT for
+        a reason over 256 characters or with a control character.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -112,7 +112,8 @@ class OrchestraServiceStub:
     answers it unchanged.
 
     Returns NOT_FOUND when the instance does not exist or is another tenant's;
-    FAILED_PRECONDITION when it already completed or failed.
+    FAILED_PRECONDITION when it already completed or failed; INVALID_ARGUMENT for
+    a reason over 256 characters or with a control character.
     """
 
 @_typing.type_check_only
@@ -199,7 +200,8 @@ class OrchestraServiceAsyncStub(OrchestraServiceStub):
     answers it unchanged.
 
     Returns NOT_FOUND when the instance does not exist or is another tenant's;
-    FAILED_PRECONDITION when it already completed or failed.
+    FAILED_PRECONDITION when it already completed or failed; INVALID_ARGUMENT for
+    a reason over 256 characters or with a control character.
     """
 
 class OrchestraServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -325,7 +327,8 @@ class OrchestraServiceServicer(metaclass=_abc_1.ABCMeta):
         answers it unchanged.
 
         Returns NOT_FOUND when the instance does not exist or is another tenant's;
-        FAILED_PRECONDITION when it already completed or failed.
+        FAILED_PRECONDITION when it already completed or failed; INVALID_ARGUMENT for
+        a reason over 256 characters or with a control character.
         """
 
 def add_OrchestraServiceServicer_to_server(servicer: OrchestraServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
