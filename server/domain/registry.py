@@ -43,6 +43,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
+import idna
+
 from gateway.text import has_control
 from server.domain import audit
 from server.domain.context import CallContext
@@ -302,14 +304,17 @@ def url_problem(value: str) -> str | None:
 
 
 def _idna_host(host: str) -> bool:
-    """Whether every `xn--` label of `host` decodes (RFC 3492 Punycode, IDNA): one that
-    does not (`xn--a`) is a host no client can look up, and the poll failed on it."""
-    for label in host.split("."):
-        if label[:4].lower() == "xn--":
-            try:
-                label.encode("ascii").decode("idna")
-            except UnicodeError:
-                return False
+    """Whether `host` is a name httpx can use as the OpenAPI poller will (IDNA 2008, as
+    httpx reads it): a non-ASCII name must encode, an `xn--` one decode. `xn--a.com`
+    passed registration and its poll failed with idna's InvalidCodepoint; Python's own
+    `idna` codec (IDNA 2003) refused `xn--strae-oqa.de` (straße.de), which works."""
+    try:
+        if not host.isascii():
+            idna.encode(host.lower())
+        elif host.lower().startswith("xn--"):
+            idna.decode(host.lower())
+    except (idna.IDNAError, UnicodeError):
+        return False
     return True
 
 

@@ -80,7 +80,9 @@ class OpenApiFetcher:
             raise FetchFailure(
                 "UNREACHABLE", f"GET {url} failed: {type(exc).__name__} {exc}".strip()
             ) from None
-        except UnicodeError:  # idna's IDNAError: httpx decodes an `xn--` host to use it
+        # A host httpx cannot read (idna's IDNAError, InvalidURL): registration refuses
+        # those now (registry.py `_idna_host`); an entry stored before still polls.
+        except (UnicodeError, httpx.InvalidURL):
             raise FetchFailure(
                 "UNREACHABLE",
                 f"GET {url} failed: its host is not a valid internationalized domain name",

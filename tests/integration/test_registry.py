@@ -194,6 +194,11 @@ def _bad_cases(port: int) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
             {"baseUrl": "must have a host that is a valid internationalized domain name"},
         ),
         (
+            "unencodable IDNA host",  # the poll failed with httpx's InvalidURL
+            {"name": "n", "baseUrl": "http://x", "openapiUrl": "http://\U0001f4a9.example/o"},
+            {"openapiUrl": "must have a host that is a valid internationalized domain name"},
+        ),
+        (
             "own registry",
             {"name": "n", "baseUrl": f"{own}/registry"},
             {"baseUrl": "would call themselves in a loop"},
