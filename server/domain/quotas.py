@@ -328,7 +328,7 @@ def validate(limits: QuotaLimits, policy: QuotaPolicy) -> list[Violation]:
             Violation(
                 "refillPerSecond",
                 f"must be 0 (no bucket) or at least {REFILL_MIN:g} tokens per second"
-                f" (one per 11.6 days), got {rate:g}",
+                f" (one per 11.6 days), got {rate!r}",
             )
         )
     elif rate > policy.refill_per_second:
