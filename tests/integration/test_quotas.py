@@ -485,6 +485,19 @@ async def test_another_tenant_neither_sees_nor_changes_a_quota(
 # --- summary ----------------------------------------------------------------------------
 
 
+def _lease_request(tenant: str, *job_types: str) -> LeaseRequest:
+    """What a LeaseJobs call of up to 10 jobs of `job_types` asks, without waiting."""
+    return LeaseRequest(
+        tenant_id=tenant,
+        worker_id="w-1",
+        job_types=job_types,
+        max_jobs=10,
+        wait_s=0,
+        lease_s=30,
+        trace_id=None,
+    )
+
+
 async def _job(app: Application, tenant: str, job_type: str, status: str) -> None:
     now = datetime.now(UTC) - timedelta(seconds=1)
     async with app.db.transaction() as session:
@@ -606,15 +619,7 @@ async def test_pause_stops_leasing_its_job_type_and_resume_restarts_it(
     for job_type in ("leasable", "leasable", "other"):
         await _job(app, tenant, job_type, "queued")
     leases = SqlLeases(app.db, Wakeups())  # the lease statement the WorkerService runs
-    request = LeaseRequest(
-        tenant_id=tenant,
-        worker_id="w-1",
-        job_types=("leasable", "other"),
-        max_jobs=10,
-        wait_s=0,
-        lease_s=30,
-        trace_id=None,
-    )
+    request = _lease_request(tenant, "leasable", "other")
 
     await grpc_quotas.pause_quota(quota.quota_id, "hold the scans")
     leased = (await leases.lease(request, leases.now())).jobs
@@ -648,15 +653,7 @@ async def test_a_rate_too_slow_for_a_timestamp_throttles_and_never_fails_the_lea
     for job_type in ("glacial", "glacial", "glacial", "other"):
         await _job(app, tenant, job_type, "queued")
     leases = SqlLeases(app.db, Wakeups())
-    request = LeaseRequest(
-        tenant_id=tenant,
-        worker_id="w-1",
-        job_types=("glacial", "other"),
-        max_jobs=10,
-        wait_s=0,
-        lease_s=30,
-        trace_id=None,
-    )
+    request = _lease_request(tenant, "glacial", "other")
     now = leases.now()
     leased = (await leases.lease(request, now)).jobs
     assert sorted(row.job_type for row in leased) == ["glacial", "other"]
