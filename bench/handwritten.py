@@ -4,6 +4,11 @@ own verifier, check the tenant, read the source, encode JSON with an ETag), minu
 messages, interceptors and transcoding.
 
     python bench/handwritten.py --database-url URL --public-url URL --port N
+        [--gc-gen0-threshold N]
+
+`--gc-gen0-threshold` gives this process the garbage-collector setting `orchestrator
+serve` applies after start-up (server/garbage_collection.py); without it the endpoint
+runs on Python's defaults.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server import garbage_collection
 from server.identity.components import Identity
 from server.identity.resource_server.principal import TokenRejected
 from server.storage.db import Database
@@ -66,12 +72,16 @@ def build(db: Database, identity: Identity) -> Starlette:
     return Starlette(routes=[Route("/sources/{id}", source)])
 
 
-async def serve(database_url: str, public_url: str, port: int) -> None:
+async def serve(
+    database_url: str, public_url: str, port: int, gc_gen0_threshold: int | None
+) -> None:
     db = Database(database_url)
     identity = await Identity.start(db, public_url=public_url)
     config = uvicorn.Config(
         build(db, identity), host="127.0.0.1", port=port, log_level="warning", access_log=False
     )
+    if gc_gen0_threshold is not None:
+        garbage_collection.tune(gc_gen0_threshold)
     await uvicorn.Server(config).serve()
 
 
@@ -80,8 +90,9 @@ def main() -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--public-url", required=True, help="the server's token issuer")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--gc-gen0-threshold", type=int, default=None)
     args = parser.parse_args()
-    asyncio.run(serve(args.database_url, args.public_url, args.port))
+    asyncio.run(serve(args.database_url, args.public_url, args.port, args.gc_gen0_threshold))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 from gateway.bindings import BindingError
 from gateway.standalone import DescriptorSetError, serve_arguments
 from gateway.standalone import add_arguments as add_gateway_arguments
-from server import http_surface, logs
+from server import garbage_collection, http_surface, logs
 from server.app import Application
 from server.cli_definitions import add_definitions_commands, load_definition
 from server.config import ConfigError, load_settings
@@ -82,6 +82,7 @@ async def _serve(dev: bool) -> int:
             f'  curl -H "Authorization: Bearer $TOKEN" {base}/jobengine/sources',
             flush=True,
         )
+    garbage_collection.tune(settings.gc_gen0_threshold)  # start-up done: freeze it
     await stop.wait()
     await app.stop()
     return 0
@@ -120,7 +121,10 @@ async def _create_tenant(tenant_id: str, display_name: str) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    logs.configure(load_settings().log_level)
+    settings = load_settings()
+    logs.configure(settings.log_level)
+    # Modules are imported; the descriptor set, read next, stays young until collected.
+    garbage_collection.tune(settings.gc_gen0_threshold)
     try:
         return asyncio.run(
             serve_arguments(

@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     tracing_max_spans_per_trace: int = Field(
         1000, ge=1, le=100_000, validation_alias=_env("ORCHESTRATOR_TRACING_MAX_SPANS_PER_TRACE")
     )
+    # The cyclic garbage collector of `serve` and `gateway` (server/garbage_collection.py):
+    # the youngest generation's threshold, set after start-up freezes what it built.
+    gc_gen0_threshold: int = Field(
+        10_000, ge=1, le=10_000_000, validation_alias=_env("ORCHESTRATOR_GC_GEN0_THRESHOLD")
+    )
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, validation_alias=_env("SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds")
     )

@@ -60,11 +60,23 @@ def serve(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[st
             "got '**redacted**'",
         ),
         (
+            {"ORCHESTRATOR_GC_GEN0_THRESHOLD": "0"},
+            "ORCHESTRATOR_GC_GEN0_THRESHOLD: Input should be greater than or equal to 1, got '0'",
+        ),
+        (
             {"ORCHESTRATOR_CONFIG_FILE": "/nonexistent.yaml"},
             "ORCHESTRATOR_CONFIG_FILE: no such file: '/nonexistent.yaml'",
         ),
     ],
-    ids=["port", "grpc-port", "log-level", "database-url", "page-token-secret", "config-file"],
+    ids=[
+        "port",
+        "grpc-port",
+        "log-level",
+        "database-url",
+        "page-token-secret",
+        "gc-gen0-threshold",
+        "config-file",
+    ],
 )
 def test_a_bad_setting_is_one_line_and_exit_2(
     env: dict[str, str], line: str, tmp_path: Path
