@@ -205,9 +205,17 @@ class ScheduleReads(Protocol):
 # --- cron ---------------------------------------------------------------------------
 
 
+# Names the machine's zone database holds that are no place's time: `localtime` is
+# whatever /etc/localtime of the serving host says (replicas could disagree),
+# `Factory` tzdata's "-00" placeholder and `posixrules` its template for POSIX TZ
+# strings. A schedule names a place (IANA tz database, theory.html "Names of
+# timezones").
+_NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+
+
 @lru_cache(maxsize=1)
 def _zone_names() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - _NOT_PLACES
 
 
 @lru_cache(maxsize=512)

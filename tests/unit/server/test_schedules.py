@@ -157,6 +157,9 @@ def test_a_valid_schedule_is_first_due_at_the_next_tick() -> None:
         ({"cron": ""}, "schedule.cron: is required"),
         ({"cron": "0 0 31 2 *"}, "schedule.cron: is not a cron expression (Bad day-of-month)"),
         ({"time_zone": "Mars/Olympus"}, "schedule.timeZone: must be an IANA time zone name"),
+        ({"time_zone": "localtime"}, "schedule.timeZone: must be an IANA time zone name"),
+        ({"time_zone": "Factory"}, "schedule.timeZone: must be an IANA time zone name"),
+        ({"time_zone": "posixrules"}, "schedule.timeZone: must be an IANA time zone name"),
         ({"misfire_policy": "later"}, "schedule.misfirePolicy: must be one of skip, run_once"),
         ({"template": None}, "schedule.jobTemplate: is required"),
         (
@@ -164,7 +167,19 @@ def test_a_valid_schedule_is_first_due_at_the_next_tick() -> None:
             "schedule.jobTemplate.jobType: must be a lowercase slug",
         ),
     ],
-    ids=["minute", "syntax", "blank", "never", "zone", "policy", "template", "job-type"],
+    ids=[
+        "minute",
+        "syntax",
+        "blank",
+        "never",
+        "zone",
+        "host-localtime",
+        "factory-zone",
+        "posixrules",
+        "policy",
+        "template",
+        "job-type",
+    ],
 )
 def test_bad_schedules_name_the_field(changes: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidArgument) as raised:
