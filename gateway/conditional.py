@@ -62,12 +62,11 @@ class Condition:
 
     `tags`: the values to put into the request's etag field, one call each, in
     order (`None`: leave the request as built). `conditional`: the request carries
-    a tag, so the server's ABORTED means the condition was false. `star`: `If-Match: *`.
+    a tag, so the server's ABORTED means the condition was false.
     """
 
     tags: tuple[str | None, ...] = (None,)
     conditional: bool = False
-    star: bool = False
     # An If-Match of weak tags only: it never matches, but its 412 comes where the
     # server's would, after the server's own checks (RFC 9110 §13.2.1), so the call is
     # made with a tag no ETag equals and `weak_only` answers its ABORTED.
@@ -75,13 +74,13 @@ class Condition:
 
     def http_status(self, code: int, overrides: dict[int, int]) -> int | None:
         """412 for a failed condition (RFC 9110 §13.1.1): ABORTED after a tag was
-        sent (AIP-154), NOT_FOUND under `*` (no current representation); None
-        otherwise, or where the method's `error_status` overrides the code."""
+        sent (AIP-154); None otherwise, or where the method's `error_status` overrides
+        the code. A NOT_FOUND is never 412, under `*` either: without the condition
+        the answer would be 404, and a server ignores preconditions when the answer
+        without them would not be a 2xx (§13.2.1)."""
         if code in overrides:
             return None
         if code == code_pb2.ABORTED and self.conditional:
-            return 412
-        if code == code_pb2.NOT_FOUND and self.star:
             return 412
         return None
 
@@ -186,7 +185,7 @@ def condition(plan: EtagPlan, message: Message, if_match: str | None) -> Conditi
         return Condition(conditional=bool(current))
     star, strong, weak = parse_if_match(if_match)
     if star:
-        return Condition(conditional=bool(current), star=True)
+        return Condition(conditional=bool(current))
     # An empty strong tag ("") matches no ETag this gateway serves (an empty etag
     # field is no tag at all, AIP-154), and put in the field it would read as "no
     # condition": it never matches, as a weak tag never does.

@@ -148,8 +148,9 @@ class HttpBehavior(_message.Message):
       answer ABORTED.
     - The server compares the tag and answers ABORTED on a mismatch (AIP-154);
       the gateway answers it 412 Precondition Failed when the request carried a
-      tag (If-Match or the field), and a NOT_FOUND under `If-Match: *` too,
-      unless `error_status` says otherwise for the code.
+      tag (If-Match or the field), unless `error_status` says otherwise for the
+      code. A NOT_FOUND stays 404, under `If-Match: *` too: the answer without the
+      condition would not be a 2xx, so the condition is not evaluated (§13.2.1).
 
     A method whose request and response have no string field of that name is
     refused at start-up. Empty or unset: no conditional requests beyond `etag`.

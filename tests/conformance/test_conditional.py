@@ -160,8 +160,9 @@ async def test_if_match_star_passes(gateway_url: str) -> None:
     assert response.status_code == 200, response.text
     assert response.json() == {"id": note, "text": "any", "etag": "v2"}
     _bodiless(deleted, 204)
-    # RFC 9110 §13.1.1: `*` is false when there is no current representation.
-    assert missing.status_code == 412
+    # RFC 9110 §13.2.1: without the condition the answer is 404, so `*` is not
+    # evaluated (it would be false: there is no current representation, §13.1.1).
+    assert missing.status_code == 404
     assert missing.json() == {
         "error": f"note {note} was deleted",
         "code": "NOT_FOUND",

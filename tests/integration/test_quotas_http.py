@@ -187,9 +187,10 @@ async def test_delete_answers_204_and_412_when_stale(
     missing = await http.get(f"/jobengine/quotas/{created['quotaId']}", headers=headers)
     assert missing.status_code == 404
     assert missing.json()["code"] == "NOT_FOUND"
-    # `If-Match: *` on a quota that is no more: the condition is false (RFC 9110 §13.1.1).
+    # `If-Match: *` on a quota that is no more: 404 as without it (RFC 9110 §13.2.1).
     star = await http.delete(path, headers={**headers, "If-Match": "*"})
-    assert star.status_code == 412
+    assert star.status_code == 404
+    assert star.json()["code"] == "NOT_FOUND"
     assert await _count(app, _quotas, tenant) == 0
     assert await _count(app, _audit, tenant) == 2
 
