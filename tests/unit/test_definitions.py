@@ -603,3 +603,15 @@ def test_raw_literals_and_comments_hold_no_escapes() -> None:
 def test_escaped_backslashes_and_real_characters_are_no_escape_problem() -> None:
     assert compile_condition("x == '\\\\U00110000'").evaluate({"x": "\\U00110000"}) is True
     assert compile_condition("x == '\\U0001F600'").evaluate({"x": "\U0001f600"}) is True
+
+
+def test_a_condition_converts_only_the_variables_it_reads() -> None:
+    """Every evaluation converted every variable to CEL: ~190 ms for a 200 KB list
+    the condition never named. Now only the identifiers in it (a comprehension's
+    own included, which no variable need hold) are converted."""
+    condition = compile_condition("has(a.b) && l.map(x, x + y).size() > 0 && .c == 1")
+    assert condition.names == {"a", "c", "l", "x", "y"}
+    amount = compile_condition("amount > 1000")
+    unconvertible = object()  # json_to_cel raises on it: it is never looked at
+    assert amount.evaluate({"amount": 5000, "blob": unconvertible}) is True
+    assert compile_condition("l.map(x, x + 1)[0] == 2").evaluate({"l": [1], "x": 7}) is True

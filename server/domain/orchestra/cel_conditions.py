@@ -115,16 +115,22 @@ class ConditionError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """A compiled condition: `text` as written, `program` cel-python's runner."""
+    """A compiled condition: `text` as written, `program` cel-python's runner,
+    `names` the identifiers it reads (variables, and a comprehension's own)."""
 
     text: str
     program: Any
+    names: frozenset[str] = frozenset()
 
     def evaluate(self, variables: Mapping[str, Any]) -> bool:
         """The condition's value over `variables` (JSON values). Raises ConditionError
         for a runtime error or a result that is not a bool."""
         try:
-            activation = {name: json_to_cel(value) for name, value in variables.items()}
+            # Only the variables it reads: converting a 200 KB list it does not read
+            # took ~190 ms of every evaluation.
+            activation = {
+                name: json_to_cel(variables[name]) for name in self.names if name in variables
+            }
             result = self.program.evaluate(activation)
         except _OverBudget:
             raise ConditionError(
@@ -174,8 +180,8 @@ def compile_condition(text: str) -> Condition:
         program = _ENVIRONMENT.program(tree)
     except Exception as exc:
         raise ConditionError(f"condition {text!r} does not compile: {_brief(exc)}") from None
-    condition = Condition(text=text, program=program)
-    if not any(node.data == "ident" for node in tree.iter_subtrees()):
+    condition = Condition(text=text, program=program, names=frozenset(_read(tree)))
+    if not condition.names:
         # No variable in it: its one value is known now, so a constant that is not a
         # bool (`"yes"`, `1 + 1`) or always fails (`1 / 0`) is refused at load, not
         # found as an incident of every instance that reaches it.
@@ -216,6 +222,13 @@ def _depth(tree: lark.Tree[Any]) -> int:
             (child, level + 1) for child in node.children if isinstance(child, lark.Tree)
         )
     return deepest
+
+
+def _read(tree: lark.Tree[Any]) -> Iterator[str]:
+    """Names of the identifiers the expression reads (`a` of `a.b`, `.a`)."""
+    for node in tree.iter_subtrees():
+        if node.data in ("ident", "dot_ident") and node.children:
+            yield str(node.children[-1])
 
 
 def _called(tree: lark.Tree[Any]) -> Iterator[str]:
