@@ -264,11 +264,9 @@ class Gateway:
         timeout = _timeout(head, self.config.default_timeout)
         plan = self._etags.get(id(binding))
         condition = conditional.UNCONDITIONAL
-        if_match = ", ".join(request.headers.getlist("if-match")) or None
-        if plan is not None and plan.request is not None:
-            condition = conditional.condition(plan, message, if_match)
-        elif request.method not in ("GET", "HEAD"):
-            conditional.without_etag(if_match)
+        if plan is not None:
+            if_match = request.headers.getlist("if-match")
+            condition = conditional.condition(plan, message, ", ".join(if_match) or None)
         for attempt, tag in enumerate(condition.tags, start=1):
             if tag is not None and plan is not None:
                 conditional.put_tag(plan, message, tag)

@@ -219,31 +219,6 @@ def condition(plan: EtagPlan, message: Message, if_match: str | None) -> Conditi
     return Condition(tags=strong, conditional=True)
 
 
-def without_etag(if_match: str | None) -> None:
-    """If-Match on a call whose request has no etag field to carry it (no
-    `etag_field`, or one only the response has), other than GET and HEAD. RFC 9110
-    §13.1.1 has the server evaluate the condition before performing the method; with
-    no entity-tag to compare, a list of tags can never match, so the method is not
-    performed (412), where ignoring the header would perform it unconditionally.
-    `*` is true for any resource there is: the method itself answers when there is
-    none. Raises GatewayError: 400 for a malformed If-Match, 412 for one listing
-    entity-tags."""
-    if if_match is None:
-        return
-    star, strong, weak = parse_if_match(if_match)
-    if star:
-        return
-    listed = ", ".join([*(f'"{tag}"' for tag in strong), *weak])
-    raise errors.status_error(
-        code_pb2.ABORTED,
-        f"{IF_MATCH} {listed} cannot match: this method's resource has no entity-tag "
-        "(RFC 9110 §13.1.1); send it without the header, or with '*'",
-        http_status=412,
-        field_name=IF_MATCH,
-        reason="PRECONDITION_FAILED",
-    )
-
-
 def parse_if_match(value: str) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
     """RFC 9110 §13.1.1 `If-Match = "*" / #entity-tag` -> (star, the strong tags'
     opaque values without duplicates, the weak tags as written). Raises GatewayError

@@ -373,33 +373,3 @@ def _ping_service(verb: str, status: int) -> ServiceDescriptor:
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
     return pool.FindServiceByName("acme.v1.Echo")
-
-
-async def test_if_match_on_a_method_without_etag_field_is_evaluated(gateway_url: str) -> None:
-    """ResetNote has no etag field: a listed entity-tag can never match, so the reset is
-    not performed (RFC 9110 §13.1.1) rather than performed unconditionally; `*` holds
-    for the existing note; a malformed value is the client's mistake."""
-    note = _note_id()
-    message = (
-        'If-Match "v1", W/"v1" cannot match: this method\'s resource has no entity-tag '
-        "(RFC 9110 §13.1.1); send it without the header, or with '*'"
-    )
-    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
-        refused = await client.post(
-            f"/v1/notes/{note}:reset", json={}, headers={"If-Match": '"v1", W/"v1"'}
-        )
-        unchanged = await client.get(f"/v1/notes/{note}")
-        malformed = await client.post(
-            f"/v1/notes/{note}:reset", json={}, headers={"If-Match": "v1"}
-        )
-        still = await client.get(f"/v1/notes/{note}")
-        star = await client.post(f"/v1/notes/{note}:reset", json={}, headers={"If-Match": "*"})
-        after = await client.get(f"/v1/notes/{note}")
-    assert refused.status_code == 412
-    assert refused.json() == _gateway_error(message, "ABORTED", "PRECONDITION_FAILED", "If-Match")
-    assert unchanged.json()["etag"] == "v1"
-    assert malformed.status_code == 400
-    assert malformed.json()["details"][0]["reason"] == "BAD_PRECONDITION"
-    assert still.json()["etag"] == "v1"
-    _bodiless(star, 205)
-    assert after.json()["etag"] == "v2"
