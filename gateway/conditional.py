@@ -30,9 +30,13 @@ from google.rpc import code_pb2
 
 from gateway import errors
 from gateway.bindings import Binding, BindingError
+from gateway.text import excerpt, quoted_excerpt
 
 IF_MATCH: Final = "If-Match"
 MAX_IF_MATCH_TAGS: Final = 8  # strong tags tried in order; more is answered 400
+# Entity-tags of any kind one If-Match may list before it is answered 400 unread:
+# the gateway parses the header before the call, for callers with no token too.
+MAX_IF_MATCH_LISTED: Final = 64
 # RFC 9110 §8.8.3: opaque-tag = DQUOTE *etagc DQUOTE; etagc = %x21 / %x23-7E / obs-text.
 _ETAGC: Final = "\x21\x23-\x7e\x80-\xff"
 _ENTITY_TAG: Final = re.compile(rf'(W/)?"([{_ETAGC}]*)"')
@@ -196,7 +200,7 @@ def condition(plan: EtagPlan, message: Message, if_match: str | None) -> Conditi
         what = "entity-tags that are weak or empty" if empty else "weak entity-tags"
         failed = errors.status_error(
             code_pb2.ABORTED,
-            f"{IF_MATCH} {', '.join(never)} lists only {what}, which never match "
+            f"{IF_MATCH} {excerpt(', '.join(never))} lists only {what}, which never match "
             "(RFC 9110 §13.1.1)",
             http_status=412,
             field_name=IF_MATCH,
@@ -209,7 +213,7 @@ def condition(plan: EtagPlan, message: Message, if_match: str | None) -> Conditi
             quoted = ", ".join(f'"{tag}"' for tag in strong)
             raise errors.status_error(
                 code_pb2.INVALID_ARGUMENT,
-                f'{IF_MATCH} {quoted} disagrees with {plan.request_name} "{current}"',
+                f'{IF_MATCH} {excerpt(quoted)} disagrees with {plan.request_name} "{current}"',
                 field_name=plan.request_name,
                 reason="PRECONDITION_CONFLICT",
             )
@@ -226,8 +230,9 @@ def parse_if_match(value: str) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
     text = value.strip(_OWS)
     if text == "*":
         return True, (), ()
-    strong: list[str] = []
+    strong: dict[str, None] = {}  # ordered, without duplicates, in linear time
     weak: list[str] = []
+    listed = 0
     position = 0
     while position < len(text):
         if text[position] in _OWS + ",":  # empty list elements are allowed (§5.6.1)
@@ -235,16 +240,19 @@ def parse_if_match(value: str) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
             continue
         match = _ENTITY_TAG.match(text, position)
         if match is None:
-            raise _bad_if_match(f"is not '*' or a list of entity-tags: {value!r}")
+            raise _bad_if_match(f"is not '*' or a list of entity-tags: {quoted_excerpt(value)}")
+        listed += 1
+        if listed > MAX_IF_MATCH_LISTED:
+            raise _bad_if_match(f"lists more than {MAX_IF_MATCH_LISTED} entity-tags")
         if match.group(1):
             weak.append(match.group(0))
-        elif match.group(2) not in strong:
-            strong.append(match.group(2))
+        else:
+            strong.setdefault(match.group(2))
         position = match.end()
-        rest = text[position:].lstrip(_OWS)
-        if rest and not rest.startswith(","):
-            raise _bad_if_match(f"is not '*' or a list of entity-tags: {value!r}")
-        position = len(text) - len(rest)
+        while position < len(text) and text[position] in _OWS:
+            position += 1
+        if position < len(text) and text[position] != ",":
+            raise _bad_if_match(f"is not '*' or a list of entity-tags: {quoted_excerpt(value)}")
     if not strong and not weak:
         raise _bad_if_match("is empty")
     return False, tuple(strong), tuple(weak)
