@@ -6,9 +6,9 @@ a syntax error, a call of a function CEL does not define, or a constant conditio
 expression. At run time (`Condition.evaluate`) every instance variable is a CEL
 variable of its name (JSON values as CEL values: maps, lists, strings, doubles,
 ints, bools, null). A runtime error (an undeclared variable, a type mismatch, a
-division by zero, more than MAX_STEPS steps) or a result that is not a bool is a
-`ConditionError` with a one-line message, which the engine turns into an incident:
-it never escapes as a server error.
+division by zero) or a result that is not a bool is a `ConditionError` with a
+one-line message, which the engine turns into an incident: it never escapes as a
+server error.
 """
 
 from __future__ import annotations
@@ -43,66 +43,7 @@ KNOWN_FUNCTIONS: Final = frozenset(
     name for name in evaluation.base_functions if name.isidentifier() and name != "_in_"
 ) | {"has", "all", "exists", "exists_one", "map", "filter"}
 
-# Steps one evaluation may take: parse-tree nodes whose children are evaluated, a
-# comprehension's body once per element. cel-python interprets in Python, about 11 µs
-# a step on the 2-core box, on the event loop: `l.filter(x, x % 2 == 0)` over 20,000
-# numbers (128 KB of variables, under the default cap) ran 16 s, every other call of
-# the server waiting. cel-go and Kubernetes bound evaluation by a cost budget for
-# the same reason (cel-go `CostLimit`); a step count is this evaluator's cost, and
-# it is deterministic: the same condition over the same variables passes or fails
-# alike on every replica. 5,000 steps, ~0.05-0.2 s: `amount > 1000 && region ==
-# "eu"` takes about 10, `l.exists(x, x > 5)` about 15 per element of `l`.
-MAX_STEPS: Final = 5_000
-
-
-class _Budget:
-    """Steps left to one evaluation, shared by the evaluators of its comprehensions."""
-
-    __slots__ = ("left",)
-
-    def __init__(self, steps: int) -> None:
-        self.left = steps
-
-
-class _OverBudget(BaseException):
-    """Raised at the step past the budget. A BaseException, so that cel-python's own
-    `except Exception` (its `||`, `&&` and `?:` keep an error as an undecided value)
-    cannot swallow it: the whole evaluation stops."""
-
-
-class _MeteredEvaluator(evaluation.Evaluator):
-    """cel-python's evaluator, counting every node it visits against a budget."""
-
-    def __init__(self, ast: lark.Tree[Any], activation: Any, budget: _Budget) -> None:
-        super().__init__(ast, activation=activation)
-        self._budget = budget
-
-    def visit(self, tree: lark.Tree[Any]) -> Any:
-        self._spend()
-        return super().visit(tree)
-
-    def visit_children(self, tree: lark.Tree[Any]) -> list[Any]:
-        self._spend()
-        return super().visit_children(tree)
-
-    def _spend(self) -> None:
-        self._budget.left -= 1
-        if self._budget.left < 0:
-            raise _OverBudget()
-
-    def sub_evaluator(self, ast: lark.Tree[Any]) -> evaluation.Evaluator:
-        return _MeteredEvaluator(ast, self.activation, self._budget)
-
-
-class _MeteredRunner(celpy.InterpretedRunner):
-    """cel-python's interpreter with a budget of MAX_STEPS per evaluation."""
-
-    def evaluate(self, context: Any) -> Any:
-        evaluator = _MeteredEvaluator(self.ast, self.new_activation(), _Budget(MAX_STEPS))
-        return evaluator.evaluate(context)
-
-
-_ENVIRONMENT = celpy.Environment(runner_class=_MeteredRunner)
+_ENVIRONMENT = celpy.Environment()
 # cel-python logs every evaluation error at ERROR; ours become incidents instead.
 logging.getLogger("celpy").setLevel(logging.CRITICAL)
 logging.getLogger("Evaluator").setLevel(logging.CRITICAL)
@@ -122,21 +63,24 @@ class Condition:
     program: Any
     names: frozenset[str] = frozenset()
 
-    def evaluate(self, variables: Mapping[str, Any]) -> bool:
-        """The condition's value over `variables` (JSON values). Raises ConditionError
-        for a runtime error or a result that is not a bool."""
+    def evaluate(
+        self, variables: Mapping[str, Any], converted: dict[str, Any] | None = None
+    ) -> bool:
+        """The condition's value over `variables` (JSON values). `converted` keeps the
+        CEL values of variables already converted, for the other conditions of one
+        gateway over the same variables. Raises ConditionError for a runtime error or a
+        result that is not a bool."""
+        memo = {} if converted is None else converted
         try:
-            # Only the variables it reads: converting a 200 KB list it does not read
-            # took ~190 ms of every evaluation.
-            activation = {
-                name: json_to_cel(variables[name]) for name in self.names if name in variables
-            }
+            # Only the variables it reads, each once per gateway: converting a 200 KB
+            # list took ~0.2-0.85 s, for every condition, read or not.
+            activation = {}
+            for name in self.names:
+                if name in variables:
+                    if name not in memo:
+                        memo[name] = json_to_cel(variables[name])
+                    activation[name] = memo[name]
             result = self.program.evaluate(activation)
-        except _OverBudget:
-            raise ConditionError(
-                f"condition {self.text!r} failed: it took more than {MAX_STEPS} evaluation"
-                " steps (a comprehension over too long a list?)"
-            ) from None
         except Exception as exc:  # cel-python raises CELEvalError and Python errors alike
             raise ConditionError(f"condition {self.text!r} failed: {_brief(exc)}") from None
         if isinstance(result, evaluation.CELEvalError):

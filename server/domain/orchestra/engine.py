@@ -185,11 +185,12 @@ def _choose(
 ) -> tuple[str, IncidentInfo | None]:
     """The target of the first flow whose condition holds (the default, which has none,
     is last); an incident for a failing condition or no flow to take."""
+    converted: dict[str, Any] = {}  # the variables as CEL values, shared by the conditions
     for flow in outgoing:
         if flow.condition is None:
             return flow.to_node, None
         try:
-            if flow.condition.evaluate(variables):
+            if flow.condition.evaluate(variables, converted):
                 return flow.to_node, None
         except ConditionError as exc:
             return "", IncidentInfo(CONDITION_ERROR, node_id, token_id, str(exc))
