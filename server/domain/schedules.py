@@ -208,19 +208,20 @@ class ScheduleReads(Protocol):
 # Names the machine's zone database holds that are no place's time: `localtime` is
 # whatever /etc/localtime of the serving host says (replicas could disagree),
 # `Factory` tzdata's "-00" placeholder and `posixrules` its template for POSIX TZ
-# strings. A schedule names a place (IANA tz database, theory.html "Names of
-# timezones").
-_NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
+# strings. A new schedule names a place (IANA tz database, theory.html "Names of
+# timezones"); one stored before they were refused keeps its zone (`zone` reads it).
+NOT_PLACES = frozenset({"localtime", "Factory", "posixrules"})
 
 
 @lru_cache(maxsize=1)
 def _zone_names() -> frozenset[str]:
-    return frozenset(available_timezones()) - _NOT_PLACES
+    return frozenset(available_timezones())
 
 
 @lru_cache(maxsize=512)
 def zone(name: str) -> tzinfo:
-    """The IANA time zone `name` ("UTC" when empty). Raises KeyError for another name."""
+    """The time zone `name` of the machine's zone database ("UTC" when empty), a
+    stored schedule's `NOT_PLACES` name included. Raises KeyError for another name."""
     name = name or DEFAULT_TIME_ZONE
     if name == "UTC":
         return UTC
@@ -285,6 +286,8 @@ def validate_schedule(
     first: datetime | None = None
     zone_ok = True
     try:
+        if time_zone in NOT_PLACES:
+            raise KeyError(time_zone)
         zone(time_zone)
     except KeyError:
         zone_ok = False

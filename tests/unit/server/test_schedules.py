@@ -12,6 +12,7 @@ import pytest
 from server.domain.errors import InvalidArgument
 from server.domain.jobs import EnqueueRequest, JobLimits, validate_enqueue
 from server.domain.schedules import (
+    NOT_PLACES,
     RUN_ONCE,
     SKIP,
     Schedule,
@@ -23,6 +24,7 @@ from server.domain.schedules import (
     tick_request,
     ticks,
     validate_schedule,
+    zone,
 )
 
 T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -185,3 +187,13 @@ def test_bad_schedules_name_the_field(changes: dict[str, object], message: str) 
     with pytest.raises(InvalidArgument) as raised:
         validate_schedule(_request(**changes), JobLimits(), source_id="s", now=T0)
     assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize("name", ["localtime", "Factory"])
+def test_a_stored_zone_no_longer_accepted_still_reads(name: str) -> None:
+    """A schedule stored before `localtime`, `Factory` and `posixrules` were refused
+    keeps firing: reading its zone raised KeyError in every scheduler pass, and no
+    schedule of any tenant fired."""
+    assert name in NOT_PLACES
+    assert zone(name) is not None
+    assert next_tick("*/5 * * * *", name, T0) is not None
