@@ -22,9 +22,11 @@ collector, 3.5 s over 20,000 requests (gen0 1.0 s, gen1 0.4 s, gen2 2.1 s).
   walk and promote, not garbage. At 10,000 the same load ran 3 collections instead
   of ~1,200 and REST throughput rose by about 40 % (538 -> 779 requests/s).
 
-The older generations keep Python's thresholds. Memory held by unreachable cycles
-grows by at most the threshold's worth of container objects before a collection
-frees it.
+The older generations keep Python's thresholds (each collects after 10 collections
+of the one below), so garbage cycles wait longer to be freed: up to the threshold's
+worth of container objects in the youngest generation, and a cycle that survived
+into an older one until that generation's turn. Measured: RSS flat at ~180-190 MB
+over 1,440 varied requests.
 """
 
 from __future__ import annotations
