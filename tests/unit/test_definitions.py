@@ -596,3 +596,20 @@ def test_the_conditions_of_one_gateway_convert_each_variable_once() -> None:
     assert set(converted) == {"l", "amount"}
     # What the memo holds is what a condition sees for that name.
     assert compile_condition("size(l) == 3").evaluate({"l": object()}, converted) is True
+
+
+def test_a_bad_pattern_fails_the_condition_without_writing_to_stderr(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """RE2 printed a pattern it could not parse straight to the process's stderr, so an
+    instance variable could put forged JSON log lines there; now only the condition
+    fails, as before, in CEL's words."""
+    condition = compile_condition("s.matches(p)")
+    forged = '(\n{"level":"critical","message":"FORGED"}\n'
+    with pytest.raises(ConditionError) as failed:
+        condition.evaluate({"s": "abc", "p": forged})
+    assert str(failed.value).startswith("condition 's.matches(p)' failed: ")
+    assert capfd.readouterr().err == ""
+    assert condition.evaluate({"s": "abc", "p": "b+"}) is True
+    assert condition.evaluate({"s": "abc", "p": "^b"}) is False
+    assert compile_condition("matches(s, 'c$')").evaluate({"s": "abc"}) is True

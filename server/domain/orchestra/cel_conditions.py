@@ -17,10 +17,12 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 import celpy
 import lark
+import re2
 from celpy import celtypes, evaluation
 from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
@@ -44,6 +46,29 @@ KNOWN_FUNCTIONS: Final = frozenset(
 ) | {"has", "all", "exists", "exists_one", "map", "filter"}
 
 _ENVIRONMENT = celpy.Environment()
+# RE2 itself prints a pattern it cannot parse to the process's stderr (`re2.cc:242]
+# Error parsing '...'`), past the JSON logger and LOG_COLLECTOR_URL: a pattern from
+# an instance variable could write forged log lines there. Compiled quiet instead.
+_QUIET_RE2 = re2.Options()
+_QUIET_RE2.log_errors = False
+
+
+@lru_cache(maxsize=256)
+def _pattern(pattern: str) -> Any:
+    return re2.compile(pattern, _QUIET_RE2)
+
+
+def _matches(text: str, pattern: str) -> Any:
+    """CEL `matches` (RE2 syntax, a partial match) as cel-python's, without RE2's
+    stderr line for a bad pattern; the error stays a CEL evaluation error."""
+    try:
+        found = _pattern(str(pattern)).search(str(text))
+    except re2.error as exc:
+        return evaluation.CELEvalError("match error", exc.__class__, exc.args)
+    return celtypes.BoolType(found is not None)
+
+
+_FUNCTIONS: Final = {"matches": _matches}
 # cel-python logs every evaluation error at ERROR; ours become incidents instead.
 logging.getLogger("celpy").setLevel(logging.CRITICAL)
 logging.getLogger("Evaluator").setLevel(logging.CRITICAL)
@@ -121,7 +146,7 @@ def compile_condition(text: str) -> Condition:
         names = ", ".join(f"{name}()" for name in unknown)
         raise ConditionError(f"condition {text!r} calls undefined functions: {names}")
     try:
-        program = _ENVIRONMENT.program(tree)
+        program = _ENVIRONMENT.program(tree, functions=_FUNCTIONS)
     except Exception as exc:
         raise ConditionError(f"condition {text!r} does not compile: {_brief(exc)}") from None
     condition = Condition(text=text, program=program, names=frozenset(_read(tree)))
