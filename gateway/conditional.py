@@ -213,7 +213,8 @@ def condition(plan: EtagPlan, message: Message, if_match: str | None) -> Conditi
             quoted = ", ".join(f'"{tag}"' for tag in strong)
             raise errors.status_error(
                 code_pb2.INVALID_ARGUMENT,
-                f'{IF_MATCH} {excerpt(quoted)} disagrees with {plan.request_name} "{current}"',
+                f"{IF_MATCH} {excerpt(quoted)} disagrees with {plan.request_name} "
+                f"{quoted_excerpt(current)}",
                 field_name=plan.request_name,
                 reason="PRECONDITION_CONFLICT",
             )

@@ -242,6 +242,22 @@ async def test_required_precondition_missing_is_428(gateway_url: str) -> None:
     _bodiless(by_field, 204)  # the etag field is a precondition too (AIP-154)
 
 
+async def test_a_long_body_etag_is_repeated_short(gateway_url: str) -> None:
+    """The conflict message repeated the body's etag whole (up to the 4 MB body cap),
+    control characters and all."""
+    long = "E" * 5000 + '\n{"forged":1}'
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
+        response = await client.patch(
+            f"/v1/notes/{_note_id()}",
+            json={"text": "x", "etag": long},
+            headers={"If-Match": '"a"'},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        'If-Match "a" disagrees with note.etag "' + "E" * 40 + '"...'
+    )
+
+
 async def test_body_etag_and_if_match_that_disagree_are_400(gateway_url: str) -> None:
     note = _note_id()
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:

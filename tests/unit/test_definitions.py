@@ -577,6 +577,10 @@ def test_a_condition_converts_only_the_variables_it_reads() -> None:
     own included, which no variable need hold) are converted."""
     condition = compile_condition("has(a.b) && l.map(x, x + y).size() > 0 && .c == 1")
     assert condition.names == {"a", "c", "l", "x", "y"}
+    # cel-python reads `.flag()` as the variable `flag`, the call ignored.
+    called = compile_condition(".flag() && x > 0")
+    assert called.names == {"flag", "x"}
+    assert called.evaluate({"flag": True, "x": 1}) is True
     amount = compile_condition("amount > 1000")
     unconvertible = object()  # json_to_cel raises on it: it is never looked at
     assert amount.evaluate({"amount": 5000, "blob": unconvertible}) is True
@@ -613,3 +617,13 @@ def test_a_bad_pattern_fails_the_condition_without_writing_to_stderr(
     assert condition.evaluate({"s": "abc", "p": "b+"}) is True
     assert condition.evaluate({"s": "abc", "p": "^b"}) is False
     assert compile_condition("matches(s, 'c$')").evaluate({"s": "abc"}) is True
+    assert compile_condition('bytes(s).matches("^a")').evaluate({"s": "abc"}) is True
+    # As cel-python's: no string is made of another type.
+    for text, variables in [
+        ('code.matches("^4")', {"code": 404}),
+        ('x.matches("^None$")', {"x": None}),
+        ("s.matches(p)", {"s": "404", "p": 404}),
+    ]:
+        with pytest.raises(ConditionError) as failed:
+            compile_condition(text).evaluate(variables)
+        assert str(failed.value) == f"condition {text!r} failed: no such overload"

@@ -62,7 +62,9 @@ def _matches(text: str, pattern: str) -> Any:
     """CEL `matches` (RE2 syntax, a partial match) as cel-python's, without RE2's
     stderr line for a bad pattern; the error stays a CEL evaluation error."""
     try:
-        found = _pattern(str(pattern)).search(str(text))
+        # As cel-python: a pattern or text of another type is a TypeError, which it
+        # answers "no such overload"; a bytes text is searched as bytes.
+        found = _pattern(pattern).search(text)
     except re2.error as exc:
         return evaluation.CELEvalError("match error", exc.__class__, exc.args)
     return celtypes.BoolType(found is not None)
@@ -194,10 +196,14 @@ def _depth(tree: lark.Tree[Any]) -> int:
 
 
 def _read(tree: lark.Tree[Any]) -> Iterator[str]:
-    """Names of the identifiers the expression reads (`a` of `a.b`, `.a`)."""
+    """Names of the identifiers the expression reads (`a` of `a.b`, `.a`, and `.a()`,
+    which cel-python reads as the variable `a`)."""
     for node in tree.iter_subtrees():
-        if node.data in ("ident", "dot_ident") and node.children:
-            yield str(node.children[-1])
+        if node.data in ("ident", "dot_ident", "dot_ident_arg"):
+            for child in node.children:
+                if isinstance(child, lark.Token):
+                    yield str(child)
+                    break
 
 
 def _called(tree: lark.Tree[Any]) -> Iterator[str]:
