@@ -59,6 +59,10 @@ CRON_MAX = 200
 MISFIRE_GRACE_DEFAULT_S = 60.0
 # Schedules claimed per transaction of the scheduler loop.
 FIRE_BATCH = 100
+# A stored schedule this host cannot plan (its zone gone from the machine's zone
+# database, say): logged and tried again this much later, never failing the pass
+# (and with it every other tenant's schedules).
+UNPLANNABLE_RETRY = timedelta(minutes=1)
 # The request field of the schedule (RegisterSourceRequest.schedule); violations of
 # the template name `schedule.jobTemplate.<field>`.
 FIELD = "schedule"
@@ -454,7 +458,8 @@ async def fire_due(
 ) -> FireReport:
     """One pass of the scheduler loop: claim up to `batch` due schedules (SKIP LOCKED),
     enqueue their ticks' jobs and advance them, all in one transaction; again while a
-    batch comes back full. Announces the new work after each commit."""
+    batch comes back full. Announces the new work after each commit. A schedule this
+    host cannot plan is counted skipped and due again after UNPLANNABLE_RETRY."""
     report = FireReport()
     while True:
         woken: set[tuple[str, str]] = set()
@@ -462,7 +467,27 @@ async def fire_due(
             due = await uow.schedules.claim_due(now, batch)
             enqueued = skipped = 0
             for schedule in due:
-                chosen = plan(schedule, now, grace)
+                try:
+                    chosen = plan(schedule, now, grace)
+                except (KeyError, CronSimError, ValueError) as exc:
+                    log.warning(
+                        "schedule of source %s (tenant %s) cannot be planned on this host "
+                        "(time zone %r, cron %r: %s); trying again in %d s",
+                        schedule.source_id,
+                        schedule.tenant_id,
+                        schedule.time_zone,
+                        schedule.cron,
+                        type(exc).__name__,
+                        UNPLANNABLE_RETRY.total_seconds(),
+                    )
+                    skipped += 1
+                    await uow.schedules.advance(
+                        schedule.source_id,
+                        next_run_at=now + UNPLANNABLE_RETRY,
+                        last_run_at=None,
+                        now=now,
+                    )
+                    continue
                 specs = _specs(schedule, chosen.ticks, limits)
                 call = CallContext(
                     method="scheduler",

@@ -315,3 +315,54 @@ async def test_a_paused_sources_ticks_are_dropped(own: Application) -> None:
     assert await _jobs_of(own, tenant) == []
     row = await _schedule_row(own, source_id)
     assert (_aware(row.next_run_at), row.last_run_at) == (first + timedelta(minutes=5), None)
+
+
+async def test_a_schedule_this_host_cannot_plan_does_not_stop_the_others(
+    own: Application,
+) -> None:
+    """A stored zone the machine's zone database no longer has (or a `localtime` on a
+    host without that link) raised KeyError inside the pass's transaction: the batch
+    rolled back and no schedule of any tenant fired. Now that one is skipped, logged
+    and due again a minute later; the others fire."""
+    bad_tenant, bad_source, first = await _register(own, "*/5 * * * *", "skip")
+    good_tenant, good_source, good_first = await _register_another(own, "*/5 * * * *")
+    async with own.db.transaction() as session:
+        await (await session.connection()).execute(
+            sa.update(_schedules)
+            .where(_schedules.c.source_id == bad_source)
+            .values(time_zone="Mars/Olympus")
+        )
+    now = max(first, good_first) + timedelta(seconds=2)  # both due
+    report = await fire_due(own.store, JobLimits(), now=now, grace=GRACE)
+    assert (report.schedules, report.enqueued, report.skipped) == (2, 1, 1)
+    assert [job.source_id for job in await _jobs_of(own, good_tenant)] == [good_source]
+    assert await _jobs_of(own, bad_tenant) == []
+    bad = await _schedule_row(own, bad_source)
+    assert (_aware(bad.next_run_at), bad.last_run_at) == (now + timedelta(minutes=1), None)
+    good = await _schedule_row(own, good_source)
+    assert _aware(good.next_run_at) == good_first + timedelta(minutes=5)
+
+
+async def _register_another(app: Application, cron: str) -> tuple[str, str, datetime]:
+    """A second scheduler source (another tenant), keeping the schedules there are."""
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+    call = CallContext(
+        method="/orchestrator.jobengine.v1.SourcesService/RegisterSource",
+        trace_id="schedule-test",
+        actor="test",
+        tenant_id=tenant,
+        operator_reason="test",
+    )
+    template = EnqueueRequest(job_type="ingest", source_id="", has_payload=True, payload={})
+    source, schedule = await sources.register_source(
+        app.store,
+        call,
+        name="other",
+        source_type="scheduler",
+        enabled=True,
+        schedule=ScheduleRequest(
+            cron=cron, time_zone="UTC", misfire_policy="skip", template=template
+        ),
+    )
+    assert schedule is not None
+    return tenant, source.source_id, schedule.next_run_at
