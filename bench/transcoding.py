@@ -119,6 +119,26 @@ def paired_rounds(
     return mean(runs[first]), mean(runs[second]), ratios
 
 
+def compare(
+    gateway: str,
+    hand: str,
+    *,
+    rounds: int,
+    seconds: int,
+    headers: dict[str, str],
+    target: float | None,
+) -> None:
+    """Print (c)'s figures for the gateway URL against a hand-written endpoint's."""
+    gw, hw, ratios = paired_rounds(gateway, hand, rounds=rounds, seconds=seconds, headers=headers)
+    print(
+        f"    gateway {gw['rps']:7.0f} req/s (p50 {gw['p50']:.2f} ms)   "
+        f"hand-written {hw['rps']:7.0f} req/s (p50 {hw['p50']:.2f} ms)"
+    )
+    wanted = f"; target >= {target:.2f}" if target is not None else ""
+    print(f"    ratio {statistics.median(ratios):.2f} (median of {len(ratios)} paired rounds: "
+          f"{' '.join(f'{r:.2f}' for r in ratios)}{wanted})")  # fmt: skip
+
+
 def _wrk_ms(out: str, pct: str) -> float:
     value, unit = re.search(rf"{pct}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -311,26 +331,9 @@ async def run(seconds: int, rounds: int) -> None:
               f"{over_inproc:+.2f} ms over the in-process gateway")  # fmt: skip
 
         print("(c) in-process gateway vs hand-written Starlette endpoint (50 in flight)")
-        gw, hw, ratios = paired_rounds(
-            inproc, hand, rounds=rounds, seconds=seconds, headers=headers
-        )
-        print(
-            f"    gateway {gw['rps']:7.0f} req/s (p50 {gw['p50']:.2f} ms)   "
-            f"hand-written {hw['rps']:7.0f} req/s (p50 {hw['p50']:.2f} ms)"
-        )
-        print(f"    ratio {statistics.median(ratios):.2f} (median of {len(ratios)} paired rounds: "
-              f"{' '.join(f'{r:.2f}' for r in ratios)}; target >= 0.90)")  # fmt: skip
-
+        compare(inproc, hand, rounds=rounds, seconds=seconds, headers=headers, target=0.90)
         print("(c') the same, the hand-written endpoint on the server's garbage-collector setting")
-        gw, hw, ratios = paired_rounds(
-            inproc, tuned, rounds=rounds, seconds=seconds, headers=headers
-        )
-        print(
-            f"    gateway {gw['rps']:7.0f} req/s (p50 {gw['p50']:.2f} ms)   "
-            f"hand-written {hw['rps']:7.0f} req/s (p50 {hw['p50']:.2f} ms)"
-        )
-        print(f"    ratio {statistics.median(ratios):.2f} (median of {len(ratios)} paired rounds: "
-              f"{' '.join(f'{r:.2f}' for r in ratios)})")  # fmt: skip
+        compare(inproc, tuned, rounds=rounds, seconds=seconds, headers=headers, target=None)
     finally:
         for proc in procs:
             proc.terminate()

@@ -205,11 +205,15 @@ async def own(
             await _drop_pg_database(name)
 
 
-async def _register(app: Application, cron: str, policy: str) -> tuple[str, str, datetime]:
-    """A scheduler source of a fresh tenant: (tenant, source id, first due tick); the
-    only schedule of the server, so a pass's report counts this one alone."""
-    async with app.db.transaction() as session:
-        await (await session.connection()).execute(sa.delete(_schedules))
+async def _register(
+    app: Application, cron: str, policy: str, *, only: bool = True
+) -> tuple[str, str, datetime]:
+    """A scheduler source of a fresh tenant: (tenant, source id, first due tick); unless
+    `only` is False the only schedule of the server, so a pass's report counts this one
+    alone."""
+    if only:
+        async with app.db.transaction() as session:
+            await (await session.connection()).execute(sa.delete(_schedules))
     tenant = f"t-{uuid.uuid4().hex[:10]}"
     call = CallContext(
         method="/orchestrator.jobengine.v1.SourcesService/RegisterSource",
@@ -325,7 +329,7 @@ async def test_a_schedule_this_host_cannot_plan_does_not_stop_the_others(
     rolled back and no schedule of any tenant fired. Now that one is skipped, logged
     and due again a minute later; the others fire."""
     bad_tenant, bad_source, first = await _register(own, "*/5 * * * *", "skip")
-    good_tenant, good_source, good_first = await _register_another(own, "*/5 * * * *")
+    good_tenant, good_source, good_first = await _register(own, "*/5 * * * *", "skip", only=False)
     async with own.db.transaction() as session:
         await (await session.connection()).execute(
             sa.update(_schedules)
@@ -341,28 +345,3 @@ async def test_a_schedule_this_host_cannot_plan_does_not_stop_the_others(
     assert (_aware(bad.next_run_at), bad.last_run_at) == (now + timedelta(minutes=1), None)
     good = await _schedule_row(own, good_source)
     assert _aware(good.next_run_at) == good_first + timedelta(minutes=5)
-
-
-async def _register_another(app: Application, cron: str) -> tuple[str, str, datetime]:
-    """A second scheduler source (another tenant), keeping the schedules there are."""
-    tenant = f"t-{uuid.uuid4().hex[:10]}"
-    call = CallContext(
-        method="/orchestrator.jobengine.v1.SourcesService/RegisterSource",
-        trace_id="schedule-test",
-        actor="test",
-        tenant_id=tenant,
-        operator_reason="test",
-    )
-    template = EnqueueRequest(job_type="ingest", source_id="", has_payload=True, payload={})
-    source, schedule = await sources.register_source(
-        app.store,
-        call,
-        name="other",
-        source_type="scheduler",
-        enabled=True,
-        schedule=ScheduleRequest(
-            cron=cron, time_zone="UTC", misfire_policy="skip", template=template
-        ),
-    )
-    assert schedule is not None
-    return tenant, source.source_id, schedule.next_run_at
