@@ -619,11 +619,12 @@ def test_a_bad_pattern_fails_the_condition_without_writing_to_stderr(
     assert compile_condition("matches(s, 'c$')").evaluate({"s": "abc"}) is True
     assert compile_condition('bytes(s).matches("^a")').evaluate({"s": "abc"}) is True
     # As cel-python's: no string is made of another type.
-    for text, variables in [
+    cases: list[tuple[str, dict[str, Any]]] = [
         ('code.matches("^4")', {"code": 404}),
         ('x.matches("^None$")', {"x": None}),
         ("s.matches(p)", {"s": "404", "p": 404}),
-    ]:
+    ]
+    for text, variables in cases:
         with pytest.raises(ConditionError) as failed:
             compile_condition(text).evaluate(variables)
         assert str(failed.value) == f"condition {text!r} failed: no such overload"
