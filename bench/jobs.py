@@ -532,9 +532,14 @@ async def _measure(
                 f"(server CPU {bench.cpu_ms_per_job:.3f} ms/job)"
             )
         if "enqueue" in phases:
+            cpu = server.cpu_seconds()
             seconds = await bench.batch_enqueue("bench.enqueue", counts.batch_enqueue)
+            cpu_ms_per_job = (server.cpu_seconds() - cpu) * 1000 / counts.batch_enqueue
             figures["batch_enqueue_jobs_per_s"] = counts.batch_enqueue / seconds
-            log(f"{backend}: batch enqueue {figures['batch_enqueue_jobs_per_s']:.0f} jobs/s")
+            log(
+                f"{backend}: batch enqueue {figures['batch_enqueue_jobs_per_s']:.0f} jobs/s "
+                f"(server CPU {cpu_ms_per_job:.3f} ms/job)"
+            )
             p50, p99 = p50_p99(await bench.single_enqueue("bench.single", counts.single_enqueue))
             figures["enqueue_p50_ms"], figures["enqueue_p99_ms"] = p50, p99
             log(f"{backend}: enqueue p50 {p50:.2f} ms p99 {p99:.2f} ms")

@@ -8,6 +8,7 @@ domain goes through `SqlEventLog` on its unit of work. No commits here.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from server.domain.event_feed import EventQuery
 from server.domain.events import NewEvent
 from server.storage.db import Database
 from server.storage.tables import EventCursorRow, EventRow, table_of
+from server.storage.unnest import UnnestInsert
 
 _table = table_of(EventRow)
 # Executed with a list of rows: one multi-row statement per 1,000 ("insertmanyvalues")
@@ -30,19 +32,31 @@ _INSERT = sa.insert(_table)
 IDS_PER_READ = 5000  # event ids per `with_ids` statement
 _COLUMNS = ("tenant_id", "type", "subject", "data", "trace_id", "time")
 EVENT_COLUMNS = _COLUMNS  # what a new event sets (event_id is the database's)
-# PostgreSQL: one array per column (`INSERT .. SELECT * FROM unnest(...)`), six bind
-# parameters for any number of events: prepared once, parsed in microseconds.
-_UNNEST = sa.text(
-    f"INSERT INTO events ({', '.join(_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(':' + name for name in _COLUMNS)})"
-).bindparams(
-    *(sa.bindparam(name, type_=postgresql.ARRAY(_table.c[name].type)) for name in _COLUMNS)
-)
+# PostgreSQL: `INSERT .. SELECT .. FROM unnest(...)` (storage/unnest.py): an array for
+# each column whose values differ in the batch (the subjects, mostly), a scalar for the
+# rest; a fixed number of bind parameters for any number of events.
+_UNNEST = UnnestInsert(_table, _COLUMNS, row_column="subject")
 
 
 def dump_data(data: Mapping[str, Any] | None) -> str:
-    """Compact JSON text of an event's data (keys sorted, so equal data is equal text)."""
-    return json.dumps(dict(data or {}), sort_keys=True, separators=(",", ":"), default=str)
+    """Compact JSON text of an event's data (keys sorted, so equal data is equal text).
+    Data of a few strings and integers (`{"to": "queued"}`, a batch's every event) is
+    dumped once per distinct value, through a bounded cache."""
+    if not data:
+        return "{}"
+    if len(data) <= _REMEMBERED_KEYS and all(
+        type(value) is str or type(value) is int or value is None for value in data.values()
+    ):  # `type(..) is`: True == 1 and 1.0 == 1 would share a cached text
+        return _dump_items(tuple(sorted(data.items())))
+    return json.dumps(dict(data), sort_keys=True, separators=(",", ":"), default=str)
+
+
+_REMEMBERED_KEYS = 4
+
+
+@functools.lru_cache(maxsize=1024)
+def _dump_items(items: tuple[tuple[str, str | int | None], ...]) -> str:
+    return json.dumps(dict(items), separators=(",", ":"))
 
 
 def event_values(event: NewEvent) -> dict[str, Any]:
@@ -64,7 +78,10 @@ async def insert_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> No
         return
     rows = [event_values(event) for event in events]
     if conn.dialect.name == "postgresql":
-        await conn.execute(_UNNEST, {name: [row[name] for row in rows] for name in _COLUMNS})
+        statement, parameters = _UNNEST.bind(
+            {name: [row[name] for row in rows] for name in _COLUMNS}
+        )
+        await conn.execute(statement, parameters)
     else:
         await conn.execute(_INSERT, rows)
 

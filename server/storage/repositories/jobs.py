@@ -53,6 +53,7 @@ from server.storage.tables import (
     SourceRow,
     table_of,
 )
+from server.storage.unnest import UnnestInsert
 
 _table = table_of(JobRow)
 _audit = table_of(AuditEntryRow)
@@ -151,16 +152,15 @@ def job_values(job: Job) -> dict[str, Any]:
     return {name: getattr(job, name) for name in _COLUMNS}
 
 
-# PostgreSQL: one array per column, `INSERT .. SELECT * FROM unnest(...)`: 29 bind
-# parameters for any number of rows instead of 29 per row, so the statement is
-# prepared once and parsed in microseconds (River's batch insert does the same).
-_UNNEST = sa.text(
-    f"INSERT INTO jobs ({', '.join(_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(':' + name for name in _COLUMNS)}) "
-    "ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL "
-    "DO NOTHING RETURNING job_id"
-).bindparams(
-    *(sa.bindparam(name, type_=postgresql.ARRAY(_table.c[name].type)) for name in _COLUMNS)
+# PostgreSQL: `INSERT .. SELECT .. FROM unnest(...)`, one array per column whose values
+# differ in the batch and one scalar per column that holds one value in every row
+# (storage/unnest.py): a fixed number of bind parameters for any number of rows.
+_UNNEST = UnnestInsert(
+    _table,
+    _COLUMNS,
+    row_column="job_id",
+    suffix="ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL "
+    "DO NOTHING RETURNING job_id",
 )
 
 
@@ -168,8 +168,10 @@ async def insert_jobs(conn: AsyncConnection, jobs: Sequence[Job]) -> set[str]:
     """The one INSERT of `jobs` (one statement): rows whose key the tenant holds are
     skipped; the ids it inserted."""
     if conn.dialect.name == "postgresql":
-        arrays = {name: [getattr(job, name) for job in jobs] for name in _COLUMNS}
-        result = await conn.execute(_UNNEST, arrays)
+        statement, parameters = _UNNEST.bind(
+            {name: [getattr(job, name) for job in jobs] for name in _COLUMNS}
+        )
+        result = await conn.execute(statement, parameters)
     else:
         # SQLite binds at most 32,766 parameters per statement: 1,000 rows of every
         # column would not fit one. Columns NULL in every row (a new job's lease,
