@@ -76,6 +76,7 @@ from server.domain.leasing import (
     stale,
 )
 from server.storage.db import Database
+from server.storage.records import records
 from server.storage.repositories.deadletter import (
     DeadLettered,
     dead_lettered,
@@ -521,7 +522,7 @@ class SqlLeases:
                     "trace_id": request.trace_id,
                 },
             )
-            rows = result.all()
+            rows = records(result.keys(), result.all())
         leased = [row for row in rows if row.job_id is not None]
         quota_types = list(rows[0].quota_types or ()) if rows else []
         self._remember(request, bool(quota_types))
@@ -601,7 +602,7 @@ class SqlLeases:
                 "trace_id": request.trace_id,
             },
         )
-        return list(result.all())
+        return records(result.keys(), result.all())
 
     async def _lease_sqlite(
         self,
@@ -818,20 +819,19 @@ class SqlLeases:
             return []
         started = tracing.now_ns()
         async with self._autocommit.connect() as conn:
-            rows = (
-                await conn.execute(
-                    _PG_COMPLETE,
-                    {
-                        "job_ids": [c.token.job_id for c in completions],
-                        "lease_ids": [c.token.lease_id for c in completions],
-                        "attempts": [c.token.attempt for c in completions],
-                        "results": [c.result for c in completions],
-                        "tenant_id": tenant_id,
-                        "now": now,
-                        "trace_id": trace_id,
-                    },
-                )
-            ).all()
+            result = await conn.execute(
+                _PG_COMPLETE,
+                {
+                    "job_ids": [c.token.job_id for c in completions],
+                    "lease_ids": [c.token.lease_id for c in completions],
+                    "attempts": [c.token.attempt for c in completions],
+                    "results": [c.result for c in completions],
+                    "tenant_id": tenant_id,
+                    "now": now,
+                    "trace_id": trace_id,
+                },
+            )
+            rows = records(result.keys(), result.all())
             # By the whole token: one call may carry a stale and the current token of
             # the same job (a worker that leased it again after its lease expired).
             done = {(row.id, row.lease_id, row.attempts) for row in rows if row.kind == "done"}
