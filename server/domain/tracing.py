@@ -262,10 +262,16 @@ def _record_transitions(
     error: str | None,
 ) -> None:
     """`record_transitions` through a recorder, with the tracer's sampling rule
-    (ParentBased, always on): a child of an unsampled parent is not recorded."""
+    (ParentBased, always on): a child of an unsampled parent is not recorded. Each
+    distinct traceparent is parsed once: the jobs of one batch enqueue share theirs,
+    and a lease or completion of 100 of them parsed it 100 times (~2.5 µs each)."""
     name = f"job.{operation}"
+    parents: dict[str | None, SpanContext | None] = {}
     for job_id, parent, extra in jobs:
-        remote = parse_traceparent(parent)
+        if parent in parents:
+            remote = parents[parent]
+        else:
+            remote = parents[parent] = parse_traceparent(parent)
         if remote is not None and not remote.trace_flags.sampled:
             continue
         span_id = recorder.new_span_id()
