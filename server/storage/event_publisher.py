@@ -122,6 +122,11 @@ class Tailer:
         now = self._clock()
         limit = TAIL_IDS_BATCH if ids_only else TAIL_BATCH
         rows = await self._feed.after(self._top, limit, ids_only=ids_only)
+        if self._in_order(rows):  # the usual case, without a per-event Python loop
+            late = await self._read_late()  # before anything moves: a failed read loses nothing
+            self._top = self.released = int(rows[-1].event_id)
+            self._forget_holes(now)
+            return list(rows), late, len(rows) == limit
         noticed: list[int] = []
         for row in rows:
             event_id = int(row.event_id)
@@ -142,17 +147,37 @@ class Tailer:
                 self._pending[event_id] = row
         else:
             settled_below = 0
+        late = await self._read_late()  # before anything is released: a failed read loses nothing
+        released = self._release(now, settled_below)
+        self._forget_holes(now)
+        return released, late, len(rows) == limit
+
+    def _in_order(self, rows: Sequence[Any]) -> bool:
+        """Whether `rows` are the ids right after the last one read, without a gap, and
+        nothing is held back or missing below them: then they are released as read,
+        without the per-event bookkeeping (~2.5 µs an event when nobody watches: three
+        events a job, bench/jobs.py)."""
+        if not rows or self._gaps or self._pending or self.released != self._top:
+            return False
+        first, last = int(rows[0].event_id), int(rows[-1].event_id)
+        return first == self._top + 1 and last - first + 1 == len(rows)
+
+    async def _read_late(self) -> list[Any]:
+        """The events committed into holes after all (whole rows), each forgotten as a
+        hole."""
         late: list[Any] = []
-        if self._holes:  # read before anything is released: a failed read loses nothing
+        if self._holes:
             for row in await self._feed.with_ids(list(self._holes)):
                 del self._holes[int(row.event_id)]
                 late.append(row)
-        released = self._release(now, settled_below)
+        return late
+
+    def _forget_holes(self, now: float) -> None:
+        """Stop watching the holes given up at least `hole_keep` seconds ago."""
         if self._holes:
             for hole, since in list(self._holes.items()):
                 if now - since >= self._hole_keep:
                     del self._holes[hole]
-        return released, late, len(rows) == limit
 
     def _release(self, now: float, settled_below: int) -> list[Any]:
         """Hand out pending events in id order; a gap is given up when the transaction
@@ -297,6 +322,8 @@ class EventHub:
         return delivered
 
     def _dispatch(self, rows: Sequence[Any], *, in_order: bool) -> None:
+        if not self._subscriptions:
+            return
         for row in rows:
             for subscription in list(self._subscriptions):
                 if not subscription.query.matches(row):

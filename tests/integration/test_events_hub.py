@@ -136,3 +136,26 @@ async def test_reads_by_id_take_more_ids_than_one_statement_can_bind(
     assert [
         row.event_id for row in await SqlEventFeed(app.db).with_ids(asked, ids_only=True)
     ] == ids
+
+
+async def test_ids_after_a_position_come_in_order_up_to_the_limit(
+    app: Application, tenant: str
+) -> None:
+    """`after(ids_only=True)`: on PostgreSQL one array, not a row per id; the same ids
+    either way, each readable as `event_id`."""
+    feed = SqlEventFeed(app.db)
+    start = await feed.newest_event_id()
+    ids = await append(app, [event(tenant, minute=m) for m in range(5)])
+
+    mine = [
+        row.event_id
+        for row in await feed.after(start, 10_000, ids_only=True)
+        if row.event_id in ids
+    ]
+    first_three = await feed.after(ids[0] - 1, 3, ids_only=True)
+    beyond = await feed.after(await feed.newest_event_id(), 10, ids_only=True)
+
+    assert mine == ids
+    assert len(first_three) == 3 and first_three[0].event_id == ids[0]
+    assert [row.event_id for row in first_three] == sorted(row.event_id for row in first_three)
+    assert list(beyond) == []

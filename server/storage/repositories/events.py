@@ -12,7 +12,7 @@ import functools
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -195,6 +195,18 @@ def _feed_where(query: EventQuery) -> list[sa.ColumnElement[bool]]:
     return clauses
 
 
+class EventId(NamedTuple):
+    """An event known by its id alone (`SqlEventFeed.after(ids_only=True)`)."""
+
+    event_id: int
+
+
+_IDS_AFTER = sa.text(
+    "SELECT array_agg(event_id ORDER BY event_id) FROM "
+    "(SELECT event_id FROM events WHERE event_id > :after ORDER BY event_id LIMIT :limit) AS page"
+).bindparams(sa.bindparam("after", type_=sa.BigInteger), sa.bindparam("limit", type_=sa.Integer))
+
+
 class SqlEventFeed:
     """`EventFeedReads` (`domain/event_feed.py`) and the outbox's reads: pages in id order
     over `ix_events_tenant_id` (tenant_id, event_id), never OFFSET."""
@@ -225,11 +237,11 @@ class SqlEventFeed:
             value = (await conn.execute(sa.select(sa.func.max(_table.c.event_id)))).scalar()
         return 0 if value is None else int(value)
 
-    async def after(
-        self, event_id: int, limit: int, *, ids_only: bool = False
-    ) -> Sequence[sa.Row[Any]]:
+    async def after(self, event_id: int, limit: int, *, ids_only: bool = False) -> Sequence[Any]:
         """Every tenant's events above `event_id`, in id order, at most `limit`; with
         `ids_only`, rows of `event_id` alone (read from the primary key's index)."""
+        if ids_only and not self._db.is_sqlite:
+            return await self._ids_after(event_id, limit)
         statement = (
             sa.select(_table.c.event_id if ids_only else _table)
             .where(_table.c.event_id > event_id)
@@ -239,6 +251,16 @@ class SqlEventFeed:
         async with self._db.read() as conn:
             rows: Sequence[sa.Row[Any]] = (await conn.execute(statement)).all()
         return rows
+
+    async def _ids_after(self, event_id: int, limit: int) -> list[EventId]:
+        """`after(ids_only=True)` on PostgreSQL: the ids as one array, not one result row
+        each. The events hub tails every committed event even when nobody watches (three
+        a job under bench/jobs.py); a result row per id cost ~3 µs of the server's time
+        (SQLAlchemy's Row, the driver's record), an array element ~0.3 µs."""
+        async with self._db.read() as conn:
+            ids = (await conn.execute(_IDS_AFTER, {"after": event_id, "limit": limit})).scalar()
+        new = tuple.__new__
+        return [new(EventId, (value,)) for value in ids or ()]
 
     async def horizon(self) -> tuple[int, int]:
         """(the oldest transaction still running, the first not yet begun) of a snapshot
