@@ -8,10 +8,18 @@ variable explicitly instead of relying on a prefix.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,14 +42,38 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*")
+
+
+def _whole_number(value: Any) -> Any:
+    """An integer setting as written: an integer, or its decimal digits (an optional
+    sign, `_` between digits as in Python and YAML 1.1). Refused here, before
+    pydantic's lax conversion would take them: `true`/`false` (a YAML boolean is an
+    int in Python, so `PORT: true` was port 1), a float (`80.0` in YAML) and text with
+    a fraction or exponent (`ORCHESTRATOR_GC_GEN0_THRESHOLD=1.0` was 1)."""
+    if isinstance(value, bool | float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, str):
+        text = value.strip()
+        if not _WHOLE_NUMBER.fullmatch(text):
+            raise ValueError("must be a whole number")
+        return text
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
 class Settings(BaseSettings):
     """Everything the server reads at start-up."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     host: str = Field("127.0.0.1", validation_alias=_env("HOST", "host"))
-    port: int = Field(5099, ge=0, le=65535, validation_alias=_env("PORT", "port"))
-    grpc_port: int = Field(50051, ge=0, le=65535, validation_alias=_env("GRPC_PORT", "grpc_port"))
+    port: WholeNumber = Field(5099, ge=0, le=65535, validation_alias=_env("PORT", "port"))
+    grpc_port: WholeNumber = Field(
+        50051, ge=0, le=65535, validation_alias=_env("GRPC_PORT", "grpc_port")
+    )
     database_url: str = Field(
         "sqlite+aiosqlite:///./var/orchestrator.db",
         validation_alias=_env("ORCHESTRATOR_DATABASE_URL", "database_url"),
@@ -49,7 +81,9 @@ class Settings(BaseSettings):
     # Redis for the state replicas share per request (the DPoP replay cache, the
     # failed-secret throttle); unset, that state lives in the database.
     redis_host: str | None = Field(None, validation_alias=_env("REDIS_HOST", "redis_host"))
-    redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT", "redis_port"))
+    redis_port: WholeNumber = Field(
+        6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT", "redis_port")
+    )
     # Peer orchestrators (issue 12): comma-separated base URLs (a YAML list also works),
     # each may carry `client_id:client_secret@` (percent-encoded) of a client the peer
     # issued. Secret-bearing: never shown, logged or returned (server/mesh/peers.py
@@ -64,10 +98,10 @@ class Settings(BaseSettings):
     registry_fetch_timeout_seconds: float = Field(
         10.0, gt=0, le=300, validation_alias=_env("REGISTRY_FETCH_TIMEOUT_SECONDS")
     )
-    registry_fetch_concurrency: int = Field(
+    registry_fetch_concurrency: WholeNumber = Field(
         8, ge=1, le=256, validation_alias=_env("REGISTRY_FETCH_CONCURRENCY")
     )
-    registry_openapi_max_bytes: int = Field(
+    registry_openapi_max_bytes: WholeNumber = Field(
         10 * 1024 * 1024,
         ge=1024,
         le=256 * 1024 * 1024,
@@ -76,7 +110,7 @@ class Settings(BaseSettings):
     peer_timeout_seconds: float = Field(
         10.0, gt=0, le=300, validation_alias=_env("PEER_TIMEOUT_SECONDS")
     )
-    peer_sync_concurrency: int = Field(
+    peer_sync_concurrency: WholeNumber = Field(
         8, ge=1, le=256, validation_alias=_env("PEER_SYNC_CONCURRENCY")
     )
     reporting_url: str | None = Field(None, validation_alias=_env("REPORTING_URL", "reporting_url"))
@@ -99,14 +133,14 @@ class Settings(BaseSettings):
     upstream_read_timeout_seconds: float = Field(
         5.0, gt=0, le=300, validation_alias=_env("UPSTREAM_READ_TIMEOUT_SECONDS")
     )
-    upstream_retries: int = Field(2, ge=0, le=10, validation_alias=_env("UPSTREAM_RETRIES"))
-    upstream_breaker_failures: int = Field(
+    upstream_retries: WholeNumber = Field(2, ge=0, le=10, validation_alias=_env("UPSTREAM_RETRIES"))
+    upstream_breaker_failures: WholeNumber = Field(
         5, ge=1, le=1000, validation_alias=_env("UPSTREAM_BREAKER_FAILURES")
     )
     upstream_breaker_reset_seconds: float = Field(
         30.0, gt=0, le=3600, validation_alias=_env("UPSTREAM_BREAKER_RESET_SECONDS")
     )
-    upstream_max_body_bytes: int = Field(
+    upstream_max_body_bytes: WholeNumber = Field(
         4 * 1024 * 1024,
         ge=1024,
         le=256 * 1024 * 1024,
@@ -117,17 +151,19 @@ class Settings(BaseSettings):
     notify_poll_seconds: float = Field(
         1.0, gt=0, le=60, validation_alias=_env("NOTIFY_POLL_SECONDS")
     )
-    notify_concurrency: int = Field(8, ge=1, le=256, validation_alias=_env("NOTIFY_CONCURRENCY"))
+    notify_concurrency: WholeNumber = Field(
+        8, ge=1, le=256, validation_alias=_env("NOTIFY_CONCURRENCY")
+    )
     log_collector_url: str | None = Field(
         None, validation_alias=_env("LOG_COLLECTOR_URL", "log_collector_url")
     )
     # Log shipping to LOG_COLLECTOR_URL (issue 13, server/observability/log_shipping.py):
     # lines waiting at most (more are dropped and counted), lines per POST, seconds
     # between drains, seconds a POST (and the flush at shutdown) may take.
-    log_shipping_queue_max: int = Field(
+    log_shipping_queue_max: WholeNumber = Field(
         10_000, ge=1, le=1_000_000, validation_alias=_env("LOG_SHIPPING_QUEUE_MAX")
     )
-    log_shipping_batch_max: int = Field(
+    log_shipping_batch_max: WholeNumber = Field(
         500, ge=1, le=10_000, validation_alias=_env("LOG_SHIPPING_BATCH_MAX")
     )
     log_shipping_interval_seconds: float = Field(
@@ -143,15 +179,15 @@ class Settings(BaseSettings):
     tracing_enabled: bool = Field(
         True, validation_alias=_env("ORCHESTRATOR_TRACING_ENABLED", "tracing_enabled")
     )
-    tracing_max_traces: int = Field(
+    tracing_max_traces: WholeNumber = Field(
         1000, ge=1, le=100_000, validation_alias=_env("ORCHESTRATOR_TRACING_MAX_TRACES")
     )
-    tracing_max_spans_per_trace: int = Field(
+    tracing_max_spans_per_trace: WholeNumber = Field(
         1000, ge=1, le=100_000, validation_alias=_env("ORCHESTRATOR_TRACING_MAX_SPANS_PER_TRACE")
     )
     # The cyclic garbage collector of `serve` and `gateway` (server/garbage_collection.py):
     # the youngest generation's threshold, set after start-up freezes what it built.
-    gc_gen0_threshold: int = Field(
+    gc_gen0_threshold: WholeNumber = Field(
         10_000, ge=1, le=10_000_000, validation_alias=_env("ORCHESTRATOR_GC_GEN0_THRESHOLD")
     )
     shutdown_grace_seconds: float = Field(
@@ -162,7 +198,7 @@ class Settings(BaseSettings):
     page_token_secret: SecretStr = Field(
         SecretStr(""), validation_alias=_env("ORCHESTRATOR_PAGE_TOKEN_SECRET", "page_token_secret")
     )
-    max_request_body_bytes: int = Field(
+    max_request_body_bytes: WholeNumber = Field(
         4 * 1024 * 1024, ge=1, validation_alias=_env("MAX_REQUEST_BODY_BYTES")
     )
     # The URL clients use to reach the HTTP API (behind TLS and proxies): the token
@@ -179,13 +215,13 @@ class Settings(BaseSettings):
 
     # Quota policy maxima (DESIGN §4.2): a quota asking for more is INVALID_ARGUMENT
     # naming the field. Counts are int32 in the API, hence the upper bounds.
-    quota_max_active_max: int = Field(
+    quota_max_active_max: WholeNumber = Field(
         10_000, ge=0, le=2**31 - 1, validation_alias=_env("QUOTA_MAX_ACTIVE_MAX")
     )
-    quota_max_per_hour_max: int = Field(
+    quota_max_per_hour_max: WholeNumber = Field(
         1_000_000, ge=0, le=2**31 - 1, validation_alias=_env("QUOTA_MAX_PER_HOUR_MAX")
     )
-    quota_burst_max: int = Field(
+    quota_burst_max: WholeNumber = Field(
         10_000, ge=1, le=2**31 - 1, validation_alias=_env("QUOTA_BURST_MAX")
     )
     # Tokens per second.
@@ -213,7 +249,7 @@ class Settings(BaseSettings):
     backfill_slice_seconds: float = Field(
         3600.0, ge=1, validation_alias=_env("BACKFILL_SLICE_SECONDS")
     )
-    backfill_max_jobs: int = Field(
+    backfill_max_jobs: WholeNumber = Field(
         1000, ge=1, le=10_000, validation_alias=_env("BACKFILL_MAX_JOBS")
     )
     backfill_suppression_seconds: float = Field(
@@ -222,7 +258,7 @@ class Settings(BaseSettings):
 
     # Jobs (issue 9): a payload larger than this, serialized as compact JSON, is
     # INVALID_ARGUMENT naming `payload` (job.proto: 64 KiB by default).
-    job_payload_max_bytes: int = Field(
+    job_payload_max_bytes: WholeNumber = Field(
         64 * 1024, ge=1, le=16 * 1024 * 1024, validation_alias=_env("JOB_PAYLOAD_MAX_BYTES")
     )
     # Finished jobs (succeeded, canceled, dead-lettered) and their events are deleted
@@ -232,7 +268,7 @@ class Settings(BaseSettings):
     )
     # Pruning deletes at most this many jobs per statement, pausing between batches
     # (seconds), and looks for more work every interval (seconds).
-    job_prune_batch_size: int = Field(
+    job_prune_batch_size: WholeNumber = Field(
         1000, ge=1, le=10_000, validation_alias=_env("JOB_PRUNE_BATCH_SIZE")
     )
     job_prune_pause_seconds: float = Field(
@@ -243,13 +279,13 @@ class Settings(BaseSettings):
     )
     # Dead letters (issue 10): the most pending entries one replay-pending call
     # examines; a larger `limit` is coerced to it, a larger queue takes several calls.
-    deadletter_replay_pending_max: int = Field(
+    deadletter_replay_pending_max: WholeNumber = Field(
         1000, ge=1, le=10_000, validation_alias=_env("DEADLETTER_REPLAY_PENDING_MAX")
     )
     # Orchestra (issue 11): the most an instance's variables may take as compact JSON
     # (a start, signal or set over it is INVALID_ARGUMENT); how often (seconds) the
     # engine looks for due timers and ended service-task jobs when no hint wakes it.
-    orchestra_variables_max_bytes: int = Field(
+    orchestra_variables_max_bytes: WholeNumber = Field(
         256 * 1024,
         ge=1,
         le=16 * 1024 * 1024,
@@ -282,7 +318,7 @@ class Settings(BaseSettings):
     events_stream: str = Field(
         "orchestrator:events", min_length=1, max_length=200, validation_alias=_env("EVENTS_STREAM")
     )
-    events_stream_maxlen: int = Field(
+    events_stream_maxlen: WholeNumber = Field(
         1_000_000, ge=1, validation_alias=_env("EVENTS_STREAM_MAXLEN")
     )
     events_watch_heartbeat_seconds: float = Field(

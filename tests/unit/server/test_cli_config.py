@@ -38,11 +38,8 @@ def serve(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[st
 @pytest.mark.parametrize(
     ("env", "line"),
     [
-        (
-            {"PORT": "abc"},
-            "PORT: Input should be a valid integer, unable to parse string as an integer, "
-            "got 'abc'",
-        ),
+        ({"PORT": "abc"}, "PORT: must be a whole number, got 'abc'"),
+        ({"PORT": "8080.0"}, "PORT: must be a whole number, got '8080.0'"),
         ({"GRPC_PORT": "-5"}, "GRPC_PORT: Input should be greater than or equal to 0, got '-5'"),
         (
             {"LOG_LEVEL": "bogus"},
@@ -70,6 +67,7 @@ def serve(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[st
     ],
     ids=[
         "port",
+        "port-with-a-fraction",
         "grpc-port",
         "log-level",
         "database-url",

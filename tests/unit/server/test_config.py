@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from server.config import load_settings
+from server.config import ConfigError, load_settings
 
 
 @pytest.fixture
@@ -50,3 +50,39 @@ def test_invalid_port_is_refused(config_file: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PORT", "70000")
     with pytest.raises(ValueError, match="less than or equal to 65535"):
         load_settings()
+
+
+@pytest.mark.parametrize("text", ["1.0", "80.5", "1e3", "true", "0x50", "", "8 0"])
+def test_an_integer_setting_from_the_environment_must_be_digits(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_GC_GEN0_THRESHOLD", text)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert str(raised.value) == (
+        f"ORCHESTRATOR_GC_GEN0_THRESHOLD: must be a whole number, got {text!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"), [("true", "True"), ("false", "False"), ("80.0", "80.0")]
+)
+def test_an_integer_setting_in_yaml_must_be_an_integer(
+    config_file: Path, written: str, shown: str
+) -> None:
+    """A YAML boolean is an int in Python and pydantic takes a whole float: both were
+    accepted (`PORT: true` served on port 1)."""
+    config_file.write_text(f"orchestrator:\n  PORT: {written}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert str(raised.value) == f"PORT: must be a whole number, got {shown}"
+
+
+@pytest.mark.parametrize(("text", "value"), [("8080", 8080), (" 8080 ", 8080), ("+8_080", 8080)])
+def test_integer_settings_take_digits_with_a_sign_and_underscores(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, text: str, value: int
+) -> None:
+    monkeypatch.setenv("PORT", text)
+    config_file.write_text("orchestrator:\n  GRPC_PORT: 6_001\n")
+    settings = load_settings()
+    assert (settings.port, settings.grpc_port) == (value, 6001)
