@@ -18,11 +18,13 @@ connection. The rows inserted are the same either way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlmodel.sql.sqltypes import AutoString
 
 SHAPES_KEPT = 32  # statements cached per table, one per set of scalar columns
 
@@ -76,18 +78,38 @@ class UnnestInsert:
         )
         # Typed bind parameters: the asyncpg dialect casts each (`$1::VARCHAR[]`,
         # `$2::INTEGER`), which is how PostgreSQL knows unnest's element types.
+        types = {name: _cast_type(self._table.c[name].type) for name in self._columns}
         return text.bindparams(
             *(
-                sa.bindparam(name, type_=self._table.c[name].type)
+                sa.bindparam(name, type_=types[name])
                 if name in scalars
-                else sa.bindparam(name, type_=postgresql.ARRAY(self._table.c[name].type))
+                else sa.bindparam(name, type_=postgresql.ARRAY(types[name]))
                 for name in self._columns
             )
         )
 
 
 def _one_value(values: list[Any]) -> bool:
-    """Whether every value equals the first (a C-level count, not a Python loop).
-    Python equality: for the column types inserted this way (text, integers, floats,
-    timestamps with time zone) values equal in Python are stored equal."""
-    return values.count(values[0]) == len(values)
+    """Whether every value is stored as the first is: equal in Python (a C-level count,
+    not a Python loop), which for the column types inserted this way (text, integers,
+    floats, timestamps with time zone) means stored equal, except for the zeros of a
+    float column: -0.0 == 0.0, but float8 keeps the sign."""
+    first = values[0]
+    if values.count(first) != len(values):
+        return False
+    if type(first) is float and first == 0.0:
+        sign = math.copysign(1.0, first)
+        return all(math.copysign(1.0, value) == sign for value in values)
+    return True
+
+
+def _cast_type(column_type: Any) -> Any:
+    """The type a bind parameter is cast to: a string type without its length. Cast
+    to `VARCHAR(200)` (or `VARCHAR(200)[]`), PostgreSQL cuts a longer value short
+    without a word; cast to `VARCHAR`, the insert's own assignment to the column
+    refuses it, whichever way the value was bound."""
+    # SQLModel's AutoString is a TypeDecorator over String(length) that converts nothing.
+    impl = column_type.impl if isinstance(column_type, AutoString) else column_type
+    if isinstance(impl, sa.String) and impl.length is not None:
+        return sa.String(collation=impl.collation)
+    return column_type

@@ -12,6 +12,7 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from server.app import Application
@@ -213,3 +214,43 @@ async def test_events_sharing_all_but_their_subject_store_their_own_data(
     assert {
         row.time.replace(tzinfo=UTC) if row.time.tzinfo is None else row.time for row in rows
     } == {NOW}
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_float_zeros_keep_their_sign_in_either_shape(app: Application) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    jobs = [_job(tenant, backoff_jitter=0.0), _job(tenant, backoff_jitter=-0.0)]
+    jobs += [_job(tenant, backoff_jitter=-0.0), _job(tenant, backoff_jitter=-0.0)]
+
+    assert await _insert(app, jobs[:2]) == {jobs[0].job_id, jobs[1].job_id}
+    assert await _insert(app, jobs[2:]) == {jobs[2].job_id, jobs[3].job_id}
+
+    async with app.db.transaction() as session:
+        conn = await session.connection()
+        stored: dict[str, str] = dict(
+            (
+                await conn.execute(
+                    sa.text("SELECT job_id, backoff_jitter::text FROM jobs WHERE tenant_id = :t"),
+                    {"t": tenant},
+                )
+            ).all()
+        )
+    assert [stored[job.job_id] for job in jobs] == ["0", "-0", "-0", "-0"]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("shared", [True, False], ids=["bound-once", "unnested"])
+async def test_a_value_longer_than_its_column_is_refused_in_either_shape(
+    app: Application, shared: bool
+) -> None:
+    """lease_owner is VARCHAR(200): a 250-character value is refused whether the batch
+    binds it once or as an array (cast to VARCHAR(200)[] it was cut to 200 silently),
+    and nothing of the batch is written."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    owners = ["w" * 250, "w" * 250] if shared else ["w" * 250, "v" * 250]
+    jobs = [_job(tenant, lease_owner=owner) for owner in owners]
+
+    with pytest.raises(sa.exc.DBAPIError, match="value too long for type character varying"):
+        await _insert(app, jobs)
+
+    assert await _stored_jobs(app, tenant) == {}
