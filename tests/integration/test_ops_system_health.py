@@ -131,7 +131,11 @@ async def test_every_dependency_is_checked_at_once_within_the_timeout(
         response = await http.get("/health/system", headers={"Authorization": f"Bearer {admin}"})
         elapsed = time.perf_counter() - started
     assert response.status_code == 200, response.text
-    assert elapsed < TIMEOUT_S + 0.5  # one timeout however many hang
+    # One timeout, not the client's 10 s: the hanging check is cut off. The rest of the
+    # call (authentication, the database check, five answers) took 0.59 s on a
+    # loaded 2-core CI run, past the 0.5 s this allowed; each check's own latency is
+    # bounded more tightly below.
+    assert elapsed < TIMEOUT_S + 1.5
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
     assert body["status"] == "degraded"
