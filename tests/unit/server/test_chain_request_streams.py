@@ -106,8 +106,11 @@ async def test_client_streaming_is_chained_over_a_socket(channel: grpc.aio.Chann
     call = collect(iter(REQUESTS), metadata=(TENANT, TRACE))
     assert _pairs((await call).messages) == ANSWERS
     assert TRACE in list(await call.initial_metadata())
+    # Refused on its metadata, before any message is read: no messages to send, or a
+    # write still in flight when the answer comes surfaces as the client's own
+    # INTERNAL "Internal error from Core" (once in a clean-clone CI run).
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await collect(iter(REQUESTS))
+        await collect(iter(()))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details().startswith("X-Stella-Tenant: ")
 
