@@ -5,6 +5,7 @@ durations, and one engine step (pure: no database)."""
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from server.domain.errors import InvalidArgument
-from server.domain.orchestra import engine
+from server.domain.orchestra import cel_conditions, engine
 from server.domain.orchestra.cel_conditions import ConditionError, compile_condition
 from server.domain.orchestra.durations import DurationError, parse_duration
 from server.domain.orchestra.validation import compile_definition, parse_document
@@ -628,3 +629,52 @@ def test_a_bad_pattern_fails_the_condition_without_writing_to_stderr(
         with pytest.raises(ConditionError) as failed:
             compile_condition(text).evaluate(variables)
         assert str(failed.value) == f"condition {text!r} failed: no such overload"
+
+
+def test_an_evaluation_past_the_time_limit_fails_the_condition_within_a_step() -> None:
+    """cel-python interprets on the event loop: `m.all(x, l == l)` over two lists under
+    the variable size cap ran 14 s, every other call waiting. An evaluation now stops
+    at the first step past TIME_LIMIT_S, as a ConditionError (an incident), not later."""
+    numbers = list(range(20_000))
+    text = "m.all(x, l == l)"
+    condition = compile_condition(text)
+    converted: dict[str, Any] = {}  # converted first, so only the evaluation is timed
+    compile_condition("size(l) == size(m)").evaluate({"l": numbers, "m": numbers}, converted)
+    started = time.perf_counter()
+    with pytest.raises(ConditionError) as failed:
+        condition.evaluate({"l": numbers, "m": numbers}, converted)
+    took = time.perf_counter() - started
+    assert str(failed.value) == (
+        f"condition {text!r} failed: it ran longer than the limit of 250 ms"
+        " (a comprehension over too long a list?)"
+    )
+    assert cel_conditions.TIME_LIMIT_S <= took < cel_conditions.TIME_LIMIT_S + 1.0
+
+
+def test_the_time_limit_holds_inside_comprehensions_and_both_sides_of_or(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deadline is shared by a comprehension's own evaluators, and raised past
+    cel-python's `||`, which keeps an ordinary error of one side as undecided (as
+    cel-go's cost limit fails `true || expensive`)."""
+    numbers = list(range(2_000))
+    fits = compile_condition("l.exists(x, x == 1999)")
+    assert fits.evaluate({"l": numbers}) is True  # a couple of thousand elements fit
+    monkeypatch.setattr(cel_conditions, "TIME_LIMIT_S", 0.001)
+    for text in ("l.exists(x, x == 1999)", "true || l.exists(x, x < 0)", "l.map(x, x + 1)[0] == 1"):
+        with pytest.raises(ConditionError, match="ran longer than the limit of 1 ms"):
+            compile_condition(text).evaluate({"l": numbers})
+    monkeypatch.setattr(cel_conditions, "TIME_LIMIT_S", 10.0)
+    assert compile_condition("true || l.exists(x, x < 0)").evaluate({"l": numbers}) is True
+
+
+def test_a_condition_past_the_time_limit_is_an_incident_of_the_gateway() -> None:
+    document = _document()
+    document["flows"][2]["condition"] = "amount < 1000 && items.all(x, items == items)"
+    model = compile_definition(parse_document(document))
+    items = list(range(20_000))
+    failed = _step(model, [], ["route"], amount=10, items=items)
+    assert failed.incident is not None
+    assert (failed.incident.kind, failed.incident.node_id) == ("condition_error", "route")
+    assert "ran longer than the limit of 250 ms" in failed.incident.message
+    assert failed.resting == [] and not failed.finished

@@ -6,15 +6,16 @@ a syntax error, a call of a function CEL does not define, or a constant conditio
 expression. At run time (`Condition.evaluate`) every instance variable is a CEL
 variable of its name (JSON values as CEL values: maps, lists, strings, doubles,
 ints, bools, null). A runtime error (an undeclared variable, a type mismatch, a
-division by zero) or a result that is not a bool is a `ConditionError` with a
-one-line message, which the engine turns into an incident: it never escapes as a
-server error.
+division by zero, an evaluation running past TIME_LIMIT_S) or a result that is not a
+bool is a `ConditionError` with a one-line message, which the engine turns into an
+incident: it never escapes as a server error.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -45,7 +46,60 @@ KNOWN_FUNCTIONS: Final = frozenset(
     name for name in evaluation.base_functions if name.isidentifier() and name != "_in_"
 ) | {"has", "all", "exists", "exists_one", "map", "filter"}
 
-_ENVIRONMENT = celpy.Environment()
+# Wall-clock seconds one evaluation may run. cel-python interprets in Python on the
+# event loop, ~11 µs a parse-tree step on the 2-core box, and a comprehension's body
+# runs once per element: over lists under the variable size cap, `m.all(x, l == l)`
+# ran 14 s and `m.map(x, l + l)` took the server from 197 to 757 MB, every other call
+# waiting. cel-go and Kubernetes bound evaluation for the same reason (cel-go
+# `CostLimit`); a step count was tried here first and refused true conditions whose
+# steps were cheap (cel-python evaluates both sides of `||` and `&&`), while one step
+# can be O(list). Time is what the other calls pay, so time is bounded: checked
+# before every step, so an evaluation stops within one step of the limit (and its
+# memory with it). A condition such as `amount > 1000 && region == "eu"` takes
+# ~0.3 ms, `l.exists(x, x > 5)` ~0.1 ms per element of `l`: a comprehension over a
+# couple of thousand elements fits, one over 20,000 does not. Like cel-go's cost
+# limit, running out fails the condition even when `||` could have been decided by
+# its other side; near the limit, a slower replica may fail what a faster one passes.
+TIME_LIMIT_S: Final = 0.25
+
+
+class _OutOfTime(BaseException):
+    """Raised at the first step past the limit. A BaseException, so that cel-python's
+    own `except Exception` (its `||`, `&&` and `?:` keep an error as an undecided
+    value) cannot swallow it: the whole evaluation stops."""
+
+
+class _TimedEvaluator(evaluation.Evaluator):
+    """cel-python's evaluator, checking a deadline (time.perf_counter seconds) before
+    every node it visits; its comprehensions' evaluators share it."""
+
+    def __init__(self, ast: lark.Tree[Any], activation: Any, deadline: float) -> None:
+        super().__init__(ast, activation=activation)
+        self._deadline = deadline
+
+    def visit(self, tree: lark.Tree[Any]) -> Any:
+        if time.perf_counter() > self._deadline:
+            raise _OutOfTime()
+        return super().visit(tree)
+
+    def visit_children(self, tree: lark.Tree[Any]) -> list[Any]:
+        if time.perf_counter() > self._deadline:
+            raise _OutOfTime()
+        return super().visit_children(tree)
+
+    def sub_evaluator(self, ast: lark.Tree[Any]) -> evaluation.Evaluator:
+        return _TimedEvaluator(ast, self.activation, self._deadline)
+
+
+class _TimedRunner(celpy.InterpretedRunner):
+    """cel-python's interpreter, each evaluation bounded by TIME_LIMIT_S."""
+
+    def evaluate(self, context: Any) -> Any:
+        deadline = time.perf_counter() + TIME_LIMIT_S
+        return _TimedEvaluator(self.ast, self.new_activation(), deadline).evaluate(context)
+
+
+_ENVIRONMENT = celpy.Environment(runner_class=_TimedRunner)
 # RE2 itself prints a pattern it cannot parse to the process's stderr (`re2.cc:242]
 # Error parsing '...'`), past the JSON logger and LOG_COLLECTOR_URL: a pattern from
 # an instance variable could write forged log lines there. Compiled quiet instead.
@@ -95,8 +149,8 @@ class Condition:
     ) -> bool:
         """The condition's value over `variables` (JSON values). `converted` keeps the
         CEL values of variables already converted, for the other conditions of one
-        gateway over the same variables. Raises ConditionError for a runtime error or a
-        result that is not a bool."""
+        gateway over the same variables. Raises ConditionError for a runtime error, an
+        evaluation past TIME_LIMIT_S, or a result that is not a bool."""
         memo = {} if converted is None else converted
         try:
             # Only the variables it reads, each once per gateway: converting a 200 KB
@@ -108,6 +162,11 @@ class Condition:
                         memo[name] = json_to_cel(variables[name])
                     activation[name] = memo[name]
             result = self.program.evaluate(activation)
+        except _OutOfTime:
+            raise ConditionError(
+                f"condition {self.text!r} failed: it ran longer than the limit of"
+                f" {TIME_LIMIT_S * 1000:.0f} ms (a comprehension over too long a list?)"
+            ) from None
         except Exception as exc:  # cel-python raises CELEvalError and Python errors alike
             raise ConditionError(f"condition {self.text!r} failed: {_brief(exc)}") from None
         if isinstance(result, evaluation.CELEvalError):
