@@ -385,6 +385,16 @@ def test_condition_evaluation() -> None:
         ("-x > 1", {"x": "s"}, "no operator '-' for string"),
         ("x.a.b == 1", {"x": {"a": 2}}, "an int has no fields to select"),
         ("x[5] == 1", {"x": [1]}, "invalid argument"),
+        ("l[1.5] == 1", {"l": [1, 2]}, "no operator '[]' for list and double"),
+        # Python's indexing, which cel-python used, read these; CEL has no such index.
+        ("l[-1] == 1", {"l": [1]}, "invalid argument"),
+        ("l[true] == 2", {"l": [1, 2]}, "no operator '[]' for list and bool"),
+        ("s[0] == 'a'", {"s": "abc"}, "no operator '[]' for string and int"),
+        ("m[l] == 1", {"m": {}, "l": [1]}, "no operator '[]' for map and list"),
+        ("n ? true : false", {"n": 1}, "no operator '?:' for int, bool and bool"),
+        ("m.z == 1", {"m": {"a": 1}}, "no such key: 'z'"),
+        ("n + 1 > n", {"n": 2**63 - 1}, "integer overflow, or a value the conversion cannot read"),
+        ("int(s) == 1", {"s": "abc"}, "integer overflow, or a value the conversion cannot read"),
     ],
 )
 def test_runtime_errors_are_said_in_cel_words(
@@ -396,6 +406,11 @@ def test_runtime_errors_are_said_in_cel_words(
     with pytest.raises(ConditionError) as failed:
         compile_condition(text).evaluate(variables)
     assert str(failed.value) == f"condition {text!r} failed: {said}"
+
+
+def test_indexes_cel_allows_still_read() -> None:
+    condition = compile_condition("l[0] == 1 && l[1u] == 2 && m['a'] == 3 && l[size(l) - 1] == 2")
+    assert condition.evaluate({"l": [1, 2], "m": {"a": 3}}) is True
 
 
 def _step(model: Any, live: list[Any], arrivals: list[str], **values: Any) -> engine.StepOutcome:

@@ -14,6 +14,7 @@ incident: it never escapes as a server error.
 from __future__ import annotations
 
 import logging
+import operator
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -124,7 +125,23 @@ def _matches(text: str, pattern: str) -> Any:
     return celtypes.BoolType(found is not None)
 
 
-_FUNCTIONS: Final = {"matches": _matches}
+def _index(container: Any, index: Any) -> Any:
+    """CEL `l[i]` and `m[k]` as cel-python's (Python's getitem), except what Python
+    indexing allows and CEL does not: a negative list index (CEL: out of range, which
+    Python read from the end: `l[-1]` was the last element), a bool one (CEL: no
+    overload; Python read `l[true]` as `l[1]`) and an index into a string or bytes
+    (CEL has none; Python gave `'abc'[0]` as `'a'`)."""
+    if isinstance(container, str | bytes):
+        raise TypeError("strings and bytes have no index")
+    if isinstance(container, list):
+        if isinstance(index, bool | celtypes.BoolType):
+            raise TypeError("a list index must be an int")
+        if isinstance(index, int) and index < 0:
+            raise IndexError(index)
+    return operator.getitem(container, index)
+
+
+_FUNCTIONS: Final = {"matches": _matches, "_[_]": _index}
 # cel-python logs every evaluation error at ERROR; ours become incidents instead.
 logging.getLogger("celpy").setLevel(logging.CRITICAL)
 logging.getLogger("Evaluator").setLevel(logging.CRITICAL)
@@ -297,6 +314,12 @@ _CLASS: Final = re.compile(r"<class '(?:[\w.]*\.)?(\w+)'>")
 _OVERLOAD: Final = re.compile(
     r"found no matching overload for Token\('RULE', '(\w+)'\) applied to '\((.*)\)'"
 )
+# The same for functions cel-python names as CEL's internal ones (`_[_]`, `_?_:_`),
+# and the operands' Python classes.
+_FUNCTION_OVERLOAD: Final = re.compile(
+    r"found no matching overload for (_\S*) applied to '\((.*)\)'"
+)
+_MISSING_KEY: Final = re.compile(r"no such member in mapping: (.*)")
 _FIELD_SELECTION: Final = re.compile(
     r".* with type: '(<class [^>]*>)' does not support field selection"
 )
@@ -322,6 +345,19 @@ def _brief(exc: BaseException) -> str:
         operator = _OPERATORS.get(rule, rule.rsplit("_", 1)[-1])
         kinds = [_cel_type(name) for name in _CLASS.findall(operands)]
         return f"no operator '{operator}' for {' and '.join(kinds) or 'these operands'}"
+    function = _FUNCTION_OVERLOAD.fullmatch(text)
+    if function is not None:
+        name, operands = function.groups()
+        operator = name.replace("_", "")  # `_[_]` -> `[]`, `_?_:_` -> `?:`
+        kinds = [_cel_type(name) for name in _CLASS.findall(operands)]
+        return f"no operator '{operator}' for {_and(kinds) or 'these operands'}"
+    missing = _MISSING_KEY.fullmatch(text)
+    if missing is not None:  # `m.z` of a map without "z": CEL's "no such key"
+        return f"no such key: {missing.group(1)}"
+    if text == "return error for overflow":
+        # cel-python's one word for an arithmetic overflow and for a conversion that
+        # fails (`int("abc")`, `timestamp("bad")`); CEL's own words for each.
+        return "integer overflow, or a value the conversion cannot read"
     selection = _FIELD_SELECTION.fullmatch(text)
     if selection is not None:
         kind = _cel_type(_CLASS.findall(selection.group(1))[0])
@@ -331,6 +367,13 @@ def _brief(exc: BaseException) -> str:
     if text == "invalid_argument":  # cel-python's status word (an index out of range)
         text = "invalid argument"
     return text or "evaluation error"
+
+
+def _and(words: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    if len(words) < 3:
+        return " and ".join(words)
+    return f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def _kind(value: Any) -> str:
