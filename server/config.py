@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
+import yaml
 from pydantic import (
     AliasChoices,
     BeforeValidator,
@@ -49,16 +51,17 @@ def _whole_number(value: Any) -> Any:
     """An integer setting as written: an integer, or its decimal digits (an optional
     sign, `_` between digits as in Python and YAML 1.1). Refused here, before
     pydantic's lax conversion would take them: `true`/`false` (a YAML boolean is an
-    int in Python, so `PORT: true` was port 1), a float (`80.0` in YAML) and text with
-    a fraction or exponent (`ORCHESTRATOR_GC_GEN0_THRESHOLD=1.0` was 1)."""
-    if isinstance(value, bool | float):
-        raise ValueError("must be a whole number")
+    int in Python, so `PORT: true` was port 1), a float (`80.0` in YAML), text with a
+    fraction or exponent (`ORCHESTRATOR_GC_GEN0_THRESHOLD=1.0` was 1), and any other
+    type a program may pass (`Decimal("8080.0")`, `b"8080"`)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     if isinstance(value, str):
         text = value.strip()
         if not _WHOLE_NUMBER.fullmatch(text):
             raise ValueError("must be a whole number")
         return text
-    return value
+    raise ValueError("must be a whole number")
 
 
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
@@ -423,8 +426,47 @@ class Settings(BaseSettings):
         return values
 
 
+_YAML_INT: Final = "tag:yaml.org,2002:int"
+
+
+class _SettingsYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's decimal integers only. YAML 1.1, which
+    PyYAML implements, reads `017` as octal 15, `0x1F` as 31, `0b101` as 5 and `1:30`
+    as 90 (base 60), while the same text in an environment variable is 17 or refused:
+    one setting, two values. Here a plain scalar is an integer only when it is decimal
+    digits (a sign, `_` between digits), read in base 10; the other forms stay text,
+    which an integer setting refuses ("must be a whole number")."""
+
+
+_SettingsYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _YAML_INT]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SettingsYamlLoader.add_implicit_resolver(
+    _YAML_INT, re.compile(r"^[-+]?[0-9]+(?:_[0-9]+)*$"), list("-+0123456789")
+)
+
+
+def _decimal_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | str:
+    text = str(loader.construct_scalar(node))
+    try:
+        return int(text.replace("_", ""), 10)
+    except ValueError:  # `!!int 0x1F` written out: text, refused by the setting
+        return text
+
+
+_SettingsYamlLoader.add_constructor(_YAML_INT, _decimal_int)
+
+
 class _OrchestratorSection(YamlConfigSettingsSource):
-    """Reads config/app.yaml: top-level keys, overlaid by its `orchestrator:` section."""
+    """Reads config/app.yaml: top-level keys, overlaid by its `orchestrator:` section;
+    integers as YAML 1.2 reads them (`_SettingsYamlLoader`)."""
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        encoding = self.yaml_file_encoding or "utf-8"
+        with file_path.open(encoding=encoding) as yaml_file:
+            data: dict[str, Any] = yaml.load(yaml_file, Loader=_SettingsYamlLoader) or {}
+        return data
 
     def __call__(self) -> dict[str, Any]:
         data = super().__call__()

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from server.config import ConfigError, load_settings
+from server.config import ConfigError, Settings, load_settings
 
 
 @pytest.fixture
@@ -86,3 +88,44 @@ def test_integer_settings_take_digits_with_a_sign_and_underscores(
     config_file.write_text("orchestrator:\n  GRPC_PORT: 6_001\n")
     settings = load_settings()
     assert (settings.port, settings.grpc_port) == (value, 6001)
+
+
+@pytest.mark.parametrize("written", ["017", "+017", "1_7", "17"])
+def test_yaml_reads_an_integer_setting_in_base_10_as_the_environment_does(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, written: str
+) -> None:
+    """YAML 1.1 (PyYAML) read `017` as octal 15, where `PORT=017` is 17: a setting
+    moved from the environment to the file changed value. Both read base 10 now."""
+    config_file.write_text(f"orchestrator:\n  PORT: {written}\n  GRPC_PORT: 6001\n")
+    assert load_settings().port == 17
+    monkeypatch.setenv("PORT", written)
+    assert load_settings().port == 17
+
+
+@pytest.mark.parametrize("written", ["0x1F", "0b101", "1:30", "0o17", "!!int 0x1F"])
+def test_yaml_integer_forms_other_than_decimal_are_refused(config_file: Path, written: str) -> None:
+    """PyYAML made these 31, 5, 90 (base 60) and, for `0o17`, text; the environment
+    refuses them all. Now the file does too, naming the setting."""
+    config_file.write_text(f"orchestrator:\n  PORT: {written}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    shown = written.removeprefix("!!int ")
+    assert str(raised.value) == f"PORT: must be a whole number, got {shown!r}"
+
+
+def test_yaml_values_that_are_not_integers_keep_their_yaml_types(config_file: Path) -> None:
+    config_file.write_text(
+        "orchestrator:\n  ORCHESTRATOR_TRACING_ENABLED: false\n  PORT: 6000\n"
+        "  UPSTREAM_READ_TIMEOUT_SECONDS: 2.5\n  PEER_TIMEOUT_SECONDS: 3\n"
+    )
+    settings = load_settings()
+    assert (settings.port, settings.tracing_enabled) == (6000, False)
+    assert (settings.upstream_read_timeout_seconds, settings.peer_timeout_seconds) == (2.5, 3.0)
+
+
+@pytest.mark.parametrize("value", [Decimal("8080.0"), Decimal("8080"), b"8080", 8080.0, True])
+def test_an_integer_setting_given_in_code_must_be_an_int_or_its_digits(value: object) -> None:
+    with pytest.raises(ValidationError, match="must be a whole number"):
+        Settings(port=value)
+    assert Settings(port=8080).port == 8080
+    assert Settings(port="8080").port == 8080
