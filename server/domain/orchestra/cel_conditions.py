@@ -17,7 +17,7 @@ import logging
 import operator
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
@@ -26,7 +26,6 @@ import celpy
 import lark
 import re2
 from celpy import celtypes, evaluation
-from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 
 MAX_LENGTH: Final = 2000  # characters of one condition
@@ -47,60 +46,107 @@ KNOWN_FUNCTIONS: Final = frozenset(
     name for name in evaluation.base_functions if name.isidentifier() and name != "_in_"
 ) | {"has", "all", "exists", "exists_one", "map", "filter"}
 
-# Wall-clock seconds one evaluation may run. cel-python interprets in Python on the
-# event loop, ~11 µs a parse-tree step on the 2-core box, and a comprehension's body
-# runs once per element: over lists under the variable size cap, `m.all(x, l == l)`
-# ran 14 s and `m.map(x, l + l)` took the server from 197 to 757 MB, every other call
-# waiting. cel-go and Kubernetes bound evaluation for the same reason (cel-go
+# CPU seconds (of the evaluating thread) the conditions of one engine step may take,
+# converting the variables they read included. cel-python interprets in Python on
+# the event loop, ~11 µs a parse-tree step on the 2-core box, and a comprehension's
+# body runs once per element: over lists under the variable size cap,
+# `m.all(x, l == l)` ran 14 s and `m.map(x, l + l)` took the server from 197 to
+# 757 MB, every other call waiting; a 256 KB list took 0.7 s to convert, once per
+# gateway. cel-go and Kubernetes bound evaluation for the same reason (cel-go
 # `CostLimit`); a step count was tried here first and refused true conditions whose
 # steps were cheap (cel-python evaluates both sides of `||` and `&&`), while one step
-# can be O(list). Time is what the other calls pay, so time is bounded: checked
-# before every step, so an evaluation stops within one step of the limit (and its
-# memory with it). A condition such as `amount > 1000 && region == "eu"` takes
+# can be O(list). The time is checked every CHECK_EVERY steps and converted elements,
+# so a step's conditions stop within a few steps of the limit. The thread's CPU time,
+# not the wall clock: time spent waiting for the GIL or another thread's work is not
+# the condition's. A condition such as `amount > 1000 && region == "eu"` takes
 # ~0.3 ms, `l.exists(x, x > 5)` ~0.1 ms per element of `l`: a comprehension over a
-# couple of thousand elements fits, one over 20,000 does not. Like cel-go's cost
-# limit, running out fails the condition even when `||` could have been decided by
-# its other side; near the limit, a slower replica may fail what a faster one passes.
+# couple of thousand elements fits, one over 3,000 may not. Like cel-go's cost limit,
+# running out fails the condition even when `||` could have been decided by its
+# other side; near the limit, a slower replica may fail what a faster one passes.
 TIME_LIMIT_S: Final = 0.25
+CHECK_EVERY: Final = 8
 
 
 class _OutOfTime(BaseException):
-    """Raised at the first step past the limit. A BaseException, so that cel-python's
+    """Raised at the first check past the limit. A BaseException, so that cel-python's
     own `except Exception` (its `||`, `&&` and `?:` keep an error as an undecided
     value) cannot swallow it: the whole evaluation stops."""
 
 
-class _TimedEvaluator(evaluation.Evaluator):
-    """cel-python's evaluator, checking a deadline (time.perf_counter seconds) before
-    every node it visits; its comprehensions' evaluators share it."""
+class Budget:
+    """The CPU time left to the conditions of one engine step (TIME_LIMIT_S from
+    creation, `time.thread_time` seconds); shared by every condition and conversion
+    of the step."""
 
-    def __init__(self, ast: lark.Tree[Any], activation: Any, deadline: float) -> None:
+    __slots__ = ("_count", "deadline")
+
+    def __init__(self) -> None:
+        self.deadline = time.thread_time() + TIME_LIMIT_S
+        self._count = 0
+
+    def tick(self, work: int = 1) -> None:
+        """Count `work` steps or converted elements; raises _OutOfTime past the limit."""
+        self._count += work
+        if self._count >= CHECK_EVERY:
+            self._count = 0
+            if time.thread_time() > self.deadline:
+                raise _OutOfTime()
+
+
+class _TimedEvaluator(evaluation.Evaluator):
+    """cel-python's evaluator, counting every node it visits against a Budget; its
+    comprehensions' evaluators share it."""
+
+    def __init__(self, ast: lark.Tree[Any], activation: Any, budget: Budget) -> None:
         super().__init__(ast, activation=activation)
-        self._deadline = deadline
+        self._budget = budget
 
     def visit(self, tree: lark.Tree[Any]) -> Any:
-        if time.perf_counter() > self._deadline:
-            raise _OutOfTime()
+        self._budget.tick()
         return super().visit(tree)
 
     def visit_children(self, tree: lark.Tree[Any]) -> list[Any]:
-        if time.perf_counter() > self._deadline:
-            raise _OutOfTime()
+        self._budget.tick()
         return super().visit_children(tree)
 
     def sub_evaluator(self, ast: lark.Tree[Any]) -> evaluation.Evaluator:
-        return _TimedEvaluator(ast, self.activation, self._deadline)
+        return _TimedEvaluator(ast, self.activation, self._budget)
 
 
-class _TimedRunner(celpy.InterpretedRunner):
-    """cel-python's interpreter, each evaluation bounded by TIME_LIMIT_S."""
-
-    def evaluate(self, context: Any) -> Any:
-        deadline = time.perf_counter() + TIME_LIMIT_S
-        return _TimedEvaluator(self.ast, self.new_activation(), deadline).evaluate(context)
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 
 
-_ENVIRONMENT = celpy.Environment(runner_class=_TimedRunner)
+def _to_cel(value: Any, budget: Budget) -> Any:
+    """A JSON value as a CEL value, as cel-python's `json_to_cel`, counting every
+    element against `budget` (a 256 KB list took 0.7 s). Raises ValueError for a value
+    that is not JSON."""
+    if isinstance(value, bool):
+        return celtypes.BoolType(value)
+    if isinstance(value, float):
+        return celtypes.DoubleType(value)
+    if isinstance(value, int):
+        if _INT64_MIN <= value <= _INT64_MAX:
+            # What IntType(value) makes, without its generic conversion (5.7 µs an
+            # int, the most of a long list's conversion, against 0.2 µs).
+            return int.__new__(celtypes.IntType, value)
+        return celtypes.IntType(value)  # its own overflow error
+    if isinstance(value, str):
+        return celtypes.StringType(value)
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        budget.tick(len(value))
+        return celtypes.ListType([_to_cel(item, budget) for item in value])
+    if isinstance(value, dict):
+        budget.tick(len(value))
+        return celtypes.MapType(
+            {_to_cel(key, budget): _to_cel(item, budget) for key, item in value.items()}
+        )
+    raise ValueError(f"a {type(value).__name__} is not a JSON value")
+
+
+_ENVIRONMENT = celpy.Environment()
 # RE2 itself prints a pattern it cannot parse to the process's stderr (`re2.cc:242]
 # Error parsing '...'`), past the JSON logger and LOG_COLLECTOR_URL: a pattern from
 # an instance variable could write forged log lines there. Compiled quiet instead.
@@ -131,6 +177,10 @@ def _index(container: Any, index: Any) -> Any:
     Python read from the end: `l[-1]` was the last element), a bool one (CEL: no
     overload; Python read `l[true]` as `l[1]`) and an index into a string or bytes
     (CEL has none; Python gave `'abc'[0]` as `'a'`)."""
+    if isinstance(container, evaluation.CELEvalError):
+        return container  # the operand's own error, not "no operator '[]'"
+    if isinstance(index, evaluation.CELEvalError):
+        return index
     if isinstance(container, str | bytes):
         raise TypeError("strings and bytes have no index")
     if isinstance(container, list):
@@ -141,7 +191,19 @@ def _index(container: Any, index: Any) -> Any:
     return operator.getitem(container, index)
 
 
-_FUNCTIONS: Final = {"matches": _matches, "_[_]": _index}
+def _conditional(condition: Any, left: Any, right: Any) -> Any:
+    """CEL `c ? a : b` as cel-python's, except that a condition that failed answers its
+    own error, not "no operator '?:' for an error, ..."."""
+    if isinstance(condition, evaluation.CELEvalError):
+        return condition
+    return celtypes.logical_condition(condition, left, right)
+
+
+_FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
+    "matches": _matches,
+    "_[_]": _index,
+    "_?_:_": _conditional,
+}
 # cel-python logs every evaluation error at ERROR; ours become incidents instead.
 logging.getLogger("celpy").setLevel(logging.CRITICAL)
 logging.getLogger("Evaluator").setLevel(logging.CRITICAL)
@@ -162,27 +224,33 @@ class Condition:
     names: frozenset[str] = frozenset()
 
     def evaluate(
-        self, variables: Mapping[str, Any], converted: dict[str, Any] | None = None
+        self,
+        variables: Mapping[str, Any],
+        converted: dict[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> bool:
         """The condition's value over `variables` (JSON values). `converted` keeps the
-        CEL values of variables already converted, for the other conditions of one
-        gateway over the same variables. Raises ConditionError for a runtime error, an
-        evaluation past TIME_LIMIT_S, or a result that is not a bool."""
+        CEL values of variables already converted, and `budget` the time left, for the
+        other conditions of one engine step over the same variables (a new Budget when
+        None). Raises ConditionError for a runtime error, for running past the budget,
+        or for a result that is not a bool."""
         memo = {} if converted is None else converted
+        budget = Budget() if budget is None else budget
         try:
-            # Only the variables it reads, each once per gateway: converting a 200 KB
+            # Only the variables it reads, each once per step: converting a 200 KB
             # list took ~0.2-0.85 s, for every condition, read or not.
             activation = {}
             for name in self.names:
                 if name in variables:
                     if name not in memo:
-                        memo[name] = json_to_cel(variables[name])
+                        memo[name] = _to_cel(variables[name], budget)
                     activation[name] = memo[name]
-            result = self.program.evaluate(activation)
+            evaluator = _TimedEvaluator(self.program.ast, self.program.new_activation(), budget)
+            result = evaluator.evaluate(activation)
         except _OutOfTime:
             raise ConditionError(
-                f"condition {self.text!r} failed: it ran longer than the limit of"
-                f" {TIME_LIMIT_S * 1000:.0f} ms (a comprehension over too long a list?)"
+                f"condition {self.text!r} failed: the conditions of this step ran past the"
+                f" limit of {TIME_LIMIT_S * 1000:.0f} ms of evaluation"
             ) from None
         except Exception as exc:  # cel-python raises CELEvalError and Python errors alike
             raise ConditionError(f"condition {self.text!r} failed: {_brief(exc)}") from None
@@ -320,6 +388,11 @@ _FUNCTION_OVERLOAD: Final = re.compile(
     r"found no matching overload for (_\S*) applied to '\((.*)\)'"
 )
 _MISSING_KEY: Final = re.compile(r"no such member in mapping: (.*)")
+# Python's own words, from cel-python code that let them through.
+_NOT_ITERABLE: Final = re.compile(r"'(\w+)' object is not iterable")
+_UNHASHABLE: Final = re.compile(r"unhashable type: '(\w+)'")
+_DUPLICATE_KEY: Final = re.compile(r"Duplicate key \w+\((.*)\)")
+_UNKNOWN_TYPE: Final = re.compile(r"No '([\w.]+)' in bindings .*")
 _FIELD_SELECTION: Final = re.compile(
     r".* with type: '(<class [^>]*>)' does not support field selection"
 )
@@ -354,6 +427,24 @@ def _brief(exc: BaseException) -> str:
     missing = _MISSING_KEY.fullmatch(text)
     if missing is not None:  # `m.z` of a map without "z": CEL's "no such key"
         return f"no such key: {missing.group(1)}"
+    if text == "no such key" and len(exc.args) > 2 and exc.args[2]:  # `m["z"]`
+        return f"no such key: {str(exc.args[2][0])!r}"
+    if len(exc.args) > 1 and exc.args[1] is KeyError and text.isidentifier():  # `.zz`
+        return f"undeclared reference to {text!r}"
+    iterable = _NOT_ITERABLE.fullmatch(text)
+    if iterable is not None:  # `n.all(x, ...)` over an int
+        kind = _cel_type(iterable.group(1))
+        return f"{_article(kind)} {kind} is not a list or map to iterate"
+    unhashable = _UNHASHABLE.fullmatch(text)
+    if unhashable is not None:
+        kind = _cel_type(unhashable.group(1))
+        return f"{_article(kind)} {kind} cannot be a map key"
+    duplicate = _DUPLICATE_KEY.fullmatch(text)
+    if duplicate is not None:
+        return f"the map key {duplicate.group(1)} appears twice"
+    unknown = _UNKNOWN_TYPE.fullmatch(text)
+    if unknown is not None:
+        return f"unknown message type {unknown.group(1)!r}"
     if text == "return error for overflow":
         # cel-python's one word for an arithmetic overflow and for a conversion that
         # fails (`int("abc")`, `timestamp("bad")`); CEL's own words for each.
@@ -361,12 +452,15 @@ def _brief(exc: BaseException) -> str:
     selection = _FIELD_SELECTION.fullmatch(text)
     if selection is not None:
         kind = _cel_type(_CLASS.findall(selection.group(1))[0])
-        article = "an" if kind[:1] in "aeiou" else "a"
-        return f"{article} {kind} has no fields to select"
+        return f"{_article(kind)} {kind} has no fields to select"
     text = _CLASS.sub(lambda m: _cel_type(m.group(1)), text)
     if text == "invalid_argument":  # cel-python's status word (an index out of range)
         text = "invalid argument"
     return text or "evaluation error"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _and(words: list[str]) -> str:

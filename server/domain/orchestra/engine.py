@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from server.domain.orchestra.cel_conditions import ConditionError
+from server.domain.orchestra.cel_conditions import Budget, ConditionError
 from server.domain.orchestra.model import (
     END,
     EXCLUSIVE_GATEWAY,
@@ -123,6 +123,9 @@ def advance(
     resting_ids: set[str] = set()
     queue = deque(arrivals)
     moves = 0
+    # The variables do not change within a step: their CEL values and the time for
+    # conditions (cel_conditions.TIME_LIMIT_S) are shared by all its gateways.
+    conditions = _Conditions({}, Budget())
     while queue:
         node_id = queue.popleft()
         node = model.nodes[node_id]
@@ -154,7 +157,7 @@ def advance(
             outcome.resting.append(Resting(token_id, node_id, WAITING, due_at=now + node.duration))
             resting_ids.add(token_id)
         elif node.type == EXCLUSIVE_GATEWAY:
-            target, incident = _choose(node.id, node.outgoing, variables, token_id)
+            target, incident = _choose(node.id, node.outgoing, variables, token_id, conditions)
             if incident is not None:
                 outcome.incident = incident
                 return outcome
@@ -180,17 +183,29 @@ def advance(
     return outcome
 
 
+@dataclass(frozen=True, slots=True)
+class _Conditions:
+    """What the conditions of one step share: the variables as CEL values, by name,
+    and the time left to evaluate them."""
+
+    converted: dict[str, Any]
+    budget: Budget
+
+
 def _choose(
-    node_id: str, outgoing: Sequence[Any], variables: Mapping[str, Any], token_id: str
+    node_id: str,
+    outgoing: Sequence[Any],
+    variables: Mapping[str, Any],
+    token_id: str,
+    conditions: _Conditions,
 ) -> tuple[str, IncidentInfo | None]:
     """The target of the first flow whose condition holds (the default, which has none,
     is last); an incident for a failing condition or no flow to take."""
-    converted: dict[str, Any] = {}  # the variables as CEL values, shared by the conditions
     for flow in outgoing:
         if flow.condition is None:
             return flow.to_node, None
         try:
-            if flow.condition.evaluate(variables, converted):
+            if flow.condition.evaluate(variables, conditions.converted, conditions.budget):
                 return flow.to_node, None
         except ConditionError as exc:
             return "", IncidentInfo(CONDITION_ERROR, node_id, token_id, str(exc))
