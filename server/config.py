@@ -427,23 +427,36 @@ class Settings(BaseSettings):
 
 
 _YAML_INT: Final = "tag:yaml.org,2002:int"
+_YAML_FLOAT: Final = "tag:yaml.org,2002:float"
 
 
 class _SettingsYamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2's decimal integers only. YAML 1.1, which
-    PyYAML implements, reads `017` as octal 15, `0x1F` as 31, `0b101` as 5 and `1:30`
-    as 90 (base 60), while the same text in an environment variable is 17 or refused:
-    one setting, two values. Here a plain scalar is an integer only when it is decimal
-    digits (a sign, `_` between digits), read in base 10; the other forms stay text,
-    which an integer setting refuses ("must be a whole number")."""
+    """PyYAML's safe loader with decimal numbers only. YAML 1.1, which PyYAML
+    implements, reads `017` as octal 15, `0x1F` as 31, `0b101` as 5, `1:30` as 90 and
+    `1:30.5` as 90.5 (base 60), while the same text in an environment variable is 17
+    or refused: one setting, two values. Here a plain scalar is an integer only when it
+    is decimal digits (a sign, `_` between digits), read in base 10, and a float only
+    in decimal notation; the other forms stay text, which a number setting refuses
+    ("must be a whole number")."""
 
 
 _SettingsYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != _YAML_INT]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_YAML_INT, _YAML_FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _SettingsYamlLoader.add_implicit_resolver(
     _YAML_INT, re.compile(r"^[-+]?[0-9]+(?:_[0-9]+)*$"), list("-+0123456789")
+)
+_SettingsYamlLoader.add_implicit_resolver(
+    _YAML_FLOAT,
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+        |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
 )
 
 
@@ -463,9 +476,25 @@ class _OrchestratorSection(YamlConfigSettingsSource):
     integers as YAML 1.2 reads them (`_SettingsYamlLoader`)."""
 
     def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        """The file's settings. Raises ConfigError for a file that is not UTF-8 YAML,
+        or whose top level or `orchestrator:` section is not a mapping."""
         encoding = self.yaml_file_encoding or "utf-8"
-        with file_path.open(encoding=encoding) as yaml_file:
-            data: dict[str, Any] = yaml.load(yaml_file, Loader=_SettingsYamlLoader) or {}
+        try:
+            with file_path.open(encoding=encoding) as yaml_file:
+                data = yaml.load(yaml_file, Loader=_SettingsYamlLoader)
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file_path}: not UTF-8 text") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise ConfigError(f"{file_path}: not valid YAML{where}: {problem}") from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file_path}: must be a mapping of settings")
+        if "orchestrator" in data and not isinstance(data["orchestrator"], dict | None):
+            raise ConfigError(f"{file_path}: its orchestrator section must be a mapping")
         return data
 
     def __call__(self) -> dict[str, Any]:
@@ -544,6 +573,8 @@ def load_settings(**overrides: Any) -> Settings:
     named = os.environ.get(CONFIG_FILE_VARIABLE)
     if named is not None and not Path(named).exists():
         raise ConfigError(f"{CONFIG_FILE_VARIABLE}: no such file: {named!r}")
+    if named is not None and Path(named).is_dir():
+        raise ConfigError(f"{CONFIG_FILE_VARIABLE}: a directory, not a file: {named!r}")
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -569,4 +600,7 @@ def _problem(error: Any) -> str:
         value = "**redacted**"
     elif where in ("ORCHESTRATOR_DATABASE_URL", "LOG_COLLECTOR_URL") and isinstance(value, str):
         value = _redact_url(value)
-    return f"{where}: {message}, got {value!r}"
+    shown = repr(value)
+    if len(shown) > 80:  # a 5,000-digit PORT is not repeated whole
+        shown = shown[:60] + "..." + shown[-10:]
+    return f"{where}: {message}, got {shown}"

@@ -129,3 +129,60 @@ def test_an_integer_setting_given_in_code_must_be_an_int_or_its_digits(value: ob
         Settings(port=value)
     assert Settings(port=8080).port == 8080
     assert Settings(port="8080").port == 8080
+
+
+def test_a_yaml_base_60_float_is_refused_as_the_environment_refuses_it(
+    config_file: Path,
+) -> None:
+    """PyYAML read `1:30.5` as 90.5 (YAML 1.1 base 60)."""
+    config_file.write_text("orchestrator:\n  SHUTDOWN_GRACE_SECONDS: 1:30.5\n")
+    with pytest.raises(ConfigError, match=r"^SHUTDOWN_GRACE_SECONDS: .*got '1:30.5'$"):
+        load_settings()
+    config_file.write_text("orchestrator:\n  SHUTDOWN_GRACE_SECONDS: .5\n")
+    assert load_settings().shutdown_grace_seconds == 0.5
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"PORT: [\n", "not valid YAML at line 2, column 1: expected the node content"),
+        (b"- PORT\n", "must be a mapping of settings"),
+        (b"8080\n", "must be a mapping of settings"),
+        (b"orchestrator: 5\n", "its orchestrator section must be a mapping"),
+        (b"PORT: \xff\n", "not UTF-8 text"),
+    ],
+)
+def test_a_config_file_that_is_not_a_yaml_mapping_is_one_line_naming_the_file(
+    config_file: Path, content: bytes, said: str
+) -> None:
+    """These were tracebacks (exit status 1) or, for `orchestrator: 5`, ignored."""
+    config_file.write_bytes(content)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert str(raised.value).startswith(f"{config_file}: {said}")
+    assert "\n" not in str(raised.value)
+
+
+def test_a_config_file_variable_naming_a_directory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was skipped silently, the defaults served instead."""
+    monkeypatch.setenv("ORCHESTRATOR_CONFIG_FILE", str(tmp_path))
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert str(raised.value) == (
+        f"ORCHESTRATOR_CONFIG_FILE: a directory, not a file: {str(tmp_path)!r}"
+    )
+
+
+def test_a_long_refused_value_is_shown_shortened(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "9" * 5000)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert str(raised.value) == (
+        "PORT: Unable to parse input string as an integer, exceeded maximum size, got '"
+        + "9" * 59
+        + "..."
+        + "9" * 9
+        + "'"
+    )
