@@ -394,6 +394,19 @@ def test_condition_evaluation() -> None:
         ("n ? true : false", {"n": 1}, "no operator '?:' for int, bool and bool"),
         ("m.z == 1", {"m": {"a": 1}}, "no such key: 'z'"),
         ('m["z"] == 1', {"m": {"a": 1}}, "no such key: 'z'"),
+        ("m[5] == 1", {"m": {"a": 1}}, "no such key: 5"),
+        ("n{a: 1} == n", {"n": 1}, "an int is not a message type"),
+        (
+            "int(double(s)) == 1",
+            {"s": "inf"},
+            "integer overflow, or a value the conversion cannot read",
+        ),
+        # Python's `*` and `%` on strings, bytes and lists: repetition and formatting.
+        ("s * n == ''", {"s": "x", "n": 3}, "no operator '*' for string and int"),
+        ("size(l * n) == 6", {"l": [1, 2], "n": 3}, "no operator '*' for list and int"),
+        ("s % n == ''", {"s": "%d", "n": 3}, "no operator '%' for string and int"),
+        ("b * 2 == 2", {"b": True}, "no operator '*' for bool and int"),
+        ("string(l) == ''", {"l": [1]}, "no such overload"),
         # An operand's own error, not "no operator '[]' for list and celevalerror".
         ("l[1 / n] == 1", {"l": [1], "n": 0}, "modulus or divide by zero"),
         ("m[m['z']] == 1", {"m": {}}, "no such key: 'z'"),
@@ -783,3 +796,74 @@ def test_concatenations_and_method_results_count_toward_what_a_step_makes(
             compile_condition(text).evaluate(variables)
     # Reading a variable makes nothing, however often.
     assert compile_condition("l.all(x, size(l) == 50 && l[0] == 1)").evaluate({"l": [1] * 50})
+
+
+def test_repetition_is_refused_even_in_a_constant_condition_at_load() -> None:
+    """`size("x" * 2000000000) > 0` has no variable, so loading its definition
+    evaluated it: Python's string repetition, 2 GB, before any check could run."""
+    started = time.perf_counter()
+    with pytest.raises(ConditionError, match=r"no operator '\*' for string and int"):
+        compile_condition('size("x" * 2000000000) > 0')
+    with pytest.raises(ConditionError, match="no operator '%' for string and int"):
+        compile_condition('size("%1000000000d" % 5) > 0')
+    assert time.perf_counter() - started < 1.0
+    assert compile_condition("n * 2 == 6 && n % 2 == 1 && d * 2.0 == 3.0").evaluate(
+        {"n": 3, "d": 1.5}
+    )
+
+
+def test_durations_and_timestamps_are_read_in_linear_time() -> None:
+    """cel-python matches a duration's text with a backtracking pattern whose
+    `(...[a-z]+)+$` took exponential time on "aaa...a!", in one C call."""
+    condition = compile_condition('duration(s) > duration("1s")')
+    started = time.perf_counter()
+    for text in ("a" * 40 + "!", "1" * 100 + "s"):
+        with pytest.raises(ConditionError, match="a value the conversion cannot read"):
+            condition.evaluate({"s": text})
+    assert time.perf_counter() - started < 1.0
+    assert condition.evaluate({"s": "1h30m"}) is True
+    assert condition.evaluate({"s": "0.5s"}) is False
+    stamp = compile_condition('timestamp(s) > timestamp("2020-01-01T00:00:00Z")')
+    assert stamp.evaluate({"s": "2026-12-02T10:00:00Z"}) is True
+    with pytest.raises(ConditionError, match="a value the conversion cannot read"):
+        stamp.evaluate({"s": "2026-12-02T10:00:00" + "0" * 300 + "Z"})
+
+
+def test_function_results_count_toward_what_a_step_makes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cel_conditions, "MAX_MADE", 8)
+    variables = {"l": [1, 2, 3], "s": "abcd"}
+    assert compile_condition("size(bytes(s)) == 4 && string(n) == '5'").evaluate(
+        {**variables, "n": 5}
+    )
+    with pytest.raises(ConditionError, match="made values of more than 8 characters"):
+        compile_condition("l.exists(x, size(bytes(s)) == 0)").evaluate(variables)
+
+
+def test_only_the_time_conditions_take_is_spent_from_a_step_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The budget's clock ran from the start of the step, so the engine's own work
+    (ids, events, up to 10,000 moves of a loop) was spent as the conditions' time."""
+    monkeypatch.setattr(cel_conditions, "TIME_LIMIT_S", 0.05)
+    budget = cel_conditions.Budget()
+    condition = compile_condition("l.exists(x, x == 3)")
+    assert condition.evaluate({"l": [1, 2, 3]}, {}, budget) is True
+    busy = time.thread_time() + 0.1
+    while time.thread_time() < busy:  # the engine's work: not the conditions'
+        pass
+    assert condition.evaluate({"l": [1, 2, 3]}, {}, budget) is True
+    assert 0 < budget.left < 0.05
+
+
+def test_a_pattern_needing_more_than_a_megabyte_fails_its_condition() -> None:
+    """RE2 kept up to 8 MB per compiled pattern and 256 patterns from instance
+    variables were cached: 2 GB. Now 1 MB each, 64 kept."""
+    condition = compile_condition("s.matches(p)")
+    with pytest.raises(ConditionError) as failed:
+        condition.evaluate({"s": "abc", "p": "(a{1,1000}){1,1000}"})
+    assert str(failed.value) == (
+        "condition 's.matches(p)' failed: not a valid RE2 pattern, or too large"
+    )
+    assert condition.evaluate({"s": "abc", "p": "b+"}) is True

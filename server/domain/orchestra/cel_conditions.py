@@ -84,16 +84,24 @@ class _TooMuchMade(BaseException):
 
 
 class Budget:
-    """The CPU time left to the conditions of one engine step (TIME_LIMIT_S from
-    creation, `time.thread_time` seconds); shared by every condition and conversion
-    of the step."""
+    """The CPU time (`time.thread_time` seconds) and the made values left to the
+    conditions of one engine step, shared by every condition and conversion of the
+    step. Only the time between `start` and `stop` is spent: the engine's own work in
+    the step (ids, events, other nodes) is not the conditions'."""
 
-    __slots__ = ("_count", "deadline", "made")
+    __slots__ = ("_count", "deadline", "left", "made")
 
     def __init__(self) -> None:
-        self.deadline = time.thread_time() + TIME_LIMIT_S
+        self.left = TIME_LIMIT_S
+        self.deadline = 0.0
         self._count = 0
         self.made = 0
+
+    def start(self) -> None:
+        self.deadline = time.thread_time() + self.left
+
+    def stop(self) -> None:
+        self.left = self.deadline - time.thread_time()
 
     def count_made(self, value: Any) -> None:
         """Count a value an operation made: its length if a string, bytes, list or
@@ -136,6 +144,11 @@ class _TimedEvaluator(evaluation.Evaluator):
 
     def member_dot_arg(self, tree: lark.Tree[Any]) -> Any:
         made = super().member_dot_arg(tree)
+        self._budget.count_made(made)
+        return made
+
+    def function_eval(self, name_token: lark.Token, exprlist: Any = None) -> Any:
+        made = super().function_eval(name_token, exprlist)  # `string(s)`, `bytes(s)`
         self._budget.count_made(made)
         return made
 
@@ -182,9 +195,14 @@ _ENVIRONMENT = celpy.Environment()
 # an instance variable could write forged log lines there. Compiled quiet instead.
 _QUIET_RE2 = re2.Options()
 _QUIET_RE2.log_errors = False
+# RE2's memory per compiled pattern (its default is 8 MB); a pattern that needs more
+# fails to compile, so the condition fails. Patterns come from instance variables
+# too, and up to _PATTERNS_CACHED of them are kept: 64 MB at most.
+_QUIET_RE2.max_mem = 1 << 20
+_PATTERNS_CACHED: Final = 64
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=_PATTERNS_CACHED)
 def _pattern(pattern: str) -> Any:
     return re2.compile(pattern, _QUIET_RE2)
 
@@ -197,7 +215,9 @@ def _matches(text: str, pattern: str) -> Any:
         # answers "no such overload"; a bytes text is searched as bytes.
         found = _pattern(pattern).search(text)
     except re2.error as exc:
-        return evaluation.CELEvalError("match error", exc.__class__, exc.args)
+        return evaluation.CELEvalError(
+            "not a valid RE2 pattern, or too large", exc.__class__, exc.args
+        )
     return celtypes.BoolType(found is not None)
 
 
@@ -229,10 +249,65 @@ def _conditional(condition: Any, left: Any, right: Any) -> Any:
     return celtypes.logical_condition(condition, left, right)
 
 
+_NOT_NUMBERS: Final = (str, bytes, list, dict, celtypes.BoolType)
+
+
+def _multiply(left: Any, right: Any) -> Any:
+    """CEL `*`, numbers only. cel-python used Python's `*`, so `"x" * 2000000000` (and
+    a list or bytes times an int) was repetition: 2 GB in one step, when a definition
+    with that constant condition loaded."""
+    if isinstance(left, _NOT_NUMBERS) or isinstance(right, _NOT_NUMBERS):
+        raise TypeError("no such overload")
+    return operator.mul(left, right)
+
+
+def _modulo(left: Any, right: Any) -> Any:
+    """CEL `%`, numbers only. cel-python used Python's `%`, so a string operand was
+    %-formatting: `"%1000000000d" % n` made a 1 GB string."""
+    if isinstance(left, _NOT_NUMBERS) or isinstance(right, _NOT_NUMBERS):
+        raise TypeError("no such overload")
+    return operator.mod(left, right)
+
+
+# The text of a CEL duration (cel-python's own pattern), matched by RE2 in linear
+# time first: cel-python matches it with Python's `re`, and its `(...[a-z]+)+$`
+# backtracks exponentially on text such as "aaaa...a!", in one C call no check can
+# interrupt. And no duration or timestamp is longer than a few dozen characters.
+_DURATION: Final = re2.compile(r"[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+", _QUIET_RE2)
+_TIME_TEXT_MAX: Final = 64
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str) and (
+        len(value) > _TIME_TEXT_MAX or _DURATION.fullmatch(value) is None
+    ):
+        raise ValueError("not a duration")
+    return celtypes.DurationType(value)
+
+
+def _timestamp(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _TIME_TEXT_MAX:
+        raise ValueError("not a timestamp")
+    return celtypes.TimestampType(value)
+
+
+def _string(value: Any) -> Any:
+    """CEL `string()`, of scalars only: cel-python also made Python's repr of a list
+    or map, as long as the value."""
+    if isinstance(value, list | dict):
+        raise TypeError("no such overload")
+    return celtypes.StringType(value)
+
+
 _FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
     "matches": _matches,
     "_[_]": _index,
     "_?_:_": _conditional,
+    "_*_": _multiply,
+    "_%_": _modulo,
+    "duration": _duration,
+    "timestamp": _timestamp,
+    "string": _string,
 }
 # cel-python logs every evaluation error at ERROR; ours become incidents instead.
 logging.getLogger("celpy").setLevel(logging.CRITICAL)
@@ -266,6 +341,7 @@ class Condition:
         or for a result that is not a bool."""
         memo = {} if converted is None else converted
         budget = Budget() if budget is None else budget
+        budget.start()
         try:
             # Only the variables it reads, each once per step: converting a 200 KB
             # list took ~0.2-0.85 s, for every condition, read or not.
@@ -287,8 +363,15 @@ class Condition:
                 f"condition {self.text!r} failed: the conditions of this step made values"
                 f" of more than {MAX_MADE:,} characters or elements together"
             ) from None
+        except OverflowError:  # `int(double("inf"))`: Python's own words otherwise
+            raise ConditionError(
+                f"condition {self.text!r} failed: integer overflow, or a value the"
+                " conversion cannot read"
+            ) from None
         except Exception as exc:  # cel-python raises CELEvalError and Python errors alike
             raise ConditionError(f"condition {self.text!r} failed: {_brief(exc)}") from None
+        finally:
+            budget.stop()
         if isinstance(result, evaluation.CELEvalError):
             raise ConditionError(f"condition {self.text!r} failed: {_brief(result)}")
         if not isinstance(result, celtypes.BoolType):
@@ -425,6 +508,7 @@ _FUNCTION_OVERLOAD: Final = re.compile(
 _MISSING_KEY: Final = re.compile(r"no such member in mapping: (.*)")
 # Python's own words, from cel-python code that let them through.
 _NOT_ITERABLE: Final = re.compile(r"'(\w+)' object is not iterable")
+_NOT_CALLABLE: Final = re.compile(r"'(\w+)' object is not callable")
 _UNHASHABLE: Final = re.compile(r"unhashable type: '(\w+)'")
 _DUPLICATE_KEY: Final = re.compile(r"Duplicate key \w+\((.*)\)")
 _UNKNOWN_TYPE: Final = re.compile(r"No '([\w.]+)' in bindings .*")
@@ -462,14 +546,18 @@ def _brief(exc: BaseException) -> str:
     missing = _MISSING_KEY.fullmatch(text)
     if missing is not None:  # `m.z` of a map without "z": CEL's "no such key"
         return f"no such key: {missing.group(1)}"
-    if text == "no such key" and len(exc.args) > 2 and exc.args[2]:  # `m["z"]`
-        return f"no such key: {str(exc.args[2][0])!r}"
+    if text == "no such key" and len(exc.args) > 2 and exc.args[2]:  # `m["z"]`, `m[5]`
+        return f"no such key: {_literal(exc.args[2][0])}"
     if len(exc.args) > 1 and exc.args[1] is KeyError and text.isidentifier():  # `.zz`
         return f"undeclared reference to {text!r}"
     iterable = _NOT_ITERABLE.fullmatch(text)
     if iterable is not None:  # `n.all(x, ...)` over an int
         kind = _cel_type(iterable.group(1))
         return f"{_article(kind)} {kind} is not a list or map to iterate"
+    not_callable = _NOT_CALLABLE.fullmatch(text)
+    if not_callable is not None:  # `n{a: 1}` with `n` a variable
+        kind = _cel_type(not_callable.group(1))
+        return f"{_article(kind)} {kind} is not a message type"
     unhashable = _UNHASHABLE.fullmatch(text)
     if unhashable is not None:
         kind = _cel_type(unhashable.group(1))
@@ -492,6 +580,15 @@ def _brief(exc: BaseException) -> str:
     if text == "invalid_argument":  # cel-python's status word (an index out of range)
         text = "invalid argument"
     return text or "evaluation error"
+
+
+def _literal(value: Any) -> str:
+    """A key as CEL writes it: `'z'`, `5`, `true`."""
+    if isinstance(value, str):
+        return repr(str(value))
+    if isinstance(value, bool | celtypes.BoolType):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _article(word: str) -> str:
