@@ -71,14 +71,17 @@ async def test_slow_refusing_anonymous_and_self_peers_each_get_their_status(
                 sync = asyncio.create_task(http.post("/registry/sync-peers", json={}))
                 await asyncio.sleep(0.2)
                 listed = await http.get("/peers")
-                listed_after = time.monotonic() - started
+                # Answered while the sync still waits for its slow peer (1 s): an
+                # ordering, not a wall-clock bound (0.8 s), which a loaded CI machine
+                # overran once (1.06 s) with the sync still in flight or not.
+                sync_in_flight = not sync.done()
                 response = await sync
                 took = time.monotonic() - started
                 peers_after = await http.get("/peers")
         finally:
             await app.stop(grace=1)
-    assert listed.status_code == 200 and listed_after < 0.8
-    assert [p["status"] for p in listed.json()["items"]] == ["unknown"] * 4
+    assert listed.status_code == 200 and sync_in_flight
+    assert [p["status"] for p in listed.json()["items"]] == ["unknown"] * 4  # before its commit
     assert response.status_code == 200, response.text
     assert 1.0 <= took < 3.0
     results = {r["url"]: r for r in response.json()["results"]}

@@ -58,8 +58,11 @@ async def http(tmp_path: Path, stub: StubUpstream) -> AsyncIterator[httpx.AsyncC
         update={
             "reporting_url": stub.url,
             "secure_analyzer_url": f"http://127.0.0.1:{_closed_port()}",
-            "upstream_connect_timeout_seconds": 0.5,
-            "upstream_read_timeout_seconds": 0.5,
+            # No test here waits for a timeout (the unreachable port refuses at once), so
+            # the attempts get time to spare: with 0.5 s, a first attempt slowed by a
+            # loaded CI machine timed out and the later 503s were the call's answer.
+            "upstream_connect_timeout_seconds": 5.0,
+            "upstream_read_timeout_seconds": 5.0,
             "upstream_retries": 2,
             "upstream_breaker_failures": 2,
             "upstream_breaker_reset_seconds": 30.0,
