@@ -26,7 +26,7 @@ from orchestrator.jobengine.v1 import worker_service_pb2 as wpb
 from orchestrator.orchestra.v1 import orchestra_service_pb2 as pb
 from server.app import Application
 from server.domain.context import CallContext
-from server.domain.orchestra.instances import LIST_MAX, list_instances
+from server.domain.orchestra.instances import LIST_MAX, RELEASE_CONCURRENCY, list_instances
 from server.domain.orchestra.runner import OrchestraRunner
 from server.identity.scopes import ORCHESTRA_PERMISSION
 from server.storage.repositories.orchestra import SqlOrchestraStore
@@ -80,8 +80,8 @@ class Orchestra(ServiceClient):
 class Worker(ServiceClient):
     service = wpb.DESCRIPTOR.services_by_name["WorkerService"]
 
-    async def lease(self, job_type: str, wait: float = 5.0) -> list[wpb.Lease]:
-        request = wpb.LeaseJobsRequest(worker_id="w-1", job_types=[job_type], max_jobs=10)
+    async def lease(self, job_type: str, wait: float = 5.0, max_jobs: int = 10) -> list[wpb.Lease]:
+        request = wpb.LeaseJobsRequest(worker_id="w-1", job_types=[job_type], max_jobs=max_jobs)
         request.wait_timeout.FromMilliseconds(int(wait * 1000))
         return list((await self.call("LeaseJobs", request, wpb.LeaseJobsResponse)).leases)
 
@@ -376,6 +376,94 @@ async def test_job_endings_are_reconciled_without_hints(
         assert await runner.run_once() >= 1
         assert (await orchestra.get(instance_id)).status == "completed"
         assert await orchestra.variables(instance_id) == {"ok": True}
+
+
+async def test_a_pass_moves_the_tokens_of_different_instances_at_once(
+    app: Application, orchestra: Orchestra, worker: Worker
+) -> None:
+    """One after another, the engine's loop waited behind every request between two of
+    its statements and fell behind a steady stream of starts; the tokens of different
+    instances now move RELEASE_CONCURRENCY at a time, each in its own transaction
+    (counted between its instance lock and its commit); on SQLite, one writer, one
+    at a time."""
+    definition_id, job_type = await _one_service_task(app, "many")
+    count = 2 * RELEASE_CONCURRENCY
+    async with _runner_stopped(app) as runner:
+        started = [await orchestra.start(definition_id) for _ in range(count)]
+        leases = await worker.lease(job_type, max_jobs=count)
+        assert len(leases) == count
+        for lease in leases:
+            await worker.complete(lease.token, {"ok": True})
+        holding: set[int] = set()
+        peak = 0
+
+        def executing(conn: object, _cursor: object, statement: str, *_: object) -> None:
+            nonlocal peak
+            text = statement.lstrip()
+            if text.startswith("UPDATE orchestra_instances") or (
+                "FROM orchestra_instances" in text and "FOR UPDATE" in text
+            ):  # the instance's lock: FOR UPDATE, or SQLite's write lock
+                holding.add(id(conn))
+                peak = max(peak, len(holding))
+
+        def ended(conn: object) -> None:
+            holding.discard(id(conn))
+
+        engine = app.db.engine.sync_engine
+        sa.event.listen(engine, "before_cursor_execute", executing)
+        sa.event.listen(engine, "commit", ended)
+        sa.event.listen(engine, "rollback", ended)
+        try:
+            assert await runner.run_once() == count
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", executing)
+            sa.event.remove(engine, "commit", ended)
+            sa.event.remove(engine, "rollback", ended)
+        assert peak == (1 if app.db.is_sqlite else RELEASE_CONCURRENCY)
+        for instance_id in started:
+            assert (await orchestra.get(instance_id)).status == "completed"
+
+
+async def test_one_pass_moves_both_ended_branches_of_one_instance(
+    app: Application, orchestra: Orchestra, worker: Worker
+) -> None:
+    """Two tokens of one instance whose jobs ended go one after the other in the same
+    pass: at once, the second would skip the instance row the first holds and wait
+    for the next full pass."""
+    job_type = f"branches.{uuid.uuid4().hex[:6]}"
+    definition_id = _unique("branches")
+    await load_definition(
+        app,
+        {
+            "id": definition_id,
+            "nodes": [
+                {"id": "start", "type": "start"},
+                {"id": "fork", "type": "parallel_gateway"},
+                {"id": "left", "type": "service_task", "job_type": job_type},
+                {"id": "right", "type": "service_task", "job_type": job_type},
+                {"id": "join", "type": "parallel_gateway"},
+                {"id": "done", "type": "end"},
+            ],
+            "flows": [
+                {"from": "start", "to": "fork"},
+                {"from": "fork", "to": "left"},
+                {"from": "fork", "to": "right"},
+                {"from": "left", "to": "join"},
+                {"from": "right", "to": "join"},
+                {"from": "join", "to": "done"},
+            ],
+        },
+    )
+    async with _runner_stopped(app) as runner:
+        instance_id = await orchestra.start(definition_id)
+        leases = await worker.lease(job_type, max_jobs=2)
+        assert len(leases) == 2
+        for lease in leases:
+            await worker.complete(lease.token, {"ok": True})
+        assert await runner.run_once() == 2
+        state = await orchestra.get(instance_id)
+        assert state.status == "completed"
+        assert list(state.tokens) == []
 
 
 async def test_a_hinted_pass_moves_only_the_hinted_jobs_tokens(

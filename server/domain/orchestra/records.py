@@ -440,6 +440,13 @@ class OrchestraStore(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[OrchestraUnit]: ...
 
+    @property
+    def parallel_writes(self) -> bool:
+        """Whether write transactions on different rows run at once (PostgreSQL's row
+        locks), or one after another whatever is asked (SQLite's one writer per
+        database, where more at once only wait in the busy handler)."""
+        ...
+
 
 def _definition_snapshot(definition: DefinitionRecord) -> dict[str, Any]:
     return {

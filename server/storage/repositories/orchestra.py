@@ -660,6 +660,7 @@ class SqlOrchestraStore:
     def __init__(self, base: SqlStore) -> None:
         self.base = base
         self.orchestra = SqlOrchestraReads(base.db)
+        self.parallel_writes = not base.db.is_sqlite
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlOrchestraUnit]:
