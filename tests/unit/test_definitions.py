@@ -423,6 +423,17 @@ def test_condition_evaluation() -> None:
         ),
         ("n + 1 > n", {"n": 2**63 - 1}, "integer overflow, or a value the conversion cannot read"),
         ("int(s) == 1", {"s": "abc"}, "integer overflow, or a value the conversion cannot read"),
+        # Python's True == 1, which cel-python's bool (an int) inherited.
+        ("x == 1", {"x": True}, "no operator '==' for bool and int"),
+        ("x != 0", {"x": False}, "no operator '!=' for bool and int"),
+        ("n == true", {"n": 1}, "no operator '==' for int and bool"),
+        ("x == 1.0", {"x": True}, "no operator '==' for bool and double"),
+        ("1 in l", {"l": [True]}, "no such overload"),
+        ("x in l", {"x": True, "l": [0, 1]}, "no such overload"),
+        ("1 in {true: 'y'}", {}, "no such overload"),
+        # Not found, past an element of another type: as cel-python's `"a" in [1]`.
+        ("3 in l", {"l": [True, 1, 2]}, "no such overload"),
+        ("{true: 2}[n] == 2", {"n": 1}, "no such key: 1"),
     ],
 )
 def test_runtime_errors_are_said_in_cel_words(
@@ -434,6 +445,35 @@ def test_runtime_errors_are_said_in_cel_words(
     with pytest.raises(ConditionError) as failed:
         compile_condition(text).evaluate(variables)
     assert str(failed.value) == f"condition {text!r} failed: {said}"
+
+
+@pytest.mark.parametrize(
+    ("text", "variables", "value"),
+    [
+        # Lists and maps that differ only by a bool against a number are unequal.
+        ("l == [1]", {"l": [True]}, False),
+        ("l != [1, 2]", {"l": [True, 2]}, True),
+        ("m == {'a': 1}", {"m": {"a": True}}, False),
+        ("[[n]] == [[true]]", {"n": 1}, False),
+        # Same types compare as before.
+        ("l == [true, 2]", {"l": [True, 2]}, True),
+        ("m == {'a': true}", {"m": {"a": True}}, True),
+        ("x == true && x != false", {"x": True}, True),
+        ("x != null", {"x": True}, True),
+        ("true in l && 2 in l", {"l": [False, True, 1, 2]}, True),
+        ("3 in l", {"l": [1, 2]}, False),
+        ("'a' in m && !('b' in m)", {"m": {"a": 1}}, True),
+        ("{1: 2}[n] == 2 && {true: 3}[x] == 3", {"n": 1, "x": True}, True),
+    ],
+)
+def test_a_bool_never_equals_a_number(text: str, variables: dict[str, object], value: bool) -> None:
+    assert compile_condition(text).evaluate(variables) is value
+
+
+def test_a_constant_comparing_a_bool_with_a_number_is_refused_at_load() -> None:
+    with pytest.raises(ConditionError) as refused:
+        compile_condition("true == 1")
+    assert "no operator '==' for bool and int" in str(refused.value)
 
 
 def test_indexes_cel_allows_still_read() -> None:

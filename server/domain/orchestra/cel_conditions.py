@@ -13,6 +13,7 @@ incident: it never escapes as a server error.
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import logging
 import operator
@@ -227,7 +228,8 @@ def _index(container: Any, index: Any) -> Any:
     indexing allows and CEL does not: a negative list index (CEL: out of range, which
     Python read from the end: `l[-1]` was the last element), a bool one (CEL: no
     overload; Python read `l[true]` as `l[1]`) and an index into a string or bytes
-    (CEL has none; Python gave `'abc'[0]` as `'a'`)."""
+    (CEL has none; Python gave `'abc'[0]` as `'a'`), and a map key that is a bool
+    for a number or a number for a bool."""
     if isinstance(container, evaluation.CELEvalError):
         return container  # the operand's own error, not "no operator '[]'"
     if isinstance(index, evaluation.CELEvalError):
@@ -239,7 +241,15 @@ def _index(container: Any, index: Any) -> Any:
             raise TypeError("a list index must be an int")
         if isinstance(index, int) and index < 0:
             raise IndexError(index)
-    return operator.getitem(container, index)
+    value = operator.getitem(container, index)
+    if isinstance(container, dict) and isinstance(index, int | float):
+        # Python found `{true: 2}[1]` (True == 1, one hash): CEL has no such key.
+        is_bool = isinstance(index, celtypes.BoolType)
+        if not any(
+            isinstance(key, celtypes.BoolType) == is_bool and key == index for key in container
+        ):
+            raise KeyError(index)
+    return value
 
 
 def _conditional(condition: Any, left: Any, right: Any) -> Any:
@@ -248,6 +258,83 @@ def _conditional(condition: Any, left: Any, right: Any) -> Any:
     if isinstance(condition, evaluation.CELEvalError):
         return condition
     return celtypes.logical_condition(condition, left, right)
+
+
+# The budget of the evaluation running in this context, for the functions below that
+# walk a value (cel-python calls them without the evaluator).
+_BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("budget", default=None)
+
+
+def _bool_against_number(left: Any, right: Any) -> bool:
+    """Whether `left` and `right`, or two elements at the same place in them (lists
+    of one length, maps by key), are a bool and a non-bool: Python's `True == 1`,
+    which cel-python inherits (its bool is an int)."""
+    budget = _BUDGET.get()
+    pending = [(left, right)]
+    while pending:
+        a, b = pending.pop()
+        if budget is not None:
+            budget.tick()
+        a_bool, b_bool = isinstance(a, celtypes.BoolType), isinstance(b, celtypes.BoolType)
+        if a_bool != b_bool and isinstance(b if a_bool else a, int | float):
+            return True
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            pending.extend(zip(a, b, strict=True))
+        elif isinstance(a, dict) and isinstance(b, dict) and len(a) == len(b):
+            for key, value in a.items():
+                if key in b:
+                    other = next(k for k in b if k == key) if not isinstance(key, str) else key
+                    pending.append((key, other))
+                    pending.append((value, b[key]))
+    return False
+
+
+def _equal(left: Any, right: Any) -> Any:
+    """CEL `==`: cel-python's, except that a bool is never equal to a number (CEL has
+    no conversion between them; Python's `True == 1` routed `x == 1` with `x` true
+    down the flow for 1): `true == 1` fails with no operator, as `1 == 1.0` does in
+    cel-python, and lists or maps that differ only so are unequal."""
+    if _bool_against_number(left, right):
+        if not isinstance(left, list | dict):
+            raise TypeError("no such overload")
+        return celtypes.BoolType(False)
+    return evaluation.bool_eq(left, right)
+
+
+def _not_equal(left: Any, right: Any) -> Any:
+    """CEL `!=`, the negation of `_equal`."""
+    if _bool_against_number(left, right):
+        if not isinstance(left, list | dict):
+            raise TypeError("no such overload")
+        return celtypes.BoolType(True)
+    return evaluation.bool_ne(left, right)
+
+
+def _in(item: Any, container: Any) -> Any:
+    """CEL `in` (a list's elements, a map's keys): cel-python's `operator_in`, except
+    that a bool and a number are of different types (`1 in [true]` and
+    `1 in {true: "x"}` were true): no match and a comparison of different types is
+    "no such overload", as cel-python answers `"a" in [1]`. Every element counts
+    toward the step's budget."""
+    if isinstance(item, evaluation.CELEvalError):
+        return item
+    if isinstance(container, evaluation.CELEvalError):
+        return container
+    budget = _BUDGET.get()
+    result: Any = celtypes.BoolType(False)
+    for element in container:
+        if budget is not None:
+            budget.tick()
+        try:
+            if _bool_against_number(element, item):
+                if isinstance(element, list | dict):
+                    continue  # lists or maps that differ: unequal
+                raise TypeError("no such overload")
+            if element == item:
+                return celtypes.BoolType(True)
+        except TypeError as exc:
+            result = evaluation.CELEvalError("no such overload", exc.__class__, exc.args)
+    return result
 
 
 _NOT_NUMBERS: Final = (str, bytes, list, dict, celtypes.BoolType)
@@ -303,6 +390,9 @@ def _string(value: Any) -> Any:
 _FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
     "matches": _matches,
     "_[_]": _index,
+    "_==_": _equal,
+    "_!=_": _not_equal,
+    "_in_": _in,
     "_?_:_": _conditional,
     "_*_": _multiply,
     "_%_": _modulo,
@@ -348,6 +438,7 @@ class Condition:
         collecting = gc.isenabled()
         gc.disable()
         budget.start()
+        running = _BUDGET.set(budget)
         try:
             # Only the variables it reads, each once per step: converting a 200 KB
             # list took ~0.2-0.85 s, for every condition, read or not.
@@ -377,6 +468,7 @@ class Condition:
         except Exception as exc:  # cel-python raises CELEvalError and Python errors alike
             raise ConditionError(f"condition {self.text!r} failed: {_brief(exc)}") from None
         finally:
+            _BUDGET.reset(running)
             budget.stop()
             if collecting:
                 gc.enable()
