@@ -464,6 +464,15 @@ def test_runtime_errors_are_said_in_cel_words(
         ("3 in l", {"l": [1, 2]}, False),
         ("'a' in m && !('b' in m)", {"m": {"a": 1}}, True),
         ("{1: 2}[n] == 2 && {true: 3}[x] == 3", {"n": 1, "x": True}, True),
+        # Maps whose keys are of several types (the first review's keys were compared
+        # with cel-python's typed ==, which fails across types).
+        ("{'a': 1, 2: 3}[n] == 3", {"n": 2}, True),
+        ("{1u: 'a', 2: 'b'}[n] == 'b'", {"n": 2}, True),
+        ("{'a': 1, 2: 3} == {'a': 1, 2: 3}", {}, True),
+        ("[{'a': 1, 2: 3}] == [{'a': 1, 2: 3}] && {'a': 1, 2: 3} in [{'a': 1, 2: 3}]", {}, True),
+        ("{1: 2} == {true: 2}", {}, False),
+        # A NaN key is found by identity but equals nothing.
+        ("[{double('nan'): 1}].all(m, m == m && false)", {}, False),
     ],
 )
 def test_a_bool_never_equals_a_number(text: str, variables: dict[str, object], value: bool) -> None:

@@ -242,13 +242,13 @@ def _index(container: Any, index: Any) -> Any:
         if isinstance(index, int) and index < 0:
             raise IndexError(index)
     value = operator.getitem(container, index)
-    if isinstance(container, dict) and isinstance(index, int | float):
-        # Python found `{true: 2}[1]` (True == 1, one hash): CEL has no such key.
-        is_bool = isinstance(index, celtypes.BoolType)
-        if not any(
-            isinstance(key, celtypes.BoolType) == is_bool and key == index for key in container
-        ):
-            raise KeyError(index)
+    # Python found `{true: 2}[1]` (True == 1, one hash): CEL has no such key.
+    if (
+        isinstance(container, dict)
+        and isinstance(index, int | float)
+        and _matched_key_is_bool(container, index) != isinstance(index, celtypes.BoolType)
+    ):
+        raise KeyError(index)
     return value
 
 
@@ -265,10 +265,25 @@ def _conditional(condition: Any, left: Any, right: Any) -> Any:
 _BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("budget", default=None)
 
 
+def _matched_key_is_bool(mapping: dict[Any, Any], key: Any) -> bool:
+    """Whether the key of `mapping` that Python matches with `key` (a bool or a
+    number found in it) is a bool. Python finds 1 and 1.0 under `true`, and `true`
+    under 1: one hash, and `True == 1`. A map holds at most one of them (cel-python
+    refuses a literal with both), so this compares no keys: a number matches a bool
+    key only when it is 0 or 1 and the map has that bool."""
+    if isinstance(key, celtypes.BoolType):
+        return any(isinstance(k, celtypes.BoolType) and bool(k) == bool(key) for k in mapping)
+    number = float(key)
+    if number not in (0.0, 1.0):
+        return False
+    return any(isinstance(k, celtypes.BoolType) and bool(k) == bool(number) for k in mapping)
+
+
 def _bool_against_number(left: Any, right: Any) -> bool:
     """Whether `left` and `right`, or two elements at the same place in them (lists
-    of one length, maps by key), are a bool and a non-bool: Python's `True == 1`,
-    which cel-python inherits (its bool is an int)."""
+    of one length, maps by key), are a bool and a non-bool number: Python's
+    `True == 1`, which cel-python inherits (its bool is an int). Other differences are
+    left to cel-python's own comparison."""
     budget = _BUDGET.get()
     pending = [(left, right)]
     while pending:
@@ -281,11 +296,19 @@ def _bool_against_number(left: Any, right: Any) -> bool:
         if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
             pending.extend(zip(a, b, strict=True))
         elif isinstance(a, dict) and isinstance(b, dict) and len(a) == len(b):
+            if budget is not None:
+                budget.tick(len(a))
             for key, value in a.items():
-                if key in b:
-                    other = next(k for k in b if k == key) if not isinstance(key, str) else key
-                    pending.append((key, other))
-                    pending.append((value, b[key]))
+                try:
+                    if key not in b:
+                        continue
+                except TypeError:  # cel-python's typed ==, in a hash collision
+                    continue
+                if isinstance(key, int | float) and _matched_key_is_bool(b, key) != isinstance(
+                    key, celtypes.BoolType
+                ):
+                    return True
+                pending.append((value, b[key]))
     return False
 
 
