@@ -481,7 +481,10 @@ async def _release_all(
         *(release_each(group) for group in by_instance.values()), return_exceptions=True
     )
     for outcome in outcomes:
-        if isinstance(outcome, BaseException):
+        # Only errors: a release cancelled on its own (not this pass, which gather
+        # would have raised) moved nothing, and its token waits for the next pass;
+        # re-raised here, a CancelledError would have stopped the engine's loop.
+        if isinstance(outcome, Exception):
             raise outcome
     return sum(outcome for outcome in outcomes if isinstance(outcome, int))
 
