@@ -228,6 +228,12 @@ class QuotaRepository(Protocol):
         """Leases counted for the quota in minutes after `after_minute` (epoch // 60)."""
         ...
 
+    async def release_throttled(self, tenant_id: str, job_type: str, *, now: datetime) -> int:
+        """Make every throttled job of the tenant's `job_type` eligible at `now` (they
+        stay `throttled`: the next lease judges them by the quota as it then stands,
+        or by none, and throttles again what it must); how many."""
+        ...
+
 
 class QuotaReads(Protocol):
     """Quotas outside a transaction: one statement each."""
@@ -460,7 +466,10 @@ async def update_quota(
 ) -> QuotaView:
     """Replace the four limits (PUT, AIP-134 with AIP-154's etag). `job_type` may be
     empty; otherwise it must be the quota's. An unchanged quota is audited, not
-    rewritten, and keeps its etag. Raises InvalidArgument, NotFound
+    rewritten, and keeps its etag. Changed limits make the job type's throttled jobs
+    eligible at once, and wake its workers: the next lease judges them by the new
+    limits (raising a cap released nothing before; jobs waited out the delay the old
+    bucket had set, days for a slow refill). Raises InvalidArgument, NotFound
     (QUOTA_NOT_FOUND), Aborted (QUOTA_ETAG_MISMATCH)."""
     tenant_id = call.require_tenant()
     _check_id(quota_id)
@@ -497,20 +506,29 @@ async def update_quota(
                 updated_by=call.actor,
             )
         await _changed(uow, call, before, after, "quota.updated")
+        # Jobs throttled under the old limits wait for no delay those limits set.
+        released = 0
+        if after is not before:
+            released = await uow.quotas.release_throttled(tenant_id, before.job_type, now=now)
         last_hour = await uow.quotas.last_hour(quota_id, after_minute=last_hour_after(now))
+    if released:
+        store.notify_work(tenant_id, after.job_type)
     return _view(after, last_hour, now)
 
 
-async def delete_quota(store: Store, call: CallContext, *, quota_id: str, etag: str) -> QuotaLike:
-    """Delete the quota (its job type is then unlimited; leased jobs keep their
-    leases; workers waiting for the type are woken). Raises NotFound (QUOTA_NOT_FOUND),
-    Aborted (QUOTA_ETAG_MISMATCH)."""
+async def delete_quota(
+    store: Store, call: CallContext, *, quota_id: str, etag: str, now: datetime
+) -> QuotaLike:
+    """Delete the quota (its job type is then unlimited: its throttled jobs are
+    eligible at once; leased jobs keep their leases; workers waiting for the type are
+    woken). Raises NotFound (QUOTA_NOT_FOUND), Aborted (QUOTA_ETAG_MISMATCH)."""
     tenant_id = call.require_tenant()
     _check_id(quota_id)
     async with store.transaction() as uow:
         before = await uow.quotas.lock(tenant_id, quota_id)
         _check_etag(before, etag)
         await uow.quotas.delete(before)
+        await uow.quotas.release_throttled(tenant_id, before.job_type, now=now)
         await audit.record(uow, call, QUOTA, before=before, after=None)
         await _event(uow, call, before, "quota.deleted")
     store.notify_work(tenant_id, before.job_type)  # unlimited now, paused or not before

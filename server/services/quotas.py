@@ -167,7 +167,11 @@ class QuotasService(pb_grpc.QuotasServiceServicer):
         self, request: pb.DeleteQuotaRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteQuotaResponse:
         await quotas.delete_quota(
-            self._store, current_call(), quota_id=request.quota_id, etag=request.etag
+            self._store,
+            current_call(),
+            quota_id=request.quota_id,
+            etag=request.etag,
+            now=self._now(),
         )
         return pb.DeleteQuotaResponse()
 

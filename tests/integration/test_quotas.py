@@ -665,6 +665,56 @@ async def test_a_rate_too_slow_for_a_timestamp_throttles_and_never_fails_the_lea
         assert abs(ahead - THROTTLE_MAX_S) < 1.0, ahead
 
 
+@pytest.mark.parametrize("change", ["raise", "delete"])
+async def test_raising_or_deleting_a_quota_releases_the_jobs_it_throttled(
+    grpc_quotas: QuotasClient, app: Application, tenant: str, change: str
+) -> None:
+    """Jobs throttled by a slow bucket waited out the delay it had set (11 days here)
+    after an operator lifted the rate limit or deleted the quota; now the next lease
+    judges them by the quota as it stands, or by none."""
+    quota = await grpc_quotas.create_quota("held", burst=1, refill_per_second=0.000001)
+    for _ in range(3):
+        await _job(app, tenant, "held", "queued")
+    leases = SqlLeases(app.db, Wakeups())
+    request = _lease_request(tenant, "held")
+    now = leases.now()
+    assert len((await leases.lease(request, now)).jobs) == 1
+    held = await _rows(app, _jobs, _jobs.c.tenant_id == tenant, _jobs.c.status == "throttled")
+    assert len(held) == 2
+    for row in held:
+        assert row.next_eligible_at.replace(tzinfo=UTC) - now > timedelta(days=5)
+    if change == "raise":  # the rate limit off (refillPerSecond 0), as the README's example
+        raised = await grpc_quotas.update_quota(
+            quota_pb2.Quota(quota_id=quota.quota_id, job_type="held", burst=10)
+        )
+        assert raised.refill_per_second == 0.0
+    else:
+        await grpc_quotas.delete_quota(quota.quota_id)
+    leased = (await leases.lease(request, leases.now())).jobs
+    assert sorted(row.job_id for row in leased) == sorted(row.job_id for row in held)
+    assert await _rows(app, _jobs, _jobs.c.tenant_id == tenant, _jobs.c.status == "throttled") == []
+
+
+async def test_an_unchanged_update_leaves_throttled_jobs_waiting(
+    grpc_quotas: QuotasClient, app: Application, tenant: str
+) -> None:
+    quota = await grpc_quotas.create_quota("still", burst=1, refill_per_second=0.000001)
+    for _ in range(2):
+        await _job(app, tenant, "still", "queued")
+    leases = SqlLeases(app.db, Wakeups())
+    request = _lease_request(tenant, "still")
+    assert len((await leases.lease(request, leases.now())).jobs) == 1
+    [before] = await _rows(app, _jobs, _jobs.c.tenant_id == tenant, _jobs.c.status == "throttled")
+    await grpc_quotas.update_quota(
+        quota_pb2.Quota(
+            quota_id=quota.quota_id, job_type="still", burst=1, refill_per_second=0.000001
+        )
+    )
+    assert list((await leases.lease(request, leases.now())).jobs) == []
+    [after] = await _rows(app, _jobs, _jobs.c.tenant_id == tenant, _jobs.c.status == "throttled")
+    assert after.next_eligible_at == before.next_eligible_at
+
+
 async def test_resume_wakes_the_workers_waiting_for_the_job_type(
     grpc_quotas: QuotasClient, grpc_target: str, app: Application, tenant: str, access_token: str
 ) -> None:

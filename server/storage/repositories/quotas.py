@@ -12,6 +12,7 @@ settings writes here leave `active` alone and lock the row first, as the lease d
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -162,6 +163,21 @@ class SqlQuotaRepository:
             _minutes.c.quota_id == quota_id, _minutes.c.minute > after_minute
         )
         return int((await (await self._conn()).execute(statement)).scalar_one())
+
+    async def release_throttled(self, tenant_id: str, job_type: str, *, now: datetime) -> int:
+        j = _jobs.c
+        statement = (
+            sa.update(_jobs)
+            .where(
+                j.tenant_id == tenant_id,
+                j.job_type == job_type,
+                j.status == JobStatus.THROTTLED.value,
+                j.next_eligible_at > now,
+            )
+            .values(next_eligible_at=now)
+        )
+        result = await (await self._conn()).execute(statement)
+        return int(result.rowcount or 0)
 
 
 def _values(quota: Quota) -> dict[str, Any]:
