@@ -19,6 +19,7 @@ import json
 import random
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
@@ -167,21 +168,11 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
                 continue
             result: str | None = None
             if item.HasField("result"):
+                field = f"completions[{index}].result"
                 try:
-                    value = convert.free_json(item.result, field=f"completions[{index}].result")
+                    result = self._capped_json(convert.free_json(item.result, field=field), field)
                 except InvalidArgument as invalid:
                     refused[index] = Outcome(token, error=invalid)
-                    continue
-                result = json.dumps(value, separators=(",", ":"), sort_keys=True)
-                if len(result.encode()) > self._result_max_bytes:
-                    refused[index] = Outcome(
-                        token,
-                        error=InvalidArgument.of(
-                            f"completions[{index}].result",
-                            f"must be at most {self._result_max_bytes} bytes as JSON, "
-                            f"got {len(result.encode())}",
-                        ),
-                    )
                     continue
             completions.append(Completion(token=token, result=result))
         leases = self._store.leases
@@ -205,8 +196,10 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
                 f"failures[{index}].token", token.job_id, token.lease_id
             ) or leasing.failure_violation(index, item.category, item.code)
             if bad is None:
+                field = f"failures[{index}].details"
                 try:
-                    details = convert.free_json(item.details, field=f"failures[{index}].details")
+                    details = convert.free_json(item.details, field=field)
+                    self._capped_json(details, field)  # stored in the job.failed event
                 except InvalidArgument as invalid:
                     bad = invalid
             if bad is not None:
@@ -230,6 +223,18 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         for outcome in _merge(refused, done):
             _put_outcome(response.results.add(), outcome)
         return response
+
+    def _capped_json(self, value: Any, field: str) -> str:
+        """`value` as compact JSON; InvalidArgument naming `field` past the result cap
+        (a job's result, and a failure's details: both are stored and shown by
+        GET /jobs/{id}; details had no cap, and 200 KB of them made a 201 KB answer)."""
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+        size = len(text.encode())
+        if size > self._result_max_bytes:
+            raise InvalidArgument.of(
+                field, f"must be at most {self._result_max_bytes} bytes as JSON, got {size}"
+            )
+        return text
 
 
 def _merge(refused: dict[int, Outcome], done: list[Outcome]) -> list[Outcome]:

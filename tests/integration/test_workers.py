@@ -27,6 +27,7 @@ from clients.transports.grpc import GrpcTransport
 from orchestrator.jobengine.v1 import job_pb2
 from orchestrator.jobengine.v1 import worker_service_pb2 as pb
 from server.app import Application
+from server.domain.leasing import RESULT_MAX_BYTES
 from server.storage.tables import DeadLetterEntryRow, EventRow, JobRow, table_of
 from tests.conftest import settings_for
 from tests.support.clock import TestClock
@@ -747,6 +748,40 @@ async def test_a_result_or_details_that_is_no_json_is_invalid_only_for_its_item(
     assert kept.job_status == "dead_lettered"
     statuses = [(await harness.row(j.job.job_id)).status for j in (first, second, third)]
     assert statuses == ["leased", "succeeded", "leased"]
+
+
+async def test_a_result_or_details_over_the_cap_is_invalid_only_for_its_item(
+    harness: Harness,
+) -> None:
+    """Results were capped at RESULT_MAX_BYTES as JSON; a failure's details were not,
+    and 200 KB of them went into the job.failed event and every GET of the job. Both
+    are refused for their item now, naming it; the job stays leased."""
+    cap = RESULT_MAX_BYTES
+    await harness.enqueue("capped", 3)
+    first, second, third = await harness.workers.lease(["capped"], max_jobs=3)
+    big = {"blob": "x" * cap}  # cap + 11 bytes as JSON
+    [too_big] = await harness.workers.complete((first.token, big))
+    assert _field_violations(too_big.status) == [
+        ("completions[0].result", f"must be at most {cap} bytes as JSON, got {cap + 11}")
+    ]
+    details = struct_pb2.Struct()
+    details.update(big)
+    failed, kept = await harness.workers.fail(
+        pb.JobFailure(
+            token=second.token, category="crash", code="X", retryable=False, details=details
+        ),
+        pb.JobFailure(token=third.token, category="crash", code="X", retryable=False),
+    )
+    assert failed.status.code == code_pb2.INVALID_ARGUMENT
+    assert _field_violations(failed.status) == [
+        ("failures[0].details", f"must be at most {cap} bytes as JSON, got {cap + 11}")
+    ]
+    assert kept.job_status == "dead_lettered"
+    statuses = [(await harness.row(j.job.job_id)).status for j in (first, second)]
+    assert statuses == ["leased", "leased"]
+    just_fits = {"blob": "x" * (cap - 11)}
+    [done] = await harness.workers.complete((first.token, just_fits))
+    assert done.job_status == "succeeded"
 
 
 async def test_a_payload_nested_deeper_than_30_levels_is_refused_over_grpc(
