@@ -327,10 +327,12 @@ class Watch(Protocol):
 def _worker_violation(worker_id: str) -> Violation | None:
     if not worker_id.strip():
         return Violation("workerId", "is required")
-    if len(worker_id) > WORKER_ID_MAX or has_control(worker_id):
+    if len(worker_id) > WORKER_ID_MAX:
         return Violation(
-            "workerId", f"must be 1 to {WORKER_ID_MAX} printable characters, got {len(worker_id)}"
+            "workerId", f"must be at most {WORKER_ID_MAX} characters, got {len(worker_id)}"
         )
+    if has_control(worker_id):
+        return Violation("workerId", f"must not contain control characters, got {shown(worker_id)}")
     return None
 
 

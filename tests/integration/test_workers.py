@@ -500,6 +500,25 @@ async def test_malformed_lease_is_invalid_argument(
     assert {field for field, _ in err.value.violations} == violations
 
 
+@pytest.mark.parametrize(
+    ("worker_id", "said"),
+    [
+        ("w" * 201, "must be at most 200 characters, got 201"),
+        ("w\x00", "must not contain control characters, got 'w\\x00'"),
+        ("w\x7f1", "must not contain control characters, got 'w\\x7f1'"),
+    ],
+)
+async def test_a_bad_worker_id_is_said_as_what_is_wrong(
+    harness: Harness, worker_id: str, said: str
+) -> None:
+    """A control character was "must be 1 to 200 printable characters, got 2"."""
+    request = pb.LeaseJobsRequest(worker_id=worker_id, job_types=["a.b"], max_jobs=1)
+    with pytest.raises(ApiError) as err:
+        await harness.workers.call("LeaseJobs", request, pb.LeaseJobsResponse)
+    assert err.value.code == "INVALID_ARGUMENT"
+    assert err.value.violations == [("workerId", said)]
+
+
 async def test_malformed_failure_fails_only_its_item(harness: Harness) -> None:
     await harness.enqueue("mixed.batch", 2)
     first, second = await harness.workers.lease(["mixed.batch"], max_jobs=2)
