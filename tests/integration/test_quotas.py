@@ -675,7 +675,7 @@ async def test_raising_or_deleting_a_quota_releases_the_jobs_it_throttled(
     quota = await grpc_quotas.create_quota("held", burst=1, refill_per_second=0.000001)
     for _ in range(3):
         await _job(app, tenant, "held", "queued")
-    leases = SqlLeases(app.db, Wakeups())
+    leases = SqlLeases(app.db, Wakeups(), app.clocks.wall)  # the server's clock
     request = _lease_request(tenant, "held")
     now = leases.now()
     assert len((await leases.lease(request, now)).jobs) == 1
@@ -701,7 +701,7 @@ async def test_an_unchanged_update_leaves_throttled_jobs_waiting(
     quota = await grpc_quotas.create_quota("still", burst=1, refill_per_second=0.000001)
     for _ in range(2):
         await _job(app, tenant, "still", "queued")
-    leases = SqlLeases(app.db, Wakeups())
+    leases = SqlLeases(app.db, Wakeups(), app.clocks.wall)  # the server's clock
     request = _lease_request(tenant, "still")
     assert len((await leases.lease(request, leases.now())).jobs) == 1
     [before] = await _rows(app, _jobs, _jobs.c.tenant_id == tenant, _jobs.c.status == "throttled")
