@@ -16,9 +16,17 @@ from clients.transports.base import ResponseT, full_method
 DETAILS_KEY = "grpc-status-details-bin"
 
 
+# Answers of any size: gRPC's default cap on a received message is 4 MiB, and a
+# LeaseJobs answer of a dozen jobs with 64 KB JSON payloads (numbers grow ~5x as
+# google.protobuf.Value) passed it. The leases were already taken, so the refused
+# answer lost them: each job waited for its lease to expire, again at every retry,
+# until it was dead-lettered without having run. The caller trusts its server.
+CHANNEL_OPTIONS = (("grpc.max_receive_message_length", -1),)
+
+
 class GrpcTransport:
     def __init__(self, target: str, *, timeout: float | None = 30.0) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._timeout = timeout
         self._stubs: dict[str, Any] = {}
 

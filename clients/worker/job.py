@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from google.protobuf import struct_pb2
+from google.rpc import status_pb2
 
 from clients.json_values import JsonValue, from_value, to_value
 from orchestrator.jobengine.v1 import job_pb2
@@ -111,6 +112,13 @@ class JobFailed(Exception):
                 self.details = to_value(dict(details)).struct_value
             except TypeError as exc:
                 raise ValueError(f"details must be a JSON object: {exc}") from exc
+
+    def without_details(self, refusal: status_pb2.Status) -> JobFailed:
+        """This failure without its details, which the server refused (`refusal`, e.g.
+        over its size cap); the message says so."""
+        note = f"(details refused: {refusal.message})"
+        message = f"{self.message} {note}" if self.message else note
+        return JobFailed(self.category, self.code, message, retryable=self.retryable)
 
     def to_failure(self, token: pb.FencingToken) -> pb.JobFailure:
         """The `JobFailure` item that reports this error for the lease `token`."""

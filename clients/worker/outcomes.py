@@ -9,7 +9,8 @@ the server will retry the jobs. Per-item refusals are never retried: a stale fen
 token (FAILED_PRECONDITION) means the job was canceled or its lease was lost, and a
 second try would be refused the same way. A completion refused as INVALID_ARGUMENT
 (a result over the server's size cap) becomes a non-retryable failure of the job
-instead, so the job does not sit leased until its lease expires.
+instead, and a failure so refused (details over the cap) is sent again without its
+details, so the job does not sit leased until its lease expires.
 """
 
 from __future__ import annotations
@@ -149,7 +150,15 @@ class OutcomeBatcher:
                 self._settled(outcome, None, exc)
             return
         for outcome, result in zip(batch, results, strict=True):
-            self._settled(outcome, result, None)
+            failure = outcome.failure
+            if (
+                result.status.code == code_pb2.INVALID_ARGUMENT
+                and failure is not None
+                and failure.details is not None
+            ):  # details over the server's cap: the failure still counts, without them
+                self.add(Outcome(outcome.job, failure=failure.without_details(result.status)))
+            else:
+                self._settled(outcome, result, None)
 
     async def _with_retries(
         self, what: str, send: Callable[[], Awaitable[list[pb.JobOutcome]]]

@@ -5,14 +5,18 @@ Transient failures are retried with capped exponential backoff plus random jitte
 come back together: tenacity's `wait_exponential_jitter`, the Google Cloud retry
 strategy). Transient are the gRPC codes that the gRPC status-code guide
 and AIP-194 call retryable — UNAVAILABLE (the server is down or restarting, the
-usual case), RESOURCE_EXHAUSTED and ABORTED — plus DEADLINE_EXCEEDED and CANCELLED,
-safe here because every WorkerService write is fenced (a repeated completion of a job
-already completed is refused for its item, FAILED_PRECONDITION, and changes nothing),
-and a token endpoint that cannot be reached or answers 5xx. A worker never cancels a
-call itself with that status (its own cancellations are asyncio's), so a CANCELLED
-call was cut by the other side: a gRPC server shutting down cancels the calls that
-raced its shutdown (seen in tests/integration/test_faults.py). Anything else (a refused
-credential, a missing scope, a malformed request) is a mistake retrying cannot fix.
+usual case), RESOURCE_EXHAUSTED and ABORTED — plus DEADLINE_EXCEEDED, CANCELLED,
+INTERNAL and UNKNOWN, safe here because every WorkerService write is fenced (a
+repeated completion of a job already completed is refused for its item,
+FAILED_PRECONDITION, and changes nothing), and a token endpoint that cannot be reached
+or answers 5xx. A worker never cancels a call itself with that status (its own
+cancellations are asyncio's), so a CANCELLED call was cut by the other side: a gRPC
+server shutting down cancels the calls that raced its shutdown (seen in
+tests/integration/test_faults.py). INTERNAL is what the server answers for a deadlock,
+a full connection pool or a busy SQLite file: a worker that stopped on it stopped the
+whole fleet at once, where River's and Temporal's pollers carry on with backoff.
+Anything else (a refused credential, a missing scope, a malformed request, a token URL
+with no http(s) scheme) is a mistake retrying cannot fix.
 """
 
 from __future__ import annotations
@@ -32,7 +36,15 @@ from tenacity.stop import StopBaseT
 from clients.errors import ApiError
 
 TRANSIENT_CODES = frozenset(
-    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"}
+    {
+        "UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "RESOURCE_EXHAUSTED",
+        "ABORTED",
+        "CANCELLED",
+        "INTERNAL",
+        "UNKNOWN",
+    }
 )
 INITIAL_DELAY_SECONDS = 0.05
 MAX_DELAY_SECONDS = 5.0
@@ -45,7 +57,8 @@ def is_transient(exc: BaseException) -> bool:
     """Whether a retry of the failed call may succeed (see the module docstring)."""
     if isinstance(exc, ApiError):
         return exc.code in TRANSIENT_CODES or (exc.http_status or 0) >= 500
-    return isinstance(exc, httpx.TransportError)
+    # UnsupportedProtocol is a TransportError too: a token URL without http(s)://.
+    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol)
 
 
 def retrying(

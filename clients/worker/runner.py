@@ -223,11 +223,15 @@ class Worker:
             for sig in signals:
                 loop.remove_signal_handler(sig)
             self._outcomes.close()
-            # Only when `run` itself was cancelled do handlers still run here.
+            # Handlers still run here when `run` itself was cancelled, or when one
+            # ignored its cancellation after the grace period (`_finish_running` said
+            # so): waiting for that one without a bound hung the drain for good.
             handlers = [h.task for h in self._held.values() if h.task is not None]
             for task in (flusher, beats, *handlers):
                 task.cancel()
-            await asyncio.gather(flusher, beats, *handlers, return_exceptions=True)
+            await asyncio.gather(flusher, beats, return_exceptions=True)
+            if handlers:
+                await asyncio.wait(handlers, timeout=CANCEL_WAIT_SECONDS)
             if self._owns_transport:
                 await self._transport.close()
         logger.info("worker %s stopped", self.worker_id)
@@ -308,9 +312,20 @@ class Worker:
             try:
                 result = await self._handler(job)
             except asyncio.CancelledError:
-                if held.stop is None:
-                    raise  # cancelled from outside the worker
-                self._stopped(held)
+                if held.stop is not None:
+                    self._stopped(held)
+                    return
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this task cancelled from outside the worker (`run` was)
+                # Raised by something the handler awaited (a task another job's
+                # handler shared and someone cancelled), not by a cancel of this job:
+                # re-raised, the job stayed held and heartbeated until the process
+                # ended. It fails as any other handler error does.
+                failure = JobFailed(
+                    "handler", "UNHANDLED", "CancelledError: an awaited task was cancelled"
+                )
+                self._report(held, Outcome(job, failure=failure))
                 return
             except JobFailed as failed:
                 self._report(held, Outcome(job, failure=failed))

@@ -5,6 +5,7 @@ delivered to the handler, SIGTERM drain finishing the jobs in flight."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from clients.transports.base import Transport
 from clients.transports.grpc import GrpcTransport
 from clients.transports.rest import RestTransport
 from clients.worker import JobFailed, LeasedJob, Worker
+from clients.worker.runner import CANCEL_WAIT_SECONDS
 from orchestrator.jobengine.v1 import job_pb2
 from orchestrator.jobengine.v1 import jobs_service_pb2 as jobs_pb
 from server.app import Application
@@ -428,6 +430,117 @@ async def test_a_job_still_running_after_the_grace_period_is_failed_for_a_retry(
         1,
     )
     assert error.message == "the worker stopped before the handler finished (grace period 0.2 s)"
+
+
+async def test_a_lease_answer_over_4_mib_is_received(
+    jobs: JobsClient, source_id: str, grpc_target: str, credentials: ClientCredentials
+) -> None:
+    """gRPC's default cap on a received message is 4 MiB; 26 jobs with 64 KB JSON
+    arrays of numbers (176 KB each as google.protobuf.Value: 11 bytes a number)
+    passed it. The answer was refused after the server had taken the leases:
+    every job ran out its lease, attempt after attempt, and was dead-lettered without
+    having run once."""
+    payload = {"samples": [1] * 16_000}  # 64,013 bytes as the server's JSON ("1.0,")
+    job_ids = [await enqueue(jobs, "sdk.big", source_id, payload) for _ in range(26)]
+    seen: list[int] = []
+
+    async def handler(job: LeasedJob) -> object:
+        assert isinstance(job.payload, dict)
+        samples = job.payload["samples"]
+        assert isinstance(samples, list)
+        seen.append(len(samples))
+        return {"n": len(samples)}
+
+    worker = make_worker(grpc_target, credentials, "sdk.big", handler, concurrency=26)
+    async with running(worker):
+        for job_id in job_ids:
+            got = await settled(jobs, job_id)
+            assert got.job.attempts == 1
+    assert seen == [16_000] * 26
+
+
+async def test_details_the_server_refuses_are_dropped_and_the_failure_still_counts(
+    jobs: JobsClient, source_id: str, grpc_target: str, credentials: ClientCredentials
+) -> None:
+    """Failure details over the server's cap (64 KiB as JSON) are refused for their
+    item; the SDK forgot the job, which sat leased until its lease expired and then
+    ran again, its handler's error and non-retryable choice lost."""
+
+    async def handler(job: LeasedJob) -> object:
+        raise JobFailed(
+            "validation", "TOO_MUCH", "see details", retryable=False, details={"d": "x" * 70_000}
+        )
+
+    job_id = await enqueue(jobs, "sdk.verbose", source_id, max_attempts=5, backoff=NO_BACKOFF)
+    async with running(make_worker(grpc_target, credentials, "sdk.verbose", handler)):
+        got = await settled(jobs, job_id, ["dead_lettered"])
+    assert got.job.attempts == 1
+    error = got.job.last_error
+    assert (error.category, error.code, error.retryable) == ("validation", "TOO_MUCH", False)
+    assert error.message == (
+        "see details (details refused: failures[0].details: must be at most 65536 bytes"
+        " as JSON, got 70008)"
+    )
+    [failed] = [e for e in got.history if e.type == "job.dead_lettered"]
+    assert len(failed.data.fields["details"].struct_value.fields) == 0  # none sent
+
+
+async def test_a_cancelled_task_the_handler_awaited_fails_the_job_and_frees_it(
+    jobs: JobsClient, source_id: str, grpc_target: str, credentials: ClientCredentials
+) -> None:
+    """A CancelledError that was not the worker's (a shared task someone else
+    cancelled) was re-raised: the job stayed held, heartbeated for as long as the
+    process lived. It fails as any handler error does, and is retried."""
+    shared: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def handler(job: LeasedJob) -> object:
+        if job.attempt == 1:
+            asyncio.get_running_loop().call_later(0.05, shared.cancel)
+            await shared  # raises CancelledError in this handler's own task
+        return {"attempt": job.attempt}
+
+    job_id = await enqueue(jobs, "sdk.shared", source_id, max_attempts=3, backoff=NO_BACKOFF)
+    async with running(make_worker(grpc_target, credentials, "sdk.shared", handler)):
+        got = await settled(jobs, job_id)
+    assert got.job.attempts == 2
+    failed = [e for e in got.history if e.type == "job.failed"]
+    assert len(failed) == 1
+    assert history(got) == [
+        "job.enqueued",
+        "job.leased",
+        "job.failed",
+        "job.leased",
+        "job.succeeded",
+    ]
+
+
+async def test_drain_returns_though_a_handler_ignores_its_cancellation(
+    jobs: JobsClient, source_id: str, grpc_target: str, credentials: ClientCredentials
+) -> None:
+    """After the grace period the worker cancels a running handler and waits
+    CANCEL_WAIT_SECONDS; one that swallowed the cancellation was then awaited without
+    a bound, so `run` never returned."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def handler(job: LeasedJob) -> object:
+        started.set()
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+        return None
+
+    await enqueue(jobs, "sdk.deaf", source_id, max_attempts=3)
+    worker = make_worker(grpc_target, credentials, "sdk.deaf", handler, grace_period=0.2)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started.wait(), WAIT_SECONDS)
+    began = time.monotonic()
+    worker.drain()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), 0.2 + 2 * CANCEL_WAIT_SECONDS + 5)
+        assert task.done()
+    finally:
+        release.set()
+    assert time.monotonic() - began < 0.2 + 2 * CANCEL_WAIT_SECONDS + 5
 
 
 class Relay:

@@ -110,6 +110,11 @@ def test_job_failed_details_must_be_json() -> None:
         (ApiError("RESOURCE_EXHAUSTED", "busy"), True),
         (ApiError("ABORTED", "conflict"), True),
         (ApiError("CANCELLED", "the server shut down"), True),
+        # A deadlock, a full pool or a busy SQLite file on the server.
+        (ApiError("INTERNAL", "deadlock detected"), True),
+        (ApiError("UNKNOWN", "unexpected"), True),
+        (ApiError("INVALID_ARGUMENT", "bad"), False),
+        (httpx.UnsupportedProtocol("no scheme in 'localhost:5099/oauth/token'"), False),
         (ApiError("server_error", "token endpoint", http_status=503), True),
         (ApiError("FAILED_PRECONDITION", "stale"), False),
         (ApiError("PERMISSION_DENIED", "scope"), False),
